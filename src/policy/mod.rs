@@ -1,0 +1,160 @@
+//! The policy language of AWS KMS key policies and IAM identity policies: parsing,
+//! validation and evaluation. Pure: no I/O, no clock (the request carries the time),
+//! no logging. Every answer is an [`Evaluation`] that carries its reasons; the
+//! simulator, the audit log and the filesystem's EACCES all use that one value.
+//!
+//! OWNER: policy helper. The public types below are the contract other modules code
+//! against; extend them, do not rename them.
+
+use std::collections::BTreeMap;
+
+/// A parsed, validated policy document. Keeps the original text (GetKeyPolicy returns it).
+#[derive(Debug, Clone)]
+pub struct PolicyDocument {
+    pub text: String,
+    // parsed statements: owned by the policy helper
+}
+
+/// Why a document was refused. Its Display is the user-facing message of a
+/// `MalformedPolicyDocumentException`: it names the statement (index or Sid), the field
+/// and what was expected.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct PolicyError {
+    pub message: String,
+}
+
+impl PolicyDocument {
+    pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
+        let _ = text;
+        unimplemented!("policy helper")
+    }
+}
+
+/// Who is calling. `arn == None` is the anonymous principal (only `"Principal": "*"`
+/// statements can match it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub arn: Option<String>,
+    /// The principal's account (for anonymous callers: empty).
+    pub account: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// An identity (IAM) policy attached to the caller.
+#[derive(Debug, Clone)]
+pub struct IdentityPolicy {
+    /// File name or "inline:<n>": shown in reasons.
+    pub name: String,
+    pub document: PolicyDocument,
+}
+
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// A grant as the key service stores it; the evaluator only reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub name: Option<String>,
+    pub key_arn: String,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub issuing_account: String,
+    /// AWS operation names without prefix: "Decrypt", "GenerateDataKey", "CreateGrant", ...
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraints>,
+    /// Seconds since the Unix epoch.
+    pub creation_date: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantConstraints {
+    pub encryption_context_equals: Option<EncryptionContext>,
+    pub encryption_context_subset: Option<EncryptionContext>,
+}
+
+/// Values of request-specific condition keys, set by the key service: kms:ViaService,
+/// kms:GrantOperations, kms:GranteePrincipal, kms:RetiringPrincipal,
+/// kms:GrantIsForAWSResource, kms:BypassPolicyLockoutSafetyCheck, kms:RequestAlias,
+/// kms:ResourceAliases, kms:KeySpec, ... Global keys (aws:PrincipalArn, aws:username,
+/// aws:CurrentTime, kms:CallerAccount, kmsfs:Uid, kms:EncryptionContext:*, ...) are
+/// derived by the evaluator from the [`Request`]'s other fields.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Keys are stored lowercased (condition key names are case-insensitive).
+    values: BTreeMap<String, Vec<String>>,
+}
+
+impl RequestContext {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets a single-valued key.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_ascii_lowercase(), vec![value.into()]);
+    }
+    /// Sets a multi-valued key (e.g. kms:GrantOperations).
+    pub fn set_multi(&mut self, key: &str, values: Vec<String>) {
+        self.values.insert(key.to_ascii_lowercase(), values);
+    }
+    pub fn get(&self, key: &str) -> Option<&[String]> {
+        self.values.get(&key.to_ascii_lowercase()).map(|v| v.as_slice())
+    }
+}
+
+/// One authorization question.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub principal: &'a Principal,
+    /// "kms:Decrypt" etc.
+    pub action: &'a str,
+    /// The key ARN.
+    pub resource: &'a str,
+    /// The account that owns the key.
+    pub resource_account: &'a str,
+    pub encryption_context: Option<&'a EncryptionContext>,
+    pub context: &'a RequestContext,
+    /// Seconds since the Unix epoch (aws:CurrentTime, aws:EpochTime).
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Decision {
+    #[serde(rename = "allowed")]
+    Allowed,
+    #[serde(rename = "explicitDeny")]
+    ExplicitDeny,
+    #[serde(rename = "implicitDeny")]
+    ImplicitDeny,
+}
+
+/// What decided (or contributed to) an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "Source")]
+pub enum Reason {
+    KeyPolicy { sid: Option<String>, index: usize, effect: String },
+    IdentityPolicy { name: String, sid: Option<String>, index: usize, effect: String },
+    Grant { grant_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    pub decision: Decision,
+    pub matched: Vec<Reason>,
+    /// Human-readable explanation lines ("the key policy delegates to IAM via the root
+    /// statement but no identity policy allows kms:Decrypt", ...).
+    pub notes: Vec<String>,
+}
+
+/// Evaluates `req` against the key policy, the caller's identity policies and the key's
+/// grants exactly as AWS KMS does.
+pub fn evaluate(
+    req: &Request<'_>,
+    key_policy: &PolicyDocument,
+    identity_policies: &[IdentityPolicy],
+    grants: &[Grant],
+) -> Evaluation {
+    let _ = (req, key_policy, identity_policies, grants);
+    unimplemented!("policy helper")
+}
