@@ -96,8 +96,19 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
         };
     }
 
-    let kp = field(case, defaults, "key_policy").ok_or("case has no key_policy")?;
-    let key_policy = PolicyDocument::parse(&policy_text(kp)).map_err(|e| format!("key_policy: {}", e.message))?;
+    let mut kp = field(case, defaults, "key_policy").ok_or("case has no key_policy")?.clone();
+    // "condition": shorthand for "the key policy, with this Condition block on its last
+    // statement" (keeps condition tables short).
+    if let Some(cond) = case.get("condition") {
+        let last = kp
+            .get_mut("Statement")
+            .and_then(Value::as_array_mut)
+            .and_then(|a| a.last_mut())
+            .and_then(Value::as_object_mut)
+            .ok_or("\"condition\" needs a key_policy whose Statement is an array")?;
+        last.insert("Condition".into(), cond.clone());
+    }
+    let key_policy = PolicyDocument::parse(&policy_text(&kp)).map_err(|e| format!("key_policy: {}", e.message))?;
     let mut identity = Vec::new();
     if let Some(Value::Object(ips)) = field(case, defaults, "identity_policies") {
         for (name, doc) in ips {
