@@ -4,10 +4,15 @@
 //! Never does I/O: the filesystem reads and writes the bytes, this module seals and
 //! opens them.
 
-use crate::crypto::{DataKey, Sealer};
+use crate::crypto::{hkdf_sealing_key, CryptoError, DataKey, Sealer};
 
 use super::header::{FileHeader, FileId};
-use super::FormatError;
+use super::{FormatError, BLOCK_OVERHEAD, BLOCK_SIZE, HEADER_LEN, SEALED_BLOCK_SIZE};
+
+const BLOCK: u64 = BLOCK_SIZE as u64;
+const SEALED: u64 = SEALED_BLOCK_SIZE as u64;
+const OVERHEAD: u64 = BLOCK_OVERHEAD as u64;
+const HEADER: u64 = HEADER_LEN as u64;
 
 /// HKDF info label of the content key (derived from the data key, salt = file id).
 pub const CONTENT_KEY_INFO: &[u8] = b"kmsfs v1 content key";
@@ -16,26 +21,36 @@ pub const CONTENT_KEY_INFO: &[u8] = b"kmsfs v1 content key";
 /// included). [`FormatError::BadBackingLength`] for lengths no file can have (shorter
 /// than the header, or a last block of 1..=28 bytes).
 pub fn plaintext_size(backing_len: u64) -> Result<u64, FormatError> {
-    let _ = backing_len;
-    unimplemented!()
+    let bad = FormatError::BadBackingLength { backing_len };
+    let Some(content) = backing_len.checked_sub(HEADER) else {
+        return Err(bad);
+    };
+    let (full, rest) = (content / SEALED, content % SEALED);
+    match rest {
+        0 => Ok(full * BLOCK),
+        1..=OVERHEAD => Err(bad),
+        _ => Ok(full * BLOCK + rest - OVERHEAD),
+    }
 }
 
 /// Backing length of a file with `plaintext_len` plaintext bytes (header included).
 pub fn backing_len(plaintext_len: u64) -> u64 {
-    let _ = plaintext_len;
-    unimplemented!()
+    let (full, rest) = (plaintext_len / BLOCK, plaintext_len % BLOCK);
+    let last = if rest == 0 { 0 } else { rest + OVERHEAD };
+    // Saturates for sizes no filesystem can hold rather than wrapping.
+    HEADER
+        .saturating_add(full.saturating_mul(SEALED))
+        .saturating_add(last)
 }
 
 /// Backing offset where sealed block `index` starts.
 pub fn block_offset(index: u64) -> u64 {
-    let _ = index;
-    unimplemented!()
+    HEADER.saturating_add(index.saturating_mul(SEALED))
 }
 
 /// Number of blocks holding `plaintext_len` bytes (0 for an empty file).
 pub fn block_count(plaintext_len: u64) -> u64 {
-    let _ = plaintext_len;
-    unimplemented!()
+    plaintext_len.div_ceil(BLOCK)
 }
 
 /// Sealed length of a block holding `plain_len` (1..=4096) plaintext bytes.
@@ -71,8 +86,24 @@ impl BlockSpan {
 /// The blocks touched by plaintext bytes `[offset, offset + len)`, in order. Empty for
 /// `len == 0`. Saturates instead of overflowing near `u64::MAX`.
 pub fn block_spans(offset: u64, len: u64) -> impl Iterator<Item = BlockSpan> {
-    let _ = (offset, len);
-    std::iter::empty::<BlockSpan>()
+    let end = offset.saturating_add(len);
+    let mut pos = offset;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let index = pos / BLOCK;
+        let block_start = index * BLOCK;
+        let start = pos - block_start;
+        let stop = (end - block_start).min(BLOCK);
+        pos = block_start + stop;
+        // start < stop <= BLOCK_SIZE, so both fit in usize.
+        Some(BlockSpan {
+            index,
+            start: start as usize,
+            end: stop as usize,
+        })
+    })
 }
 
 /// Seals and opens the blocks of one file. Built once per open file: the commitment is
@@ -94,8 +125,21 @@ impl ContentCipher {
     /// then derives the content key HKDF-SHA256(data key, salt = file id,
     /// info = [`CONTENT_KEY_INFO`]).
     pub fn new(data_key: &DataKey, header: &FileHeader) -> Result<ContentCipher, FormatError> {
-        let _ = (data_key, header);
-        unimplemented!()
+        header.verify_commitment(data_key)?;
+        let content_key = hkdf_sealing_key(data_key, &header.file_id, CONTENT_KEY_INFO);
+        Ok(ContentCipher {
+            file_id: header.file_id,
+            sealer: Sealer::new(&content_key),
+        })
+    }
+
+    /// `file id (16) || block index (u64 BE)`, on the stack.
+    fn aad(&self, index: u64) -> [u8; 24] {
+        let mut aad = [0u8; 24];
+        let (id, idx) = aad.split_at_mut(16);
+        id.copy_from_slice(&self.file_id);
+        idx.copy_from_slice(&index.to_be_bytes());
+        aad
     }
 
     /// The file id this cipher binds blocks to.
@@ -111,8 +155,16 @@ impl ContentCipher {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
-        let _ = (index, plaintext, out, &self.sealer);
-        unimplemented!()
+        if plaintext.is_empty() || plaintext.len() > BLOCK_SIZE {
+            return Err(FormatError::BlockTooLarge {
+                len: plaintext.len(),
+            });
+        }
+        self.sealer
+            .seal_into(&self.aad(index), plaintext, out)
+            // Encryption itself cannot fail for a block this size; only drawing the
+            // nonce from the OS can.
+            .map_err(|_: CryptoError| FormatError::Random)
     }
 
     /// Opens sealed block `index` into `out` (cleared first). An all-zero region is a
@@ -124,7 +176,22 @@ impl ContentCipher {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
-        let _ = (index, sealed, out);
-        unimplemented!()
+        if sealed.len() <= BLOCK_OVERHEAD || sealed.len() > SEALED_BLOCK_SIZE {
+            out.clear();
+            return Err(FormatError::BadBlockLength {
+                block: index,
+                len: sealed.len(),
+            });
+        }
+        // A hole. `all` stops at the first non-zero byte, so for a real block (random
+        // nonce) this costs one comparison.
+        if sealed.iter().all(|&b| b == 0) {
+            out.clear();
+            out.resize(sealed.len() - BLOCK_OVERHEAD, 0);
+            return Ok(());
+        }
+        self.sealer
+            .open_into(&self.aad(index), sealed, out)
+            .map_err(|_| FormatError::Authentication { block: index })
     }
 }

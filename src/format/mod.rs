@@ -166,6 +166,22 @@ impl FormatError {
     /// True for errors meaning the on-disk bytes are damaged or were tampered with
     /// (the filesystem answers `EIO`), as opposed to bad requests or missing files.
     pub fn is_integrity_failure(&self) -> bool {
-        unimplemented!()
+        use FormatError::*;
+        match self {
+            Io { .. } | IoNoPath(_) | Random => false,
+            AlreadyInitialized { .. } | NotEmpty { .. } | NotAVolume { .. } => false,
+            DirMetaExists { .. } | InvalidName { .. } | BlockTooLarge { .. } => false,
+            // A backing name that is not ours is skipped, not a damaged file.
+            NotEncryptedName { .. } => false,
+            BadMetadataField { .. } | BadMetadataFile { .. } | MetadataAuthentication { .. } => {
+                true
+            }
+            MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
+            HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
+                true
+            }
+            BadHeaderField { .. } | NonZeroPadding | KeyCommitment => true,
+            Authentication { .. } | BadBackingLength { .. } | BadBlockLength { .. } => true,
+        }
     }
 }
