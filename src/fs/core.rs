@@ -276,31 +276,22 @@ impl Core {
     }
 
     /// The key for a new file in `dir`: the nearest enclosing directory's key rule, else
-    /// the volume's default key. Walks the backing directories upwards by descriptor.
-    fn key_for_new_file(&self, dir: &Node, names: &DirNames) -> Result<String, FsError> {
-        if let Some(key) = &names.meta.key_rule {
-            return Ok(key.clone());
-        }
+    /// the volume's default key. Walks the backing directories upwards by descriptor and
+    /// reads each one's metadata fresh, so a key rule set while mounted applies at once.
+    fn key_for_new_file(&self, dir: &Node) -> Result<String, FsError> {
         let mut current: Option<OwnedFd> = None;
-        let mut id = backing_id(&stat_fd(&dir.fd)?);
-        while id != self.root_id {
-            let up = match &current {
-                Some(fd) => openat(fd, "..", path_flags() | OFlag::O_DIRECTORY, Mode::empty())?,
-                None => openat(
-                    &dir.fd,
-                    "..",
-                    path_flags() | OFlag::O_DIRECTORY,
-                    Mode::empty(),
-                )?,
-            };
-            id = backing_id(&stat_fd(&up)?);
-            let meta = names::load_dir_meta(&up, &self.secrets.metadata)?;
+        loop {
+            let fd = current.as_ref().unwrap_or(&dir.fd);
+            let meta = names::load_dir_meta(fd, &self.secrets.metadata)?;
             if let Some(key) = meta.key_rule {
                 return Ok(key);
             }
+            if backing_id(&stat_fd(fd)?) == self.root_id {
+                return Ok(self.volume.default_key.clone());
+            }
+            let up = openat(fd, "..", path_flags() | OFlag::O_DIRECTORY, Mode::empty())?;
             current = Some(up);
         }
-        Ok(self.volume.default_key.clone())
     }
 
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
@@ -442,8 +433,8 @@ impl Core {
         flags: i32,
     ) -> Result<(FileAttr, u64), FsError> {
         self.writable()?;
-        let (dir, names, backing) = self.parent_and_name(parent, name)?;
-        let key_id = self.key_for_new_file(&dir, &names)?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let key_id = self.key_for_new_file(&dir)?;
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
         names::write_sidecar(&dir.fd, &backing)?;

@@ -26,5 +26,5 @@ mod names;
 mod sys;
 
 pub use error::FsError;
-pub use mount::{mount, unmount, MountSession, MountSpec};
+pub use mount::{init_volume, mount, unmount, MountSession, MountSpec};
 pub use names::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX, XATTR_KEY_INFO};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 
+use crate::format::{DirMeta, MetadataKey, VolumeConfig};
 use crate::kms::provider::DataKeys;
 
 use super::core::Core;
@@ -178,6 +179,22 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
         session: Some(session),
         core,
     })
+}
+
+/// Creates a new volume in `backing` (which must be empty or absent) whose new files use
+/// `default_key`: writes the volume file, authenticates it with the volume secret the key
+/// service holds for the new volume id, and writes the root directory's metadata.
+pub fn init_volume(
+    backing: &Path,
+    default_key: &str,
+    keys: &dyn DataKeys,
+) -> Result<VolumeConfig, FsError> {
+    let mut volume = VolumeConfig::create(backing, default_key)?;
+    let secret = keys.volume_secret(&volume.volume_id)?;
+    let key = MetadataKey::new(&secret);
+    volume.save(backing, &key)?;
+    DirMeta::create(backing, None, &key)?;
+    Ok(volume)
 }
 
 /// Unmounts `mountpoint` lazily (MNT_DETACH; via `fusermount3 -u -z` when not root):
