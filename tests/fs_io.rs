@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use fs_support::*;
@@ -488,6 +488,42 @@ fn concurrent_writers_of_one_block_never_lose_each_others_bytes() {
             );
         }
     }
+}
+
+#[test]
+fn readers_never_see_a_block_half_rewritten() {
+    let m = Mounted::new(&[]);
+    let p = m.path("rewritten");
+    fs::write(&p, vec![1u8; 8 * B]).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (p, stop) = (&p, &stop);
+        s.spawn(move || {
+            let f = OpenOptions::new().write(true).open(p).unwrap();
+            for round in 0..150u32 {
+                f.write_all_at(&vec![(round % 250) as u8 + 1; 8 * B], 0).unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        for _ in 0..2 {
+            s.spawn(move || {
+                // O_DIRECT: every read goes to the daemon, none is served from cache.
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(p)
+                    .unwrap();
+                let mut buf = vec![0u8; 8 * B];
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let n = f.read_at(&mut buf, 0).expect("read during rewrite");
+                    assert_eq!(n, 8 * B);
+                    for block in buf.chunks(B) {
+                        assert!(block.iter().all(|&b| b == block[0]), "torn block");
+                    }
+                }
+            });
+        }
+    });
 }
 
 #[test]
