@@ -53,9 +53,16 @@ pub struct Event {
 #[non_exhaustive]
 pub enum AuditError {
     #[error("audit log {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("audit log {path}, record {line}: {reason}")]
-    Corrupt { path: String, line: u64, reason: String },
+    Corrupt {
+        path: String,
+        line: u64,
+        reason: String,
+    },
 }
 
 /// The open log; `append` is safe from many threads.

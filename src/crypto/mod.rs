@@ -252,15 +252,24 @@ mod tests {
         let key = SealingKey::generate().unwrap();
         let sealed = seal(&key, b"aad", b"hello").unwrap();
         assert_eq!(&open(&key, b"aad", &sealed).unwrap()[..], b"hello");
-        assert_eq!(open(&key, b"aaD", &sealed), Err(CryptoError::Authentication));
+        assert_eq!(
+            open(&key, b"aaD", &sealed),
+            Err(CryptoError::Authentication)
+        );
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
             assert_eq!(open(&key, b"aad", &bad), Err(CryptoError::Authentication));
         }
-        assert_eq!(open(&key, b"aad", &sealed[..10]), Err(CryptoError::Truncated));
+        assert_eq!(
+            open(&key, b"aad", &sealed[..10]),
+            Err(CryptoError::Truncated)
+        );
         let other = SealingKey::generate().unwrap();
-        assert_eq!(open(&other, b"aad", &sealed), Err(CryptoError::Authentication));
+        assert_eq!(
+            open(&other, b"aad", &sealed),
+            Err(CryptoError::Authentication)
+        );
     }
 
     #[test]

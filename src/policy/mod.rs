@@ -29,6 +29,13 @@ impl PolicyDocument {
         let _ = text;
         unimplemented!("policy helper")
     }
+
+    /// Parses an identity (IAM) policy: like [`PolicyDocument::parse`] but a statement
+    /// must not carry Principal/NotPrincipal.
+    pub fn parse_identity(text: &str) -> Result<PolicyDocument, PolicyError> {
+        let _ = text;
+        unimplemented!("policy helper")
+    }
 }
 
 /// Who is calling. `arn == None` is the anonymous principal (only `"Principal": "*"`
@@ -92,14 +99,17 @@ impl RequestContext {
     }
     /// Sets a single-valued key.
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.values.insert(key.to_ascii_lowercase(), vec![value.into()]);
+        self.values
+            .insert(key.to_ascii_lowercase(), vec![value.into()]);
     }
     /// Sets a multi-valued key (e.g. kms:GrantOperations).
     pub fn set_multi(&mut self, key: &str, values: Vec<String>) {
         self.values.insert(key.to_ascii_lowercase(), values);
     }
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.values.get(&key.to_ascii_lowercase()).map(|v| v.as_slice())
+        self.values
+            .get(&key.to_ascii_lowercase())
+            .map(|v| v.as_slice())
     }
 }
 
@@ -133,9 +143,20 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "Source")]
 pub enum Reason {
-    KeyPolicy { sid: Option<String>, index: usize, effect: String },
-    IdentityPolicy { name: String, sid: Option<String>, index: usize, effect: String },
-    Grant { grant_id: String },
+    KeyPolicy {
+        sid: Option<String>,
+        index: usize,
+        effect: String,
+    },
+    IdentityPolicy {
+        name: String,
+        sid: Option<String>,
+        index: usize,
+        effect: String,
+    },
+    Grant {
+        grant_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
