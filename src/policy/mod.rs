@@ -168,6 +168,13 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
+impl Evaluation {
+    /// The simulator's JSON: `{"EvalDecision", "MatchedStatements", "Notes"}`.
+    pub fn to_simulate_json(&self) -> serde_json::Value {
+        unimplemented!("policy helper")
+    }
+}
+
 /// Evaluates `req` against the key policy, the caller's identity policies and the key's
 /// grants exactly as AWS KMS does.
 pub fn evaluate(
