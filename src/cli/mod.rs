@@ -26,6 +26,7 @@ pub enum OutputFormat {
     Text,
 }
 
+pub mod daemon;
 pub mod simulate;
 
 use anyhow::Context;
