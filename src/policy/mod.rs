@@ -92,13 +92,6 @@ impl PolicyDocument {
     pub fn allows(&self, req: &Request<'_>, identity_policies: &[IdentityPolicy]) -> bool {
         evaluate(req, self, identity_policies, &[]).decision == Decision::Allowed
     }
-
-    /// Parses an identity (IAM) policy: like [`PolicyDocument::parse`] but a statement
-    /// must not carry Principal/NotPrincipal.
-    pub fn parse_identity(text: &str) -> Result<PolicyDocument, PolicyError> {
-        let _ = text;
-        unimplemented!("policy helper")
-    }
 }
 
 /// Who is calling. `arn == None` is the anonymous principal (only `"Principal": "*"`
@@ -231,12 +224,6 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
-impl Evaluation {
-    /// The simulator's JSON: `{"EvalDecision", "MatchedStatements", "Notes"}`.
-    pub fn to_simulate_json(&self) -> serde_json::Value {
-        unimplemented!("policy helper")
-    }
-}
 
 /// Evaluates `req` against the key policy, the caller's identity policies and the key's
 /// grants exactly as AWS KMS does.
