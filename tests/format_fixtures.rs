@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 
 use kmsfs::crypto::{DataKey, SealingKey};
 use kmsfs::format::{
-    block_count, block_offset, classify, plaintext_size, sealed_len, verify_file,
-    ContentCipher, DirId, DirMeta, EntryKind, FileHeader, MetadataKey, NameCipher,
-    VolumeConfig, BLOCK_SIZE,
+    block_count, block_offset, classify, plaintext_size, sealed_len, verify_file, ContentCipher,
+    DirId, DirMeta, EntryKind, FileHeader, MetadataKey, NameCipher, VolumeConfig, BLOCK_SIZE,
 };
 
 const VOLUME_SECRET: [u8; 32] = [0x11; 32];
@@ -94,7 +93,11 @@ fn meta_key() -> MetadataKey {
 }
 
 fn dir_id_of(dir: &str) -> DirId {
-    DirId(if dir.is_empty() { ROOT_DIR_ID } else { SUB_DIR_ID })
+    DirId(if dir.is_empty() {
+        ROOT_DIR_ID
+    } else {
+        SUB_DIR_ID
+    })
 }
 
 /// Backing path of `dir` ("" or "sub") inside the fixture.
@@ -102,26 +105,40 @@ fn backing_dir(root: &Path, dir: &str) -> PathBuf {
     if dir.is_empty() {
         return root.to_path_buf();
     }
-    let b = names().encrypt(&DirId(ROOT_DIR_ID), dir.as_bytes()).unwrap();
+    let b = names()
+        .encrypt(&DirId(ROOT_DIR_ID), dir.as_bytes())
+        .unwrap();
     root.join(b.name())
 }
 
 fn generate(root: &Path) {
-    assert!(!root.exists(), "{} exists; refusing to overwrite fixtures", root.display());
+    assert!(
+        !root.exists(),
+        "{} exists; refusing to overwrite fixtures",
+        root.display()
+    );
     let mut cfg = VolumeConfig::create(root, "alias/kmsfs/default").unwrap();
     cfg.volume_id = VOLUME_ID.into();
     cfg.save(root, &meta_key()).unwrap();
-    DirMeta { dir_id: DirId(ROOT_DIR_ID), key_rule: None }
-        .save(root, &meta_key())
-        .unwrap();
+    DirMeta {
+        dir_id: DirId(ROOT_DIR_ID),
+        key_rule: None,
+    }
+    .save(root, &meta_key())
+    .unwrap();
     let sub = backing_dir(root, "sub");
     std::fs::create_dir(&sub).unwrap();
-    DirMeta { dir_id: DirId(SUB_DIR_ID), key_rule: Some(SUB_KEY_RULE.into()) }
-        .save(&sub, &meta_key())
-        .unwrap();
+    DirMeta {
+        dir_id: DirId(SUB_DIR_ID),
+        key_rule: Some(SUB_KEY_RULE.into()),
+    }
+    .save(&sub, &meta_key())
+    .unwrap();
     for f in files() {
         let dir = backing_dir(root, f.dir);
-        let bn = names().encrypt(&dir_id_of(f.dir), f.name.as_bytes()).unwrap();
+        let bn = names()
+            .encrypt(&dir_id_of(f.dir), f.name.as_bytes())
+            .unwrap();
         if let Some((sidecar, content)) = bn.sidecar() {
             std::fs::write(dir.join(sidecar), content).unwrap();
         }
@@ -192,7 +209,13 @@ fn version_1_fixtures_decode_with_todays_code() {
     assert_eq!((cfg.format, cfg.block_size), (1, 4096));
 
     let root_meta = DirMeta::load(&root, &meta_key()).unwrap();
-    assert_eq!(root_meta, DirMeta { dir_id: DirId(ROOT_DIR_ID), key_rule: None });
+    assert_eq!(
+        root_meta,
+        DirMeta {
+            dir_id: DirId(ROOT_DIR_ID),
+            key_rule: None
+        }
+    );
     let sub = backing_dir(&root, "sub");
     let sub_meta = DirMeta::load(&sub, &meta_key()).unwrap();
     assert_eq!(sub_meta.dir_id, DirId(SUB_DIR_ID));
@@ -210,12 +233,17 @@ fn version_1_fixtures_decode_with_todays_code() {
     let mut want = expected.clone();
     want.sort();
     assert_eq!(got, want);
-    assert_eq!(list(&sub, &DirId(SUB_DIR_ID)).keys().collect::<Vec<_>>(), vec![b"inner.txt"]);
+    assert_eq!(
+        list(&sub, &DirId(SUB_DIR_ID)).keys().collect::<Vec<_>>(),
+        vec![b"inner.txt"]
+    );
 
     for f in files() {
         let dir = backing_dir(&root, f.dir);
         // Name encryption is deterministic, so today's code must produce the same name.
-        let bn = names().encrypt(&dir_id_of(f.dir), f.name.as_bytes()).unwrap();
+        let bn = names()
+            .encrypt(&dir_id_of(f.dir), f.name.as_bytes())
+            .unwrap();
         let path = dir.join(bn.name());
         let bytes = std::fs::read(&path).unwrap();
 

@@ -237,3 +237,29 @@ fn check_field_lengths(arn_len: usize, wrapped_len: usize) -> Result<(), FormatE
     check_arn_len(arn_len)?;
     check_wrapped_len(arn_len, wrapped_len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte positions docs/FORMAT.md documents, checked on an encoded header.
+    #[test]
+    fn encoded_layout_matches_the_documented_offsets() {
+        let key = DataKey::from_bytes([1; 32]);
+        let arn = "arn:aws:kms:local:1:key/k";
+        let h = FileHeader::new([0xEE; 16], arn.into(), vec![0xCC; 5], &key).unwrap();
+        let b = h.encode();
+        let a = arn.len();
+        assert_eq!(&b[0..8], b"KMSFS\0v1");
+        assert_eq!(&b[8..10], &[0, 1]);
+        assert_eq!(&b[10..12], &1024u16.to_be_bytes());
+        assert_eq!(&b[12..28], &[0xEE; 16]);
+        assert_eq!(&b[28..30], &(a as u16).to_be_bytes());
+        assert_eq!(&b[30..30 + a], arn.as_bytes());
+        assert_eq!(&b[30 + a..32 + a], &[0, 5]);
+        assert_eq!(&b[32 + a..37 + a], &[0xCC; 5]);
+        assert!(b[37 + a..992].iter().all(|&x| x == 0));
+        let commit_key = hkdf_sealing_key(&key, &[0xEE; 16], COMMITMENT_KEY_INFO);
+        assert_eq!(&b[992..], &hmac_sha256(&commit_key, &b[..992]));
+    }
+}

@@ -25,7 +25,7 @@ pub use content::{
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
 pub use names::{classify, is_reserved, BackingName, EntryKind, NameCipher};
-pub use verify::{verify_file, FileOutcome, FileReport};
+pub use verify::{verify_file, walk_volume, FileOutcome, FileReport, VolumeEntry};
 pub use volume::{MetadataKey, VolumeConfig};
 
 /// The format version this code writes (and the only one it reads so far).

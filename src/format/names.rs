@@ -259,3 +259,38 @@ fn validate_plain_name(plain: &[u8]) -> Result<(), FormatError> {
     };
     Err(FormatError::InvalidName { reason })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_end_at_159_bytes_because_of_padding() {
+        let names = NameCipher::new(&SealingKey::from_bytes([1; 32]));
+        let dir = DirId([2; 16]);
+        // 159 bytes pad to 160, + 16 tag = 176 bytes = 235 base64url chars.
+        let short = names.encrypt(&dir, &[b'a'; 159]).unwrap();
+        assert!(matches!(&short, BackingName::Short(n) if n.len() == 235));
+        // 160 bytes pad to 176, + 16 = 192 bytes = 256 chars: one too many.
+        let long = names.encrypt(&dir, &[b'a'; 160]).unwrap();
+        assert!(matches!(&long, BackingName::Long { encoded, .. } if encoded.len() == 256));
+    }
+
+    #[test]
+    fn non_canonical_base64_is_not_an_encrypted_name() {
+        let names = NameCipher::new(&SealingKey::from_bytes([1; 32]));
+        let dir = DirId([2; 16]);
+        let name = names.encrypt(&dir, b"x").unwrap();
+        // 32 bytes encode to 43 chars; the last char carries 2 unused bits.
+        let mut bytes = name.name().as_bytes().to_vec();
+        let last = bytes.len() - 1;
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let pos = alphabet.iter().position(|&c| c == bytes[last]).unwrap();
+        bytes[last] = alphabet[pos ^ 1]; // flips only an unused bit
+        let altered = String::from_utf8(bytes).unwrap();
+        assert!(matches!(
+            names.decrypt(&dir, &altered, |_| Ok(Vec::new())),
+            Err(FormatError::NotEncryptedName { .. })
+        ));
+    }
+}

@@ -1,17 +1,24 @@
-//! Integrity check of one encrypted file for `kmsfs fsck`: header decoding, size
-//! consistency and (given the data key) every block's authentication. Reports; never
-//! repairs and never writes.
+//! Integrity checks for `kmsfs fsck`: one encrypted file (header decoding, size
+//! consistency and, given the data key, every block's authentication), and a walk of a
+//! whole volume (volume file, every directory's metadata, every name and sidecar) that
+//! hands each regular file to the caller, who gets its data key from the key service.
+//! Reports; never repairs and never writes.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
-use crate::crypto::DataKey;
+use crate::crypto::{DataKey, SealingKey};
 
 use super::content::{block_count, block_offset, plaintext_size, sealed_len, ContentCipher};
+use super::dirmeta::DirMeta;
 use super::header::FileHeader;
-use super::{FormatError, BLOCK_SIZE, SEALED_BLOCK_SIZE};
+use super::names::{classify, EntryKind, NameCipher};
+use super::volume::{MetadataKey, VolumeConfig};
+use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, SEALED_BLOCK_SIZE};
 
 /// The result of checking one file.
 #[derive(Debug)]
@@ -127,4 +134,174 @@ fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
             blocks_checked: blocks,
         }
     }
+}
+
+/// One thing found by [`walk_volume`]. Plaintext paths are relative to the volume root.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum VolumeEntry {
+    /// A directory whose metadata authenticated.
+    Directory { backing: PathBuf, plain: PathBuf },
+    /// A regular file: check it with [`verify_file`] (with its data key, if available).
+    File { backing: PathBuf, plain: PathBuf },
+    /// A symlink or special file (its encoding is the filesystem's; not checked here).
+    Other { backing: PathBuf, plain: PathBuf },
+    /// An entry or directory that is damaged; `plain` when its name was readable.
+    Damaged {
+        backing: PathBuf,
+        plain: Option<PathBuf>,
+        error: FormatError,
+    },
+    /// A name kmsfs did not write (foreign) or left behind (an orphan long-name sidecar,
+    /// a temporary file of an interrupted atomic write).
+    Stray {
+        backing: PathBuf,
+        what: &'static str,
+    },
+}
+
+impl VolumeEntry {
+    /// True for [`VolumeEntry::Damaged`].
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, VolumeEntry::Damaged { .. })
+    }
+}
+
+/// Walks the volume in `backing`: authenticates the volume file, then every directory's
+/// `kmsfs.dir`, decrypts every name (checking long-name sidecars) and calls `visit` once
+/// per entry, directories before their contents. Fails only when the volume itself
+/// cannot be opened (volume file or root metadata); damage below the root is reported
+/// through `visit` and the walk goes on. Does not follow symlinks.
+pub fn walk_volume(
+    backing: &Path,
+    volume_secret: &SealingKey,
+    visit: &mut dyn FnMut(VolumeEntry),
+) -> Result<VolumeConfig, FormatError> {
+    let config = VolumeConfig::load(backing)?;
+    let meta_key = MetadataKey::new(volume_secret);
+    config.verify(backing, &meta_key)?;
+    let names = NameCipher::new(volume_secret);
+    let root = DirMeta::load(backing, &meta_key)?;
+
+    // Explicit stack: a deep tree must not overflow the thread's stack.
+    let mut stack = vec![(backing.to_path_buf(), PathBuf::new(), root)];
+    while let Some((dir, plain_dir, meta)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(source) => {
+                visit(VolumeEntry::Damaged {
+                    backing: dir.clone(),
+                    plain: Some(plain_dir),
+                    error: FormatError::Io { path: dir, source },
+                });
+                continue;
+            }
+        };
+        let mut listed = BTreeSet::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => {
+                    listed.insert(e.file_name());
+                }
+                Err(source) => visit(VolumeEntry::Damaged {
+                    backing: dir.clone(),
+                    plain: Some(plain_dir.clone()),
+                    error: FormatError::Io {
+                        path: dir.clone(),
+                        source,
+                    },
+                }),
+            }
+        }
+        for os_name in &listed {
+            let path = dir.join(os_name);
+            let Some(name) = os_name.to_str() else {
+                visit(VolumeEntry::Stray {
+                    backing: path,
+                    what: "a name that is not UTF-8 (kmsfs never writes one)",
+                });
+                continue;
+            };
+            match classify(name) {
+                EntryKind::Reserved => {
+                    if name.starts_with(super::TEMP_PREFIX) {
+                        visit(VolumeEntry::Stray {
+                            backing: path,
+                            what: "a temporary file left by an interrupted write",
+                        });
+                    }
+                    continue;
+                }
+                EntryKind::Foreign => {
+                    visit(VolumeEntry::Stray {
+                        backing: path,
+                        what: "a name kmsfs did not write",
+                    });
+                    continue;
+                }
+                EntryKind::Sidecar => {
+                    let entry = name.strip_suffix(LONG_NAME_SIDECAR_SUFFIX).unwrap_or(name);
+                    if !listed.contains(&OsString::from(entry)) {
+                        visit(VolumeEntry::Stray {
+                            backing: path,
+                            what: "a long-name sidecar without its entry",
+                        });
+                    }
+                    continue;
+                }
+                EntryKind::Encrypted | EntryKind::LongName => {}
+            }
+            let plain_name = match names.decrypt(&meta.dir_id, name, |s| std::fs::read(dir.join(s)))
+            {
+                Ok(p) => PathBuf::from(OsString::from_vec(p)),
+                Err(error) => {
+                    visit(VolumeEntry::Damaged {
+                        backing: path,
+                        plain: None,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let plain = plain_dir.join(plain_name);
+            let file_type = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m.file_type(),
+                Err(source) => {
+                    visit(VolumeEntry::Damaged {
+                        backing: path.clone(),
+                        plain: Some(plain),
+                        error: FormatError::Io { path, source },
+                    });
+                    continue;
+                }
+            };
+            if file_type.is_dir() {
+                match DirMeta::load(&path, &meta_key) {
+                    Ok(child) => {
+                        visit(VolumeEntry::Directory {
+                            backing: path.clone(),
+                            plain: plain.clone(),
+                        });
+                        stack.push((path, plain, child));
+                    }
+                    Err(error) => visit(VolumeEntry::Damaged {
+                        backing: path,
+                        plain: Some(plain),
+                        error,
+                    }),
+                }
+            } else if file_type.is_file() {
+                visit(VolumeEntry::File {
+                    backing: path,
+                    plain,
+                });
+            } else {
+                visit(VolumeEntry::Other {
+                    backing: path,
+                    plain,
+                });
+            }
+        }
+    }
+    Ok(config)
 }
