@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 const KEY: &str = "arn:aws:kms:local:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
 const BOB: &str = "arn:aws:iam::111122223333:user/bob";
-const CAROL: &str = "arn:aws:iam::111122223333:user/carol";
-const DAVE: &str = "arn:aws:iam::444455556666:user/dave";
+const DROPBOX: &str = "arn:aws:iam::111122223333:user/dropbox";
+/// The other account's user of config/principals.toml.
+const CAROL_EXT: &str = "arn:aws:iam::444455556666:user/carol";
 const ROOT: &str = "arn:aws:iam::111122223333:root";
 
 fn dir() -> PathBuf {
@@ -128,23 +129,32 @@ fn example_key_policy_user_decrypts_but_cannot_manage() {
 #[test]
 fn example_key_policy_drop_box_writes_but_cannot_read() {
     let kp = "example-key-policy.json";
-    assert_eq!(decide(kp, CAROL, &[], "kms:Encrypt", &[]), Allowed);
-    assert_eq!(decide(kp, CAROL, &[], "kms:GenerateDataKey", &[]), Allowed);
-    assert_eq!(decide(kp, CAROL, &[], "kms:Decrypt", &[]), ImplicitDeny);
+    assert_eq!(decide(kp, DROPBOX, &[], "kms:Encrypt", &[]), Allowed);
+    assert_eq!(
+        decide(kp, DROPBOX, &[], "kms:GenerateDataKey", &[]),
+        Allowed
+    );
+    assert_eq!(decide(kp, DROPBOX, &[], "kms:Decrypt", &[]), ImplicitDeny);
 }
 
 #[test]
 fn example_key_policy_other_account_needs_both_sides() {
     let kp = "example-key-policy.json";
     assert_eq!(
-        decide(kp, DAVE, &["cross-account-user.json"], "kms:Decrypt", &[]),
+        decide(
+            kp,
+            CAROL_EXT,
+            &["cross-account-user.json"],
+            "kms:Decrypt",
+            &[]
+        ),
         Allowed
     );
-    assert_eq!(decide(kp, DAVE, &[], "kms:Decrypt", &[]), ImplicitDeny);
+    assert_eq!(decide(kp, CAROL_EXT, &[], "kms:Decrypt", &[]), ImplicitDeny);
     assert_eq!(
         decide(
             kp,
-            DAVE,
+            CAROL_EXT,
             &["cross-account-user.json"],
             "kms:PutKeyPolicy",
             &[]
@@ -155,7 +165,7 @@ fn example_key_policy_other_account_needs_both_sides() {
     assert_eq!(
         decide(
             "default-key-policy.json",
-            DAVE,
+            CAROL_EXT,
             &["cross-account-user.json"],
             "kms:Decrypt",
             &[]
@@ -203,11 +213,58 @@ fn default_key_policy_delegates_to_the_identity_policies() {
     );
 
     assert_eq!(
-        decide(kp, CAROL, &["drop-box.json"], "kms:Encrypt", &[]),
+        decide(kp, DROPBOX, &["drop-box.json"], "kms:Encrypt", &[]),
         Allowed
     );
     assert_eq!(
-        decide(kp, CAROL, &["drop-box.json"], "kms:Decrypt", &[]),
+        decide(kp, DROPBOX, &["drop-box.json"], "kms:Decrypt", &[]),
         ImplicitDeny
     );
+}
+
+/// The shipped principals file and the shipped policies agree: each uid gets the
+/// decisions its comment in config/principals.toml promises.
+#[test]
+fn shipped_principals_file_maps_uids_to_the_intended_decisions() {
+    let principals = kmsfs::principals::Principals::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/principals.toml"),
+    )
+    .unwrap();
+    let ctx = RequestContext::new();
+    let mut via_mount = RequestContext::new();
+    via_mount.set("kms:ViaService", "kmsfs");
+    let check = |uid: u32, gid: u32, kp: &str, action: &str, ctx: &RequestContext| {
+        let who = principals.resolve(uid, gid);
+        let req = Request {
+            principal: &who.principal,
+            action,
+            resource: KEY,
+            resource_account: "111122223333",
+            encryption_context: None,
+            context: ctx,
+            now: 1_767_225_600,
+        };
+        evaluate(&req, &load(kp), &who.identity_policies, &[]).decision
+    };
+    let d = "default-key-policy.json";
+    let x = "example-key-policy.json";
+    // alice (1001): key user.
+    assert_eq!(check(1001, 1001, d, "kms:Decrypt", &ctx), Allowed);
+    assert_eq!(check(1001, 1001, d, "kms:PutKeyPolicy", &ctx), ImplicitDeny);
+    // bob (1002): key administrator.
+    assert_eq!(check(1002, 1002, d, "kms:PutKeyPolicy", &ctx), Allowed);
+    assert_eq!(check(1002, 1002, d, "kms:Decrypt", &ctx), ImplicitDeny);
+    assert_eq!(check(1002, 1002, x, "kms:Decrypt", &ctx), ImplicitDeny);
+    // dropbox (1003): write-only.
+    assert_eq!(check(1003, 1003, d, "kms:GenerateDataKey", &ctx), Allowed);
+    assert_eq!(check(1003, 1003, d, "kms:Decrypt", &ctx), ImplicitDeny);
+    assert_eq!(check(1003, 1003, x, "kms:Encrypt", &ctx), Allowed);
+    // The ci role (gid 2000): decrypt only through the mount.
+    assert_eq!(check(5000, 2000, d, "kms:Decrypt", &via_mount), Allowed);
+    assert_eq!(check(5000, 2000, d, "kms:Decrypt", &ctx), ImplicitDeny);
+    // carol of 444455556666 (1004): needs the key policy to name her account.
+    assert_eq!(check(1004, 1004, x, "kms:Decrypt", &ctx), Allowed);
+    assert_eq!(check(1004, 1004, d, "kms:Decrypt", &ctx), ImplicitDeny);
+    // An unmapped uid is anonymous.
+    assert_eq!(check(4242, 4242, x, "kms:Decrypt", &ctx), ImplicitDeny);
 }
