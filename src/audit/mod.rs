@@ -3,12 +3,63 @@
 //! of the previous one, so an edited, removed or reordered record is detected by
 //! [`verify`].
 //!
-//! OWNER: control/audit helper. The types and signatures below are the contract the key
-//! service codes against; the bodies are to be written.
-//!
 //! Never receives plaintext, key material or data keys: callers pass only identifiers.
+//! As a second line of defence, request/response members whose names are known to carry
+//! secrets (`Plaintext`, `KeyMaterial`, ...) are replaced before anything is written.
+//!
+//! # Record shape
+//! ```text
+//! {"eventVersion":"1.08","userIdentity":{...},"eventTime":"2026-11-23T09:30:00Z",
+//!  "eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"local",
+//!  "sourceIPAddress":"local","userAgent":"kmsfs","requestParameters":{...},
+//!  "responseElements":{...},["errorCode":..,"errorMessage":..,]"eventID":"<uuid v4>",
+//!  "readOnly":true,"resources":[{"accountId":..,"type":"AWS::KMS::Key","ARN":..}],
+//!  "eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":..,
+//!  "eventCategory":"Management",
+//!  "kmsfs":{"seq":1,"decision":..,"uid":..,"gid":..,"pid":..,"viaService":..,"fs":..,
+//!           "prevHash":"<64 hex>","hash":"<64 hex>"}}
+//! ```
+//! `hash` is SHA-256 over the record's canonical bytes (see [`canonical_bytes`]) with the
+//! `kmsfs.hash` member removed; `prevHash` is the previous record's `hash`, 64 zeros for
+//! the first record; `seq` counts from 1 without gaps.
+//!
+//! # Durability
+//! Every append is one `write(2)` of the whole line to an `O_APPEND` descriptor before
+//! `append` returns: nothing is batched in memory, so a process killed with SIGKILL after
+//! answering a request has its record in the kernel. Records that change state
+//! (`readOnly: false`: CreateKey, PutKeyPolicy, CreateGrant, ...) are `fdatasync`ed
+//! before `append` returns. Read-only records (the data path: Decrypt, GenerateDataKey,
+//! DescribeKey, ...) are `fdatasync`ed at most every [`DATA_SYNC_INTERVAL`], by the next
+//! append after the interval, by [`AuditLog::sync`] or on drop; a power loss can lose at
+//! most that window of read-only records, never a state change.
+//!
+//! # Concurrency
+//! A `Mutex` serializes threads; an exclusive `flock` on the log serializes processes
+//! (a `kmsfs mount` and a `kmsfs serve` may share a store). Under the lock, if the file
+//! grew since this process last wrote, the tail is reread so the chain continues from the
+//! other process's last record.
 
-use std::path::Path;
+mod reader;
+mod record;
+mod verify;
+
+pub use reader::{DecisionFilter, Filter, Follower, Reader};
+pub use record::canonical_bytes;
+pub use verify::{verify, VerifyReport};
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The `prevHash` of the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Upper bound on how long a read-only record may stay unsynced while appends continue.
+pub const DATA_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Who made the call (CloudTrail `userIdentity`), plus the local process ids.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -65,21 +116,210 @@ pub enum AuditError {
     },
 }
 
-/// The open log; `append` is safe from many threads.
+impl AuditError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        AuditError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// The open log; `append` is safe from many threads and many processes.
 pub struct AuditLog {
-    _private: (),
+    path: PathBuf,
+    /// Used when no resource ARN names a region (calls like ListKeys, GenerateRandom).
+    region: String,
+    inner: Mutex<Chain>,
+}
+
+/// The chain state as this process last saw it, and the descriptor it appends through.
+struct Chain {
+    file: File,
+    /// Where the file ended after our last read or write: a different size under the
+    /// lock means another process appended.
+    end: u64,
+    seq: u64,
+    prev_hash: String,
+    last_sync: Instant,
+    unsynced: bool,
 }
 
 impl AuditLog {
     /// Opens (creating with mode 0600) the log at `path`, continuing its chain.
+    ///
+    /// A torn last line (a crash in the middle of a write, or a truncation) is closed with
+    /// a newline and the chain continues from the last intact record; [`verify`] keeps
+    /// reporting the torn line, as it should.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let _ = path;
-        unimplemented!("audit helper")
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AuditError::io(path, e))?;
+        let mut chain = Chain {
+            file,
+            end: 0,
+            seq: 0,
+            prev_hash: GENESIS_HASH.to_string(),
+            last_sync: Instant::now(),
+            unsynced: false,
+        };
+        {
+            let _lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
+            chain.reload_tail(path, true)?;
+        }
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            region: "local".to_string(),
+            inner: Mutex::new(chain),
+        })
+    }
+
+    /// Sets the region written as `awsRegion` when no resource ARN names one.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Appends one record (adds time, id and chain fields); `now` is seconds since epoch.
     pub fn append(&self, event: &Event, now: i64) -> Result<(), AuditError> {
-        let _ = (event, now);
-        unimplemented!("audit helper")
+        let path = &self.path;
+        let mut chain = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
+        let size = chain
+            .file
+            .metadata()
+            .map_err(|e| AuditError::io(path, e))?
+            .len();
+        if size != chain.end {
+            chain.reload_tail(path, false)?;
+        }
+        let seq = chain.seq + 1;
+        let event_id = record::uuid_v4().map_err(|e| AuditError::io(path, e))?;
+        let (mut bytes, hash) =
+            record::build(event, now, &self.region, seq, &chain.prev_hash, &event_id);
+        bytes.push(b'\n');
+        chain
+            .file
+            .write_all(&bytes)
+            .map_err(|e| AuditError::io(path, e))?;
+        chain.end = size + bytes.len() as u64;
+        chain.seq = seq;
+        chain.prev_hash = hash;
+        chain.unsynced = true;
+        if !event.read_only || chain.last_sync.elapsed() >= DATA_SYNC_INTERVAL {
+            chain.sync(path)?;
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// Forces every record appended so far to disk.
+    pub fn sync(&self) -> Result<(), AuditError> {
+        let mut chain = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        chain.sync(&self.path)
+    }
+
+    /// The sequence number and hash of the last record this process knows of.
+    pub fn head(&self) -> (u64, String) {
+        let chain = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (chain.seq, chain.prev_hash.clone())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Best effort: a failing fdatasync at shutdown has nobody left to report to.
+        if let Ok(mut chain) = self.inner.lock() {
+            let _ = chain.sync(&self.path);
+        }
+    }
+}
+
+impl Chain {
+    fn sync(&mut self, path: &Path) -> Result<(), AuditError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|e| AuditError::io(path, e))?;
+            self.unsynced = false;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Reads the last intact record's seq and hash. Must hold the file lock. With
+    /// `repair`, a torn last line gets its newline so the next record starts cleanly.
+    fn reload_tail(&mut self, path: &Path, repair: bool) -> Result<(), AuditError> {
+        let tail = reader::read_tail(&self.file).map_err(|e| AuditError::io(path, e))?;
+        if repair && tail.torn {
+            self.file
+                .write_all(b"\n")
+                .map_err(|e| AuditError::io(path, e))?;
+            self.file.sync_data().map_err(|e| AuditError::io(path, e))?;
+        }
+        match tail.last {
+            Some((seq, hash)) => {
+                self.seq = seq;
+                self.prev_hash = hash;
+            }
+            None => {
+                self.seq = 0;
+                self.prev_hash = GENESIS_HASH.to_string();
+            }
+        }
+        self.end = self
+            .file
+            .metadata()
+            .map_err(|e| AuditError::io(path, e))?
+            .len();
+        Ok(())
+    }
+}
+
+/// An exclusive `flock(2)` held for the guard's lifetime. It keeps the descriptor number,
+/// not a borrow, so the chain can be updated while it is held; every guard lives inside
+/// a scope that owns (or holds the mutex over) the `File`, which keeps the number valid.
+struct FileLock {
+    fd: RawFd,
+}
+
+impl FileLock {
+    fn exclusive(file: &File) -> std::io::Result<Self> {
+        let fd = file.as_raw_fd();
+        loop {
+            // SAFETY: flock only reads the descriptor number; the file is open (see above).
+            let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(FileLock { fd });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: as above. Closing the descriptor releases the lock anyway, so a failed
+        // unlock cannot keep the log locked longer than this process keeps it open.
+        unsafe { libc::flock(self.fd, libc::LOCK_UN) };
     }
 }
