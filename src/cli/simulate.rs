@@ -81,7 +81,9 @@ fn key_account(key_arn: &str) -> anyhow::Result<String> {
         ["arn", _, "kms", _, account, res] if res.starts_with("key/") && !account.is_empty() => {
             Ok(account.to_string())
         }
-        _ => bail!("--key-arn: \"{key_arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"),
+        _ => bail!(
+            "--key-arn: \"{key_arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
+        ),
     }
 }
 
@@ -94,14 +96,15 @@ pub fn simulate_offline(
         bail!("give --key-id, or --key-policy with --key-arn");
     };
     let text = read_param_text(policy_param, "--key-policy")?;
-    let document = PolicyDocument::parse(&text).map_err(|e| {
-        anyhow::anyhow!("MalformedPolicyDocumentException: --key-policy: {e}")
-    })?;
+    let document = PolicyDocument::parse(&text)
+        .map_err(|e| anyhow::anyhow!("MalformedPolicyDocumentException: --key-policy: {e}"))?;
     let resource_account = key_account(key_arn)?;
     let caller: ResolvedPrincipal = match (&args.principal, args.uid) {
         (Some(arn), _) => {
             parse_principal_arn(arn).map_err(|m| anyhow::anyhow!("--principal: {m}"))?;
-            principals.by_arn(arn).map_err(|m| anyhow::anyhow!("--principal: {m}"))?
+            principals
+                .by_arn(arn)
+                .map_err(|m| anyhow::anyhow!("--principal: {m}"))?
         }
         (None, Some(uid)) => principals.resolve(uid, args.gid.unwrap_or(uid)),
         (None, None) => bail!("give --principal ARN or --uid N"),
@@ -159,7 +162,10 @@ pub fn print_answer(answer: &serde_json::Value, output: OutputFormat) -> anyhow:
             let mut reasons: Vec<String> = Vec::new();
             if let Some(list) = answer.get("MatchedStatements").and_then(|v| v.as_array()) {
                 for m in list {
-                    let kind = m.get("SourcePolicyType").and_then(|v| v.as_str()).unwrap_or("?");
+                    let kind = m
+                        .get("SourcePolicyType")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?");
                     let id = m
                         .get("Sid")
                         .and_then(|v| v.as_str())
