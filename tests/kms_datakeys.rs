@@ -326,3 +326,45 @@ fn volume_secrets_are_created_once_and_shared_across_processes() {
     let c = e.svc.volume_secret("vol-2").unwrap();
     assert_ne!(a.expose(), c.expose());
 }
+
+#[test]
+fn the_default_key_rotates_yearly_and_keeps_old_data_readable() {
+    let e = env();
+    let nk = e
+        .svc
+        .generate_data_key(&ALICE, "alias/kmsfs/default", &ctx("f"))
+        .unwrap();
+    e.clock.advance_days(364);
+    e.svc.tick().unwrap();
+    let id = e.ok(
+        ROOT,
+        "DescribeKey",
+        json!({ "KeyId": "alias/kmsfs/default" }),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.ok(ROOT, "ListKeyRotations", json!({ "KeyId": id }))["Rotations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    e.clock.advance_days(2);
+    e.svc.tick().unwrap();
+    let rots = e.ok(ROOT, "ListKeyRotations", json!({ "KeyId": id }));
+    assert_eq!(rots["Rotations"].as_array().unwrap().len(), 1);
+    let newer = e
+        .svc
+        .generate_data_key(&ALICE, "alias/kmsfs/default", &ctx("g"))
+        .unwrap();
+    assert_eq!(
+        u32::from_be_bytes(newer.wrapped[40..44].try_into().unwrap()),
+        2
+    );
+    let k = e
+        .svc
+        .open_data_key(&ALICE, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+        .unwrap();
+    assert_eq!(k.expose(), nk.key.expose());
+}

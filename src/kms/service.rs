@@ -358,6 +358,7 @@ impl Service {
                 })
             });
         }
+        lock(&self.policies).retain(|id, _| state.keys.contains_key(id));
         let snap = Arc::new(Snapshot { state, ident });
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         snap
@@ -890,9 +891,12 @@ impl Service {
                 self.audit_service_event(name, &arn, now, detail);
             }
         }
-        let snap = self.snapshot()?;
+        // Garbage is judged against the state read under the lock: a snapshot taken
+        // before it could miss a key another writer just committed, and shred it.
+        let _in_process = lock(&self.writer);
         let _guard = self.store.lock()?;
-        self.store.collect_garbage(&snap.state)
+        let (state, _) = self.store.read_state()?;
+        self.store.collect_garbage(&state)
     }
 }
 
