@@ -1,1 +1,527 @@
-//! (in progress)
+//! The principals file: which principal ARN a local uid (or gid) acts as, and which
+//! identity (IAM) policies that principal carries. Parsing only: it never decides an
+//! authorization itself (that is `policy::evaluate`), and it never trusts anything a
+//! client claims — it is given uids and gids the kernel vouched for.
+//!
+//! ```toml
+//! account = "111122223333"
+//! region = "local"
+//! [[principal]]
+//! arn = "arn:aws:iam::111122223333:user/alice"
+//! uid = 1001
+//! policies = ["alice.json"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::{IdentityPolicy, PolicyDocument, Principal};
+
+/// The account id used when there is no principals file.
+pub const DEFAULT_ACCOUNT: &str = "111122223333";
+/// The region part of key ARNs when the file does not say.
+pub const DEFAULT_REGION: &str = "local";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrincipalsError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// TOML syntax or a field of the wrong type; the message names line and column.
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: principal #{index} ({arn}): {message}")]
+    Entry {
+        path: String,
+        index: usize,
+        arn: String,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// What kind of principal an ARN names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum PrincipalKind {
+    Root,
+    User,
+    Role,
+    AssumedRole,
+    Anonymous,
+}
+
+impl PrincipalKind {
+    /// CloudTrail's `userIdentity.type`.
+    pub fn cloudtrail_type(self) -> &'static str {
+        match self {
+            PrincipalKind::Root => "Root",
+            PrincipalKind::User => "IAMUser",
+            PrincipalKind::Role => "AssumedRole",
+            PrincipalKind::AssumedRole => "AssumedRole",
+            PrincipalKind::Anonymous => "AWSAccount",
+        }
+    }
+}
+
+/// A caller as the key service sees it.
+#[derive(Debug, Clone)]
+pub struct ResolvedPrincipal {
+    pub principal: Principal,
+    pub identity_policies: Vec<IdentityPolicy>,
+    pub kind: PrincipalKind,
+}
+
+/// A parsed principal ARN (IAM user, role, root; STS assumed role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedArn {
+    pub account: String,
+    pub kind: PrincipalKind,
+    /// The user or role name (for `aws:username`), if any.
+    pub name: Option<String>,
+}
+
+/// Parses `arn:aws:iam::ACCT:root|user/NAME|role/NAME` and
+/// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`.
+pub fn parse_principal_arn(arn: &str) -> Result<ParsedArn, String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = parts.as_slice() else {
+        return Err(format!(
+            "\"{arn}\" is not an ARN; expected arn:aws:iam::ACCOUNT:user/NAME, role/NAME or root"
+        ));
+    };
+    if *prefix != "arn" || partition.is_empty() {
+        return Err(format!("\"{arn}\" does not start with arn:<partition>:"));
+    }
+    if !region.is_empty() {
+        return Err(format!(
+            "\"{arn}\": IAM principal ARNs have an empty region field"
+        ));
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "\"{arn}\": the account id must be 12 digits, found \"{account}\""
+        ));
+    }
+    let named = |rest: &str, what: &str| -> Result<Option<String>, String> {
+        let name = rest.rsplit('/').next().unwrap_or(rest);
+        if name.is_empty() {
+            Err(format!("\"{arn}\": the {what} name is empty"))
+        } else {
+            Ok(Some(name.to_string()))
+        }
+    };
+    let (kind, name) = match *service {
+        "iam" if *resource == "root" => (PrincipalKind::Root, None),
+        "iam" if resource.starts_with("user/") => {
+            (PrincipalKind::User, named(&resource[5..], "user")?)
+        }
+        "iam" if resource.starts_with("role/") => {
+            (PrincipalKind::Role, named(&resource[5..], "role")?)
+        }
+        "sts" if resource.starts_with("assumed-role/") => {
+            let rest = &resource["assumed-role/".len()..];
+            let role = rest.split('/').next().unwrap_or("");
+            if role.is_empty() || !rest.contains('/') {
+                return Err(format!("\"{arn}\": expected assumed-role/ROLE/SESSION"));
+            }
+            (PrincipalKind::AssumedRole, Some(role.to_string()))
+        }
+        _ => return Err(format!(
+            "\"{arn}\": expected an iam root, user/NAME or role/NAME, or an sts assumed-role ARN"
+        )),
+    };
+    Ok(ParsedArn {
+        account: account.to_string(),
+        kind,
+        name,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    account: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    principal: Vec<EntryToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryToml {
+    arn: String,
+    uid: Option<u32>,
+    #[serde(default)]
+    uids: Vec<u32>,
+    gid: Option<u32>,
+    #[serde(default)]
+    gids: Vec<u32>,
+    #[serde(default)]
+    policies: Vec<String>,
+    policy: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    arn: String,
+    parsed: ParsedArn,
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+    policies: Vec<IdentityPolicy>,
+}
+
+/// The uid/gid → principal mapping in force.
+#[derive(Debug, Clone)]
+pub struct Principals {
+    account: String,
+    region: String,
+    entries: Vec<Entry>,
+    /// Without a file: this uid is the account root.
+    owner_uid: Option<u32>,
+    source: Option<PathBuf>,
+}
+
+impl Principals {
+    /// No principals file: the store owner is the account root, everyone else anonymous.
+    pub fn single_user(owner_uid: u32) -> Principals {
+        Principals {
+            account: DEFAULT_ACCOUNT.to_string(),
+            region: DEFAULT_REGION.to_string(),
+            entries: Vec::new(),
+            owner_uid: Some(owner_uid),
+            source: None,
+        }
+    }
+
+    /// The explicit file if given, else `<store>/principals.toml` if it exists, else
+    /// [`Principals::single_user`].
+    pub fn load_or_default(
+        explicit: Option<&Path>,
+        store_dir: &Path,
+        owner_uid: u32,
+    ) -> Result<Principals, PrincipalsError> {
+        if let Some(p) = explicit {
+            return Principals::load(p);
+        }
+        let default = store_dir.join("principals.toml");
+        if default.exists() {
+            Principals::load(&default)
+        } else {
+            Ok(Principals::single_user(owner_uid))
+        }
+    }
+
+    /// Reads and validates a principals file; identity policy paths are relative to it.
+    pub fn load(path: &Path) -> Result<Principals, PrincipalsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| PrincipalsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut p = Principals::parse(&text, &shown, base)?;
+        p.source = Some(path.to_path_buf());
+        Ok(p)
+    }
+
+    /// Parses the TOML text; `shown` names the file in errors, `base` resolves policy paths.
+    pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Principals, PrincipalsError> {
+        let raw: FileToml = toml::from_str(text).map_err(|e| PrincipalsError::Syntax {
+            path: shown.to_string(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        let account = raw.account.unwrap_or_else(|| DEFAULT_ACCOUNT.to_string());
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PrincipalsError::Invalid {
+                path: shown.to_string(),
+                message: format!("field `account`: expected 12 digits, found \"{account}\""),
+            });
+        }
+        let region = raw.region.unwrap_or_else(|| DEFAULT_REGION.to_string());
+        if region.is_empty() || region.contains(':') {
+            return Err(PrincipalsError::Invalid {
+                path: shown.to_string(),
+                message: format!("field `region`: \"{region}\" is not a valid region name"),
+            });
+        }
+        let mut entries = Vec::new();
+        for (i, e) in raw.principal.into_iter().enumerate() {
+            let index = i + 1;
+            let err = |message: String| PrincipalsError::Entry {
+                path: shown.to_string(),
+                index,
+                arn: e.arn.clone(),
+                message,
+            };
+            let parsed =
+                parse_principal_arn(&e.arn).map_err(|m| err(format!("field `arn`: {m}")))?;
+            let mut uids = e.uids.clone();
+            uids.extend(e.uid);
+            let mut gids = e.gids.clone();
+            gids.extend(e.gid);
+            let mut policies = Vec::new();
+            for file in &e.policies {
+                let full = base.join(file);
+                let text = std::fs::read_to_string(&full).map_err(|io| {
+                    err(format!(
+                        "field `policies`: cannot read {}: {io}",
+                        full.display()
+                    ))
+                })?;
+                let document = PolicyDocument::parse_identity(&text)
+                    .map_err(|pe| err(format!("identity policy {}: {pe}", full.display())))?;
+                policies.push(IdentityPolicy {
+                    name: file.clone(),
+                    document,
+                });
+            }
+            if let Some(text) = &e.policy {
+                let document = PolicyDocument::parse_identity(text)
+                    .map_err(|pe| err(format!("field `policy` (inline): {pe}")))?;
+                policies.push(IdentityPolicy {
+                    name: format!("inline:{index}"),
+                    document,
+                });
+            }
+            if entries.iter().any(|x: &Entry| x.arn == e.arn) {
+                return Err(err("this ARN is listed twice".to_string()));
+            }
+            for u in &uids {
+                if let Some(other) = entries.iter().find(|x: &&Entry| x.uids.contains(u)) {
+                    return Err(err(format!("uid {u} is already mapped to {}", other.arn)));
+                }
+            }
+            for g in &gids {
+                if let Some(other) = entries.iter().find(|x: &&Entry| x.gids.contains(g)) {
+                    return Err(err(format!("gid {g} is already mapped to {}", other.arn)));
+                }
+            }
+            entries.push(Entry {
+                arn: e.arn.clone(),
+                parsed,
+                uids,
+                gids,
+                policies,
+            });
+        }
+        Ok(Principals {
+            account,
+            region,
+            entries,
+            owner_uid: None,
+            source: None,
+        })
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The file this mapping was read from, if any (for reload checks).
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// The account root's ARN.
+    pub fn root_arn(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.account)
+    }
+
+    /// The principal a kernel-verified uid/gid acts as. A uid match wins over a gid
+    /// match; uid 0 is the account root unless listed; anything else is anonymous.
+    pub fn resolve(&self, uid: u32, gid: u32) -> ResolvedPrincipal {
+        let found = self
+            .entries
+            .iter()
+            .find(|e| e.uids.contains(&uid))
+            .or_else(|| self.entries.iter().find(|e| e.gids.contains(&gid)));
+        if let Some(e) = found {
+            return self.resolved(e, Some(uid), Some(gid));
+        }
+        if uid == 0 || self.owner_uid == Some(uid) {
+            return ResolvedPrincipal {
+                principal: Principal {
+                    arn: Some(self.root_arn()),
+                    account: self.account.clone(),
+                    uid: Some(uid),
+                    gid: Some(gid),
+                },
+                identity_policies: Vec::new(),
+                kind: PrincipalKind::Root,
+            };
+        }
+        ResolvedPrincipal {
+            principal: Principal {
+                arn: None,
+                account: String::new(),
+                uid: Some(uid),
+                gid: Some(gid),
+            },
+            identity_policies: Vec::new(),
+            kind: PrincipalKind::Anonymous,
+        }
+    }
+
+    /// A principal named by ARN (for the simulator): its identity policies if it is
+    /// listed, none otherwise.
+    pub fn by_arn(&self, arn: &str) -> Result<ResolvedPrincipal, String> {
+        if let Some(e) = self.entries.iter().find(|e| e.arn == arn) {
+            let uid = e.uids.first().copied();
+            let gid = e.gids.first().copied();
+            return Ok(self.resolved(e, uid, gid));
+        }
+        let parsed = parse_principal_arn(arn)?;
+        Ok(ResolvedPrincipal {
+            principal: Principal {
+                arn: Some(arn.to_string()),
+                account: parsed.account,
+                uid: None,
+                gid: None,
+            },
+            identity_policies: Vec::new(),
+            kind: parsed.kind,
+        })
+    }
+
+    /// Every listed principal ARN with its uids (for `kmsfs whoami` and docs).
+    pub fn listed(&self) -> impl Iterator<Item = (&str, &[u32], &[u32])> {
+        self.entries
+            .iter()
+            .map(|e| (e.arn.as_str(), e.uids.as_slice(), e.gids.as_slice()))
+    }
+
+    fn resolved(&self, e: &Entry, uid: Option<u32>, gid: Option<u32>) -> ResolvedPrincipal {
+        ResolvedPrincipal {
+            principal: Principal {
+                arn: Some(e.arn.clone()),
+                account: e.parsed.account.clone(),
+                uid,
+                gid,
+            },
+            identity_policies: e.policies.clone(),
+            kind: e.parsed.kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_parse_into_kind_account_and_name() {
+        let p = parse_principal_arn("arn:aws:iam::111122223333:user/dev/alice").unwrap();
+        assert_eq!(p.kind, PrincipalKind::User);
+        assert_eq!(p.name.as_deref(), Some("alice"));
+        assert_eq!(p.account, "111122223333");
+        let r = parse_principal_arn("arn:aws:iam::444455556666:root").unwrap();
+        assert_eq!(r.kind, PrincipalKind::Root);
+        let s = parse_principal_arn("arn:aws:sts::111122223333:assumed-role/Admin/s1").unwrap();
+        assert_eq!(s.kind, PrincipalKind::AssumedRole);
+        assert_eq!(s.name.as_deref(), Some("Admin"));
+        for bad in [
+            "alice",
+            "arn:aws:iam::1234:user/a",
+            "arn:aws:iam:us-east-1:111122223333:user/a",
+            "arn:aws:iam::111122223333:group/g",
+            "arn:aws:iam::111122223333:user/",
+        ] {
+            assert!(parse_principal_arn(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn single_user_maps_owner_and_root_to_account_root_and_others_to_anonymous() {
+        let p = Principals::single_user(1000);
+        assert_eq!(
+            p.resolve(1000, 1000).principal.arn.as_deref(),
+            Some("arn:aws:iam::111122223333:root")
+        );
+        assert_eq!(p.resolve(0, 0).kind, PrincipalKind::Root);
+        let other = p.resolve(1001, 1001);
+        assert_eq!(other.kind, PrincipalKind::Anonymous);
+        assert_eq!(other.principal.arn, None);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_and_line() {
+        let err = Principals::parse(
+            "account = \"111122223333\"\n[[principal]\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("p.toml:"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Principals::parse("acount = \"1\"\n", "p.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acount"), "{err}");
+    }
+
+    #[test]
+    fn entries_are_validated_with_their_index_and_field() {
+        let err = Principals::parse(
+            "[[principal]]\narn = \"arn:aws:iam::111122223333:user/a\"\nuid = 5\n[[principal]]\narn = \"nope\"\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("principal #2") && err.contains("field `arn`"),
+            "{err}"
+        );
+        let err = Principals::parse(
+            "[[principal]]\narn = \"arn:aws:iam::111122223333:user/a\"\nuid = 5\n[[principal]]\narn = \"arn:aws:iam::111122223333:user/b\"\nuids = [5]\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("uid 5 is already mapped"), "{err}");
+        let err = Principals::parse("account = \"12\"\n", "p.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `account`"), "{err}");
+    }
+
+    #[test]
+    fn uid_wins_over_gid_and_uid_zero_is_root_unless_listed() {
+        let p = Principals::parse(
+            "account = \"111122223333\"\n\
+             [[principal]]\narn = \"arn:aws:iam::111122223333:user/alice\"\nuid = 1001\n\
+             [[principal]]\narn = \"arn:aws:iam::111122223333:role/ops\"\ngid = 2000\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            p.resolve(1001, 2000).principal.arn.as_deref(),
+            Some("arn:aws:iam::111122223333:user/alice")
+        );
+        assert_eq!(
+            p.resolve(1005, 2000).principal.arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/ops")
+        );
+        assert_eq!(p.resolve(0, 0).kind, PrincipalKind::Root);
+        assert_eq!(p.resolve(1005, 1005).kind, PrincipalKind::Anonymous);
+        let listed = Principals::parse(
+            "[[principal]]\narn = \"arn:aws:iam::111122223333:user/admin\"\nuid = 0\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(listed.resolve(0, 0).kind, PrincipalKind::User);
+    }
+}

@@ -28,3 +28,59 @@ pub enum OutputFormat {
     Json,
     Text,
 }
+
+pub mod daemon;
+pub mod simulate;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// kmsfs: an encrypted directory whose every open is authorized like an AWS KMS request.
+#[derive(Debug, Parser)]
+#[command(name = "kmsfs", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a request against a key policy (and identity policies and grants) and
+    /// explain the decision.
+    Simulate(simulate::SimulateArgs),
+}
+
+/// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
+/// $XDG_DATA_HOME/kmsfs (~/.local/share/kmsfs).
+pub fn store_dir(global: &GlobalOpts) -> PathBuf {
+    if let Some(s) = &global.store {
+        return s.clone();
+    }
+    if nix::unistd::getuid().is_root() {
+        return PathBuf::from("/var/lib/kmsfs");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("kmsfs");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/share/kmsfs")
+}
+
+/// aws-cli parameter convention: `file://path` reads the file as text; anything else is
+/// the literal value.
+pub fn read_param_text(value: &str, flag: &str) -> anyhow::Result<String> {
+    if let Some(path) = value.strip_prefix("file://") {
+        std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read {path}"))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Simulate(args) => simulate::run_offline(args, &cli.global),
+    }
+}

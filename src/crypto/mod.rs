@@ -221,6 +221,61 @@ pub fn hkdf_sealing_key(ikm: &impl AeadKey, salt: &[u8], info: &[u8]) -> Sealing
     SealingKey::from_bytes(*out)
 }
 
+/// Length of an AES-SIV-CMAC-256 key (two AES-256 keys: CMAC and CTR).
+pub const SIV_KEY_LEN: usize = 64;
+/// Bytes AES-SIV adds to a plaintext: the synthetic IV, which is also the tag.
+pub const SIV_TAG_LEN: usize = 16;
+
+/// Deterministic authenticated encryption with AES-SIV-CMAC-256 (RFC 5297), for names:
+/// the same (associated data, plaintext) always gives the same output, which is what
+/// lets a lookup find an entry without scanning. Misuse rule: only for short values
+/// where revealing equality is acceptable (names within one directory), never content.
+pub struct Siv(Zeroizing<[u8; SIV_KEY_LEN]>);
+
+impl Siv {
+    /// Derives the 64-byte SIV key with HKDF-SHA256 from `ikm`, `salt` and a named `info`.
+    pub fn derive(ikm: &impl AeadKey, salt: &[u8], info: &[u8]) -> Self {
+        let hk = Hkdf::<Sha256>::new(Some(salt), ikm.key_bytes());
+        let mut out = Zeroizing::new([0u8; SIV_KEY_LEN]);
+        // 64 bytes is far below HKDF-SHA256's 255*32 output limit, so expand cannot fail.
+        #[allow(clippy::expect_used)]
+        hk.expand(info, out.as_mut())
+            .expect("HKDF-SHA256 output of 64 bytes is always valid");
+        Self(out)
+    }
+
+    fn cipher(&self) -> aes_siv::siv::Aes256Siv {
+        use aes_siv::KeyInit as _;
+        aes_siv::siv::Aes256Siv::new(aes_siv::aead::generic_array::GenericArray::from_slice(
+            self.0.as_ref(),
+        ))
+    }
+
+    /// Output: `SIV tag (16) || ciphertext`, same length as the plaintext plus 16.
+    pub fn encrypt(&self, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.cipher()
+            .encrypt([ad], plaintext)
+            .map_err(|_| CryptoError::Authentication)
+    }
+
+    /// Opens what [`Siv::encrypt`] produced; fails unless key, `ad` and every byte match.
+    pub fn decrypt(&self, ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sealed.len() < SIV_TAG_LEN {
+            return Err(CryptoError::Truncated);
+        }
+        self.cipher()
+            .decrypt([ad], sealed)
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Authentication)
+    }
+}
+
+impl std::fmt::Debug for Siv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Siv(..)")
+    }
+}
+
 /// HMAC-SHA256 of `data` under `key`; used for key commitments and name hashing.
 pub fn hmac_sha256(key: &impl AeadKey, data: &[u8]) -> [u8; 32] {
     #[allow(clippy::expect_used)]
@@ -252,15 +307,24 @@ mod tests {
         let key = SealingKey::generate().unwrap();
         let sealed = seal(&key, b"aad", b"hello").unwrap();
         assert_eq!(&open(&key, b"aad", &sealed).unwrap()[..], b"hello");
-        assert_eq!(open(&key, b"aaD", &sealed), Err(CryptoError::Authentication));
+        assert_eq!(
+            open(&key, b"aaD", &sealed),
+            Err(CryptoError::Authentication)
+        );
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
             assert_eq!(open(&key, b"aad", &bad), Err(CryptoError::Authentication));
         }
-        assert_eq!(open(&key, b"aad", &sealed[..10]), Err(CryptoError::Truncated));
+        assert_eq!(
+            open(&key, b"aad", &sealed[..10]),
+            Err(CryptoError::Truncated)
+        );
         let other = SealingKey::generate().unwrap();
-        assert_eq!(open(&other, b"aad", &sealed), Err(CryptoError::Authentication));
+        assert_eq!(
+            open(&other, b"aad", &sealed),
+            Err(CryptoError::Authentication)
+        );
     }
 
     #[test]
@@ -291,5 +355,18 @@ mod tests {
         let c = hkdf_sealing_key(&ikm, b"salt", b"label-b");
         assert_eq!(a.expose(), b.expose());
         assert_ne!(a.expose(), c.expose());
+    }
+
+    #[test]
+    fn siv_is_deterministic_and_bound_to_associated_data() {
+        let secret = SealingKey::from_bytes([3; 32]);
+        let siv = Siv::derive(&secret, b"", b"test siv");
+        let a = siv.encrypt(b"dir-1", b"name").unwrap();
+        assert_eq!(a, siv.encrypt(b"dir-1", b"name").unwrap());
+        assert_ne!(a, siv.encrypt(b"dir-2", b"name").unwrap());
+        assert_eq!(a.len(), 4 + SIV_TAG_LEN);
+        assert_eq!(&siv.decrypt(b"dir-1", &a).unwrap()[..], b"name");
+        assert_eq!(siv.decrypt(b"dir-2", &a), Err(CryptoError::Authentication));
+        assert_eq!(siv.decrypt(b"dir-1", &a[..3]), Err(CryptoError::Truncated));
     }
 }

@@ -1,1 +1,187 @@
-//! (in progress)
+//! The on-disk bytes of a kmsfs volume, exactly as `docs/FORMAT.md` writes them down:
+//! the volume file, per-directory metadata, encrypted names (with long-name sidecars),
+//! the per-file envelope header and the sealed content blocks, plus the offset arithmetic
+//! between plaintext and backing files and the integrity check behind `kmsfs fsck`.
+//!
+//! This module is the only code that encodes or decodes those bytes. It knows nothing of
+//! KMS, policies or callers: it receives keys (a data key, the volume secret) already
+//! unwrapped, and never decides who may have them. It never logs and never prints key
+//! bytes or plaintext.
+
+mod atomic;
+pub mod content;
+pub mod dirmeta;
+pub mod header;
+pub mod names;
+pub mod verify;
+pub mod volume;
+
+use std::path::PathBuf;
+
+pub use content::{
+    backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
+    ContentCipher,
+};
+pub use dirmeta::{DirId, DirMeta};
+pub use header::{encryption_context, FileHeader, FileId};
+pub use names::{classify, is_reserved, BackingName, EntryKind, NameCipher};
+pub use verify::{verify_file, walk_volume, FileOutcome, FileReport, VolumeEntry};
+pub use volume::{MetadataKey, VolumeConfig};
+
+/// The format version this code writes (and the only one it reads so far).
+pub const FORMAT_VERSION: u32 = 1;
+/// Plaintext bytes per content block.
+pub const BLOCK_SIZE: usize = 4096;
+/// Bytes a sealed block adds to its plaintext: nonce (12) + tag (16).
+pub const BLOCK_OVERHEAD: usize = crate::crypto::SEAL_OVERHEAD;
+/// Backing bytes of a full sealed block.
+pub const SEALED_BLOCK_SIZE: usize = BLOCK_SIZE + BLOCK_OVERHEAD;
+/// Bytes of the fixed-size envelope header; content block 0 starts here.
+pub const HEADER_LEN: usize = 1024;
+
+/// Name of the volume file in the backing root.
+pub const VOLUME_FILE_NAME: &str = "kmsfs.volume";
+/// Name of the metadata file in every backing directory.
+pub const DIR_META_NAME: &str = "kmsfs.dir";
+/// Prefix of every name kmsfs reserves (all of them contain a `.`, which encrypted names
+/// never do).
+pub const RESERVED_PREFIX: &str = "kmsfs.";
+/// Prefix of a long-name entry; `kmsfs.ln.<hash>`.
+pub const LONG_NAME_PREFIX: &str = "kmsfs.ln.";
+/// Suffix of a long-name sidecar; `kmsfs.ln.<hash>.name`.
+pub const LONG_NAME_SIDECAR_SUFFIX: &str = ".name";
+/// Prefix of temporary files of atomic writes; `kmsfs.tmp.<hex>`.
+pub const TEMP_PREFIX: &str = "kmsfs.tmp.";
+/// Longest plaintext name (bytes), as on Linux.
+pub const NAME_MAX: usize = 255;
+
+/// Everything that can be wrong with on-disk bytes or with a request to write them.
+/// Messages are specific (which file, which field) but never contain key bytes or
+/// plaintext. The filesystem maps [`FormatError::is_integrity_failure`] errors to `EIO`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error where no path is known (e.g. on an already-open file).
+    #[error("I/O error: {0}")]
+    IoNoPath(#[from] std::io::Error),
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Random,
+
+    // ---- volume file and directory metadata ----
+    /// `create` on a directory that already holds a volume.
+    #[error("{path}: already a kmsfs volume (it holds {VOLUME_FILE_NAME})")]
+    AlreadyInitialized { path: PathBuf },
+    /// `create` on a directory that holds other files.
+    #[error("{path}: directory is not empty; a new volume needs an empty directory")]
+    NotEmpty { path: PathBuf },
+    /// `load` where there is no volume file.
+    #[error("{path}: not a kmsfs volume (no {VOLUME_FILE_NAME}; run `kmsfs init` first)")]
+    NotAVolume { path: PathBuf },
+    /// A volume or directory metadata file that does not parse or has a bad field.
+    #[error("{path}: field `{field}`: {reason}")]
+    BadMetadataField {
+        path: PathBuf,
+        field: &'static str,
+        reason: String,
+    },
+    /// A metadata file that is not valid TOML of the expected shape.
+    #[error("{path}: {reason}")]
+    BadMetadataFile { path: PathBuf, reason: String },
+    /// A volume or directory metadata file whose MAC is absent or does not verify:
+    /// it was changed by someone without the volume secret, or belongs to another volume.
+    #[error(
+        "{path}: metadata authentication failed (changed outside kmsfs, or from another volume)"
+    )]
+    MetadataAuthentication { path: PathBuf },
+    /// A directory metadata file that should exist and does not.
+    #[error("{path}: missing directory metadata {DIR_META_NAME}")]
+    MissingDirMeta { path: PathBuf },
+    /// `DirMeta::create` where one exists already.
+    #[error("{path}: directory metadata already exists")]
+    DirMetaExists { path: PathBuf },
+
+    // ---- names ----
+    /// A plaintext name kmsfs cannot store (".", "..", empty, '/', NUL, too long).
+    #[error("invalid file name: {reason}")]
+    InvalidName { reason: &'static str },
+    /// A backing name that is not an encrypted name (reserved, foreign, bad encoding).
+    #[error("backing name is not a kmsfs encrypted name: {reason}")]
+    NotEncryptedName { reason: &'static str },
+    /// A long-name sidecar that is missing, unreadable or does not match its entry.
+    #[error("long-name sidecar {name}: {reason}")]
+    BadSidecar { name: String, reason: String },
+    /// An encrypted name that fails authentication (altered, or from another directory).
+    #[error("encrypted name failed authentication (altered, or moved from another directory)")]
+    NameAuthentication,
+
+    // ---- envelope header ----
+    /// The header buffer is not exactly [`HEADER_LEN`] bytes.
+    #[error("envelope header has {found} bytes, expected {expected}")]
+    HeaderSize { expected: usize, found: usize },
+    /// Not a kmsfs file.
+    #[error("bad magic: not a kmsfs encrypted file")]
+    BadMagic,
+    /// A version this code does not know.
+    #[error("unsupported format version {found} (this kmsfs reads version {FORMAT_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    /// A header length field other than the version's fixed length.
+    #[error("header length field is {found}, expected {HEADER_LEN}")]
+    BadHeaderLength { found: u32 },
+    /// A header field that is out of range or malformed.
+    #[error("envelope header field `{field}`: {reason}")]
+    BadHeaderField { field: &'static str, reason: String },
+    /// Non-zero bytes in the header's padding.
+    #[error("envelope header padding is not zero")]
+    NonZeroPadding,
+    /// The data key does not match the header (wrong key, or header from another file).
+    #[error("key commitment mismatch: the data key does not belong to this header")]
+    KeyCommitment,
+
+    // ---- content ----
+    /// A sealed block that fails authentication: altered, moved, swapped or from another
+    /// file. Never returns wrong plaintext.
+    #[error("content block {block} failed authentication")]
+    Authentication { block: u64 },
+    /// A backing length no sequence of sealed blocks can have.
+    #[error("backing file length {backing_len} is impossible for a kmsfs file")]
+    BadBackingLength { backing_len: u64 },
+    /// A sealed block region of an impossible length (empty, shorter than the overhead,
+    /// or longer than a full sealed block).
+    #[error("sealed block {block} has impossible length {len}")]
+    BadBlockLength { block: u64, len: usize },
+    /// A plaintext block longer than [`BLOCK_SIZE`] (or empty) passed to `seal_block`.
+    #[error("plaintext block of {len} bytes (must be 1..={BLOCK_SIZE})")]
+    BlockTooLarge { len: usize },
+}
+
+impl FormatError {
+    /// True for errors meaning the on-disk bytes are damaged or were tampered with
+    /// (the filesystem answers `EIO`), as opposed to bad requests or missing files.
+    pub fn is_integrity_failure(&self) -> bool {
+        use FormatError::*;
+        match self {
+            Io { .. } | IoNoPath(_) | Random => false,
+            AlreadyInitialized { .. } | NotEmpty { .. } | NotAVolume { .. } => false,
+            DirMetaExists { .. } | InvalidName { .. } | BlockTooLarge { .. } => false,
+            // A backing name that is not ours is skipped, not a damaged file.
+            NotEncryptedName { .. } => false,
+            BadMetadataField { .. } | BadMetadataFile { .. } | MetadataAuthentication { .. } => {
+                true
+            }
+            MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
+            HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
+                true
+            }
+            BadHeaderField { .. } | NonZeroPadding | KeyCommitment => true,
+            Authentication { .. } | BadBackingLength { .. } | BadBlockLength { .. } => true,
+        }
+    }
+}

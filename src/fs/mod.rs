@@ -1,1 +1,30 @@
-//! (in progress)
+//! The FUSE filesystem: a plaintext view of an encrypted backing directory, where every
+//! open of a file is authorized by the key service.
+//!
+//! - [`mount`]: mount lifecycle and options (used by the CLI)
+//! - `fuse`: the thin `fuser::Filesystem` handlers
+//! - `core`: one function per operation, `Result<T, FsError>`
+//! - [`authz`]: which KMS actions an open needs, and the calls that get data keys
+//! - `content`: plaintext offsets ↔ sealed blocks; read, write, truncate
+//! - `names`: encrypted names, directory metadata, symlink targets, xattr values
+//! - `inode`, `handle`: the inode and open-handle tables
+//! - [`error`]: [`FsError`] and its one errno mapping
+//!
+//! This module talks to the key service only through [`crate::kms::provider::DataKeys`]
+//! and to the on-disk format only through [`crate::format`]. It never caches a
+//! permission across opens and never returns bytes that failed authentication.
+
+pub mod authz;
+mod content;
+mod core;
+pub mod error;
+mod fuse;
+mod handle;
+mod inode;
+pub mod mount;
+mod names;
+mod sys;
+
+pub use error::FsError;
+pub use mount::{init_volume, mount, unmount, MountSession, MountSpec};
+pub use names::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX, XATTR_KEY_INFO};

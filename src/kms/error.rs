@@ -61,11 +61,28 @@ impl ErrorKind {
     pub fn from_aws_name(name: &str) -> Option<Self> {
         use ErrorKind::*;
         [
-            AccessDenied, NotFound, Disabled, KmsInvalidState, MalformedPolicyDocument,
-            InvalidCiphertext, InvalidGrantToken, InvalidGrantId, InvalidArn, InvalidAliasName,
-            InvalidKeyUsage, LimitExceeded, Validation, AlreadyExists, IncorrectKey,
-            IncorrectKeyMaterial, InvalidImportToken, ExpiredImportToken, UnsupportedOperation,
-            Tag, DependencyTimeout, KmsInternal,
+            AccessDenied,
+            NotFound,
+            Disabled,
+            KmsInvalidState,
+            MalformedPolicyDocument,
+            InvalidCiphertext,
+            InvalidGrantToken,
+            InvalidGrantId,
+            InvalidArn,
+            InvalidAliasName,
+            InvalidKeyUsage,
+            LimitExceeded,
+            Validation,
+            AlreadyExists,
+            IncorrectKey,
+            IncorrectKeyMaterial,
+            InvalidImportToken,
+            ExpiredImportToken,
+            UnsupportedOperation,
+            Tag,
+            DependencyTimeout,
+            KmsInternal,
         ]
         .into_iter()
         .find(|k| k.aws_name() == name)
@@ -92,6 +109,9 @@ pub struct KmsError {
 
 impl KmsError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }

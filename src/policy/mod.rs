@@ -5,6 +5,19 @@
 //!
 //! OWNER: policy helper. The public types below are the contract other modules code
 //! against; extend them, do not rename them.
+//!
+//! Layout: [`document`] parses and validates (every refusal message lives there),
+//! `condition` holds the IAM operators, `pattern` the wildcard/variable matcher, and
+//! `eval` the AWS KMS decision logic. Nothing here may do I/O, read the clock, log,
+//! or panic on any input.
+
+mod condition;
+pub mod document;
+mod eval;
+mod pattern;
+
+pub use document::{PolicyKind, PolicyVersion, MAX_IDENTITY_POLICY_CHARS, MAX_KEY_POLICY_BYTES};
+pub use eval::CROSS_ACCOUNT_ACTIONS;
 
 use std::collections::BTreeMap;
 
@@ -12,7 +25,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct PolicyDocument {
     pub text: String,
-    // parsed statements: owned by the policy helper
+    pub(crate) parsed: document::Parsed,
 }
 
 /// Why a document was refused. Its Display is the user-facing message of a
@@ -25,9 +38,59 @@ pub struct PolicyError {
 }
 
 impl PolicyDocument {
+    /// Parses a key policy: every statement must name a Principal or NotPrincipal, and
+    /// the text may be at most [`MAX_KEY_POLICY_BYTES`] bytes.
     pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
-        let _ = text;
-        unimplemented!("policy helper")
+        Self::parse_kind(text, PolicyKind::KeyPolicy)
+    }
+
+    /// Parses an identity (IAM) policy: no statement may name a principal, and the
+    /// text may have at most [`MAX_IDENTITY_POLICY_CHARS`] non-whitespace characters
+    /// (AWS's managed-policy limit, applied so a policy that works here fits in AWS).
+    pub fn parse_identity(text: &str) -> Result<PolicyDocument, PolicyError> {
+        Self::parse_kind(text, PolicyKind::Identity)
+    }
+
+    pub fn parse_kind(text: &str, kind: PolicyKind) -> Result<PolicyDocument, PolicyError> {
+        let parsed = document::parse(text, kind)?;
+        Ok(PolicyDocument {
+            text: text.to_string(),
+            parsed,
+        })
+    }
+
+    pub fn kind(&self) -> PolicyKind {
+        self.parsed.kind
+    }
+
+    pub fn version(&self) -> PolicyVersion {
+        self.parsed.version
+    }
+
+    /// The document's `Id`, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.parsed.id.as_deref()
+    }
+
+    pub fn statement_count(&self) -> usize {
+        self.parsed.statements.len()
+    }
+
+    /// The Sids of the statements in order (`None` for statements without one).
+    pub fn sids(&self) -> Vec<Option<&str>> {
+        self.parsed
+            .statements
+            .iter()
+            .map(|s| s.sid.as_deref())
+            .collect()
+    }
+
+    /// Whether this document, used as the key policy (with the caller's identity
+    /// policies, without grants), allows `req`. PutKeyPolicy's lockout safety check
+    /// calls this with the new policy and action `kms:PutKeyPolicy`. As cheap as one
+    /// [`evaluate`].
+    pub fn allows(&self, req: &Request<'_>, identity_policies: &[IdentityPolicy]) -> bool {
+        evaluate(req, self, identity_policies, &[]).decision == Decision::Allowed
     }
 }
 
@@ -92,14 +155,17 @@ impl RequestContext {
     }
     /// Sets a single-valued key.
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.values.insert(key.to_ascii_lowercase(), vec![value.into()]);
+        self.values
+            .insert(key.to_ascii_lowercase(), vec![value.into()]);
     }
     /// Sets a multi-valued key (e.g. kms:GrantOperations).
     pub fn set_multi(&mut self, key: &str, values: Vec<String>) {
         self.values.insert(key.to_ascii_lowercase(), values);
     }
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.values.get(&key.to_ascii_lowercase()).map(|v| v.as_slice())
+        self.values
+            .get(&key.to_ascii_lowercase())
+            .map(|v| v.as_slice())
     }
 }
 
@@ -133,9 +199,20 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "Source")]
 pub enum Reason {
-    KeyPolicy { sid: Option<String>, index: usize, effect: String },
-    IdentityPolicy { name: String, sid: Option<String>, index: usize, effect: String },
-    Grant { grant_id: String },
+    KeyPolicy {
+        sid: Option<String>,
+        index: usize,
+        effect: String,
+    },
+    IdentityPolicy {
+        name: String,
+        sid: Option<String>,
+        index: usize,
+        effect: String,
+    },
+    Grant {
+        grant_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -147,14 +224,93 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
+
 /// Evaluates `req` against the key policy, the caller's identity policies and the key's
 /// grants exactly as AWS KMS does.
+///
+/// - an explicit Deny in the key policy or an identity policy wins over everything;
+/// - a key-policy Allow naming the caller (or `"*"`) allows on its own in the key's
+///   account; one naming the account root delegates to that account's identity
+///   policies (the root principal itself needs no identity policy);
+/// - a caller of another account needs a key-policy Allow naming its account (or it)
+///   and an identity-policy Allow, and only for [`CROSS_ACCOUNT_ACTIONS`];
+/// - grants allow their operations (names without `kms:`) to their grantee when their
+///   encryption context constraints hold, with or without identity policies.
+///
+/// Identity policies of an anonymous caller are ignored; it matches only `"*"`.
 pub fn evaluate(
     req: &Request<'_>,
     key_policy: &PolicyDocument,
     identity_policies: &[IdentityPolicy],
     grants: &[Grant],
 ) -> Evaluation {
-    let _ = (req, key_policy, identity_policies, grants);
-    unimplemented!("policy helper")
+    eval::evaluate(req, key_policy, identity_policies, grants)
+}
+
+impl Reason {
+    /// `KeyPolicy:<Sid or #index>`, `IdentityPolicy:<name>` or `Grant:<id>`: the short
+    /// form used in test tables and text output.
+    pub fn label(&self) -> String {
+        match self {
+            Reason::KeyPolicy { sid: Some(s), .. } => format!("KeyPolicy:{s}"),
+            Reason::KeyPolicy { index, .. } => format!("KeyPolicy:#{index}"),
+            Reason::IdentityPolicy { name, .. } => format!("IdentityPolicy:{name}"),
+            Reason::Grant { grant_id } => format!("Grant:{grant_id}"),
+        }
+    }
+}
+
+impl Evaluation {
+    pub fn is_allowed(&self) -> bool {
+        self.decision == Decision::Allowed
+    }
+
+    /// The JSON `kmsfs simulate` prints:
+    /// `{"EvalDecision": "allowed|explicitDeny|implicitDeny", "MatchedStatements": [...],
+    /// "Notes": [...]}`.
+    pub fn to_simulate_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let decision = match self.decision {
+            Decision::Allowed => "allowed",
+            Decision::ExplicitDeny => "explicitDeny",
+            Decision::ImplicitDeny => "implicitDeny",
+        };
+        let matched: Vec<serde_json::Value> = self
+            .matched
+            .iter()
+            .map(|r| match r {
+                Reason::KeyPolicy { sid, index, effect } => json!({
+                    "SourcePolicyType": "KeyPolicy",
+                    "SourcePolicyId": "KeyPolicy",
+                    "Sid": sid,
+                    "StatementIndex": index,
+                    "Effect": effect,
+                }),
+                Reason::IdentityPolicy {
+                    name,
+                    sid,
+                    index,
+                    effect,
+                } => json!({
+                    "SourcePolicyType": "IdentityPolicy",
+                    "SourcePolicyId": name,
+                    "Sid": sid,
+                    "StatementIndex": index,
+                    "Effect": effect,
+                }),
+                Reason::Grant { grant_id } => json!({
+                    "SourcePolicyType": "Grant",
+                    "SourcePolicyId": grant_id,
+                    "Sid": null,
+                    "StatementIndex": null,
+                    "Effect": "Allow",
+                }),
+            })
+            .collect();
+        json!({
+            "EvalDecision": decision,
+            "MatchedStatements": matched,
+            "Notes": self.notes,
+        })
+    }
 }

@@ -1,0 +1,265 @@
+//! The envelope header at the start of every encrypted file: magic, version, file id,
+//! the CMK's ARN, the wrapped data key and the key commitment (see docs/FORMAT.md).
+//! Owns encoding, strict decoding and the commitment; never unwraps a data key (that is
+//! the key service's job) and never sees content.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use std::os::unix::fs::FileExt;
+
+use crate::crypto::{ct_eq, hkdf_sealing_key, hmac_sha256, DataKey};
+
+use super::{FormatError, FORMAT_VERSION, HEADER_LEN};
+
+/// Offsets of the fixed-position fields (docs/FORMAT.md, "Header").
+const VERSION_AT: usize = 8;
+const HEADER_LEN_AT: usize = 10;
+const FILE_ID_AT: usize = 12;
+const ARN_LEN_AT: usize = 28;
+const ARN_AT: usize = 30;
+/// The commitment is the header's last 32 bytes; it covers everything before it.
+const COMMITMENT_AT: usize = HEADER_LEN - 32;
+/// Room for ARN + wrapped key: header minus the fixed fields (64 bytes).
+const VARIABLE_ROOM: usize = HEADER_LEN - 64;
+
+/// A file's random 128-bit id (HKDF salt of its keys, part of every block's AAD).
+pub type FileId = [u8; 16];
+
+/// The header's first 8 bytes.
+pub const MAGIC: [u8; 8] = *b"KMSFS\0v1";
+/// HKDF info label of the key-commitment key (derived from the data key, salt = file id).
+pub const COMMITMENT_KEY_INFO: &[u8] = b"kmsfs v1 key commitment";
+/// Longest key ARN the header accepts (bytes).
+pub const MAX_KEY_ARN_LEN: usize = 512;
+/// Encryption-context key naming the volume.
+pub const CONTEXT_VOLUME: &str = "kmsfs:volume";
+/// Encryption-context key naming the file.
+pub const CONTEXT_FILE: &str = "kmsfs:file";
+
+/// The encryption context of every key-service call about a file:
+/// `{"kmsfs:volume": volume_id, "kmsfs:file": hex(file_id)}`.
+pub fn encryption_context(volume_id: &str, file_id: &FileId) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CONTEXT_VOLUME.to_string(), volume_id.to_string()),
+        (CONTEXT_FILE.to_string(), hex::encode(file_id)),
+    ])
+}
+
+/// A decoded (or about-to-be-written) envelope header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHeader {
+    pub file_id: FileId,
+    /// ARN of the CMK that wrapped the data key.
+    pub key_arn: String,
+    /// The KMS ciphertext blob of the data key (opaque here).
+    pub wrapped_key: Vec<u8>,
+    /// HMAC-SHA256 under the commitment key over header bytes 0..992.
+    pub commitment: [u8; 32],
+}
+
+impl FileHeader {
+    /// A fresh random file id (for a new file, before asking the key service for a key,
+    /// since the id is in the encryption context).
+    pub fn generate_file_id() -> Result<FileId, FormatError> {
+        let mut id = [0u8; 16];
+        crate::crypto::random_fill(&mut id).map_err(|_| FormatError::Random)?;
+        Ok(id)
+    }
+
+    /// Builds a header and computes its commitment under `data_key`. Fails if the ARN or
+    /// wrapped key is empty or does not fit ([`FormatError::BadHeaderField`]).
+    pub fn new(
+        file_id: FileId,
+        key_arn: String,
+        wrapped_key: Vec<u8>,
+        data_key: &DataKey,
+    ) -> Result<FileHeader, FormatError> {
+        check_field_lengths(key_arn.len(), wrapped_key.len())?;
+        let mut header = FileHeader {
+            file_id,
+            key_arn,
+            wrapped_key,
+            commitment: [0; 32],
+        };
+        header.commitment = commitment(data_key, &file_id, &header.committed_bytes());
+        Ok(header)
+    }
+
+    /// Exactly [`super::HEADER_LEN`] bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.committed_bytes();
+        out.extend_from_slice(&self.commitment);
+        out
+    }
+
+    /// Header bytes `0..992`: everything the commitment covers, padding included.
+    /// Field lengths were checked by `new` or `decode` (the only constructors besides a
+    /// struct literal); a struct literal with oversized fields still yields exactly 992
+    /// bytes (truncated), which then fails its commitment instead of panicking.
+    fn committed_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&(FORMAT_VERSION as u16).to_be_bytes());
+        out.extend_from_slice(&(HEADER_LEN as u16).to_be_bytes());
+        out.extend_from_slice(&self.file_id);
+        out.extend_from_slice(&(self.key_arn.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.key_arn.as_bytes());
+        out.extend_from_slice(&(self.wrapped_key.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.wrapped_key);
+        out.resize(COMMITMENT_AT, 0);
+        out
+    }
+
+    /// Strict decoding of exactly [`super::HEADER_LEN`] bytes: rejects short or long
+    /// input, bad magic, unknown version, bad lengths, non-UTF-8 ARN and non-zero padding,
+    /// each with its own error. Does not check the commitment (that needs the data key:
+    /// see [`Self::verify_commitment`]).
+    pub fn decode(bytes: &[u8]) -> Result<FileHeader, FormatError> {
+        let bytes: &[u8; HEADER_LEN] = bytes.try_into().map_err(|_| FormatError::HeaderSize {
+            expected: HEADER_LEN,
+            found: bytes.len(),
+        })?;
+        if bytes[..VERSION_AT] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = read_u16(bytes, VERSION_AT);
+        if u32::from(version) != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                found: version.into(),
+            });
+        }
+        let header_len = read_u16(bytes, HEADER_LEN_AT);
+        if usize::from(header_len) != HEADER_LEN {
+            return Err(FormatError::BadHeaderLength {
+                found: header_len.into(),
+            });
+        }
+        let mut file_id = [0u8; 16];
+        file_id.copy_from_slice(&bytes[FILE_ID_AT..ARN_LEN_AT]);
+
+        let arn_len = usize::from(read_u16(bytes, ARN_LEN_AT));
+        check_arn_len(arn_len)?;
+        let arn_end = ARN_AT + arn_len;
+        let key_arn = std::str::from_utf8(&bytes[ARN_AT..arn_end])
+            .map_err(|_| FormatError::BadHeaderField {
+                field: "key_arn",
+                reason: "not UTF-8".into(),
+            })?
+            .to_string();
+
+        let wrapped_len = usize::from(read_u16(bytes, arn_end));
+        check_wrapped_len(arn_len, wrapped_len)?;
+        let wrapped_at = arn_end + 2;
+        let wrapped_end = wrapped_at + wrapped_len;
+        let wrapped_key = bytes[wrapped_at..wrapped_end].to_vec();
+
+        if bytes[wrapped_end..COMMITMENT_AT].iter().any(|&b| b != 0) {
+            return Err(FormatError::NonZeroPadding);
+        }
+        let mut commitment = [0u8; 32];
+        commitment.copy_from_slice(&bytes[COMMITMENT_AT..]);
+        Ok(FileHeader {
+            file_id,
+            key_arn,
+            wrapped_key,
+            commitment,
+        })
+    }
+
+    /// Reads and decodes the header at offset 0 of `file` (positional read; the file's
+    /// cursor is not used). A file shorter than the header is
+    /// [`FormatError::HeaderSize`].
+    pub fn read_from(file: &File) -> Result<FileHeader, FormatError> {
+        let mut buf = [0u8; HEADER_LEN];
+        let mut filled = 0;
+        while filled < HEADER_LEN {
+            match file.read_at(&mut buf[filled..], filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FormatError::IoNoPath(e)),
+            }
+        }
+        Self::decode(&buf[..filled])
+    }
+
+    /// Encoded length: [`super::HEADER_LEN`] for every version-1 header.
+    pub fn header_len(&self) -> usize {
+        super::HEADER_LEN
+    }
+
+    /// Checks that `data_key` is the key this header commits to
+    /// ([`FormatError::KeyCommitment`] otherwise), in constant time.
+    pub fn verify_commitment(&self, data_key: &DataKey) -> Result<(), FormatError> {
+        let expected = commitment(data_key, &self.file_id, &self.committed_bytes());
+        if ct_eq(&expected, &self.commitment) {
+            Ok(())
+        } else {
+            Err(FormatError::KeyCommitment)
+        }
+    }
+}
+
+/// HMAC-SHA256 under HKDF(data key, salt = file id, info = [`COMMITMENT_KEY_INFO`]).
+fn commitment(data_key: &DataKey, file_id: &FileId, committed: &[u8]) -> [u8; 32] {
+    let key = hkdf_sealing_key(data_key, file_id, COMMITMENT_KEY_INFO);
+    hmac_sha256(&key, committed)
+}
+
+fn read_u16(bytes: &[u8; HEADER_LEN], at: usize) -> u16 {
+    // Every caller passes at <= 30 + 512, far inside the 1024-byte array.
+    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn check_arn_len(len: usize) -> Result<(), FormatError> {
+    if len == 0 || len > MAX_KEY_ARN_LEN {
+        return Err(FormatError::BadHeaderField {
+            field: "key_arn",
+            reason: format!("length {len} is not in 1..={MAX_KEY_ARN_LEN}"),
+        });
+    }
+    Ok(())
+}
+
+fn check_wrapped_len(arn_len: usize, len: usize) -> Result<(), FormatError> {
+    let max = VARIABLE_ROOM - arn_len;
+    if len == 0 || len > max {
+        return Err(FormatError::BadHeaderField {
+            field: "wrapped_key",
+            reason: format!("length {len} is not in 1..={max} (with a {arn_len}-byte key ARN)"),
+        });
+    }
+    Ok(())
+}
+
+fn check_field_lengths(arn_len: usize, wrapped_len: usize) -> Result<(), FormatError> {
+    check_arn_len(arn_len)?;
+    check_wrapped_len(arn_len, wrapped_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte positions docs/FORMAT.md documents, checked on an encoded header.
+    #[test]
+    fn encoded_layout_matches_the_documented_offsets() {
+        let key = DataKey::from_bytes([1; 32]);
+        let arn = "arn:aws:kms:local:1:key/k";
+        let h = FileHeader::new([0xEE; 16], arn.into(), vec![0xCC; 5], &key).unwrap();
+        let b = h.encode();
+        let a = arn.len();
+        assert_eq!(&b[0..8], b"KMSFS\0v1");
+        assert_eq!(&b[8..10], &[0, 1]);
+        assert_eq!(&b[10..12], &1024u16.to_be_bytes());
+        assert_eq!(&b[12..28], &[0xEE; 16]);
+        assert_eq!(&b[28..30], &(a as u16).to_be_bytes());
+        assert_eq!(&b[30..30 + a], arn.as_bytes());
+        assert_eq!(&b[30 + a..32 + a], &[0, 5]);
+        assert_eq!(&b[32 + a..37 + a], &[0xCC; 5]);
+        assert!(b[37 + a..992].iter().all(|&x| x == 0));
+        let commit_key = hkdf_sealing_key(&key, &[0xEE; 16], COMMITMENT_KEY_INFO);
+        assert_eq!(&b[992..], &hmac_sha256(&commit_key, &b[..992]));
+    }
+}

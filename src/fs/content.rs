@@ -1,0 +1,245 @@
+//! File contents: plaintext offsets to sealed block ranges, and the read, write,
+//! truncate paths over one backing file.
+//!
+//! A request touches blocks `first..=last`; their sealed bytes are contiguous in the
+//! backing file, so a read is one `pread` of the whole range followed by `open_block` of
+//! each block, and a write is at most two edge-block reads (read-modify-write of partial
+//! blocks), sealing every block of the range, and one `pwrite`. Buffers are per thread
+//! and reused, so the hot path neither allocates nor derives keys (the cipher holds the
+//! ready key schedule).
+//!
+//! Callers hold the node's content lock (shared for reads, exclusive for everything
+//! else): this module assumes nobody else changes the file meanwhile. It never asks for
+//! keys and never returns bytes that failed authentication.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use crate::format::{backing_len, block_offset, plaintext_size, ContentCipher, BLOCK_SIZE};
+
+use super::error::FsError;
+
+const B: u64 = BLOCK_SIZE as u64;
+
+/// Reusable per-thread buffers.
+#[derive(Default)]
+struct Scratch {
+    /// Sealed bytes of a whole request range.
+    range_sealed: Vec<u8>,
+    /// Plaintext of a whole request range.
+    range_plain: Vec<u8>,
+    /// One block's plaintext or sealed bytes.
+    block: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> Result<R, FsError>) -> Result<R, FsError> {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        // Only reachable if a callback re-entered this module; use fresh buffers then.
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+fn io_eio(e: std::io::Error) -> FsError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        // The backing file is shorter than its own length said a moment ago: damaged.
+        FsError::refused(libc::EIO, "backing file shorter than expected")
+    } else {
+        e.into()
+    }
+}
+
+fn len_of(file: &File) -> Result<u64, FsError> {
+    Ok(file.metadata()?.len())
+}
+
+/// Plaintext size of an open backing file; `EIO` for impossible backing lengths.
+pub fn size(file: &File) -> Result<u64, FsError> {
+    Ok(plaintext_size(len_of(file)?)?)
+}
+
+fn usize_of(v: u64) -> Result<usize, FsError> {
+    usize::try_from(v).map_err(|_| FsError::refused(libc::EFBIG, "offset too large"))
+}
+
+/// Reads the plaintext of existing block `index` of a file of plaintext size `size`
+/// into `out`.
+fn load_block(
+    file: &File,
+    cipher: &ContentCipher,
+    index: u64,
+    size: u64,
+    sealed: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), FsError> {
+    let plain_len = usize_of((size - index * B).min(B))?;
+    sealed.resize(plain_len + crate::format::BLOCK_OVERHEAD, 0);
+    file.read_exact_at(sealed, block_offset(index))
+        .map_err(io_eio)?;
+    cipher.open_block(index, sealed, out)?;
+    Ok(())
+}
+
+/// Reads up to `len` plaintext bytes at `offset` and hands them to `done` (fewer at the
+/// end of the file, none past it).
+pub fn read<R>(
+    file: &File,
+    cipher: &ContentCipher,
+    offset: u64,
+    len: u32,
+    done: impl FnOnce(&[u8]) -> R,
+) -> Result<R, FsError> {
+    let backing = len_of(file)?;
+    let size = plaintext_size(backing)?;
+    if offset >= size || len == 0 {
+        return Ok(done(&[]));
+    }
+    let end = offset.saturating_add(u64::from(len)).min(size);
+    let first = offset / B;
+    let last = (end - 1) / B;
+    let start = block_offset(first);
+    let stop = block_offset(last + 1).min(backing);
+    with_scratch(|s| {
+        s.range_sealed.resize(usize_of(stop - start)?, 0);
+        file.read_exact_at(&mut s.range_sealed, start)
+            .map_err(io_eio)?;
+        s.range_plain.clear();
+        for index in first..=last {
+            let from = usize_of(block_offset(index) - start)?;
+            let to = (from + crate::format::SEALED_BLOCK_SIZE).min(s.range_sealed.len());
+            let sealed = s
+                .range_sealed
+                .get(from..to)
+                .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
+            cipher.open_block(index, sealed, &mut s.block)?;
+            s.range_plain.extend_from_slice(&s.block);
+        }
+        let skip = usize_of(offset - first * B)?;
+        let take = usize_of(end - offset)?;
+        let bytes = s
+            .range_plain
+            .get(skip..skip + take)
+            .ok_or_else(|| FsError::refused(libc::EIO, "short block"))?;
+        Ok(done(bytes))
+    })
+}
+
+/// Writes `data` at plaintext `offset`, extending the file (with holes) as needed.
+/// Returns the new plaintext size.
+pub fn write(
+    file: &File,
+    cipher: &ContentCipher,
+    offset: u64,
+    data: &[u8],
+) -> Result<u64, FsError> {
+    let old = size(file)?;
+    if data.is_empty() {
+        return Ok(old);
+    }
+    let end = offset
+        .checked_add(data.len() as u64)
+        .ok_or_else(|| FsError::refused(libc::EFBIG, "write past the largest offset"))?;
+    let first = offset / B;
+    let last = (end - 1) / B;
+    let new_size = old.max(end);
+    with_scratch(|s| {
+        // The old last block is partial and the write starts in a later block: it must
+        // become a full block (zero-padded) before the file grows past it.
+        if old % B != 0 && first > old / B {
+            let k = old / B;
+            load_block(
+                file,
+                cipher,
+                k,
+                old,
+                &mut s.range_sealed,
+                &mut s.range_plain,
+            )?;
+            s.range_plain.resize(BLOCK_SIZE, 0);
+            cipher.seal_block(k, &s.range_plain, &mut s.block)?;
+            file.write_all_at(&s.block, block_offset(k))?;
+        }
+
+        let blocks = usize_of(last - first + 1)?;
+        s.range_plain.clear();
+        s.range_plain.resize(blocks * BLOCK_SIZE, 0);
+        // Edge blocks that exist and are only partly overwritten keep their other bytes.
+        let edges = if first == last {
+            [first, first]
+        } else {
+            [first, last]
+        };
+        for (n, index) in edges.into_iter().enumerate() {
+            if n == 1 && first == last {
+                break;
+            }
+            let block_start = index * B;
+            let old_end = (block_start + B).min(old);
+            let exists = block_start < old;
+            let covered = offset <= block_start && end >= old_end;
+            if exists && !covered {
+                load_block(file, cipher, index, old, &mut s.range_sealed, &mut s.block)?;
+                let at = usize_of(index - first)? * BLOCK_SIZE;
+                let dst = s
+                    .range_plain
+                    .get_mut(at..at + s.block.len())
+                    .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
+                dst.copy_from_slice(&s.block);
+            }
+        }
+        let at = usize_of(offset - first * B)?;
+        let dst = s
+            .range_plain
+            .get_mut(at..at + data.len())
+            .ok_or_else(|| FsError::refused(libc::EIO, "write range"))?;
+        dst.copy_from_slice(data);
+
+        s.range_sealed.clear();
+        for index in first..=last {
+            let at = usize_of(index - first)? * BLOCK_SIZE;
+            let len = usize_of((new_size - index * B).min(B))?;
+            let plain = s
+                .range_plain
+                .get(at..at + len)
+                .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
+            cipher.seal_block(index, plain, &mut s.block)?;
+            s.range_sealed.extend_from_slice(&s.block);
+        }
+        file.write_all_at(&s.range_sealed, block_offset(first))?;
+        Ok(new_size)
+    })
+}
+
+/// Sets the plaintext size to `new_size`: shrinking re-seals the new last block,
+/// growing pads the old last block and leaves holes up to a sealed final block.
+pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<(), FsError> {
+    let old = size(file)?;
+    if new_size > old {
+        write(file, cipher, new_size - 1, &[0])?;
+        return Ok(());
+    }
+    if new_size < old && new_size % B != 0 {
+        let k = new_size / B;
+        with_scratch(|s| {
+            load_block(
+                file,
+                cipher,
+                k,
+                old,
+                &mut s.range_sealed,
+                &mut s.range_plain,
+            )?;
+            s.range_plain.truncate(usize_of(new_size % B)?);
+            cipher.seal_block(k, &s.range_plain, &mut s.block)?;
+            file.write_all_at(&s.block, block_offset(k))?;
+            Ok(())
+        })?;
+    }
+    file.set_len(backing_len(new_size))?;
+    Ok(())
+}

@@ -1,0 +1,975 @@
+//! The filesystem core: every FUSE operation as one function returning
+//! `Result<T, FsError>`, over the inode table, the handle tables, names and content.
+//!
+//! It owns the mapping between the plaintext view and the backing directory and the
+//! order of operations that keeps the backing directory consistent (sidecar before long
+//! entry, header before the file is visible, metadata before a directory is used). It
+//! never caches a permission: every open asks the key service (see [`super::authz`]).
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
+use nix::fcntl::{openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::sys::stat::{fstatat, mkdirat, mknodat, FileStat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
+
+use crate::format::{
+    classify, plaintext_size, BackingName, EntryKind, FileHeader, VolumeConfig, DIR_META_NAME,
+    HEADER_LEN,
+};
+use crate::kms::provider::{Caller, DataAction, DataKeys};
+
+use super::authz::{self, Access};
+use super::content;
+use super::error::FsError;
+use super::handle::{DirEntry, HandleTable, OpenDir, OpenFile};
+use super::inode::{backing_id, InodeTable, Node, NodeKind, ROOT_INO};
+use super::names::{self, DirNames, VolumeSecrets};
+use super::sys;
+
+/// Attribute changes of one `setattr`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+}
+
+/// `statfs` figures of the backing file system.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// Result of getxattr/listxattr: the size when asked with size 0, else the bytes.
+#[derive(Debug)]
+pub enum XattrReply {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// The mounted volume.
+pub struct Core {
+    volume: VolumeConfig,
+    keys: Arc<dyn DataKeys>,
+    secrets: VolumeSecrets,
+    inodes: InodeTable,
+    files: HandleTable<OpenFile>,
+    dirs: HandleTable<OpenDir>,
+    root_id: (u64, u64),
+    read_only: bool,
+    /// The daemon runs as root: new files are chowned to their creator.
+    as_root: bool,
+}
+
+/// Lists a backing directory given its (`O_PATH`) descriptor; `.` and `..` excluded.
+fn list_dir(dir: &OwnedFd) -> Result<std::fs::ReadDir, FsError> {
+    let path = sys::proc_path(dir.as_fd());
+    Ok(std::fs::read_dir(Path::new(OsStr::from_bytes(
+        path.as_bytes(),
+    )))?)
+}
+
+fn path_flags() -> OFlag {
+    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+fn stat_fd(fd: impl AsFd) -> Result<FileStat, FsError> {
+    Ok(fstatat(
+        fd,
+        "",
+        AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
+}
+
+fn system_time(sec: i64, nsec: i64) -> SystemTime {
+    let nanos = u32::try_from(nsec).unwrap_or(0);
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nanos.into())
+    }
+}
+
+fn time_spec(t: Option<TimeOrNow>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => TimeSpec::from_duration(d),
+            Err(_) => TimeSpec::new(0, 0),
+        },
+    }
+}
+
+fn file_type(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Directory => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+    }
+}
+
+fn read_guard(node: &Node) -> RwLockReadGuard<'_, ()> {
+    node.content.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_guard(node: &Node) -> RwLockWriteGuard<'_, ()> {
+    node.content.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Core {
+    /// Opens the volume in `backing`: reads the volume file, gets the volume secret from
+    /// the key service, and authenticates the volume file and the root's metadata.
+    pub fn open_volume(
+        backing: &Path,
+        keys: Arc<dyn DataKeys>,
+        read_only: bool,
+    ) -> Result<Core, FsError> {
+        let volume = VolumeConfig::load(backing)?;
+        let secret = keys.volume_secret(&volume.volume_id)?;
+        let secrets = VolumeSecrets::new(&secret);
+        volume.verify(backing, &secrets.metadata)?;
+        let root_fd = openat(
+            nix::fcntl::AT_FDCWD,
+            backing,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let root_stat = stat_fd(&root_fd)?;
+        let root_meta = names::load_dir_meta(&root_fd, &secrets.metadata)?;
+        let inodes = InodeTable::new(root_fd, &root_stat);
+        let root = inodes.get(ROOT_INO)?;
+        let _ = root.dir.set(Arc::new(DirNames { meta: root_meta }));
+        Ok(Core {
+            volume,
+            keys,
+            secrets,
+            inodes,
+            files: HandleTable::default(),
+            dirs: HandleTable::default(),
+            root_id: backing_id(&root_stat),
+            read_only,
+            as_root: nix::unistd::geteuid().is_root(),
+        })
+    }
+
+    /// Number of open file handles (for tests and the CLI's status).
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+
+    fn writable(&self) -> Result<(), FsError> {
+        if self.read_only {
+            Err(FsError::refused(libc::EROFS, "read-only mount"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn dir_names(&self, node: &Node) -> Result<Arc<DirNames>, FsError> {
+        if node.kind != NodeKind::Directory {
+            return Err(FsError::refused(libc::ENOTDIR, "not a directory"));
+        }
+        if let Some(d) = node.dir.get() {
+            return Ok(d.clone());
+        }
+        let meta = names::load_dir_meta(&node.fd, &self.secrets.metadata)?;
+        Ok(node.dir.get_or_init(|| Arc::new(DirNames { meta })).clone())
+    }
+
+    fn parent_and_name(
+        &self,
+        parent: u64,
+        name: &OsStr,
+    ) -> Result<(Arc<Node>, Arc<DirNames>, BackingName), FsError> {
+        let node = self.inodes.get(parent)?;
+        let dir = self.dir_names(&node)?;
+        let backing = names::backing_name(&self.secrets.names, &dir, name)?;
+        Ok((node, dir, backing))
+    }
+
+    /// Attributes as the user sees them: plaintext sizes, decrypted symlink lengths.
+    fn attr(&self, node: &Node, st: &FileStat) -> FileAttr {
+        #[allow(clippy::unnecessary_cast)] // libc field widths differ across targets
+        let backing_size = st.st_size as u64;
+        let size = match node.kind {
+            // A damaged length still reports a non-zero size so that reads happen and
+            // fail with EIO, rather than a silently empty file.
+            NodeKind::File => plaintext_size(backing_size)
+                .unwrap_or_else(|_| backing_size.saturating_sub(HEADER_LEN as u64).max(1)),
+            NodeKind::Symlink => self
+                .readlink_node(node)
+                .map(|t| t.len() as u64)
+                .unwrap_or(backing_size),
+            _ => backing_size,
+        };
+        #[allow(clippy::unnecessary_cast)]
+        FileAttr {
+            ino: INodeNo(node.ino),
+            size,
+            blocks: st.st_blocks as u64,
+            atime: system_time(st.st_atime, st.st_atime_nsec),
+            mtime: system_time(st.st_mtime, st.st_mtime_nsec),
+            ctime: system_time(st.st_ctime, st.st_ctime_nsec),
+            crtime: system_time(st.st_ctime, st.st_ctime_nsec),
+            kind: file_type(node.kind),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: crate::format::BLOCK_SIZE as u32,
+            flags: 0,
+        }
+    }
+
+    /// Registers a kernel reference to `dir/name` and returns its attributes.
+    fn remember_child(&self, dir: &Node, name: &str) -> Result<(Arc<Node>, FileAttr), FsError> {
+        let fd = openat(&dir.fd, name, path_flags(), Mode::empty())?;
+        let st = stat_fd(&fd)?;
+        let node = self.inodes.remember(fd, &st)?;
+        let attr = self.attr(&node, &st);
+        Ok((node, attr))
+    }
+
+    /// Gives a new backing object to its creator (when running as root), inheriting the
+    /// group of a set-group-id directory as POSIX does.
+    fn chown_new(&self, dir: &Node, name: &str, caller: &Caller) -> Result<(), FsError> {
+        if !self.as_root {
+            return Ok(());
+        }
+        let dir_st = stat_fd(&dir.fd)?;
+        let gid = if dir_st.st_mode & libc::S_ISGID != 0 {
+            dir_st.st_gid
+        } else {
+            caller.gid
+        };
+        fchownat(
+            &dir.fd,
+            name,
+            Some(Uid::from_raw(caller.uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    }
+
+    /// The key for a new file in `dir`: the nearest enclosing directory's key rule, else
+    /// the volume's default key. Walks the backing directories upwards by descriptor and
+    /// reads each one's metadata fresh, so a key rule set while mounted applies at once.
+    fn key_for_new_file(&self, dir: &Node) -> Result<String, FsError> {
+        let mut current: Option<OwnedFd> = None;
+        loop {
+            let fd = current.as_ref().unwrap_or(&dir.fd);
+            let meta = names::load_dir_meta(fd, &self.secrets.metadata)?;
+            if let Some(key) = meta.key_rule {
+                return Ok(key);
+            }
+            if backing_id(&stat_fd(fd)?) == self.root_id {
+                return Ok(self.volume.default_key.clone());
+            }
+            let up = openat(fd, "..", path_flags() | OFlag::O_DIRECTORY, Mode::empty())?;
+            current = Some(up);
+        }
+    }
+
+    fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
+        let path = sys::proc_path(node.fd.as_fd());
+        let path = Path::new(OsStr::from_bytes(path.as_bytes()));
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?)
+    }
+
+    // ---- attributes ----
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr, FsError> {
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        Ok(self.remember_child(&dir, backing.name())?.1)
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<FileAttr, FsError> {
+        let node = self.inodes.get(ino)?;
+        let st = stat_fd(&node.fd)?;
+        Ok(self.attr(&node, &st))
+    }
+
+    pub fn setattr(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        fh: Option<u64>,
+        change: SetAttr,
+    ) -> Result<FileAttr, FsError> {
+        let node = self.inodes.get(ino)?;
+        if let Some(size) = change.size {
+            self.writable()?;
+            if node.kind != NodeKind::File {
+                return Err(FsError::refused(libc::EISDIR, "truncate of a non-file"));
+            }
+            self.truncate(caller, &node, fh, size)?;
+        }
+        let st = stat_fd(&node.fd)?;
+        // Only the owner (or root) changes modes and ownership; only root gives a file
+        // away. (With default_permissions the kernel checks this before we see it.)
+        let owner_or_root = caller.uid == 0 || caller.uid == st.st_uid;
+        if let Some(mode) = change.mode {
+            self.writable()?;
+            if !owner_or_root {
+                return Err(FsError::refused(libc::EPERM, "chmod by non-owner"));
+            }
+            if node.kind != NodeKind::Symlink {
+                let path = sys::proc_path(node.fd.as_fd());
+                nix::sys::stat::fchmodat(
+                    nix::fcntl::AT_FDCWD,
+                    path.as_c_str(),
+                    Mode::from_bits_truncate(mode & 0o7777),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )?;
+            }
+        }
+        if change.uid.is_some() || change.gid.is_some() {
+            self.writable()?;
+            let gives_away = change.uid.is_some_and(|u| u != st.st_uid);
+            if caller.uid != 0 && (gives_away || !owner_or_root) {
+                return Err(FsError::refused(libc::EPERM, "chown by non-root"));
+            }
+            fchownat(
+                &node.fd,
+                "",
+                change.uid.map(Uid::from_raw),
+                change.gid.map(Gid::from_raw),
+                AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if change.atime.is_some() || change.mtime.is_some() {
+            self.writable()?;
+            if node.kind != NodeKind::Symlink {
+                let path = sys::proc_path(node.fd.as_fd());
+                nix::sys::stat::utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    path.as_c_str(),
+                    &time_spec(change.atime),
+                    &time_spec(change.mtime),
+                    UtimensatFlags::FollowSymlink,
+                )?;
+            }
+        }
+        self.getattr(ino)
+    }
+
+    /// Truncation: through a writable handle it uses that open's authorization; without
+    /// one it asks the key service for `kms:Encrypt` on the file's own key.
+    fn truncate(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        fh: Option<u64>,
+        size: u64,
+    ) -> Result<(), FsError> {
+        let handle = fh
+            .and_then(|fh| self.files.get(fh).ok())
+            .filter(|h| h.access.write && h.node.ino == node.ino);
+        match handle {
+            Some(h) => {
+                let _g = write_guard(node);
+                content::truncate(&h.file, &h.cipher, size)?;
+            }
+            None => {
+                let file = self.reopen(node, true)?;
+                let header = FileHeader::read_from(&file)?;
+                let cipher = authz::unlock(
+                    self.keys.as_ref(),
+                    caller,
+                    &self.volume.volume_id,
+                    &header,
+                    &[DataAction::Encrypt],
+                )?;
+                let _g = write_guard(node);
+                content::truncate(&file, &cipher, size)?;
+            }
+        }
+        node.changed();
+        Ok(())
+    }
+
+    // ---- regular files ----
+
+    /// Creates and opens a regular file: `kms:GenerateDataKey` under the directory's key.
+    pub fn create(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, u64), FsError> {
+        self.writable()?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let key_id = self.key_for_new_file(&dir)?;
+        let (header, cipher) =
+            authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
+        names::write_sidecar(&dir.fd, &backing)?;
+        let fd = openat(
+            &dir.fd,
+            backing.name(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode & !umask & 0o7777),
+        )?;
+        let file = File::from(fd);
+        let made = file
+            .write_all_at(&header.encode(), 0)
+            .map_err(FsError::from)
+            .and_then(|()| self.chown_new(&dir, backing.name(), caller));
+        if let Err(e) = made {
+            // Never leave a file without a complete header behind.
+            let _ = unlinkat(&dir.fd, backing.name(), UnlinkatFlags::NoRemoveDir);
+            let _ = names::remove_sidecar(&dir.fd, &backing);
+            return Err(e);
+        }
+        let (node, attr) = self.remember_child(&dir, backing.name())?;
+        node.changed();
+        let _ = node.unchanged_since_last_open();
+        let fh = self.files.insert(OpenFile {
+            node,
+            file,
+            cipher,
+            access: Access::from_flags(flags),
+            append: flags & libc::O_APPEND != 0,
+        });
+        Ok((attr, fh))
+    }
+
+    /// Opens a regular file: asks the key service for the actions the flags need on the
+    /// key in the file's own envelope. Returns the handle and whether the kernel may keep
+    /// its cached pages.
+    pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> Result<(u64, bool), FsError> {
+        let node = self.inodes.get(ino)?;
+        match node.kind {
+            NodeKind::File => {}
+            NodeKind::Directory => return Err(FsError::refused(libc::EISDIR, "open of a dir")),
+            _ => return Err(FsError::refused(libc::EINVAL, "open of a special file")),
+        }
+        let access = Access::from_flags(flags);
+        if access.write {
+            self.writable()?;
+        }
+        let file = self.reopen(&node, access.write)?;
+        let header = FileHeader::read_from(&file)?;
+        let cipher = authz::unlock(
+            self.keys.as_ref(),
+            caller,
+            &self.volume.volume_id,
+            &header,
+            access.actions(),
+        )?;
+        if flags & libc::O_TRUNC != 0 {
+            let _g = write_guard(&node);
+            content::truncate(&file, &cipher, 0)?;
+            node.changed();
+        }
+        let keep_cache = node.unchanged_since_last_open();
+        let fh = self.files.insert(OpenFile {
+            node,
+            file,
+            cipher,
+            access,
+            append: flags & libc::O_APPEND != 0,
+        });
+        Ok((fh, keep_cache))
+    }
+
+    /// Reads plaintext and hands it to `reply` (no copy into an owned buffer).
+    pub fn read<R>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, FsError> {
+        let h = self.files.get(fh)?;
+        if !h.access.read {
+            return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
+        }
+        let _g = read_guard(&h.node);
+        content::read(&h.file, &h.cipher, offset, size, reply)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        let h = self.files.get(fh)?;
+        if !h.access.write {
+            return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
+        }
+        let written = u32::try_from(data.len())
+            .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
+        let _g = write_guard(&h.node);
+        let offset = if h.append {
+            content::size(&h.file)?
+        } else {
+            offset
+        };
+        content::write(&h.file, &h.cipher, offset, data)?;
+        h.node.changed();
+        Ok(written)
+    }
+
+    /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
+    /// as a no-op; punching holes is not supported (a hole must stay sealed-zero).
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<(), FsError> {
+        let h = self.files.get(fh)?;
+        if !h.access.write {
+            return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
+        }
+        match mode {
+            0 => {
+                let end = offset
+                    .checked_add(length)
+                    .ok_or_else(|| FsError::refused(libc::EFBIG, "fallocate range"))?;
+                let _g = write_guard(&h.node);
+                if end > content::size(&h.file)? {
+                    content::truncate(&h.file, &h.cipher, end)?;
+                    h.node.changed();
+                }
+                Ok(())
+            }
+            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            _ => Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode")),
+        }
+    }
+
+    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+        // Writes reach the backing file before they are acknowledged; nothing to flush.
+        self.files.get(fh).map(drop)
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), FsError> {
+        let h = self.files.get(fh)?;
+        if datasync {
+            h.file.sync_data()?;
+        } else {
+            h.file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.files.remove(fh);
+    }
+
+    // ---- other objects ----
+
+    pub fn mknod(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> Result<FileAttr, FsError> {
+        let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
+        match kind {
+            SFlag::S_IFREG => {
+                let (attr, fh) = self.create(caller, parent, name, mode, umask, libc::O_WRONLY)?;
+                self.release(fh);
+                Ok(attr)
+            }
+            SFlag::S_IFIFO | SFlag::S_IFSOCK => {
+                self.writable()?;
+                let (dir, _, backing) = self.parent_and_name(parent, name)?;
+                names::write_sidecar(&dir.fd, &backing)?;
+                mknodat(
+                    &dir.fd,
+                    backing.name(),
+                    kind,
+                    Mode::from_bits_truncate(mode & !umask & 0o7777),
+                    0,
+                )?;
+                self.chown_new(&dir, backing.name(), caller)?;
+                Ok(self.remember_child(&dir, backing.name())?.1)
+            }
+            _ => Err(FsError::refused(
+                libc::EPERM,
+                "device nodes are not supported",
+            )),
+        }
+    }
+
+    pub fn mkdir(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> Result<FileAttr, FsError> {
+        self.writable()?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        names::write_sidecar(&dir.fd, &backing)?;
+        mkdirat(
+            &dir.fd,
+            backing.name(),
+            Mode::from_bits_truncate(mode & !umask & 0o7777),
+        )?;
+        let made = openat(
+            &dir.fd,
+            backing.name(),
+            path_flags() | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(FsError::from)
+        .and_then(|fd| {
+            let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
+            self.chown_new(&dir, backing.name(), caller)?;
+            Ok(meta)
+        });
+        let meta = match made {
+            Ok(meta) => meta,
+            Err(e) => {
+                let _ = unlinkat(&dir.fd, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
+                let _ = unlinkat(&dir.fd, backing.name(), UnlinkatFlags::RemoveDir);
+                return Err(e);
+            }
+        };
+        let (node, attr) = self.remember_child(&dir, backing.name())?;
+        let _ = node.dir.set(Arc::new(DirNames { meta }));
+        Ok(attr)
+    }
+
+    pub fn symlink(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+    ) -> Result<FileAttr, FsError> {
+        self.writable()?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let stored = self.secrets.seal_symlink(target.as_os_str().as_bytes())?;
+        names::write_sidecar(&dir.fd, &backing)?;
+        nix::unistd::symlinkat(stored.as_os_str(), &dir.fd, backing.name())?;
+        self.chown_new(&dir, backing.name(), caller)?;
+        Ok(self.remember_child(&dir, backing.name())?.1)
+    }
+
+    fn readlink_node(&self, node: &Node) -> Result<Vec<u8>, FsError> {
+        let stored = nix::fcntl::readlinkat(&node.fd, "")?;
+        self.secrets.open_symlink(&stored)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        let node = self.inodes.get(ino)?;
+        if node.kind != NodeKind::Symlink {
+            return Err(FsError::refused(libc::EINVAL, "not a symlink"));
+        }
+        self.readlink_node(&node)
+    }
+
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> Result<FileAttr, FsError> {
+        self.writable()?;
+        let node = self.inodes.get(ino)?;
+        if node.kind == NodeKind::Directory {
+            return Err(FsError::refused(libc::EPERM, "hard link to a directory"));
+        }
+        let (dir, _, backing) = self.parent_and_name(new_parent, new_name)?;
+        names::write_sidecar(&dir.fd, &backing)?;
+        sys::link_fd(node.fd.as_fd(), dir.fd.as_fd(), OsStr::new(backing.name()))?;
+        Ok(self.remember_child(&dir, backing.name())?.1)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        unlinkat(&dir.fd, backing.name(), UnlinkatFlags::NoRemoveDir)?;
+        names::remove_sidecar(&dir.fd, &backing)
+    }
+
+    /// Empties a backing directory of kmsfs's own files, refusing (`ENOTEMPTY`) if it
+    /// holds any entry a user could see or any foreign file.
+    fn clear_backing_dir(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+        let fd = openat(
+            &parent.fd,
+            name,
+            path_flags() | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )?;
+        let mut ours: Vec<OsString> = Vec::new();
+        for entry in list_dir(&fd)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            match name.to_str().map(classify) {
+                Some(EntryKind::Reserved) | Some(EntryKind::Sidecar) => ours.push(name),
+                _ => return Err(FsError::refused(libc::ENOTEMPTY, "directory not empty")),
+            }
+        }
+        for name in ours {
+            match unlinkat(&fd, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let st = fstatat(&dir.fd, backing.name(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(FsError::refused(libc::ENOTDIR, "rmdir of a non-directory"));
+        }
+        self.clear_backing_dir(&dir, backing.name())?;
+        unlinkat(&dir.fd, backing.name(), UnlinkatFlags::RemoveDir)?;
+        names::remove_sidecar(&dir.fd, &backing)
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> Result<(), FsError> {
+        self.writable()?;
+        let (from_dir, _, from) = self.parent_and_name(parent, name)?;
+        let (to_dir, _, to) = self.parent_and_name(new_parent, new_name)?;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        if flags & !(libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE) != 0 {
+            return Err(FsError::refused(libc::EINVAL, "unsupported rename flags"));
+        }
+        let src = fstatat(&from_dir.fd, from.name(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let dst = match fstatat(&to_dir.fd, to.name(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(nix::errno::Errno::ENOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let is_dir = |st: &FileStat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if !exchange && !noreplace {
+            if let Some(dst) = &dst {
+                if backing_id(dst) == backing_id(&src) {
+                    // Both names are links to the same file: POSIX says do nothing.
+                    return Ok(());
+                }
+                // A directory may replace an empty directory, whose backing copy still
+                // holds kmsfs's metadata: clear it first.
+                if is_dir(&src) && is_dir(dst) {
+                    self.clear_backing_dir(&to_dir, to.name())?;
+                }
+            }
+        }
+        if !exchange {
+            names::write_sidecar(&to_dir.fd, &to)?;
+        }
+        let res = if exchange || noreplace {
+            let f = if exchange {
+                RenameFlags::RENAME_EXCHANGE
+            } else {
+                RenameFlags::RENAME_NOREPLACE
+            };
+            renameat2(&from_dir.fd, from.name(), &to_dir.fd, to.name(), f)
+        } else {
+            renameat(&from_dir.fd, from.name(), &to_dir.fd, to.name())
+        };
+        if let Err(e) = res {
+            if !exchange && dst.is_none() {
+                let _ = names::remove_sidecar(&to_dir.fd, &to);
+            }
+            return Err(e.into());
+        }
+        let same_entry = from_dir.ino == to_dir.ino && from.name() == to.name();
+        if !exchange && !same_entry {
+            names::remove_sidecar(&from_dir.fd, &from)?;
+        }
+        Ok(())
+    }
+
+    // ---- directories ----
+
+    pub fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        let node = self.inodes.get(ino)?;
+        let names = self.dir_names(&node)?;
+        let mut entries = Vec::new();
+        for entry in list_dir(&node.fd)? {
+            let entry = entry?;
+            let backing = entry.file_name();
+            let Some(name) =
+                names::plaintext_entry(&self.secrets.names, &names, &node.fd, &backing)
+            else {
+                continue;
+            };
+            // d_type when the backing file system provides it, else one stat.
+            let kind = match entry.file_type() {
+                Ok(t) if t.is_file() => Some(NodeKind::File),
+                Ok(t) if t.is_dir() => Some(NodeKind::Directory),
+                Ok(t) if t.is_symlink() => Some(NodeKind::Symlink),
+                Ok(t) if t.is_fifo() => Some(NodeKind::Fifo),
+                Ok(t) if t.is_socket() => Some(NodeKind::Socket),
+                _ => fstatat(&node.fd, backing.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .ok()
+                    .and_then(|st| NodeKind::from_stat(&st)),
+            };
+            if let Some(kind) = kind {
+                entries.push(DirEntry {
+                    name,
+                    kind,
+                    backing_ino: entry.ino(),
+                });
+            }
+        }
+        Ok(self.dirs.insert(OpenDir { entries }))
+    }
+
+    /// Lists from `offset` (0 = start), calling `add(ino, next_offset, type, name)` until
+    /// it returns true (reply buffer full).
+    pub fn readdir(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
+    ) -> Result<(), FsError> {
+        let dir = self.dirs.get(fh)?;
+        let dots = [(ino, OsStr::new(".")), (ROOT_INO, OsStr::new(".."))];
+        let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
+        while index < dots.len() + dir.entries.len() {
+            let next = index as u64 + 1;
+            let full = match dots.get(index) {
+                Some((ino, name)) => add(*ino, next, FileType::Directory, name),
+                None => match dir.entries.get(index - dots.len()) {
+                    Some(e) => add(e.backing_ino, next, file_type(e.kind), &e.name),
+                    None => break,
+                },
+            };
+            if full {
+                break;
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.remove(fh);
+    }
+
+    pub fn fsyncdir(&self, ino: u64) -> Result<(), FsError> {
+        let node = self.inodes.get(ino)?;
+        let fd = openat(
+            &node.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        nix::unistd::fsync(&fd)?;
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> Result<StatFs, FsError> {
+        let root = self.inodes.get(ROOT_INO)?;
+        let st = nix::sys::statvfs::fstatvfs(&root.fd)?;
+        #[allow(clippy::unnecessary_cast)]
+        Ok(StatFs {
+            blocks: st.blocks() as u64,
+            bfree: st.blocks_free() as u64,
+            bavail: st.blocks_available() as u64,
+            files: st.files() as u64,
+            ffree: st.files_free() as u64,
+            bsize: st.block_size() as u32,
+            // Long names are stored through sidecars, so the full Linux limit holds.
+            namelen: crate::format::NAME_MAX as u32,
+            frsize: st.fragment_size() as u32,
+        })
+    }
+
+    // ---- extended attributes ----
+
+    fn xattr_node(&self, ino: u64) -> Result<Arc<Node>, FsError> {
+        let node = self.inodes.get(ino)?;
+        match node.kind {
+            NodeKind::File | NodeKind::Directory => Ok(node),
+            _ => Err(FsError::refused(
+                libc::EOPNOTSUPP,
+                "xattrs on special files",
+            )),
+        }
+    }
+
+    pub fn setxattr(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), FsError> {
+        self.writable()?;
+        let node = self.xattr_node(ino)?;
+        if VolumeSecrets::xattr_is_sealed(name) {
+            let sealed = self.secrets.seal_xattr(name, value)?;
+            sys::set_xattr(node.fd.as_fd(), name, &sealed, flags)
+        } else {
+            sys::set_xattr(node.fd.as_fd(), name, value, flags)
+        }
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply, FsError> {
+        let node = self.xattr_node(ino)?;
+        let stored = sys::get_xattr(node.fd.as_fd(), name)?;
+        let value = if VolumeSecrets::xattr_is_sealed(name) {
+            self.secrets.open_xattr(name, &stored)?
+        } else {
+            stored
+        };
+        sized_reply(value, size)
+    }
+
+    pub fn listxattr(&self, ino: u64, size: u32) -> Result<XattrReply, FsError> {
+        let node = self.xattr_node(ino)?;
+        sized_reply(sys::list_xattr(node.fd.as_fd())?, size)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let node = self.xattr_node(ino)?;
+        sys::remove_xattr(node.fd.as_fd(), name)
+    }
+}
+
+fn sized_reply(value: Vec<u8>, size: u32) -> Result<XattrReply, FsError> {
+    let len = u32::try_from(value.len()).map_err(|_| FsError::refused(libc::E2BIG, "xattr"))?;
+    if size == 0 {
+        Ok(XattrReply::Size(len))
+    } else if len > size {
+        Err(FsError::refused(libc::ERANGE, "xattr buffer too small"))
+    } else {
+        Ok(XattrReply::Data(value))
+    }
+}

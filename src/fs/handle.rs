@@ -1,0 +1,91 @@
+//! Open file and directory handles: what an `open` authorized, kept until `release`.
+//!
+//! A file handle owns the backing file descriptor and the content cipher that the key
+//! service's answer unlocked for this one open; it is never shared with another open, so
+//! a permission is never reused across opens. A directory handle holds the decrypted
+//! listing taken at `opendir`, so offsets stay stable while the directory changes.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::format::ContentCipher;
+
+use super::authz::Access;
+use super::error::FsError;
+use super::inode::{Node, NodeKind};
+
+/// One open regular file.
+#[derive(Debug)]
+pub struct OpenFile {
+    pub node: Arc<Node>,
+    pub file: File,
+    pub cipher: ContentCipher,
+    pub access: Access,
+    /// `O_APPEND`: every write goes to the current end of file.
+    pub append: bool,
+}
+
+/// One listing entry of a directory handle.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: OsString,
+    pub kind: NodeKind,
+    /// The backing inode number (readdir's `d_ino`; lookups assign FUSE inodes).
+    pub backing_ino: u64,
+}
+
+/// One open directory.
+#[derive(Debug)]
+pub struct OpenDir {
+    pub entries: Vec<DirEntry>,
+}
+
+/// Handle numbers → open files and directories.
+pub struct HandleTable<T> {
+    map: RwLock<HashMap<u64, Arc<T>>>,
+    next: AtomicU64,
+}
+
+impl<T> Default for HandleTable<T> {
+    fn default() -> Self {
+        HandleTable {
+            map: RwLock::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+}
+
+impl<T> HandleTable<T> {
+    pub fn insert(&self, value: T) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, Arc::new(value));
+        fh
+    }
+
+    /// The handle `fh`; `EBADF` if it is not open.
+    pub fn get(&self, fh: u64) -> Result<Arc<T>, FsError> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::refused(libc::EBADF, "unknown file handle"))
+    }
+
+    pub fn remove(&self, fh: u64) -> Option<Arc<T>> {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

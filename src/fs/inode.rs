@@ -1,0 +1,206 @@
+//! The inode table: FUSE inode numbers ↔ backing objects.
+//!
+//! Each known inode holds an `O_PATH` descriptor of its backing file or directory (the
+//! approach of libfuse's passthrough_hp): every operation on it goes through that
+//! descriptor and `*at` calls, so renames of the node or of any ancestor, and hard links,
+//! never leave a stale path behind. An `O_PATH` descriptor also pins the backing inode,
+//! so its (st_dev, st_ino) cannot be reused while the node lives, which makes that pair a
+//! safe key for finding an existing node (hard links share one FUSE inode).
+//!
+//! This module never sees plaintext or keys; it owns lookup counts and `forget`.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+use nix::sys::stat::{FileStat, SFlag};
+
+use super::error::FsError;
+use super::names::DirNames;
+
+/// The FUSE inode number of the mount's root.
+pub const ROOT_INO: u64 = 1;
+
+/// What a backing object is; kmsfs stores regular files, directories and symlinks
+/// (plus FIFOs and sockets, which carry no data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    File,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+}
+
+impl NodeKind {
+    /// The kind of a backing object, or `None` for device nodes (never created by kmsfs).
+    pub fn from_stat(st: &FileStat) -> Option<Self> {
+        let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        match fmt {
+            SFlag::S_IFREG => Some(NodeKind::File),
+            SFlag::S_IFDIR => Some(NodeKind::Directory),
+            SFlag::S_IFLNK => Some(NodeKind::Symlink),
+            SFlag::S_IFIFO => Some(NodeKind::Fifo),
+            SFlag::S_IFSOCK => Some(NodeKind::Socket),
+            _ => None,
+        }
+    }
+}
+
+/// One inode the kernel knows about.
+#[derive(Debug)]
+pub struct Node {
+    pub ino: u64,
+    pub kind: NodeKind,
+    /// (st_dev, st_ino) of the backing object.
+    backing: (u64, u64),
+    /// `O_PATH | O_NOFOLLOW` descriptor of the backing object.
+    pub fd: OwnedFd,
+    /// Serializes content changes (write, truncate, fallocate) against each other and
+    /// against reads, so that a read-modify-write of a block range is never interleaved
+    /// with another and no reader sees a block half rewritten. Reads share it.
+    pub content: RwLock<()>,
+    /// Bumped by every content change made through this mount.
+    pub version: AtomicU64,
+    /// The value of `version` when the file was last opened (for `keep_cache`).
+    pub version_at_open: AtomicU64,
+    /// Directories only: the directory's id and name cipher, read on first use.
+    pub dir: OnceLock<Arc<DirNames>>,
+}
+
+impl Node {
+    fn new(ino: u64, kind: NodeKind, backing: (u64, u64), fd: OwnedFd) -> Self {
+        Node {
+            ino,
+            kind,
+            backing,
+            fd,
+            content: RwLock::new(()),
+            version: AtomicU64::new(0),
+            version_at_open: AtomicU64::new(u64::MAX),
+            dir: OnceLock::new(),
+        }
+    }
+
+    /// Records a content change (so the next open drops the kernel's page cache).
+    pub fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// True when nothing changed the content since the previous open, so the kernel may
+    /// keep its cached pages; records this open.
+    pub fn unchanged_since_last_open(&self) -> bool {
+        let now = self.version.load(Ordering::Acquire);
+        self.version_at_open.swap(now, Ordering::AcqRel) == now
+    }
+}
+
+struct Entry {
+    node: Arc<Node>,
+    lookups: u64,
+}
+
+struct Inner {
+    nodes: HashMap<u64, Entry>,
+    by_backing: HashMap<(u64, u64), u64>,
+    next_ino: u64,
+}
+
+/// All inodes the kernel currently holds references to.
+pub struct InodeTable {
+    inner: Mutex<Inner>,
+}
+
+impl InodeTable {
+    /// A table holding only the root, whose lookup count never drops to zero.
+    pub fn new(root_fd: OwnedFd, root_stat: &FileStat) -> Self {
+        let mut nodes = HashMap::new();
+        let mut by_backing = HashMap::new();
+        let id = backing_id(root_stat);
+        by_backing.insert(id, ROOT_INO);
+        nodes.insert(
+            ROOT_INO,
+            Entry {
+                node: Arc::new(Node::new(ROOT_INO, NodeKind::Directory, id, root_fd)),
+                lookups: 1,
+            },
+        );
+        InodeTable {
+            inner: Mutex::new(Inner {
+                nodes,
+                by_backing,
+                next_ino: ROOT_INO + 1,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a handler panicked mid-update; the maps themselves are
+        // still consistent (every update is a single insert/remove), so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node for `ino`; `ESTALE` if the kernel names an inode it already forgot.
+    pub fn get(&self, ino: u64) -> Result<Arc<Node>, FsError> {
+        self.lock()
+            .nodes
+            .get(&ino)
+            .map(|e| e.node.clone())
+            .ok_or_else(|| FsError::refused(libc::ESTALE, "unknown inode"))
+    }
+
+    /// Registers one kernel lookup of the backing object behind `fd` (whose `stat` is
+    /// `st`): returns the existing node for that object (dropping `fd`) or a new one.
+    pub fn remember(&self, fd: OwnedFd, st: &FileStat) -> Result<Arc<Node>, FsError> {
+        let kind =
+            NodeKind::from_stat(st).ok_or_else(|| FsError::refused(libc::EIO, "device node"))?;
+        let id = backing_id(st);
+        let mut inner = self.lock();
+        if let Some(&ino) = inner.by_backing.get(&id) {
+            if let Some(entry) = inner.nodes.get_mut(&ino) {
+                entry.lookups += 1;
+                return Ok(entry.node.clone());
+            }
+        }
+        let ino = inner.next_ino;
+        inner.next_ino += 1;
+        let node = Arc::new(Node::new(ino, kind, id, fd));
+        inner.nodes.insert(
+            ino,
+            Entry {
+                node: node.clone(),
+                lookups: 1,
+            },
+        );
+        inner.by_backing.insert(id, ino);
+        Ok(node)
+    }
+
+    /// The kernel dropped `n` references; the node (and its descriptor) goes away when
+    /// none remain and no open handle holds it.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut inner = self.lock();
+        let remove = match inner.nodes.get_mut(&ino) {
+            Some(entry) => {
+                entry.lookups = entry.lookups.saturating_sub(n);
+                entry.lookups == 0
+            }
+            None => false,
+        };
+        if remove {
+            if let Some(entry) = inner.nodes.remove(&ino) {
+                inner.by_backing.remove(&entry.node.backing);
+            }
+        }
+    }
+}
+
+/// The identity of a backing object.
+pub fn backing_id(st: &FileStat) -> (u64, u64) {
+    #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are u64 on some targets only
+    (st.st_dev as u64, st.st_ino as u64)
+}

@@ -1,0 +1,459 @@
+//! Shared helpers of the filesystem tests: a `DataKeys` test double with a per-uid allow
+//! table and key states that tests change at runtime, a mount fixture that always
+//! unmounts, and helpers that run commands as another uid (setpriv).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kmsfs::crypto::{hkdf_sealing_key, DataKey, Sealer, SealingKey};
+use kmsfs::fs::{MountSession, MountSpec};
+use kmsfs::kms::provider::{Caller, DataAction, DataKeys, NewDataKey};
+use kmsfs::kms::{ErrorKind, KmsError};
+use kmsfs::policy::EncryptionContext;
+
+pub const DEFAULT_ALIAS: &str = "alias/kmsfs/default";
+pub const DEFAULT_KEY: &str = "arn:aws:kms:local:111122223333:key/default";
+
+/// Operations the double authorizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Generate,
+    Decrypt,
+    Encrypt,
+}
+
+/// Key states as the double models them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+}
+
+#[derive(Default)]
+struct Tables {
+    /// Key ARN → state; absent = unknown/deleted key.
+    keys: HashMap<String, KeyState>,
+    /// Alias → key ARN.
+    aliases: HashMap<String, String>,
+    /// (uid, key ARN) → allowed operations.
+    allow: HashMap<(u32, String), HashSet<Op>>,
+}
+
+/// One decision the double made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub uid: u32,
+    pub key: String,
+    pub op: Op,
+    pub allowed: bool,
+    pub context: EncryptionContext,
+}
+
+/// A `DataKeys` test double: wraps data keys under a fixed key (binding the key ARN and
+/// the encryption context), decides by a per-(uid, key) allow table, and records every
+/// decision.
+pub struct TestKeys {
+    wrapping: Sealer,
+    secret_root: SealingKey,
+    tables: Mutex<Tables>,
+    pub decisions: Mutex<Vec<Decision>>,
+    pub generate_calls: AtomicU64,
+    pub open_calls: AtomicU64,
+}
+
+impl TestKeys {
+    /// A double with the default key (aliased as `alias/kmsfs/default`) enabled and root
+    /// allowed everything on it.
+    pub fn new() -> Arc<Self> {
+        let keys = TestKeys {
+            wrapping: Sealer::new(&SealingKey::from_bytes([7; 32])),
+            secret_root: SealingKey::from_bytes([9; 32]),
+            tables: Mutex::new(Tables::default()),
+            decisions: Mutex::new(Vec::new()),
+            generate_calls: AtomicU64::new(0),
+            open_calls: AtomicU64::new(0),
+        };
+        keys.add_key(DEFAULT_KEY);
+        keys.alias(DEFAULT_ALIAS, DEFAULT_KEY);
+        keys.allow(0, DEFAULT_KEY, &[Op::Generate, Op::Decrypt, Op::Encrypt]);
+        Arc::new(keys)
+    }
+
+    pub fn add_key(&self, arn: &str) {
+        self.tables
+            .lock()
+            .unwrap()
+            .keys
+            .insert(arn.into(), KeyState::Enabled);
+    }
+
+    pub fn alias(&self, alias: &str, arn: &str) {
+        self.tables
+            .lock()
+            .unwrap()
+            .aliases
+            .insert(alias.into(), arn.into());
+    }
+
+    pub fn set_state(&self, arn: &str, state: KeyState) {
+        self.tables.lock().unwrap().keys.insert(arn.into(), state);
+    }
+
+    /// Deletes the key: every later use is NotFound.
+    pub fn delete_key(&self, arn: &str) {
+        self.tables.lock().unwrap().keys.remove(arn);
+    }
+
+    /// Replaces what `uid` may do with `arn`.
+    pub fn allow(&self, uid: u32, arn: &str, ops: &[Op]) {
+        self.tables
+            .lock()
+            .unwrap()
+            .allow
+            .insert((uid, arn.into()), ops.iter().copied().collect());
+    }
+
+    pub fn opens(&self) -> u64 {
+        self.open_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn generates(&self) -> u64 {
+        self.generate_calls.load(Ordering::SeqCst)
+    }
+
+    fn resolve(&self, key_id: &str) -> String {
+        let t = self.tables.lock().unwrap();
+        t.aliases
+            .get(key_id)
+            .cloned()
+            .unwrap_or_else(|| key_id.to_string())
+    }
+
+    fn decide(
+        &self,
+        caller: &Caller,
+        arn: &str,
+        op: Op,
+        context: &EncryptionContext,
+    ) -> Result<(), KmsError> {
+        let t = self.tables.lock().unwrap();
+        let state = t.keys.get(arn).copied();
+        let allowed = t
+            .allow
+            .get(&(caller.uid, arn.to_string()))
+            .is_some_and(|ops| ops.contains(&op));
+        drop(t);
+        self.decisions.lock().unwrap().push(Decision {
+            uid: caller.uid,
+            key: arn.into(),
+            op,
+            allowed,
+            context: context.clone(),
+        });
+        match state {
+            None => {
+                return Err(KmsError::new(
+                    ErrorKind::NotFound,
+                    format!("{arn} not found"),
+                ))
+            }
+            Some(KeyState::Disabled) => {
+                return Err(KmsError::new(
+                    ErrorKind::Disabled,
+                    format!("{arn} is disabled"),
+                ))
+            }
+            Some(KeyState::PendingDeletion) => {
+                return Err(KmsError::new(
+                    ErrorKind::KmsInvalidState,
+                    format!("{arn} is pending deletion"),
+                ))
+            }
+            Some(KeyState::Enabled) => {}
+        }
+        if allowed {
+            Ok(())
+        } else {
+            Err(KmsError::new(
+                ErrorKind::AccessDenied,
+                format!("uid {} may not {op:?} with {arn}", caller.uid),
+            ))
+        }
+    }
+
+    fn aad(arn: &str, context: &EncryptionContext) -> Vec<u8> {
+        let mut aad = arn.as_bytes().to_vec();
+        for (k, v) in context {
+            aad.push(0);
+            aad.extend_from_slice(k.as_bytes());
+            aad.push(0);
+            aad.extend_from_slice(v.as_bytes());
+        }
+        aad
+    }
+}
+
+impl DataKeys for TestKeys {
+    fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<NewDataKey, KmsError> {
+        self.generate_calls.fetch_add(1, Ordering::SeqCst);
+        let arn = self.resolve(key_id);
+        self.decide(caller, &arn, Op::Generate, context)?;
+        let key = DataKey::generate().unwrap();
+        let sealed = self
+            .wrapping
+            .seal(&Self::aad(&arn, context), key.expose())
+            .unwrap();
+        let mut wrapped = (arn.len() as u16).to_be_bytes().to_vec();
+        wrapped.extend_from_slice(arn.as_bytes());
+        wrapped.extend_from_slice(&sealed);
+        Ok(NewDataKey {
+            key,
+            wrapped,
+            key_arn: arn,
+        })
+    }
+
+    fn open_data_key(
+        &self,
+        caller: &Caller,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+        actions: &[DataAction],
+    ) -> Result<DataKey, KmsError> {
+        self.open_calls.fetch_add(1, Ordering::SeqCst);
+        let bad = || KmsError::new(ErrorKind::InvalidCiphertext, "bad blob");
+        let len = u16::from_be_bytes([
+            *wrapped.first().ok_or_else(bad)?,
+            *wrapped.get(1).ok_or_else(bad)?,
+        ]) as usize;
+        let arn =
+            std::str::from_utf8(wrapped.get(2..2 + len).ok_or_else(bad)?).map_err(|_| bad())?;
+        for action in actions {
+            let op = match action {
+                DataAction::Decrypt => Op::Decrypt,
+                DataAction::Encrypt => Op::Encrypt,
+            };
+            self.decide(caller, arn, op, context)?;
+        }
+        let plain = self
+            .wrapping
+            .open(&Self::aad(arn, context), &wrapped[2 + len..])
+            .map_err(|_| bad())?;
+        DataKey::from_slice(&plain).ok_or_else(bad)
+    }
+
+    fn volume_secret(&self, volume_id: &str) -> Result<SealingKey, KmsError> {
+        Ok(hkdf_sealing_key(
+            &self.secret_root,
+            volume_id.as_bytes(),
+            b"test volume secret",
+        ))
+    }
+}
+
+/// A mounted test volume in its own temp dirs. Unmounts on drop.
+pub struct Mounted {
+    pub keys: Arc<TestKeys>,
+    pub backing: PathBuf,
+    pub mnt: PathBuf,
+    session: Option<MountSession>,
+    _dir: tempfile::TempDir,
+}
+
+/// The options most tests use: other uids may enter, the kernel checks modes.
+pub const MULTI_USER: &[&str] = &["allow_other", "default_permissions"];
+
+impl Mounted {
+    /// A fresh volume (default key `alias/kmsfs/default`) mounted with `options`.
+    pub fn new(options: &[&str]) -> Self {
+        Self::with_keys(TestKeys::new(), options)
+    }
+
+    pub fn with_keys(keys: Arc<TestKeys>, options: &[&str]) -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "fs tests need root and /dev/fuse"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("kmsfs-test-")
+            .tempdir()
+            .unwrap();
+        // Other uids must traverse to the mountpoint.
+        set_mode(dir.path(), 0o755);
+        let backing = dir.path().join("backing");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
+        // The mount's root shows the backing root's mode: let every uid create files.
+        set_mode(&backing, 0o1777);
+        let mut m = Mounted {
+            keys,
+            backing,
+            mnt,
+            session: None,
+            _dir: dir,
+        };
+        m.mount(options);
+        m
+    }
+
+    pub fn mount(&mut self, options: &[&str]) {
+        assert!(self.session.is_none());
+        let spec = MountSpec {
+            backing: self.backing.clone(),
+            mountpoint: self.mnt.clone(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+            threads: 3,
+        };
+        self.session = Some(kmsfs::fs::mount(&spec, self.keys.clone()).unwrap());
+    }
+
+    /// Unmounts (and waits for the session to end).
+    pub fn unmount(&mut self) {
+        if let Some(s) = self.session.take() {
+            s.umount().unwrap();
+        }
+    }
+
+    pub fn remount(&mut self, options: &[&str]) {
+        self.unmount();
+        self.mount(options);
+    }
+
+    pub fn session(&self) -> &MountSession {
+        self.session.as_ref().unwrap()
+    }
+
+    pub fn take_session(&mut self) -> MountSession {
+        self.session.take().unwrap()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Every regular file under the backing directory that holds content (not metadata).
+    pub fn backing_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.backing, &mut out);
+        out.retain(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            !name.contains('.') || (name.starts_with("kmsfs.ln.") && !name.ends_with(".name"))
+        });
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = s.umount();
+        }
+    }
+}
+
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            walk(&p, out);
+        } else if e.file_type().unwrap().is_file() {
+            out.push(p);
+        }
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Runs `sh -c script` as `uid`/`gid` (no supplementary groups).
+pub fn sh_as(uid: u32, script: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// The message `strerror` gives for `errno`, as shells and coreutils print it.
+pub fn strerror(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    s.split(" (os error").next().unwrap().to_string()
+}
+
+/// Asserts that `out` failed with `errno`'s message.
+#[track_caller]
+pub fn assert_failed_with(out: &Output, errno: i32) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(&strerror(errno)),
+        "expected failure with {:?}, got status {:?}, stdout {:?}, stderr {:?}",
+        strerror(errno),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        stderr
+    );
+}
+
+#[track_caller]
+pub fn assert_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {:?}, stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Shell-quotes a path.
+pub fn q(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+pub fn context_of(d: &Decision) -> BTreeMap<String, String> {
+    d.context.clone()
+}
