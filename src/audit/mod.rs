@@ -8,20 +8,24 @@
 //! secrets (`Plaintext`, `KeyMaterial`, ...) are replaced before anything is written.
 //!
 //! # Record shape
+//! One line of compact JSON per record, members sorted by name at every level (the line
+//! is its own canonical form):
 //! ```text
-//! {"eventVersion":"1.08","userIdentity":{...},"eventTime":"2026-11-23T09:30:00Z",
-//!  "eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"local",
-//!  "sourceIPAddress":"local","userAgent":"kmsfs","requestParameters":{...},
-//!  "responseElements":{...},["errorCode":..,"errorMessage":..,]"eventID":"<uuid v4>",
-//!  "readOnly":true,"resources":[{"accountId":..,"type":"AWS::KMS::Key","ARN":..}],
-//!  "eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":..,
-//!  "eventCategory":"Management",
-//!  "kmsfs":{"seq":1,"decision":..,"uid":..,"gid":..,"pid":..,"viaService":..,"fs":..,
-//!           "prevHash":"<64 hex>","hash":"<64 hex>"}}
+//! {"awsRegion":"local",["errorCode":..,"errorMessage":..,]"eventCategory":"Management",
+//!  "eventID":"<uuid v4>","eventName":"Decrypt","eventSource":"kms.amazonaws.com",
+//!  "eventTime":"2026-11-23T09:30:00Z","eventType":"AwsApiCall","eventVersion":"1.08",
+//!  "kmsfs":{"decision":..,"fs":..,"gid":..,"hash":"<64 hex>","pid":..,
+//!           "prevHash":"<64 hex>","seq":1,"uid":..,"viaService":..},
+//!  "managementEvent":true,"readOnly":true,"recipientAccountId":..,
+//!  "requestParameters":{...},"resources":[{"ARN":..,"accountId":..,"type":"AWS::KMS::Key"}],
+//!  "responseElements":{...},"sourceIPAddress":"local","userAgent":"kmsfs",
+//!  "userIdentity":{"accountId":..,"arn":..,"principalId":..,"type":"IAMUser"}}
 //! ```
-//! `hash` is SHA-256 over the record's canonical bytes (see [`canonical_bytes`]) with the
-//! `kmsfs.hash` member removed; `prevHash` is the previous record's `hash`, 64 zeros for
-//! the first record; `seq` counts from 1 without gaps.
+//! `hash` is SHA-256 over the record's canonical bytes (see [`canonical_bytes`]: sorted
+//! members, compact) with the `kmsfs.hash` member removed; `prevHash` is the previous
+//! record's `hash`, 64 zeros for the first record; `seq` counts from 1 without gaps.
+//! Sorting (rather than trusting the line's bytes) means a tool that rewrites a line
+//! with the same values keeps it valid, while any change of a name or value breaks it.
 //!
 //! # Durability
 //! Every append is one `write(2)` of the whole line to an `O_APPEND` descriptor before

@@ -1,6 +1,9 @@
 //! The `kmsfs` command line: clap argument types and one module per command group.
 //! `anyhow` lives only here. OWNER: lead (mod.rs); kms.rs and audit.rs: control helper.
 
+pub mod audit;
+pub mod kms;
+
 use std::path::PathBuf;
 
 /// Options every command accepts (each also an environment variable).
