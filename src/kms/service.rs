@@ -180,11 +180,7 @@ pub(crate) fn err(kind: ErrorKind, msg: impl Into<String>) -> KmsError {
 
 /// The form `kmsfs simulate` prints: `{"EvalDecision", "MatchedStatements", "Notes"}`.
 pub fn simulate_json(ev: &Evaluation) -> Value {
-    json!({
-        "EvalDecision": ev.decision,
-        "MatchedStatements": ev.matched,
-        "Notes": ev.notes,
-    })
+    ev.to_simulate_json()
 }
 
 impl Service {

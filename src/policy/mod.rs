@@ -224,7 +224,6 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
-
 /// Evaluates `req` against the key policy, the caller's identity policies and the key's
 /// grants exactly as AWS KMS does.
 ///
