@@ -244,11 +244,10 @@ fn denied_opens_are_audited_with_their_reasons_and_no_path() {
     let lines = f.audit_lines();
     let denied = lines
         .iter()
-        .filter(|r| {
+        .rfind(|r| {
             r["errorCode"] == "AccessDeniedException"
                 && r["userIdentity"]["arn"] == arn("bob").as_str()
         })
-        .last()
         .expect("a denied record for bob");
     let text = denied.to_string();
     assert!(text.contains("implicitDeny"), "{text}");

@@ -204,34 +204,6 @@ pub fn run_offline(args: &SimulateArgs, global: &GlobalOpts) -> anyhow::Result<i
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encryption_context_accepts_pairs_and_json_and_rejects_garbage() {
-        let a = parse_encryption_context("a=1,b=x=y").unwrap();
-        assert_eq!(a.get("a").map(String::as_str), Some("1"));
-        assert_eq!(a.get("b").map(String::as_str), Some("x=y"));
-        let j = parse_encryption_context("{\"k\":\"v\"}").unwrap();
-        assert_eq!(j.get("k").map(String::as_str), Some("v"));
-        assert!(parse_encryption_context("novalue").is_err());
-        assert!(parse_encryption_context("{\"k\":1}").is_err());
-    }
-
-    #[test]
-    fn actions_are_prefixed_and_key_arns_checked() {
-        assert_eq!(normalize_action("Decrypt").unwrap(), "kms:Decrypt");
-        assert_eq!(normalize_action("kms:Encrypt").unwrap(), "kms:Encrypt");
-        assert!(normalize_action("").is_err());
-        assert_eq!(
-            key_account("arn:aws:kms:local:111122223333:key/abc").unwrap(),
-            "111122223333"
-        );
-        assert!(key_account("arn:aws:iam::111122223333:root").is_err());
-    }
-}
-
 /// Runs `kmsfs simulate --key-id K` through the key service (stored policy and grants).
 pub fn run_via_service(
     args: &SimulateArgs,
@@ -268,4 +240,32 @@ pub fn run_via_service(
         .map_err(|e| anyhow::anyhow!("{}: {}", e.kind.aws_name(), e.message))?;
     print_answer(&answer, global.output)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encryption_context_accepts_pairs_and_json_and_rejects_garbage() {
+        let a = parse_encryption_context("a=1,b=x=y").unwrap();
+        assert_eq!(a.get("a").map(String::as_str), Some("1"));
+        assert_eq!(a.get("b").map(String::as_str), Some("x=y"));
+        let j = parse_encryption_context("{\"k\":\"v\"}").unwrap();
+        assert_eq!(j.get("k").map(String::as_str), Some("v"));
+        assert!(parse_encryption_context("novalue").is_err());
+        assert!(parse_encryption_context("{\"k\":1}").is_err());
+    }
+
+    #[test]
+    fn actions_are_prefixed_and_key_arns_checked() {
+        assert_eq!(normalize_action("Decrypt").unwrap(), "kms:Decrypt");
+        assert_eq!(normalize_action("kms:Encrypt").unwrap(), "kms:Encrypt");
+        assert!(normalize_action("").is_err());
+        assert_eq!(
+            key_account("arn:aws:kms:local:111122223333:key/abc").unwrap(),
+            "111122223333"
+        );
+        assert!(key_account("arn:aws:iam::111122223333:root").is_err());
+    }
 }
