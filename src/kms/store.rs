@@ -610,7 +610,10 @@ impl Store {
 
     /// Shreds material of keys the state no longer names, and material versions it
     /// does not list (left by a crash between the two steps of a write or a destroy).
+    /// Also removes temp files of interrupted writes: the caller holds the lock, and
+    /// every writer writes its temp files only while holding it.
     pub fn collect_garbage(&self, state: &StoreState) -> Result<(), KmsError> {
+        remove_temps(&self.dir)?;
         let mdir = self.dir.join(MATERIAL_DIR);
         let entries = fs::read_dir(&mdir).map_err(|e| io_err(&mdir, "list", e))?;
         for e in entries {
@@ -620,6 +623,7 @@ impl Store {
                 None => self.shred_key(&name)?,
                 Some(rec) => {
                     let kdir = e.path();
+                    remove_temps(&kdir)?;
                     let files = fs::read_dir(&kdir).map_err(|e| io_err(&kdir, "list", e))?;
                     for f in files {
                         let f = f.map_err(|e| io_err(&kdir, "list", e))?;
@@ -677,6 +681,20 @@ impl Derived {
             check: crypto::hkdf_sealing_key(root, salt, b"kmsfs store check key v1"),
         }
     }
+}
+
+/// Removes `.NAME.tmp.*` files left in `dir` by a write that was interrupted. Shreds
+/// them: a temp file may hold a sealed material version.
+fn remove_temps(dir: &Path) -> Result<(), KmsError> {
+    let entries = fs::read_dir(dir).map_err(|e| io_err(dir, "list", e))?;
+    for e in entries {
+        let e = e.map_err(|e| io_err(dir, "list", e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp.") {
+            shred_file(&e.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn shred_file(p: &Path) -> Result<(), KmsError> {
