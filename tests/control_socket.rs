@@ -480,3 +480,26 @@ fn shutdown_works_even_if_the_socket_file_was_removed() {
     server.stop().unwrap();
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn random_garbage_on_many_connections_leaves_the_server_serving() {
+    let (_dir, path) = socket_dir();
+    let _server = start(&path);
+    // A fixed xorshift stream: reproducible garbage without a dependency.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..50 {
+        let mut s = UnixStream::connect(&path).unwrap();
+        let len = (next() % 64) as usize;
+        let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let _ = s.write_all(&garbage);
+        drop(s);
+    }
+    let client = SocketClient::connect(&path).unwrap();
+    assert_eq!(client.call("Ping", json!({})).unwrap()["Operation"], "Ping");
+}
