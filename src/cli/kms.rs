@@ -452,7 +452,8 @@ pub fn run_with(
         }
     };
     match backend.call(operation, request) {
-        Ok(response) => {
+        Ok(mut response) => {
+            iso_timestamps(&mut response);
             let selected = match &query {
                 Some(q) => q.apply(&response),
                 None => response,
@@ -1167,6 +1168,55 @@ fn eval_steps(v: &Value, steps: &[QueryStep]) -> Value {
     }
 }
 
+/// Response members that AWS's JSON protocol sends as epoch seconds and aws-cli v2
+/// prints (and lets `--query` see) as ISO 8601.
+const TIMESTAMP_MEMBERS: &[&str] = &[
+    "CreationDate",
+    "DeletionDate",
+    "ValidTo",
+    "ParametersValidTo",
+    "RotationDate",
+    "NextRotationDate",
+    "OnDemandRotationStartDate",
+];
+
+/// Rewrites epoch-second timestamps, at any depth, the way aws-cli v2 prints them:
+/// `2026-11-23T09:30:00+00:00`, with microseconds when the value has a fraction.
+pub fn iso_timestamps(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (name, child) in m.iter_mut() {
+                if TIMESTAMP_MEMBERS.contains(&name.as_str()) {
+                    if let Some(text) = child.as_f64().and_then(iso8601) {
+                        *child = Value::String(text);
+                        continue;
+                    }
+                }
+                iso_timestamps(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(iso_timestamps),
+        _ => {}
+    }
+}
+
+fn iso8601(epoch: f64) -> Option<String> {
+    if !epoch.is_finite() {
+        return None;
+    }
+    let secs = epoch.floor();
+    // Whole microseconds, as Python's isoformat prints them.
+    let micros = ((epoch - secs) * 1e6).round() as i64;
+    let t = time::OffsetDateTime::from_unix_timestamp(secs as i64).ok()?;
+    let date = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let base = t.format(&date).ok()?;
+    Some(if micros > 0 {
+        format!("{base}.{micros:06}+00:00")
+    } else {
+        format!("{base}+00:00")
+    })
+}
+
 /// Formats a response as aws-cli does: JSON with 4-space indentation, or its text format.
 pub fn render(v: &Value, output: OutputFormat, queried: bool) -> String {
     match output {
@@ -1716,6 +1766,20 @@ mod tests {
             "alias/a\talias/b\n"
         );
         assert_eq!(render(&Value::Null, OutputFormat::Text, true), "None\n");
+    }
+
+    #[test]
+    fn epoch_timestamps_print_as_aws_cli_iso8601() {
+        let mut v = json!({"KeyMetadata": {"CreationDate": 1795000000, "DeletionDate": 1795000000.25,
+                                           "KeyId": "k", "Enabled": true},
+                           "Rotations": [{"RotationDate": 0}], "NotATime": 5});
+        iso_timestamps(&mut v);
+        assert_eq!(
+            v,
+            json!({"KeyMetadata": {"CreationDate": "2026-11-18T11:06:40+00:00",
+                                   "DeletionDate": "2026-11-18T11:06:40.250000+00:00", "KeyId": "k", "Enabled": true},
+                   "Rotations": [{"RotationDate": "1970-01-01T00:00:00+00:00"}], "NotATime": 5})
+        );
     }
 
     #[test]
