@@ -85,7 +85,7 @@ fn round_trips_of_many_sizes_and_offsets() {
 fn apply(root: &Path, op: u64, rng: &mut Rng, names: &[&str]) -> Result<Vec<u8>, i32> {
     let pick = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize];
     let res = match op {
-        0 | 1 | 2 => {
+        0..=2 => {
             let p = root.join(pick(rng));
             let off = rng.below(5 * B as u64);
             let n = rng.below(3 * B as u64) as usize + 1;

@@ -175,6 +175,8 @@ pub struct Reader {
     lines: BufReader<File>,
     line: u64,
     buf: Vec<u8>,
+    /// Bytes of complete lines read so far.
+    offset: u64,
 }
 
 impl Reader {
@@ -185,7 +187,16 @@ impl Reader {
             lines: BufReader::with_capacity(256 * 1024, file),
             line: 0,
             buf: Vec::new(),
+            offset: 0,
         })
+    }
+}
+
+impl Reader {
+    /// Where the complete lines read so far end: hand it to [`Follower::open_at`] to
+    /// continue without missing or repeating a record.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 }
 
@@ -205,10 +216,13 @@ impl Iterator for Reader {
                     reason,
                 };
                 if self.buf.last() != Some(&b'\n') {
+                    // Not counted in `offset`: a follower resumes at the start of this
+                    // line, which may still be being written.
                     return Some(Err(corrupt(
                         "truncated line (no newline at end of file)".into(),
                     )));
                 }
+                self.offset += self.buf.len() as u64;
                 Some(
                     serde_json::from_slice::<Value>(&self.buf)
                         .map(|v| (line, v))
@@ -237,6 +251,17 @@ impl Follower {
         } else {
             0
         };
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file,
+            offset,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Starts at byte `offset` (the start of a line, e.g. [`Reader::offset`]).
+    pub fn open_at(path: &Path, offset: u64) -> Result<Follower, AuditError> {
+        let file = File::open(path).map_err(|e| AuditError::io(path, e))?;
         Ok(Follower {
             path: path.to_path_buf(),
             file,

@@ -204,6 +204,44 @@ pub fn run_offline(args: &SimulateArgs, global: &GlobalOpts) -> anyhow::Result<i
     Ok(0)
 }
 
+/// Runs `kmsfs simulate --key-id K` through the key service (stored policy and grants).
+pub fn run_via_service(
+    args: &SimulateArgs,
+    global: &GlobalOpts,
+    keys: &crate::cli::service::RootKeyOpts,
+) -> anyhow::Result<i32> {
+    let Some(key_id) = &args.key_id else {
+        bail!("--key-id is required here");
+    };
+    let mut req = serde_json::json!({
+        "KeyId": key_id,
+        "Action": normalize_action(&args.action)?,
+    });
+    match (&args.principal, args.uid) {
+        (Some(arn), _) => req["PrincipalArn"] = serde_json::json!(arn),
+        (None, Some(uid)) => {
+            req["Uid"] = serde_json::json!(uid);
+            req["Gid"] = serde_json::json!(args.gid.unwrap_or(uid));
+        }
+        (None, None) => bail!("give --principal ARN or --uid N"),
+    }
+    if let Some(t) = &args.encryption_context {
+        req["EncryptionContext"] = serde_json::to_value(parse_encryption_context(t)?)?;
+    }
+    if let Some(v) = &args.via_service {
+        req["ViaService"] = serde_json::json!(v);
+    }
+    if !args.context.is_empty() {
+        bail!("--context is only supported with --key-policy");
+    }
+    let backend = crate::cli::service::connect(global, keys)?;
+    let answer = backend
+        .call("Simulate", req)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind.aws_name(), e.message))?;
+    print_answer(&answer, global.output)?;
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
