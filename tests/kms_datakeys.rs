@@ -252,6 +252,9 @@ fn every_call_and_decision_is_audited_without_plaintext() {
     );
     assert!(fs_recs.iter().all(|r| text_of(r).contains("kmsfs")));
     assert!(fs_recs.iter().all(|r| text_of(r).contains("allowed")));
+    // The chain the service wrote verifies.
+    let report = kmsfs::audit::verify(&e.store().join("audit.log")).unwrap();
+    assert_eq!(report.records, recs.len() as u64, "{report:?}");
 }
 
 #[test]

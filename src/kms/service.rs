@@ -189,9 +189,10 @@ impl Service {
     pub fn open(cfg: ServiceConfig) -> Result<Arc<Service>, KmsError> {
         let store = Store::open(&cfg.store_dir, &cfg.root_key)?;
         let (state, ident) = store.read_state()?;
-        let audit = AuditLog::open(&store.audit_path())
-            .map_err(|e| internal(format!("cannot open the audit log: {e}")))?;
         let (principals, stamp) = load_principals(cfg.principals_path.as_deref(), &store)?;
+        let audit = AuditLog::open(&store.audit_path())
+            .map_err(|e| internal(format!("cannot open the audit log: {e}")))?
+            .with_region(principals.region());
         let root_policy = Arc::new(parse_stored_policy(&root_delegation_policy(
             principals.account(),
         ))?);
@@ -608,17 +609,16 @@ impl Service {
             }
         }
         events.push(last);
-        for e in &events {
-            if let Err(ae) = self.audit.append(e, call.now) {
-                let effect = if result.is_ok() && !read_only {
-                    " (the change took effect but is not recorded)"
-                } else {
-                    ""
-                };
-                return Err(internal(format!(
-                    "the audit log could not record this call{effect}: {ae}"
-                )));
-            }
+        // One write: the call's decisions and outcome land together, uninterleaved.
+        if let Err(ae) = self.audit.append_all(&events, call.now) {
+            let effect = if result.is_ok() && !read_only {
+                " (the change took effect but is not recorded)"
+            } else {
+                ""
+            };
+            return Err(internal(format!(
+                "the audit log could not record this call{effect}: {ae}"
+            )));
         }
         result
     }
