@@ -371,3 +371,18 @@ fn the_default_key_rotates_yearly_and_keeps_old_data_readable() {
         .unwrap();
     assert_eq!(k.expose(), nk.key.expose());
 }
+
+#[test]
+fn a_principals_file_other_users_can_edit_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    let p = e.store().join("principals.toml");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = e.fails(ALICE, "WhoAmI", json!({}));
+    assert!(
+        err.message.contains("principals.toml") && err.message.contains("0666"),
+        "{err}"
+    );
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(e.ok(ALICE, "WhoAmI", json!({}))["Arn"], arn("alice"));
+}

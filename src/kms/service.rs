@@ -78,8 +78,9 @@ pub(crate) struct Snapshot {
     ident: StateIdent,
 }
 
-/// (mtime, mtime ns, inode, size) of the principals file, None when absent.
-type FileStamp = (i64, i64, u64, u64);
+/// (mtime, mtime ns, ctime, ctime ns, inode, size) of the principals file, None when
+/// absent. ctime catches chmod/chown, so a mode change is checked at once.
+type FileStamp = (i64, i64, i64, i64, u64, u64);
 
 struct PrincipalsCache {
     principals: Arc<Principals>,
@@ -1008,9 +1009,16 @@ pub(crate) fn identity_of(who: &ResolvedPrincipal, caller: &Caller) -> Identity 
 }
 
 fn file_stamp(p: &Path) -> Option<FileStamp> {
-    std::fs::metadata(p)
-        .ok()
-        .map(|m| (m.mtime(), m.mtime_nsec(), m.ino(), m.size()))
+    std::fs::metadata(p).ok().map(|m| {
+        (
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino(),
+            m.size(),
+        )
+    })
 }
 
 fn load_principals(
@@ -1021,9 +1029,36 @@ fn load_principals(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| store.dir().join("principals.toml"));
     let stamp = file_stamp(&path);
+    if stamp.is_some() {
+        check_principals_file(&path)?;
+    }
     let p = Principals::load_or_default(explicit, store.dir(), store.owner_uid())
         .map_err(|e| internal(format!("principals file: {e}")))?;
     Ok((p, stamp))
+}
+
+/// The principals file decides who is whom: refuse one that another user could edit
+/// (owned by someone other than this process's user or root, or group/other-writable).
+fn check_principals_file(path: &Path) -> Result<(), KmsError> {
+    let m = std::fs::metadata(path)
+        .map_err(|e| internal(format!("principals file {}: {e}", path.display())))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if m.uid() != euid && m.uid() != 0 {
+        return Err(internal(format!(
+            "principals file {} is owned by uid {}; it must be owned by uid {euid} or root, since it decides who is whom",
+            path.display(),
+            m.uid()
+        )));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(internal(format!(
+            "principals file {} has mode {mode:04o}: other users could edit it and become any principal; make it 0644 or stricter (chmod go-w {})",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Parses a policy the store already accepted once; failure means a damaged store.
