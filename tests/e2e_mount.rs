@@ -257,3 +257,83 @@ fn denied_opens_are_audited_with_their_reasons_and_no_path() {
         "path leaked into audit: {text}"
     );
 }
+
+#[test]
+fn key_rule_gives_new_files_under_a_directory_their_own_key() {
+    let f = Fixture::new("keyrule");
+    let second = f
+        .kms(
+            BOB,
+            "CreateKey",
+            json!({"Description": "project key", "Policy": key_policy()}),
+        )
+        .unwrap();
+    let second_arn = second["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    let second_id = second["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let dir = f.path("project");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let kmsfs = env!("CARGO_BIN_EXE_kmsfs");
+    let set = std::process::Command::new(kmsfs)
+        .args(["key-rule", "set"])
+        .arg(&dir)
+        .args(["--key", &second_arn])
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let show = std::process::Command::new(kmsfs)
+        .args(["--output", "text", "key-rule", "show"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&show.stdout).trim(), second_arn);
+
+    f.sh(ALICE, &format!("printf inner > {}/a.txt", dir.display()))
+        .expect_ok();
+    f.sh(
+        ALICE,
+        &format!("printf outer > {}", f.path("b.txt").display()),
+    )
+    .expect_ok();
+    // The envelopes name the keys: the rule's key inside, the default key outside.
+    let arns: Vec<String> = f
+        .backing_bytes()
+        .iter()
+        .filter_map(|(_, bytes)| {
+            kmsfs::format::FileHeader::decode(bytes.get(..kmsfs::format::HEADER_LEN)?)
+                .ok()
+                .map(|h| h.key_arn)
+        })
+        .collect();
+    assert!(arns.contains(&second_arn), "{arns:?}");
+    assert!(arns.contains(&f.key_arn), "{arns:?}");
+    // So disabling the project key revokes only the project's files.
+    f.kms(BOB, "DisableKey", json!({"KeyId": second_id}))
+        .unwrap();
+    f.sh(ALICE, &format!("cat {}/a.txt", dir.display()))
+        .expect_err(EKEYREVOKED);
+    assert_eq!(
+        f.sh(ALICE, &format!("cat {}", f.path("b.txt").display()))
+            .expect_ok(),
+        "outer"
+    );
+    // A user who may not write the directory may not change its rule.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let denied = f.sh(CAROL, &format!("{kmsfs} key-rule clear {}", dir.display()));
+    assert!(!denied.ok, "carol changed the rule: {}", denied.stdout);
+    assert!(
+        denied.stderr.contains("Permission denied"),
+        "{}",
+        denied.stderr
+    );
+    let show = std::process::Command::new(kmsfs)
+        .args(["--output", "text", "key-rule", "show"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&show.stdout).trim(), second_arn);
+}

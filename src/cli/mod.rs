@@ -32,6 +32,7 @@ pub enum OutputFormat {
 pub mod daemon;
 pub mod fsck;
 pub mod keyrule;
+pub mod mount_helper;
 pub mod service;
 pub mod simulate;
 pub mod whoami;
