@@ -386,3 +386,20 @@ fn a_principals_file_other_users_can_edit_is_refused() {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(e.ok(ALICE, "WhoAmI", json!({}))["Arn"], arn("alice"));
 }
+
+#[test]
+fn editing_an_identity_policy_file_takes_effect_without_restart() {
+    let e = env();
+    // The admin's IAM policy allows CreateKey; take it away by editing admin.json only.
+    assert!(e.call(ADMIN, "CreateKey", json!({})).is_ok());
+    std::fs::write(
+        e.store().join("admin.json"),
+        ADMIN_IAM.replace("\"Allow\"", "\"Deny\""),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_kind(
+        &e.fails(ADMIN, "CreateKey", json!({})),
+        ErrorKind::AccessDenied,
+    );
+}

@@ -82,10 +82,17 @@ pub(crate) struct Snapshot {
 /// absent. ctime catches chmod/chown, so a mode change is checked at once.
 type FileStamp = (i64, i64, i64, i64, u64, u64);
 
+/// Identity policy files are re-checked at most this often (the principals file itself
+/// on every call), so editing a policy file takes effect within this delay.
+const POLICY_FILES_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 struct PrincipalsCache {
     principals: Arc<Principals>,
     root_policy: Arc<PolicyDocument>,
     stamp: Option<FileStamp>,
+    /// The identity policy files the principals file names, with their stamps.
+    policy_stamps: Vec<(PathBuf, Option<FileStamp>)>,
+    policies_checked: std::time::Instant,
 }
 
 /// The key service over one store.
@@ -190,7 +197,8 @@ impl Service {
     pub fn open(cfg: ServiceConfig) -> Result<Arc<Service>, KmsError> {
         let store = Store::open(&cfg.store_dir, &cfg.root_key)?;
         let (state, ident) = store.read_state()?;
-        let (principals, stamp) = load_principals(cfg.principals_path.as_deref(), &store)?;
+        let (principals, stamp, policy_stamps) =
+            load_principals(cfg.principals_path.as_deref(), &store)?;
         let audit = AuditLog::open(&store.audit_path())
             .map_err(|e| internal(format!("cannot open the audit log: {e}")))?
             .with_region(principals.region());
@@ -206,6 +214,8 @@ impl Service {
                 principals: Arc::new(principals),
                 root_policy,
                 stamp,
+                policy_stamps,
+                policies_checked: std::time::Instant::now(),
             }),
             snapshot: RwLock::new(Arc::new(Snapshot { state, ident })),
             writer: Mutex::new(()),
@@ -317,14 +327,21 @@ impl Service {
             .unwrap_or_else(|| self.store.dir().join("principals.toml"));
         let stamp = file_stamp(&path);
         let mut cache = lock(&self.principals);
-        if cache.stamp != stamp {
+        let mut reload = cache.stamp != stamp;
+        if !reload && cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK {
+            reload = cache.policy_stamps.iter().any(|(p, s)| file_stamp(p) != *s);
+            cache.policies_checked = std::time::Instant::now();
+        }
+        if reload {
             // Changed, appeared or disappeared: reload. A broken file fails closed
             // (every call errors, naming the file) rather than keeping stale grants.
-            let (p, stamp) = load_principals(self.principals_explicit.as_deref(), &self.store)?;
+            let (p, stamp, policy_stamps) =
+                load_principals(self.principals_explicit.as_deref(), &self.store)?;
             cache.root_policy =
                 Arc::new(parse_stored_policy(&root_delegation_policy(p.account()))?);
             cache.principals = Arc::new(p);
             cache.stamp = stamp;
+            cache.policy_stamps = policy_stamps;
         }
         Ok((cache.principals.clone(), cache.root_policy.clone()))
     }
@@ -1021,10 +1038,13 @@ fn file_stamp(p: &Path) -> Option<FileStamp> {
     })
 }
 
-fn load_principals(
-    explicit: Option<&Path>,
-    store: &Store,
-) -> Result<(Principals, Option<FileStamp>), KmsError> {
+type LoadedPrincipals = (
+    Principals,
+    Option<FileStamp>,
+    Vec<(PathBuf, Option<FileStamp>)>,
+);
+
+fn load_principals(explicit: Option<&Path>, store: &Store) -> Result<LoadedPrincipals, KmsError> {
     let path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| store.dir().join("principals.toml"));
@@ -1032,9 +1052,38 @@ fn load_principals(
     if stamp.is_some() {
         check_principals_file(&path)?;
     }
+    // Stamps taken before reading, so an edit during the load is seen next time.
+    let policy_stamps: Vec<(PathBuf, Option<FileStamp>)> = policy_files(&path)
+        .into_iter()
+        .map(|p| {
+            let s = file_stamp(&p);
+            (p, s)
+        })
+        .collect();
     let p = Principals::load_or_default(explicit, store.dir(), store.owner_uid())
         .map_err(|e| internal(format!("principals file: {e}")))?;
-    Ok((p, stamp))
+    Ok((p, stamp, policy_stamps))
+}
+
+/// The identity policy files a principals file names (`policies = [...]`, relative to
+/// it). Best effort: a file that does not parse names none (loading it fails anyway).
+fn policy_files(principals: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(principals) else {
+        return Vec::new();
+    };
+    let Ok(doc) = toml::from_str::<toml::Value>(&text) else {
+        return Vec::new();
+    };
+    let base = principals.parent().unwrap_or(Path::new("."));
+    doc.get("principal")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("policies").and_then(toml::Value::as_array))
+        .flatten()
+        .filter_map(toml::Value::as_str)
+        .map(|f| base.join(f))
+        .collect()
 }
 
 /// The principals file decides who is whom: refuse one that another user could edit
