@@ -966,3 +966,61 @@ fn concurrent_data_calls_and_rotations_on_one_service() {
         5
     );
 }
+
+#[test]
+fn tags_drive_abac_conditions() {
+    let e = env();
+    // Alice may decrypt with any key tagged team=red (aws:ResourceTag), via her IAM policy.
+    let alice_iam = r#"{ "Version": "2012-10-17", "Statement": [
+        { "Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+          "Condition": { "StringEquals": { "aws:ResourceTag/team": "red" } } } ] }"#;
+    std::fs::write(e.store().join("alice.json"), alice_iam).unwrap();
+    let principals =
+        PRINCIPALS.replace("uid = 2002\n", "uid = 2002\npolicies = [\"alice.json\"]\n");
+    std::fs::write(e.store().join("principals.toml"), principals).unwrap();
+    let red = e.ok(
+        ROOT,
+        "CreateKey",
+        json!({ "Tags": [{ "TagKey": "team", "TagValue": "red" }] }),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blue = e.ok(
+        ROOT,
+        "CreateKey",
+        json!({ "Tags": [{ "TagKey": "team", "TagValue": "blue" }] }),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(e.encrypt(ALICE, &red, b"x").is_ok());
+    assert_kind(
+        &e.encrypt(ALICE, &blue, b"x").unwrap_err(),
+        ErrorKind::AccessDenied,
+    );
+    // Retagging changes access at once.
+    e.ok(
+        ROOT,
+        "TagResource",
+        json!({ "KeyId": blue, "Tags": [{ "TagKey": "team", "TagValue": "red" }] }),
+    );
+    assert!(e.encrypt(ALICE, &blue, b"x").is_ok());
+    // Reserved tag keys are refused.
+    let err = e.fails(
+        ROOT,
+        "TagResource",
+        json!({ "KeyId": red, "Tags": [{ "TagKey": "aws:x", "TagValue": "y" }] }),
+    );
+    assert_kind(&err, ErrorKind::Tag);
+    // The admin's IAM policy has no kms:TagResource: CreateKey with tags is refused.
+    assert_kind(
+        &e.fails(
+            ADMIN,
+            "CreateKey",
+            json!({ "Tags": [{ "TagKey": "a", "TagValue": "b" }] }),
+        ),
+        ErrorKind::AccessDenied,
+    );
+    assert!(e.call(ADMIN, "CreateKey", json!({})).is_ok());
+}

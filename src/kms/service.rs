@@ -154,6 +154,19 @@ impl<'x> Authz<'x> {
         self.extra.set_multi(k, v);
         self
     }
+    /// aws:RequestTag/<key> and aws:TagKeys for requests that add tags.
+    pub fn request_tags(mut self, tags: &[super::model::Tag]) -> Self {
+        if tags.is_empty() {
+            return self;
+        }
+        for t in tags {
+            self.extra
+                .set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+        }
+        self.extra
+            .set_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()).collect());
+        self
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -484,6 +497,9 @@ impl Service {
                     .collect();
                 if !aliases.is_empty() {
                     rc.set_multi("kms:ResourceAliases", aliases);
+                }
+                for t in &k.tags {
+                    rc.set(&format!("aws:ResourceTag/{}", t.key), t.value.clone());
                 }
                 rc.set("kms:KeyOrigin", k.origin.as_str());
                 rc.set("kms:KeySpec", "SYMMETRIC_DEFAULT");
