@@ -770,6 +770,15 @@ impl Service {
     ) -> Result<(&'s KeyRecord, Option<String>), KmsError> {
         let account = call.principals.account();
         let region = call.principals.region();
+        // A stored key's exact ARN always resolves, even if the principals file has
+        // since changed the account or region new keys get.
+        if key_id.starts_with("arn:") {
+            if let Some(k) = st.keys.values().find(|k| k.arn == key_id) {
+                if !is_destroyed(k, call.now) {
+                    return Ok((k, None));
+                }
+            }
+        }
         let (id, alias) = parse_key_ref(key_id, account, region)?;
         let id = match alias {
             Some(ref name) => {
