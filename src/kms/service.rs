@@ -392,7 +392,12 @@ impl Service {
         }
         lock(&self.policies).retain(|id, _| state.keys.contains_key(id));
         let snap = Arc::new(Snapshot { state, ident });
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        let mut current = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        // Generations only grow (each writer increments under the lock): a reader that
+        // read an older file must not replace a newer snapshot a writer installed.
+        if snap.state.generation >= current.state.generation {
+            *current = snap.clone();
+        }
         snap
     }
 
