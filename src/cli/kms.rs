@@ -33,6 +33,10 @@ pub struct KmsArgs {
     /// How literal blob arguments are read: base64 (aws-cli v2's default) or raw text.
     #[arg(long, global = true, value_enum, default_value_t = BinaryFormat::Base64)]
     pub cli_binary_format: BinaryFormat,
+    /// Return only the first page of a list-* call (by default, as aws-cli does, every
+    /// page is fetched and merged unless --limit or --marker is given).
+    #[arg(long, global = true)]
+    pub no_paginate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -451,7 +455,13 @@ pub fn run_with(
             return Ok(EXIT_BAD_PARAMETER);
         }
     };
-    match backend.call(operation, request) {
+    let paginate =
+        !args.no_paginate && request.get("Limit").is_none() && request.get("Marker").is_none();
+    let result = match pagination_of(operation) {
+        Some(result_key) if paginate => call_all_pages(backend, operation, request, result_key),
+        _ => backend.call(operation, request),
+    };
+    match result {
         Ok(mut response) => {
             iso_timestamps(&mut response);
             let selected = match &query {
@@ -472,6 +482,87 @@ pub fn run_with(
             Ok(EXIT_SERVICE_ERROR)
         }
     }
+}
+
+/// The list member of each paginated operation (aws-cli's paginator `result_key`).
+fn pagination_of(operation: &str) -> Option<&'static str> {
+    Some(match operation {
+        "ListKeys" => "Keys",
+        "ListAliases" => "Aliases",
+        "ListGrants" | "ListRetirableGrants" => "Grants",
+        "ListKeyPolicies" => "PolicyNames",
+        "ListResourceTags" => "Tags",
+        "ListKeyRotations" => "Rotations",
+        _ => return None,
+    })
+}
+
+/// Upper bound on pages fetched for one command: a service that keeps answering
+/// `Truncated` must not keep the CLI looping forever.
+const MAX_PAGES: usize = 100_000;
+
+/// Follows NextMarker while Truncated, merging the pages' `result_key` lists into the
+/// first page and dropping the pagination members, as aws-cli's auto-pagination does.
+fn call_all_pages(
+    backend: &dyn Backend,
+    operation: &str,
+    request: Value,
+    result_key: &str,
+) -> Result<Value, crate::kms::KmsError> {
+    let mut merged = backend.call(operation, request.clone())?;
+    let mut pages = 1;
+    loop {
+        let truncated = merged
+            .get("Truncated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let marker = merged
+            .get("NextMarker")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Value::Object(m) = &mut merged {
+            m.remove("Truncated");
+            m.remove("NextMarker");
+        }
+        let (true, Some(marker)) = (truncated, marker) else {
+            break;
+        };
+        if pages >= MAX_PAGES {
+            return Err(crate::kms::KmsError::new(
+                crate::kms::ErrorKind::KmsInternal,
+                format!("{operation}: still truncated after {MAX_PAGES} pages; use --limit and --marker"),
+            ));
+        }
+        let mut next_req = request.clone();
+        if let Value::Object(r) = &mut next_req {
+            r.insert("Marker".into(), Value::String(marker.clone()));
+        }
+        let mut page = backend.call(operation, next_req)?;
+        pages += 1;
+        let items = match page.get_mut(result_key) {
+            Some(Value::Array(items)) => std::mem::take(items),
+            _ => Vec::new(),
+        };
+        if let Some(Value::Array(all)) = merged.get_mut(result_key) {
+            all.extend(items);
+        }
+        // Carry this page's continuation into the next round.
+        if let (Value::Object(m), Value::Object(p)) = (&mut merged, &page) {
+            for k in ["Truncated", "NextMarker"] {
+                if let Some(v) = p.get(k) {
+                    m.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+        if page.get("NextMarker").and_then(Value::as_str) == Some(marker.as_str()) {
+            // The same marker again would loop forever.
+            return Err(crate::kms::KmsError::new(
+                crate::kms::ErrorKind::KmsInternal,
+                format!("{operation}: the service returned the same NextMarker twice"),
+            ));
+        }
+    }
+    Ok(merged)
 }
 
 /// Collects request members, leaving out the ones the user did not give (AWS treats an
@@ -1853,6 +1944,83 @@ mod tests {
         );
         assert_eq!(code, 252);
         assert!(err.contains("--query"), "{err}");
+    }
+
+    /// Serves ListAliases in pages of two from five aliases.
+    struct Pager(std::cell::RefCell<Vec<Value>>);
+
+    impl Backend for Pager {
+        fn call(&self, operation: &str, request: Value) -> Result<Value, crate::kms::KmsError> {
+            self.0.borrow_mut().push(request.clone());
+            assert_eq!(operation, "ListAliases");
+            let start: usize = request
+                .get("Marker")
+                .and_then(Value::as_str)
+                .map_or(0, |m| m.parse().unwrap());
+            let limit = request.get("Limit").and_then(Value::as_u64).unwrap_or(2) as usize;
+            let all: Vec<Value> = (0..5)
+                .map(|i| json!({"AliasName": format!("alias/{i}")}))
+                .collect();
+            let end = (start + limit).min(all.len());
+            let mut page =
+                json!({"Aliases": all[start..end].to_vec(), "Truncated": end < all.len()});
+            if end < all.len() {
+                page["NextMarker"] = json!(end.to_string());
+            }
+            Ok(page)
+        }
+    }
+
+    fn run_pager(argv: &[&str]) -> (String, usize) {
+        let a = parse(argv);
+        let pager = Pager(Default::default());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(
+            run_with(&a, OutputFormat::Text, &pager, &mut out, &mut err).unwrap(),
+            0
+        );
+        let calls = pager.0.borrow().len();
+        (String::from_utf8(out).unwrap(), calls)
+    }
+
+    #[test]
+    fn list_calls_fetch_and_merge_every_page_unless_limit_marker_or_no_paginate() {
+        assert_eq!(
+            run_pager(&["list-aliases", "--query", "Aliases[].AliasName"]),
+            (
+                "alias/0\talias/1\talias/2\talias/3\talias/4\n".to_string(),
+                3
+            )
+        );
+        // Merged output carries no pagination members.
+        let (out, _) = run_pager(&["list-aliases"]);
+        assert!(!out.contains("True") && !out.contains("False"), "{out}");
+        assert_eq!(
+            run_pager(&[
+                "list-aliases",
+                "--limit",
+                "3",
+                "--query",
+                "Aliases[].AliasName"
+            ])
+            .1,
+            1
+        );
+        assert_eq!(
+            run_pager(&[
+                "list-aliases",
+                "--marker",
+                "4",
+                "--query",
+                "Aliases[].AliasName"
+            ])
+            .0,
+            "alias/4\n"
+        );
+        assert_eq!(
+            run_pager(&["list-aliases", "--no-paginate", "--query", "NextMarker"]).0,
+            "2\n"
+        );
     }
 
     #[test]
