@@ -52,7 +52,16 @@ fn round_trips_of_many_sizes_and_offsets() {
         fs::write(&p, &model).unwrap();
         assert_eq!(read_all(&p), model, "size {size}");
         let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
-        let offsets = [0, 1, B - 1, B, B + 1, size.saturating_sub(1), size + 10, size + 3 * B + 7];
+        let offsets = [
+            0,
+            1,
+            B - 1,
+            B,
+            B + 1,
+            size.saturating_sub(1),
+            size + 10,
+            size + 3 * B + 7,
+        ];
         for &off in &offsets {
             for &len in &[1usize, 100, B, 5000] {
                 let data = rng.bytes(len);
@@ -76,7 +85,7 @@ fn round_trips_of_many_sizes_and_offsets() {
 fn apply(root: &Path, op: u64, rng: &mut Rng, names: &[&str]) -> Result<Vec<u8>, i32> {
     let pick = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize];
     let res = match op {
-        0 | 1 | 2 => {
+        0..=2 => {
             let p = root.join(pick(rng));
             let off = rng.below(5 * B as u64);
             let n = rng.below(3 * B as u64) as usize + 1;
@@ -172,7 +181,11 @@ fn holes_read_as_zeros_and_stay_sparse() {
     // Holes stay holes in the backing file: far fewer blocks allocated than its length.
     let backing = &m.backing_files()[0];
     let meta = fs::metadata(backing).unwrap();
-    assert!(meta.blocks() * 512 < meta.len() / 4, "{} blocks", meta.blocks());
+    assert!(
+        meta.blocks() * 512 < meta.len() / 4,
+        "{} blocks",
+        meta.blocks()
+    );
 
     // Growing with truncate makes a hole too, shrinking keeps the prefix.
     let f = OpenOptions::new().write(true).open(&p).unwrap();
@@ -270,7 +283,14 @@ fn long_and_unicode_names_list_exactly() {
     fs::remove_file(m.path(&"w".repeat(250))).unwrap();
     let sidecars = fs::read_dir(&m.backing)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().ends_with(".name"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".name")
+        })
         .count();
     // Left: the 200-byte directory name only.
     assert_eq!(sidecars, 1);
@@ -320,7 +340,13 @@ fn renameat2(from: &Path, to: &Path, flags: u32) -> i32 {
     let b = CString::new(to.as_os_str().as_bytes()).unwrap();
     // SAFETY: valid C strings.
     let r = unsafe {
-        libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
     };
     if r == 0 {
         0
@@ -336,15 +362,24 @@ fn rename_replaces_exchanges_and_respects_noreplace() {
     fs::create_dir(m.path("d2")).unwrap();
     fs::write(m.path("d1/a"), b"A").unwrap();
     fs::write(m.path("d2/b"), b"B").unwrap();
-    assert_eq!(renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_NOREPLACE), libc::EEXIST);
-    assert_eq!(renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_EXCHANGE), 0);
+    assert_eq!(
+        renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_NOREPLACE),
+        libc::EEXIST
+    );
+    assert_eq!(
+        renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_EXCHANGE),
+        0
+    );
     assert_eq!(read_all(&m.path("d1/a")), b"B");
     assert_eq!(read_all(&m.path("d2/b")), b"A");
     // Plain rename over an existing file, across directories.
     fs::rename(m.path("d1/a"), m.path("d2/b")).unwrap();
     assert_eq!(read_all(&m.path("d2/b")), b"B");
     assert!(!m.path("d1/a").exists());
-    assert_eq!(renameat2(&m.path("d2/b"), &m.path("d1/new"), libc::RENAME_NOREPLACE), 0);
+    assert_eq!(
+        renameat2(&m.path("d2/b"), &m.path("d1/new"), libc::RENAME_NOREPLACE),
+        0
+    );
     assert_eq!(read_all(&m.path("d1/new")), b"B");
 }
 
@@ -354,7 +389,10 @@ fn symlinks_store_encrypted_targets() {
     fs::write(m.path("target-file"), b"pointed at").unwrap();
     std::os::unix::fs::symlink("target-file", m.path("link")).unwrap();
     std::os::unix::fs::symlink("/some/secret/absolute/path", m.path("abs")).unwrap();
-    assert_eq!(fs::read_link(m.path("link")).unwrap(), Path::new("target-file"));
+    assert_eq!(
+        fs::read_link(m.path("link")).unwrap(),
+        Path::new("target-file")
+    );
     assert_eq!(read_all(&m.path("link")), b"pointed at");
     let meta = fs::symlink_metadata(m.path("abs")).unwrap();
     assert!(meta.file_type().is_symlink());
@@ -403,7 +441,12 @@ fn attributes_change_and_user_xattr_values_are_sealed() {
     let meta = fs::metadata(&p).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1234, 4321));
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-    File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+    File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
     assert_eq!(fs::metadata(&p).unwrap().modified().unwrap(), t);
 
     let path = CString::new(p.as_os_str().as_bytes()).unwrap();
@@ -412,7 +455,13 @@ fn attributes_change_and_user_xattr_values_are_sealed() {
     // SAFETY: valid pointers and lengths.
     unsafe {
         assert_eq!(
-            libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0),
+            libc::setxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0
+            ),
             0
         );
         let mut buf = [0u8; 64];
@@ -425,7 +474,10 @@ fn attributes_change_and_user_xattr_values_are_sealed() {
         assert!(n > 0);
         assert!(!buf[..n as usize].windows(6).any(|w| w == b"secret"));
         assert_eq!(libc::removexattr(path.as_ptr(), name.as_ptr()), 0);
-        assert_eq!(libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 64), -1);
+        assert_eq!(
+            libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 64),
+            -1
+        );
     }
 }
 
@@ -464,7 +516,8 @@ fn concurrent_writers_of_one_block_never_lose_each_others_bytes() {
                     for block in 0..4 {
                         let off = block * B + usize::from(w) * B / 4 + 7 * usize::from(w % 2);
                         let len = B / 4 - 7;
-                        f.write_all_at(&vec![w * 50 + round; len], off as u64).unwrap();
+                        f.write_all_at(&vec![w * 50 + round; len], off as u64)
+                            .unwrap();
                     }
                 }
             });
@@ -501,7 +554,8 @@ fn readers_never_see_a_block_half_rewritten() {
         s.spawn(move || {
             let f = OpenOptions::new().write(true).open(p).unwrap();
             for round in 0..150u32 {
-                f.write_all_at(&vec![(round % 250) as u8 + 1; 8 * B], 0).unwrap();
+                f.write_all_at(&vec![(round % 250) as u8 + 1; 8 * B], 0)
+                    .unwrap();
             }
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         });
@@ -548,12 +602,20 @@ fn unmount_with_open_files_keeps_acknowledged_writes() {
 fn backing_directory_holds_neither_plaintext_names_nor_content() {
     let m = Mounted::new(&[]);
     fs::create_dir(m.path("PlainDirName")).unwrap();
-    fs::write(m.path("PlainDirName/PlainFileName"), "PlainContent".repeat(1000)).unwrap();
+    fs::write(
+        m.path("PlainDirName/PlainFileName"),
+        "PlainContent".repeat(1000),
+    )
+    .unwrap();
     fs::write(m.path("short"), b"PlainContent").unwrap();
     let mut all = Vec::new();
     walk(&m.backing, &mut all);
     for p in &all {
-        let rel = p.strip_prefix(&m.backing).unwrap().to_string_lossy().into_owned();
+        let rel = p
+            .strip_prefix(&m.backing)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(!rel.contains("Plain") && !rel.contains("short"), "{rel}");
         let bytes = fs::read(p).unwrap();
         assert!(!bytes.windows(12).any(|w| w == b"PlainContent"), "{rel}");
@@ -578,6 +640,9 @@ fn read_only_mount_refuses_changes() {
     let err = fs::create_dir(m.path("d")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     let mut buf = String::new();
-    File::open(m.path("f")).unwrap().read_to_string(&mut buf).unwrap();
+    File::open(m.path("f"))
+        .unwrap()
+        .read_to_string(&mut buf)
+        .unwrap();
     assert_eq!(buf, "kept");
 }
