@@ -1264,6 +1264,7 @@ fn eval_steps(v: &Value, steps: &[QueryStep]) -> Value {
 const TIMESTAMP_MEMBERS: &[&str] = &[
     "CreationDate",
     "DeletionDate",
+    "LastUpdatedDate",
     "ValidTo",
     "ParametersValidTo",
     "RotationDate",
