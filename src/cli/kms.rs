@@ -47,7 +47,7 @@ pub enum BinaryFormat {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyIdArgs {
-    /// Key id, key ARN, alias name (alias/...) or alias ARN.
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
 }
@@ -94,6 +94,7 @@ pub struct CreateKeyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DescribeKeyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, num_args = 1..)]
@@ -102,6 +103,7 @@ pub struct DescribeKeyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpdateKeyDescriptionArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -110,6 +112,7 @@ pub struct UpdateKeyDescriptionArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScheduleKeyDeletionArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// 7 to 30 (default 30).
@@ -119,6 +122,7 @@ pub struct ScheduleKeyDeletionArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnableKeyRotationArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// 90 to 2560 (default 365).
@@ -128,6 +132,7 @@ pub struct EnableKeyRotationArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyPageArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[command(flatten)]
@@ -136,6 +141,7 @@ pub struct KeyPageArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetKeyPolicyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, default_value = "default")]
@@ -144,6 +150,7 @@ pub struct GetKeyPolicyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PutKeyPolicyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, default_value = "default")]
@@ -186,6 +193,7 @@ pub struct ListAliasesArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TagResourceArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// TagKey=k,TagValue=v ... or JSON.
@@ -195,6 +203,7 @@ pub struct TagResourceArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UntagResourceArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, num_args = 1.., required = true)]
@@ -203,6 +212,7 @@ pub struct UntagResourceArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CreateGrantArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -226,6 +236,7 @@ pub struct CreateGrantArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListGrantsArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -246,6 +257,7 @@ pub struct ListRetirableGrantsArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RevokeGrantArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -264,6 +276,7 @@ pub struct RetireGrantArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EncryptArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// Base64 (aws-cli v2), or fileb://file for raw bytes.
@@ -315,6 +328,7 @@ pub struct ReEncryptArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateDataKeyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -336,6 +350,7 @@ pub struct GenerateRandomArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetParametersForImportArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -346,6 +361,7 @@ pub struct GetParametersForImportArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportKeyMaterialArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// Base64, or fileb://token.bin.
@@ -365,42 +381,79 @@ pub struct ImportKeyMaterialArgs {
 /// The verbs, named as aws-cli names them.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum KmsVerb {
+    /// Create a customer managed key (symmetric AES-256 unless --key-spec says otherwise).
     CreateKey(CreateKeyArgs),
+    /// Show a key's metadata (id, ARN, state, usage, dates).
     DescribeKey(DescribeKeyArgs),
+    /// List the keys in the store.
     ListKeys(PageArgs),
+    /// Replace a key's description.
     UpdateKeyDescription(UpdateKeyDescriptionArgs),
+    /// Enable a disabled key.
     EnableKey(KeyIdArgs),
+    /// Disable a key: every cryptographic operation with it fails until enabled.
     DisableKey(KeyIdArgs),
+    /// Schedule a key's deletion after a 7 to 30 day waiting period.
     ScheduleKeyDeletion(ScheduleKeyDeletionArgs),
+    /// Cancel a scheduled deletion (the key is left disabled, as in AWS).
     CancelKeyDeletion(KeyIdArgs),
+    /// Turn on automatic yearly (or --rotation-period-in-days) rotation.
     EnableKeyRotation(EnableKeyRotationArgs),
+    /// Turn off automatic rotation.
     DisableKeyRotation(KeyIdArgs),
+    /// Show whether automatic rotation is on and when it next runs.
     GetKeyRotationStatus(KeyIdArgs),
+    /// Rotate a key's material now.
     RotateKeyOnDemand(KeyIdArgs),
+    /// List a key's completed rotations.
     ListKeyRotations(KeyPageArgs),
+    /// Print a key's policy document.
     GetKeyPolicy(GetKeyPolicyArgs),
+    /// Replace a key's policy (runs AWS's lockout safety check and kmsfs's escalation guard).
     PutKeyPolicy(PutKeyPolicyArgs),
+    /// List a key's policy names (always "default").
     ListKeyPolicies(KeyPageArgs),
+    /// Create an alias (alias/NAME) for a key.
     CreateAlias(AliasArgs),
+    /// Point an alias at another key.
     UpdateAlias(AliasArgs),
+    /// Delete an alias (the key is untouched).
     DeleteAlias(DeleteAliasArgs),
+    /// List aliases, all or those of one key.
     ListAliases(ListAliasesArgs),
+    /// Add or overwrite tags on a key.
     TagResource(TagResourceArgs),
+    /// Remove tags from a key.
     UntagResource(UntagResourceArgs),
+    /// List a key's tags.
     ListResourceTags(KeyPageArgs),
+    /// Allow a principal to use a key for the listed operations, optionally under encryption-context constraints.
     CreateGrant(CreateGrantArgs),
+    /// List the grants of a key.
     ListGrants(ListGrantsArgs),
+    /// List the grants a principal may retire.
     ListRetirableGrants(ListRetirableGrantsArgs),
+    /// Delete a grant (key administrators).
     RevokeGrant(RevokeGrantArgs),
+    /// Delete a grant (its grantee or retiring principal).
     RetireGrant(RetireGrantArgs),
+    /// Encrypt up to 4 KiB of plaintext under a key.
     Encrypt(EncryptArgs),
+    /// Decrypt a ciphertext blob (the key is the one named inside the blob).
     Decrypt(DecryptArgs),
+    /// Decrypt and re-encrypt under another key or context without exposing the plaintext.
     ReEncrypt(ReEncryptArgs),
+    /// Return a new data key in plaintext and encrypted under a key.
     GenerateDataKey(GenerateDataKeyArgs),
+    /// Return a new data key encrypted under a key only.
     GenerateDataKeyWithoutPlaintext(GenerateDataKeyArgs),
+    /// Return random bytes.
     GenerateRandom(GenerateRandomArgs),
+    /// Get a wrapping public key and import token to import key material (Origin EXTERNAL keys).
     GetParametersForImport(GetParametersForImportArgs),
+    /// Import wrapped key material into an EXTERNAL key.
     ImportKeyMaterial(ImportKeyMaterialArgs),
+    /// Delete a key's imported material (the key becomes PendingImport).
     DeleteImportedKeyMaterial(KeyIdArgs),
 }
 
