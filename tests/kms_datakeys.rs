@@ -252,6 +252,9 @@ fn every_call_and_decision_is_audited_without_plaintext() {
     );
     assert!(fs_recs.iter().all(|r| text_of(r).contains("kmsfs")));
     assert!(fs_recs.iter().all(|r| text_of(r).contains("allowed")));
+    // The chain the service wrote verifies.
+    let report = kmsfs::audit::verify(&e.store().join("audit.log")).unwrap();
+    assert_eq!(report.records, recs.len() as u64, "{report:?}");
 }
 
 #[test]
@@ -325,4 +328,78 @@ fn volume_secrets_are_created_once_and_shared_across_processes() {
     assert_eq!(a.expose(), b.expose());
     let c = e.svc.volume_secret("vol-2").unwrap();
     assert_ne!(a.expose(), c.expose());
+}
+
+#[test]
+fn the_default_key_rotates_yearly_and_keeps_old_data_readable() {
+    let e = env();
+    let nk = e
+        .svc
+        .generate_data_key(&ALICE, "alias/kmsfs/default", &ctx("f"))
+        .unwrap();
+    e.clock.advance_days(364);
+    e.svc.tick().unwrap();
+    let id = e.ok(
+        ROOT,
+        "DescribeKey",
+        json!({ "KeyId": "alias/kmsfs/default" }),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.ok(ROOT, "ListKeyRotations", json!({ "KeyId": id }))["Rotations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    e.clock.advance_days(2);
+    e.svc.tick().unwrap();
+    let rots = e.ok(ROOT, "ListKeyRotations", json!({ "KeyId": id }));
+    assert_eq!(rots["Rotations"].as_array().unwrap().len(), 1);
+    let newer = e
+        .svc
+        .generate_data_key(&ALICE, "alias/kmsfs/default", &ctx("g"))
+        .unwrap();
+    assert_eq!(
+        u32::from_be_bytes(newer.wrapped[40..44].try_into().unwrap()),
+        2
+    );
+    let k = e
+        .svc
+        .open_data_key(&ALICE, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+        .unwrap();
+    assert_eq!(k.expose(), nk.key.expose());
+}
+
+#[test]
+fn a_principals_file_other_users_can_edit_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    let p = e.store().join("principals.toml");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = e.fails(ALICE, "WhoAmI", json!({}));
+    assert!(
+        err.message.contains("principals.toml") && err.message.contains("0666"),
+        "{err}"
+    );
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(e.ok(ALICE, "WhoAmI", json!({}))["Arn"], arn("alice"));
+}
+
+#[test]
+fn editing_an_identity_policy_file_takes_effect_without_restart() {
+    let e = env();
+    // The admin's IAM policy allows CreateKey; take it away by editing admin.json only.
+    assert!(e.call(ADMIN, "CreateKey", json!({})).is_ok());
+    std::fs::write(
+        e.store().join("admin.json"),
+        ADMIN_IAM.replace("\"Allow\"", "\"Deny\""),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_kind(
+        &e.fails(ADMIN, "CreateKey", json!({})),
+        ErrorKind::AccessDenied,
+    );
 }

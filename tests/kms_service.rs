@@ -838,3 +838,189 @@ fn validation_errors_name_the_field() {
     let r = e.ok(ROOT, "GenerateRandom", json!({ "NumberOfBytes": 16 }));
     assert_eq!(unb64(r["Plaintext"].as_str().unwrap()).len(), 16);
 }
+
+#[test]
+fn list_operations_paginate_with_markers() {
+    let e = env();
+    for _ in 0..3 {
+        e.ok(ROOT, "CreateKey", json!({}));
+    }
+    // Three customer keys plus the default key.
+    let p1 = e.ok(ROOT, "ListKeys", json!({ "Limit": 3 }));
+    assert_eq!(p1["Keys"].as_array().unwrap().len(), 3);
+    assert_eq!(p1["Truncated"], true);
+    let p2 = e.ok(
+        ROOT,
+        "ListKeys",
+        json!({ "Limit": 3, "Marker": p1["NextMarker"] }),
+    );
+    assert_eq!(p2["Keys"].as_array().unwrap().len(), 1);
+    assert_eq!(p2["Truncated"], false);
+    assert!(p2.get("NextMarker").is_none());
+    assert_kind(
+        &e.fails(ROOT, "ListKeys", json!({ "Marker": "bogus" })),
+        ErrorKind::InvalidMarker,
+    );
+    assert_kind(
+        &e.fails(ROOT, "ListKeys", json!({ "Limit": 0 })),
+        ErrorKind::Validation,
+    );
+}
+
+#[test]
+fn dry_run_authorizes_without_acting() {
+    let e = env();
+    let id = e.split_key();
+    let err = e.fails(
+        ALICE,
+        "Encrypt",
+        json!({ "KeyId": id, "Plaintext": b64(b"x"), "DryRun": true }),
+    );
+    assert_kind(&err, ErrorKind::DryRunOperation);
+    // A caller who would be denied gets the denial, not the dry-run answer.
+    let err = e.fails(
+        ADMIN,
+        "Encrypt",
+        json!({ "KeyId": id, "Plaintext": b64(b"x"), "DryRun": true }),
+    );
+    assert_kind(&err, ErrorKind::AccessDenied);
+    let err = e.fails(ADMIN, "CreateGrant", json!({ "KeyId": id, "GranteePrincipal": arn("bob"), "Operations": ["Decrypt"], "DryRun": true }));
+    assert_kind(&err, ErrorKind::DryRunOperation);
+    assert!(e.ok(ADMIN, "ListGrants", json!({ "KeyId": id }))["Grants"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn re_encrypt_needs_both_sides_and_moves_the_ciphertext() {
+    let e = env();
+    let a = e.split_key();
+    let b = e.split_key();
+    let blob = e.ok(
+        ALICE,
+        "Encrypt",
+        json!({ "KeyId": a, "Plaintext": b64(b"move me"), "EncryptionContext": { "k": "1" } }),
+    )["CiphertextBlob"]
+        .clone();
+    let r = e.ok(
+        ALICE,
+        "ReEncrypt",
+        json!({
+            "CiphertextBlob": blob, "SourceEncryptionContext": { "k": "1" },
+            "DestinationKeyId": b, "DestinationEncryptionContext": { "k": "2" }
+        }),
+    );
+    assert!(r["SourceKeyId"].as_str().unwrap().ends_with(&a));
+    assert!(r["KeyId"].as_str().unwrap().ends_with(&b));
+    let d = e.ok(
+        ALICE,
+        "Decrypt",
+        json!({ "CiphertextBlob": r["CiphertextBlob"], "EncryptionContext": { "k": "2" } }),
+    );
+    assert_eq!(unb64(d["Plaintext"].as_str().unwrap()), b"move me");
+    // Bob may decrypt on the source through a grant, but has no ReEncryptTo on b.
+    e.ok(
+        ADMIN,
+        "CreateGrant",
+        json!({ "KeyId": a, "GranteePrincipal": arn("bob"), "Operations": ["ReEncryptFrom"] }),
+    );
+    let err = e.fails(BOB, "ReEncrypt", json!({ "CiphertextBlob": blob, "SourceEncryptionContext": { "k": "1" }, "DestinationKeyId": b }));
+    assert_kind(&err, ErrorKind::AccessDenied);
+    assert!(err.message.contains("kms:ReEncryptTo"), "{err}");
+}
+
+#[test]
+fn concurrent_data_calls_and_rotations_on_one_service() {
+    let e = env();
+    let id = e.split_key();
+    let blobs: Vec<String> = (0..4)
+        .map(|i| e.encrypt(ALICE, &id, format!("p{i}").as_bytes()).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let e = &e;
+            let blobs = &blobs;
+            let id = id.clone();
+            s.spawn(move || {
+                for i in 0..40 {
+                    let b = &blobs[(t + i) % blobs.len()];
+                    let want = format!("p{}", (t + i) % blobs.len());
+                    assert_eq!(e.decrypt(ALICE, b).unwrap(), want.as_bytes());
+                    let fresh = e.encrypt(ALICE, &id, b"fresh").unwrap();
+                    assert_eq!(e.decrypt(ALICE, &fresh).unwrap(), b"fresh");
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..5 {
+                e.ok(ADMIN, "RotateKeyOnDemand", json!({ "KeyId": id }));
+            }
+        });
+    });
+    assert_eq!(
+        e.ok(ADMIN, "ListKeyRotations", json!({ "KeyId": id }))["Rotations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[test]
+fn tags_drive_abac_conditions() {
+    let e = env();
+    // Alice may decrypt with any key tagged team=red (aws:ResourceTag), via her IAM policy.
+    let alice_iam = r#"{ "Version": "2012-10-17", "Statement": [
+        { "Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+          "Condition": { "StringEquals": { "aws:ResourceTag/team": "red" } } } ] }"#;
+    std::fs::write(e.store().join("alice.json"), alice_iam).unwrap();
+    let principals =
+        PRINCIPALS.replace("uid = 2002\n", "uid = 2002\npolicies = [\"alice.json\"]\n");
+    std::fs::write(e.store().join("principals.toml"), principals).unwrap();
+    let red = e.ok(
+        ROOT,
+        "CreateKey",
+        json!({ "Tags": [{ "TagKey": "team", "TagValue": "red" }] }),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blue = e.ok(
+        ROOT,
+        "CreateKey",
+        json!({ "Tags": [{ "TagKey": "team", "TagValue": "blue" }] }),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(e.encrypt(ALICE, &red, b"x").is_ok());
+    assert_kind(
+        &e.encrypt(ALICE, &blue, b"x").unwrap_err(),
+        ErrorKind::AccessDenied,
+    );
+    // Retagging changes access at once.
+    e.ok(
+        ROOT,
+        "TagResource",
+        json!({ "KeyId": blue, "Tags": [{ "TagKey": "team", "TagValue": "red" }] }),
+    );
+    assert!(e.encrypt(ALICE, &blue, b"x").is_ok());
+    // Reserved tag keys are refused.
+    let err = e.fails(
+        ROOT,
+        "TagResource",
+        json!({ "KeyId": red, "Tags": [{ "TagKey": "aws:x", "TagValue": "y" }] }),
+    );
+    assert_kind(&err, ErrorKind::Tag);
+    // The admin's IAM policy has no kms:TagResource: CreateKey with tags is refused.
+    assert_kind(
+        &e.fails(
+            ADMIN,
+            "CreateKey",
+            json!({ "Tags": [{ "TagKey": "a", "TagValue": "b" }] }),
+        ),
+        ErrorKind::AccessDenied,
+    );
+    assert!(e.call(ADMIN, "CreateKey", json!({})).is_ok());
+}

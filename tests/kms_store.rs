@@ -270,3 +270,26 @@ fn two_processes_see_each_others_changes() {
     );
     assert_eq!(tags["Tags"].as_array().unwrap().len(), 20);
 }
+
+#[test]
+fn tick_shreds_material_a_crash_left_unreferenced() {
+    let e = env();
+    let id = e.split_key();
+    let mat = e.store().join("material");
+    // As left by a crash after the material write and before the state commit.
+    let orphan = mat.join("00000000-0000-4000-8000-000000000000");
+    std::fs::create_dir(&orphan).unwrap();
+    std::fs::write(orphan.join("v1"), [1u8; 64]).unwrap();
+    std::fs::write(mat.join(&id).join("v9"), [2u8; 64]).unwrap();
+    std::fs::write(mat.join(&id).join(".v2.tmp.abcdef"), [3u8; 64]).unwrap();
+    std::fs::write(e.store().join(".state.json.tmp.123456"), b"{}").unwrap();
+    e.svc.tick().unwrap();
+    assert!(!orphan.exists());
+    assert!(!mat.join(&id).join("v9").exists());
+    assert!(!mat.join(&id).join(".v2.tmp.abcdef").exists());
+    assert!(!e.store().join(".state.json.tmp.123456").exists());
+    // The live key is untouched.
+    let blob = e.encrypt(ALICE, &id, b"still here").unwrap();
+    assert_eq!(e.decrypt(ALICE, &blob).unwrap(), b"still here");
+    assert!(mat.join(&id).join("v1").exists());
+}

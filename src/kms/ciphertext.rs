@@ -164,6 +164,16 @@ mod tests {
         assert!(header("not-a-uuid", 1).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_accepts_only_what_header_builds(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Ok(b) = parse(&bytes) {
+                let rebuilt = header(b.key_id, b.version).unwrap();
+                proptest::prop_assert_eq!(&rebuilt[..], b.header);
+            }
+        }
+    }
+
     #[test]
     fn context_encoding_is_unambiguous() {
         let mut a = EncryptionContext::new();

@@ -265,8 +265,17 @@ impl Service {
                 .set("kms:KeyOrigin", origin.as_str())
                 .set("kms:KeySpec", "SYMMETRIC_DEFAULT")
                 .set("kms:KeyUsage", "ENCRYPT_DECRYPT")
-                .set("kms:MultiRegion", "false"),
+                .set("kms:MultiRegion", "false")
+                .request_tags(&tags),
         )?;
+        if !tags.is_empty() {
+            // AWS: tagging at creation also needs kms:TagResource (IAM).
+            self.authorize(
+                call,
+                &snap.state,
+                Authz::new("kms:TagResource", None).request_tags(&tags),
+            )?;
+        }
         let key_id = super::ciphertext::new_key_id().map_err(|e| internal(e.to_string()))?;
         let mut rec = KeyRecord {
             arn: format!("arn:aws:kms:{region}:{account}:key/{key_id}"),
@@ -628,12 +637,13 @@ impl Service {
         if !r.has("Tags") {
             return Err(validation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null"));
         }
+        let request_tags = tags.clone();
         self.update_key(
             call,
             key_id,
             "TagResource",
             false,
-            |a| a,
+            |a| a.request_tags(&request_tags),
             |_, _, _, k| {
                 for t in tags {
                     k.tags.retain(|x| x.key != t.key);
@@ -656,12 +666,13 @@ impl Service {
         let keys = r.opt_str_list("TagKeys")?.ok_or_else(|| {
             validation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
         })?;
+        let tag_keys = keys.clone();
         self.update_key(
             call,
             key_id,
             "UntagResource",
             false,
-            |a| a,
+            |a| a.set_multi("aws:TagKeys", tag_keys),
             |_, _, _, k| {
                 k.tags.retain(|t| !keys.contains(&t.key));
                 Ok((json!({}), true))

@@ -113,14 +113,28 @@ impl<'a> Req<'a> {
         }
     }
 
-    /// A timestamp: epoch seconds (number) as AWS's JSON protocol sends it.
+    /// A timestamp: epoch seconds (a number, as AWS's JSON protocol sends it), or an
+    /// RFC 3339 string or a string of epoch seconds (as people type it).
     pub fn opt_time(&self, name: &str) -> Result<Option<i64>, KmsError> {
+        let bad = || {
+            validation(format!(
+                "{name} must be a timestamp: epoch seconds or RFC 3339 (2030-01-01T00:00:00Z)"
+            ))
+        };
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(|f| Some(f as i64))
-                .ok_or_else(|| validation(format!("{name} must be a timestamp (epoch seconds)"))),
+            Some(Value::String(s)) => {
+                if let Ok(n) = s.trim().parse::<i64>() {
+                    return Ok(Some(n));
+                }
+                time::OffsetDateTime::parse(
+                    s.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|t| Some(t.unix_timestamp()))
+                .map_err(|_| bad())
+            }
+            Some(v) => v.as_f64().map(|f| Some(f as i64)).ok_or_else(bad),
         }
     }
 

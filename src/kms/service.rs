@@ -78,13 +78,21 @@ pub(crate) struct Snapshot {
     ident: StateIdent,
 }
 
-/// (mtime, mtime ns, inode, size) of the principals file, None when absent.
-type FileStamp = (i64, i64, u64, u64);
+/// (mtime, mtime ns, ctime, ctime ns, inode, size) of the principals file, None when
+/// absent. ctime catches chmod/chown, so a mode change is checked at once.
+type FileStamp = (i64, i64, i64, i64, u64, u64);
+
+/// Identity policy files are re-checked at most this often (the principals file itself
+/// on every call), so editing a policy file takes effect within this delay.
+const POLICY_FILES_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct PrincipalsCache {
     principals: Arc<Principals>,
     root_policy: Arc<PolicyDocument>,
     stamp: Option<FileStamp>,
+    /// The identity policy files the principals file names, with their stamps.
+    policy_stamps: Vec<(PathBuf, Option<FileStamp>)>,
+    policies_checked: std::time::Instant,
 }
 
 /// The key service over one store.
@@ -146,6 +154,19 @@ impl<'x> Authz<'x> {
         self.extra.set_multi(k, v);
         self
     }
+    /// aws:RequestTag/<key> and aws:TagKeys for requests that add tags.
+    pub fn request_tags(mut self, tags: &[super::model::Tag]) -> Self {
+        if tags.is_empty() {
+            return self;
+        }
+        for t in tags {
+            self.extra
+                .set(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+        }
+        self.extra
+            .set_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()).collect());
+        self
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,9 +210,11 @@ impl Service {
     pub fn open(cfg: ServiceConfig) -> Result<Arc<Service>, KmsError> {
         let store = Store::open(&cfg.store_dir, &cfg.root_key)?;
         let (state, ident) = store.read_state()?;
+        let (principals, stamp, policy_stamps) =
+            load_principals(cfg.principals_path.as_deref(), &store)?;
         let audit = AuditLog::open(&store.audit_path())
-            .map_err(|e| internal(format!("cannot open the audit log: {e}")))?;
-        let (principals, stamp) = load_principals(cfg.principals_path.as_deref(), &store)?;
+            .map_err(|e| internal(format!("cannot open the audit log: {e}")))?
+            .with_region(principals.region());
         let root_policy = Arc::new(parse_stored_policy(&root_delegation_policy(
             principals.account(),
         ))?);
@@ -204,6 +227,8 @@ impl Service {
                 principals: Arc::new(principals),
                 root_policy,
                 stamp,
+                policy_stamps,
+                policies_checked: std::time::Instant::now(),
             }),
             snapshot: RwLock::new(Arc::new(Snapshot { state, ident })),
             writer: Mutex::new(()),
@@ -315,14 +340,21 @@ impl Service {
             .unwrap_or_else(|| self.store.dir().join("principals.toml"));
         let stamp = file_stamp(&path);
         let mut cache = lock(&self.principals);
-        if cache.stamp != stamp {
+        let mut reload = cache.stamp != stamp;
+        if !reload && cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK {
+            reload = cache.policy_stamps.iter().any(|(p, s)| file_stamp(p) != *s);
+            cache.policies_checked = std::time::Instant::now();
+        }
+        if reload {
             // Changed, appeared or disappeared: reload. A broken file fails closed
             // (every call errors, naming the file) rather than keeping stale grants.
-            let (p, stamp) = load_principals(self.principals_explicit.as_deref(), &self.store)?;
+            let (p, stamp, policy_stamps) =
+                load_principals(self.principals_explicit.as_deref(), &self.store)?;
             cache.root_policy =
                 Arc::new(parse_stored_policy(&root_delegation_policy(p.account()))?);
             cache.principals = Arc::new(p);
             cache.stamp = stamp;
+            cache.policy_stamps = policy_stamps;
         }
         Ok((cache.principals.clone(), cache.root_policy.clone()))
     }
@@ -358,6 +390,7 @@ impl Service {
                 })
             });
         }
+        lock(&self.policies).retain(|id, _| state.keys.contains_key(id));
         let snap = Arc::new(Snapshot { state, ident });
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         snap
@@ -464,6 +497,9 @@ impl Service {
                     .collect();
                 if !aliases.is_empty() {
                     rc.set_multi("kms:ResourceAliases", aliases);
+                }
+                for t in &k.tags {
+                    rc.set(&format!("aws:ResourceTag/{}", t.key), t.value.clone());
                 }
                 rc.set("kms:KeyOrigin", k.origin.as_str());
                 rc.set("kms:KeySpec", "SYMMETRIC_DEFAULT");
@@ -607,17 +643,16 @@ impl Service {
             }
         }
         events.push(last);
-        for e in &events {
-            if let Err(ae) = self.audit.append(e, call.now) {
-                let effect = if result.is_ok() && !read_only {
-                    " (the change took effect but is not recorded)"
-                } else {
-                    ""
-                };
-                return Err(internal(format!(
-                    "the audit log could not record this call{effect}: {ae}"
-                )));
-            }
+        // One write: the call's decisions and outcome land together, uninterleaved.
+        if let Err(ae) = self.audit.append_all(&events, call.now) {
+            let effect = if result.is_ok() && !read_only {
+                " (the change took effect but is not recorded)"
+            } else {
+                ""
+            };
+            return Err(internal(format!(
+                "the audit log could not record this call{effect}: {ae}"
+            )));
         }
         result
     }
@@ -735,6 +770,15 @@ impl Service {
     ) -> Result<(&'s KeyRecord, Option<String>), KmsError> {
         let account = call.principals.account();
         let region = call.principals.region();
+        // A stored key's exact ARN always resolves, even if the principals file has
+        // since changed the account or region new keys get.
+        if key_id.starts_with("arn:") {
+            if let Some(k) = st.keys.values().find(|k| k.arn == key_id) {
+                if !is_destroyed(k, call.now) {
+                    return Ok((k, None));
+                }
+            }
+        }
         let (id, alias) = parse_key_ref(key_id, account, region)?;
         let id = match alias {
             Some(ref name) => {
@@ -890,9 +934,12 @@ impl Service {
                 self.audit_service_event(name, &arn, now, detail);
             }
         }
-        let snap = self.snapshot()?;
+        // Garbage is judged against the state read under the lock: a snapshot taken
+        // before it could miss a key another writer just committed, and shred it.
+        let _in_process = lock(&self.writer);
         let _guard = self.store.lock()?;
-        self.store.collect_garbage(&snap.state)
+        let (state, _) = self.store.read_state()?;
+        self.store.collect_garbage(&state)
     }
 }
 
@@ -1004,22 +1051,88 @@ pub(crate) fn identity_of(who: &ResolvedPrincipal, caller: &Caller) -> Identity 
 }
 
 fn file_stamp(p: &Path) -> Option<FileStamp> {
-    std::fs::metadata(p)
-        .ok()
-        .map(|m| (m.mtime(), m.mtime_nsec(), m.ino(), m.size()))
+    std::fs::metadata(p).ok().map(|m| {
+        (
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino(),
+            m.size(),
+        )
+    })
 }
 
-fn load_principals(
-    explicit: Option<&Path>,
-    store: &Store,
-) -> Result<(Principals, Option<FileStamp>), KmsError> {
+type LoadedPrincipals = (
+    Principals,
+    Option<FileStamp>,
+    Vec<(PathBuf, Option<FileStamp>)>,
+);
+
+fn load_principals(explicit: Option<&Path>, store: &Store) -> Result<LoadedPrincipals, KmsError> {
     let path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| store.dir().join("principals.toml"));
     let stamp = file_stamp(&path);
+    if stamp.is_some() {
+        check_principals_file(&path)?;
+    }
+    // Stamps taken before reading, so an edit during the load is seen next time.
+    let policy_stamps: Vec<(PathBuf, Option<FileStamp>)> = policy_files(&path)
+        .into_iter()
+        .map(|p| {
+            let s = file_stamp(&p);
+            (p, s)
+        })
+        .collect();
     let p = Principals::load_or_default(explicit, store.dir(), store.owner_uid())
         .map_err(|e| internal(format!("principals file: {e}")))?;
-    Ok((p, stamp))
+    Ok((p, stamp, policy_stamps))
+}
+
+/// The identity policy files a principals file names (`policies = [...]`, relative to
+/// it). Best effort: a file that does not parse names none (loading it fails anyway).
+fn policy_files(principals: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(principals) else {
+        return Vec::new();
+    };
+    let Ok(doc) = toml::from_str::<toml::Value>(&text) else {
+        return Vec::new();
+    };
+    let base = principals.parent().unwrap_or(Path::new("."));
+    doc.get("principal")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("policies").and_then(toml::Value::as_array))
+        .flatten()
+        .filter_map(toml::Value::as_str)
+        .map(|f| base.join(f))
+        .collect()
+}
+
+/// The principals file decides who is whom: refuse one that another user could edit
+/// (owned by someone other than this process's user or root, or group/other-writable).
+fn check_principals_file(path: &Path) -> Result<(), KmsError> {
+    let m = std::fs::metadata(path)
+        .map_err(|e| internal(format!("principals file {}: {e}", path.display())))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if m.uid() != euid && m.uid() != 0 {
+        return Err(internal(format!(
+            "principals file {} is owned by uid {}; it must be owned by uid {euid} or root, since it decides who is whom",
+            path.display(),
+            m.uid()
+        )));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(internal(format!(
+            "principals file {} has mode {mode:04o}: other users could edit it and become any principal; make it 0644 or stricter (chmod go-w {})",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Parses a policy the store already accepted once; failure means a damaged store.
