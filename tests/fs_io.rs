@@ -313,6 +313,33 @@ fn large_directories_list_every_entry() {
 }
 
 #[test]
+fn listings_carry_the_same_attributes_as_stat() {
+    let m = Mounted::new(&[]);
+    fs::create_dir(m.path("d")).unwrap();
+    std::os::unix::fs::symlink("x", m.path("d/link")).unwrap();
+    for (i, size) in [0usize, 5, B, 3 * B + 1].into_iter().enumerate() {
+        fs::write(m.path(&format!("d/f{i}")), vec![1u8; size]).unwrap();
+    }
+    for pass in 0..2 {
+        let mut seen = 0;
+        for e in fs::read_dir(m.path("d")).unwrap() {
+            let e = e.unwrap();
+            let listed = e.metadata().unwrap();
+            let stat = fs::symlink_metadata(e.path()).unwrap();
+            assert_eq!(listed.len(), stat.len(), "{:?} pass {pass}", e.file_name());
+            assert_eq!(listed.ino(), stat.ino());
+            assert_eq!(e.file_type().unwrap(), stat.file_type());
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+    }
+    assert_eq!(
+        fs::symlink_metadata(m.path("d/f3")).unwrap().len(),
+        3 * B as u64 + 1
+    );
+}
+
+#[test]
 fn directories_nest_rename_and_refuse_rmdir_when_not_empty() {
     let m = Mounted::new(&[]);
     fs::create_dir_all(m.path("a/b/c")).unwrap();
