@@ -673,3 +673,39 @@ fn read_only_mount_refuses_changes() {
         .unwrap();
     assert_eq!(buf, "kept");
 }
+
+#[test]
+fn mounts_show_kmsfs_as_source_with_the_requested_options() {
+    let m = Mounted::new(MULTI_USER);
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(m.mnt.to_str().unwrap()))
+        .expect("mount listed");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], "kmsfs");
+    // Mounted directly by root the type is `fuse` (through fusermount3, `fuse.kmsfs`).
+    assert!(fields[2].starts_with("fuse"), "{line}");
+    assert!(fields[3].contains("allow_other"), "{line}");
+    assert!(fields[3].contains("default_permissions"), "{line}");
+    assert!(
+        fields[3].contains("nosuid") && fields[3].contains("nodev"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unknown_mount_options_are_refused_before_mounting() {
+    let keys = TestKeys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("b");
+    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
+    let spec = kmsfs::fs::MountSpec {
+        backing,
+        mountpoint: dir.path().to_path_buf(),
+        options: vec!["allow_other,bogus_option".into()],
+        threads: 2,
+    };
+    let err = kmsfs::fs::mount(&spec, keys).unwrap_err();
+    assert!(err.to_string().contains("bogus_option"), "{err}");
+}
