@@ -4,8 +4,8 @@
 //! error). The format is described in tests/policy_cases/README.md.
 
 use kmsfs::policy::{
-    evaluate, Decision, EncryptionContext, Grant, GrantConstraints, IdentityPolicy,
-    PolicyDocument, PolicyKind, Principal, Request, RequestContext,
+    evaluate, Decision, EncryptionContext, Grant, GrantConstraints, IdentityPolicy, PolicyDocument,
+    PolicyKind, Principal, Request, RequestContext,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -33,7 +33,9 @@ fn string_map(v: Option<&Value>) -> Result<Option<EncryptionContext>, String> {
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(format!("encryption context value for {k} must be a string, got {other}")),
+                other => Err(format!(
+                    "encryption context value for {k} must be a string, got {other}"
+                )),
             })
             .collect::<Result<_, _>>()
             .map(Some),
@@ -72,12 +74,19 @@ fn grant_from(v: &Value, key: &str) -> Result<Grant, String> {
 }
 
 /// Field of the case, else of the file's defaults.
-fn field<'a>(case: &'a Map<String, Value>, defaults: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+fn field<'a>(
+    case: &'a Map<String, Value>,
+    defaults: &'a Map<String, Value>,
+    k: &str,
+) -> Option<&'a Value> {
     case.get(k).or_else(|| defaults.get(k))
 }
 
 fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<(), String> {
-    let expect = case.get("expect").and_then(Value::as_object).ok_or("case has no expect object")?;
+    let expect = case
+        .get("expect")
+        .and_then(Value::as_object)
+        .ok_or("case has no expect object")?;
 
     // Parse-only cases: {"policy": ..., "kind": "key"|"identity", "expect": {"error"|"parses"}}.
     if let Some(p) = case.get("policy") {
@@ -89,14 +98,20 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
         let res = PolicyDocument::parse_kind(&text, kind);
         return match (expect.get("error").and_then(Value::as_str), res) {
             (Some(want), Err(e)) if e.message.contains(want) => Ok(()),
-            (Some(want), Err(e)) => Err(format!("error {:?} does not contain {:?}", e.message, want)),
-            (Some(want), Ok(_)) => Err(format!("parsed, but expected an error containing {want:?}")),
+            (Some(want), Err(e)) => {
+                Err(format!("error {:?} does not contain {:?}", e.message, want))
+            }
+            (Some(want), Ok(_)) => {
+                Err(format!("parsed, but expected an error containing {want:?}"))
+            }
             (None, Ok(_)) => Ok(()),
             (None, Err(e)) => Err(format!("expected the policy to parse, got: {}", e.message)),
         };
     }
 
-    let mut kp = field(case, defaults, "key_policy").ok_or("case has no key_policy")?.clone();
+    let mut kp = field(case, defaults, "key_policy")
+        .ok_or("case has no key_policy")?
+        .clone();
     // "condition": shorthand for "the key policy, with this Condition block on its last
     // statement" (keeps condition tables short).
     if let Some(cond) = case.get("condition") {
@@ -108,24 +123,36 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
             .ok_or("\"condition\" needs a key_policy whose Statement is an array")?;
         last.insert("Condition".into(), cond.clone());
     }
-    let key_policy = PolicyDocument::parse(&policy_text(&kp)).map_err(|e| format!("key_policy: {}", e.message))?;
+    let key_policy = PolicyDocument::parse(&policy_text(&kp))
+        .map_err(|e| format!("key_policy: {}", e.message))?;
     let mut identity = Vec::new();
     if let Some(Value::Object(ips)) = field(case, defaults, "identity_policies") {
         for (name, doc) in ips {
             let document = PolicyDocument::parse_identity(&policy_text(doc))
                 .map_err(|e| format!("identity policy {name}: {}", e.message))?;
-            identity.push(IdentityPolicy { name: name.clone(), document });
+            identity.push(IdentityPolicy {
+                name: name.clone(),
+                document,
+            });
         }
     }
 
     // The request: the case's fields over the defaults' request fields.
-    let mut r = defaults.get("request").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut r = defaults
+        .get("request")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if let Some(Value::Object(cr)) = case.get("request") {
         for (k, v) in cr {
             r.insert(k.clone(), v.clone());
         }
     }
-    let key = r.get("key").and_then(Value::as_str).unwrap_or(DEFAULT_KEY).to_string();
+    let key = r
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_KEY)
+        .to_string();
     let mut grants = Vec::new();
     if let Some(Value::Array(gs)) = field(case, defaults, "grants") {
         for g in gs {
@@ -148,7 +175,11 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
         uid: r.get("uid").and_then(Value::as_u64).map(|u| u as u32),
         gid: r.get("gid").and_then(Value::as_u64).map(|g| g as u32),
     };
-    let action = r.get("action").and_then(Value::as_str).ok_or("request has no action")?.to_string();
+    let action = r
+        .get("action")
+        .and_then(Value::as_str)
+        .ok_or("request has no action")?
+        .to_string();
     let ec = string_map(r.get("encryption_context"))?;
     let mut context = RequestContext::new();
     if let Some(Value::Object(c)) = r.get("context") {
@@ -179,7 +210,10 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
     };
     let ev = evaluate(&req, &key_policy, &identity, &grants);
 
-    let want = expect.get("decision").and_then(Value::as_str).ok_or("expect has no decision")?;
+    let want = expect
+        .get("decision")
+        .and_then(Value::as_str)
+        .ok_or("expect has no decision")?;
     let got = match ev.decision {
         Decision::Allowed => "allowed",
         Decision::ExplicitDeny => "explicitDeny",
@@ -187,13 +221,22 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
     };
     let labels: BTreeSet<String> = ev.matched.iter().map(|r| r.label()).collect();
     if got != want {
-        return Err(format!("decision {got}, expected {want}; reasons {labels:?}; notes {:?}", ev.notes));
+        return Err(format!(
+            "decision {got}, expected {want}; reasons {labels:?}; notes {:?}",
+            ev.notes
+        ));
     }
     if ev.decision == Decision::ImplicitDeny && !ev.matched.is_empty() {
-        return Err(format!("implicitDeny must list no matched statements, got {labels:?}"));
+        return Err(format!(
+            "implicitDeny must list no matched statements, got {labels:?}"
+        ));
     }
     if let Some(Value::Array(reasons)) = expect.get("reasons") {
-        let want: BTreeSet<String> = reasons.iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let want: BTreeSet<String> = reasons
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
         if want != labels {
             return Err(format!("reasons {labels:?}, expected {want:?}"));
         }
@@ -208,7 +251,10 @@ fn run_case(case: &Map<String, Value>, defaults: &Map<String, Value>) -> Result<
     // The simulate JSON must agree with the decision.
     let sim = ev.to_simulate_json();
     if sim["EvalDecision"] != want {
-        return Err(format!("simulate JSON says {}, expected {want}", sim["EvalDecision"]));
+        return Err(format!(
+            "simulate JSON says {}, expected {want}",
+            sim["EvalDecision"]
+        ));
     }
     Ok(())
 }
@@ -228,19 +274,43 @@ fn every_policy_case_in_the_corpus_holds() {
     for path in &files {
         let file = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(path).unwrap();
-        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: not JSON: {e}"));
-        let defaults = doc.get("defaults").and_then(Value::as_object).cloned().unwrap_or_default();
-        let cases = doc["cases"].as_array().unwrap_or_else(|| panic!("{file}: no cases array"));
+        let doc: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: not JSON: {e}"));
+        let defaults = doc
+            .get("defaults")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let cases = doc["cases"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{file}: no cases array"));
         for case in cases {
             total += 1;
-            let case = case.as_object().unwrap_or_else(|| panic!("{file}: a case is not an object"));
-            let name = case.get("name").and_then(Value::as_str).unwrap_or("<unnamed>").to_string();
-            assert!(names.insert(format!("{file}/{name}")), "{file}: duplicate case name {name:?}");
+            let case = case
+                .as_object()
+                .unwrap_or_else(|| panic!("{file}: a case is not an object"));
+            let name = case
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("<unnamed>")
+                .to_string();
+            assert!(
+                names.insert(format!("{file}/{name}")),
+                "{file}: duplicate case name {name:?}"
+            );
             if let Err(e) = run_case(case, &defaults) {
                 failures.push(format!("{file} :: {name}\n    {e}"));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {total} policy cases failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(total >= 200, "the corpus should hold at least 200 cases, found {total}");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} policy cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        total >= 200,
+        "the corpus should hold at least 200 cases, found {total}"
+    );
 }

@@ -179,6 +179,12 @@ impl Core {
         self.files.len()
     }
 
+    /// This mount's new files (where no directory rule applies) use `key` instead of
+    /// the volume's default key (`kmsfs mount --key`). Not persisted.
+    pub fn override_default_key(&mut self, key: String) {
+        self.volume.default_key = key;
+    }
+
     fn writable(&self) -> Result<(), FsError> {
         if self.read_only {
             Err(FsError::refused(libc::EROFS, "read-only mount"))
@@ -980,6 +986,9 @@ impl Core {
     ) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
+        if name == super::KEY_RULE_XATTR {
+            return self.set_key_rule(&node, Some(value));
+        }
         if VolumeSecrets::xattr_is_sealed(name) {
             let sealed = self.secrets.seal_xattr(name, value)?;
             sys::set_xattr(node.fd.as_fd(), name, &sealed, flags)
@@ -990,6 +999,13 @@ impl Core {
 
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply, FsError> {
         let node = self.xattr_node(ino)?;
+        if name == super::KEY_RULE_XATTR {
+            let meta = self.key_rule_dir(&node)?;
+            return match meta.key_rule {
+                Some(rule) => sized_reply(rule.into_bytes(), size),
+                None => Err(FsError::refused(libc::ENODATA, "no key rule")),
+            };
+        }
         let stored = sys::get_xattr(node.fd.as_fd(), name)?;
         let value = if VolumeSecrets::xattr_is_sealed(name) {
             self.secrets.open_xattr(name, &stored)?
@@ -1007,7 +1023,51 @@ impl Core {
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
+        if name == super::KEY_RULE_XATTR {
+            return self.set_key_rule(&node, None);
+        }
         sys::remove_xattr(node.fd.as_fd(), name)
+    }
+
+    /// The directory metadata behind a key-rule request (directories only).
+    fn key_rule_dir(&self, node: &Node) -> Result<crate::format::DirMeta, FsError> {
+        if node.kind != NodeKind::Directory {
+            return Err(FsError::refused(
+                libc::ENOTSUP,
+                "key rules apply to directories",
+            ));
+        }
+        names::load_dir_meta(node.fd.as_fd(), &self.secrets.metadata)
+    }
+
+    /// Sets (or with `None` removes) the key that new files under `node` get. Existing
+    /// files keep the key in their own envelopes. The rule is validated (non-empty
+    /// UTF-8 key id, ARN or alias) and written atomically with the directory's MAC.
+    fn set_key_rule(&self, node: &Node, value: Option<&[u8]>) -> Result<(), FsError> {
+        let mut meta = self.key_rule_dir(node)?;
+        meta.key_rule = match value {
+            None => {
+                if meta.key_rule.is_none() {
+                    return Err(FsError::refused(libc::ENODATA, "no key rule"));
+                }
+                None
+            }
+            Some(v) => {
+                let rule = std::str::from_utf8(v)
+                    .map_err(|_| FsError::refused(libc::EINVAL, "key rule is not UTF-8"))?
+                    .trim();
+                if rule.is_empty() {
+                    return Err(FsError::refused(libc::EINVAL, "empty key rule"));
+                }
+                Some(rule.to_string())
+            }
+        };
+        let path = sys::proc_path(node.fd.as_fd());
+        meta.save(
+            Path::new(OsStr::from_bytes(path.as_bytes())),
+            &self.secrets.metadata,
+        )?;
+        Ok(())
     }
 }
 

@@ -26,5 +26,11 @@ mod names;
 mod sys;
 
 pub use error::FsError;
+
+/// The extended attribute through which a mounted directory's key rule (the key new
+/// files under it get) is read, set and removed: `kmsfs key-rule` uses it. In the
+/// `user.` namespace so that, with `default_permissions`, the kernel requires write
+/// permission on the directory to change it.
+pub const KEY_RULE_XATTR: &str = "user.kmsfs.key_rule";
 pub use mount::{init_volume, mount, unmount, MountSession, MountSpec};
 pub use names::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX, XATTR_KEY_INFO};

@@ -357,7 +357,7 @@ impl Condition {
             Values::Bools(bs) => parse_bool(v).is_some_and(|x| bs.contains(&x)),
             Values::Binary(bins) => base64::engine::general_purpose::STANDARD
                 .decode(v.trim())
-                .is_ok_and(|x| bins.iter().any(|b| *b == x)),
+                .is_ok_and(|x| bins.contains(&x)),
             Values::Ips(nets) => v
                 .trim()
                 .parse::<IpAddr>()

@@ -492,7 +492,7 @@ fn parse_principal(v: &Value, negated: bool) -> Result<PrincipalSpec, String> {
     match v {
         Value::String(s) if s == "*" => {
             spec.aws.push(AwsPrincipal::Any);
-            return Ok(spec);
+            Ok(spec)
         }
         Value::Object(o) if !o.is_empty() => {
             for (k, val) in o {

@@ -328,24 +328,40 @@ fn constraints_hold(g: &Grant, op: &str, req: &Request<'_>) -> bool {
     true
 }
 
-fn grantee_matches(g: &Grant, caller: &Caller<'_>) -> bool {
+/// How a grant's grantee relates to the caller: the caller itself (or the role of its
+/// session) is Direct; the caller's account (root ARN or bare id) is Account, which
+/// AWS honours only when the caller's identity policies allow the operation (the
+/// account delegates the grant to its principals), unless the caller is the root.
+fn grantee_matches(g: &Grant, caller: &Caller<'_>) -> PrincipalMatch {
     let Some(me) = caller.arn else {
-        return false;
+        return PrincipalMatch::None;
     };
-    if g.grantee_principal == me {
-        return true;
+    let grantee = g.grantee_principal.as_str();
+    if grantee == me {
+        return PrincipalMatch::Direct;
+    }
+    let mut it = grantee.splitn(6, ':');
+    let account = it.nth(4).unwrap_or("");
+    let res = it.next().unwrap_or("");
+    let names_account = (res == "root" && account == caller.account)
+        || (grantee.len() == 12 && grantee == caller.account);
+    if names_account {
+        return if caller.is_root {
+            PrincipalMatch::Direct
+        } else {
+            PrincipalMatch::Account
+        };
     }
     // A grant to a role serves the role's sessions.
     match caller.assumed_role() {
-        Some(role) => {
-            let mut it = g.grantee_principal.splitn(6, ':');
-            let account = it.nth(4).unwrap_or("");
-            let res = it.next().unwrap_or("");
-            account == caller.account
+        Some(role)
+            if account == caller.account
                 && res.starts_with("role/")
-                && res.rsplit('/').next() == Some(role)
+                && res.rsplit('/').next() == Some(role) =>
+        {
+            PrincipalMatch::Direct
         }
-        None => false,
+        _ => PrincipalMatch::None,
     }
 }
 
@@ -432,10 +448,20 @@ pub(crate) fn evaluate(
     let mut constrained_out: Vec<&str> = Vec::new();
     if caller.arn.is_some() {
         for g in grants {
-            if !grantee_matches(g, caller)
-                || !g.operations.iter().any(|o| o.eq_ignore_ascii_case(op))
-            {
+            if !g.operations.iter().any(|o| o.eq_ignore_ascii_case(op)) {
                 continue;
+            }
+            match grantee_matches(g, caller) {
+                PrincipalMatch::Direct => {}
+                PrincipalMatch::Account if !identity.is_empty() => {}
+                PrincipalMatch::Account => {
+                    notes.push(format!(
+                        "grant {} names account {} but no identity policy of {caller_name} allows {action}",
+                        g.grant_id, caller.account
+                    ));
+                    continue;
+                }
+                PrincipalMatch::None => continue,
             }
             if constraints_hold(g, op, req) {
                 granted.push(Reason::Grant {

@@ -224,7 +224,6 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
-
 /// Evaluates `req` against the key policy, the caller's identity policies and the key's
 /// grants exactly as AWS KMS does.
 ///
@@ -312,5 +311,166 @@ impl Evaluation {
             "MatchedStatements": matched,
             "Notes": self.notes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+
+    fn alice() -> Principal {
+        Principal {
+            arn: Some("arn:aws:iam::111122223333:user/alice".into()),
+            account: "111122223333".into(),
+            uid: Some(1001),
+            gid: None,
+        }
+    }
+
+    fn request<'a>(p: &'a Principal, action: &'a str, ctx: &'a RequestContext) -> Request<'a> {
+        Request {
+            principal: p,
+            action,
+            resource: "arn:aws:kms:local:111122223333:key/k",
+            resource_account: "111122223333",
+            encryption_context: None,
+            context: ctx,
+            now: 0,
+        }
+    }
+
+    #[test]
+    fn key_policy_over_32768_bytes_is_refused_with_the_limit_named() {
+        let pad = " ".repeat(MAX_KEY_POLICY_BYTES);
+        let text = format!("{ROOT_POLICY}{pad}");
+        let e = PolicyDocument::parse(&text).unwrap_err();
+        assert!(e.message.contains("at most 32768 bytes"), "{e}");
+        // Exactly at the limit is fine.
+        let text = format!(
+            "{ROOT_POLICY}{}",
+            " ".repeat(MAX_KEY_POLICY_BYTES - ROOT_POLICY.len())
+        );
+        assert!(PolicyDocument::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn identity_policy_limit_counts_non_whitespace_characters() {
+        let many: Vec<String> = (0..400).map(|i| format!("\"kms:Action{i:05}\"")).collect();
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":[{}],"Resource":"*"}}}}"#,
+            many.join(",")
+        );
+        let e = PolicyDocument::parse_identity(&text).unwrap_err();
+        assert!(e.message.contains("at most 6144"), "{e}");
+        // Whitespace does not count.
+        let spaced = format!(
+            "{}{}",
+            r#"{"Statement":{"Effect":"Allow","Action":"kms:*","Resource":"*"}}"#,
+            " ".repeat(10_000)
+        );
+        assert!(PolicyDocument::parse_identity(&spaced).is_ok());
+    }
+
+    #[test]
+    fn document_keeps_its_text_and_exposes_its_shape() {
+        let d = PolicyDocument::parse(ROOT_POLICY).unwrap();
+        assert_eq!(d.text, ROOT_POLICY);
+        assert_eq!(d.kind(), PolicyKind::KeyPolicy);
+        assert_eq!(d.version(), PolicyVersion::V2012_10_17);
+        assert_eq!(d.statement_count(), 1);
+        assert_eq!(d.sids(), vec![Some("Enable IAM User Permissions")]);
+        assert_eq!(d.id(), None);
+    }
+
+    #[test]
+    fn lockout_check_allows_root_delegation_and_refuses_a_policy_without_the_caller() {
+        let ctx = RequestContext::new();
+        let root = Principal {
+            arn: Some("arn:aws:iam::111122223333:root".into()),
+            account: "111122223333".into(),
+            uid: Some(0),
+            gid: None,
+        };
+        let p = PolicyDocument::parse(ROOT_POLICY).unwrap();
+        assert!(p.allows(&request(&root, "kms:PutKeyPolicy", &ctx), &[]));
+        let bob_only = PolicyDocument::parse(
+            r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/bob"},"Action":"kms:*","Resource":"*"}}"#,
+        )
+        .unwrap();
+        assert!(!bob_only.allows(&request(&root, "kms:PutKeyPolicy", &ctx), &[]));
+    }
+
+    #[test]
+    fn simulate_json_has_the_documented_shape() {
+        let ctx = RequestContext::new();
+        let a = alice();
+        let ident = IdentityPolicy {
+            name: "alice.json".into(),
+            document: PolicyDocument::parse_identity(
+                r#"{"Version":"2012-10-17","Statement":[{"Sid":"Use","Effect":"Allow","Action":"kms:Decrypt","Resource":"*"}]}"#,
+            )
+            .unwrap(),
+        };
+        let grant = Grant {
+            grant_id: "g-1".into(),
+            name: None,
+            key_arn: "arn:aws:kms:local:111122223333:key/k".into(),
+            grantee_principal: "arn:aws:iam::111122223333:user/alice".into(),
+            retiring_principal: None,
+            issuing_account: "111122223333".into(),
+            operations: vec!["Decrypt".into()],
+            constraints: None,
+            creation_date: 0,
+        };
+        let kp = PolicyDocument::parse(ROOT_POLICY).unwrap();
+        let ev = evaluate(&request(&a, "kms:Decrypt", &ctx), &kp, &[ident], &[grant]);
+        let j = ev.to_simulate_json();
+        assert_eq!(j["EvalDecision"], "allowed");
+        let m = j["MatchedStatements"].as_array().unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0]["SourcePolicyType"], "KeyPolicy");
+        assert_eq!(m[0]["Sid"], "Enable IAM User Permissions");
+        assert_eq!(m[0]["StatementIndex"], 0);
+        assert_eq!(m[1]["SourcePolicyType"], "IdentityPolicy");
+        assert_eq!(m[1]["SourcePolicyId"], "alice.json");
+        assert_eq!(m[1]["Sid"], "Use");
+        assert_eq!(m[2]["SourcePolicyType"], "Grant");
+        assert_eq!(m[2]["SourcePolicyId"], "g-1");
+        assert!(j["Notes"].as_array().unwrap().is_empty());
+
+        let ev = evaluate(&request(&a, "kms:Decrypt", &ctx), &kp, &[], &[]);
+        let j = ev.to_simulate_json();
+        assert_eq!(j["EvalDecision"], "implicitDeny");
+        assert!(j["MatchedStatements"].as_array().unwrap().is_empty());
+        assert!(!j["Notes"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn evaluation_round_trips_through_serde_for_the_audit_log() {
+        let ctx = RequestContext::new();
+        let a = alice();
+        let kp = PolicyDocument::parse(ROOT_POLICY).unwrap();
+        let ev = evaluate(&request(&a, "kms:Decrypt", &ctx), &kp, &[], &[]);
+        let text = serde_json::to_string(&ev).unwrap();
+        let back: Evaluation = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn time_out_of_range_does_not_panic() {
+        let mut ctx = RequestContext::new();
+        ctx.set("kms:ViaService", "kmsfs");
+        let a = alice();
+        let kp = PolicyDocument::parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"2030-01-01"}}}}"#,
+        )
+        .unwrap();
+        for now in [i64::MIN, -1, 0, i64::MAX] {
+            let mut r = request(&a, "kms:Decrypt", &ctx);
+            r.now = now;
+            let _ = evaluate(&r, &kp, &[], &[]);
+        }
     }
 }
