@@ -979,6 +979,7 @@ impl Core {
 
     pub fn setxattr(
         &self,
+        caller: &Caller,
         ino: u64,
         name: &OsStr,
         value: &[u8],
@@ -987,6 +988,7 @@ impl Core {
         self.writable()?;
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(&node, Some(value));
         }
         if VolumeSecrets::xattr_is_sealed(name) {
@@ -1020,13 +1022,30 @@ impl Core {
         sized_reply(sys::list_xattr(node.fd.as_fd())?, size)
     }
 
-    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError> {
+    pub fn removexattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(&node, None);
         }
         sys::remove_xattr(node.fd.as_fd(), name)
+    }
+
+    /// A key rule decides which key protects other users' future files, so only the
+    /// directory's owner (or root) changes it, whatever the mode bits and mount options
+    /// say (write permission alone would let a writer redirect new files to a key they
+    /// control).
+    fn may_change_key_rule(&self, caller: &Caller, node: &Node) -> Result<(), FsError> {
+        let st = stat_fd(&node.fd)?;
+        if caller.uid == 0 || caller.uid == st.st_uid {
+            Ok(())
+        } else {
+            Err(FsError::refused(
+                libc::EPERM,
+                "key rule change by non-owner",
+            ))
+        }
     }
 
     /// The directory metadata behind a key-rule request (directories only).
