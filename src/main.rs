@@ -22,7 +22,16 @@ fn main() {
             }
         }
     }
-    let cli = kmsfs::cli::Cli::parse_from(args);
+    let is_kms = args.iter().skip(1).any(|a| a == "kms");
+    let cli = match kmsfs::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // aws-cli exits 252 for a command line it cannot parse; `kmsfs kms` mirrors it.
+        Err(e) if is_kms && e.use_stderr() => {
+            let _ = e.print();
+            std::process::exit(252);
+        }
+        Err(e) => e.exit(),
+    };
     match kmsfs::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -262,3 +262,83 @@ fn root_without_decrypt_cannot_read_a_byte() {
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EACCES));
 }
+
+/// Runs `f` on a thread whose credentials are `uid`/`uid` (raw syscalls change only the
+/// calling thread, unlike glibc's wrappers), so FUSE requests carry that uid.
+fn on_thread_as<T: Send>(uid: u32, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: plain syscalls on this thread's credentials.
+            unsafe {
+                assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
+                assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+            }
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn set_xattr(p: &std::path::Path, name: &str, value: Option<&str>) -> Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe {
+        match value {
+            Some(v) => libc::setxattr(path.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0),
+            None => libc::removexattr(path.as_ptr(), name.as_ptr()),
+        }
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+    }
+}
+
+#[test]
+fn key_rule_xattr_sets_the_key_of_new_files_and_only_the_owner_changes_it() {
+    let m = Mounted::new(MULTI_USER);
+    let team = "arn:aws:kms:local:111122223333:key/team";
+    m.keys.add_key(team);
+    m.keys
+        .allow(0, team, &[Op::Generate, Op::Decrypt, Op::Encrypt]);
+    let d = m.path("proj");
+    fs::create_dir(&d).unwrap();
+    set_mode(&d, 0o777);
+    let rule = kmsfs::fs::KEY_RULE_XATTR;
+    // Write permission on the directory is not enough to redirect its new files.
+    assert_eq!(
+        on_thread_as(ALICE, || set_xattr(&d, rule, Some(team))),
+        Err(libc::EPERM)
+    );
+    set_xattr(&d, rule, Some(team)).unwrap();
+    let mut buf = [0u8; 128];
+    let path = std::ffi::CString::new(d.to_str().unwrap()).unwrap();
+    let name = std::ffi::CString::new(rule).unwrap();
+    // SAFETY: valid C strings and buffer.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 128) };
+    assert_eq!(&buf[..n as usize], team.as_bytes());
+    fs::write(d.join("a"), b"a").unwrap();
+    assert_eq!(
+        on_thread_as(ALICE, || set_xattr(&d, rule, None)),
+        Err(libc::EPERM)
+    );
+    set_xattr(&d, rule, None).unwrap();
+    fs::write(d.join("b"), b"b").unwrap();
+    // An owner sets the rule of their own directory.
+    let mine = m.path("mine");
+    on_thread_as(ALICE, || {
+        fs::create_dir(&mine).unwrap();
+        set_xattr(&mine, rule, Some(team)).unwrap();
+    });
+    let decisions = m.keys.decisions.lock().unwrap();
+    let generated: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d.op == Op::Generate)
+        .map(|d| d.key.as_str())
+        .collect();
+    assert_eq!(generated, vec![team, DEFAULT_KEY]);
+}

@@ -313,6 +313,33 @@ fn large_directories_list_every_entry() {
 }
 
 #[test]
+fn listings_carry_the_same_attributes_as_stat() {
+    let m = Mounted::new(&[]);
+    fs::create_dir(m.path("d")).unwrap();
+    std::os::unix::fs::symlink("x", m.path("d/link")).unwrap();
+    for (i, size) in [0usize, 5, B, 3 * B + 1].into_iter().enumerate() {
+        fs::write(m.path(&format!("d/f{i}")), vec![1u8; size]).unwrap();
+    }
+    for pass in 0..2 {
+        let mut seen = 0;
+        for e in fs::read_dir(m.path("d")).unwrap() {
+            let e = e.unwrap();
+            let listed = e.metadata().unwrap();
+            let stat = fs::symlink_metadata(e.path()).unwrap();
+            assert_eq!(listed.len(), stat.len(), "{:?} pass {pass}", e.file_name());
+            assert_eq!(listed.ino(), stat.ino());
+            assert_eq!(e.file_type().unwrap(), stat.file_type());
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+    }
+    assert_eq!(
+        fs::symlink_metadata(m.path("d/f3")).unwrap().len(),
+        3 * B as u64 + 1
+    );
+}
+
+#[test]
 fn directories_nest_rename_and_refuse_rmdir_when_not_empty() {
     let m = Mounted::new(&[]);
     fs::create_dir_all(m.path("a/b/c")).unwrap();
@@ -645,4 +672,40 @@ fn read_only_mount_refuses_changes() {
         .read_to_string(&mut buf)
         .unwrap();
     assert_eq!(buf, "kept");
+}
+
+#[test]
+fn mounts_show_kmsfs_as_source_with_the_requested_options() {
+    let m = Mounted::new(MULTI_USER);
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(m.mnt.to_str().unwrap()))
+        .expect("mount listed");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], "kmsfs");
+    // Mounted directly by root the type is `fuse` (through fusermount3, `fuse.kmsfs`).
+    assert!(fields[2].starts_with("fuse"), "{line}");
+    assert!(fields[3].contains("allow_other"), "{line}");
+    assert!(fields[3].contains("default_permissions"), "{line}");
+    assert!(
+        fields[3].contains("nosuid") && fields[3].contains("nodev"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unknown_mount_options_are_refused_before_mounting() {
+    let keys = TestKeys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("b");
+    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
+    let spec = kmsfs::fs::MountSpec {
+        backing,
+        mountpoint: dir.path().to_path_buf(),
+        options: vec!["allow_other,bogus_option".into()],
+        threads: 2,
+    };
+    let err = kmsfs::fs::mount(&spec, keys).unwrap_err();
+    assert!(err.to_string().contains("bogus_option"), "{err}");
 }

@@ -80,7 +80,8 @@ pub struct Filter {
     /// A key id, key ARN or alias name: matches the record's resources and its
     /// requestParameters.keyId.
     pub key_id: Option<String>,
-    /// A principal ARN, principal id, or the ARN's last path part ("alice").
+    /// A principal ARN, principal id, the ARN's last path part ("alice"), or a uid
+    /// ("1001").
     pub principal: Option<String>,
     pub decision: Option<DecisionFilter>,
     /// The operation ("Decrypt"), case-insensitive.
@@ -147,6 +148,14 @@ fn record_has_principal(record: &Value, p: &str) -> bool {
     let field = |n: &str| user.get(n).and_then(Value::as_str);
     if field("principalId") == Some(p) {
         return true;
+    }
+    // A bare number is the caller's uid (anonymous callers have no ARN to match).
+    if let Ok(uid) = p.parse::<u64>() {
+        return record
+            .get("kmsfs")
+            .and_then(|k| k.get("uid"))
+            .and_then(Value::as_u64)
+            == Some(uid);
     }
     match field("arn") {
         Some(arn) => arn == p || arn.rsplit(['/', ':']).next() == Some(p),
@@ -326,7 +335,7 @@ mod tests {
             "userIdentity": {"type": "IAMUser", "arn": arn, "principalId": "AIDA1"},
             "requestParameters": {"keyId": "alias/data"},
             "resources": [{"ARN": format!("arn:aws:kms:local:111122223333:key/{key}"), "type": "AWS::KMS::Key"}],
-            "kmsfs": {"decision": {"decision": decision, "matched": []}}
+            "kmsfs": {"uid": 1001, "decision": {"decision": decision, "matched": []}}
         });
         if let Some(e) = error {
             v["errorCode"] = json!(e);
@@ -398,6 +407,20 @@ mod tests {
             (
                 Filter {
                     principal: Some("bob".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    principal: Some("1001".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    principal: Some("1002".into()),
                     ..Filter::default()
                 },
                 false,

@@ -22,7 +22,7 @@ pub struct AuditArgs {
     /// Only records about this key (key id, key ARN or the alias named in the request).
     #[arg(long)]
     pub key_id: Option<String>,
-    /// Only records of this principal (ARN, or its last part: "alice").
+    /// Only records of this principal (ARN, its last part "alice", or a uid "1001").
     #[arg(long)]
     pub principal: Option<String>,
     /// Only allowed or only denied decisions.

@@ -33,6 +33,10 @@ pub struct KmsArgs {
     /// How literal blob arguments are read: base64 (aws-cli v2's default) or raw text.
     #[arg(long, global = true, value_enum, default_value_t = BinaryFormat::Base64)]
     pub cli_binary_format: BinaryFormat,
+    /// Return only the first page of a list-* call (by default, as aws-cli does, every
+    /// page is fetched and merged unless --limit or --marker is given).
+    #[arg(long, global = true)]
+    pub no_paginate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +47,7 @@ pub enum BinaryFormat {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyIdArgs {
-    /// Key id, key ARN, alias name (alias/...) or alias ARN.
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
 }
@@ -90,6 +94,7 @@ pub struct CreateKeyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DescribeKeyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, num_args = 1..)]
@@ -98,6 +103,7 @@ pub struct DescribeKeyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpdateKeyDescriptionArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -106,6 +112,7 @@ pub struct UpdateKeyDescriptionArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScheduleKeyDeletionArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// 7 to 30 (default 30).
@@ -115,6 +122,7 @@ pub struct ScheduleKeyDeletionArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnableKeyRotationArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// 90 to 2560 (default 365).
@@ -124,6 +132,7 @@ pub struct EnableKeyRotationArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyPageArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[command(flatten)]
@@ -132,6 +141,7 @@ pub struct KeyPageArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetKeyPolicyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, default_value = "default")]
@@ -140,6 +150,7 @@ pub struct GetKeyPolicyArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PutKeyPolicyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, default_value = "default")]
@@ -182,6 +193,7 @@ pub struct ListAliasesArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TagResourceArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// TagKey=k,TagValue=v ... or JSON.
@@ -191,6 +203,7 @@ pub struct TagResourceArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UntagResourceArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long, num_args = 1.., required = true)]
@@ -199,6 +212,7 @@ pub struct UntagResourceArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CreateGrantArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -222,6 +236,7 @@ pub struct CreateGrantArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListGrantsArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -242,6 +257,7 @@ pub struct ListRetirableGrantsArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RevokeGrantArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -260,6 +276,7 @@ pub struct RetireGrantArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EncryptArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// Base64 (aws-cli v2), or fileb://file for raw bytes.
@@ -311,6 +328,7 @@ pub struct ReEncryptArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateDataKeyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -332,6 +350,7 @@ pub struct GenerateRandomArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetParametersForImportArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     #[arg(long)]
@@ -342,6 +361,7 @@ pub struct GetParametersForImportArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImportKeyMaterialArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
     #[arg(long)]
     pub key_id: String,
     /// Base64, or fileb://token.bin.
@@ -361,42 +381,79 @@ pub struct ImportKeyMaterialArgs {
 /// The verbs, named as aws-cli names them.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum KmsVerb {
+    /// Create a customer managed key (symmetric AES-256 unless --key-spec says otherwise).
     CreateKey(CreateKeyArgs),
+    /// Show a key's metadata (id, ARN, state, usage, dates).
     DescribeKey(DescribeKeyArgs),
+    /// List the keys in the store.
     ListKeys(PageArgs),
+    /// Replace a key's description.
     UpdateKeyDescription(UpdateKeyDescriptionArgs),
+    /// Enable a disabled key.
     EnableKey(KeyIdArgs),
+    /// Disable a key: every cryptographic operation with it fails until enabled.
     DisableKey(KeyIdArgs),
+    /// Schedule a key's deletion after a 7 to 30 day waiting period.
     ScheduleKeyDeletion(ScheduleKeyDeletionArgs),
+    /// Cancel a scheduled deletion (the key is left disabled, as in AWS).
     CancelKeyDeletion(KeyIdArgs),
+    /// Turn on automatic yearly (or --rotation-period-in-days) rotation.
     EnableKeyRotation(EnableKeyRotationArgs),
+    /// Turn off automatic rotation.
     DisableKeyRotation(KeyIdArgs),
+    /// Show whether automatic rotation is on and when it next runs.
     GetKeyRotationStatus(KeyIdArgs),
+    /// Rotate a key's material now.
     RotateKeyOnDemand(KeyIdArgs),
+    /// List a key's completed rotations.
     ListKeyRotations(KeyPageArgs),
+    /// Print a key's policy document.
     GetKeyPolicy(GetKeyPolicyArgs),
+    /// Replace a key's policy (runs AWS's lockout safety check and kmsfs's escalation guard).
     PutKeyPolicy(PutKeyPolicyArgs),
+    /// List a key's policy names (always "default").
     ListKeyPolicies(KeyPageArgs),
+    /// Create an alias (alias/NAME) for a key.
     CreateAlias(AliasArgs),
+    /// Point an alias at another key.
     UpdateAlias(AliasArgs),
+    /// Delete an alias (the key is untouched).
     DeleteAlias(DeleteAliasArgs),
+    /// List aliases, all or those of one key.
     ListAliases(ListAliasesArgs),
+    /// Add or overwrite tags on a key.
     TagResource(TagResourceArgs),
+    /// Remove tags from a key.
     UntagResource(UntagResourceArgs),
+    /// List a key's tags.
     ListResourceTags(KeyPageArgs),
+    /// Allow a principal to use a key for the listed operations, optionally under encryption-context constraints.
     CreateGrant(CreateGrantArgs),
+    /// List the grants of a key.
     ListGrants(ListGrantsArgs),
+    /// List the grants a principal may retire.
     ListRetirableGrants(ListRetirableGrantsArgs),
+    /// Delete a grant (key administrators).
     RevokeGrant(RevokeGrantArgs),
+    /// Delete a grant (its grantee or retiring principal).
     RetireGrant(RetireGrantArgs),
+    /// Encrypt up to 4 KiB of plaintext under a key.
     Encrypt(EncryptArgs),
+    /// Decrypt a ciphertext blob (the key is the one named inside the blob).
     Decrypt(DecryptArgs),
+    /// Decrypt and re-encrypt under another key or context without exposing the plaintext.
     ReEncrypt(ReEncryptArgs),
+    /// Return a new data key in plaintext and encrypted under a key.
     GenerateDataKey(GenerateDataKeyArgs),
+    /// Return a new data key encrypted under a key only.
     GenerateDataKeyWithoutPlaintext(GenerateDataKeyArgs),
+    /// Return random bytes.
     GenerateRandom(GenerateRandomArgs),
+    /// Get a wrapping public key and import token to import key material (Origin EXTERNAL keys).
     GetParametersForImport(GetParametersForImportArgs),
+    /// Import wrapped key material into an EXTERNAL key.
     ImportKeyMaterial(ImportKeyMaterialArgs),
+    /// Delete a key's imported material (the key becomes PendingImport).
     DeleteImportedKeyMaterial(KeyIdArgs),
 }
 
@@ -451,7 +508,13 @@ pub fn run_with(
             return Ok(EXIT_BAD_PARAMETER);
         }
     };
-    match backend.call(operation, request) {
+    let paginate =
+        !args.no_paginate && request.get("Limit").is_none() && request.get("Marker").is_none();
+    let result = match pagination_of(operation) {
+        Some(result_key) if paginate => call_all_pages(backend, operation, request, result_key),
+        _ => backend.call(operation, request),
+    };
+    match result {
         Ok(mut response) => {
             iso_timestamps(&mut response);
             let selected = match &query {
@@ -472,6 +535,87 @@ pub fn run_with(
             Ok(EXIT_SERVICE_ERROR)
         }
     }
+}
+
+/// The list member of each paginated operation (aws-cli's paginator `result_key`).
+fn pagination_of(operation: &str) -> Option<&'static str> {
+    Some(match operation {
+        "ListKeys" => "Keys",
+        "ListAliases" => "Aliases",
+        "ListGrants" | "ListRetirableGrants" => "Grants",
+        "ListKeyPolicies" => "PolicyNames",
+        "ListResourceTags" => "Tags",
+        "ListKeyRotations" => "Rotations",
+        _ => return None,
+    })
+}
+
+/// Upper bound on pages fetched for one command: a service that keeps answering
+/// `Truncated` must not keep the CLI looping forever.
+const MAX_PAGES: usize = 100_000;
+
+/// Follows NextMarker while Truncated, merging the pages' `result_key` lists into the
+/// first page and dropping the pagination members, as aws-cli's auto-pagination does.
+fn call_all_pages(
+    backend: &dyn Backend,
+    operation: &str,
+    request: Value,
+    result_key: &str,
+) -> Result<Value, crate::kms::KmsError> {
+    let mut merged = backend.call(operation, request.clone())?;
+    let mut pages = 1;
+    loop {
+        let truncated = merged
+            .get("Truncated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let marker = merged
+            .get("NextMarker")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Value::Object(m) = &mut merged {
+            m.remove("Truncated");
+            m.remove("NextMarker");
+        }
+        let (true, Some(marker)) = (truncated, marker) else {
+            break;
+        };
+        if pages >= MAX_PAGES {
+            return Err(crate::kms::KmsError::new(
+                crate::kms::ErrorKind::KmsInternal,
+                format!("{operation}: still truncated after {MAX_PAGES} pages; use --limit and --marker"),
+            ));
+        }
+        let mut next_req = request.clone();
+        if let Value::Object(r) = &mut next_req {
+            r.insert("Marker".into(), Value::String(marker.clone()));
+        }
+        let mut page = backend.call(operation, next_req)?;
+        pages += 1;
+        let items = match page.get_mut(result_key) {
+            Some(Value::Array(items)) => std::mem::take(items),
+            _ => Vec::new(),
+        };
+        if let Some(Value::Array(all)) = merged.get_mut(result_key) {
+            all.extend(items);
+        }
+        // Carry this page's continuation into the next round.
+        if let (Value::Object(m), Value::Object(p)) = (&mut merged, &page) {
+            for k in ["Truncated", "NextMarker"] {
+                if let Some(v) = p.get(k) {
+                    m.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+        if page.get("NextMarker").and_then(Value::as_str) == Some(marker.as_str()) {
+            // The same marker again would loop forever.
+            return Err(crate::kms::KmsError::new(
+                crate::kms::ErrorKind::KmsInternal,
+                format!("{operation}: the service returned the same NextMarker twice"),
+            ));
+        }
+    }
+    Ok(merged)
 }
 
 /// Collects request members, leaving out the ones the user did not give (AWS treats an
@@ -1173,6 +1317,7 @@ fn eval_steps(v: &Value, steps: &[QueryStep]) -> Value {
 const TIMESTAMP_MEMBERS: &[&str] = &[
     "CreationDate",
     "DeletionDate",
+    "LastUpdatedDate",
     "ValidTo",
     "ParametersValidTo",
     "RotationDate",
@@ -1853,6 +1998,83 @@ mod tests {
         );
         assert_eq!(code, 252);
         assert!(err.contains("--query"), "{err}");
+    }
+
+    /// Serves ListAliases in pages of two from five aliases.
+    struct Pager(std::cell::RefCell<Vec<Value>>);
+
+    impl Backend for Pager {
+        fn call(&self, operation: &str, request: Value) -> Result<Value, crate::kms::KmsError> {
+            self.0.borrow_mut().push(request.clone());
+            assert_eq!(operation, "ListAliases");
+            let start: usize = request
+                .get("Marker")
+                .and_then(Value::as_str)
+                .map_or(0, |m| m.parse().unwrap());
+            let limit = request.get("Limit").and_then(Value::as_u64).unwrap_or(2) as usize;
+            let all: Vec<Value> = (0..5)
+                .map(|i| json!({"AliasName": format!("alias/{i}")}))
+                .collect();
+            let end = (start + limit).min(all.len());
+            let mut page =
+                json!({"Aliases": all[start..end].to_vec(), "Truncated": end < all.len()});
+            if end < all.len() {
+                page["NextMarker"] = json!(end.to_string());
+            }
+            Ok(page)
+        }
+    }
+
+    fn run_pager(argv: &[&str]) -> (String, usize) {
+        let a = parse(argv);
+        let pager = Pager(Default::default());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(
+            run_with(&a, OutputFormat::Text, &pager, &mut out, &mut err).unwrap(),
+            0
+        );
+        let calls = pager.0.borrow().len();
+        (String::from_utf8(out).unwrap(), calls)
+    }
+
+    #[test]
+    fn list_calls_fetch_and_merge_every_page_unless_limit_marker_or_no_paginate() {
+        assert_eq!(
+            run_pager(&["list-aliases", "--query", "Aliases[].AliasName"]),
+            (
+                "alias/0\talias/1\talias/2\talias/3\talias/4\n".to_string(),
+                3
+            )
+        );
+        // Merged output carries no pagination members.
+        let (out, _) = run_pager(&["list-aliases"]);
+        assert!(!out.contains("True") && !out.contains("False"), "{out}");
+        assert_eq!(
+            run_pager(&[
+                "list-aliases",
+                "--limit",
+                "3",
+                "--query",
+                "Aliases[].AliasName"
+            ])
+            .1,
+            1
+        );
+        assert_eq!(
+            run_pager(&[
+                "list-aliases",
+                "--marker",
+                "4",
+                "--query",
+                "Aliases[].AliasName"
+            ])
+            .0,
+            "alias/4\n"
+        );
+        assert_eq!(
+            run_pager(&["list-aliases", "--no-paginate", "--query", "NextMarker"]).0,
+            "2\n"
+        );
     }
 
     #[test]

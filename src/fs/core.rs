@@ -843,10 +843,14 @@ impl Core {
                     .ok()
                     .and_then(|st| NodeKind::from_stat(&st)),
             };
+            let Some(backing_name) = backing.to_str().map(str::to_string) else {
+                continue;
+            };
             if let Some(kind) = kind {
                 entries.push(DirEntry {
                     name,
                     kind,
+                    backing_name,
                     backing_ino: entry.ino(),
                 });
             }
@@ -874,6 +878,50 @@ impl Core {
                     Some(e) => add(e.backing_ino, next, file_type(e.kind), &e.name),
                     None => break,
                 },
+            };
+            if full {
+                break;
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::readdir`], with attributes: each entry passed to `add` counts as one
+    /// kernel lookup, undone if the reply buffer was full. `.` and `..` carry no lookup
+    /// (the kernel does not link them).
+    pub fn readdirplus(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, u64, &OsStr, &FileAttr) -> bool,
+    ) -> Result<(), FsError> {
+        let dir = self.dirs.get(fh)?;
+        let node = self.inodes.get(ino)?;
+        let own = self.getattr(ino)?;
+        let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
+        while index < 2 + dir.entries.len() {
+            let next = index as u64 + 1;
+            let full = match index {
+                0 => add(ino, next, OsStr::new("."), &own),
+                1 => add(ROOT_INO, next, OsStr::new(".."), &own),
+                _ => {
+                    let Some(e) = dir.entries.get(index - 2) else {
+                        break;
+                    };
+                    match self.remember_child(&node, &e.backing_name) {
+                        Ok((child, attr)) => {
+                            let full = add(child.ino, next, &e.name, &attr);
+                            if full {
+                                self.inodes.forget(child.ino, 1);
+                            }
+                            full
+                        }
+                        // Removed since opendir: leave it out.
+                        Err(_) => false,
+                    }
+                }
             };
             if full {
                 break;
@@ -931,6 +979,7 @@ impl Core {
 
     pub fn setxattr(
         &self,
+        caller: &Caller,
         ino: u64,
         name: &OsStr,
         value: &[u8],
@@ -939,6 +988,7 @@ impl Core {
         self.writable()?;
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(&node, Some(value));
         }
         if VolumeSecrets::xattr_is_sealed(name) {
@@ -972,13 +1022,30 @@ impl Core {
         sized_reply(sys::list_xattr(node.fd.as_fd())?, size)
     }
 
-    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError> {
+    pub fn removexattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(&node, None);
         }
         sys::remove_xattr(node.fd.as_fd(), name)
+    }
+
+    /// A key rule decides which key protects other users' future files, so only the
+    /// directory's owner (or root) changes it, whatever the mode bits and mount options
+    /// say (write permission alone would let a writer redirect new files to a key they
+    /// control).
+    fn may_change_key_rule(&self, caller: &Caller, node: &Node) -> Result<(), FsError> {
+        let st = stat_fd(&node.fd)?;
+        if caller.uid == 0 || caller.uid == st.st_uid {
+            Ok(())
+        } else {
+            Err(FsError::refused(
+                libc::EPERM,
+                "key rule change by non-owner",
+            ))
+        }
     }
 
     /// The directory metadata behind a key-rule request (directories only).

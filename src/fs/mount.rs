@@ -26,7 +26,9 @@ pub struct MountSpec {
     pub mountpoint: PathBuf,
     /// The `-o` options, one per element (`allow_other`, `default_permissions`, `ro`,
     /// `fsname=...`, `subtype=...`, `allow_root`, `auto_unmount`, `nosuid`, `nodev`,
-    /// `noexec`, `noatime`, ...).
+    /// `noexec`, `noatime`, ...). A mount shared by several users wants
+    /// `allow_other,default_permissions`: the key service gates every open, and the
+    /// kernel's mode checks then also protect names (unlink, rename) and attributes.
     pub options: Vec<String>,
     /// FUSE worker threads (1..=16; 0 means [`DEFAULT_THREADS`]).
     pub threads: usize,
