@@ -337,3 +337,22 @@ fn key_rule_gives_new_files_under_a_directory_their_own_key() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&show.stdout).trim(), second_arn);
 }
+
+#[test]
+fn users_may_ask_what_they_themselves_may_do_but_not_about_others() {
+    let f = Fixture::new("whoami");
+    let ask = |uid, who: &str| {
+        f.kms(
+            uid,
+            "Simulate",
+            json!({"KeyId": f.key_id, "PrincipalArn": arn(who), "Action": "kms:Decrypt",
+                   "ViaService": "kmsfs"}),
+        )
+    };
+    assert_eq!(ask(ALICE, "alice").unwrap()["EvalDecision"], "allowed");
+    assert_eq!(ask(CAROL, "carol").unwrap()["EvalDecision"], "implicitDeny");
+    let err = ask(CAROL, "alice").unwrap_err();
+    assert_eq!(err.kind.aws_name(), "AccessDeniedException");
+    // The administrator may read the policy, so he may ask about anyone.
+    assert_eq!(ask(BOB, "alice").unwrap()["EvalDecision"], "allowed");
+}
