@@ -455,6 +455,50 @@ pub enum KmsVerb {
     ImportKeyMaterial(ImportKeyMaterialArgs),
     /// Delete a key's imported material (the key becomes PendingImport).
     DeleteImportedKeyMaterial(KeyIdArgs),
+    /// kmsfs extension, runs locally: wrap 32 bytes of key material with the wrapping
+    /// key from get-parameters-for-import (scheme KMSFS_LOCAL_AES_256_GCM), giving the
+    /// --encrypted-key-material for import-key-material.
+    WrapKeyMaterial(WrapKeyMaterialArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WrapKeyMaterialArgs {
+    /// The PublicKey returned by get-parameters-for-import (base64, or fileb://).
+    #[arg(long)]
+    pub public_key: String,
+    /// The 32 bytes of key material (fileb://FILE, or base64).
+    #[arg(long)]
+    pub key_material: String,
+}
+
+/// The pseudo-operation name of [`KmsVerb::WrapKeyMaterial`]; never sent to a service.
+const LOCAL_WRAP_OPERATION: &str = "WrapKeyMaterial";
+
+/// Runs a verb that needs no service.
+fn run_local(operation: &str, request: &Value) -> Result<Value, crate::kms::KmsError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let field = |name: &str| -> Result<Vec<u8>, crate::kms::KmsError> {
+        let text = request
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        b64.decode(text).map_err(|e| {
+            crate::kms::KmsError::new(crate::kms::ErrorKind::Validation, format!("{name}: {e}"))
+        })
+    };
+    match operation {
+        LOCAL_WRAP_OPERATION => {
+            let key = zeroize::Zeroizing::new(field("PublicKey")?);
+            let material = zeroize::Zeroizing::new(field("KeyMaterial")?);
+            let wrapped = crate::kms::wrap_key_material(&key, &material)?;
+            Ok(serde_json::json!({ "EncryptedKeyMaterial": b64.encode(wrapped) }))
+        }
+        _ => Err(crate::kms::KmsError::new(
+            crate::kms::ErrorKind::UnsupportedOperation,
+            format!("{operation} is not a local operation"),
+        )),
+    }
 }
 
 /// A parameter aws-cli would refuse, with the flag it came from.
@@ -511,6 +555,7 @@ pub fn run_with(
     let paginate =
         !args.no_paginate && request.get("Limit").is_none() && request.get("Marker").is_none();
     let result = match pagination_of(operation) {
+        _ if operation == LOCAL_WRAP_OPERATION => run_local(operation, &request),
         Some(result_key) if paginate => call_all_pages(backend, operation, request, result_key),
         _ => backend.call(operation, request),
     };
@@ -939,6 +984,18 @@ pub fn build_request(
                 .done(),
         ),
         V::DeleteImportedKeyMaterial(a) => ("DeleteImportedKeyMaterial", key_only(a)),
+        V::WrapKeyMaterial(a) => (
+            LOCAL_WRAP_OPERATION,
+            r().set(
+                "PublicKey",
+                blob_param("--public-key", &a.public_key, binary)?,
+            )
+            .set(
+                "KeyMaterial",
+                blob_param("--key-material", &a.key_material, binary)?,
+            )
+            .done(),
+        ),
     })
 }
 
