@@ -21,6 +21,8 @@ use crate::format::{backing_len, block_offset, plaintext_size, ContentCipher, BL
 use super::error::FsError;
 
 const B: u64 = BLOCK_SIZE as u64;
+/// Largest plaintext size kmsfs writes: its backing length must stay a valid `off_t`.
+pub const MAX_FILE_SIZE: u64 = 1 << 62;
 
 /// Reusable per-thread buffers.
 #[derive(Default)]
@@ -143,7 +145,8 @@ pub fn write(
     }
     let end = offset
         .checked_add(data.len() as u64)
-        .ok_or_else(|| FsError::refused(libc::EFBIG, "write past the largest offset"))?;
+        .filter(|&end| end <= MAX_FILE_SIZE)
+        .ok_or_else(|| FsError::refused(libc::EFBIG, "write past the largest file size"))?;
     let first = offset / B;
     let last = (end - 1) / B;
     let new_size = old.max(end);
@@ -218,6 +221,12 @@ pub fn write(
 /// Sets the plaintext size to `new_size`: shrinking re-seals the new last block,
 /// growing pads the old last block and leaves holes up to a sealed final block.
 pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<(), FsError> {
+    if new_size > MAX_FILE_SIZE {
+        return Err(FsError::refused(
+            libc::EFBIG,
+            "truncate past the largest file size",
+        ));
+    }
     let old = size(file)?;
     if new_size > old {
         write(file, cipher, new_size - 1, &[0])?;
@@ -315,6 +324,18 @@ mod tests {
             );
         }
         assert_eq!(read_all(&file, &cipher), model);
+    }
+
+    #[test]
+    fn sizes_beyond_the_largest_file_are_efbig() {
+        let (file, cipher) = new_file();
+        let err = write(&file, &cipher, MAX_FILE_SIZE, b"x").unwrap_err();
+        assert_eq!(err.errno(), libc::EFBIG);
+        let err = write(&file, &cipher, u64::MAX - 1, b"xy").unwrap_err();
+        assert_eq!(err.errno(), libc::EFBIG);
+        let err = truncate(&file, &cipher, MAX_FILE_SIZE + 1).unwrap_err();
+        assert_eq!(err.errno(), libc::EFBIG);
+        assert_eq!(size(&file).unwrap(), 0);
     }
 
     #[test]

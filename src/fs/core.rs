@@ -101,12 +101,16 @@ fn stat_fd(fd: impl AsFd) -> Result<FileStat, FsError> {
 }
 
 fn system_time(sec: i64, nsec: i64) -> SystemTime {
-    let nanos = u32::try_from(nsec).unwrap_or(0);
-    if sec >= 0 {
-        UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nanos)
+    let nanos = Duration::from_nanos(u64::try_from(nsec).unwrap_or(0));
+    let moved = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec.unsigned_abs()))
     } else {
-        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nanos.into())
-    }
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
+    };
+    // Times no SystemTime can hold show as the epoch rather than taking the daemon down.
+    moved
+        .and_then(|t| t.checked_add(nanos))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn time_spec(t: Option<TimeOrNow>) -> TimeSpec {
