@@ -89,16 +89,15 @@ fn flipping_any_single_bit_of_a_small_file_is_eio() {
     let arn_len = u16::from_be_bytes([original[28], original[29]]) as usize;
     let wrapped_len = u16::from_be_bytes([original[30 + arn_len], original[31 + arn_len]]);
     let wrapped = 32 + arn_len..32 + arn_len + wrapped_len as usize;
-    for pos in 0..original.len() {
+    for (pos, &byte) in original.iter().enumerate() {
         let bit = 1u8 << (pos % 8);
-        std::os::unix::fs::FileExt::write_all_at(&file, &[original[pos] ^ bit], pos as u64)
-            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[byte ^ bit], pos as u64).unwrap();
         match read() {
             Err(libc::EIO) => {}
             Err(libc::ENOKEY) if wrapped.contains(&pos) => {}
             other => panic!("byte {pos}: {other:?}"),
         }
-        std::os::unix::fs::FileExt::write_all_at(&file, &[original[pos]], pos as u64).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[byte], pos as u64).unwrap();
     }
     assert_eq!(read().unwrap().len(), B + 100);
 }
