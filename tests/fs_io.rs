@@ -713,7 +713,8 @@ fn unknown_mount_options_are_refused_before_mounting() {
 #[test]
 fn new_objects_get_the_callers_mode_and_ownership() {
     let m = Mounted::new(MULTI_USER);
-    m.keys.allow(1001, DEFAULT_KEY, &[Op::Generate, Op::Encrypt]);
+    m.keys
+        .allow(1001, DEFAULT_KEY, &[Op::Generate, Op::Encrypt]);
     let script = format!(
         "umask 000 && : > {f} && mkdir {d} && mkfifo {p} && umask 027 && : > {g}",
         f = q(&m.path("f")),
