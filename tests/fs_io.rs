@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use fs_support::*;
@@ -708,4 +708,37 @@ fn unknown_mount_options_are_refused_before_mounting() {
     };
     let err = kmsfs::fs::mount(&spec, keys).unwrap_err();
     assert!(err.to_string().contains("bogus_option"), "{err}");
+}
+
+#[test]
+fn new_objects_get_the_callers_mode_and_ownership() {
+    let m = Mounted::new(MULTI_USER);
+    m.keys
+        .allow(1001, DEFAULT_KEY, &[Op::Generate, Op::Encrypt]);
+    let script = format!(
+        "umask 000 && : > {f} && mkdir {d} && mkfifo {p} && umask 027 && : > {g}",
+        f = q(&m.path("f")),
+        d = q(&m.path("d")),
+        p = q(&m.path("p")),
+        g = q(&m.path("g")),
+    );
+    assert_ok(&sh_as(1001, &script));
+    for (name, mode) in [("f", 0o666), ("d", 0o777), ("p", 0o666), ("g", 0o640)] {
+        let meta = fs::symlink_metadata(m.path(name)).unwrap();
+        assert_eq!(meta.mode() & 0o7777, mode, "{name}");
+        assert_eq!((meta.uid(), meta.gid()), (1001, 1001), "{name}");
+    }
+    assert!(fs::symlink_metadata(m.path("p"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // No temporary or half-made files are left in the backing directory.
+    let names: Vec<String> = fs::read_dir(&m.backing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("kmsfs.tmp")),
+        "{names:?}"
+    );
 }

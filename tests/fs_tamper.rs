@@ -64,6 +64,45 @@ fn a_flipped_byte_anywhere_is_eio() {
 }
 
 #[test]
+fn flipping_any_single_bit_of_a_small_file_is_eio() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let m = Mounted::new(&[]);
+    fs::write(m.path("small"), Rng(5).bytes(B + 100)).unwrap();
+    let backing = m.backing_files()[0].clone();
+    let original = fs::read(&backing).unwrap();
+    // O_DIRECT: each read goes to the daemon, so no remount is needed per position.
+    let read = || -> Result<Vec<u8>, i32> {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(m.path("small"))
+            .map_err(|e| e.raw_os_error().unwrap())?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| e.raw_os_error().unwrap())?;
+        Ok(buf)
+    };
+    let file = fs::OpenOptions::new().write(true).open(&backing).unwrap();
+    // The wrapped data key is opaque to the filesystem: a flip inside it that renames
+    // the key to one that does not exist is the key service's ENOKEY. Still never data.
+    let arn_len = u16::from_be_bytes([original[28], original[29]]) as usize;
+    let wrapped_len = u16::from_be_bytes([original[30 + arn_len], original[31 + arn_len]]);
+    let wrapped = 32 + arn_len..32 + arn_len + wrapped_len as usize;
+    for (pos, &byte) in original.iter().enumerate() {
+        let bit = 1u8 << (pos % 8);
+        std::os::unix::fs::FileExt::write_all_at(&file, &[byte ^ bit], pos as u64).unwrap();
+        match read() {
+            Err(libc::EIO) => {}
+            Err(libc::ENOKEY) if wrapped.contains(&pos) => {}
+            other => panic!("byte {pos}: {other:?}"),
+        }
+        std::os::unix::fs::FileExt::write_all_at(&file, &[byte], pos as u64).unwrap();
+    }
+    assert_eq!(read().unwrap().len(), B + 100);
+}
+
+#[test]
 fn a_truncated_backing_file_is_eio() {
     let mut m = Mounted::new(&[]);
     let (one, _) = two_files(&m);

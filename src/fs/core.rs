@@ -101,12 +101,16 @@ fn stat_fd(fd: impl AsFd) -> Result<FileStat, FsError> {
 }
 
 fn system_time(sec: i64, nsec: i64) -> SystemTime {
-    let nanos = u32::try_from(nsec).unwrap_or(0);
-    if sec >= 0 {
-        UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nanos)
+    let nanos = Duration::from_nanos(u64::try_from(nsec).unwrap_or(0));
+    let moved = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec.unsigned_abs()))
     } else {
-        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nanos.into())
-    }
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
+    };
+    // Times no SystemTime can hold show as the epoch rather than taking the daemon down.
+    moved
+        .and_then(|t| t.checked_add(nanos))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn time_spec(t: Option<TimeOrNow>) -> TimeSpec {
@@ -262,8 +266,35 @@ impl Core {
     /// Gives a new backing object to its creator (when running as root), inheriting the
     /// group of a set-group-id directory as POSIX does.
     fn chown_new(&self, dir: &Node, name: &str, caller: &Caller) -> Result<(), FsError> {
+        if let Some((uid, gid)) = self.owner_for_new(dir, caller)? {
+            fchownat(
+                &dir.fd,
+                name,
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets exactly the mode the caller asked for on a new (non-symlink) object: the
+    /// daemon's own umask must not strip bits the caller's umask left.
+    fn exact_mode(&self, dir: &Node, name: &str, mode: u32) -> Result<(), FsError> {
+        nix::sys::stat::fchmodat(
+            &dir.fd,
+            name,
+            Mode::from_bits_truncate(mode & 0o7777),
+            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        )?;
+        Ok(())
+    }
+
+    /// The owner a new object in `dir` gets when the daemon runs as root (`None`
+    /// otherwise: it then belongs to the daemon's user).
+    fn owner_for_new(&self, dir: &Node, caller: &Caller) -> Result<Option<(Uid, Gid)>, FsError> {
         if !self.as_root {
-            return Ok(());
+            return Ok(None);
         }
         let dir_st = stat_fd(&dir.fd)?;
         let gid = if dir_st.st_mode & libc::S_ISGID != 0 {
@@ -271,14 +302,60 @@ impl Core {
         } else {
             caller.gid
         };
-        fchownat(
+        Ok(Some((Uid::from_raw(caller.uid), Gid::from_raw(gid))))
+    }
+
+    /// Creates regular file `dir/name` holding exactly `header`, owned by the caller and
+    /// with exactly `perm` (the kernel already applied the caller's umask; the daemon's
+    /// own umask must not apply again). Preferably an unnamed `O_TMPFILE` that is linked
+    /// into place only once complete, so no reader (and no crash) ever sees a file
+    /// without its header; on file systems without `O_TMPFILE`, created in place and
+    /// removed again if the header cannot be written.
+    fn create_with_header(
+        &self,
+        dir: &Node,
+        name: &str,
+        perm: Mode,
+        header: &[u8],
+        caller: &Caller,
+    ) -> Result<File, FsError> {
+        let owner = self.owner_for_new(dir, caller)?;
+        let finish = |file: &File| -> Result<(), FsError> {
+            file.write_all_at(header, 0)?;
+            nix::sys::stat::fchmod(file, perm)?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(file, Some(uid), Some(gid))?;
+            }
+            Ok(())
+        };
+        match openat(
+            &dir.fd,
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            perm,
+        ) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                finish(&file)?;
+                // linkat never replaces: EEXIST if the name appeared meanwhile.
+                sys::link_fd(file.as_fd(), dir.fd.as_fd(), OsStr::new(name))?;
+                return Ok(file);
+            }
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = openat(
             &dir.fd,
             name,
-            Some(Uid::from_raw(caller.uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            perm,
         )?;
-        Ok(())
+        let file = File::from(fd);
+        if let Err(e) = finish(&file) {
+            let _ = unlinkat(&dir.fd, name, UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        Ok(file)
     }
 
     /// The key for a new file in `dir`: the nearest enclosing directory's key rule, else
@@ -444,23 +521,15 @@ impl Core {
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
         names::write_sidecar(&dir.fd, &backing)?;
-        let fd = openat(
-            &dir.fd,
-            backing.name(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode & !umask & 0o7777),
-        )?;
-        let file = File::from(fd);
-        let made = file
-            .write_all_at(&header.encode(), 0)
-            .map_err(FsError::from)
-            .and_then(|()| self.chown_new(&dir, backing.name(), caller));
-        if let Err(e) = made {
-            // Never leave a file without a complete header behind.
-            let _ = unlinkat(&dir.fd, backing.name(), UnlinkatFlags::NoRemoveDir);
-            let _ = names::remove_sidecar(&dir.fd, &backing);
-            return Err(e);
-        }
+        let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+        let file = self
+            .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
+            .inspect_err(|e| {
+                // The sidecar of an existing entry stays; otherwise it is an orphan.
+                if e.errno() != libc::EEXIST {
+                    let _ = names::remove_sidecar(&dir.fd, &backing);
+                }
+            })?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
         node.changed();
         let _ = node.unchanged_since_last_open();
@@ -618,6 +687,7 @@ impl Core {
                     Mode::from_bits_truncate(mode & !umask & 0o7777),
                     0,
                 )?;
+                self.exact_mode(&dir, backing.name(), mode & !umask)?;
                 self.chown_new(&dir, backing.name(), caller)?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }
@@ -644,18 +714,21 @@ impl Core {
             backing.name(),
             Mode::from_bits_truncate(mode & !umask & 0o7777),
         )?;
-        let made = openat(
-            &dir.fd,
-            backing.name(),
-            path_flags() | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .map_err(FsError::from)
-        .and_then(|fd| {
-            let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
-            self.chown_new(&dir, backing.name(), caller)?;
-            Ok(meta)
-        });
+        let made = self
+            .exact_mode(&dir, backing.name(), mode & !umask)
+            .and_then(|()| {
+                Ok(openat(
+                    &dir.fd,
+                    backing.name(),
+                    path_flags() | OFlag::O_DIRECTORY,
+                    Mode::empty(),
+                )?)
+            })
+            .and_then(|fd| {
+                let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
+                self.chown_new(&dir, backing.name(), caller)?;
+                Ok(meta)
+            });
         let meta = match made {
             Ok(meta) => meta,
             Err(e) => {

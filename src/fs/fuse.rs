@@ -60,6 +60,11 @@ fn open_flags(keep_cache: bool) -> FopenFlags {
 impl Filesystem for KmsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
+        // Read ahead as far as the kernel allows (up to a write's size): sequential
+        // reads then arrive as large block ranges, one pread each.
+        if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
+            let _ = config.set_max_readahead(nearest);
+        }
         // O_TRUNC must reach open() so that it is authorized as a write; the others are
         // optional speed-ups, taken when the kernel offers them.
         for flag in [
