@@ -281,15 +281,22 @@ fn simulate_and_whoami() {
         json!({ "KeyId": id, "Uid": 2001, "Action": "Decrypt" }),
     );
     assert_eq!(s["EvalDecision"], "implicitDeny");
-    // Simulating needs GetKeyPolicy on the key.
+    // Simulating someone else needs GetKeyPolicy on the key ...
     assert_kind(
         &e.fails(
             BOB,
             "Simulate",
-            json!({ "KeyId": id, "PrincipalArn": arn("bob"), "Action": "kms:Decrypt" }),
+            json!({ "KeyId": id, "PrincipalArn": arn("alice"), "Action": "kms:Decrypt" }),
         ),
         ErrorKind::AccessDenied,
     );
+    // ... asking about yourself does not (`kmsfs whoami`).
+    let s = e.ok(
+        BOB,
+        "Simulate",
+        json!({ "KeyId": id, "PrincipalArn": arn("bob"), "Action": "kms:Decrypt" }),
+    );
+    assert_eq!(s["EvalDecision"], "implicitDeny");
 }
 
 #[test]
