@@ -131,9 +131,11 @@ pub fn parse_principal_arn(arn: &str) -> Result<ParsedArn, String> {
             }
             (PrincipalKind::AssumedRole, Some(role.to_string()))
         }
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "\"{arn}\": expected an iam root, user/NAME or role/NAME, or an sts assumed-role ARN"
-        )),
+        ))
+        }
     };
     Ok(ParsedArn {
         account: account.to_string(),

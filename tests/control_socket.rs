@@ -377,3 +377,129 @@ fn roundtrip_latency_and_throughput() {
     // takes milliseconds would mean a stall (Nagle-like batching, a sleep, a lock).
     assert!(p50 < Duration::from_millis(5), "p50 {p50:?}");
 }
+
+/// Blocks in "Slow" until told to go, so tests can hold a request in flight.
+struct SlowHandler(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl Handler for SlowHandler {
+    fn call(&self, caller: &Caller, operation: &str, request: Value) -> Result<Value, KmsError> {
+        if operation == "Slow" {
+            let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        }
+        EchoHandler.call(caller, operation, request)
+    }
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused_with_limit_exceeded_and_slots_free_up() {
+    let (_dir, path) = socket_dir();
+    let _server = Server::bind(&path, Arc::new(EchoHandler))
+        .unwrap()
+        .with_max_connections(2)
+        .spawn()
+        .unwrap();
+    let a = SocketClient::connect(&path).unwrap();
+    let b = SocketClient::connect(&path).unwrap();
+    // Both are served (the call proves the server registered the connection).
+    a.call("Ping", json!({})).unwrap();
+    b.call("Ping", json!({})).unwrap();
+    let mut third = UnixStream::connect(&path).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reply: Value =
+        serde_json::from_slice(&read_frame(&mut third, MAX_FRAME).unwrap().unwrap()).unwrap();
+    assert_eq!(error_type(&reply), "LimitExceededException");
+    drop(a);
+    // The slot frees once the server notices the close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = SocketClient::connect(&path).unwrap();
+        match c.call("Ping", json!({})) {
+            Ok(_) => break,
+            Err(e) if e.kind == ErrorKind::LimitExceeded && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("slot never freed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn stalled_connections_are_closed_after_the_idle_timeout_and_clients_reconnect() {
+    let (_dir, path) = socket_dir();
+    let _server = Server::bind(&path, Arc::new(EchoHandler))
+        .unwrap()
+        .with_idle_timeout(Duration::from_millis(200))
+        .spawn()
+        .unwrap();
+    let mut stalled = UnixStream::connect(&path).unwrap();
+    stalled.write_all(&[0, 0, 0, 9, b'{']).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    assert_eq!(stalled.read_to_end(&mut rest).unwrap_or(0), 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "closed by the server's idle timeout"
+    );
+
+    let client = SocketClient::connect(&path).unwrap();
+    client.call("Ping", json!({})).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The server closed the idle connection; the client reconnects transparently.
+    assert_eq!(client.call("Ping", json!({})).unwrap()["Operation"], "Ping");
+}
+
+#[test]
+fn a_call_without_an_answer_times_out_as_dependency_timeout() {
+    let (_dir, path) = socket_dir();
+    let (go, wait) = std::sync::mpsc::channel();
+    let _server = Server::bind(&path, Arc::new(SlowHandler(std::sync::Mutex::new(wait))))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let client = SocketClient::connect(&path)
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    let err = client.call("Slow", json!({})).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DependencyTimeout, "{err}");
+    go.send(()).unwrap();
+    // The late answer went to the abandoned connection; the next call gets its own.
+    assert_eq!(client.call("Ping", json!({})).unwrap()["Operation"], "Ping");
+}
+
+#[test]
+fn shutdown_works_even_if_the_socket_file_was_removed() {
+    let (_dir, path) = socket_dir();
+    let server = start(&path);
+    std::fs::remove_file(&path).unwrap();
+    let start = Instant::now();
+    server.stop().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn random_garbage_on_many_connections_leaves_the_server_serving() {
+    let (_dir, path) = socket_dir();
+    let _server = start(&path);
+    // A fixed xorshift stream: reproducible garbage without a dependency.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..50 {
+        let mut s = UnixStream::connect(&path).unwrap();
+        let len = (next() % 64) as usize;
+        let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let _ = s.write_all(&garbage);
+        drop(s);
+    }
+    let client = SocketClient::connect(&path).unwrap();
+    assert_eq!(client.call("Ping", json!({})).unwrap()["Operation"], "Ping");
+}

@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use fs_support::*;
@@ -52,7 +52,16 @@ fn round_trips_of_many_sizes_and_offsets() {
         fs::write(&p, &model).unwrap();
         assert_eq!(read_all(&p), model, "size {size}");
         let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
-        let offsets = [0, 1, B - 1, B, B + 1, size.saturating_sub(1), size + 10, size + 3 * B + 7];
+        let offsets = [
+            0,
+            1,
+            B - 1,
+            B,
+            B + 1,
+            size.saturating_sub(1),
+            size + 10,
+            size + 3 * B + 7,
+        ];
         for &off in &offsets {
             for &len in &[1usize, 100, B, 5000] {
                 let data = rng.bytes(len);
@@ -76,7 +85,7 @@ fn round_trips_of_many_sizes_and_offsets() {
 fn apply(root: &Path, op: u64, rng: &mut Rng, names: &[&str]) -> Result<Vec<u8>, i32> {
     let pick = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize];
     let res = match op {
-        0 | 1 | 2 => {
+        0..=2 => {
             let p = root.join(pick(rng));
             let off = rng.below(5 * B as u64);
             let n = rng.below(3 * B as u64) as usize + 1;
@@ -172,7 +181,11 @@ fn holes_read_as_zeros_and_stay_sparse() {
     // Holes stay holes in the backing file: far fewer blocks allocated than its length.
     let backing = &m.backing_files()[0];
     let meta = fs::metadata(backing).unwrap();
-    assert!(meta.blocks() * 512 < meta.len() / 4, "{} blocks", meta.blocks());
+    assert!(
+        meta.blocks() * 512 < meta.len() / 4,
+        "{} blocks",
+        meta.blocks()
+    );
 
     // Growing with truncate makes a hole too, shrinking keeps the prefix.
     let f = OpenOptions::new().write(true).open(&p).unwrap();
@@ -270,7 +283,14 @@ fn long_and_unicode_names_list_exactly() {
     fs::remove_file(m.path(&"w".repeat(250))).unwrap();
     let sidecars = fs::read_dir(&m.backing)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().ends_with(".name"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".name")
+        })
         .count();
     // Left: the 200-byte directory name only.
     assert_eq!(sidecars, 1);
@@ -290,6 +310,33 @@ fn large_directories_list_every_entry() {
     got.sort();
     let want: Vec<String> = (0..600).map(|i| format!("entry-{i:04}")).collect();
     assert_eq!(got, want);
+}
+
+#[test]
+fn listings_carry_the_same_attributes_as_stat() {
+    let m = Mounted::new(&[]);
+    fs::create_dir(m.path("d")).unwrap();
+    std::os::unix::fs::symlink("x", m.path("d/link")).unwrap();
+    for (i, size) in [0usize, 5, B, 3 * B + 1].into_iter().enumerate() {
+        fs::write(m.path(&format!("d/f{i}")), vec![1u8; size]).unwrap();
+    }
+    for pass in 0..2 {
+        let mut seen = 0;
+        for e in fs::read_dir(m.path("d")).unwrap() {
+            let e = e.unwrap();
+            let listed = e.metadata().unwrap();
+            let stat = fs::symlink_metadata(e.path()).unwrap();
+            assert_eq!(listed.len(), stat.len(), "{:?} pass {pass}", e.file_name());
+            assert_eq!(listed.ino(), stat.ino());
+            assert_eq!(e.file_type().unwrap(), stat.file_type());
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+    }
+    assert_eq!(
+        fs::symlink_metadata(m.path("d/f3")).unwrap().len(),
+        3 * B as u64 + 1
+    );
 }
 
 #[test]
@@ -320,7 +367,13 @@ fn renameat2(from: &Path, to: &Path, flags: u32) -> i32 {
     let b = CString::new(to.as_os_str().as_bytes()).unwrap();
     // SAFETY: valid C strings.
     let r = unsafe {
-        libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
     };
     if r == 0 {
         0
@@ -336,15 +389,24 @@ fn rename_replaces_exchanges_and_respects_noreplace() {
     fs::create_dir(m.path("d2")).unwrap();
     fs::write(m.path("d1/a"), b"A").unwrap();
     fs::write(m.path("d2/b"), b"B").unwrap();
-    assert_eq!(renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_NOREPLACE), libc::EEXIST);
-    assert_eq!(renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_EXCHANGE), 0);
+    assert_eq!(
+        renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_NOREPLACE),
+        libc::EEXIST
+    );
+    assert_eq!(
+        renameat2(&m.path("d1/a"), &m.path("d2/b"), libc::RENAME_EXCHANGE),
+        0
+    );
     assert_eq!(read_all(&m.path("d1/a")), b"B");
     assert_eq!(read_all(&m.path("d2/b")), b"A");
     // Plain rename over an existing file, across directories.
     fs::rename(m.path("d1/a"), m.path("d2/b")).unwrap();
     assert_eq!(read_all(&m.path("d2/b")), b"B");
     assert!(!m.path("d1/a").exists());
-    assert_eq!(renameat2(&m.path("d2/b"), &m.path("d1/new"), libc::RENAME_NOREPLACE), 0);
+    assert_eq!(
+        renameat2(&m.path("d2/b"), &m.path("d1/new"), libc::RENAME_NOREPLACE),
+        0
+    );
     assert_eq!(read_all(&m.path("d1/new")), b"B");
 }
 
@@ -354,7 +416,10 @@ fn symlinks_store_encrypted_targets() {
     fs::write(m.path("target-file"), b"pointed at").unwrap();
     std::os::unix::fs::symlink("target-file", m.path("link")).unwrap();
     std::os::unix::fs::symlink("/some/secret/absolute/path", m.path("abs")).unwrap();
-    assert_eq!(fs::read_link(m.path("link")).unwrap(), Path::new("target-file"));
+    assert_eq!(
+        fs::read_link(m.path("link")).unwrap(),
+        Path::new("target-file")
+    );
     assert_eq!(read_all(&m.path("link")), b"pointed at");
     let meta = fs::symlink_metadata(m.path("abs")).unwrap();
     assert!(meta.file_type().is_symlink());
@@ -403,7 +468,12 @@ fn attributes_change_and_user_xattr_values_are_sealed() {
     let meta = fs::metadata(&p).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1234, 4321));
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-    File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+    File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
     assert_eq!(fs::metadata(&p).unwrap().modified().unwrap(), t);
 
     let path = CString::new(p.as_os_str().as_bytes()).unwrap();
@@ -412,7 +482,13 @@ fn attributes_change_and_user_xattr_values_are_sealed() {
     // SAFETY: valid pointers and lengths.
     unsafe {
         assert_eq!(
-            libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0),
+            libc::setxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0
+            ),
             0
         );
         let mut buf = [0u8; 64];
@@ -425,7 +501,10 @@ fn attributes_change_and_user_xattr_values_are_sealed() {
         assert!(n > 0);
         assert!(!buf[..n as usize].windows(6).any(|w| w == b"secret"));
         assert_eq!(libc::removexattr(path.as_ptr(), name.as_ptr()), 0);
-        assert_eq!(libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 64), -1);
+        assert_eq!(
+            libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 64),
+            -1
+        );
     }
 }
 
@@ -464,7 +543,8 @@ fn concurrent_writers_of_one_block_never_lose_each_others_bytes() {
                     for block in 0..4 {
                         let off = block * B + usize::from(w) * B / 4 + 7 * usize::from(w % 2);
                         let len = B / 4 - 7;
-                        f.write_all_at(&vec![w * 50 + round; len], off as u64).unwrap();
+                        f.write_all_at(&vec![w * 50 + round; len], off as u64)
+                            .unwrap();
                     }
                 }
             });
@@ -501,7 +581,8 @@ fn readers_never_see_a_block_half_rewritten() {
         s.spawn(move || {
             let f = OpenOptions::new().write(true).open(p).unwrap();
             for round in 0..150u32 {
-                f.write_all_at(&vec![(round % 250) as u8 + 1; 8 * B], 0).unwrap();
+                f.write_all_at(&vec![(round % 250) as u8 + 1; 8 * B], 0)
+                    .unwrap();
             }
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         });
@@ -548,12 +629,20 @@ fn unmount_with_open_files_keeps_acknowledged_writes() {
 fn backing_directory_holds_neither_plaintext_names_nor_content() {
     let m = Mounted::new(&[]);
     fs::create_dir(m.path("PlainDirName")).unwrap();
-    fs::write(m.path("PlainDirName/PlainFileName"), "PlainContent".repeat(1000)).unwrap();
+    fs::write(
+        m.path("PlainDirName/PlainFileName"),
+        "PlainContent".repeat(1000),
+    )
+    .unwrap();
     fs::write(m.path("short"), b"PlainContent").unwrap();
     let mut all = Vec::new();
     walk(&m.backing, &mut all);
     for p in &all {
-        let rel = p.strip_prefix(&m.backing).unwrap().to_string_lossy().into_owned();
+        let rel = p
+            .strip_prefix(&m.backing)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(!rel.contains("Plain") && !rel.contains("short"), "{rel}");
         let bytes = fs::read(p).unwrap();
         assert!(!bytes.windows(12).any(|w| w == b"PlainContent"), "{rel}");
@@ -578,6 +667,78 @@ fn read_only_mount_refuses_changes() {
     let err = fs::create_dir(m.path("d")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     let mut buf = String::new();
-    File::open(m.path("f")).unwrap().read_to_string(&mut buf).unwrap();
+    File::open(m.path("f"))
+        .unwrap()
+        .read_to_string(&mut buf)
+        .unwrap();
     assert_eq!(buf, "kept");
+}
+
+#[test]
+fn mounts_show_kmsfs_as_source_with_the_requested_options() {
+    let m = Mounted::new(MULTI_USER);
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(m.mnt.to_str().unwrap()))
+        .expect("mount listed");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], "kmsfs");
+    // Mounted directly by root the type is `fuse` (through fusermount3, `fuse.kmsfs`).
+    assert!(fields[2].starts_with("fuse"), "{line}");
+    assert!(fields[3].contains("allow_other"), "{line}");
+    assert!(fields[3].contains("default_permissions"), "{line}");
+    assert!(
+        fields[3].contains("nosuid") && fields[3].contains("nodev"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unknown_mount_options_are_refused_before_mounting() {
+    let keys = TestKeys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("b");
+    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
+    let spec = kmsfs::fs::MountSpec {
+        backing,
+        mountpoint: dir.path().to_path_buf(),
+        options: vec!["allow_other,bogus_option".into()],
+        threads: 2,
+    };
+    let err = kmsfs::fs::mount(&spec, keys).unwrap_err();
+    assert!(err.to_string().contains("bogus_option"), "{err}");
+}
+
+#[test]
+fn new_objects_get_the_callers_mode_and_ownership() {
+    let m = Mounted::new(MULTI_USER);
+    m.keys
+        .allow(1001, DEFAULT_KEY, &[Op::Generate, Op::Encrypt]);
+    let script = format!(
+        "umask 000 && : > {f} && mkdir {d} && mkfifo {p} && umask 027 && : > {g}",
+        f = q(&m.path("f")),
+        d = q(&m.path("d")),
+        p = q(&m.path("p")),
+        g = q(&m.path("g")),
+    );
+    assert_ok(&sh_as(1001, &script));
+    for (name, mode) in [("f", 0o666), ("d", 0o777), ("p", 0o666), ("g", 0o640)] {
+        let meta = fs::symlink_metadata(m.path(name)).unwrap();
+        assert_eq!(meta.mode() & 0o7777, mode, "{name}");
+        assert_eq!((meta.uid(), meta.gid()), (1001, 1001), "{name}");
+    }
+    assert!(fs::symlink_metadata(m.path("p"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // No temporary or half-made files are left in the backing directory.
+    let names: Vec<String> = fs::read_dir(&m.backing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("kmsfs.tmp")),
+        "{names:?}"
+    );
 }

@@ -8,20 +8,24 @@
 //! secrets (`Plaintext`, `KeyMaterial`, ...) are replaced before anything is written.
 //!
 //! # Record shape
+//! One line of compact JSON per record, members sorted by name at every level (the line
+//! is its own canonical form):
 //! ```text
-//! {"eventVersion":"1.08","userIdentity":{...},"eventTime":"2026-11-23T09:30:00Z",
-//!  "eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"local",
-//!  "sourceIPAddress":"local","userAgent":"kmsfs","requestParameters":{...},
-//!  "responseElements":{...},["errorCode":..,"errorMessage":..,]"eventID":"<uuid v4>",
-//!  "readOnly":true,"resources":[{"accountId":..,"type":"AWS::KMS::Key","ARN":..}],
-//!  "eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":..,
-//!  "eventCategory":"Management",
-//!  "kmsfs":{"seq":1,"decision":..,"uid":..,"gid":..,"pid":..,"viaService":..,"fs":..,
-//!           "prevHash":"<64 hex>","hash":"<64 hex>"}}
+//! {"awsRegion":"local",["errorCode":..,"errorMessage":..,]"eventCategory":"Management",
+//!  "eventID":"<uuid v4>","eventName":"Decrypt","eventSource":"kms.amazonaws.com",
+//!  "eventTime":"2026-11-23T09:30:00Z","eventType":"AwsApiCall","eventVersion":"1.08",
+//!  "kmsfs":{"decision":..,"fs":..,"gid":..,"hash":"<64 hex>","pid":..,
+//!           "prevHash":"<64 hex>","seq":1,"uid":..,"viaService":..},
+//!  "managementEvent":true,"readOnly":true,"recipientAccountId":..,
+//!  "requestParameters":{...},"resources":[{"ARN":..,"accountId":..,"type":"AWS::KMS::Key"}],
+//!  "responseElements":{...},"sourceIPAddress":"local","userAgent":"kmsfs",
+//!  "userIdentity":{"accountId":..,"arn":..,"principalId":..,"type":"IAMUser"}}
 //! ```
-//! `hash` is SHA-256 over the record's canonical bytes (see [`canonical_bytes`]) with the
-//! `kmsfs.hash` member removed; `prevHash` is the previous record's `hash`, 64 zeros for
-//! the first record; `seq` counts from 1 without gaps.
+//! `hash` is SHA-256 over the record's canonical bytes (see [`canonical_bytes`]: sorted
+//! members, compact) with the `kmsfs.hash` member removed; `prevHash` is the previous
+//! record's `hash`, 64 zeros for the first record; `seq` counts from 1 without gaps.
+//! Sorting (rather than trusting the line's bytes) means a tool that rewrites a line
+//! with the same values keeps it valid, while any change of a name or value breaks it.
 //!
 //! # Durability
 //! Every append is one `write(2)` of the whole line to an `O_APPEND` descriptor before
@@ -169,7 +173,7 @@ impl AuditLog {
         };
         {
             let _lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
-            chain.reload_tail(path, true)?;
+            chain.reload_tail(path)?;
         }
         Ok(AuditLog {
             path: path.to_path_buf(),
@@ -191,34 +195,57 @@ impl AuditLog {
 
     /// Appends one record (adds time, id and chain fields); `now` is seconds since epoch.
     pub fn append(&self, event: &Event, now: i64) -> Result<(), AuditError> {
+        self.append_all(std::slice::from_ref(event), now)
+    }
+
+    /// Appends several records as adjacent lines in one write (e.g. every authorization
+    /// decision of one call, then its outcome): no other writer's record lands between
+    /// them, and they reach the file together or, on a failed write, not at all intact.
+    pub fn append_all(&self, events: &[Event], now: i64) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let path = &self.path;
+        let ids = events
+            .iter()
+            .map(|_| record::uuid_v4())
+            .collect::<std::io::Result<Vec<String>>>()
+            .map_err(|e| AuditError::io(path, e))?;
         let mut chain = self
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
-        let size = chain
+        let mut size = chain
             .file
             .metadata()
             .map_err(|e| AuditError::io(path, e))?
             .len();
         if size != chain.end {
-            chain.reload_tail(path, false)?;
+            // Another process appended (or a failed write left a torn line): continue
+            // from what the file says now.
+            chain.reload_tail(path)?;
+            size = chain.end;
         }
-        let seq = chain.seq + 1;
-        let event_id = record::uuid_v4().map_err(|e| AuditError::io(path, e))?;
-        let (mut bytes, hash) =
-            record::build(event, now, &self.region, seq, &chain.prev_hash, &event_id);
-        bytes.push(b'\n');
+        let (mut seq, mut prev) = (chain.seq, chain.prev_hash.clone());
+        let mut bytes = Vec::with_capacity(1024 * events.len());
+        for (event, id) in events.iter().zip(&ids) {
+            seq += 1;
+            let (line, hash) = record::build(event, now, &self.region, seq, &prev, id);
+            bytes.extend_from_slice(&line);
+            bytes.push(b'\n');
+            prev = hash;
+        }
         chain
             .file
             .write_all(&bytes)
             .map_err(|e| AuditError::io(path, e))?;
         chain.end = size + bytes.len() as u64;
         chain.seq = seq;
-        chain.prev_hash = hash;
+        chain.prev_hash = prev;
         chain.unsynced = true;
-        if !event.read_only || chain.last_sync.elapsed() >= DATA_SYNC_INTERVAL {
+        let state_change = events.iter().any(|e| !e.read_only);
+        if state_change || chain.last_sync.elapsed() >= DATA_SYNC_INTERVAL {
             chain.sync(path)?;
         }
         drop(lock);
@@ -263,11 +290,12 @@ impl Chain {
         Ok(())
     }
 
-    /// Reads the last intact record's seq and hash. Must hold the file lock. With
-    /// `repair`, a torn last line gets its newline so the next record starts cleanly.
-    fn reload_tail(&mut self, path: &Path, repair: bool) -> Result<(), AuditError> {
+    /// Reads the last intact record's seq and hash. Must hold the file lock: then no
+    /// writer is mid-line, so a torn last line is damage (a crash, a full disk) and gets
+    /// its newline, letting the next record start cleanly.
+    fn reload_tail(&mut self, path: &Path) -> Result<(), AuditError> {
         let tail = reader::read_tail(&self.file).map_err(|e| AuditError::io(path, e))?;
-        if repair && tail.torn {
+        if tail.torn {
             self.file
                 .write_all(b"\n")
                 .map_err(|e| AuditError::io(path, e))?;

@@ -80,7 +80,8 @@ pub struct Filter {
     /// A key id, key ARN or alias name: matches the record's resources and its
     /// requestParameters.keyId.
     pub key_id: Option<String>,
-    /// A principal ARN, principal id, or the ARN's last path part ("alice").
+    /// A principal ARN, principal id, the ARN's last path part ("alice"), or a uid
+    /// ("1001").
     pub principal: Option<String>,
     pub decision: Option<DecisionFilter>,
     /// The operation ("Decrypt"), case-insensitive.
@@ -148,6 +149,14 @@ fn record_has_principal(record: &Value, p: &str) -> bool {
     if field("principalId") == Some(p) {
         return true;
     }
+    // A bare number is the caller's uid (anonymous callers have no ARN to match).
+    if let Ok(uid) = p.parse::<u64>() {
+        return record
+            .get("kmsfs")
+            .and_then(|k| k.get("uid"))
+            .and_then(Value::as_u64)
+            == Some(uid);
+    }
     match field("arn") {
         Some(arn) => arn == p || arn.rsplit(['/', ':']).next() == Some(p),
         None => false,
@@ -175,6 +184,8 @@ pub struct Reader {
     lines: BufReader<File>,
     line: u64,
     buf: Vec<u8>,
+    /// Bytes of complete lines read so far.
+    offset: u64,
 }
 
 impl Reader {
@@ -185,7 +196,16 @@ impl Reader {
             lines: BufReader::with_capacity(256 * 1024, file),
             line: 0,
             buf: Vec::new(),
+            offset: 0,
         })
+    }
+}
+
+impl Reader {
+    /// Where the complete lines read so far end: hand it to [`Follower::open_at`] to
+    /// continue without missing or repeating a record.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 }
 
@@ -205,10 +225,13 @@ impl Iterator for Reader {
                     reason,
                 };
                 if self.buf.last() != Some(&b'\n') {
+                    // Not counted in `offset`: a follower resumes at the start of this
+                    // line, which may still be being written.
                     return Some(Err(corrupt(
                         "truncated line (no newline at end of file)".into(),
                     )));
                 }
+                self.offset += self.buf.len() as u64;
                 Some(
                     serde_json::from_slice::<Value>(&self.buf)
                         .map(|v| (line, v))
@@ -237,6 +260,17 @@ impl Follower {
         } else {
             0
         };
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file,
+            offset,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Starts at byte `offset` (the start of a line, e.g. [`Reader::offset`]).
+    pub fn open_at(path: &Path, offset: u64) -> Result<Follower, AuditError> {
+        let file = File::open(path).map_err(|e| AuditError::io(path, e))?;
         Ok(Follower {
             path: path.to_path_buf(),
             file,
@@ -301,7 +335,7 @@ mod tests {
             "userIdentity": {"type": "IAMUser", "arn": arn, "principalId": "AIDA1"},
             "requestParameters": {"keyId": "alias/data"},
             "resources": [{"ARN": format!("arn:aws:kms:local:111122223333:key/{key}"), "type": "AWS::KMS::Key"}],
-            "kmsfs": {"decision": {"decision": decision, "matched": []}}
+            "kmsfs": {"uid": 1001, "decision": {"decision": decision, "matched": []}}
         });
         if let Some(e) = error {
             v["errorCode"] = json!(e);
@@ -373,6 +407,20 @@ mod tests {
             (
                 Filter {
                     principal: Some("bob".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+            (
+                Filter {
+                    principal: Some("1001".into()),
+                    ..Filter::default()
+                },
+                true,
+            ),
+            (
+                Filter {
+                    principal: Some("1002".into()),
                     ..Filter::default()
                 },
                 false,

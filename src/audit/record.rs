@@ -1,7 +1,7 @@
 //! Building one record's JSON from an [`Event`] and hashing it canonically.
 
 use super::Event;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Written in place of a member whose name says it carries a secret, as CloudTrail does.
@@ -21,6 +21,12 @@ const SECRET_MEMBERS: &[&str] = &[
 ];
 
 /// Builds the record line (compact JSON, without newline) and returns it with its hash.
+///
+/// The line is written directly in canonical form (members sorted, compact), so the
+/// bytes the hash covers are the line itself minus the `"hash":"...",` member: one pass,
+/// no intermediate JSON tree (this is the data path's per-call cost). A unit test checks
+/// that the line equals `canonical_bytes` of its own parse, i.e. the hand-written member
+/// order below is the sorted order.
 pub(crate) fn build(
     event: &Event,
     now: i64,
@@ -30,18 +36,6 @@ pub(crate) fn build(
     event_id: &str,
 ) -> (Vec<u8>, String) {
     let id = &event.identity;
-    let mut user = Map::new();
-    user.insert("type".into(), Value::String(id.kind.clone()));
-    if let Some(p) = &id.principal_id {
-        user.insert("principalId".into(), Value::String(p.clone()));
-    }
-    if let Some(a) = &id.arn {
-        user.insert("arn".into(), Value::String(a.clone()));
-    }
-    if let Some(a) = &id.account_id {
-        user.insert("accountId".into(), Value::String(a.clone()));
-    }
-
     let parsed: Vec<Option<KeyArn<'_>>> =
         event.resources.iter().map(|a| KeyArn::parse(a)).collect();
     let region = parsed
@@ -49,92 +43,170 @@ pub(crate) fn build(
         .flatten()
         .map(|a| a.region)
         .find(|r| !r.is_empty())
-        .unwrap_or(default_region)
-        .to_string();
+        .unwrap_or(default_region);
     let recipient = parsed
         .iter()
         .flatten()
-        .map(|a| a.account.to_string())
+        .map(|a| a.account)
         .next()
-        .or_else(|| id.account_id.clone());
-    let resources: Vec<Value> = event
-        .resources
-        .iter()
-        .zip(parsed.iter())
-        .map(|(arn, p)| {
-            let mut r = Map::new();
-            if let Some(p) = p {
-                r.insert("accountId".into(), Value::String(p.account.to_string()));
-            }
-            r.insert("type".into(), Value::String("AWS::KMS::Key".into()));
-            r.insert("ARN".into(), Value::String(arn.clone()));
-            Value::Object(r)
-        })
-        .collect();
+        .or(id.account_id.as_deref());
 
-    let mut rec = Map::new();
-    rec.insert("eventVersion".into(), json!("1.08"));
-    rec.insert("userIdentity".into(), Value::Object(user));
-    rec.insert("eventTime".into(), Value::String(event_time(now)));
-    rec.insert("eventSource".into(), json!("kms.amazonaws.com"));
-    rec.insert("eventName".into(), Value::String(event.event_name.clone()));
-    rec.insert("awsRegion".into(), Value::String(region));
-    rec.insert("sourceIPAddress".into(), json!("local"));
-    rec.insert("userAgent".into(), json!("kmsfs"));
-    rec.insert(
-        "requestParameters".into(),
-        scrubbed(&event.request_parameters),
-    );
-    rec.insert(
-        "responseElements".into(),
-        scrubbed(&event.response_elements),
-    );
+    let mut w = Canon {
+        out: Vec::with_capacity(1024),
+        first: true,
+    };
+    w.open_obj();
+    w.key("awsRegion");
+    w.string(region);
     if let Some(code) = &event.error_code {
-        rec.insert("errorCode".into(), Value::String(code.clone()));
+        w.key("errorCode");
+        w.string(code);
     }
     if let Some(msg) = &event.error_message {
-        rec.insert("errorMessage".into(), Value::String(msg.clone()));
+        w.key("errorMessage");
+        w.string(msg);
     }
-    rec.insert("eventID".into(), Value::String(event_id.to_string()));
-    rec.insert("readOnly".into(), Value::Bool(event.read_only));
-    rec.insert("resources".into(), Value::Array(resources));
-    rec.insert("eventType".into(), json!("AwsApiCall"));
-    rec.insert("managementEvent".into(), json!(true));
+    w.key("eventCategory");
+    w.string("Management");
+    w.key("eventID");
+    w.string(event_id);
+    w.key("eventName");
+    w.string(&event.event_name);
+    w.key("eventSource");
+    w.string("kms.amazonaws.com");
+    w.key("eventTime");
+    w.string(&event_time(now));
+    w.key("eventType");
+    w.string("AwsApiCall");
+    w.key("eventVersion");
+    w.string("1.08");
+    w.key("kmsfs");
+    w.open_obj();
+    w.key("decision");
+    w.value(event.decision.as_ref().unwrap_or(&Value::Null), false);
+    w.key("fs");
+    w.value(event.fs.as_ref().unwrap_or(&Value::Null), true);
+    w.key("gid");
+    w.number(u64::from(id.gid));
+    // "hash" sorts here; it is spliced in once the rest is hashed.
+    let hash_at = w.out.len();
+    w.key("pid");
+    w.number(u64::from(id.pid));
+    w.key("prevHash");
+    w.string(prev_hash);
+    w.key("seq");
+    w.number(seq);
+    w.key("uid");
+    w.number(u64::from(id.uid));
+    w.key("viaService");
+    match &event.via_service {
+        Some(v) => w.string(v),
+        None => w.raw(b"null"),
+    }
+    w.close_obj();
+    w.key("managementEvent");
+    w.raw(b"true");
+    w.key("readOnly");
+    w.raw(if event.read_only { b"true" } else { b"false" });
     if let Some(acct) = recipient {
-        rec.insert("recipientAccountId".into(), Value::String(acct));
+        w.key("recipientAccountId");
+        w.string(acct);
     }
-    rec.insert("eventCategory".into(), json!("Management"));
-
-    let mut k = Map::new();
-    k.insert("seq".into(), json!(seq));
-    k.insert(
-        "decision".into(),
-        event.decision.clone().unwrap_or(Value::Null),
-    );
-    k.insert("uid".into(), json!(id.uid));
-    k.insert("gid".into(), json!(id.gid));
-    k.insert("pid".into(), json!(id.pid));
-    k.insert(
-        "viaService".into(),
-        event
-            .via_service
-            .clone()
-            .map(Value::String)
-            .unwrap_or(Value::Null),
-    );
-    k.insert("fs".into(), event.fs.clone().unwrap_or(Value::Null));
-    k.insert("prevHash".into(), Value::String(prev_hash.to_string()));
-    rec.insert("kmsfs".into(), Value::Object(k));
-
-    let mut record = Value::Object(rec);
-    let hash = hex::encode(Sha256::digest(canonical_bytes(&record)));
-    if let Some(Value::Object(k)) = record.get_mut("kmsfs") {
-        k.insert("hash".into(), Value::String(hash.clone()));
+    w.key("requestParameters");
+    w.value(&event.request_parameters, true);
+    w.key("resources");
+    w.raw(b"[");
+    for (i, (arn, p)) in event.resources.iter().zip(parsed.iter()).enumerate() {
+        if i > 0 {
+            w.raw(b",");
+        }
+        w.first = true;
+        w.open_obj();
+        w.key("ARN");
+        w.string(arn);
+        if let Some(p) = p {
+            w.key("accountId");
+            w.string(p.account);
+        }
+        w.key("type");
+        w.string("AWS::KMS::Key");
+        w.close_obj();
     }
-    let mut line = Vec::with_capacity(1024);
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut line, &record);
+    w.raw(b"]");
+    w.key("responseElements");
+    w.value(&event.response_elements, true);
+    w.key("sourceIPAddress");
+    w.string("local");
+    w.key("userAgent");
+    w.string("kmsfs");
+    w.key("userIdentity");
+    w.open_obj();
+    if let Some(a) = &id.account_id {
+        w.key("accountId");
+        w.string(a);
+    }
+    if let Some(a) = &id.arn {
+        w.key("arn");
+        w.string(a);
+    }
+    if let Some(p) = &id.principal_id {
+        w.key("principalId");
+        w.string(p);
+    }
+    w.key("type");
+    w.string(&id.kind);
+    w.close_obj();
+    w.close_obj();
+
+    let canonical = w.out;
+    let hash = hex::encode(Sha256::digest(&canonical));
+    let mut line = Vec::with_capacity(canonical.len() + 80);
+    line.extend_from_slice(&canonical[..hash_at]);
+    line.extend_from_slice(b",\"hash\":\"");
+    line.extend_from_slice(hash.as_bytes());
+    line.push(b'"');
+    line.extend_from_slice(&canonical[hash_at..]);
     (line, hash)
+}
+
+/// A compact JSON writer that the caller drives in sorted member order.
+struct Canon {
+    out: Vec<u8>,
+    /// No member written yet in the current object (no comma needed).
+    first: bool,
+}
+
+impl Canon {
+    fn open_obj(&mut self) {
+        self.out.push(b'{');
+        self.first = true;
+    }
+    fn close_obj(&mut self) {
+        self.out.push(b'}');
+        self.first = false;
+    }
+    fn key(&mut self, name: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        write_string(name, &mut self.out);
+        self.out.push(b':');
+    }
+    fn string(&mut self, s: &str) {
+        write_string(s, &mut self.out);
+    }
+    fn number(&mut self, n: u64) {
+        self.out.extend_from_slice(n.to_string().as_bytes());
+    }
+    fn raw(&mut self, b: &[u8]) {
+        self.out.extend_from_slice(b);
+    }
+    /// A caller-supplied value, canonicalized; with `scrub`, secret members are hidden.
+    fn value(&mut self, v: &Value, scrub: bool) {
+        write_canonical_with(v, &mut self.out, scrub);
+        self.first = false;
+    }
 }
 
 /// The bytes a record's hash covers: compact JSON with every object's members sorted by
@@ -143,11 +215,17 @@ pub(crate) fn build(
 /// while any change of a name or a value does. Callers remove `kmsfs.hash` first.
 pub fn canonical_bytes(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    write_canonical(value, &mut out);
+    write_canonical_with(value, &mut out, false);
     out
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+fn is_secret_member(name: &str) -> bool {
+    SECRET_MEMBERS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Canonical form of `value`; with `scrub`, members named in SECRET_MEMBERS (at any
+/// depth) are written as HIDDEN instead of their value.
+fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
     match value {
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
@@ -159,7 +237,11 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                 }
                 write_string(name, out);
                 out.push(b':');
-                write_canonical(v, out);
+                if scrub && is_secret_member(name) {
+                    write_string(HIDDEN, out);
+                } else {
+                    write_canonical_with(v, out, scrub);
+                }
             }
             out.push(b'}');
         }
@@ -169,7 +251,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(v, out);
+                write_canonical_with(v, out, scrub);
             }
             out.push(b']');
         }
@@ -186,26 +268,6 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 fn write_string(s: &str, out: &mut Vec<u8>) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// Copies `v`, replacing the value of every secret-bearing member at any depth.
-fn scrubbed(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(name, value)| {
-                    let lower = name.to_ascii_lowercase();
-                    if SECRET_MEMBERS.contains(&lower.as_str()) {
-                        (name.clone(), Value::String(HIDDEN.into()))
-                    } else {
-                        (name.clone(), scrubbed(value))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(scrubbed).collect()),
-        other => other.clone(),
-    }
 }
 
 /// ISO 8601 UTC with seconds, as CloudTrail writes eventTime.
@@ -268,6 +330,7 @@ impl<'a> KeyArn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn canonical_bytes_sort_members_and_ignore_order() {
@@ -299,10 +362,56 @@ mod tests {
     #[test]
     fn secret_members_are_hidden_at_any_depth() {
         let v = json!({"Plaintext":"c2VjcmV0","nested":[{"keyMaterial":"AAAA","KeyId":"k"}]});
-        let s = scrubbed(&v);
+        let mut out = Vec::new();
+        write_canonical_with(&v, &mut out, true);
+        let s: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             s,
             json!({"Plaintext":HIDDEN,"nested":[{"keyMaterial":HIDDEN,"KeyId":"k"}]})
         );
+    }
+
+    fn sample(full: bool) -> Event {
+        let mut e = Event {
+            event_name: "Decrypt".into(),
+            read_only: true,
+            ..Event::default()
+        };
+        e.identity.kind = "IAMUser".into();
+        if full {
+            e.identity.arn = Some("arn:aws:iam::111122223333:user/alice".into());
+            e.identity.account_id = Some("111122223333".into());
+            e.identity.principal_id = Some("AIDA".into());
+            e.request_parameters = json!({"keyId": "k", "encryptionContext": {"b": "2", "a": "1"}});
+            e.response_elements = json!({"keyId": "k"});
+            e.error_code = Some("AccessDeniedException".into());
+            e.error_message = Some("no \"quotes\" \u{1} here".into());
+            e.resources = vec![
+                "arn:aws:kms:local:111122223333:key/k".into(),
+                "not-an-arn".into(),
+            ];
+            e.decision = Some(
+                json!({"decision": "allowed", "matched": [{"Source": "Grant", "grant_id": "g"}]}),
+            );
+            e.via_service = Some("kmsfs".into());
+            e.fs = Some(json!({"volumeId": "v", "fileId": "f"}));
+        }
+        e
+    }
+
+    #[test]
+    fn record_line_is_in_canonical_form_and_hash_covers_it() {
+        for full in [false, true] {
+            let (line, hash) = build(&sample(full), 0, "local", 7, &"0".repeat(64), "id");
+            let mut v: Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(
+                canonical_bytes(&v),
+                line,
+                "the written member order is the sorted order"
+            );
+            assert_eq!(v["kmsfs"]["hash"], hash.as_str());
+            v["kmsfs"].as_object_mut().unwrap().remove("hash");
+            assert_eq!(hex::encode(Sha256::digest(canonical_bytes(&v))), hash);
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! The `kmsfs` command line: clap argument types and one module per command group.
 //! `anyhow` lives only here. OWNER: lead (mod.rs); kms.rs and audit.rs: control helper.
 
+pub mod audit;
+pub mod kms;
+
 use std::path::PathBuf;
 
 /// Options every command accepts (each also an environment variable).
@@ -27,7 +30,12 @@ pub enum OutputFormat {
 }
 
 pub mod daemon;
+pub mod fsck;
+pub mod keyrule;
+pub mod mount_helper;
+pub mod service;
 pub mod simulate;
+pub mod whoami;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,15 +46,35 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
+    #[command(flatten)]
+    pub root_key: service::RootKeyOpts,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create the store if absent; with BACKING, also a volume there.
+    Init(service::InitArgs),
+    /// Run the key service alone on its control socket.
+    Serve(service::ServeArgs),
+    /// Mount a volume; the key service runs inside the mount process.
+    Mount(service::MountArgs),
+    /// Unmount a kmsfs mount point.
+    Umount(service::UmountArgs),
+    /// Authenticate every header and block of a volume that you may read.
+    Fsck(fsck::FsckArgs),
+    /// Show which principal you are and what you may do with a key.
+    Whoami(whoami::WhoamiArgs),
+    /// Set or show the key that new files under a directory of a mount get.
+    KeyRule(keyrule::KeyRuleArgs),
+    /// The key service's API, mirroring `aws kms <verb>`.
+    Kms(kms::KmsArgs),
     /// Evaluate a request against a key policy (and identity policies and grants) and
     /// explain the decision.
     Simulate(simulate::SimulateArgs),
+    /// Read or verify the hash-chained audit log.
+    Audit(audit::AuditArgs),
 }
 
 /// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
@@ -77,7 +105,27 @@ pub fn read_param_text(value: &str, flag: &str) -> anyhow::Result<String> {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    let rk = &cli.root_key;
     match &cli.command {
-        Command::Simulate(args) => simulate::run_offline(args, &cli.global),
+        Command::Init(a) => service::run_init(a, g, rk),
+        Command::Serve(a) => service::run_serve(a, g, rk),
+        Command::Mount(a) => service::run_mount(a, g, rk),
+        Command::Umount(a) => service::run_umount(a),
+        Command::Fsck(a) => fsck::run(a, g, rk),
+        Command::Whoami(a) => whoami::run(a, g, rk),
+        Command::KeyRule(a) => keyrule::run(a, g),
+        Command::Kms(a) => {
+            let backend = service::connect(g, rk)?;
+            kms::run(a, g, backend.as_ref())
+        }
+        Command::Simulate(a) => {
+            if a.key_id.is_some() {
+                simulate::run_via_service(a, g, rk)
+            } else {
+                simulate::run_offline(a, g)
+            }
+        }
+        Command::Audit(a) => audit::run(a, &store_dir(g).join(crate::kms::store::AUDIT_FILE), g),
     }
 }

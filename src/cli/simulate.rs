@@ -81,7 +81,9 @@ fn key_account(key_arn: &str) -> anyhow::Result<String> {
         ["arn", _, "kms", _, account, res] if res.starts_with("key/") && !account.is_empty() => {
             Ok(account.to_string())
         }
-        _ => bail!("--key-arn: \"{key_arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"),
+        _ => bail!(
+            "--key-arn: \"{key_arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
+        ),
     }
 }
 
@@ -94,14 +96,15 @@ pub fn simulate_offline(
         bail!("give --key-id, or --key-policy with --key-arn");
     };
     let text = read_param_text(policy_param, "--key-policy")?;
-    let document = PolicyDocument::parse(&text).map_err(|e| {
-        anyhow::anyhow!("MalformedPolicyDocumentException: --key-policy: {e}")
-    })?;
+    let document = PolicyDocument::parse(&text)
+        .map_err(|e| anyhow::anyhow!("MalformedPolicyDocumentException: --key-policy: {e}"))?;
     let resource_account = key_account(key_arn)?;
     let caller: ResolvedPrincipal = match (&args.principal, args.uid) {
         (Some(arn), _) => {
             parse_principal_arn(arn).map_err(|m| anyhow::anyhow!("--principal: {m}"))?;
-            principals.by_arn(arn).map_err(|m| anyhow::anyhow!("--principal: {m}"))?
+            principals
+                .by_arn(arn)
+                .map_err(|m| anyhow::anyhow!("--principal: {m}"))?
         }
         (None, Some(uid)) => principals.resolve(uid, args.gid.unwrap_or(uid)),
         (None, None) => bail!("give --principal ARN or --uid N"),
@@ -159,7 +162,10 @@ pub fn print_answer(answer: &serde_json::Value, output: OutputFormat) -> anyhow:
             let mut reasons: Vec<String> = Vec::new();
             if let Some(list) = answer.get("MatchedStatements").and_then(|v| v.as_array()) {
                 for m in list {
-                    let kind = m.get("SourcePolicyType").and_then(|v| v.as_str()).unwrap_or("?");
+                    let kind = m
+                        .get("SourcePolicyType")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?");
                     let id = m
                         .get("Sid")
                         .and_then(|v| v.as_str())
@@ -194,6 +200,44 @@ pub fn run_offline(args: &SimulateArgs, global: &GlobalOpts) -> anyhow::Result<i
         }
     };
     let answer = simulate_offline(args, &principals)?;
+    print_answer(&answer, global.output)?;
+    Ok(0)
+}
+
+/// Runs `kmsfs simulate --key-id K` through the key service (stored policy and grants).
+pub fn run_via_service(
+    args: &SimulateArgs,
+    global: &GlobalOpts,
+    keys: &crate::cli::service::RootKeyOpts,
+) -> anyhow::Result<i32> {
+    let Some(key_id) = &args.key_id else {
+        bail!("--key-id is required here");
+    };
+    let mut req = serde_json::json!({
+        "KeyId": key_id,
+        "Action": normalize_action(&args.action)?,
+    });
+    match (&args.principal, args.uid) {
+        (Some(arn), _) => req["PrincipalArn"] = serde_json::json!(arn),
+        (None, Some(uid)) => {
+            req["Uid"] = serde_json::json!(uid);
+            req["Gid"] = serde_json::json!(args.gid.unwrap_or(uid));
+        }
+        (None, None) => bail!("give --principal ARN or --uid N"),
+    }
+    if let Some(t) = &args.encryption_context {
+        req["EncryptionContext"] = serde_json::to_value(parse_encryption_context(t)?)?;
+    }
+    if let Some(v) = &args.via_service {
+        req["ViaService"] = serde_json::json!(v);
+    }
+    if !args.context.is_empty() {
+        bail!("--context is only supported with --key-policy");
+    }
+    let backend = crate::cli::service::connect(global, keys)?;
+    let answer = backend
+        .call("Simulate", req)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.kind.aws_name(), e.message))?;
     print_answer(&answer, global.output)?;
     Ok(0)
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Something that answers AWS KMS operations in AWS's JSON shapes: the socket client,
 /// or the key service itself when the CLI opens the store directly.
@@ -18,10 +18,14 @@ pub trait Backend {
     fn call(&self, operation: &str, request: Value) -> Result<Value, KmsError>;
 }
 
+/// How long a call waits for its answer before failing with DependencyTimeoutException.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A connection to a key service's control socket.
 pub struct SocketClient {
     path: PathBuf,
     conn: Mutex<Option<Connection>>,
+    timeout: Duration,
 }
 
 struct Connection {
@@ -32,7 +36,7 @@ struct Connection {
 impl SocketClient {
     /// Connects now, so "no service here" is reported before the first call.
     pub fn connect(path: &Path) -> Result<SocketClient, ControlError> {
-        let stream = UnixStream::connect(path).map_err(|source| ControlError::Io {
+        let stream = open_stream(path, CALL_TIMEOUT).map_err(|source| ControlError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -42,7 +46,18 @@ impl SocketClient {
                 stream,
                 last_used: Instant::now(),
             })),
+            timeout: CALL_TIMEOUT,
         })
+    }
+
+    /// Changes how long a call waits for its answer (default [`CALL_TIMEOUT`]).
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        if let Ok(mut guard) = self.conn.lock() {
+            if let Some(c) = guard.as_mut() {
+                let _ = c.stream.set_read_timeout(Some(timeout));
+            }
+        }
+        SocketClient { timeout, ..self }
     }
 
     /// Connects to the first of `paths` where a service answers.
@@ -70,7 +85,14 @@ impl SocketClient {
 
     fn exchange(&self, conn: &mut Connection, body: &[u8]) -> Result<Vec<u8>, (bool, KmsError)> {
         // `true`: nothing reached the server, so a retry on a fresh connection is safe.
-        write_frame(&mut conn.stream, body).map_err(|e| (true, self.transport_error(e)))?;
+        if let Err(e) = write_frame(&mut conn.stream, body) {
+            // The server may have refused the connection with a parting frame (e.g.
+            // LimitExceededException) before closing it: that is the answer to show.
+            return match read_frame(&mut conn.stream, MAX_FRAME) {
+                Ok(Some(parting)) => Ok(parting),
+                _ => Err((true, self.transport_error(e))),
+            };
+        }
         conn.last_used = Instant::now();
         match read_frame(&mut conn.stream, MAX_FRAME) {
             Ok(Some(b)) => Ok(b),
@@ -78,9 +100,34 @@ impl SocketClient {
                 false,
                 self.transport_error("the key service closed the connection before answering"),
             )),
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err((
+                    false,
+                    KmsError::new(
+                        ErrorKind::DependencyTimeout,
+                        format!(
+                            "the key service at {} did not answer within {:?}",
+                            self.path.display(),
+                            self.timeout
+                        ),
+                    ),
+                ))
+            }
             Err(e) => Err((false, self.transport_error(e))),
         }
     }
+}
+
+fn open_stream(path: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    let stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
 }
 
 impl Backend for SocketClient {
@@ -111,7 +158,7 @@ impl Backend for SocketClient {
             attempts += 1;
             if guard.is_none() {
                 let stream =
-                    UnixStream::connect(&self.path).map_err(|e| self.transport_error(e))?;
+                    open_stream(&self.path, self.timeout).map_err(|e| self.transport_error(e))?;
                 *guard = Some(Connection {
                     stream,
                     last_used: Instant::now(),

@@ -245,6 +245,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parsers(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse_request(&bytes);
+            let _ = read_frame(&mut &bytes[..], 64);
+        }
+
+        #[test]
+        fn any_operation_and_object_round_trips(op in "[A-Za-z0-9]{1,40}", k in "\\PC{0,20}", v in "\\PC{0,20}") {
+            let frame = RequestFrame { version: PROTOCOL_VERSION, operation: op, request: json!({ k: v }) };
+            let body = serde_json::to_vec(&frame).unwrap();
+            let mut wire = Vec::new();
+            write_frame(&mut wire, &body).unwrap();
+            let got = read_frame(&mut &wire[..], MAX_FRAME).unwrap().unwrap();
+            proptest::prop_assert_eq!(parse_request(&got).unwrap(), frame);
+        }
+    }
+
     #[test]
     fn response_frames_have_aws_json_shape() {
         let ok = serde_json::to_value(ResponseFrame::Ok(json!({"KeyId": "k"}))).unwrap();

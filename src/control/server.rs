@@ -14,6 +14,7 @@ use crate::kms::KmsError;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::ErrorKind as IoKind;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -27,13 +28,17 @@ pub trait Handler: Send + Sync {
     fn call(&self, caller: &Caller, operation: &str, request: Value) -> Result<Value, KmsError>;
 }
 
-/// Connections served at once; each has a thread. Further connections get a
-/// `LimitExceededException` frame and are closed.
+/// Connections served at once by default; each has a thread. Further connections get
+/// a `LimitExceededException` frame and are closed.
 pub const MAX_CONNECTIONS: usize = 128;
 
-/// A connection with no complete request for this long is closed, so idle or stalled
-/// clients cannot hold the connection slots forever. The client reconnects by itself.
+/// By default, a connection with no complete request for this long is closed, so idle
+/// or stalled clients cannot hold the connection slots forever. The client reconnects
+/// by itself.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often the accept loop checks for shutdown even if nothing wakes it.
+const SHUTDOWN_POLL_MS: i32 = 250;
 
 /// A bound, not yet serving, control socket.
 pub struct Server {
@@ -44,6 +49,8 @@ pub struct Server {
     identity: (u64, u64),
     handler: Arc<dyn Handler>,
     shared: Arc<Shared>,
+    max_connections: usize,
+    idle_timeout: Duration,
 }
 
 struct Shared {
@@ -106,7 +113,21 @@ impl Server {
                 next_id: AtomicU64::new(0),
                 conns: Mutex::new(HashMap::new()),
             }),
+            max_connections: MAX_CONNECTIONS,
+            idle_timeout: IDLE_TIMEOUT,
         })
+    }
+
+    /// Caps the connections served at once (default [`MAX_CONNECTIONS`]).
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Closes connections idle (or stalled mid-frame) this long (default [`IDLE_TIMEOUT`]).
+    pub fn with_idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -145,12 +166,30 @@ impl Server {
         })
     }
 
+    /// Waits up to SHUTDOWN_POLL_MS for a connection to accept.
+    fn wait_readable(&self) -> bool {
+        let mut fds = [libc::pollfd {
+            fd: self.listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd whose descriptor the listener keeps open.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, SHUTDOWN_POLL_MS) };
+        rc > 0
+    }
+
     fn accept_loop(&self) -> Result<(), ControlError> {
         loop {
-            let accepted = self.listener.accept();
+            // Polling (rather than blocking in accept) lets shutdown work even when the
+            // wake-up connection cannot reach us, e.g. the socket file was removed.
+            let ready = self.wait_readable();
             if self.shared.stopping.load(Ordering::SeqCst) {
                 return Ok(());
             }
+            if !ready {
+                continue;
+            }
+            let accepted = self.listener.accept();
             let stream = match accepted {
                 Ok((stream, _)) => stream,
                 // A client that gave up before we accepted, or a transient shortage:
@@ -174,14 +213,17 @@ impl Server {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
-            if conns.len() >= MAX_CONNECTIONS {
+            if conns.len() >= self.max_connections {
                 drop(conns);
+                // Never let a client that does not read stall the accept loop.
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
                 let _ = send(
                     &mut stream,
                     &ResponseFrame::error(
                         "LimitExceededException",
                         format!(
-                            "the key service is serving {MAX_CONNECTIONS} connections; retry later"
+                            "the key service is serving {} connections; retry later",
+                            self.max_connections
                         ),
                     ),
                 );
@@ -199,10 +241,11 @@ impl Server {
         }
         let handler = self.handler.clone();
         let shared = self.shared.clone();
+        let idle = self.idle_timeout;
         let spawned = std::thread::Builder::new()
             .name(format!("kmsfs-conn-{id}"))
             .spawn(move || {
-                serve_connection(stream, handler.as_ref());
+                serve_connection(stream, handler.as_ref(), idle);
                 shared
                     .conns
                     .lock()
@@ -301,7 +344,7 @@ fn send(stream: &mut UnixStream, response: &ResponseFrame) -> Result<(), FrameEr
     write_frame(stream, &body)
 }
 
-fn serve_connection(mut stream: UnixStream, handler: &dyn Handler) {
+fn serve_connection(mut stream: UnixStream, handler: &dyn Handler, idle: Duration) {
     let caller = match peer_caller(&stream) {
         Ok(c) => c,
         Err(e) => {
@@ -313,8 +356,8 @@ fn serve_connection(mut stream: UnixStream, handler: &dyn Handler) {
             return;
         }
     };
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(idle));
+    let _ = stream.set_write_timeout(Some(idle));
     loop {
         let body = match read_frame(&mut stream, MAX_FRAME) {
             Ok(Some(body)) => body,

@@ -21,6 +21,8 @@ use crate::format::{backing_len, block_offset, plaintext_size, ContentCipher, BL
 use super::error::FsError;
 
 const B: u64 = BLOCK_SIZE as u64;
+/// Largest plaintext size kmsfs writes: its backing length must stay a valid `off_t`.
+pub const MAX_FILE_SIZE: u64 = 1 << 62;
 
 /// Reusable per-thread buffers.
 #[derive(Default)]
@@ -143,7 +145,8 @@ pub fn write(
     }
     let end = offset
         .checked_add(data.len() as u64)
-        .ok_or_else(|| FsError::refused(libc::EFBIG, "write past the largest offset"))?;
+        .filter(|&end| end <= MAX_FILE_SIZE)
+        .ok_or_else(|| FsError::refused(libc::EFBIG, "write past the largest file size"))?;
     let first = offset / B;
     let last = (end - 1) / B;
     let new_size = old.max(end);
@@ -218,6 +221,12 @@ pub fn write(
 /// Sets the plaintext size to `new_size`: shrinking re-seals the new last block,
 /// growing pads the old last block and leaves holes up to a sealed final block.
 pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<(), FsError> {
+    if new_size > MAX_FILE_SIZE {
+        return Err(FsError::refused(
+            libc::EFBIG,
+            "truncate past the largest file size",
+        ));
+    }
     let old = size(file)?;
     if new_size > old {
         write(file, cipher, new_size - 1, &[0])?;
@@ -242,4 +251,107 @@ pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<()
     }
     file.set_len(backing_len(new_size))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::DataKey;
+    use crate::format::{FileHeader, HEADER_LEN};
+
+    fn new_file() -> (File, ContentCipher) {
+        let key = DataKey::generate().unwrap();
+        let header = FileHeader::new(
+            FileHeader::generate_file_id().unwrap(),
+            "arn:aws:kms:local:1:key/k".into(),
+            vec![1, 2, 3],
+            &key,
+        )
+        .unwrap();
+        let cipher = ContentCipher::new(&key, &header).unwrap();
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(&header.encode(), 0).unwrap();
+        (file, cipher)
+    }
+
+    fn read_all(file: &File, cipher: &ContentCipher) -> Vec<u8> {
+        let size = size(file).unwrap();
+        read(file, cipher, 0, size as u32 + 10, |b| b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn writes_truncates_and_reads_match_a_byte_vector_model() {
+        let (file, cipher) = new_file();
+        let mut model: Vec<u8> = Vec::new();
+        let mut x: u64 = 0x1234_5678;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 0..1500 {
+            match next(4) {
+                0 | 1 => {
+                    let off = next(6 * B) as usize;
+                    let len = next(2 * B + 100) as usize + 1;
+                    let data: Vec<u8> = (0..len).map(|i| (i as u64 + step) as u8).collect();
+                    write(&file, &cipher, off as u64, &data).unwrap();
+                    if model.len() < off + len {
+                        model.resize(off + len, 0);
+                    }
+                    model[off..off + len].copy_from_slice(&data);
+                }
+                2 => {
+                    let len = next(7 * B) as usize;
+                    truncate(&file, &cipher, len as u64).unwrap();
+                    model.resize(len, 0);
+                }
+                _ => {
+                    let off = next(7 * B);
+                    let len = next(3 * B) as u32;
+                    let got = read(&file, &cipher, off, len, |b| b.to_vec()).unwrap();
+                    let from = (off as usize).min(model.len());
+                    let to = (off as usize + len as usize).min(model.len());
+                    assert_eq!(got, &model[from..to], "step {step}");
+                }
+            }
+            assert_eq!(size(&file).unwrap(), model.len() as u64, "step {step}");
+            assert_eq!(
+                file.metadata().unwrap().len(),
+                backing_len(model.len() as u64),
+                "step {step}"
+            );
+        }
+        assert_eq!(read_all(&file, &cipher), model);
+    }
+
+    #[test]
+    fn sizes_beyond_the_largest_file_are_efbig() {
+        let (file, cipher) = new_file();
+        let err = write(&file, &cipher, MAX_FILE_SIZE, b"x").unwrap_err();
+        assert_eq!(err.errno(), libc::EFBIG);
+        let err = write(&file, &cipher, u64::MAX - 1, b"xy").unwrap_err();
+        assert_eq!(err.errno(), libc::EFBIG);
+        let err = truncate(&file, &cipher, MAX_FILE_SIZE + 1).unwrap_err();
+        assert_eq!(err.errno(), libc::EFBIG);
+        assert_eq!(size(&file).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_damaged_block_fails_the_read_instead_of_returning_bytes() {
+        let (file, cipher) = new_file();
+        write(&file, &cipher, 0, &[7u8; 3 * BLOCK_SIZE]).unwrap();
+        let at = HEADER_LEN as u64 + crate::format::SEALED_BLOCK_SIZE as u64 + 40;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], at).unwrap();
+        // Block 0 alone still reads; any range touching block 1 fails.
+        assert_eq!(read(&file, &cipher, 0, 100, |b| b.len()).unwrap(), 100);
+        let err = read(&file, &cipher, 0, 3 * B as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+        // A write that must read the damaged block back refuses too.
+        let err = write(&file, &cipher, B + 1, b"x").unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+    }
 }

@@ -101,12 +101,16 @@ fn stat_fd(fd: impl AsFd) -> Result<FileStat, FsError> {
 }
 
 fn system_time(sec: i64, nsec: i64) -> SystemTime {
-    let nanos = u32::try_from(nsec).unwrap_or(0);
-    if sec >= 0 {
-        UNIX_EPOCH + Duration::new(sec.unsigned_abs(), nanos)
+    let nanos = Duration::from_nanos(u64::try_from(nsec).unwrap_or(0));
+    let moved = if sec >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(sec.unsigned_abs()))
     } else {
-        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nanos.into())
-    }
+        UNIX_EPOCH.checked_sub(Duration::from_secs(sec.unsigned_abs()))
+    };
+    // Times no SystemTime can hold show as the epoch rather than taking the daemon down.
+    moved
+        .and_then(|t| t.checked_add(nanos))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn time_spec(t: Option<TimeOrNow>) -> TimeSpec {
@@ -177,6 +181,12 @@ impl Core {
     /// Number of open file handles (for tests and the CLI's status).
     pub fn open_files(&self) -> usize {
         self.files.len()
+    }
+
+    /// This mount's new files (where no directory rule applies) use `key` instead of
+    /// the volume's default key (`kmsfs mount --key`). Not persisted.
+    pub fn override_default_key(&mut self, key: String) {
+        self.volume.default_key = key;
     }
 
     fn writable(&self) -> Result<(), FsError> {
@@ -256,8 +266,35 @@ impl Core {
     /// Gives a new backing object to its creator (when running as root), inheriting the
     /// group of a set-group-id directory as POSIX does.
     fn chown_new(&self, dir: &Node, name: &str, caller: &Caller) -> Result<(), FsError> {
+        if let Some((uid, gid)) = self.owner_for_new(dir, caller)? {
+            fchownat(
+                &dir.fd,
+                name,
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets exactly the mode the caller asked for on a new (non-symlink) object: the
+    /// daemon's own umask must not strip bits the caller's umask left.
+    fn exact_mode(&self, dir: &Node, name: &str, mode: u32) -> Result<(), FsError> {
+        nix::sys::stat::fchmodat(
+            &dir.fd,
+            name,
+            Mode::from_bits_truncate(mode & 0o7777),
+            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        )?;
+        Ok(())
+    }
+
+    /// The owner a new object in `dir` gets when the daemon runs as root (`None`
+    /// otherwise: it then belongs to the daemon's user).
+    fn owner_for_new(&self, dir: &Node, caller: &Caller) -> Result<Option<(Uid, Gid)>, FsError> {
         if !self.as_root {
-            return Ok(());
+            return Ok(None);
         }
         let dir_st = stat_fd(&dir.fd)?;
         let gid = if dir_st.st_mode & libc::S_ISGID != 0 {
@@ -265,14 +302,60 @@ impl Core {
         } else {
             caller.gid
         };
-        fchownat(
+        Ok(Some((Uid::from_raw(caller.uid), Gid::from_raw(gid))))
+    }
+
+    /// Creates regular file `dir/name` holding exactly `header`, owned by the caller and
+    /// with exactly `perm` (the kernel already applied the caller's umask; the daemon's
+    /// own umask must not apply again). Preferably an unnamed `O_TMPFILE` that is linked
+    /// into place only once complete, so no reader (and no crash) ever sees a file
+    /// without its header; on file systems without `O_TMPFILE`, created in place and
+    /// removed again if the header cannot be written.
+    fn create_with_header(
+        &self,
+        dir: &Node,
+        name: &str,
+        perm: Mode,
+        header: &[u8],
+        caller: &Caller,
+    ) -> Result<File, FsError> {
+        let owner = self.owner_for_new(dir, caller)?;
+        let finish = |file: &File| -> Result<(), FsError> {
+            file.write_all_at(header, 0)?;
+            nix::sys::stat::fchmod(file, perm)?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(file, Some(uid), Some(gid))?;
+            }
+            Ok(())
+        };
+        match openat(
+            &dir.fd,
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            perm,
+        ) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                finish(&file)?;
+                // linkat never replaces: EEXIST if the name appeared meanwhile.
+                sys::link_fd(file.as_fd(), dir.fd.as_fd(), OsStr::new(name))?;
+                return Ok(file);
+            }
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = openat(
             &dir.fd,
             name,
-            Some(Uid::from_raw(caller.uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            perm,
         )?;
-        Ok(())
+        let file = File::from(fd);
+        if let Err(e) = finish(&file) {
+            let _ = unlinkat(&dir.fd, name, UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        Ok(file)
     }
 
     /// The key for a new file in `dir`: the nearest enclosing directory's key rule, else
@@ -438,23 +521,15 @@ impl Core {
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
         names::write_sidecar(&dir.fd, &backing)?;
-        let fd = openat(
-            &dir.fd,
-            backing.name(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode & !umask & 0o7777),
-        )?;
-        let file = File::from(fd);
-        let made = file
-            .write_all_at(&header.encode(), 0)
-            .map_err(FsError::from)
-            .and_then(|()| self.chown_new(&dir, backing.name(), caller));
-        if let Err(e) = made {
-            // Never leave a file without a complete header behind.
-            let _ = unlinkat(&dir.fd, backing.name(), UnlinkatFlags::NoRemoveDir);
-            let _ = names::remove_sidecar(&dir.fd, &backing);
-            return Err(e);
-        }
+        let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+        let file = self
+            .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
+            .inspect_err(|e| {
+                // The sidecar of an existing entry stays; otherwise it is an orphan.
+                if e.errno() != libc::EEXIST {
+                    let _ = names::remove_sidecar(&dir.fd, &backing);
+                }
+            })?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
         node.changed();
         let _ = node.unchanged_since_last_open();
@@ -612,6 +687,7 @@ impl Core {
                     Mode::from_bits_truncate(mode & !umask & 0o7777),
                     0,
                 )?;
+                self.exact_mode(&dir, backing.name(), mode & !umask)?;
                 self.chown_new(&dir, backing.name(), caller)?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }
@@ -638,18 +714,21 @@ impl Core {
             backing.name(),
             Mode::from_bits_truncate(mode & !umask & 0o7777),
         )?;
-        let made = openat(
-            &dir.fd,
-            backing.name(),
-            path_flags() | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .map_err(FsError::from)
-        .and_then(|fd| {
-            let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
-            self.chown_new(&dir, backing.name(), caller)?;
-            Ok(meta)
-        });
+        let made = self
+            .exact_mode(&dir, backing.name(), mode & !umask)
+            .and_then(|()| {
+                Ok(openat(
+                    &dir.fd,
+                    backing.name(),
+                    path_flags() | OFlag::O_DIRECTORY,
+                    Mode::empty(),
+                )?)
+            })
+            .and_then(|fd| {
+                let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
+                self.chown_new(&dir, backing.name(), caller)?;
+                Ok(meta)
+            });
         let meta = match made {
             Ok(meta) => meta,
             Err(e) => {
@@ -837,10 +916,14 @@ impl Core {
                     .ok()
                     .and_then(|st| NodeKind::from_stat(&st)),
             };
+            let Some(backing_name) = backing.to_str().map(str::to_string) else {
+                continue;
+            };
             if let Some(kind) = kind {
                 entries.push(DirEntry {
                     name,
                     kind,
+                    backing_name,
                     backing_ino: entry.ino(),
                 });
             }
@@ -868,6 +951,50 @@ impl Core {
                     Some(e) => add(e.backing_ino, next, file_type(e.kind), &e.name),
                     None => break,
                 },
+            };
+            if full {
+                break;
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::readdir`], with attributes: each entry passed to `add` counts as one
+    /// kernel lookup, undone if the reply buffer was full. `.` and `..` carry no lookup
+    /// (the kernel does not link them).
+    pub fn readdirplus(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, u64, &OsStr, &FileAttr) -> bool,
+    ) -> Result<(), FsError> {
+        let dir = self.dirs.get(fh)?;
+        let node = self.inodes.get(ino)?;
+        let own = self.getattr(ino)?;
+        let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
+        while index < 2 + dir.entries.len() {
+            let next = index as u64 + 1;
+            let full = match index {
+                0 => add(ino, next, OsStr::new("."), &own),
+                1 => add(ROOT_INO, next, OsStr::new(".."), &own),
+                _ => {
+                    let Some(e) = dir.entries.get(index - 2) else {
+                        break;
+                    };
+                    match self.remember_child(&node, &e.backing_name) {
+                        Ok((child, attr)) => {
+                            let full = add(child.ino, next, &e.name, &attr);
+                            if full {
+                                self.inodes.forget(child.ino, 1);
+                            }
+                            full
+                        }
+                        // Removed since opendir: leave it out.
+                        Err(_) => false,
+                    }
+                }
             };
             if full {
                 break;
@@ -925,6 +1052,7 @@ impl Core {
 
     pub fn setxattr(
         &self,
+        caller: &Caller,
         ino: u64,
         name: &OsStr,
         value: &[u8],
@@ -932,6 +1060,10 @@ impl Core {
     ) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
+        if name == super::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
+            return self.set_key_rule(&node, Some(value));
+        }
         if VolumeSecrets::xattr_is_sealed(name) {
             let sealed = self.secrets.seal_xattr(name, value)?;
             sys::set_xattr(node.fd.as_fd(), name, &sealed, flags)
@@ -942,6 +1074,13 @@ impl Core {
 
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply, FsError> {
         let node = self.xattr_node(ino)?;
+        if name == super::KEY_RULE_XATTR {
+            let meta = self.key_rule_dir(&node)?;
+            return match meta.key_rule {
+                Some(rule) => sized_reply(rule.into_bytes(), size),
+                None => Err(FsError::refused(libc::ENODATA, "no key rule")),
+            };
+        }
         let stored = sys::get_xattr(node.fd.as_fd(), name)?;
         let value = if VolumeSecrets::xattr_is_sealed(name) {
             self.secrets.open_xattr(name, &stored)?
@@ -956,10 +1095,71 @@ impl Core {
         sized_reply(sys::list_xattr(node.fd.as_fd())?, size)
     }
 
-    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError> {
+    pub fn removexattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
+        if name == super::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
+            return self.set_key_rule(&node, None);
+        }
         sys::remove_xattr(node.fd.as_fd(), name)
+    }
+
+    /// A key rule decides which key protects other users' future files, so only the
+    /// directory's owner (or root) changes it, whatever the mode bits and mount options
+    /// say (write permission alone would let a writer redirect new files to a key they
+    /// control).
+    fn may_change_key_rule(&self, caller: &Caller, node: &Node) -> Result<(), FsError> {
+        let st = stat_fd(&node.fd)?;
+        if caller.uid == 0 || caller.uid == st.st_uid {
+            Ok(())
+        } else {
+            Err(FsError::refused(
+                libc::EPERM,
+                "key rule change by non-owner",
+            ))
+        }
+    }
+
+    /// The directory metadata behind a key-rule request (directories only).
+    fn key_rule_dir(&self, node: &Node) -> Result<crate::format::DirMeta, FsError> {
+        if node.kind != NodeKind::Directory {
+            return Err(FsError::refused(
+                libc::ENOTSUP,
+                "key rules apply to directories",
+            ));
+        }
+        names::load_dir_meta(node.fd.as_fd(), &self.secrets.metadata)
+    }
+
+    /// Sets (or with `None` removes) the key that new files under `node` get. Existing
+    /// files keep the key in their own envelopes. The rule is validated (non-empty
+    /// UTF-8 key id, ARN or alias) and written atomically with the directory's MAC.
+    fn set_key_rule(&self, node: &Node, value: Option<&[u8]>) -> Result<(), FsError> {
+        let mut meta = self.key_rule_dir(node)?;
+        meta.key_rule = match value {
+            None => {
+                if meta.key_rule.is_none() {
+                    return Err(FsError::refused(libc::ENODATA, "no key rule"));
+                }
+                None
+            }
+            Some(v) => {
+                let rule = std::str::from_utf8(v)
+                    .map_err(|_| FsError::refused(libc::EINVAL, "key rule is not UTF-8"))?
+                    .trim();
+                if rule.is_empty() {
+                    return Err(FsError::refused(libc::EINVAL, "empty key rule"));
+                }
+                Some(rule.to_string())
+            }
+        };
+        let path = sys::proc_path(node.fd.as_fd());
+        meta.save(
+            Path::new(OsStr::from_bytes(path.as_bytes())),
+            &self.secrets.metadata,
+        )?;
+        Ok(())
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::kms::provider::Caller;
@@ -60,6 +60,11 @@ fn open_flags(keep_cache: bool) -> FopenFlags {
 impl Filesystem for KmsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
+        // Read ahead as far as the kernel allows (up to a write's size): sequential
+        // reads then arrive as large block ranges, one pread each.
+        if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
+            let _ = config.set_max_readahead(nearest);
+        }
         // O_TRUNC must reach open() so that it is authorized as a write; the others are
         // optional speed-ups, taken when the kernel offers them.
         for flag in [
@@ -67,6 +72,8 @@ impl Filesystem for KmsFs {
             InitFlags::FUSE_BIG_WRITES,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -341,6 +348,25 @@ impl Filesystem for KmsFs {
         }
     }
 
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let res = self
+            .core
+            .readdirplus(ino.0, fh.0, offset, |ino, next, name, attr| {
+                reply.add(INodeNo(ino), next, name, &TTL, attr, Generation(0))
+            });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn releasedir(
         &self,
         _req: &Request,
@@ -378,7 +404,7 @@ impl Filesystem for KmsFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -386,7 +412,7 @@ impl Filesystem for KmsFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.core.setxattr(ino.0, name, value, flags) {
+        match self.core.setxattr(&caller(req), ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -408,8 +434,8 @@ impl Filesystem for KmsFs {
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.core.removexattr(ino.0, name) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.core.removexattr(&caller(req), ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }

@@ -33,6 +33,8 @@ pub struct OpenFile {
 pub struct DirEntry {
     pub name: OsString,
     pub kind: NodeKind,
+    /// The entry's name in the backing directory (for readdirplus's lookups).
+    pub backing_name: String,
     /// The backing inode number (readdir's `d_ino`; lookups assign FUSE inodes).
     pub backing_ino: u64,
 }

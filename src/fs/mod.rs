@@ -13,6 +13,20 @@
 //! This module talks to the key service only through [`crate::kms::provider::DataKeys`]
 //! and to the on-disk format only through [`crate::format`]. It never caches a
 //! permission across opens and never returns bytes that failed authentication.
+//!
+//! Behaviour worth knowing:
+//! - Writes are write-through: a write is sealed and in the backing file before it is
+//!   acknowledged, so a lazy unmount (or a crash of the daemon) loses no acknowledged
+//!   write. Writes to one file are serialized per inode (reads share the lock), so a
+//!   read-modify-write of a partial block is never interleaved with another.
+//! - The kernel keeps a file's cached pages across opens (`keep_cache`) unless a write
+//!   through this mount changed the file since the previous open; every open still asks
+//!   the key service first, so cached pages never reach a caller who is refused.
+//! - New regular files appear in the backing directory only with a complete header
+//!   (`O_TMPFILE`, then `linkat`), owned by the caller when the daemon runs as root.
+//! - Mode bits are the kernel's to check (`default_permissions`); without it, only opens
+//!   (key service), chmod/chown (owner or root) and key rules (owner or root) are checked
+//!   here. Multi-user mounts should use `allow_other,default_permissions`.
 
 pub mod authz;
 mod content;
@@ -26,5 +40,12 @@ mod names;
 mod sys;
 
 pub use error::FsError;
+
+/// The extended attribute through which a mounted directory's key rule (the key new
+/// files under it get) is read, set and removed: `kmsfs key-rule` uses it. In the
+/// `user.` namespace so that, with `default_permissions`, the kernel requires write
+/// permission on the directory to change it; in any case only the directory's owner or
+/// root may change it.
+pub const KEY_RULE_XATTR: &str = "user.kmsfs.key_rule";
 pub use mount::{init_volume, mount, unmount, MountSession, MountSpec};
 pub use names::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX, XATTR_KEY_INFO};

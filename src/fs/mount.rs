@@ -26,7 +26,9 @@ pub struct MountSpec {
     pub mountpoint: PathBuf,
     /// The `-o` options, one per element (`allow_other`, `default_permissions`, `ro`,
     /// `fsname=...`, `subtype=...`, `allow_root`, `auto_unmount`, `nosuid`, `nodev`,
-    /// `noexec`, `noatime`, ...).
+    /// `noexec`, `noatime`, ...). A mount shared by several users wants
+    /// `allow_other,default_permissions`: the key service gates every open, and the
+    /// kernel's mode checks then also protect names (unlink, rename) and attributes.
     pub options: Vec<String>,
     /// FUSE worker threads (1..=16; 0 means [`DEFAULT_THREADS`]).
     pub threads: usize,
@@ -38,6 +40,8 @@ pub struct ParsedOptions {
     pub mount_options: Vec<MountOption>,
     pub acl: SessionACL,
     pub read_only: bool,
+    /// `key=KEY`: new files use KEY where no directory rule applies (this mount only).
+    pub default_key: Option<String>,
 }
 
 /// Parses `-o` options (each element may itself be comma-separated). Unknown options are
@@ -46,6 +50,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
     let mut out = Vec::new();
     let mut acl = SessionACL::Owner;
     let mut read_only = false;
+    let mut default_key = None;
     let mut fsname = None;
     let mut subtype = None;
     for opt in options.iter().flat_map(|o| o.split(',')).map(str::trim) {
@@ -71,6 +76,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
             "sync" => out.push(MountOption::Sync),
             "async" => out.push(MountOption::Async),
             "dirsync" => out.push(MountOption::DirSync),
+            o if o.starts_with("key=") && o.len() > 4 => default_key = Some(o[4..].to_string()),
             o if o.starts_with("fsname=") => fsname = Some(o["fsname=".len()..].to_string()),
             o if o.starts_with("subtype=") => subtype = Some(o["subtype=".len()..].to_string()),
             o => return Err(FsError::Mount(format!("unknown mount option `{o}`"))),
@@ -90,6 +96,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
         mount_options: out,
         acl,
         read_only,
+        default_key,
     })
 }
 
@@ -165,7 +172,11 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
         0 => DEFAULT_THREADS,
         n => n.min(16),
     };
-    let core = Arc::new(Core::open_volume(&spec.backing, keys, parsed.read_only)?);
+    let mut core = Core::open_volume(&spec.backing, keys, parsed.read_only)?;
+    if let Some(key) = &parsed.default_key {
+        core.override_default_key(key.clone());
+    }
+    let core = Arc::new(core);
     raise_fd_limit();
     let mut config = Config::default();
     config.mount_options = parsed.mount_options;

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Tag,
     DependencyTimeout,
     KmsInternal,
+    InvalidMarker,
+    DryRunOperation,
 }
 
 impl ErrorKind {
@@ -54,6 +56,8 @@ impl ErrorKind {
             ErrorKind::Tag => "TagException",
             ErrorKind::DependencyTimeout => "DependencyTimeoutException",
             ErrorKind::KmsInternal => "KMSInternalException",
+            ErrorKind::InvalidMarker => "InvalidMarkerException",
+            ErrorKind::DryRunOperation => "DryRunOperationException",
         }
     }
 
@@ -83,6 +87,8 @@ impl ErrorKind {
             Tag,
             DependencyTimeout,
             KmsInternal,
+            InvalidMarker,
+            DryRunOperation,
         ]
         .into_iter()
         .find(|k| k.aws_name() == name)

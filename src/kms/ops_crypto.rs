@@ -1,0 +1,508 @@
+//! Cryptographic operations: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext),
+//! GenerateRandom, and the filesystem's [`DataKeys`] path. The data path reads the state
+//! snapshot and cached material only (one `stat` to notice other writers); its only
+//! disk write is the audit record. Plaintext never reaches the audit log.
+
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use super::ciphertext::{self, Blob};
+use super::managed::VIA_SERVICE;
+use super::model::KeyRecord;
+use super::provider::{Caller, DataAction, DataKeys, NewDataKey};
+use super::request::{b64, validation, Req};
+use super::service::{err, Authz, Call, Service};
+use super::store::internal;
+use super::{ErrorKind, KmsError};
+use crate::crypto::{self, DataKey, SealingKey};
+use crate::policy::EncryptionContext;
+use base64::Engine as _;
+
+const MAX_PLAINTEXT: usize = 4096;
+const MAX_CIPHERTEXT: usize = 6144;
+
+fn check_algorithm(r: &Req<'_>, name: &str) -> Result<(), KmsError> {
+    match r.opt_str(name)? {
+        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
+        Some(a @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => Err(err(
+            ErrorKind::InvalidKeyUsage,
+            format!(
+                "{name} {a} is not valid for a symmetric encryption key; use SYMMETRIC_DEFAULT"
+            ),
+        )),
+        Some(a) => Err(validation(format!(
+            "{name} \"{a}\" is not a valid encryption algorithm"
+        ))),
+    }
+}
+
+fn invalid_ciphertext(msg: impl std::fmt::Display) -> KmsError {
+    err(ErrorKind::InvalidCiphertext, msg.to_string())
+}
+
+fn dry_run() -> KmsError {
+    err(
+        ErrorKind::DryRunOperation,
+        "The request would have succeeded, but the DryRun option is set.",
+    )
+}
+
+static EMPTY_CONTEXT: std::sync::OnceLock<EncryptionContext> = std::sync::OnceLock::new();
+
+fn ctx_or_empty(ctx: Option<&EncryptionContext>) -> &EncryptionContext {
+    ctx.unwrap_or_else(|| EMPTY_CONTEXT.get_or_init(EncryptionContext::new))
+}
+
+impl Service {
+    /// Encrypts under the key's current material version (see [`ciphertext`]).
+    pub(crate) fn seal_with(
+        &self,
+        k: &KeyRecord,
+        plaintext: &[u8],
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<Vec<u8>, KmsError> {
+        let v = k.current_version.ok_or_else(|| {
+            err(
+                ErrorKind::KmsInvalidState,
+                format!("{} has no key material", k.arn),
+            )
+        })?;
+        let key = self.cipher_key(&k.key_id, v)?;
+        let header = ciphertext::header(&k.key_id, v).map_err(|e| internal(e.to_string()))?;
+        let aad = ciphertext::aad(&header, ctx_or_empty(ctx));
+        let sealed = crypto::seal(&*key, &aad, plaintext).map_err(|e| internal(e.to_string()))?;
+        let mut out = header.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Decrypts a parsed blob with the material version it names.
+    pub(crate) fn open_with(
+        &self,
+        k: &KeyRecord,
+        blob: &Blob<'_>,
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        if !k.materials.iter().any(|m| m.version == blob.version) {
+            return Err(invalid_ciphertext(
+                "the ciphertext names a key material version this key does not have",
+            ));
+        }
+        let key = self.cipher_key(&k.key_id, blob.version)?;
+        let aad = ciphertext::aad(blob.header, ctx_or_empty(ctx));
+        crypto::open(&*key, &aad, blob.sealed).map_err(|_| {
+            invalid_ciphertext(
+                "the ciphertext is damaged, or the encryption context does not match the one it was encrypted with",
+            )
+        })
+    }
+
+    pub(crate) fn encrypt(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
+        let r = Req::new(req)?;
+        let key_id = r.str("KeyId")?;
+        let plaintext = r.blob("Plaintext")?;
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(validation(format!(
+                "Plaintext must be 1 to {MAX_PLAINTEXT} bytes (it is {})",
+                plaintext.len()
+            )));
+        }
+        let ctx = r.opt_context("EncryptionContext")?;
+        check_algorithm(&r, "EncryptionAlgorithm")?;
+        super::ops_grants::check_grant_tokens(&r)?;
+        self.ensure_default_if_named(call, key_id)?;
+        let snap = self.snapshot()?;
+        let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
+        let mut a = Authz::new("kms:Encrypt", Some(k))
+            .context(ctx.as_ref())
+            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        if let Some(al) = alias {
+            a = a.set("kms:RequestAlias", al);
+        }
+        self.authorize(call, &snap.state, a)?;
+        self.gate("Encrypt", k, call.now)?;
+        if r.flag("DryRun")? {
+            return Err(dry_run());
+        }
+        let blob = self.seal_with(k, &plaintext, ctx.as_ref())?;
+        Ok(json!({
+            "CiphertextBlob": b64().encode(blob),
+            "KeyId": k.arn,
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    pub(crate) fn decrypt(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
+        let r = Req::new(req)?;
+        let blob = r.blob("CiphertextBlob")?;
+        if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
+            return Err(validation(format!(
+                "CiphertextBlob must be 1 to {MAX_CIPHERTEXT} bytes"
+            )));
+        }
+        let ctx = r.opt_context("EncryptionContext")?;
+        check_algorithm(&r, "EncryptionAlgorithm")?;
+        super::ops_grants::check_grant_tokens(&r)?;
+        if r.has("Recipient") {
+            return Err(err(
+                ErrorKind::UnsupportedOperation,
+                "kmsfs has no Nitro enclave attestation (Recipient)",
+            ));
+        }
+        let parsed = ciphertext::parse(&blob).map_err(invalid_ciphertext)?;
+        let key_param = r.opt_str("KeyId")?;
+        if let Some(kid) = key_param {
+            self.ensure_default_if_named(call, kid)?;
+        }
+        let snap = self.snapshot()?;
+        let (k, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
+        let mut alias_used = None;
+        if let Some(kid) = key_param {
+            let (named, alias) = self.find_key(call, &snap.state, kid, true)?;
+            if named.key_id != k.key_id {
+                return Err(err(
+                    ErrorKind::IncorrectKey,
+                    "The key ID in the request does not identify a KMS key that can perform this operation.",
+                ));
+            }
+            alias_used = alias;
+        }
+        let mut a = Authz::new("kms:Decrypt", Some(k))
+            .context(ctx.as_ref())
+            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        if let Some(al) = alias_used {
+            a = a.set("kms:RequestAlias", al);
+        }
+        self.authorize(call, &snap.state, a)?;
+        self.gate("Decrypt", k, call.now)?;
+        if r.flag("DryRun")? {
+            return Err(dry_run());
+        }
+        let plain = self.open_with(k, &parsed, ctx.as_ref())?;
+        Ok(json!({
+            "KeyId": k.arn,
+            "Plaintext": b64().encode(&*plain),
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    pub(crate) fn re_encrypt(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
+        let r = Req::new(req)?;
+        let blob = r.blob("CiphertextBlob")?;
+        let src_ctx = r.opt_context("SourceEncryptionContext")?;
+        let dst_ctx = r.opt_context("DestinationEncryptionContext")?;
+        let dst_id = r.str("DestinationKeyId")?;
+        check_algorithm(&r, "SourceEncryptionAlgorithm")?;
+        check_algorithm(&r, "DestinationEncryptionAlgorithm")?;
+        super::ops_grants::check_grant_tokens(&r)?;
+        let parsed = ciphertext::parse(&blob).map_err(invalid_ciphertext)?;
+        self.ensure_default_if_named(call, dst_id)?;
+        if let Some(s) = r.opt_str("SourceKeyId")? {
+            self.ensure_default_if_named(call, s)?;
+        }
+        let snap = self.snapshot()?;
+        let (src, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
+        if let Some(s) = r.opt_str("SourceKeyId")? {
+            let (named, _) = self.find_key(call, &snap.state, s, true)?;
+            if named.key_id != src.key_id {
+                return Err(err(
+                    ErrorKind::IncorrectKey,
+                    "The key ID in the request does not identify a KMS key that can perform this operation.",
+                ));
+            }
+        }
+        let (dst, dst_alias) = self.find_key(call, &snap.state, dst_id, true)?;
+        let same = (src.key_id == dst.key_id).to_string();
+        self.authorize(
+            call,
+            &snap.state,
+            Authz::new("kms:ReEncryptFrom", Some(src))
+                .context(src_ctx.as_ref())
+                .set("kms:ReEncryptOnSameKey", same.clone()),
+        )?;
+        let mut a = Authz::new("kms:ReEncryptTo", Some(dst))
+            .context(dst_ctx.as_ref())
+            .set("kms:ReEncryptOnSameKey", same);
+        if let Some(al) = dst_alias {
+            a = a.set("kms:RequestAlias", al);
+        }
+        self.authorize(call, &snap.state, a)?;
+        self.gate("ReEncryptFrom", src, call.now)?;
+        self.gate("ReEncryptTo", dst, call.now)?;
+        if r.flag("DryRun")? {
+            return Err(dry_run());
+        }
+        let plain = self.open_with(src, &parsed, src_ctx.as_ref())?;
+        let out = self.seal_with(dst, &plain, dst_ctx.as_ref())?;
+        Ok(json!({
+            "CiphertextBlob": b64().encode(out),
+            "SourceKeyId": src.arn,
+            "KeyId": dst.arn,
+            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    pub(crate) fn generate_data_key_op(
+        &self,
+        call: &mut Call,
+        req: &Value,
+        with_plaintext: bool,
+    ) -> Result<Value, KmsError> {
+        let r = Req::new(req)?;
+        let key_id = r.str("KeyId")?;
+        let len = match (r.opt_str("KeySpec")?, r.opt_int("NumberOfBytes", 1, 1024)?) {
+            (Some(_), Some(_)) => {
+                return Err(validation("give KeySpec or NumberOfBytes, not both"))
+            }
+            (None, None) => {
+                return Err(validation(
+                    "give KeySpec (AES_256 or AES_128) or NumberOfBytes",
+                ))
+            }
+            (Some("AES_256"), None) => 32,
+            (Some("AES_128"), None) => 16,
+            (Some(s), None) => {
+                return Err(validation(format!(
+                    "KeySpec \"{s}\" is not valid; use AES_256 or AES_128"
+                )))
+            }
+            (None, Some(n)) => usize::try_from(n).unwrap_or(32),
+        };
+        let ctx = r.opt_context("EncryptionContext")?;
+        super::ops_grants::check_grant_tokens(&r)?;
+        if r.has("Recipient") {
+            return Err(err(
+                ErrorKind::UnsupportedOperation,
+                "kmsfs has no Nitro enclave attestation (Recipient)",
+            ));
+        }
+        let op = if with_plaintext {
+            "GenerateDataKey"
+        } else {
+            "GenerateDataKeyWithoutPlaintext"
+        };
+        self.ensure_default_if_named(call, key_id)?;
+        let snap = self.snapshot()?;
+        let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
+        let action = format!("kms:{op}");
+        let mut a = Authz::new(&action, Some(k)).context(ctx.as_ref());
+        if let Some(al) = alias {
+            a = a.set("kms:RequestAlias", al);
+        }
+        self.authorize(call, &snap.state, a)?;
+        self.gate(op, k, call.now)?;
+        if r.flag("DryRun")? {
+            return Err(dry_run());
+        }
+        let data = Zeroizing::new(crypto::random_bytes(len).map_err(|e| internal(e.to_string()))?);
+        let blob = self.seal_with(k, &data, ctx.as_ref())?;
+        let mut out = json!({ "CiphertextBlob": b64().encode(blob), "KeyId": k.arn });
+        if with_plaintext {
+            if let Value::Object(o) = &mut out {
+                o.insert("Plaintext".into(), Value::String(b64().encode(&*data)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn generate_random(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
+        let r = Req::new(req)?;
+        let n = r
+            .opt_int("NumberOfBytes", 1, 1024)?
+            .ok_or_else(|| validation("NumberOfBytes (1 to 1024) is required"))?;
+        if r.has("CustomKeyStoreId") {
+            return Err(err(
+                ErrorKind::UnsupportedOperation,
+                "kmsfs has no custom key stores",
+            ));
+        }
+        let snap = self.snapshot()?;
+        self.authorize(call, &snap.state, Authz::new("kms:GenerateRandom", None))?;
+        let bytes = Zeroizing::new(
+            crypto::random_bytes(usize::try_from(n).unwrap_or(32))
+                .map_err(|e| internal(e.to_string()))?,
+        );
+        Ok(json!({ "Plaintext": b64().encode(&*bytes) }))
+    }
+
+    // ----- the filesystem's path ---------------------------------------------------------
+
+    fn fs_generate(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<(Value, NewDataKey), KmsError> {
+        self.ensure_default_if_named(call, key_id)?;
+        let snap = self.snapshot()?;
+        let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
+        let mut a = Authz::new("kms:GenerateDataKey", Some(k)).context(Some(context));
+        if let Some(al) = alias {
+            a = a.set("kms:RequestAlias", al);
+        }
+        self.authorize(call, &snap.state, a)?;
+        self.gate("GenerateDataKey", k, call.now)?;
+        let key = DataKey::generate().map_err(|e| internal(e.to_string()))?;
+        let wrapped = self.seal_with(k, key.expose(), Some(context))?;
+        Ok((
+            json!({ "KeyId": k.arn }),
+            NewDataKey {
+                key,
+                wrapped,
+                key_arn: k.arn.clone(),
+            },
+        ))
+    }
+
+    fn fs_open(
+        &self,
+        call: &mut Call,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+        actions: &[DataAction],
+    ) -> Result<(Value, DataKey), KmsError> {
+        let parsed = ciphertext::parse(wrapped).map_err(invalid_ciphertext)?;
+        let snap = self.snapshot()?;
+        let (k, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
+        if actions.is_empty() {
+            return Err(validation("open_data_key needs at least one action"));
+        }
+        for action in actions {
+            let name = match action {
+                DataAction::Decrypt => "kms:Decrypt",
+                DataAction::Encrypt => "kms:Encrypt",
+            };
+            self.authorize(
+                call,
+                &snap.state,
+                Authz::new(name, Some(k)).context(Some(context)),
+            )?;
+        }
+        self.gate("Decrypt", k, call.now)?;
+        let plain = self.open_with(k, &parsed, Some(context))?;
+        let key = DataKey::from_slice(&plain)
+            .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;
+        Ok((json!({ "KeyId": k.arn }), key))
+    }
+}
+
+fn fs_request(key_id: Option<&str>, context: &EncryptionContext, actions: &[DataAction]) -> Value {
+    let mut v = json!({ "EncryptionContext": context });
+    if let Value::Object(o) = &mut v {
+        if let Some(k) = key_id {
+            o.insert("KeyId".into(), json!(k));
+            o.insert("KeySpec".into(), json!("AES_256"));
+        }
+        if !actions.is_empty() {
+            let names: Vec<&str> = actions
+                .iter()
+                .map(|a| match a {
+                    DataAction::Decrypt => "Decrypt",
+                    DataAction::Encrypt => "Encrypt",
+                })
+                .collect();
+            o.insert("kmsfsOpenFor".into(), json!(names));
+        }
+    }
+    v
+}
+
+impl DataKeys for Service {
+    fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<NewDataKey, KmsError> {
+        let req = fs_request(Some(key_id), context, &[]);
+        let mut call = match self.begin(caller, Some(VIA_SERVICE)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.audit_unidentified(caller, "GenerateDataKey", &e);
+                return Err(e);
+            }
+        };
+        // The encryption context carries the volume and file ids: path-free by design.
+        call.fs = Some(json!(context));
+        let (res, out) = match self.fs_generate(&mut call, key_id, context) {
+            Ok((v, k)) => (Ok(v), Some(k)),
+            Err(e) => (Err(e), None),
+        };
+        self.finish(&call, "GenerateDataKey", &req, res)?;
+        out.ok_or_else(|| internal("data key missing after a successful call"))
+    }
+
+    fn open_data_key(
+        &self,
+        caller: &Caller,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+        actions: &[DataAction],
+    ) -> Result<DataKey, KmsError> {
+        let req = fs_request(None, context, actions);
+        let mut call = match self.begin(caller, Some(VIA_SERVICE)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.audit_unidentified(caller, "Decrypt", &e);
+                return Err(e);
+            }
+        };
+        call.fs = Some(json!(context));
+        let (res, out) = match self.fs_open(&mut call, wrapped, context, actions) {
+            Ok((v, k)) => (Ok(v), Some(k)),
+            Err(e) => (Err(e), None),
+        };
+        self.finish(&call, "Decrypt", &req, res)?;
+        out.ok_or_else(|| internal("data key missing after a successful call"))
+    }
+
+    fn volume_secret(&self, volume_id: &str) -> Result<SealingKey, KmsError> {
+        if volume_id.is_empty() || volume_id.len() > 256 {
+            return Err(validation("a volume id must be 1 to 256 characters"));
+        }
+        if let Some(k) = self
+            .volume_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(volume_id)
+        {
+            return Ok(k.duplicate());
+        }
+        let label = format!("volume:{volume_id}");
+        let snap = self.snapshot()?;
+        let sealed_b64 = match snap.state.volume_secrets.get(volume_id) {
+            Some(s) => s.clone(),
+            None => self.mutate(|st| {
+                if let Some(s) = st.volume_secrets.get(volume_id) {
+                    return Ok((s.clone(), false));
+                }
+                let secret = SealingKey::generate().map_err(|e| internal(e.to_string()))?;
+                let sealed = self.store.seal_secret(&label, secret.expose())?;
+                let s = b64().encode(sealed);
+                st.volume_secrets.insert(volume_id.to_string(), s.clone());
+                Ok((s, true))
+            })?,
+        };
+        let sealed = b64().decode(&sealed_b64).map_err(|_| {
+            internal(format!(
+                "the sealed secret of volume {volume_id} is damaged"
+            ))
+        })?;
+        let plain = self.store.open_secret(&label, &sealed).ok_or_else(|| {
+            internal(format!(
+                "the sealed secret of volume {volume_id} fails authentication"
+            ))
+        })?;
+        let key = SealingKey::from_slice(&plain).ok_or_else(|| {
+            internal(format!(
+                "the secret of volume {volume_id} has the wrong length"
+            ))
+        })?;
+        self.volume_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(volume_id.to_string(), std::sync::Arc::new(key.duplicate()));
+        Ok(key)
+    }
+}

@@ -1,0 +1,261 @@
+//! Reading AWS KMS JSON requests: typed accessors over the request object that turn a
+//! missing, mistyped or out-of-range field into the ValidationException AWS would send
+//! (naming the field). Blobs are base64 strings, as in AWS's JSON protocol. Owns no
+//! state and never logs values (they can be plaintext).
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use super::{ErrorKind, KmsError};
+use crate::policy::EncryptionContext;
+
+pub fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+pub fn validation(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorKind::Validation, msg)
+}
+
+/// AWS's wording for a missing required member.
+fn missing(name: &str) -> KmsError {
+    validation(format!(
+        "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+        lower_first(name)
+    ))
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+/// A request object.
+pub struct Req<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Req<'a> {
+    pub fn new(v: &'a Value) -> Result<Req<'a>, KmsError> {
+        match v {
+            Value::Object(map) => Ok(Req { map }),
+            Value::Null => Ok(Req {
+                map: EMPTY.get_or_init(Map::new),
+            }),
+            _ => Err(validation("the request body must be a JSON object")),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn opt_str(&self, name: &str) -> Result<Option<&'a str>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(validation(format!("{name} must be a string"))),
+        }
+    }
+
+    pub fn str(&self, name: &str) -> Result<&'a str, KmsError> {
+        self.opt_str(name)?.ok_or_else(|| missing(name))
+    }
+
+    /// A required string of 1..=max characters.
+    pub fn str_len(&self, name: &str, max: usize) -> Result<&'a str, KmsError> {
+        let s = self.str(name)?;
+        check_len(name, s, 1, max)?;
+        Ok(s)
+    }
+
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(validation(format!("{name} must be true or false"))),
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> Result<bool, KmsError> {
+        Ok(self.opt_bool(name)?.unwrap_or(false))
+    }
+
+    /// An optional integer within `min..=max`.
+    pub fn opt_int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                let n = v
+                    .as_i64()
+                    .ok_or_else(|| validation(format!("{name} must be an integer")))?;
+                if n < min || n > max {
+                    return Err(validation(format!(
+                        "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value between {min} and {max}",
+                        lower_first(name)
+                    )));
+                }
+                Ok(Some(n))
+            }
+        }
+    }
+
+    /// A timestamp: epoch seconds (a number, as AWS's JSON protocol sends it), or an
+    /// RFC 3339 string or a string of epoch seconds (as people type it).
+    pub fn opt_time(&self, name: &str) -> Result<Option<i64>, KmsError> {
+        let bad = || {
+            validation(format!(
+                "{name} must be a timestamp: epoch seconds or RFC 3339 (2030-01-01T00:00:00Z)"
+            ))
+        };
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => {
+                if let Ok(n) = s.trim().parse::<i64>() {
+                    return Ok(Some(n));
+                }
+                time::OffsetDateTime::parse(
+                    s.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|t| Some(t.unix_timestamp()))
+                .map_err(|_| bad())
+            }
+            Some(v) => v.as_f64().map(|f| Some(f as i64)).ok_or_else(bad),
+        }
+    }
+
+    pub fn opt_blob(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KmsError> {
+        match self.opt_str(name)? {
+            None => Ok(None),
+            Some(s) => b64()
+                .decode(s)
+                .map(|v| Some(Zeroizing::new(v)))
+                .map_err(|_| validation(format!("{name} is not valid base64"))),
+        }
+    }
+
+    pub fn blob(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.opt_blob(name)?.ok_or_else(|| missing(name))
+    }
+
+    pub fn opt_str_list(&self, name: &str) -> Result<Option<Vec<String>>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| validation(format!("{name} must be a list of strings")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(validation(format!("{name} must be a list of strings"))),
+        }
+    }
+
+    /// A string → string map (EncryptionContext and grant constraints).
+    pub fn opt_context(&self, name: &str) -> Result<Option<EncryptionContext>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => context_from(name, v).map(Some),
+        }
+    }
+
+    pub fn opt_obj(&self, name: &str) -> Result<Option<Req<'a>>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(Req { map })),
+            Some(_) => Err(validation(format!("{name} must be an object"))),
+        }
+    }
+
+    pub fn opt_array(&self, name: &str) -> Result<Option<&'a Vec<Value>>, KmsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Array(a)) => Ok(Some(a)),
+            Some(_) => Err(validation(format!("{name} must be a list"))),
+        }
+    }
+
+    /// Limit (1..=max, default `default`) and Marker for list operations.
+    pub fn page(&self, max: i64, default: i64) -> Result<(usize, usize), KmsError> {
+        let limit = self.opt_int("Limit", 1, max)?.unwrap_or(default);
+        let start = match self.opt_str("Marker")? {
+            None => 0,
+            Some(m) => m.parse::<usize>().map_err(|_| {
+                KmsError::new(
+                    ErrorKind::InvalidMarker,
+                    "the Marker is not one this service returned",
+                )
+            })?,
+        };
+        Ok((usize::try_from(limit).unwrap_or(100), start))
+    }
+}
+
+pub fn check_len(name: &str, s: &str, min: usize, max: usize) -> Result<(), KmsError> {
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(validation(format!(
+            "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length between {min} and {max}",
+            lower_first(name)
+        )));
+    }
+    Ok(())
+}
+
+pub fn context_from(name: &str, v: &Value) -> Result<EncryptionContext, KmsError> {
+    let Value::Object(m) = v else {
+        return Err(validation(format!(
+            "{name} must be a map of strings to strings"
+        )));
+    };
+    let mut out = EncryptionContext::new();
+    for (k, v) in m {
+        let Value::String(s) = v else {
+            return Err(validation(format!(
+                "{name}: the value of \"{k}\" must be a string"
+            )));
+        };
+        if k.is_empty() {
+            return Err(validation(format!("{name}: keys must not be empty")));
+        }
+        out.insert(k.clone(), s.clone());
+    }
+    Ok(out)
+}
+
+/// Slices `items` for a page; returns the page and the NextMarker if more remain.
+pub fn paginate<T>(items: Vec<T>, (limit, start): (usize, usize)) -> (Vec<T>, Option<String>) {
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+    let next = start.saturating_add(limit);
+    let marker = (next < total).then(|| next.to_string());
+    (page, marker)
+}
+
+/// Adds Truncated and NextMarker to a list response.
+pub fn with_marker(mut v: Value, marker: Option<String>) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert("Truncated".into(), Value::Bool(marker.is_some()));
+        if let Some(mk) = marker {
+            m.insert("NextMarker".into(), Value::String(mk));
+        }
+    }
+    v
+}

@@ -1,0 +1,275 @@
+//! How a key's state gates each operation, as AWS documents it ("Key states of AWS KMS
+//! keys", the key state table). One pure function, tested as a table: the service asks
+//! it before acting on a key. Never touches the store.
+
+use super::model::{KeyState, Origin};
+use super::ErrorKind;
+
+/// The exception (and AWS's message, after the key ARN) an operation gets on a key in
+/// `state`, or `None` when the state allows it.
+pub fn gate(op: &str, state: KeyState, origin: Origin) -> Option<(ErrorKind, &'static str)> {
+    use ErrorKind::{KmsInvalidState, UnsupportedOperation};
+    use KeyState::{Enabled, PendingDeletion, PendingImport};
+    const DISABLED_EXC: ErrorKind = ErrorKind::Disabled;
+    const DISABLED: &str = "is disabled.";
+    const PENDING_DELETION: &str = "is pending deletion.";
+    const NOT_PENDING_DELETION: &str = "is not pending deletion.";
+    const PENDING_IMPORT: &str = "is pending import.";
+    const EXTERNAL: &str = "origin is EXTERNAL which is not valid for this operation.";
+    const NOT_EXTERNAL: &str = "origin is AWS_KMS which is not valid for this operation.";
+    let external = origin == Origin::External;
+    match op {
+        // Cryptographic operations and CreateGrant need an Enabled key.
+        "Encrypt"
+        | "Decrypt"
+        | "ReEncryptFrom"
+        | "ReEncryptTo"
+        | "GenerateDataKey"
+        | "GenerateDataKeyWithoutPlaintext"
+        | "CreateGrant" => match state {
+            Enabled => None,
+            KeyState::Disabled => Some((DISABLED_EXC, DISABLED)),
+            PendingImport => Some((KmsInvalidState, PENDING_IMPORT)),
+            PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
+        },
+        "CancelKeyDeletion" => match state {
+            PendingDeletion => None,
+            _ => Some((KmsInvalidState, NOT_PENDING_DELETION)),
+        },
+        "CreateAlias"
+        | "UpdateAlias"
+        | "ScheduleKeyDeletion"
+        | "TagResource"
+        | "UntagResource"
+        | "UpdateKeyDescription" => match state {
+            PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
+            _ => None,
+        },
+        "EnableKey" | "DisableKey" => match state {
+            Enabled | KeyState::Disabled => None,
+            PendingImport => Some((KmsInvalidState, PENDING_IMPORT)),
+            PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
+        },
+        "EnableKeyRotation" | "DisableKeyRotation" => {
+            if external {
+                return Some((UnsupportedOperation, EXTERNAL));
+            }
+            match state {
+                Enabled => None,
+                KeyState::Disabled => Some((DISABLED_EXC, DISABLED)),
+                PendingImport => Some((UnsupportedOperation, EXTERNAL)),
+                PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
+            }
+        }
+        "RotateKeyOnDemand" => {
+            if external {
+                return Some((UnsupportedOperation, EXTERNAL));
+            }
+            match state {
+                Enabled => None,
+                KeyState::Disabled => Some((DISABLED_EXC, DISABLED)),
+                PendingImport => Some((UnsupportedOperation, EXTERNAL)),
+                PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
+            }
+        }
+        "GetKeyRotationStatus" | "ListKeyRotations" => {
+            if external {
+                return Some((UnsupportedOperation, EXTERNAL));
+            }
+            None
+        }
+        "GetParametersForImport" | "ImportKeyMaterial" => {
+            if !external {
+                return Some((UnsupportedOperation, NOT_EXTERNAL));
+            }
+            match state {
+                PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
+                _ => None,
+            }
+        }
+        "DeleteImportedKeyMaterial" => {
+            if !external {
+                return Some((UnsupportedOperation, NOT_EXTERNAL));
+            }
+            None
+        }
+        // DescribeKey, GetKeyPolicy, PutKeyPolicy, ListKeyPolicies, ListGrants,
+        // ListResourceTags, RetireGrant, RevokeGrant, DeleteAlias work in every state.
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (operation, Enabled, Disabled, PendingImport, PendingDeletion) for an AWS_KMS key
+    /// ("-" means allowed), then the same for an EXTERNAL key. The AWS key state table.
+    const OK: &str = "-";
+    const TABLE: &[(&str, [&str; 4], [&str; 4])] = &[
+        (
+            "Encrypt",
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+        ),
+        (
+            "Decrypt",
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+        ),
+        (
+            "GenerateDataKey",
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+        ),
+        (
+            "CreateGrant",
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+            [
+                OK,
+                "DisabledException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+        ),
+        (
+            "CancelKeyDeletion",
+            [
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+                OK,
+            ],
+            [
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+                OK,
+            ],
+        ),
+        (
+            "ScheduleKeyDeletion",
+            [OK, OK, OK, "KMSInvalidStateException"],
+            [OK, OK, OK, "KMSInvalidStateException"],
+        ),
+        (
+            "CreateAlias",
+            [OK, OK, OK, "KMSInvalidStateException"],
+            [OK, OK, OK, "KMSInvalidStateException"],
+        ),
+        (
+            "EnableKey",
+            [
+                OK,
+                OK,
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+            [
+                OK,
+                OK,
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+        ),
+        (
+            "DisableKey",
+            [
+                OK,
+                OK,
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+            [
+                OK,
+                OK,
+                "KMSInvalidStateException",
+                "KMSInvalidStateException",
+            ],
+        ),
+        (
+            "EnableKeyRotation",
+            [
+                OK,
+                "DisabledException",
+                "UnsupportedOperationException",
+                "KMSInvalidStateException",
+            ],
+            ["UnsupportedOperationException"; 4],
+        ),
+        (
+            "GetKeyRotationStatus",
+            [OK, OK, OK, OK],
+            ["UnsupportedOperationException"; 4],
+        ),
+        (
+            "GetParametersForImport",
+            ["UnsupportedOperationException"; 4],
+            [OK, OK, OK, "KMSInvalidStateException"],
+        ),
+        (
+            "DeleteImportedKeyMaterial",
+            ["UnsupportedOperationException"; 4],
+            [OK, OK, OK, OK],
+        ),
+        ("DescribeKey", [OK, OK, OK, OK], [OK, OK, OK, OK]),
+        ("PutKeyPolicy", [OK, OK, OK, OK], [OK, OK, OK, OK]),
+        ("RevokeGrant", [OK, OK, OK, OK], [OK, OK, OK, OK]),
+        ("DeleteAlias", [OK, OK, OK, OK], [OK, OK, OK, OK]),
+    ];
+
+    #[test]
+    fn key_state_table_matches_aws() {
+        let states = [
+            KeyState::Enabled,
+            KeyState::Disabled,
+            KeyState::PendingImport,
+            KeyState::PendingDeletion,
+        ];
+        for (op, aws_kms, external) in TABLE {
+            for (origin, row) in [(Origin::AwsKms, aws_kms), (Origin::External, external)] {
+                for (state, want) in states.iter().zip(row.iter()) {
+                    let got = gate(op, *state, origin)
+                        .map(|(k, _)| k.aws_name())
+                        .unwrap_or(OK);
+                    assert_eq!(got, *want, "{op} on a {origin:?} key in state {state:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,717 @@
+//! The store on disk: a private directory holding the root-key parameters
+//! (`store.json`), the state (`state.json`, see [`super::model`]), one sealed file per
+//! key material version (`material/<key-id>/v<N>`), the lock file and the audit log.
+//!
+//! This module owns file modes, the root key, sealing material at rest, atomic writes
+//! and cross-process locking. It never decides authorization and never writes key
+//! material or the root key anywhere but sealed (or, for `root.key`, mode 0600).
+//!
+//! Crash safety: every file is replaced by write-temp, fsync, rename, fsync-directory,
+//! so a reader sees the old or the new file. `state.json` is the single commit point:
+//! material files are written before the state that names them and destroyed after the
+//! state that dropped them; a crash in between leaves an unreferenced material file
+//! that [`Store::collect_garbage`] shreds. Writers serialize on `flock(lock)`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, KeyMaterial, RootKey, SealingKey};
+use crate::kms::model::{StoreState, STATE_VERSION};
+use crate::kms::{ErrorKind, KmsError};
+
+/// The store format version written by this build (`store.json` "version").
+pub const STORE_FORMAT_VERSION: u32 = 1;
+const STORE_FORMAT_NAME: &str = "kmsfs-store";
+const HEADER_FILE: &str = "store.json";
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+const MATERIAL_DIR: &str = "material";
+/// The default root key file inside the store.
+pub const ROOT_KEY_FILE: &str = "root.key";
+/// The audit log inside the store.
+pub const AUDIT_FILE: &str = "audit.log";
+const MATERIAL_MAGIC: &[u8; 4] = b"KMM1";
+
+/// HKDF labels of the keys derived from the root key (salt: the store id).
+const MATERIAL_KEY_INFO: &[u8] = b"kmsfs store material key v1";
+const SECRET_KEY_INFO: &[u8] = b"kmsfs store secret key v1";
+const COMMIT_KEY_INFO: &[u8] = b"kmsfs store commitment key v1";
+const CHECK_AAD: &[u8] = b"kmsfs store check v1";
+const CHECK_PLAINTEXT: &[u8] = b"kmsfs root key check";
+
+/// Argon2id parameters for passphrase-protected stores (OWASP's second recommended set).
+const ARGON2_M_COST_KIB: u32 = 19 * 1024;
+const ARGON2_T_COST: u32 = 2;
+const ARGON2_P_COST: u32 = 1;
+
+/// Where the root key comes from.
+#[derive(Clone)]
+pub enum RootKeySource {
+    /// A 0600 file holding 64 hex digits (created by init if absent).
+    KeyFile(PathBuf),
+    /// A passphrase stretched with Argon2id (salt and parameters live in the store).
+    Passphrase(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for RootKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RootKeySource::KeyFile(p) => f.debug_tuple("KeyFile").field(p).finish(),
+            RootKeySource::Passphrase(_) => f.write_str("Passphrase(..)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "source")]
+enum RootKeyParams {
+    #[serde(rename = "key-file")]
+    KeyFile,
+    #[serde(rename = "passphrase")]
+    Passphrase {
+        kdf: String,
+        salt: String,
+        m_cost: u32,
+        t_cost: u32,
+        p_cost: u32,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    store_id: String,
+    created: i64,
+    root_key: RootKeyParams,
+    /// A known value sealed under the check key: proves the root key opens this store.
+    check: String,
+}
+
+/// Identity of the state file as last read, to notice writes by other processes with
+/// one `stat`: every write renames a new inode into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateIdent {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    size: u64,
+}
+
+impl StateIdent {
+    fn of(m: &fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            size: m.size(),
+        }
+    }
+}
+
+/// An open store: its directory and the keys derived from the root key.
+pub struct Store {
+    dir: PathBuf,
+    store_id: String,
+    owner_uid: u32,
+    material_key: SealingKey,
+    secret_key: SealingKey,
+    commit_key: SealingKey,
+}
+
+/// Held while writing: other processes' writers wait.
+pub struct StoreLock {
+    _lock: Flock<File>,
+}
+
+pub(crate) fn internal(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorKind::KmsInternal, msg)
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> KmsError {
+    internal(format!("store: cannot {what} {}: {e}", path.display()))
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// Refuses a store path that other users could read or replace.
+fn check_private(path: &Path, want_dir: bool) -> Result<(), KmsError> {
+    let m = fs::symlink_metadata(path).map_err(|e| io_err(path, "inspect", e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if m.file_type().is_symlink() {
+        return Err(internal(format!(
+            "store: {} is a symbolic link; the store and its files must be real files owned by uid {euid}",
+            path.display()
+        )));
+    }
+    if want_dir != m.is_dir() {
+        let what = if want_dir {
+            "a directory"
+        } else {
+            "a regular file"
+        };
+        return Err(internal(format!("store: {} is not {what}", path.display())));
+    }
+    if m.uid() != euid {
+        return Err(internal(format!(
+            "store: {} is owned by uid {}, not by this process's uid {euid}; refusing to use a store another user controls",
+            path.display(),
+            m.uid()
+        )));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let want = if want_dir { "0700" } else { "0600" };
+        return Err(internal(format!(
+            "store: {} has mode {mode:04o}, which lets other users in; it must be {want} (chmod {} {})",
+            path.display(),
+            &want[1..],
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: temp file (0600), fsync, rename, fsync dir.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut rnd = [0u8; 6];
+    crypto::random_fill(&mut rnd).map_err(|e| internal(e.to_string()))?;
+    let tmp = dir.join(format!(".{name}.tmp.{}", hex::encode(rnd)));
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, "create", e))?;
+        f.write_all(bytes).map_err(|e| io_err(&tmp, "write", e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, "fsync", e))?;
+        fs::rename(&tmp, path).map_err(|e| io_err(path, "replace", e))?;
+        sync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KmsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, "fsync directory", e))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, KmsError> {
+    let mut f = File::open(path).map_err(|e| io_err(path, "open", e))?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).map_err(|e| io_err(path, "read", e))?;
+    Ok(v)
+}
+
+fn make_private_dir(path: &Path) -> Result<(), KmsError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(path, "create directory", e)),
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<RootKey, KmsError> {
+    check_private(path, false)?;
+    let text = Zeroizing::new(read_file(path)?);
+    let trimmed = std::str::from_utf8(&text)
+        .map(str::trim)
+        .map_err(|_| internal(format!("root key file {} is not text", path.display())))?;
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(trimmed, bytes.as_mut()).map_err(|_| {
+        internal(format!(
+            "root key file {} must hold exactly 64 hex digits",
+            path.display()
+        ))
+    })?;
+    Ok(RootKey::from_bytes(*bytes))
+}
+
+fn derive_passphrase(pass: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<RootKey, KmsError> {
+    let params = argon2::Params::new(m, t, p, Some(32))
+        .map_err(|e| internal(format!("store: bad Argon2id parameters: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = Zeroizing::new([0u8; 32]);
+    a.hash_password_into(pass.as_bytes(), salt, out.as_mut())
+        .map_err(|e| internal(format!("store: Argon2id failed: {e}")))?;
+    Ok(RootKey::from_bytes(*out))
+}
+
+impl Store {
+    /// Creates the store if absent (idempotent). Returns whether it was created. An
+    /// existing store must open with `source`.
+    pub fn init(dir: &Path, source: &RootKeySource, now: i64) -> Result<bool, KmsError> {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io_err(dir, "create directory", e))?;
+        }
+        check_private(dir, true)?;
+        let lock = Self::lock_dir(dir)?;
+        if dir.join(HEADER_FILE).exists() {
+            drop(lock);
+            Store::open(dir, source)?;
+            return Ok(false);
+        }
+        let store_id = super::ciphertext::new_key_id().map_err(|e| internal(e.to_string()))?;
+        let (root, params) = match source {
+            RootKeySource::KeyFile(path) => {
+                if !path.exists() {
+                    let key = RootKey::generate().map_err(|e| internal(e.to_string()))?;
+                    let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose())));
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(path)
+                        .map_err(|e| io_err(path, "create root key file", e))?;
+                    f.write_all(text.as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|e| io_err(path, "write root key file", e))?;
+                    if let Some(parent) = path.parent() {
+                        sync_dir(parent)?;
+                    }
+                }
+                (read_key_file(path)?, RootKeyParams::KeyFile)
+            }
+            RootKeySource::Passphrase(pass) => {
+                if pass.is_empty() {
+                    return Err(KmsError::new(
+                        ErrorKind::Validation,
+                        "the store passphrase is empty",
+                    ));
+                }
+                let salt = crypto::random_bytes(16).map_err(|e| internal(e.to_string()))?;
+                let key = derive_passphrase(
+                    pass,
+                    &salt,
+                    ARGON2_M_COST_KIB,
+                    ARGON2_T_COST,
+                    ARGON2_P_COST,
+                )?;
+                (
+                    key,
+                    RootKeyParams::Passphrase {
+                        kdf: "argon2id".into(),
+                        salt: b64().encode(&salt),
+                        m_cost: ARGON2_M_COST_KIB,
+                        t_cost: ARGON2_T_COST,
+                        p_cost: ARGON2_P_COST,
+                    },
+                )
+            }
+        };
+        let derived = Derived::new(&root, &store_id);
+        let check = crypto::seal(&derived.check, CHECK_AAD, CHECK_PLAINTEXT)
+            .map_err(|e| internal(e.to_string()))?;
+        let header = Header {
+            format: STORE_FORMAT_NAME.into(),
+            version: STORE_FORMAT_VERSION,
+            store_id,
+            created: now,
+            root_key: params,
+            check: b64().encode(check),
+        };
+        make_private_dir(&dir.join(MATERIAL_DIR))?;
+        let state = StoreState {
+            version: STATE_VERSION,
+            ..StoreState::default()
+        };
+        let state_json = serde_json::to_vec_pretty(&state).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&dir.join(STATE_FILE), &state_json)?;
+        // The header last: its presence marks a complete store.
+        let header_json =
+            serde_json::to_vec_pretty(&header).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&dir.join(HEADER_FILE), &header_json)?;
+        drop(lock);
+        Ok(true)
+    }
+
+    /// Opens an existing store, checking modes, owner, format version and root key.
+    pub fn open(dir: &Path, source: &RootKeySource) -> Result<Store, KmsError> {
+        if !dir.exists() {
+            return Err(KmsError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "store: {} does not exist; run `kmsfs init` to create it",
+                    dir.display()
+                ),
+            ));
+        }
+        check_private(dir, true)?;
+        let header_path = dir.join(HEADER_FILE);
+        if !header_path.exists() {
+            return Err(KmsError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "store: {} holds no kmsfs store ({HEADER_FILE} is missing); run `kmsfs init`",
+                    dir.display()
+                ),
+            ));
+        }
+        check_private(&header_path, false)?;
+        for name in [STATE_FILE, MATERIAL_DIR] {
+            let p = dir.join(name);
+            if p.exists() {
+                check_private(&p, name == MATERIAL_DIR)?;
+            }
+        }
+        let header: Header = serde_json::from_slice(&read_file(&header_path)?)
+            .map_err(|e| internal(format!("store: {} is damaged: {e}", header_path.display())))?;
+        if header.format != STORE_FORMAT_NAME {
+            return Err(internal(format!(
+                "store: {} is not a kmsfs store header",
+                header_path.display()
+            )));
+        }
+        if header.version > STORE_FORMAT_VERSION {
+            return Err(internal(format!(
+                "store: {} has format version {}, newer than this kmsfs understands ({STORE_FORMAT_VERSION}); upgrade kmsfs",
+                dir.display(),
+                header.version
+            )));
+        }
+        let root = match (&header.root_key, source) {
+            (RootKeyParams::KeyFile, RootKeySource::KeyFile(path)) => read_key_file(path)?,
+            (
+                RootKeyParams::Passphrase {
+                    kdf,
+                    salt,
+                    m_cost,
+                    t_cost,
+                    p_cost,
+                },
+                RootKeySource::Passphrase(pass),
+            ) => {
+                if kdf != "argon2id" {
+                    return Err(internal(format!("store: unknown key derivation {kdf}")));
+                }
+                let salt = b64()
+                    .decode(salt)
+                    .map_err(|_| internal("store: the passphrase salt is damaged"))?;
+                derive_passphrase(pass, &salt, *m_cost, *t_cost, *p_cost)?
+            }
+            (RootKeyParams::KeyFile, RootKeySource::Passphrase(_)) => {
+                return Err(internal(format!(
+                    "store: {} is protected by a root key file, not a passphrase; give the key file instead",
+                    dir.display()
+                )))
+            }
+            (RootKeyParams::Passphrase { .. }, RootKeySource::KeyFile(_)) => {
+                return Err(internal(format!(
+                    "store: {} is protected by a passphrase (give it with --passphrase-file or KMSFS_PASSPHRASE), not a key file",
+                    dir.display()
+                )))
+            }
+        };
+        let derived = Derived::new(&root, &header.store_id);
+        let check = b64()
+            .decode(&header.check)
+            .map_err(|_| internal("store: the root key check value is damaged"))?;
+        if crypto::open(&derived.check, CHECK_AAD, &check).is_err() {
+            return Err(KmsError::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "the root key does not open this store ({}): wrong key file or passphrase",
+                    dir.display()
+                ),
+            ));
+        }
+        let owner_uid = fs::metadata(dir)
+            .map_err(|e| io_err(dir, "inspect", e))?
+            .uid();
+        make_private_dir(&dir.join(MATERIAL_DIR))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            store_id: header.store_id,
+            owner_uid,
+            material_key: derived.material,
+            secret_key: derived.secret,
+            commit_key: derived.commit,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// The uid that owns the store (the account root in single-user mode).
+    pub fn owner_uid(&self) -> u32 {
+        self.owner_uid
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join(AUDIT_FILE)
+    }
+
+    fn lock_dir(dir: &Path) -> Result<StoreLock, KmsError> {
+        let path = dir.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_err(&path, "open lock file", e))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| internal(format!("store: cannot lock {}: {e}", path.display())))?;
+        Ok(StoreLock { _lock: lock })
+    }
+
+    /// Serializes writers across processes until the returned guard drops.
+    pub fn lock(&self) -> Result<StoreLock, KmsError> {
+        Self::lock_dir(&self.dir)
+    }
+
+    /// The state file's identity now (one stat).
+    pub fn state_ident(&self) -> Result<StateIdent, KmsError> {
+        let p = self.dir.join(STATE_FILE);
+        fs::metadata(&p)
+            .map(|m| StateIdent::of(&m))
+            .map_err(|e| io_err(&p, "inspect", e))
+    }
+
+    /// Reads the state and the identity of the file it came from.
+    pub fn read_state(&self) -> Result<(StoreState, StateIdent), KmsError> {
+        let p = self.dir.join(STATE_FILE);
+        let mut f = File::open(&p).map_err(|e| io_err(&p, "open", e))?;
+        let ident = StateIdent::of(&f.metadata().map_err(|e| io_err(&p, "inspect", e))?);
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).map_err(|e| io_err(&p, "read", e))?;
+        let state: StoreState = serde_json::from_slice(&v)
+            .map_err(|e| internal(format!("store: {} is damaged: {e}", p.display())))?;
+        if state.version > STATE_VERSION {
+            return Err(internal(format!(
+                "store: {} has state version {}, newer than this kmsfs understands ({STATE_VERSION})",
+                p.display(),
+                state.version
+            )));
+        }
+        Ok((state, ident))
+    }
+
+    /// Commits `state` (caller holds the lock). Returns the new file's identity.
+    pub fn write_state(
+        &self,
+        state: &StoreState,
+        _lock: &StoreLock,
+    ) -> Result<StateIdent, KmsError> {
+        let json = serde_json::to_vec_pretty(state).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&self.dir.join(STATE_FILE), &json)?;
+        self.state_ident()
+    }
+
+    fn material_path(&self, key_id: &str, version: u32) -> PathBuf {
+        self.dir
+            .join(MATERIAL_DIR)
+            .join(key_id)
+            .join(format!("v{version}"))
+    }
+
+    fn material_aad(&self, key_id: &str, version: u32) -> Vec<u8> {
+        format!("kmsfs material v1|{}|{key_id}|{version}", self.store_id).into_bytes()
+    }
+
+    /// Seals and writes one material version (before the state names it).
+    pub fn write_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        material: &KeyMaterial,
+    ) -> Result<(), KmsError> {
+        let kdir = self.dir.join(MATERIAL_DIR).join(key_id);
+        if !kdir.exists() {
+            make_private_dir(&kdir)?;
+            sync_dir(&self.dir.join(MATERIAL_DIR))?;
+        }
+        let sealed = crypto::seal(
+            &self.material_key,
+            &self.material_aad(key_id, version),
+            material.expose(),
+        )
+        .map_err(|e| internal(e.to_string()))?;
+        let mut bytes = MATERIAL_MAGIC.to_vec();
+        bytes.extend_from_slice(&sealed);
+        write_atomic(&self.material_path(key_id, version), &bytes)
+    }
+
+    /// Reads and unseals one material version.
+    pub fn read_material(&self, key_id: &str, version: u32) -> Result<KeyMaterial, KmsError> {
+        let p = self.material_path(key_id, version);
+        check_private(&p, false)?;
+        let bytes = read_file(&p)?;
+        let sealed = bytes
+            .strip_prefix(MATERIAL_MAGIC.as_slice())
+            .ok_or_else(|| internal(format!("store: {} is not a material file", p.display())))?;
+        let plain = crypto::open(
+            &self.material_key,
+            &self.material_aad(key_id, version),
+            sealed,
+        )
+        .map_err(|_| {
+            internal(format!(
+                "store: {} fails authentication (damaged or moved)",
+                p.display()
+            ))
+        })?;
+        KeyMaterial::from_slice(&plain)
+            .ok_or_else(|| internal(format!("store: {} has the wrong length", p.display())))
+    }
+
+    /// Destroys one material version: overwrite with zeros, fsync, unlink.
+    pub fn shred_material_version(&self, key_id: &str, version: u32) -> Result<(), KmsError> {
+        let p = self.material_path(key_id, version);
+        shred_file(&p)?;
+        if let Some(parent) = p.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Destroys every material version of a key and its directory.
+    pub fn shred_key(&self, key_id: &str) -> Result<(), KmsError> {
+        let kdir = self.dir.join(MATERIAL_DIR).join(key_id);
+        if !kdir.exists() {
+            return Ok(());
+        }
+        let entries = fs::read_dir(&kdir).map_err(|e| io_err(&kdir, "list", e))?;
+        for e in entries {
+            let e = e.map_err(|e| io_err(&kdir, "list", e))?;
+            shred_file(&e.path())?;
+        }
+        fs::remove_dir(&kdir).map_err(|e| io_err(&kdir, "remove", e))?;
+        sync_dir(&self.dir.join(MATERIAL_DIR))
+    }
+
+    /// Shreds material of keys the state no longer names, and material versions it
+    /// does not list (left by a crash between the two steps of a write or a destroy).
+    /// Also removes temp files of interrupted writes: the caller holds the lock, and
+    /// every writer writes its temp files only while holding it.
+    pub fn collect_garbage(&self, state: &StoreState) -> Result<(), KmsError> {
+        remove_temps(&self.dir)?;
+        let mdir = self.dir.join(MATERIAL_DIR);
+        let entries = fs::read_dir(&mdir).map_err(|e| io_err(&mdir, "list", e))?;
+        for e in entries {
+            let e = e.map_err(|e| io_err(&mdir, "list", e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            match state.keys.get(&name) {
+                None => self.shred_key(&name)?,
+                Some(rec) => {
+                    let kdir = e.path();
+                    remove_temps(&kdir)?;
+                    let files = fs::read_dir(&kdir).map_err(|e| io_err(&kdir, "list", e))?;
+                    for f in files {
+                        let f = f.map_err(|e| io_err(&kdir, "list", e))?;
+                        let fname = f.file_name().to_string_lossy().into_owned();
+                        let live = fname
+                            .strip_prefix('v')
+                            .and_then(|v| v.parse::<u32>().ok())
+                            .is_some_and(|v| rec.materials.iter().any(|m| m.version == v));
+                        if !live {
+                            shred_file(&f.path())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals a small secret (volume secrets, import tokens) under the root key.
+    pub fn seal_secret(&self, label: &str, plain: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let aad = format!("kmsfs secret v1|{}|{label}", self.store_id);
+        crypto::seal(&self.secret_key, aad.as_bytes(), plain).map_err(|e| internal(e.to_string()))
+    }
+
+    /// Opens what [`Store::seal_secret`] sealed with the same label.
+    pub fn open_secret(&self, label: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let aad = format!("kmsfs secret v1|{}|{label}", self.store_id);
+        crypto::open(&self.secret_key, aad.as_bytes(), sealed).ok()
+    }
+
+    /// A keyed commitment to imported material (reimports must match it).
+    pub fn commit_material(&self, key_id: &str, material: &KeyMaterial) -> String {
+        let mut data = key_id.as_bytes().to_vec();
+        data.extend_from_slice(material.expose());
+        let tag = crypto::hmac_sha256(&self.commit_key, &data);
+        data.iter_mut().for_each(|b| *b = 0);
+        hex::encode(tag)
+    }
+}
+
+struct Derived {
+    material: SealingKey,
+    secret: SealingKey,
+    commit: SealingKey,
+    check: SealingKey,
+}
+
+impl Derived {
+    fn new(root: &RootKey, store_id: &str) -> Self {
+        let salt = store_id.as_bytes();
+        Derived {
+            material: crypto::hkdf_sealing_key(root, salt, MATERIAL_KEY_INFO),
+            secret: crypto::hkdf_sealing_key(root, salt, SECRET_KEY_INFO),
+            commit: crypto::hkdf_sealing_key(root, salt, COMMIT_KEY_INFO),
+            check: crypto::hkdf_sealing_key(root, salt, b"kmsfs store check key v1"),
+        }
+    }
+}
+
+/// Removes `.NAME.tmp.*` files left in `dir` by a write that was interrupted. Shreds
+/// them: a temp file may hold a sealed material version.
+fn remove_temps(dir: &Path) -> Result<(), KmsError> {
+    let entries = fs::read_dir(dir).map_err(|e| io_err(dir, "list", e))?;
+    for e in entries {
+        let e = e.map_err(|e| io_err(dir, "list", e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp.") {
+            shred_file(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn shred_file(p: &Path) -> Result<(), KmsError> {
+    match fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(p, "inspect", e)),
+        Ok(m) if m.is_file() => {
+            let len = usize::try_from(m.len()).unwrap_or(0);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map_err(|e| io_err(p, "open for shredding", e))?;
+            f.write_all(&vec![0u8; len])
+                .and_then(|_| f.sync_all())
+                .map_err(|e| io_err(p, "overwrite", e))?;
+        }
+        Ok(_) => {}
+    }
+    fs::remove_file(p).map_err(|e| io_err(p, "remove", e))
+}

@@ -1,0 +1,71 @@
+//! `mount.kmsfs` (the helper mount(8) runs for fstab entries) mounts a real volume
+//! through the real binary, taking kmsfs settings from the options.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+#[test]
+fn mount_helper_mounts_with_settings_from_fstab_options() {
+    let kmsfs = env!("CARGO_BIN_EXE_kmsfs");
+    let dir = std::env::temp_dir().join(format!("kmsfs-fstab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("mnt")).unwrap();
+    let store = dir.join("store");
+    let backing = dir.join("backing");
+    let mnt = dir.join("mnt");
+    let sock = dir.join("kms.sock");
+    let init = Command::new(kmsfs)
+        .arg("--store")
+        .arg(&store)
+        .arg("init")
+        .arg(&backing)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let helper = dir.join("mount.kmsfs");
+    std::os::unix::fs::symlink(kmsfs, &helper).unwrap();
+    let opts = format!(
+        "rw,nofail,x-systemd.automount,store={},socket={},threads=2",
+        store.display(),
+        sock.display()
+    );
+    let out = Command::new(&helper)
+        .arg(&backing)
+        .arg(&mnt)
+        .args(["-o", &opts])
+        .env_remove("KMSFS_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::write(mnt.join("hello.txt"), b"through fstab");
+    let read = std::fs::read(mnt.join("hello.txt"));
+    let umount = Command::new(kmsfs)
+        .arg("umount")
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    written.unwrap();
+    assert_eq!(read.unwrap(), b"through fstab");
+    assert!(
+        umount.status.success(),
+        "{}",
+        String::from_utf8_lossy(&umount.stderr)
+    );
+    // After unmounting, only ciphertext remains.
+    assert!(!mnt.join("hello.txt").exists());
+    let names: Vec<_> = std::fs::read_dir(&backing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("hello")), "{names:?}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
