@@ -66,6 +66,46 @@ fn mount_helper_mounts_with_settings_from_fstab_options() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!names.iter().any(|n| n.contains("hello")), "{names:?}");
+
+    // fsck authenticates every block: clean now, damaged after one flipped byte.
+    let fsck = |args: &[&str]| {
+        Command::new(kmsfs)
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .arg("fsck")
+            .arg(&backing)
+            .env_remove("KMSFS_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let clean = fsck(&["--output", "text"]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let file = std::fs::read_dir(&backing)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("kmsfs.")
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x20;
+    std::fs::write(&file, &bytes).unwrap();
+    let damaged = fsck(&["--output", "text"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&damaged.stdout);
+    assert!(
+        report.contains("damaged") && report.contains("hello.txt"),
+        "{report}"
+    );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
