@@ -31,9 +31,13 @@ impl Readiness {
     }
 
     /// The daemon failed before being ready: the parent prints `message` and exits 1.
+    /// In a daemon this ends the process (the parent already reported the error); in
+    /// the foreground it returns so the caller reports it.
     pub fn failed(&mut self, message: &str) {
         if let Some(mut p) = self.pipe.take() {
             let _ = p.write_all(format!("ERR {message}\n").as_bytes());
+            drop(p);
+            std::process::exit(1);
         }
     }
 }
