@@ -1,0 +1,542 @@
+//! `kmsfs kms ...` as aws-cli users meet it: the real binary, run as other uids against
+//! `kmsfs serve` on its socket. Roles (administrator vs user), grants and their tokens,
+//! rotation, and identity coming only from the socket's peer credentials.
+
+mod cli_support;
+
+use cli_support::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn decrypt_blob(s: &Served, uid: u32, blob_b64: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["kms", "decrypt", "--ciphertext-blob", blob_b64];
+    args.extend_from_slice(extra);
+    s.as_uid(uid, &args)
+}
+
+fn encrypt(s: &Served, uid: u32, key: &str, plaintext: &[u8]) -> serde_json::Value {
+    let plain = s.public_file("plain.bin", plaintext);
+    json(&s.as_uid(
+        uid,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            key,
+            "--plaintext",
+            &format!("fileb://{}", plain.display()),
+        ],
+    ))
+}
+
+#[test]
+fn administrator_manages_the_key_but_may_not_use_it() {
+    let s = Served::start("admin");
+    let key = s.create_key();
+    let policy = s.public_file("new-policy.json", key_policy().as_bytes());
+    let policy_arg = format!("file://{}", policy.display());
+    let admin_verbs: Vec<Vec<&str>> = vec![
+        vec!["kms", "disable-key", "--key-id", &key],
+        vec!["kms", "enable-key", "--key-id", &key],
+        vec!["kms", "enable-key-rotation", "--key-id", &key],
+        vec!["kms", "rotate-key-on-demand", "--key-id", &key],
+        vec![
+            "kms",
+            "schedule-key-deletion",
+            "--key-id",
+            &key,
+            "--pending-window-in-days",
+            "7",
+        ],
+        vec!["kms", "cancel-key-deletion", "--key-id", &key],
+        vec!["kms", "enable-key", "--key-id", &key],
+        vec![
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            &key,
+            "--policy-name",
+            "default",
+            "--policy",
+            &policy_arg,
+        ],
+    ];
+    for verb in &admin_verbs {
+        ok(&s.as_uid(BOB, verb));
+    }
+    let described = json(&s.as_uid(BOB, &["kms", "describe-key", "--key-id", &key]));
+    let meta = &described["KeyMetadata"];
+    assert_eq!(meta["KeyId"], key.as_str());
+    assert_eq!(meta["KeyState"], "Enabled");
+    assert_eq!(meta["KeyUsage"], "ENCRYPT_DECRYPT");
+    assert!(
+        meta["Arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":key/{key}")),
+        "{meta}"
+    );
+    let status = json(&s.as_uid(BOB, &["kms", "get-key-rotation-status", "--key-id", &key]));
+    assert_eq!(status["KeyRotationEnabled"], true, "{status}");
+    let got = json(&s.as_uid(
+        BOB,
+        &[
+            "kms",
+            "get-key-policy",
+            "--key-id",
+            &key,
+            "--policy-name",
+            "default",
+        ],
+    ));
+    let doc: serde_json::Value = serde_json::from_str(got["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["Statement"][0]["Sid"], "Admins");
+
+    // Using the key is not administering it.
+    let plain = s.public_file("p.txt", b"payroll");
+    let fileb = format!("fileb://{}", plain.display());
+    service_error(
+        &s.as_uid(
+            BOB,
+            &["kms", "encrypt", "--key-id", &key, "--plaintext", &fileb],
+        ),
+        "AccessDeniedException",
+        "Encrypt",
+    );
+    service_error(
+        &s.as_uid(
+            BOB,
+            &[
+                "kms",
+                "generate-data-key",
+                "--key-id",
+                &key,
+                "--key-spec",
+                "AES_256",
+            ],
+        ),
+        "AccessDeniedException",
+        "GenerateDataKey",
+    );
+    let blob = encrypt(&s, ALICE, &key, b"payroll");
+    let blob = blob["CiphertextBlob"].as_str().unwrap();
+    let refused = decrypt_blob(&s, BOB, blob, &[]);
+    service_error(&refused, "AccessDeniedException", "Decrypt");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&arn("bob")),
+        "the message names the caller: {err}"
+    );
+
+    // The simulator, asked through the socket, explains that refusal.
+    let why = json(&s.as_uid(
+        BOB,
+        &[
+            "simulate",
+            "--key-id",
+            &key,
+            "--principal",
+            &arn("bob"),
+            "--action",
+            "kms:Decrypt",
+        ],
+    ));
+    assert_eq!(why["EvalDecision"], "implicitDeny", "{why}");
+    assert!(why["MatchedStatements"].is_array(), "{why}");
+    let allowed = json(&s.as_uid(
+        ALICE,
+        &[
+            "simulate",
+            "--key-id",
+            &key,
+            "--principal",
+            &arn("alice"),
+            "--action",
+            "kms:Decrypt",
+        ],
+    ));
+    assert_eq!(allowed["EvalDecision"], "allowed", "{allowed}");
+    assert!(
+        allowed.to_string().contains("Users"),
+        "names the statement: {allowed}"
+    );
+}
+
+#[test]
+fn user_round_trips_a_file_through_aws_cli_style_pipes_but_may_not_manage() {
+    let s = Served::start("user");
+    let key = s.create_key();
+    let home = s.dir.join("alice");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(ALICE), Some(ALICE)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Binary content with a NUL, invalid UTF-8 and a trailing newline survives the trip.
+    let content: Vec<u8> = b"line one\n\x00\xff\xfe binary\n".to_vec();
+    let plain = s.public_file("secret.bin", &content);
+    let kms = format!("{KMSFS} {}", s.globals().join(" "));
+    let script = format!(
+        "set -e; cd {home}; \
+         {kms} kms encrypt --key-id {key} --plaintext fileb://{plain} \
+            --query CiphertextBlob --output text | base64 -d > blob; \
+         {kms} kms decrypt --ciphertext-blob fileb://blob --query Plaintext --output text \
+            | base64 -d > out",
+        home = home.display(),
+        plain = plain.display()
+    );
+    ok(&sh_as(ALICE, &script));
+    assert_eq!(std::fs::read(home.join("out")).unwrap(), content);
+    let blob = std::fs::read(home.join("blob")).unwrap();
+    assert!(blob.len() > content.len());
+    assert!(
+        !blob.windows(8).any(|w| w == b"line one"),
+        "ciphertext holds plaintext"
+    );
+
+    // JSON output carries AWS's field names.
+    let enc = encrypt(&s, ALICE, &key, b"x");
+    for field in ["CiphertextBlob", "KeyId", "EncryptionAlgorithm"] {
+        assert!(enc.get(field).is_some(), "{field} missing: {enc}");
+    }
+    assert_eq!(enc["EncryptionAlgorithm"], "SYMMETRIC_DEFAULT");
+    let dk = json(&s.as_uid(
+        ALICE,
+        &[
+            "kms",
+            "generate-data-key",
+            "--key-id",
+            &key,
+            "--key-spec",
+            "AES_256",
+        ],
+    ));
+    assert_eq!(b64(dk["Plaintext"].as_str().unwrap()).len(), 32);
+    let back = json(&decrypt_blob(
+        &s,
+        ALICE,
+        dk["CiphertextBlob"].as_str().unwrap(),
+        &[],
+    ));
+    assert_eq!(back["Plaintext"], dk["Plaintext"]);
+    assert_eq!(back["KeyId"], dk["KeyId"]);
+
+    let policy = s.public_file("takeover.json", key_policy().as_bytes());
+    service_error(
+        &s.as_uid(
+            ALICE,
+            &[
+                "kms",
+                "put-key-policy",
+                "--key-id",
+                &key,
+                "--policy-name",
+                "default",
+                "--policy",
+                &format!("file://{}", policy.display()),
+            ],
+        ),
+        "AccessDeniedException",
+        "PutKeyPolicy",
+    );
+    service_error(
+        &s.as_uid(ALICE, &["kms", "disable-key", "--key-id", &key]),
+        "AccessDeniedException",
+        "DisableKey",
+    );
+    // Bad parameters are aws-cli's 252 and never reach the service.
+    let bad = s.as_uid(
+        ALICE,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key,
+            "--plaintext",
+            "@@not base64",
+        ],
+    );
+    assert_eq!(
+        bad.status.code(),
+        Some(252),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let missing = s.as_uid(ALICE, &["kms", "encrypt", "--key-id", &key]);
+    assert_eq!(missing.status.code(), Some(252));
+    let unreadable = s.as_uid(
+        ALICE,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key,
+            "--plaintext",
+            "fileb:///nonexistent/p",
+        ],
+    );
+    assert_eq!(unreadable.status.code(), Some(252));
+    assert!(String::from_utf8_lossy(&unreadable.stderr).contains("/nonexistent/p"));
+}
+
+#[test]
+fn grants_and_grant_tokens_take_effect_at_once_and_retiring_follows_aws_rules() {
+    let s = Served::start("grants");
+    let key = s.create_key();
+    let blob = encrypt(&s, ALICE, &key, b"for carol");
+    let blob = blob["CiphertextBlob"].as_str().unwrap().to_string();
+    service_error(
+        &decrypt_blob(&s, CAROL, &blob, &[]),
+        "AccessDeniedException",
+        "Decrypt",
+    );
+
+    let create = |retiring: &str| {
+        json(&s.as_uid(
+            BOB,
+            &[
+                "kms",
+                "create-grant",
+                "--key-id",
+                &key,
+                "--grantee-principal",
+                &arn("carol"),
+                "--operations",
+                "Decrypt",
+                "--retiring-principal",
+                retiring,
+            ],
+        ))
+    };
+    let grant = create(&arn("alice"));
+    let grant_id = grant["GrantId"].as_str().unwrap().to_string();
+    let token = grant["GrantToken"].as_str().unwrap().to_string();
+    assert!(!token.is_empty());
+    // The very next call, with or without the token, is allowed.
+    let plain = json(&decrypt_blob(&s, CAROL, &blob, &["--grant-tokens", &token]));
+    assert_eq!(b64(plain["Plaintext"].as_str().unwrap()), b"for carol");
+    ok(&decrypt_blob(&s, CAROL, &blob, &[]));
+    // The grant gives Decrypt only.
+    let plain_file = s.public_file("c.txt", b"c");
+    service_error(
+        &s.as_uid(
+            CAROL,
+            &[
+                "kms",
+                "encrypt",
+                "--key-id",
+                &key,
+                "--plaintext",
+                &format!("fileb://{}", plain_file.display()),
+                "--grant-tokens",
+                &token,
+            ],
+        ),
+        "AccessDeniedException",
+        "Encrypt",
+    );
+    let listed = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
+    let g = &listed["Grants"][0];
+    assert_eq!(g["GrantId"], grant_id.as_str());
+    assert_eq!(g["GranteePrincipal"], arn("carol"));
+    assert_eq!(g["RetiringPrincipal"], arn("alice"));
+    assert_eq!(g["Operations"], serde_json::json!(["Decrypt"]));
+
+    // Retiring: neither a stranger nor the grantee (without RetireGrant in the grant)
+    // may; the retiring principal may, and the access ends on the next call.
+    let retire_args = [
+        "kms",
+        "retire-grant",
+        "--key-id",
+        &key,
+        "--grant-id",
+        &grant_id,
+    ];
+    service_error(
+        &s.as_uid(STRANGER, &retire_args),
+        "AccessDeniedException",
+        "RetireGrant",
+    );
+    service_error(
+        &s.as_uid(CAROL, &retire_args),
+        "AccessDeniedException",
+        "RetireGrant",
+    );
+    ok(&decrypt_blob(&s, CAROL, &blob, &[]));
+    ok(&s.as_uid(ALICE, &retire_args));
+    service_error(
+        &decrypt_blob(&s, CAROL, &blob, &[]),
+        "AccessDeniedException",
+        "Decrypt",
+    );
+    service_error(
+        &s.as_uid(ALICE, &retire_args),
+        "NotFoundException",
+        "RetireGrant",
+    );
+
+    // Revoking: the administrator ends a grant at once; users may not revoke.
+    let second = create(&arn("alice"));
+    let second_id = second["GrantId"].as_str().unwrap();
+    ok(&decrypt_blob(&s, CAROL, &blob, &[]));
+    let revoke_args = [
+        "kms",
+        "revoke-grant",
+        "--key-id",
+        &key,
+        "--grant-id",
+        second_id,
+    ];
+    service_error(
+        &s.as_uid(ALICE, &revoke_args),
+        "AccessDeniedException",
+        "RevokeGrant",
+    );
+    ok(&s.as_uid(BOB, &revoke_args));
+    service_error(
+        &decrypt_blob(&s, CAROL, &blob, &[]),
+        "AccessDeniedException",
+        "Decrypt",
+    );
+    let listed = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
+    assert_eq!(listed["Grants"], serde_json::json!([]), "{listed}");
+}
+
+#[test]
+fn rotation_keeps_old_ciphertexts_decryptable_and_new_ones_name_the_key() {
+    let s = Served::start("rotate");
+    let key = s.create_key();
+    let arn_of_key = json(&s.as_uid(BOB, &["kms", "describe-key", "--key-id", &key]))
+        ["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = encrypt(&s, ALICE, &key, b"written before rotation");
+    ok(&s.as_uid(BOB, &["kms", "rotate-key-on-demand", "--key-id", &key]));
+    ok(&s.as_uid(BOB, &["kms", "rotate-key-on-demand", "--key-id", &key]));
+    let rotations = json(&s.as_uid(BOB, &["kms", "list-key-rotations", "--key-id", &key]));
+    assert_eq!(
+        rotations["Rotations"].as_array().unwrap().len(),
+        2,
+        "{rotations}"
+    );
+    assert_eq!(rotations["Rotations"][0]["RotationType"], "ON_DEMAND");
+
+    let after = encrypt(&s, ALICE, &key, b"written after rotation");
+    assert_eq!(after["KeyId"], arn_of_key.as_str());
+    assert_ne!(after["CiphertextBlob"], before["CiphertextBlob"]);
+    for (blob, text) in [
+        (&before, &b"written before rotation"[..]),
+        (&after, &b"written after rotation"[..]),
+    ] {
+        let out = json(&decrypt_blob(
+            &s,
+            ALICE,
+            blob["CiphertextBlob"].as_str().unwrap(),
+            &[],
+        ));
+        assert_eq!(b64(out["Plaintext"].as_str().unwrap()), text);
+        assert_eq!(out["KeyId"], arn_of_key.as_str());
+    }
+}
+
+#[test]
+fn identity_comes_from_the_peer_uid_and_nothing_the_client_says_changes_it() {
+    let s = Served::start("identity");
+    let key = s.create_key();
+    let me = json(&s.as_uid(ALICE, &["whoami"]));
+    assert!(me.to_string().contains(&arn("alice")), "{me}");
+    let text = ok(&s.as_uid(ALICE, &["whoami", "--output", "text"]));
+    assert!(text.contains(&arn("alice")), "{text}");
+
+    // There is no flag to claim an identity: clap refuses it as a bad parameter.
+    for flag in ["--caller", "--principal", "--uid", "--as"] {
+        let o = s.as_uid(ALICE, &["kms", "list-keys", flag, &arn("bob")]);
+        assert_eq!(o.status.code(), Some(252), "{flag}");
+    }
+    // A principals file of her own that maps her uid to bob changes nothing: the
+    // service uses its own file, and she cannot open the store directly.
+    let forged = s.public_file(
+        "forged.toml",
+        format!(
+            "account = \"{ACCOUNT}\"\n[[principal]]\narn = \"{}\"\nuid = {ALICE}\n",
+            arn("bob")
+        )
+        .as_bytes(),
+    );
+    let forged_globals = vec![
+        "--store".to_string(),
+        s.store().display().to_string(),
+        "--principals".to_string(),
+        forged.display().to_string(),
+        "--socket".to_string(),
+        s.socket().display().to_string(),
+    ];
+    let me = ok(&as_uid(ALICE, &forged_globals, &["whoami"]));
+    assert!(
+        me.contains(&arn("alice")) && !me.contains(&arn("bob")),
+        "{me}"
+    );
+    service_error(
+        &as_uid(
+            ALICE,
+            &forged_globals,
+            &["kms", "disable-key", "--key-id", &key],
+        ),
+        "AccessDeniedException",
+        "DisableKey",
+    );
+    // Environment variables are no different.
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            &ALICE.to_string(),
+            "--regid",
+            &ALICE.to_string(),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(KMSFS)
+        .args(["kms", "disable-key", "--key-id", &key])
+        .env("KMSFS_STORE", s.store())
+        .env("KMSFS_PRINCIPALS", &forged)
+        .env("KMSFS_SOCKET", s.socket())
+        .current_dir("/")
+        .output()
+        .unwrap();
+    service_error(&o, "AccessDeniedException", "DisableKey");
+
+    // A uid missing from the principals file is anonymous: refused even read-only calls.
+    let anon = ok(&s.as_uid(STRANGER, &["whoami"]));
+    assert!(!anon.contains("arn:aws:iam"), "{anon}");
+    service_error(
+        &s.as_uid(STRANGER, &["kms", "describe-key", "--key-id", &key]),
+        "AccessDeniedException",
+        "DescribeKey",
+    );
+    let plain = s.public_file("s.txt", b"s");
+    service_error(
+        &s.as_uid(
+            STRANGER,
+            &[
+                "kms",
+                "encrypt",
+                "--key-id",
+                &key,
+                "--plaintext",
+                &format!("fileb://{}", plain.display()),
+            ],
+        ),
+        "AccessDeniedException",
+        "Encrypt",
+    );
+    // Nor can the stranger read the store behind the service's back.
+    let direct = as_uid(
+        STRANGER,
+        &[
+            "--store".to_string(),
+            s.store().display().to_string(),
+            "--socket".into(),
+            "/nonexistent.sock".into(),
+        ],
+        &["kms", "list-keys"],
+    );
+    assert!(!direct.status.success());
+}
