@@ -32,6 +32,14 @@ fn encrypt(s: &Served, uid: u32, key: &str, plaintext: &[u8]) -> serde_json::Val
 fn administrator_manages_the_key_but_may_not_use_it() {
     let s = Served::start("admin");
     let key = s.create_key();
+    // Creating keys comes from bob's identity policy; without one, nobody may.
+    for uid in [ALICE, CAROL, STRANGER] {
+        service_error(
+            &s.as_uid(uid, &["kms", "create-key"]),
+            "AccessDeniedException",
+            "CreateKey",
+        );
+    }
     let policy = s.public_file("new-policy.json", key_policy().as_bytes());
     let policy_arg = format!("file://{}", policy.display());
     let admin_verbs: Vec<Vec<&str>> = vec![
