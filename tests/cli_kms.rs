@@ -547,4 +547,38 @@ fn identity_comes_from_the_peer_uid_and_nothing_the_client_says_changes_it() {
         &["kms", "list-keys"],
     );
     assert!(!direct.status.success());
+    let err = String::from_utf8_lossy(&direct.stderr);
+    assert!(err.contains("another user controls"), "{err}");
+}
+
+#[test]
+fn concurrent_clients_of_different_uids_each_get_their_own_identity() {
+    let s = Served::start("concurrent");
+    let globals = s.globals();
+    let expected = [
+        (ALICE, Some("alice")),
+        (BOB, Some("bob")),
+        (CAROL, Some("carol")),
+        (STRANGER, None),
+    ];
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            let (uid, name) = expected[i % expected.len()];
+            let globals = globals.clone();
+            std::thread::spawn(move || (uid, name, as_uid(uid, &globals, &["whoami"])))
+        })
+        .collect();
+    for h in handles {
+        let (uid, name, out) = h.join().unwrap();
+        let me = ok(&out);
+        for (_, other) in expected {
+            if let Some(other) = other {
+                assert_eq!(
+                    me.contains(&arn(other)),
+                    Some(other) == name,
+                    "uid {uid}: {me}"
+                );
+            }
+        }
+    }
 }
