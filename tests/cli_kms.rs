@@ -582,3 +582,169 @@ fn concurrent_clients_of_different_uids_each_get_their_own_identity() {
         }
     }
 }
+
+#[test]
+fn service_errors_reach_the_user_as_aws_exceptions_with_exit_254() {
+    let s = Served::start("errors");
+    let key = s.create_key();
+    let blob = json(&s.as_uid(
+        ALICE,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key,
+            "--plaintext",
+            "aGVsbG8=",
+            "--encryption-context",
+            "purpose=test",
+        ],
+    ));
+    let blob = blob["CiphertextBlob"].as_str().unwrap().to_string();
+    let mut damaged = b64(&blob);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let damaged = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&damaged)
+    };
+    let missing = "11111111-2222-3333-4444-555555555555";
+    // (uid, argv, exception, operation): before the key's state changes.
+    let cases: &[(u32, &[&str], &str, &str)] = &[
+        (
+            ALICE,
+            &["kms", "decrypt", "--ciphertext-blob", &blob],
+            "InvalidCiphertextException",
+            "Decrypt",
+        ),
+        (
+            ALICE,
+            &[
+                "kms",
+                "decrypt",
+                "--ciphertext-blob",
+                &blob,
+                "--encryption-context",
+                "purpose=other",
+            ],
+            "InvalidCiphertextException",
+            "Decrypt",
+        ),
+        (
+            ALICE,
+            &[
+                "kms",
+                "decrypt",
+                "--ciphertext-blob",
+                &damaged,
+                "--encryption-context",
+                "purpose=test",
+            ],
+            "InvalidCiphertextException",
+            "Decrypt",
+        ),
+        (
+            ALICE,
+            &[
+                "kms",
+                "decrypt",
+                "--ciphertext-blob",
+                &blob,
+                "--encryption-context",
+                "purpose=test",
+                "--grant-tokens",
+                "bogus",
+            ],
+            "InvalidGrantTokenException",
+            "Decrypt",
+        ),
+        (
+            BOB,
+            &["kms", "describe-key", "--key-id", missing],
+            "NotFoundException",
+            "DescribeKey",
+        ),
+        (
+            BOB,
+            &[
+                "kms",
+                "schedule-key-deletion",
+                "--key-id",
+                &key,
+                "--pending-window-in-days",
+                "3",
+            ],
+            "ValidationException",
+            "ScheduleKeyDeletion",
+        ),
+    ];
+    for (uid, argv, exception, operation) in cases {
+        service_error(&s.as_uid(*uid, argv), exception, operation);
+    }
+    ok(&s.as_uid(
+        ALICE,
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            &blob,
+            "--encryption-context",
+            "purpose=test",
+        ],
+    ));
+
+    ok(&s.as_uid(BOB, &["kms", "disable-key", "--key-id", &key]));
+    let encrypt = [
+        "kms",
+        "encrypt",
+        "--key-id",
+        &key,
+        "--plaintext",
+        "aGVsbG8=",
+    ];
+    service_error(&s.as_uid(ALICE, &encrypt), "DisabledException", "Encrypt");
+    ok(&s.as_uid(
+        BOB,
+        &[
+            "kms",
+            "schedule-key-deletion",
+            "--key-id",
+            &key,
+            "--pending-window-in-days",
+            "7",
+        ],
+    ));
+    service_error(
+        &s.as_uid(ALICE, &encrypt),
+        "KMSInvalidStateException",
+        "Encrypt",
+    );
+    let described = json(&s.as_uid(BOB, &["kms", "describe-key", "--key-id", &key]));
+    assert_eq!(described["KeyMetadata"]["KeyState"], "PendingDeletion");
+    assert!(
+        described["KeyMetadata"]["DeletionDate"].is_string(),
+        "{described}"
+    );
+}
+
+#[test]
+fn list_grants_returns_every_page_like_aws_cli() {
+    let s = Served::start("pages");
+    let key = s.create_key();
+    let kms = format!("{KMSFS} {}", s.globals().join(" "));
+    ok(&sh_as(
+        BOB,
+        &format!(
+            "set -e; for n in $(seq 1 60); do {kms} kms create-grant --key-id {key} \
+             --grantee-principal {} --operations Decrypt >/dev/null; done",
+            arn("carol")
+        ),
+    ));
+    let all = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
+    assert_eq!(all["Grants"].as_array().unwrap().len(), 60);
+    let page = json(&s.as_uid(
+        BOB,
+        &["kms", "list-grants", "--key-id", &key, "--limit", "10"],
+    ));
+    assert!(page["Grants"].as_array().unwrap().len() <= 60);
+}
