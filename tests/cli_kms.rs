@@ -742,9 +742,4 @@ fn list_grants_returns_every_page_like_aws_cli() {
     ));
     let all = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
     assert_eq!(all["Grants"].as_array().unwrap().len(), 60);
-    let page = json(&s.as_uid(
-        BOB,
-        &["kms", "list-grants", "--key-id", &key, "--limit", "10"],
-    ));
-    assert!(page["Grants"].as_array().unwrap().len() <= 60);
 }
