@@ -104,103 +104,108 @@ fn kill_9_during_a_burst_keeps_every_acknowledged_write_and_a_verifiable_log() {
     let acked = s.dir.join("acked");
     std::fs::create_dir(&acked).unwrap();
     std::os::unix::fs::chown(&acked, Some(BOB), Some(BOB)).unwrap();
-    // Three clients as bob: each records the GrantId of every create-grant that was
-    // acknowledged, so the store must hold at least those afterwards.
-    let mut clients: Vec<std::process::Child> = (0..3)
-        .map(|i| {
-            let script = format!(
-                "for n in $(seq 1 60); do \
-                   {kms} kms put-key-policy --key-id {key} --policy-name default \
-                      --policy file://{policy} >/dev/null 2>&1; \
-                   {kms} kms create-grant --key-id {key} --grantee-principal {carol} \
-                      --operations Decrypt --name c{i}n$n --query GrantId --output text \
-                      >> {acked}/c{i} 2>/dev/null; \
-                 done",
-                policy = policy.display(),
-                carol = arn("carol"),
-                acked = acked.display(),
-            );
-            let u = BOB.to_string();
-            std::process::Command::new("setpriv")
-                .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
-                .args(["sh", "-c", &script])
-                .current_dir("/")
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    // Kill once some writes were acknowledged (bounded wait).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let n: usize = (0..3)
+    // Rounds kill the service at different depths into the burst.
+    for (round, threshold) in [3usize, 12, 30].into_iter().enumerate() {
+        // Three clients as bob: each records the GrantId of every create-grant that was
+        // acknowledged, so the store must hold at least those afterwards.
+        let mut clients: Vec<std::process::Child> = (0..3)
             .map(|i| {
-                std::fs::read_to_string(acked.join(format!("c{i}")))
+                let script = format!(
+                    "for n in $(seq 1 60); do \
+                       {kms} kms put-key-policy --key-id {key} --policy-name default \
+                          --policy file://{policy} >/dev/null 2>&1; \
+                       {kms} kms create-grant --key-id {key} --grantee-principal {carol} \
+                          --operations Decrypt --name r{round}c{i}n$n --query GrantId --output text \
+                          >> {acked}/r{round}c{i} 2>/dev/null; \
+                     done",
+                    policy = policy.display(),
+                    carol = arn("carol"),
+                    acked = acked.display(),
+                );
+                let u = BOB.to_string();
+                std::process::Command::new("setpriv")
+                    .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
+                    .args(["sh", "-c", &script])
+                    .current_dir("/")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // Kill once some writes were acknowledged (bounded wait).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let n: usize = (0..3)
+                .map(|i| {
+                    std::fs::read_to_string(acked.join(format!("r{round}c{i}")))
+                        .unwrap_or_default()
+                        .lines()
+                        .count()
+                })
+                .sum();
+            if n >= threshold || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s.kill9();
+        for c in &mut clients {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Every write acknowledged in this round or an earlier one must be kept.
+        let acknowledged: Vec<String> = std::fs::read_dir(&acked)
+            .unwrap()
+            .flat_map(|entry| {
+                std::fs::read_to_string(entry.unwrap().path())
                     .unwrap_or_default()
                     .lines()
-                    .count()
+                    .map(str::trim)
+                    .filter(|l| l.len() >= 32)
+                    .map(String::from)
+                    .collect::<Vec<_>>()
             })
-            .sum();
-        if n >= 6 || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    s.kill9();
-    for c in &mut clients {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    let acknowledged: Vec<String> = (0..3)
-        .flat_map(|i| {
-            std::fs::read_to_string(acked.join(format!("c{i}")))
-                .unwrap_or_default()
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.len() >= 32)
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert!(
-        !acknowledged.is_empty(),
-        "no write was acknowledged before the kill"
-    );
-
-    s.serve();
-    let described = json(&s.as_uid(BOB, &["kms", "describe-key", "--key-id", &key]));
-    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
-    let policy_doc = json(&s.as_uid(
-        BOB,
-        &[
-            "kms",
-            "get-key-policy",
-            "--key-id",
-            &key,
-            "--policy-name",
-            "default",
-        ],
-    ));
-    let _: serde_json::Value =
-        serde_json::from_str(policy_doc["Policy"].as_str().unwrap()).unwrap();
-    let grants = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
-    let listed: Vec<&str> = grants["Grants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["GrantId"].as_str().unwrap())
-        .collect();
-    let mut unique = listed.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), listed.len(), "duplicate grants: {listed:?}");
-    for id in &acknowledged {
+            .collect();
         assert!(
-            listed.contains(&id.as_str()),
-            "acknowledged grant {id} was lost"
+            !acknowledged.is_empty(),
+            "no write was acknowledged before the kill"
         );
-    }
-    for g in grants["Grants"].as_array().unwrap() {
-        assert_eq!(g["GranteePrincipal"], arn("carol"), "{g}");
+
+        s.serve();
+        let described = json(&s.as_uid(BOB, &["kms", "describe-key", "--key-id", &key]));
+        assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
+        let policy_doc = json(&s.as_uid(
+            BOB,
+            &[
+                "kms",
+                "get-key-policy",
+                "--key-id",
+                &key,
+                "--policy-name",
+                "default",
+            ],
+        ));
+        let _: serde_json::Value =
+            serde_json::from_str(policy_doc["Policy"].as_str().unwrap()).unwrap();
+        let grants = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
+        let listed: Vec<&str> = grants["Grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["GrantId"].as_str().unwrap())
+            .collect();
+        let mut unique = listed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "duplicate grants: {listed:?}");
+        for id in &acknowledged {
+            assert!(
+                listed.contains(&id.as_str()),
+                "acknowledged grant {id} was lost"
+            );
+        }
+        for g in grants["Grants"].as_array().unwrap() {
+            assert_eq!(g["GranteePrincipal"], arn("carol"), "{g}");
+        }
     }
     // The store still takes writes, and the audit chain is intact.
     ok(&s.as_uid(
