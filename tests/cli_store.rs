@@ -365,3 +365,123 @@ fn damaged_store_files_give_errors_that_name_the_file() {
         assert!(err.contains("root.key"), "{err}")
     });
 }
+
+#[test]
+fn two_services_and_a_direct_client_share_one_store_without_losing_writes() {
+    let s = Served::start("shared");
+    let key = s.create_key();
+    // A second `kmsfs serve` on the same store, on its own socket (as a mount process
+    // serving the socket would be), and root writing through the store directly.
+    let second_socket = s.dir.join("second.sock");
+    let mut second_globals = s.globals();
+    second_globals[5] = second_socket.display().to_string();
+    let _second = KillOnDrop(
+        std::process::Command::new(KMSFS)
+            .args(&second_globals)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&second_socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let acked = s.dir.join("acked");
+    std::fs::create_dir(&acked).unwrap();
+    std::fs::set_permissions(&acked, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = |globals: &[String], name: &str| {
+        format!(
+            "for n in $(seq 1 15); do {KMSFS} {} kms create-grant --key-id {key} \
+               --grantee-principal {} --operations Decrypt --name {name}n$n \
+               --query GrantId --output text >> {}/{name} || exit 1; done",
+            globals.join(" "),
+            arn("carol"),
+            acked.display()
+        )
+    };
+    let first_globals = s.globals();
+    let direct_globals = vec![
+        "--store".to_string(),
+        s.store().display().to_string(),
+        "--principals".to_string(),
+        s.principals().display().to_string(),
+        "--socket".to_string(),
+        "/nonexistent/kms.sock".to_string(),
+    ];
+    let mut jobs = vec![
+        (BOB, script(&first_globals, "a1")),
+        (BOB, script(&first_globals, "a2")),
+        (BOB, script(&second_globals, "b1")),
+        (BOB, script(&second_globals, "b2")),
+        (
+            0,
+            format!(
+                "for n in $(seq 1 15); do {KMSFS} {} kms create-key --query KeyMetadata.KeyId \
+                   --output text >> {}/root-keys || exit 1; done",
+                direct_globals.join(" "),
+                s.dir.display()
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(uid, script)| {
+        let u = uid.to_string();
+        std::thread::spawn(move || {
+            let o = std::process::Command::new("setpriv")
+                .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
+                .args(["sh", "-c", &script])
+                .current_dir("/")
+                .output()
+                .unwrap();
+            (uid, o)
+        })
+    })
+    .collect::<Vec<_>>();
+    for job in jobs.drain(..) {
+        let (uid, o) = job.join().unwrap();
+        assert!(
+            o.status.success(),
+            "uid {uid}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let acknowledged = grant_ids_in(&acked);
+    assert_eq!(acknowledged.len(), 60);
+    let created = std::fs::read_to_string(s.dir.join("root-keys")).unwrap();
+    let keys = json(&s.root(&["kms", "list-keys"]));
+    let keys = keys["Keys"].to_string();
+    assert_eq!(created.lines().count(), 15);
+    for id in created.lines() {
+        assert!(keys.contains(id.trim()), "key {id} was lost");
+    }
+    for socket_globals in [&first_globals, &second_globals] {
+        let grants = json(&as_uid(
+            BOB,
+            socket_globals,
+            &["kms", "list-grants", "--key-id", &key],
+        ));
+        let mut listed: Vec<&str> = grants["Grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["GrantId"].as_str().unwrap())
+            .collect();
+        listed.sort_unstable();
+        let mut expected: Vec<&str> = acknowledged.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(listed, expected);
+    }
+    let verify = s.root(&["audit", "verify"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

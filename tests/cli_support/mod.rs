@@ -262,3 +262,29 @@ impl Drop for Mounted {
             .output();
     }
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads every line of at least 32 characters (a GrantId) from the files in `dir`.
+pub fn grant_ids_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|entry| {
+            std::fs::read_to_string(entry.unwrap().path())
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.len() >= 32)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
