@@ -406,7 +406,7 @@ fn two_services_and_a_direct_client_share_one_store_without_losing_writes() {
         )
     };
     let first_globals = s.globals();
-    let direct_globals = vec![
+    let direct_globals = [
         "--store".to_string(),
         s.store().display().to_string(),
         "--principals".to_string(),
