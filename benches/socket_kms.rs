@@ -75,8 +75,72 @@ fn main() {
             );
         }
     }
+    // Where the time goes: the service alone (no socket), and the socket alone (a
+    // handler that answers at once), each with the same client counts.
+    let direct = |clients: usize| {
+        let start = Instant::now();
+        let until = start + Duration::from_secs(secs);
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let (service, me, blob) = (service.clone(), me, blob.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0usize;
+                    while Instant::now() < until {
+                        let req = json!({"CiphertextBlob": blob});
+                        service.call(&me, "Decrypt", req).expect("decrypt");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let n: usize = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let noop_sock = dir.join("noop.sock");
+    let noop = Server::bind(&noop_sock, Arc::new(Noop))
+        .expect("bind")
+        .spawn()
+        .expect("serve");
+    for clients in [1usize, 8] {
+        println!(
+            "{:<18} {clients:>8} {:>10} {:>10} {:>12.0}",
+            "Decrypt (no sock)",
+            "-",
+            "-",
+            direct(clients)
+        );
+    }
+    for clients in [1usize, 8] {
+        let (mut lat, total, elapsed) = run(
+            &noop_sock,
+            "Decrypt",
+            &json!({"CiphertextBlob": blob}),
+            clients,
+            Duration::from_secs(secs),
+        );
+        lat.sort_unstable();
+        let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6;
+        println!(
+            "{:<18} {clients:>8} {:>10.1} {:>10.1} {:>12.0}",
+            "socket only",
+            pct(0.50),
+            pct(0.99),
+            total as f64 / elapsed.as_secs_f64()
+        );
+    }
+    let _ = noop.stop();
     let _ = server.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Answers every request at once: the cost of the socket, framing and JSON alone.
+struct Noop;
+
+impl kmsfs::control::Handler for Noop {
+    fn call(&self, _: &Caller, _: &str, _: Value) -> Result<Value, kmsfs::kms::error::KmsError> {
+        Ok(json!({"Plaintext": "AAAA", "KeyId": "k", "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}))
+    }
 }
 
 fn run(
