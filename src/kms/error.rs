@@ -1,97 +1,61 @@
 //! The one error type of the key service, named as AWS names its exceptions.
 
-/// AWS KMS exception kinds that kmsfs can raise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    AccessDenied,
-    NotFound,
-    Disabled,
-    KmsInvalidState,
-    MalformedPolicyDocument,
-    InvalidCiphertext,
-    InvalidGrantToken,
-    InvalidGrantId,
-    InvalidArn,
-    InvalidAliasName,
-    InvalidKeyUsage,
-    LimitExceeded,
-    Validation,
-    AlreadyExists,
-    IncorrectKey,
-    IncorrectKeyMaterial,
-    InvalidImportToken,
-    ExpiredImportToken,
-    UnsupportedOperation,
-    Tag,
-    DependencyTimeout,
-    KmsInternal,
-    InvalidMarker,
-    DryRunOperation,
+/// Declares [`ErrorKind`] with each variant's AWS exception name, once.
+macro_rules! error_kinds {
+    ($($variant:ident => $name:literal,)*) => {
+        /// AWS KMS exception kinds that kmsfs can raise.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $($variant,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$variant,)*];
+
+            /// The exception name exactly as AWS spells it (`__type` in AWS's JSON
+            /// protocol).
+            pub fn aws_name(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    AccessDenied => "AccessDeniedException",
+    NotFound => "NotFoundException",
+    Disabled => "DisabledException",
+    KmsInvalidState => "KMSInvalidStateException",
+    MalformedPolicyDocument => "MalformedPolicyDocumentException",
+    InvalidCiphertext => "InvalidCiphertextException",
+    InvalidGrantToken => "InvalidGrantTokenException",
+    InvalidGrantId => "InvalidGrantIdException",
+    InvalidArn => "InvalidArnException",
+    InvalidAliasName => "InvalidAliasNameException",
+    InvalidKeyUsage => "InvalidKeyUsageException",
+    LimitExceeded => "LimitExceededException",
+    Validation => "ValidationException",
+    AlreadyExists => "AlreadyExistsException",
+    IncorrectKey => "IncorrectKeyException",
+    IncorrectKeyMaterial => "IncorrectKeyMaterialException",
+    InvalidImportToken => "InvalidImportTokenException",
+    ExpiredImportToken => "ExpiredImportTokenException",
+    UnsupportedOperation => "UnsupportedOperationException",
+    Tag => "TagException",
+    DependencyTimeout => "DependencyTimeoutException",
+    KmsInternal => "KMSInternalException",
+    InvalidMarker => "InvalidMarkerException",
+    DryRunOperation => "DryRunOperationException",
 }
 
 impl ErrorKind {
-    /// The exception name exactly as AWS spells it (`__type` in AWS's JSON protocol).
-    pub fn aws_name(self) -> &'static str {
-        match self {
-            ErrorKind::AccessDenied => "AccessDeniedException",
-            ErrorKind::NotFound => "NotFoundException",
-            ErrorKind::Disabled => "DisabledException",
-            ErrorKind::KmsInvalidState => "KMSInvalidStateException",
-            ErrorKind::MalformedPolicyDocument => "MalformedPolicyDocumentException",
-            ErrorKind::InvalidCiphertext => "InvalidCiphertextException",
-            ErrorKind::InvalidGrantToken => "InvalidGrantTokenException",
-            ErrorKind::InvalidGrantId => "InvalidGrantIdException",
-            ErrorKind::InvalidArn => "InvalidArnException",
-            ErrorKind::InvalidAliasName => "InvalidAliasNameException",
-            ErrorKind::InvalidKeyUsage => "InvalidKeyUsageException",
-            ErrorKind::LimitExceeded => "LimitExceededException",
-            ErrorKind::Validation => "ValidationException",
-            ErrorKind::AlreadyExists => "AlreadyExistsException",
-            ErrorKind::IncorrectKey => "IncorrectKeyException",
-            ErrorKind::IncorrectKeyMaterial => "IncorrectKeyMaterialException",
-            ErrorKind::InvalidImportToken => "InvalidImportTokenException",
-            ErrorKind::ExpiredImportToken => "ExpiredImportTokenException",
-            ErrorKind::UnsupportedOperation => "UnsupportedOperationException",
-            ErrorKind::Tag => "TagException",
-            ErrorKind::DependencyTimeout => "DependencyTimeoutException",
-            ErrorKind::KmsInternal => "KMSInternalException",
-            ErrorKind::InvalidMarker => "InvalidMarkerException",
-            ErrorKind::DryRunOperation => "DryRunOperationException",
-        }
-    }
-
     /// Parses an AWS exception name back (used by the control client).
     pub fn from_aws_name(name: &str) -> Option<Self> {
-        use ErrorKind::*;
-        [
-            AccessDenied,
-            NotFound,
-            Disabled,
-            KmsInvalidState,
-            MalformedPolicyDocument,
-            InvalidCiphertext,
-            InvalidGrantToken,
-            InvalidGrantId,
-            InvalidArn,
-            InvalidAliasName,
-            InvalidKeyUsage,
-            LimitExceeded,
-            Validation,
-            AlreadyExists,
-            IncorrectKey,
-            IncorrectKeyMaterial,
-            InvalidImportToken,
-            ExpiredImportToken,
-            UnsupportedOperation,
-            Tag,
-            DependencyTimeout,
-            KmsInternal,
-            InvalidMarker,
-            DryRunOperation,
-        ]
-        .into_iter()
-        .find(|k| k.aws_name() == name)
+        Self::ALL.iter().copied().find(|k| k.aws_name() == name)
     }
 
     /// The errno a filesystem user sees for this error (DESIGN.md "Errors a user sees").
@@ -119,5 +83,19 @@ impl KmsError {
             kind,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_aws_name() {
+        for kind in ErrorKind::ALL {
+            assert!(kind.aws_name().ends_with("Exception"), "{kind:?}");
+            assert_eq!(ErrorKind::from_aws_name(kind.aws_name()), Some(*kind));
+        }
+        assert_eq!(ErrorKind::from_aws_name("NoSuchException"), None);
     }
 }
