@@ -485,3 +485,37 @@ fn two_services_and_a_direct_client_share_one_store_without_losing_writes() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+#[test]
+fn a_principals_file_broken_while_serving_fails_closed_and_recovers_when_fixed() {
+    let s = Served::start("live-principals");
+    let key = s.create_key();
+    assert!(ok(&s.as_uid(ALICE, &["whoami", "--output", "text"])).contains(&arn("alice")));
+    let good = std::fs::read(s.principals()).unwrap();
+    // Atomic replacement, as an editor or config management would do it.
+    let tmp = s.dir.join("principals.tmp");
+    std::fs::write(&tmp, b"account = \"111122223333\"\n[[principal]\n").unwrap();
+    std::fs::rename(&tmp, s.principals()).unwrap();
+    // No call is decided on stale identities: every one fails, naming the file.
+    for (uid, argv, operation) in [
+        (
+            ALICE,
+            vec!["kms", "describe-key", "--key-id", &key],
+            "DescribeKey",
+        ),
+        (
+            BOB,
+            vec!["kms", "disable-key", "--key-id", &key],
+            "DisableKey",
+        ),
+    ] {
+        let o = s.as_uid(uid, &argv);
+        service_error(&o, "KMSInternalException", operation);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("principals.toml"), "{err}");
+    }
+    std::fs::write(&tmp, good).unwrap();
+    std::fs::rename(&tmp, s.principals()).unwrap();
+    let described = json(&s.as_uid(ALICE, &["kms", "describe-key", "--key-id", &key]));
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
+}
