@@ -405,6 +405,53 @@ fn grants_and_grant_tokens_take_effect_at_once_and_retiring_follows_aws_rules() 
     );
     let listed = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
     assert_eq!(listed["Grants"], serde_json::json!([]), "{listed}");
+
+    // The grantee may retire a grant that includes RetireGrant, here by its token; the
+    // account (uid 0 is the account's root user) may retire any grant of its keys.
+    let own = json(&s.as_uid(
+        BOB,
+        &[
+            "kms",
+            "create-grant",
+            "--key-id",
+            &key,
+            "--grantee-principal",
+            &arn("carol"),
+            "--operations",
+            "Decrypt",
+            "RetireGrant",
+        ],
+    ));
+    ok(&decrypt_blob(&s, CAROL, &blob, &[]));
+    ok(&s.as_uid(
+        CAROL,
+        &[
+            "kms",
+            "retire-grant",
+            "--grant-token",
+            own["GrantToken"].as_str().unwrap(),
+        ],
+    ));
+    service_error(
+        &decrypt_blob(&s, CAROL, &blob, &[]),
+        "AccessDeniedException",
+        "Decrypt",
+    );
+    let third = create(&arn("alice"));
+    let third_id = third["GrantId"].as_str().unwrap();
+    ok(&s.root(&[
+        "kms",
+        "retire-grant",
+        "--key-id",
+        &key,
+        "--grant-id",
+        third_id,
+    ]));
+    service_error(
+        &decrypt_blob(&s, CAROL, &blob, &[]),
+        "AccessDeniedException",
+        "Decrypt",
+    );
 }
 
 #[test]
