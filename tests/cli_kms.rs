@@ -6,6 +6,7 @@ mod cli_support;
 
 use cli_support::*;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 fn decrypt_blob(s: &Served, uid: u32, blob_b64: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["kms", "decrypt", "--ciphertext-blob", blob_b64];
@@ -596,6 +597,40 @@ fn identity_comes_from_the_peer_uid_and_nothing_the_client_says_changes_it() {
     assert!(!direct.status.success());
     let err = String::from_utf8_lossy(&direct.stderr);
     assert!(err.contains("another user controls"), "{err}");
+}
+
+#[test]
+fn a_mapped_primary_group_acts_as_its_role_but_a_uid_mapping_wins() {
+    let s = Served::start("groups");
+    let globals = s.globals();
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/operators");
+    let stranger = ok(&as_ids(STRANGER, OPERATORS, &globals, &["whoami"]));
+    assert!(stranger.contains(&role), "{stranger}");
+    let alice = ok(&as_ids(ALICE, OPERATORS, &globals, &["whoami"]));
+    assert!(
+        alice.contains(&arn("alice")) && !alice.contains(&role),
+        "{alice}"
+    );
+    // Supplementary groups are not part of the peer credentials: only the primary gid maps.
+    let u = STRANGER.to_string();
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &u,
+            "--regid",
+            &u,
+            "--groups",
+            &OPERATORS.to_string(),
+            "--",
+        ])
+        .arg(KMSFS)
+        .args(&globals)
+        .arg("whoami")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let supplementary = ok(&o);
+    assert!(!supplementary.contains(&role), "{supplementary}");
 }
 
 #[test]

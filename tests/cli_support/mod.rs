@@ -14,6 +14,7 @@ pub const ALICE: u32 = 62001; // key user
 pub const BOB: u32 = 62002; // key administrator (identity policy allows kms:CreateKey)
 pub const CAROL: u32 = 62003; // in no policy: only grants give her anything
 pub const STRANGER: u32 = 62009; // not in the principals file: anonymous
+pub const OPERATORS: u32 = 62100; // a gid mapped to a role
 
 pub fn arn(user: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:user/{user}")
@@ -25,7 +26,8 @@ pub fn principals_toml() -> String {
          [[principal]]\narn = \"{}\"\nuid = {ALICE}\n\
          [[principal]]\narn = \"{}\"\nuid = {BOB}\n\
          policy = '''{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":[\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}}]}}'''\n\
-         [[principal]]\narn = \"{}\"\nuid = {CAROL}\n",
+         [[principal]]\narn = \"{}\"\nuid = {CAROL}\n\
+         [[principal]]\narn = \"arn:aws:iam::{ACCOUNT}:role/operators\"\ngid = {OPERATORS}\n",
         arn("alice"),
         arn("bob"),
         arn("carol")
@@ -195,6 +197,25 @@ pub fn as_uid(uid: u32, globals: &[String], args: &[&str]) -> Output {
         .args(args)
         .current_dir("/")
         .env_remove("KMSFS_PASSPHRASE")
+        .output()
+        .unwrap()
+}
+
+/// `kmsfs <args>` as `uid` with primary group `gid`.
+pub fn as_ids(uid: u32, gid: u32, globals: &[String], args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &gid.to_string(),
+            "--clear-groups",
+            "--",
+        ])
+        .arg(KMSFS)
+        .args(globals)
+        .args(args)
+        .current_dir("/")
         .output()
         .unwrap()
 }
