@@ -23,8 +23,7 @@ pub struct FsckArgs {
 }
 
 pub fn run(args: &FsckArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
-    let volume = VolumeConfig::load(&args.backing)
-        .map_err(|e| anyhow!("{}: {e}", args.backing.display()))?;
+    let volume = VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
     let service = open_service(global, keys)?;
     let secret = service
         .volume_secret(&volume.volume_id)
@@ -79,7 +78,7 @@ pub fn run(args: &FsckArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::
         })),
         _ => {}
     })
-    .map_err(|e| anyhow!("{}: {e}", args.backing.display()))?;
+    .map_err(|e| anyhow!("{e}"))?;
 
     let summary = json!({
         "VolumeId": volume.volume_id,

@@ -176,7 +176,7 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
     if let Some(backing) = &args.backing {
         let service = Service::open(cfg).map_err(kms_err)?;
         let volume = crate::fs::mount::init_volume(backing, &args.key, service.as_ref())
-            .map_err(|e| anyhow!("{}: {e}", backing.display()))?;
+            .map_err(|e| anyhow!("{e}"))?;
         out["Volume"] = serde_json::json!({
             "Backing": backing.display().to_string(),
             "VolumeId": volume.volume_id,
@@ -301,8 +301,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
             args.mountpoint.display()
         );
     }
-    crate::format::VolumeConfig::load(&args.backing)
-        .map_err(|e| anyhow!("{}: {e}", args.backing.display()))?;
+    crate::format::VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
     let mut ready = if args.foreground {
         daemon::Readiness::none()
     } else {
