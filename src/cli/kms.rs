@@ -471,6 +471,17 @@ pub struct WrapKeyMaterialArgs {
     pub key_material: String,
 }
 
+/// `["Decrypt,Encrypt", "GenerateDataKey"]` → `["Decrypt", "Encrypt", "GenerateDataKey"]`.
+fn split_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The pseudo-operation name of [`KmsVerb::WrapKeyMaterial`]; never sent to a service.
 const LOCAL_WRAP_OPERATION: &str = "WrapKeyMaterial";
 
@@ -835,7 +846,8 @@ pub fn build_request(
             r().set("KeyId", a.key_id.clone())
                 .set("GranteePrincipal", a.grantee_principal.clone())
                 .opt("RetiringPrincipal", a.retiring_principal.clone())
-                .list("Operations", &a.operations)
+                // aws-cli takes a list as separate words or comma-separated.
+                .list("Operations", &split_list(&a.operations))
                 .opt(
                     "Constraints",
                     a.constraints
