@@ -339,6 +339,29 @@ mod tests {
     }
 
     #[test]
+    fn large_aligned_and_unaligned_writes_read_back_exactly() {
+        let (file, cipher) = new_file();
+        let mut model = vec![0u8; 0];
+        // Aligned (sealed straight from the request) and unaligned (staged), with odd
+        // block counts and a partial last block.
+        let writes: [(usize, usize); 4] = [
+            (0, 67 * BLOCK_SIZE),
+            (BLOCK_SIZE * 7, 129 * BLOCK_SIZE + 123),
+            (5000, 70 * BLOCK_SIZE + 77),
+            (0, 256 * BLOCK_SIZE),
+        ];
+        for (n, (off, len)) in writes.into_iter().enumerate() {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + n) as u8).collect();
+            write(&file, &cipher, off as u64, &data).unwrap();
+            if model.len() < off + len {
+                model.resize(off + len, 0);
+            }
+            model[off..off + len].copy_from_slice(&data);
+            assert_eq!(read_all(&file, &cipher), model, "write {n}");
+        }
+    }
+
+    #[test]
     fn sizes_beyond_the_largest_file_are_efbig() {
         let (file, cipher) = new_file();
         let err = write(&file, &cipher, MAX_FILE_SIZE, b"x").unwrap_err();
