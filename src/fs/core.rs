@@ -468,10 +468,17 @@ impl Core {
             }
             self.truncate(caller, &node, fh, size)?;
         }
-        let st = stat_fd(&node.fd)?;
         // Only the owner (or root) changes modes and ownership; only root gives a file
         // away. (With default_permissions the kernel checks this before we see it.)
-        let owner_or_root = caller.uid == 0 || caller.uid == st.st_uid;
+        // The current owner is needed only for those changes: a size or time change
+        // (the common `futimens` after a write) skips this stat.
+        let owns = change.mode.is_some() || change.uid.is_some() || change.gid.is_some();
+        let owner = if owns {
+            Some(stat_fd(&node.fd)?.st_uid)
+        } else {
+            None
+        };
+        let owner_or_root = caller.uid == 0 || owner == Some(caller.uid);
         if let Some(mode) = change.mode {
             self.writable()?;
             if !owner_or_root {
@@ -489,7 +496,7 @@ impl Core {
         }
         if change.uid.is_some() || change.gid.is_some() {
             self.writable()?;
-            let gives_away = change.uid.is_some_and(|u| u != st.st_uid);
+            let gives_away = change.uid.is_some_and(|u| Some(u) != owner);
             if caller.uid != 0 && (gives_away || !owner_or_root) {
                 return Err(FsError::refused(libc::EPERM, "chown by non-root"));
             }
