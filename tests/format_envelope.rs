@@ -588,3 +588,46 @@ proptest! {
         let _ = FileHeader::decode(&bytes);
     }
 }
+
+#[test]
+fn batched_sealing_and_appending_opens_match_the_per_block_format() {
+    let (header, key) = new_file_key(12);
+    let cipher = ContentCipher::new(&key, &header).unwrap();
+    for len in [1usize, 4095, 4096, 4097, 3 * 4096, 3 * 4096 + 17] {
+        let plain = pattern(len, 12);
+        let mut sealed = Vec::new();
+        cipher.seal_blocks(5, &plain, &mut sealed).unwrap();
+        assert_eq!(
+            sealed.len(),
+            len + len.div_ceil(BLOCK_SIZE) * (sealed_len(0)),
+            "len {len}"
+        );
+        let mut out = Vec::new();
+        let mut one = Vec::new();
+        for (i, block) in sealed.chunks(SEALED_BLOCK_SIZE).enumerate() {
+            // Each block opens alone, at its own index only.
+            cipher.open_block(5 + i as u64, block, &mut one).unwrap();
+            assert!(cipher.open_block(4 + i as u64, block, &mut one).is_err());
+            cipher
+                .open_block_append(5 + i as u64, block, &mut out)
+                .unwrap();
+        }
+        assert_eq!(out, plain, "len {len}");
+        let before = out.clone();
+        let mut bad = sealed[..SEALED_BLOCK_SIZE.min(sealed.len())].to_vec();
+        bad[NONCE_LEN_FOR_TEST] ^= 1;
+        assert!(matches!(
+            cipher.open_block_append(5, &bad, &mut out),
+            Err(FormatError::Authentication { block: 5 })
+        ));
+        assert_eq!(out, before, "a failed open appends nothing");
+    }
+    // Holes append zeros.
+    let mut out = vec![7u8];
+    cipher
+        .open_block_append(0, &vec![0u8; sealed_len(100)], &mut out)
+        .unwrap();
+    assert_eq!(out, [&[7u8][..], &[0u8; 100][..]].concat());
+}
+
+const NONCE_LEN_FOR_TEST: usize = 12;

@@ -167,6 +167,47 @@ impl ContentCipher {
             .map_err(|_: CryptoError| FormatError::Random)
     }
 
+    /// Seals consecutive blocks `first, first + 1, ...` from `plaintext` (every block
+    /// [`BLOCK_SIZE`] bytes but the last, which holds the rest) and appends their sealed
+    /// forms to `out`, back to back as they lie in the file. Same bytes as
+    /// [`Self::seal_block`] per block, with one draw from the OS for all nonces.
+    pub fn seal_blocks(
+        &self,
+        first: u64,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        if plaintext.is_empty() {
+            return Err(FormatError::BlockTooLarge { len: 0 });
+        }
+        self.sealer
+            .seal_chunks_into(plaintext, BLOCK_SIZE, |i| self.aad(first + i as u64), out)
+            .map_err(|_: CryptoError| FormatError::Random)
+    }
+
+    /// Like [`Self::open_block`], but appends the plaintext to `out`; on failure `out`
+    /// keeps exactly what it held before.
+    pub fn open_block_append(
+        &self,
+        index: u64,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        if sealed.len() <= BLOCK_OVERHEAD || sealed.len() > SEALED_BLOCK_SIZE {
+            return Err(FormatError::BadBlockLength {
+                block: index,
+                len: sealed.len(),
+            });
+        }
+        if sealed.iter().all(|&b| b == 0) {
+            out.resize(out.len() + sealed.len() - BLOCK_OVERHEAD, 0);
+            return Ok(());
+        }
+        self.sealer
+            .open_append(&self.aad(index), sealed, out)
+            .map_err(|_| FormatError::Authentication { block: index })
+    }
+
     /// Opens sealed block `index` into `out` (cleared first). An all-zero region is a
     /// hole and yields `sealed.len() - 28` zero bytes. Anything that fails authentication
     /// is [`FormatError::Authentication`] and leaves `out` empty: never wrong data.

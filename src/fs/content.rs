@@ -118,8 +118,8 @@ pub fn read<R>(
                 .range_sealed
                 .get(from..to)
                 .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
-            cipher.open_block(index, sealed, &mut s.block)?;
-            s.range_plain.extend_from_slice(&s.block);
+            // Decrypted straight into the range buffer: one copy per block.
+            cipher.open_block_append(index, sealed, &mut s.range_plain)?;
         }
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
@@ -168,6 +168,16 @@ pub fn write(
             file.write_all_at(&s.block, block_offset(k))?;
         }
 
+        // The common streaming case: the write starts on a block boundary and ends on
+        // one or at the (new) end of file, so every block it touches is wholly replaced
+        // by `data`: seal straight from `data`, no staging copy, no edge reads.
+        if offset % B == 0 && (end % B == 0 || end == new_size) {
+            s.range_sealed.clear();
+            cipher.seal_blocks(first, data, &mut s.range_sealed)?;
+            file.write_all_at(&s.range_sealed, block_offset(first))?;
+            return Ok(new_size);
+        }
+
         let blocks = usize_of(last - first + 1)?;
         s.range_plain.clear();
         s.range_plain.resize(blocks * BLOCK_SIZE, 0);
@@ -203,16 +213,12 @@ pub fn write(
         dst.copy_from_slice(data);
 
         s.range_sealed.clear();
-        for index in first..=last {
-            let at = usize_of(index - first)? * BLOCK_SIZE;
-            let len = usize_of((new_size - index * B).min(B))?;
-            let plain = s
-                .range_plain
-                .get(at..at + len)
-                .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
-            cipher.seal_block(index, plain, &mut s.block)?;
-            s.range_sealed.extend_from_slice(&s.block);
-        }
+        let plain_len = usize_of((new_size - first * B).min((last - first + 1) * B))?;
+        let plain = s
+            .range_plain
+            .get(..plain_len)
+            .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
+        cipher.seal_blocks(first, plain, &mut s.range_sealed)?;
         file.write_all_at(&s.range_sealed, block_offset(first))?;
         Ok(new_size)
     })
@@ -293,8 +299,14 @@ mod tests {
         for step in 0..1500 {
             match next(4) {
                 0 | 1 => {
-                    let off = next(6 * B) as usize;
-                    let len = next(2 * B + 100) as usize + 1;
+                    // A third of the writes are block-aligned (the streaming path).
+                    let aligned = next(3) == 0;
+                    let off = if aligned { next(6) * B } else { next(6 * B) } as usize;
+                    let len = if aligned {
+                        (next(3) + 1) * B
+                    } else {
+                        next(2 * B + 100) + 1
+                    } as usize;
                     let data: Vec<u8> = (0..len).map(|i| (i as u64 + step) as u8).collect();
                     write(&file, &cipher, off as u64, &data).unwrap();
                     if model.len() < off + len {
@@ -324,6 +336,29 @@ mod tests {
             );
         }
         assert_eq!(read_all(&file, &cipher), model);
+    }
+
+    #[test]
+    fn large_aligned_and_unaligned_writes_read_back_exactly() {
+        let (file, cipher) = new_file();
+        let mut model = vec![0u8; 0];
+        // Aligned (sealed straight from the request) and unaligned (staged), with odd
+        // block counts and a partial last block.
+        let writes: [(usize, usize); 4] = [
+            (0, 67 * BLOCK_SIZE),
+            (BLOCK_SIZE * 7, 129 * BLOCK_SIZE + 123),
+            (5000, 70 * BLOCK_SIZE + 77),
+            (0, 256 * BLOCK_SIZE),
+        ];
+        for (n, (off, len)) in writes.into_iter().enumerate() {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + n) as u8).collect();
+            write(&file, &cipher, off as u64, &data).unwrap();
+            if model.len() < off + len {
+                model.resize(off + len, 0);
+            }
+            model[off..off + len].copy_from_slice(&data);
+            assert_eq!(read_all(&file, &cipher), model, "write {n}");
+        }
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! entry, header before the file is visible, metadata before a directory is used). It
 //! never caches a permission: every open asks the key service (see [`super::authz`]).
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
@@ -78,7 +80,19 @@ pub struct Core {
     read_only: bool,
     /// The daemon runs as root: new files are chowned to their creator.
     as_root: bool,
+    /// Effective key rule per directory (FUSE inode → key id), valid while
+    /// `rules_generation` still has the value it had before the lookup walked the
+    /// ancestors. See [`Core::key_for_new_file`].
+    rule_cache: Mutex<HashMap<u64, (u64, String)>>,
+    /// Bumped after anything that can change a directory's effective key rule through
+    /// this mount: setting or removing a rule, and every rename (a directory moved under
+    /// another ancestor inherits that ancestor's rule).
+    rules_generation: AtomicU64,
 }
+
+/// Directories whose effective key rule is remembered at most; beyond that the cache
+/// starts over (entries of forgotten inodes are never used again, only take room).
+const RULE_CACHE_MAX: usize = 4096;
 
 /// Lists a backing directory given its (`O_PATH`) descriptor; `.` and `..` excluded.
 fn list_dir(dir: &OwnedFd) -> Result<std::fs::ReadDir, FsError> {
@@ -175,6 +189,8 @@ impl Core {
             root_id: backing_id(&root_stat),
             read_only,
             as_root: nix::unistd::geteuid().is_root(),
+            rule_cache: Mutex::new(HashMap::new()),
+            rules_generation: AtomicU64::new(0),
         })
     }
 
@@ -359,9 +375,42 @@ impl Core {
     }
 
     /// The key for a new file in `dir`: the nearest enclosing directory's key rule, else
-    /// the volume's default key. Walks the backing directories upwards by descriptor and
-    /// reads each one's metadata fresh, so a key rule set while mounted applies at once.
+    /// the volume's default key.
+    ///
+    /// Remembered per directory inode and forgotten as soon as a rule is set or removed
+    /// or anything is renamed through this mount (the generation check), so a rule set
+    /// while mounted applies to the very next create. Only the *choice of key* is cached:
+    /// every create still asks the key service for `GenerateDataKey` under it. Rules
+    /// written into the backing directory behind the mount's back are not supported.
     fn key_for_new_file(&self, dir: &Node) -> Result<String, FsError> {
+        let generation = self.rules_generation.load(Ordering::Acquire);
+        {
+            let cache = self.rule_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((g, key)) = cache.get(&dir.ino) {
+                if *g == generation {
+                    return Ok(key.clone());
+                }
+            }
+        }
+        let key = self.walk_key_rule(dir)?;
+        let mut cache = self.rule_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= RULE_CACHE_MAX {
+            cache.clear();
+        }
+        // Stored under the generation read *before* the walk: a change that raced with
+        // the walk has bumped it, so this entry is never used.
+        cache.insert(dir.ino, (generation, key.clone()));
+        Ok(key)
+    }
+
+    /// Any change through this mount that may alter effective key rules.
+    fn rules_changed(&self) {
+        self.rules_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Walks the backing directories upwards from `dir` by descriptor, reading each
+    /// one's metadata fresh, to the nearest key rule (else the volume's default key).
+    fn walk_key_rule(&self, dir: &Node) -> Result<String, FsError> {
         let mut current: Option<OwnedFd> = None;
         loop {
             let fd = current.as_ref().unwrap_or(&dir.fd);
@@ -419,10 +468,17 @@ impl Core {
             }
             self.truncate(caller, &node, fh, size)?;
         }
-        let st = stat_fd(&node.fd)?;
         // Only the owner (or root) changes modes and ownership; only root gives a file
         // away. (With default_permissions the kernel checks this before we see it.)
-        let owner_or_root = caller.uid == 0 || caller.uid == st.st_uid;
+        // The current owner is needed only for those changes: a size or time change
+        // (the common `futimens` after a write) skips this stat.
+        let owns = change.mode.is_some() || change.uid.is_some() || change.gid.is_some();
+        let owner = if owns {
+            Some(stat_fd(&node.fd)?.st_uid)
+        } else {
+            None
+        };
+        let owner_or_root = caller.uid == 0 || owner == Some(caller.uid);
         if let Some(mode) = change.mode {
             self.writable()?;
             if !owner_or_root {
@@ -440,7 +496,7 @@ impl Core {
         }
         if change.uid.is_some() || change.gid.is_some() {
             self.writable()?;
-            let gives_away = change.uid.is_some_and(|u| u != st.st_uid);
+            let gives_away = change.uid.is_some_and(|u| Some(u) != owner);
             if caller.uid != 0 && (gives_away || !owner_or_root) {
                 return Err(FsError::refused(libc::EPERM, "chown by non-root"));
             }
@@ -878,6 +934,7 @@ impl Core {
         } else {
             renameat(&from_dir.fd, from.name(), &to_dir.fd, to.name())
         };
+        self.rules_changed();
         if let Err(e) = res {
             if !exchange && dst.is_none() {
                 let _ = names::remove_sidecar(&to_dir.fd, &to);
@@ -1155,10 +1212,13 @@ impl Core {
             }
         };
         let path = sys::proc_path(node.fd.as_fd());
-        meta.save(
+        let saved = meta.save(
             Path::new(OsStr::from_bytes(path.as_bytes())),
             &self.secrets.metadata,
-        )?;
+        );
+        // Even a failed save may have replaced the file: forget every cached choice.
+        self.rules_changed();
+        saved?;
         Ok(())
     }
 }

@@ -288,8 +288,12 @@ impl Filesystem for KmsFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        // Writes reach the backing file before they are acknowledged, so a flush has
+        // nothing to do and no error to report. ENOSYS tells the kernel so once: it then
+        // treats every later close's flush as done without a round trip (no lock
+        // requests are implemented here, so no lock owner needs the flush either).
         match self.core.flush(fh.0) {
-            Ok(()) => reply.ok(),
+            Ok(()) => reply.error(Errno::ENOSYS),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -443,8 +447,10 @@ impl Filesystem for KmsFs {
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // Mode bits are the kernel's job (default_permissions); the key service decides
-        // at open. access(2) therefore reports what the kernel already checked.
-        reply.ok();
+        // at open. access(2) therefore reports what the kernel already checked. ENOSYS
+        // says exactly that to the kernel ("always allowed from now on") and spares it
+        // the round trip on every later access(2).
+        reply.error(Errno::ENOSYS);
     }
 
     fn create(
