@@ -1,5 +1,5 @@
 //! The `kmsfs` command line: clap argument types and one module per command group.
-//! `anyhow` lives only here. OWNER: lead (mod.rs); kms.rs and audit.rs: control helper.
+//! `anyhow` lives only here.
 
 pub mod audit;
 pub mod kms;

@@ -14,7 +14,7 @@
 //! GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial; and two
 //! kmsfs extensions, "Simulate" and "WhoAmI".
 //!
-//! OWNER: kms helper. `error` and `provider` are contracts other modules code against.
+//! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
 
 pub mod ciphertext;

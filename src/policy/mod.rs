@@ -3,8 +3,8 @@
 //! no logging. Every answer is an [`Evaluation`] that carries its reasons; the
 //! simulator, the audit log and the filesystem's EACCES all use that one value.
 //!
-//! OWNER: policy helper. The public types below are the contract other modules code
-//! against; extend them, do not rename them.
+//! The public types below are the contract the key service and the CLI code against;
+//! extend them, do not rename them.
 //!
 //! Layout: [`document`] parses and validates (every refusal message lives there),
 //! `condition` holds the IAM operators, `pattern` the wildcard/variable matcher, and
