@@ -81,16 +81,19 @@ impl DirMeta {
         }
     }
 
-    /// Reads and authenticates `dir/kmsfs.dir`. [`FormatError::MissingDirMeta`] if absent,
+    /// Reads and authenticates `dir/kmsfs.dir` (only a regular file: never through a
+    /// symlink, never blocking on a FIFO). [`FormatError::MissingDirMeta`] if absent,
     /// [`FormatError::MetadataAuthentication`] if altered or from another volume.
     pub fn load(dir: &Path, key: &MetadataKey) -> Result<DirMeta, FormatError> {
         let path = Self::path(dir);
-        match std::fs::read(&path) {
+        match super::readonly::read_regular(&path, super::METADATA_MAX_LEN) {
             Ok(bytes) => Self::decode(&bytes, &path, key),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(FormatError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 Err(FormatError::MissingDirMeta { path })
             }
-            Err(source) => Err(FormatError::Io { path, source }),
+            Err(e) => Err(e),
         }
     }
 

@@ -13,6 +13,8 @@ pub mod content;
 pub mod dirmeta;
 pub mod header;
 pub mod names;
+pub mod readonly;
+pub mod symlink;
 pub mod verify;
 pub mod volume;
 
@@ -25,7 +27,11 @@ pub use content::{
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
 pub use names::{classify, is_reserved, BackingName, EntryKind, NameCipher};
-pub use verify::{verify_file, walk_volume, FileOutcome, FileReport, VolumeEntry};
+pub use symlink::{SymlinkCipher, SYMLINK_AAD, SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX};
+pub use verify::{
+    check_volume, verify_file, verify_file_with, walk_volume, FileOutcome, FileReport, KeyLookup,
+    VolumeEntry, VolumeFinding,
+};
 pub use volume::{MetadataKey, VolumeConfig};
 
 /// The format version this code writes (and the only one it reads so far).
@@ -52,6 +58,9 @@ pub const LONG_NAME_PREFIX: &str = "kmsfs.ln.";
 pub const LONG_NAME_SIDECAR_SUFFIX: &str = ".name";
 /// Prefix of temporary files of atomic writes; `kmsfs.tmp.<hex>`.
 pub const TEMP_PREFIX: &str = "kmsfs.tmp.";
+/// Largest `kmsfs.volume` or `kmsfs.dir` a reader accepts (they are a few hundred bytes;
+/// a bound keeps a planted huge file from exhausting memory).
+pub const METADATA_MAX_LEN: u64 = 64 * 1024;
 /// Longest plaintext name (bytes), as on Linux.
 pub const NAME_MAX: usize = 255;
 
@@ -104,6 +113,10 @@ pub enum FormatError {
     /// A directory metadata file that should exist and does not.
     #[error("{path}: missing directory metadata {DIR_META_NAME}")]
     MissingDirMeta { path: PathBuf },
+    /// A backing object of a kind kmsfs never puts there (a symlink, FIFO or device where
+    /// a regular file belongs; a device anywhere). Reported without opening it.
+    #[error("{path}: unexpected file type: {found}")]
+    UnexpectedFileType { path: PathBuf, found: &'static str },
     /// `DirMeta::create` where one exists already.
     #[error("{path}: directory metadata already exists")]
     DirMetaExists { path: PathBuf },
@@ -121,6 +134,9 @@ pub enum FormatError {
     /// An encrypted name that fails authentication (altered, or from another directory).
     #[error("encrypted name failed authentication (altered, or moved from another directory)")]
     NameAuthentication,
+    /// A backing symlink whose target is not one kmsfs sealed for this volume.
+    #[error("symlink target failed authentication (altered, or not written by kmsfs)")]
+    SymlinkAuthentication,
 
     // ---- envelope header ----
     /// The header buffer is not exactly [`HEADER_LEN`] bytes.
@@ -177,6 +193,7 @@ impl FormatError {
                 true
             }
             MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
+            UnexpectedFileType { .. } | SymlinkAuthentication => true,
             HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
                 true
             }

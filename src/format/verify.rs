@@ -1,14 +1,16 @@
-//! Integrity checks for `kmsfs fsck`: one encrypted file (header decoding, size
-//! consistency and, given the data key, every block's authentication), and a walk of a
-//! whole volume (volume file, every directory's metadata, every name and sidecar) that
-//! hands each regular file to the caller, who gets its data key from the key service.
-//! Reports; never repairs and never writes.
+//! Integrity checks behind `kmsfs fsck`, the same ones the filesystem makes when it
+//! serves the volume: the volume file's and every directory's MAC, every name and
+//! long-name sidecar, every symlink target, the kind of every backing object, and per
+//! regular file its header, size, key commitment and every block. The data key comes
+//! from the caller (a [`KeyLookup`]: the key service, asked exactly as the mount asks
+//! it), so this module still knows nothing of KMS. Reports; never repairs, never
+//! writes, never follows a symlink and never opens anything but regular files (with
+//! `O_NOFOLLOW | O_NONBLOCK`, see [`super::readonly`]).
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::fs::File;
-use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{DataKey, SealingKey};
@@ -17,8 +19,28 @@ use super::content::{block_count, block_offset, plaintext_size, sealed_len, Cont
 use super::dirmeta::DirMeta;
 use super::header::FileHeader;
 use super::names::{classify, EntryKind, NameCipher};
+use super::readonly::{describe_file_type, open_regular, read_regular};
+use super::symlink::SymlinkCipher;
 use super::volume::{MetadataKey, VolumeConfig};
 use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, SEALED_BLOCK_SIZE};
+
+/// Largest long-name sidecar read: an encoded name of a 255-byte plain name is under 400
+/// bytes.
+const SIDECAR_MAX_LEN: u64 = 4096;
+
+/// What the caller's key service said about a file's wrapped data key.
+#[derive(Debug)]
+pub enum KeyLookup {
+    /// The data key: the commitment and every block are checked with it.
+    Key(DataKey),
+    /// The key could not be used by this caller or in the key's current state (denied,
+    /// disabled, deleted, service unavailable). Says nothing about the bytes: the
+    /// header and size are checked, the content is not.
+    Unavailable(String),
+    /// The key service rejected the wrapped key or its encryption context as invalid
+    /// ciphertext: the header was altered or comes from another file or volume.
+    Rejected(String),
+}
 
 /// The result of checking one file.
 #[derive(Debug)]
@@ -51,6 +73,23 @@ pub enum FileOutcome {
         indices: Vec<u64>,
         blocks_checked: u64,
     },
+    /// The key service rejected the wrapped data key with this file's encryption context
+    /// (see [`KeyLookup::Rejected`]).
+    KeyRejected { reason: String },
+    /// Header and size are fine; the data key could not be used, so the commitment and
+    /// the blocks were not checked (see [`KeyLookup::Unavailable`]). Not damage.
+    ContentNotChecked { plaintext_size: u64, reason: String },
+}
+
+impl FileOutcome {
+    /// True when the file is damaged (reading it through the mount fails with EIO).
+    /// [`FileOutcome::Ok`] and [`FileOutcome::ContentNotChecked`] are not.
+    pub fn is_damaged(&self) -> bool {
+        !matches!(
+            self,
+            FileOutcome::Ok { .. } | FileOutcome::ContentNotChecked { .. }
+        )
+    }
 }
 
 impl FileReport {
@@ -60,23 +99,39 @@ impl FileReport {
     }
 }
 
+/// Where [`check`] gets the data key.
+enum KeySource<'a> {
+    Given(Option<&'a DataKey>),
+    Lookup(&'a mut dyn FnMut(&FileHeader) -> KeyLookup),
+}
+
 /// Checks the encrypted file at `path`. Without `data_key`, checks the header and size
 /// only; with it, also the commitment and every block.
 pub fn verify_file(path: &Path, data_key: Option<&DataKey>) -> FileReport {
     FileReport {
         path: path.to_path_buf(),
-        outcome: check(path, data_key),
+        outcome: check(path, KeySource::Given(data_key)),
     }
 }
 
-fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
+/// Checks the encrypted file at `path`, asking `keys` for its data key once the header
+/// decodes and the size is consistent (so a file damaged before that costs no key
+/// service call).
+pub fn verify_file_with(path: &Path, keys: &mut dyn FnMut(&FileHeader) -> KeyLookup) -> FileReport {
+    FileReport {
+        path: path.to_path_buf(),
+        outcome: check(path, KeySource::Lookup(keys)),
+    }
+}
+
+fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
     let io = |source| FormatError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = match File::open(path) {
+    let file = match open_regular(path) {
         Ok(f) => f,
-        Err(e) => return FileOutcome::Unreadable { error: io(e) },
+        Err(error) => return FileOutcome::Unreadable { error },
     };
     let backing_len = match file.metadata() {
         Ok(m) => m.len(),
@@ -90,12 +145,29 @@ fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
     let Ok(size) = plaintext_size(backing_len) else {
         return FileOutcome::SizeInconsistent { backing_len };
     };
-    let Some(data_key) = data_key else {
-        return FileOutcome::Ok {
-            plaintext_size: size,
-            blocks_checked: 0,
-            holes: 0,
-        };
+    let looked_up;
+    let data_key = match keys {
+        KeySource::Given(Some(key)) => key,
+        KeySource::Given(None) => {
+            return FileOutcome::Ok {
+                plaintext_size: size,
+                blocks_checked: 0,
+                holes: 0,
+            }
+        }
+        KeySource::Lookup(lookup) => match lookup(&header) {
+            KeyLookup::Key(key) => {
+                looked_up = key;
+                &looked_up
+            }
+            KeyLookup::Unavailable(reason) => {
+                return FileOutcome::ContentNotChecked {
+                    plaintext_size: size,
+                    reason,
+                }
+            }
+            KeyLookup::Rejected(reason) => return FileOutcome::KeyRejected { reason },
+        },
     };
     let cipher = match ContentCipher::new(data_key, &header) {
         Ok(c) => c,
@@ -144,8 +216,15 @@ pub enum VolumeEntry {
     Directory { backing: PathBuf, plain: PathBuf },
     /// A regular file: check it with [`verify_file`] (with its data key, if available).
     File { backing: PathBuf, plain: PathBuf },
-    /// A symlink or special file (its encoding is the filesystem's; not checked here).
-    Other { backing: PathBuf, plain: PathBuf },
+    /// A symlink whose sealed target authenticated.
+    Symlink { backing: PathBuf, plain: PathBuf },
+    /// A FIFO or socket: kmsfs stores them as they are (`mknod` through the mount), so
+    /// there is nothing to authenticate; `what` says which. Never opened.
+    Other {
+        backing: PathBuf,
+        plain: PathBuf,
+        what: &'static str,
+    },
     /// An entry or directory that is damaged; `plain` when its name was readable.
     Damaged {
         backing: PathBuf,
@@ -167,11 +246,35 @@ impl VolumeEntry {
     }
 }
 
+/// One thing found by [`check_volume`]: a regular file with the outcome of its check, or
+/// any other entry as [`walk_volume`] reports it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum VolumeFinding {
+    File {
+        backing: PathBuf,
+        plain: PathBuf,
+        outcome: FileOutcome,
+    },
+    Entry(VolumeEntry),
+}
+
+impl VolumeFinding {
+    /// True when what was found is damaged (the mount answers EIO for it).
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            VolumeFinding::File { outcome, .. } => outcome.is_damaged(),
+            VolumeFinding::Entry(e) => e.is_damaged(),
+        }
+    }
+}
+
 /// Walks the volume in `backing`: authenticates the volume file, then every directory's
-/// `kmsfs.dir`, decrypts every name (checking long-name sidecars) and calls `visit` once
-/// per entry, directories before their contents. Fails only when the volume itself
-/// cannot be opened (volume file or root metadata); damage below the root is reported
-/// through `visit` and the walk goes on. Does not follow symlinks.
+/// `kmsfs.dir`, decrypts every name (checking long-name sidecars) and every symlink
+/// target, and calls `visit` once per entry, directories before their contents. Fails
+/// only when the volume itself cannot be opened (volume file or root metadata); damage
+/// below the root is reported through `visit` and the walk goes on. Does not follow
+/// symlinks and opens only regular files.
 pub fn walk_volume(
     backing: &Path,
     volume_secret: &SealingKey,
@@ -180,8 +283,73 @@ pub fn walk_volume(
     let config = VolumeConfig::load(backing)?;
     let meta_key = MetadataKey::new(volume_secret);
     config.verify(backing, &meta_key)?;
-    let names = NameCipher::new(volume_secret);
     let root = DirMeta::load(backing, &meta_key)?;
+    walk_tree(backing, volume_secret, &meta_key, root, visit);
+    Ok(config)
+}
+
+/// Everything `kmsfs fsck` checks, in one walk: [`walk_volume`]'s checks, and each
+/// regular file checked with [`verify_file_with`], its data key from `keys`. Unlike
+/// [`walk_volume`], a volume file or root metadata that fails to authenticate is
+/// reported through `visit` (as [`VolumeEntry::Damaged`]) rather than returned: the walk
+/// goes on past a bad volume file MAC, and stops only when the root's names cannot be
+/// read. Fails only when the volume file cannot be read or parsed at all.
+pub fn check_volume(
+    backing: &Path,
+    volume_secret: &SealingKey,
+    keys: &mut dyn FnMut(&FileHeader) -> KeyLookup,
+    visit: &mut dyn FnMut(VolumeFinding),
+) -> Result<VolumeConfig, FormatError> {
+    let config = VolumeConfig::load(backing)?;
+    let meta_key = MetadataKey::new(volume_secret);
+    if let Err(error) = config.verify(backing, &meta_key) {
+        visit(VolumeFinding::Entry(VolumeEntry::Damaged {
+            backing: VolumeConfig::path(backing),
+            plain: None,
+            error,
+        }));
+    }
+    let root = match DirMeta::load(backing, &meta_key) {
+        Ok(root) => root,
+        Err(error) => {
+            visit(VolumeFinding::Entry(VolumeEntry::Damaged {
+                backing: backing.to_path_buf(),
+                plain: Some(PathBuf::new()),
+                error,
+            }));
+            return Ok(config);
+        }
+    };
+    walk_tree(
+        backing,
+        volume_secret,
+        &meta_key,
+        root,
+        &mut |entry| match entry {
+            VolumeEntry::File { backing, plain } => {
+                let outcome = verify_file_with(&backing, keys).outcome;
+                visit(VolumeFinding::File {
+                    backing,
+                    plain,
+                    outcome,
+                })
+            }
+            other => visit(VolumeFinding::Entry(other)),
+        },
+    );
+    Ok(config)
+}
+
+/// The walk below an authenticated root (see [`walk_volume`]).
+fn walk_tree(
+    backing: &Path,
+    volume_secret: &SealingKey,
+    meta_key: &MetadataKey,
+    root: DirMeta,
+    visit: &mut dyn FnMut(VolumeEntry),
+) {
+    let names = NameCipher::new(volume_secret);
+    let symlinks = SymlinkCipher::new(volume_secret);
 
     // Explicit stack: a deep tree must not overflow the thread's stack.
     let mut stack = vec![(backing.to_path_buf(), PathBuf::new(), root)];
@@ -251,8 +419,11 @@ pub fn walk_volume(
                 }
                 EntryKind::Encrypted | EntryKind::LongName => {}
             }
-            let plain_name = match names.decrypt(&meta.dir_id, name, |s| std::fs::read(dir.join(s)))
-            {
+            let read_sidecar = |s: &str| {
+                read_regular(&dir.join(s), SIDECAR_MAX_LEN)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            };
+            let plain_name = match names.decrypt(&meta.dir_id, name, read_sidecar) {
                 Ok(p) => PathBuf::from(OsString::from_vec(p)),
                 Err(error) => {
                     visit(VolumeEntry::Damaged {
@@ -276,7 +447,7 @@ pub fn walk_volume(
                 }
             };
             if file_type.is_dir() {
-                match DirMeta::load(&path, &meta_key) {
+                match DirMeta::load(&path, meta_key) {
                     Ok(child) => {
                         visit(VolumeEntry::Directory {
                             backing: path.clone(),
@@ -295,13 +466,43 @@ pub fn walk_volume(
                     backing: path,
                     plain,
                 });
-            } else {
+            } else if file_type.is_symlink() {
+                // The mount's readlink opens the sealed target: so does fsck. A regular
+                // file replaced by a symlink lands here and fails, never followed.
+                let checked = std::fs::read_link(&path)
+                    .map_err(|source| FormatError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                    .and_then(|t| symlinks.open(t.as_os_str().as_bytes()));
+                match checked {
+                    Ok(_) => visit(VolumeEntry::Symlink {
+                        backing: path,
+                        plain,
+                    }),
+                    Err(error) => visit(VolumeEntry::Damaged {
+                        backing: path,
+                        plain: Some(plain),
+                        error,
+                    }),
+                }
+            } else if file_type.is_fifo() || file_type.is_socket() {
                 visit(VolumeEntry::Other {
                     backing: path,
                     plain,
+                    what: describe_file_type(file_type),
+                });
+            } else {
+                // Devices: kmsfs never creates one and the mount answers EIO for them.
+                visit(VolumeEntry::Damaged {
+                    error: FormatError::UnexpectedFileType {
+                        path: path.clone(),
+                        found: describe_file_type(file_type),
+                    },
+                    backing: path,
+                    plain: Some(plain),
                 });
             }
         }
     }
-    Ok(config)
 }

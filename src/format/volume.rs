@@ -117,14 +117,17 @@ impl VolumeConfig {
     /// once the volume secret is known.
     pub fn load(backing: &Path) -> Result<VolumeConfig, FormatError> {
         let path = Self::path(backing);
-        let bytes = match std::fs::read(&path) {
+        // Only a regular file: never through a symlink, never blocking on a FIFO.
+        let bytes = match super::readonly::read_regular(&path, super::METADATA_MAX_LEN) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(FormatError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Err(FormatError::NotAVolume {
                     path: backing.to_path_buf(),
                 })
             }
-            Err(source) => return Err(FormatError::Io { path, source }),
+            Err(e) => return Err(e),
         };
         Self::decode(&bytes, &path)
     }

@@ -12,8 +12,10 @@
 //! cached here across opens, so a policy change takes effect on the next open. The
 //! encryption context is always the volume id and the file id from the file's header.
 
-use crate::format::{encryption_context, ContentCipher, FileHeader};
+use crate::crypto::DataKey;
+use crate::format::{encryption_context, ContentCipher, FileHeader, KeyLookup};
 use crate::kms::provider::{Caller, DataAction, DataKeys};
+use crate::kms::{ErrorKind, KmsError};
 
 use super::error::FsError;
 
@@ -59,9 +61,44 @@ pub fn unlock(
     header: &FileHeader,
     actions: &[DataAction],
 ) -> Result<ContentCipher, FsError> {
-    let context = encryption_context(volume_id, &header.file_id);
-    let key = keys.open_data_key(caller, &header.wrapped_key, &context, actions)?;
+    let key = open_file_key(keys, caller, volume_id, header, actions)?;
     Ok(ContentCipher::new(&key, header)?)
+}
+
+/// The one way to unwrap an existing file's data key: the key named in its own wrapped
+/// key, the encryption context of this volume and the header's file id. A wrapped key
+/// from another volume or file fails here as `InvalidCiphertextException`.
+pub fn open_file_key(
+    keys: &dyn DataKeys,
+    caller: &Caller,
+    volume_id: &str,
+    header: &FileHeader,
+    actions: &[DataAction],
+) -> Result<DataKey, KmsError> {
+    let context = encryption_context(volume_id, &header.file_id);
+    keys.open_data_key(caller, &header.wrapped_key, &context, actions)
+}
+
+/// The data key of a file for `kmsfs fsck`: [`open_file_key`] for `kms:Decrypt`, exactly
+/// as a read through the mount asks for it, sorted into what fsck reports. Only
+/// `InvalidCiphertextException` says the bytes are wrong (the mount's EIO); a refusal,
+/// a disabled or unknown key or a failing service says the key could not be used (the
+/// mount's EACCES, EKEYREVOKED, ENOKEY), not that the file is damaged.
+pub fn key_for_check(
+    keys: &dyn DataKeys,
+    caller: &Caller,
+    volume_id: &str,
+    header: &FileHeader,
+) -> KeyLookup {
+    match open_file_key(keys, caller, volume_id, header, &[DataAction::Decrypt]) {
+        Ok(key) => KeyLookup::Key(key),
+        Err(e) if e.kind == ErrorKind::InvalidCiphertext => KeyLookup::Rejected(format!(
+            "the key service rejected the wrapped data key ({}): altered, or from another \
+             file or volume",
+            e.kind.aws_name()
+        )),
+        Err(e) => KeyLookup::Unavailable(format!("{}: {}", e.kind.aws_name(), e.message)),
+    }
 }
 
 /// Asks the key service for a fresh data key under `key_id` for a new file, and returns

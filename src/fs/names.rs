@@ -7,12 +7,11 @@
 //! module only does the I/O around them, always relative to directory descriptors, never
 //! through paths. It never sees file contents or data keys.
 //!
-//! Symlink targets: the backing object is a real symlink whose target is
-//! `base64url(nonce || AES-256-GCM(target) || tag)` under a key derived from the volume
-//! secret (HKDF info [`SYMLINK_KEY_INFO`], associated data [`SYMLINK_AAD`]), so the
-//! target is unreadable and tamper-evident, and it moves with the link (no directory id
-//! in the associated data). Because a backing symlink holds at most 4095 bytes, plaintext
-//! targets are limited to [`SYMLINK_TARGET_MAX`] bytes (`ENAMETOOLONG` beyond).
+//! Symlink targets: the backing object is a real symlink whose target is sealed by
+//! [`crate::format::SymlinkCipher`] (the same code fsck checks them with), so the target
+//! is unreadable and tamper-evident, and it moves with the link. Because a backing
+//! symlink holds at most 4095 bytes, plaintext targets are limited to
+//! [`SYMLINK_TARGET_MAX`] bytes (`ENAMETOOLONG` beyond).
 //!
 //! Extended attributes: names pass through unchanged (so `security.*`, `trusted.*` and
 //! ACLs keep working on the backing file); values of `user.*` attributes are sealed the
@@ -26,35 +25,27 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::crypto::{hkdf_sealing_key, Sealer, SealingKey};
 use crate::format::{
-    classify, BackingName, DirId, DirMeta, EntryKind, MetadataKey, NameCipher, DIR_META_NAME,
-    NAME_MAX,
+    classify, BackingName, DirId, DirMeta, EntryKind, MetadataKey, NameCipher, SymlinkCipher,
+    DIR_META_NAME, NAME_MAX,
 };
+pub use crate::format::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX};
 
 use super::error::FsError;
 
-/// HKDF info label of the symlink-target key (derived from the volume secret).
-pub const SYMLINK_KEY_INFO: &[u8] = b"kmsfs v1 symlink target";
-/// Associated data of every sealed symlink target.
-pub const SYMLINK_AAD: &[u8] = b"kmsfs v1 symlink";
 /// HKDF info label of the `user.*` xattr value key (derived from the volume secret).
 pub const XATTR_KEY_INFO: &[u8] = b"kmsfs v1 xattr value";
-/// Longest plaintext symlink target: its sealed, base64url form must fit a backing
-/// symlink (4095 bytes): 4 * (n + 28) / 3 <= 4095.
-pub const SYMLINK_TARGET_MAX: usize = 3040;
 
 /// The volume-wide secrets derived from the volume secret.
 pub struct VolumeSecrets {
     pub names: NameCipher,
     pub metadata: MetadataKey,
-    symlinks: Sealer,
+    symlinks: SymlinkCipher,
     xattrs: Sealer,
 }
 
@@ -63,7 +54,7 @@ impl VolumeSecrets {
         VolumeSecrets {
             names: NameCipher::new(volume_secret),
             metadata: MetadataKey::new(volume_secret),
-            symlinks: Sealer::new(&hkdf_sealing_key(volume_secret, b"", SYMLINK_KEY_INFO)),
+            symlinks: SymlinkCipher::new(volume_secret),
             xattrs: Sealer::new(&hkdf_sealing_key(volume_secret, b"", XATTR_KEY_INFO)),
         }
     }
@@ -79,22 +70,12 @@ impl VolumeSecrets {
                 "symlink target too long",
             ));
         }
-        let sealed = self
-            .symlinks
-            .seal(SYMLINK_AAD, target)
-            .map_err(|_| FsError::refused(libc::EIO, "random number generator failed"))?;
-        Ok(OsString::from(URL_SAFE_NO_PAD.encode(sealed)))
+        Ok(OsString::from(self.symlinks.seal(target)?))
     }
 
     /// The plaintext target of a backing symlink; `EIO` if it was altered.
     pub fn open_symlink(&self, stored: &OsStr) -> Result<Vec<u8>, FsError> {
-        let sealed = URL_SAFE_NO_PAD
-            .decode(stored.as_bytes())
-            .map_err(|_| FsError::refused(libc::EIO, "symlink target is not kmsfs-sealed"))?;
-        self.symlinks
-            .open(SYMLINK_AAD, &sealed)
-            .map(|p| p.to_vec())
-            .map_err(|_| FsError::refused(libc::EIO, "symlink target failed authentication"))
+        Ok(self.symlinks.open(stored.as_bytes())?)
     }
 
     /// Whether values of this attribute are stored sealed.
