@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use kmsfs::crypto::{DataKey, SealingKey};
-use kmsfs::format::{verify_file, walk_volume, FormatError, VolumeEntry};
+use kmsfs::format::{
+    check_volume, verify_file, walk_volume, FileOutcome, FormatError, KeyLookup, VolumeEntry,
+    VolumeFinding,
+};
 
 const VOLUME_SECRET: [u8; 32] = [0x11; 32];
 
@@ -177,4 +180,144 @@ fn a_volume_that_cannot_be_opened_is_an_error() {
         walk_volume(&root, &SealingKey::from_bytes(VOLUME_SECRET), &mut |_| {}),
         Err(FormatError::MissingDirMeta { .. })
     ));
+}
+
+/// The data keys of the fixture's files (tests/fixtures/format-v1/README.md), by file id.
+fn fixture_keys(header: &kmsfs::format::FileHeader) -> KeyLookup {
+    match header.file_id[0] {
+        0x51 => KeyLookup::Key(DataKey::from_bytes([0x42; 32])),
+        0x52 => KeyLookup::Key(DataKey::from_bytes([0x43; 32])),
+        0x53 => KeyLookup::Key(DataKey::from_bytes([0x44; 32])),
+        0x54 => KeyLookup::Key(DataKey::from_bytes([0x45; 32])),
+        _ => KeyLookup::Rejected("not a fixture file id".into()),
+    }
+}
+
+fn check(
+    root: &Path,
+    keys: &mut dyn FnMut(&kmsfs::format::FileHeader) -> KeyLookup,
+) -> Vec<VolumeFinding> {
+    let mut found = Vec::new();
+    check_volume(
+        root,
+        &SealingKey::from_bytes(VOLUME_SECRET),
+        keys,
+        &mut |f| found.push(f),
+    )
+    .unwrap();
+    found
+}
+
+fn file_outcome<'a>(found: &'a [VolumeFinding], name: &str) -> &'a FileOutcome {
+    found
+        .iter()
+        .find_map(|f| match f {
+            VolumeFinding::File { plain, outcome, .. } if plain.ends_with(name) => Some(outcome),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{name} not found in {found:?}"))
+}
+
+#[test]
+fn check_volume_authenticates_every_block_of_the_version_1_fixture() {
+    let (_tmp, root) = fixture_copy();
+    let found = check(&root, &mut fixture_keys);
+    assert!(found.iter().all(|f| !f.is_damaged()), "{found:?}");
+    assert!(matches!(
+        file_outcome(&found, "hello.txt"),
+        FileOutcome::Ok {
+            blocks_checked: 3,
+            holes: 1,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn the_key_service_decides_between_damage_and_a_key_that_cannot_be_used() {
+    let (_tmp, root) = fixture_copy();
+    // Rejected (InvalidCiphertext: altered header, or from another volume) is damage;
+    // unavailable (denied, disabled, unknown) is reported, not damage.
+    let found = check(&root, &mut |h| match h.file_id[0] {
+        0x51 => KeyLookup::Rejected("InvalidCiphertextException".into()),
+        0x52 => KeyLookup::Unavailable("AccessDeniedException".into()),
+        _ => fixture_keys(h),
+    });
+    assert!(matches!(
+        file_outcome(&found, "hello.txt"),
+        FileOutcome::KeyRejected { .. }
+    ));
+    let empty = file_outcome(&found, "empty");
+    assert!(
+        matches!(empty, FileOutcome::ContentNotChecked { .. }) && !empty.is_damaged(),
+        "{empty:?}"
+    );
+    assert_eq!(
+        found.iter().filter(|f| f.is_damaged()).count(),
+        1,
+        "{found:?}"
+    );
+}
+
+#[test]
+fn fifos_and_symlinks_in_place_of_kmsfs_files_are_reported_never_opened() {
+    let fifo = |p: &Path| {
+        std::fs::remove_file(p).unwrap();
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    };
+    let (_tmp, root) = fixture_copy();
+    let files = plain_files(&walk(&root));
+    let backing_of = |name: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p.to_str().unwrap().ends_with(name))
+            .unwrap()
+            .1
+            .clone()
+    };
+    let sub = backing_of("inner.txt").parent().unwrap().to_path_buf();
+    let long = backing_of("-long-name");
+    let hello = backing_of("hello.txt");
+    let empty = backing_of("empty");
+    // Opening any of these FIFOs for reading without O_NONBLOCK would hang fsck.
+    fifo(&sub.join("kmsfs.dir"));
+    let mut sidecar = long.clone().into_os_string();
+    sidecar.push(".name");
+    fifo(Path::new(&sidecar));
+    fifo(&hello);
+    std::fs::remove_file(&empty).unwrap();
+    std::os::unix::fs::symlink(root.join("kmsfs.volume"), &empty).unwrap();
+
+    let found = check(&root, &mut fixture_keys);
+    let damaged = |backing: &Path| {
+        found.iter().find_map(|f| match f {
+            VolumeFinding::Entry(VolumeEntry::Damaged {
+                backing: b, error, ..
+            }) if b == backing => Some(error),
+            _ => None,
+        })
+    };
+    assert!(
+        matches!(
+            damaged(&sub),
+            Some(FormatError::UnexpectedFileType {
+                found: "a FIFO",
+                ..
+            })
+        ),
+        "{found:?}"
+    );
+    assert!(
+        matches!(damaged(&long), Some(FormatError::BadSidecar { .. })),
+        "{found:?}"
+    );
+    assert!(
+        matches!(damaged(&empty), Some(FormatError::SymlinkAuthentication)),
+        "{found:?}"
+    );
+    // A FIFO with a valid name is a FIFO kmsfs keeps (mknod through the mount).
+    assert!(found.iter().any(|f| matches!(
+        f,
+        VolumeFinding::Entry(VolumeEntry::Other { backing, what: "a FIFO", .. }) if *backing == hello
+    )));
 }
