@@ -42,6 +42,8 @@ enum Damage {
     BreakSidecar,
     /// Flip one hex digit of a directory's `kmsfs.dir` MAC.
     BreakDirMeta,
+    /// Flip a byte of the sealed value of the `user.note` attribute.
+    TamperXattr,
 }
 
 /// What the mount answers for the damaged entry (after a fresh mount).
@@ -55,6 +57,8 @@ enum Mount {
     Lstat(i32),
     /// Listing the directory fails with this errno.
     List(i32),
+    /// getxattr of `user.note` fails with this errno.
+    GetXattr(i32),
     /// The entry is a FIFO (kmsfs keeps FIFOs); never opened.
     IsFifo,
     /// The entry is left out of its directory's listing (its name cannot be decoded).
@@ -174,6 +178,13 @@ fn rows() -> Vec<Row> {
             "damaged",
             "character device",
             Mount::Lstat(eio),
+        ),
+        row(
+            "xattr",
+            Damage::TamperXattr,
+            "damaged",
+            "extended attribute user.note",
+            Mount::GetXattr(eio),
         ),
         row(
             "sub",
@@ -386,6 +397,11 @@ fn apply(damage: Damage, backing: &Path, paths: &BTreeMap<String, PathBuf>, othe
             let encoded = std::fs::read_to_string(&sidecar).unwrap();
             std::fs::write(&sidecar, "A".repeat(encoded.len())).unwrap();
         }
+        Damage::TamperXattr => {
+            let mut value = get_xattr(backing, "user.note").unwrap();
+            value[20] ^= 0x01;
+            set_xattr(backing, "user.note", &value).unwrap();
+        }
         Damage::BreakDirMeta => {
             let meta = backing.join("kmsfs.dir");
             let text = std::fs::read_to_string(&meta).unwrap();
@@ -397,6 +413,48 @@ fn apply(damage: Damage, backing: &Path, paths: &BTreeMap<String, PathBuf>, othe
     }
 }
 
+fn c_path(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    let (path, name) = (c_path(path), std::ffi::CString::new(name).unwrap());
+    // SAFETY: NUL-terminated strings and a buffer valid for value.len() bytes.
+    let ret = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let (path, name) = (c_path(path), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: NUL-terminated strings and a buffer valid for buf.len() bytes.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
 /// Checks what the mount answers for `row`'s entry; describes a mismatch.
 fn probe(mnt: &Path, row: &Row) -> Result<(), String> {
     let path = mnt.join(row.plain);
@@ -404,6 +462,10 @@ fn probe(mnt: &Path, row: &Row) -> Result<(), String> {
     let got = match row.mount {
         Mount::Read(want) => (std::fs::read(&path).map(|_| ()).map_err(errno), want),
         Mount::Readlink(want) => (std::fs::read_link(&path).map(|_| ()).map_err(errno), want),
+        Mount::GetXattr(want) => (
+            get_xattr(&path, "user.note").map(|_| ()).map_err(errno),
+            want,
+        ),
         Mount::Lstat(want) => (
             std::fs::symlink_metadata(&path).map(|_| ()).map_err(errno),
             want,
@@ -463,6 +525,7 @@ fn fsck_and_the_mount_agree_on_every_kind_of_damage() {
         std::fs::write(v1.mnt.join(name), content(name)).unwrap();
     }
     std::os::unix::fs::symlink("some/target", v1.mnt.join("link")).unwrap();
+    set_xattr(&v1.mnt.join("xattr"), "user.note", b"a note").unwrap();
     v1.umount(m);
 
     // Clean: every entry ok, exit 0, and the map from plaintext to backing paths.

@@ -17,6 +17,7 @@ pub mod readonly;
 pub mod symlink;
 pub mod verify;
 pub mod volume;
+pub mod xattr;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ pub use verify::{
     VolumeEntry, VolumeFinding,
 };
 pub use volume::{MetadataKey, VolumeConfig};
+pub use xattr::{XattrCipher, XATTR_KEY_INFO};
 
 /// The format version this code writes (and the only one it reads so far).
 pub const FORMAT_VERSION: u32 = 1;
@@ -134,6 +136,11 @@ pub enum FormatError {
     /// An encrypted name that fails authentication (altered, or from another directory).
     #[error("encrypted name failed authentication (altered, or moved from another directory)")]
     NameAuthentication,
+    /// A `user.*` extended attribute value not sealed by kmsfs for this name and volume.
+    #[error(
+        "extended attribute {name}: value failed authentication (altered, or not written by kmsfs)"
+    )]
+    XattrAuthentication { name: String },
     /// A backing symlink whose target is not one kmsfs sealed for this volume.
     #[error("symlink target failed authentication (altered, or not written by kmsfs)")]
     SymlinkAuthentication,
@@ -194,6 +201,7 @@ impl FormatError {
             }
             MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
             UnexpectedFileType { .. } | SymlinkAuthentication => true,
+            XattrAuthentication { .. } => true,
             HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
                 true
             }

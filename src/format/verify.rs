@@ -1,7 +1,8 @@
 //! Integrity checks behind `kmsfs fsck`, the same ones the filesystem makes when it
 //! serves the volume: the volume file's and every directory's MAC, every name and
-//! long-name sidecar, every symlink target, the kind of every backing object, and per
-//! regular file its header, size, key commitment and every block. The data key comes
+//! long-name sidecar, every symlink target, every sealed (`user.*`) extended attribute,
+//! the kind of every backing object, and per regular file its header, size, key
+//! commitment and every block. The data key comes
 //! from the caller (a [`KeyLookup`]: the key service, asked exactly as the mount asks
 //! it), so this module still knows nothing of KMS. Reports; never repairs, never
 //! writes, never follows a symlink and never opens anything but regular files (with
@@ -10,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{DataKey, SealingKey};
@@ -22,6 +23,7 @@ use super::names::{classify, EntryKind, NameCipher};
 use super::readonly::{describe_file_type, open_regular, read_regular};
 use super::symlink::SymlinkCipher;
 use super::volume::{MetadataKey, VolumeConfig};
+use super::xattr::{sealed_attributes, XattrCipher};
 use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, SEALED_BLOCK_SIZE};
 
 /// Largest long-name sidecar read: an encoded name of a 255-byte plain name is under 400
@@ -270,8 +272,9 @@ impl VolumeFinding {
 }
 
 /// Walks the volume in `backing`: authenticates the volume file, then every directory's
-/// `kmsfs.dir`, decrypts every name (checking long-name sidecars) and every symlink
-/// target, and calls `visit` once per entry, directories before their contents. Fails
+/// `kmsfs.dir`, decrypts every name (checking long-name sidecars), every symlink target
+/// and every `user.*` attribute value of files and directories (a failing one is an
+/// extra [`VolumeEntry::Damaged`] for that path), and calls `visit` once per entry, directories before their contents. Fails
 /// only when the volume itself cannot be opened (volume file or root metadata); damage
 /// below the root is reported through `visit` and the walk goes on. Does not follow
 /// symlinks and opens only regular files.
@@ -350,6 +353,17 @@ fn walk_tree(
 ) {
     let names = NameCipher::new(volume_secret);
     let symlinks = SymlinkCipher::new(volume_secret);
+    let xattrs = XattrCipher::new(volume_secret);
+    let check_xattrs = |path: &Path, plain: &Path, visit: &mut dyn FnMut(VolumeEntry)| {
+        if let Err(error) = check_attributes(path, &xattrs) {
+            visit(VolumeEntry::Damaged {
+                backing: path.to_path_buf(),
+                plain: Some(plain.to_path_buf()),
+                error,
+            });
+        }
+    };
+    check_xattrs(backing, Path::new(""), visit);
 
     // Explicit stack: a deep tree must not overflow the thread's stack.
     let mut stack = vec![(backing.to_path_buf(), PathBuf::new(), root)];
@@ -453,6 +467,7 @@ fn walk_tree(
                             backing: path.clone(),
                             plain: plain.clone(),
                         });
+                        check_xattrs(&path, &plain, visit);
                         stack.push((path, plain, child));
                     }
                     Err(error) => visit(VolumeEntry::Damaged {
@@ -462,6 +477,7 @@ fn walk_tree(
                     }),
                 }
             } else if file_type.is_file() {
+                check_xattrs(&path, &plain, visit);
                 visit(VolumeEntry::File {
                     backing: path,
                     plain,
@@ -505,4 +521,27 @@ fn walk_tree(
             }
         }
     }
+}
+
+/// Opens every sealed (`user.*`) extended attribute of the regular file or directory
+/// `path`, as the mount's getxattr does; the first that fails is the error.
+fn check_attributes(path: &Path, xattrs: &XattrCipher) -> Result<(), FormatError> {
+    let io = |source| FormatError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let is_dir = std::fs::symlink_metadata(path).map_err(io)?.is_dir();
+    let object = if is_dir {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(io)?
+    } else {
+        open_regular(path)?
+    };
+    for (name, stored) in sealed_attributes(&object).map_err(io)? {
+        xattrs.open(&name, &stored)?;
+    }
+    Ok(())
 }

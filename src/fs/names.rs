@@ -14,9 +14,8 @@
 //! [`SYMLINK_TARGET_MAX`] bytes (`ENAMETOOLONG` beyond).
 //!
 //! Extended attributes: names pass through unchanged (so `security.*`, `trusted.*` and
-//! ACLs keep working on the backing file); values of `user.*` attributes are sealed the
-//! same way under their own key (HKDF info [`XATTR_KEY_INFO`]) with the attribute name as
-//! associated data.
+//! ACLs keep working on the backing file); values of `user.*` attributes are sealed by
+//! [`crate::format::XattrCipher`] with the attribute name as associated data.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -29,24 +28,21 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::crypto::{hkdf_sealing_key, Sealer, SealingKey};
+use crate::crypto::SealingKey;
 use crate::format::{
     classify, BackingName, DirId, DirMeta, EntryKind, MetadataKey, NameCipher, SymlinkCipher,
-    DIR_META_NAME, NAME_MAX,
+    XattrCipher, DIR_META_NAME, NAME_MAX,
 };
-pub use crate::format::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX};
+pub use crate::format::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX, XATTR_KEY_INFO};
 
 use super::error::FsError;
-
-/// HKDF info label of the `user.*` xattr value key (derived from the volume secret).
-pub const XATTR_KEY_INFO: &[u8] = b"kmsfs v1 xattr value";
 
 /// The volume-wide secrets derived from the volume secret.
 pub struct VolumeSecrets {
     pub names: NameCipher,
     pub metadata: MetadataKey,
     symlinks: SymlinkCipher,
-    xattrs: Sealer,
+    xattrs: XattrCipher,
 }
 
 impl VolumeSecrets {
@@ -55,7 +51,7 @@ impl VolumeSecrets {
             names: NameCipher::new(volume_secret),
             metadata: MetadataKey::new(volume_secret),
             symlinks: SymlinkCipher::new(volume_secret),
-            xattrs: Sealer::new(&hkdf_sealing_key(volume_secret, b"", XATTR_KEY_INFO)),
+            xattrs: XattrCipher::new(volume_secret),
         }
     }
 
@@ -80,20 +76,15 @@ impl VolumeSecrets {
 
     /// Whether values of this attribute are stored sealed.
     pub fn xattr_is_sealed(name: &OsStr) -> bool {
-        name.as_bytes().starts_with(b"user.")
+        XattrCipher::is_sealed(name)
     }
 
     pub fn seal_xattr(&self, name: &OsStr, value: &[u8]) -> Result<Vec<u8>, FsError> {
-        self.xattrs
-            .seal(name.as_bytes(), value)
-            .map_err(|_| FsError::refused(libc::EIO, "random number generator failed"))
+        Ok(self.xattrs.seal(name, value)?)
     }
 
     pub fn open_xattr(&self, name: &OsStr, stored: &[u8]) -> Result<Vec<u8>, FsError> {
-        self.xattrs
-            .open(name.as_bytes(), stored)
-            .map(|p| p.to_vec())
-            .map_err(|_| FsError::refused(libc::EIO, "xattr value failed authentication"))
+        Ok(self.xattrs.open(name, stored)?)
     }
 }
 
