@@ -320,6 +320,21 @@ impl<'p> TomlFields<'p> {
         }
     }
 
+    pub(crate) fn optional_u64(&mut self, field: &'static str) -> Result<Option<u64>, FormatError> {
+        if !self.table.contains_key(field) {
+            return Ok(None);
+        }
+        match self.take(field)? {
+            toml::Value::Integer(i) => u64::try_from(i)
+                .map(Some)
+                .map_err(|_| self.field_error(field, format!("{i} is out of range"))),
+            other => Err(self.field_error(
+                field,
+                format!("expected an integer, found {}", other.type_str()),
+            )),
+        }
+    }
+
     pub(crate) fn string(&mut self, field: &'static str) -> Result<String, FormatError> {
         match self.take(field)? {
             toml::Value::String(s) => Ok(s),
