@@ -470,6 +470,16 @@ mod tests {
         assert!(!ct_eq(b"abc", b"ab"));
     }
 
+    /// Compiles only while the ciphers inside long-lived sealers wipe their key
+    /// schedules on drop (the crates' `zeroize` features, see Cargo.toml).
+    #[test]
+    fn cipher_key_schedules_are_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+        wiped_on_drop::<cmac::CmacCore<aes::Aes256>>();
+        wiped_on_drop::<ctr::Ctr128BE<aes::Aes256>>();
+    }
+
     #[test]
     fn secrets_do_not_print_their_bytes() {
         let key = DataKey::from_bytes([0xAB; 32]);
