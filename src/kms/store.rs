@@ -690,15 +690,29 @@ impl Store {
 
     /// Reads the state for a reader without the lock. A generation older than one this
     /// process saw can be an honest race (the file was opened just before a rename), so
-    /// it is read again under the lock, where an older generation is a rollback.
+    /// it is read once more: that read starts after the newer file was in place (it was
+    /// renamed before its generation was noted), so an older generation again is a
+    /// rollback. No lock is taken: a caller may already hold it.
     pub fn read_state_current(&self) -> Result<(StoreState, StateIdent), KmsError> {
         let seen = self.generation_seen.load(Ordering::Acquire);
         let (state, ident) = self.read_state()?;
         if state.generation >= seen {
             return Ok((state, ident));
         }
-        let lock = self.lock()?;
-        self.read_state_locked(&lock)
+        let (state, ident) = self.read_state()?;
+        if state.generation < seen {
+            return Err(self.rolled_back(state.generation, seen));
+        }
+        Ok((state, ident))
+    }
+
+    fn rolled_back(&self, generation: u64, seen: u64) -> KmsError {
+        auth_failure(
+            &self.dir.join(STATE_FILE),
+            &format!(
+                "its generation {generation} is older than generation {seen}, which this process already read: an older copy was put back"
+            ),
+        )
     }
 
     /// Reads the state for a write (caller holds the lock, so the file is the latest
@@ -710,13 +724,7 @@ impl Store {
         let seen = self.generation_seen.load(Ordering::Acquire);
         let (state, ident) = self.read_state()?;
         if state.generation < seen {
-            return Err(auth_failure(
-                &self.dir.join(STATE_FILE),
-                &format!(
-                    "its generation {} is older than generation {seen}, which this process already read: an older copy was put back",
-                    state.generation
-                ),
-            ));
+            return Err(self.rolled_back(state.generation, seen));
         }
         Ok((state, ident))
     }
