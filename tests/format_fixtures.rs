@@ -123,6 +123,7 @@ fn generate(root: &Path) {
     DirMeta {
         dir_id: DirId(ROOT_DIR_ID),
         key_rule: None,
+        version: 0,
     }
     .save(root, &meta_key())
     .unwrap();
@@ -131,6 +132,7 @@ fn generate(root: &Path) {
     DirMeta {
         dir_id: DirId(SUB_DIR_ID),
         key_rule: Some(SUB_KEY_RULE.into()),
+        version: 0,
     }
     .save(&sub, &meta_key())
     .unwrap();
@@ -213,13 +215,16 @@ fn version_1_fixtures_decode_with_todays_code() {
         root_meta,
         DirMeta {
             dir_id: DirId(ROOT_DIR_ID),
-            key_rule: None
+            key_rule: None,
+            version: 0,
         }
     );
     let sub = backing_dir(&root, "sub");
     let sub_meta = DirMeta::load(&sub, &meta_key()).unwrap();
     assert_eq!(sub_meta.dir_id, DirId(SUB_DIR_ID));
     assert_eq!(sub_meta.key_rule.as_deref(), Some(SUB_KEY_RULE));
+    // Format-1 directory metadata has no `version`: it reads as version 0.
+    assert_eq!(sub_meta.version, 0);
 
     let root_listing = list(&root, &DirId(ROOT_DIR_ID));
     let expected: Vec<Vec<u8>> = vec![

@@ -186,21 +186,48 @@ fn default_key_is_service_managed_and_usable_only_through_kmsfs() {
 
 #[test]
 fn default_key_is_created_on_first_use_when_init_did_not() {
-    let e = env();
-    // Remove it the hard way (as a store from before init created it would be).
-    let state_path = e.store().join("state.json");
+    // A store from before init created the default key: the format-1 fixture (whose
+    // state has no MAC yet, so it may be edited here) without its keys and aliases.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    copy_private(&src, &store);
+    let state_path = store.join("state.json");
     let mut state: Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     state["aliases"] = json!({});
     state["keys"] = json!({});
     std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
-    let svc = e.reopen();
+    let svc = kmsfs::kms::Service::open(config_for(
+        &store,
+        std::sync::Arc::new(kmsfs::kms::TestClock::new(START)),
+    ))
+    .unwrap();
     let nk = svc
-        .generate_data_key(&ALICE, "alias/kmsfs/default", &ctx("f"))
+        .generate_data_key(&ROOT, "alias/kmsfs/default", &ctx("f"))
         .unwrap();
     assert!(svc
-        .open_data_key(&ALICE, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+        .open_data_key(&ROOT, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
         .is_ok());
+}
+
+fn copy_private(src: &std::path::Path, dst: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    std::fs::create_dir(dst).unwrap();
+    private(dst, 0o700);
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_private(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+            private(&to, 0o600);
+        }
+    }
 }
 
 #[test]

@@ -348,19 +348,28 @@ impl std::fmt::Debug for Siv {
 
 /// HMAC-SHA256 of `data` under `key`; used for key commitments and name hashing.
 pub fn hmac_sha256(key: &impl AeadKey, data: &[u8]) -> [u8; 32] {
+    hmac_of(key, data).finalize().into_bytes().into()
+}
+
+/// Whether `tag` is the HMAC-SHA256 of `data` under `key`, compared in constant time
+/// (`Mac::verify_slice`). Every MAC check goes through here, never through `==`.
+pub fn hmac_sha256_verify(key: &impl AeadKey, data: &[u8], tag: &[u8]) -> bool {
+    hmac_of(key, data).verify_slice(tag).is_ok()
+}
+
+fn hmac_of(key: &impl AeadKey, data: &[u8]) -> Hmac<Sha256> {
     #[allow(clippy::expect_used)]
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.key_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(data);
-    mac.finalize().into_bytes().into()
+    mac
 }
 
-/// Constant-time comparison of two MACs or commitments.
+/// Constant-time equality of two secrets or MACs (`subtle`). The length is not secret:
+/// slices of different lengths compare unequal at once.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// SHA-256 of `data`.
@@ -442,6 +451,33 @@ mod tests {
             "aad binds the index"
         );
         assert_eq!(out.len(), before, "failed opens leave nothing behind");
+    }
+
+    #[test]
+    fn hmac_verify_accepts_only_the_exact_tag() {
+        let key = SealingKey::from_bytes([5; 32]);
+        let tag = hmac_sha256(&key, b"data");
+        assert!(hmac_sha256_verify(&key, b"data", &tag));
+        assert!(!hmac_sha256_verify(&key, b"datA", &tag));
+        for i in 0..tag.len() {
+            let mut bad = tag;
+            bad[i] ^= 0x40;
+            assert!(!hmac_sha256_verify(&key, b"data", &bad));
+        }
+        assert!(!hmac_sha256_verify(&key, b"data", &tag[..31]));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    /// Compiles only while the ciphers inside long-lived sealers wipe their key
+    /// schedules on drop (the crates' `zeroize` features, see Cargo.toml).
+    #[test]
+    fn cipher_key_schedules_are_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+        wiped_on_drop::<cmac::CmacCore<aes::Aes256>>();
+        wiped_on_drop::<ctr::Ctr128BE<aes::Aes256>>();
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! Per-directory metadata `kmsfs.dir`: the directory id (the tweak of every name in the
-//! directory) and an optional key rule, authenticated with the [`MetadataKey`]. Never
-//! decides which key rule applies to a path (that walk belongs to the filesystem).
+//! directory), an optional key rule and the rule's version, authenticated with the
+//! [`MetadataKey`]. Never decides which key rule applies to a path (that walk belongs to
+//! the filesystem), and never decides whether a version is current (the key service's
+//! record of the directory is the authority; see docs/FORMAT.md).
 
 use std::path::{Path, PathBuf};
-
-use crate::crypto::ct_eq;
 
 use super::volume::{
     parse_id_hex, push_len_prefixed, toml_string, validate_key_id, MetadataKey, TomlFields,
 };
 use super::{atomic, FormatError, DIR_META_NAME};
 
-/// Domain separator at the start of a directory metadata MAC input.
+/// Domain separator at the start of a version-0 (format 1) directory metadata MAC input.
 const DIR_MAC_LABEL: &[u8] = b"kmsfs v1 dir\0";
+/// Domain separator of the MAC input of a file with a `version` (1 and above).
+const DIR_MAC_LABEL_V2: &[u8] = b"kmsfs v2 dir\0";
 
 /// A directory's random 128-bit id; the associated data of its entries' names.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +46,10 @@ pub struct DirMeta {
     pub dir_id: DirId,
     /// Key for new files created in this directory and below (until a nearer rule).
     pub key_rule: Option<String>,
+    /// How many times the key rule was set or cleared through kmsfs: 0 for a new
+    /// directory and for every format-1 file (which has no `version` field). Compared
+    /// with the key service's record to refuse a rolled-back file.
+    pub version: u64,
 }
 
 impl DirMeta {
@@ -57,6 +63,7 @@ impl DirMeta {
         Ok(DirMeta {
             dir_id: DirId::generate()?,
             key_rule,
+            version: 0,
         })
     }
 
@@ -113,6 +120,10 @@ impl DirMeta {
         if let Some(rule) = &self.key_rule {
             out.push_str(&format!("key = {}\n", toml_string(rule)));
         }
+        // Version 0 keeps the format-1 encoding, byte for byte.
+        if self.version > 0 {
+            out.push_str(&format!("version = {}\n", self.version));
+        }
         out.push_str(&format!(
             "mac = \"{}\"\n",
             hex::encode(self.compute_mac(key))
@@ -130,11 +141,20 @@ impl DirMeta {
         if let Some(rule) = &key_rule {
             validate_key_id(rule).map_err(|r| table.field_error("key", r))?;
         }
+        let version = match table.optional_u64("version")? {
+            None => 0,
+            Some(0) => return Err(table.field_error("version", "must be at least 1 when present")),
+            Some(v) => v,
+        };
         let mac = table.optional_mac("mac")?;
         table.finish()?;
-        let meta = DirMeta { dir_id, key_rule };
+        let meta = DirMeta {
+            dir_id,
+            key_rule,
+            version,
+        };
         match mac {
-            Some(mac) if ct_eq(&mac, &meta.compute_mac(key)) => Ok(meta),
+            Some(mac) if key.verify(&meta.mac_input(), &mac) => Ok(meta),
             _ => Err(FormatError::MetadataAuthentication {
                 path: path.to_path_buf(),
             }),
@@ -153,9 +173,22 @@ impl DirMeta {
     }
 
     fn compute_mac(&self, key: &MetadataKey) -> [u8; 32] {
-        let mut input = Vec::with_capacity(40);
-        input.extend_from_slice(DIR_MAC_LABEL);
-        input.extend_from_slice(&self.dir_id.0);
+        key.mac(&self.mac_input())
+    }
+
+    /// Version 0: `"kmsfs v1 dir\0" | dir id | has_key | [len | key]` (format 1).
+    /// Version n >= 1: `"kmsfs v2 dir\0" | dir id | u64 n | has_key | [len | key]`: a
+    /// different label, so no file of one kind authenticates as the other.
+    fn mac_input(&self) -> Vec<u8> {
+        let mut input = Vec::with_capacity(48);
+        if self.version == 0 {
+            input.extend_from_slice(DIR_MAC_LABEL);
+            input.extend_from_slice(&self.dir_id.0);
+        } else {
+            input.extend_from_slice(DIR_MAC_LABEL_V2);
+            input.extend_from_slice(&self.dir_id.0);
+            input.extend_from_slice(&self.version.to_be_bytes());
+        }
         match &self.key_rule {
             None => input.push(0),
             Some(rule) => {
@@ -163,6 +196,6 @@ impl DirMeta {
                 push_len_prefixed(&mut input, rule.as_bytes());
             }
         }
-        key.mac(&input)
+        input
     }
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 
 use std::os::unix::fs::FileExt;
 
-use crate::crypto::{ct_eq, hkdf_sealing_key, hmac_sha256, DataKey};
+use crate::crypto::{hkdf_sealing_key, hmac_sha256, hmac_sha256_verify, DataKey};
 
 use super::{FormatError, FORMAT_VERSION, HEADER_LEN};
 
@@ -192,8 +192,8 @@ impl FileHeader {
     /// Checks that `data_key` is the key this header commits to
     /// ([`FormatError::KeyCommitment`] otherwise), in constant time.
     pub fn verify_commitment(&self, data_key: &DataKey) -> Result<(), FormatError> {
-        let expected = commitment(data_key, &self.file_id, &self.committed_bytes());
-        if ct_eq(&expected, &self.commitment) {
+        let key = hkdf_sealing_key(data_key, &self.file_id, COMMITMENT_KEY_INFO);
+        if hmac_sha256_verify(&key, &self.committed_bytes(), &self.commitment) {
             Ok(())
         } else {
             Err(FormatError::KeyCommitment)

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::crypto::{ct_eq, hkdf_sealing_key, hmac_sha256, SealingKey};
+use crate::crypto::{hkdf_sealing_key, hmac_sha256, hmac_sha256_verify, SealingKey};
 
 use super::{atomic, FormatError, BLOCK_SIZE, FORMAT_VERSION, VOLUME_FILE_NAME};
 
@@ -30,6 +30,11 @@ impl MetadataKey {
 
     pub(crate) fn mac(&self, data: &[u8]) -> [u8; 32] {
         hmac_sha256(&self.0, data)
+    }
+
+    /// Whether `tag` is the MAC of `data` (constant time).
+    pub(crate) fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        hmac_sha256_verify(&self.0, data, tag)
     }
 }
 
@@ -166,7 +171,7 @@ impl VolumeConfig {
     /// only used in the error message.
     pub fn verify(&self, backing: &Path, key: &MetadataKey) -> Result<(), FormatError> {
         match self.mac {
-            Some(mac) if ct_eq(&mac, &self.compute_mac(key)) => Ok(()),
+            Some(mac) if key.verify(&self.mac_input(), &mac) => Ok(()),
             _ => Err(FormatError::MetadataAuthentication {
                 path: Self::path(backing),
             }),
@@ -192,6 +197,10 @@ impl VolumeConfig {
     }
 
     fn compute_mac(&self, key: &MetadataKey) -> [u8; 32] {
+        key.mac(&self.mac_input())
+    }
+
+    fn mac_input(&self) -> Vec<u8> {
         let mut input = Vec::with_capacity(64 + self.default_key.len());
         input.extend_from_slice(VOLUME_MAC_LABEL);
         input.extend_from_slice(&self.format.to_be_bytes());
@@ -202,7 +211,7 @@ impl VolumeConfig {
         }
         input.extend_from_slice(&self.block_size.to_be_bytes());
         push_len_prefixed(&mut input, self.default_key.as_bytes());
-        key.mac(&input)
+        input
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -306,6 +315,21 @@ impl<'p> TomlFields<'p> {
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, FormatError> {
         match self.take(field)? {
             toml::Value::Integer(i) => u32::try_from(i)
+                .map_err(|_| self.field_error(field, format!("{i} is out of range"))),
+            other => Err(self.field_error(
+                field,
+                format!("expected an integer, found {}", other.type_str()),
+            )),
+        }
+    }
+
+    pub(crate) fn optional_u64(&mut self, field: &'static str) -> Result<Option<u64>, FormatError> {
+        if !self.table.contains_key(field) {
+            return Ok(None);
+        }
+        match self.take(field)? {
+            toml::Value::Integer(i) => u64::try_from(i)
+                .map(Some)
                 .map_err(|_| self.field_error(field, format!("{i} is out of range"))),
             other => Err(self.field_error(
                 field,

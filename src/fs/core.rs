@@ -27,10 +27,11 @@ use crate::format::{
     classify, plaintext_size, BackingName, EntryKind, FileHeader, VolumeConfig, DIR_META_NAME,
     HEADER_LEN,
 };
-use crate::kms::provider::{Caller, DataAction, DataKeys};
+use crate::kms::provider::{Caller, DataAction, DataKeys, DirRule};
 
 use super::authz::{self, Access};
 use super::content;
+use super::dir_rules;
 use super::error::FsError;
 use super::handle::{DirEntry, HandleTable, OpenDir, OpenFile};
 use super::inode::{backing_id, InodeTable, Node, NodeKind, ROOT_INO};
@@ -176,6 +177,12 @@ impl Core {
         )?;
         let root_stat = stat_fd(&root_fd)?;
         let root_meta = names::load_dir_meta(&root_fd, &secrets.metadata)?;
+        dir_rules::import_once(
+            keys.as_ref(),
+            &volume.volume_id,
+            &root_fd,
+            &secrets.metadata,
+        )?;
         let inodes = InodeTable::new(root_fd, &root_stat);
         let root = inodes.get(ROOT_INO)?;
         let _ = root.dir.set(Arc::new(DirNames { meta: root_meta }));
@@ -408,13 +415,24 @@ impl Core {
         self.rules_generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// `kmsfs.dir` of backing directory `fd`, authenticated and checked against the key
+    /// service's record of the directory (EIO if it was rolled back). For everything
+    /// that reads a key rule; names need only the directory id, which no version of the
+    /// file can change.
+    fn checked_dir_meta(&self, fd: impl AsFd) -> Result<crate::format::DirMeta, FsError> {
+        let meta = names::load_dir_meta(fd.as_fd(), &self.secrets.metadata)?;
+        dir_rules::check(self.keys.as_ref(), &self.volume.volume_id, fd, &meta)?;
+        Ok(meta)
+    }
+
     /// Walks the backing directories upwards from `dir` by descriptor, reading each
-    /// one's metadata fresh, to the nearest key rule (else the volume's default key).
+    /// one's metadata fresh (and checked against the key service's record), to the
+    /// nearest key rule (else the volume's default key).
     fn walk_key_rule(&self, dir: &Node) -> Result<String, FsError> {
         let mut current: Option<OwnedFd> = None;
         loop {
             let fd = current.as_ref().unwrap_or(&dir.fd);
-            let meta = names::load_dir_meta(fd, &self.secrets.metadata)?;
+            let meta = self.checked_dir_meta(fd)?;
             if let Some(key) = meta.key_rule {
                 return Ok(key);
             }
@@ -1119,7 +1137,7 @@ impl Core {
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
             self.may_change_key_rule(caller, &node)?;
-            return self.set_key_rule(&node, Some(value));
+            return self.set_key_rule(caller, &node, Some(value));
         }
         if VolumeSecrets::xattr_is_sealed(name) {
             let sealed = self.secrets.seal_xattr(name, value)?;
@@ -1133,6 +1151,7 @@ impl Core {
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
             let meta = self.key_rule_dir(&node)?;
+            dir_rules::check(self.keys.as_ref(), &self.volume.volume_id, &node.fd, &meta)?;
             return match meta.key_rule {
                 Some(rule) => sized_reply(rule.into_bytes(), size),
                 None => Err(FsError::refused(libc::ENODATA, "no key rule")),
@@ -1157,7 +1176,7 @@ impl Core {
         let node = self.xattr_node(ino)?;
         if name == super::KEY_RULE_XATTR {
             self.may_change_key_rule(caller, &node)?;
-            return self.set_key_rule(&node, None);
+            return self.set_key_rule(caller, &node, None);
         }
         sys::remove_xattr(node.fd.as_fd(), name)
     }
@@ -1191,12 +1210,32 @@ impl Core {
 
     /// Sets (or with `None` removes) the key that new files under `node` get. Existing
     /// files keep the key in their own envelopes. The rule is validated (non-empty
-    /// UTF-8 key id, ARN or alias) and written atomically with the directory's MAC.
-    fn set_key_rule(&self, node: &Node, value: Option<&[u8]>) -> Result<(), FsError> {
+    /// UTF-8 key id, ARN or alias).
+    ///
+    /// The key service's record is written first, then `kmsfs.dir` (atomically, with
+    /// its MAC) at the same, higher version: if the second step fails, the directory's
+    /// rule is refused (EIO) until set or cleared again, never silently lost. The
+    /// current rule is the record's when the file disagrees with it, so setting or
+    /// clearing a rule is also how a rolled-back `kmsfs.dir` is repaired.
+    fn set_key_rule(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        value: Option<&[u8]>,
+    ) -> Result<(), FsError> {
         let mut meta = self.key_rule_dir(node)?;
-        meta.key_rule = match value {
+        let record = self
+            .keys
+            .dir_rule(&self.volume.volume_id, &meta.dir_id.0)?
+            .unwrap_or(DirRule::NONE);
+        let current = if dir_rules::disagreement(&meta, Some(&record)).is_none() {
+            meta.key_rule.clone()
+        } else {
+            record.rule.clone()
+        };
+        let rule = match value {
             None => {
-                if meta.key_rule.is_none() {
+                if current.is_none() {
                     return Err(FsError::refused(libc::ENODATA, "no key rule"));
                 }
                 None
@@ -1208,15 +1247,27 @@ impl Core {
                 if rule.is_empty() {
                     return Err(FsError::refused(libc::EINVAL, "empty key rule"));
                 }
+                crate::format::volume::validate_key_id(rule)
+                    .map_err(|_| FsError::refused(libc::EINVAL, "invalid key rule"))?;
                 Some(rule.to_string())
             }
         };
+        let next = DirRule {
+            version: meta.version.max(record.version) + 1,
+            rule,
+        };
+        // Forget every cached choice, whatever happens from here: the record may change
+        // even if the file write fails.
+        self.rules_changed();
+        self.keys
+            .record_dir_rule(caller, &self.volume.volume_id, &meta.dir_id.0, &next)?;
+        meta.key_rule = next.rule;
+        meta.version = next.version;
         let path = sys::proc_path(node.fd.as_fd());
         let saved = meta.save(
             Path::new(OsStr::from_bytes(path.as_bytes())),
             &self.secrets.metadata,
         );
-        // Even a failed save may have replaced the file: forget every cached choice.
         self.rules_changed();
         saved?;
         Ok(())

@@ -31,6 +31,7 @@
 pub mod authz;
 mod content;
 mod core;
+mod dir_rules;
 pub mod error;
 mod fuse;
 mod handle;

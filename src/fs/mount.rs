@@ -205,6 +205,8 @@ pub fn init_volume(
     let key = MetadataKey::new(&secret);
     volume.save(backing, &key)?;
     DirMeta::create(backing, None, &key)?;
+    // A new volume has no format-1 key rules: nothing to import, no first-mount window.
+    keys.import_dir_rules(&volume.volume_id, &[])?;
     Ok(volume)
 }
 

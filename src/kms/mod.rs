@@ -25,6 +25,7 @@ pub mod managed;
 pub mod model;
 mod ops_aliases;
 mod ops_crypto;
+mod ops_dir_rules;
 mod ops_grants;
 pub mod ops_import;
 mod ops_keys;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::provider::DirRule;
 use crate::policy::Grant;
 
 /// The store's state format version (`state.json` "version").
@@ -23,6 +24,19 @@ pub struct StoreState {
     pub aliases: BTreeMap<String, AliasRecord>,
     /// Volume id → base64 of the sealed name-encryption secret.
     pub volume_secrets: BTreeMap<String, String>,
+    /// Volume id → its directories' key rules (the authority against a rolled-back
+    /// `kmsfs.dir`). Absent from states written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dir_rules: BTreeMap<String, VolumeDirRules>,
+}
+
+/// The key rules of one volume's directories.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeDirRules {
+    /// The format-1 rules found at the first mount were imported.
+    pub imported: bool,
+    /// Directory id (32 lowercase hex digits) → its record.
+    pub dirs: BTreeMap<String, DirRule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
 use super::model::KeyRecord;
-use super::provider::{Caller, DataAction, DataKeys, NewDataKey};
+use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
 use super::service::{err, Authz, Call, Service};
 use super::store::internal;
@@ -504,5 +504,31 @@ impl DataKeys for Service {
             .unwrap_or_else(|e| e.into_inner())
             .insert(volume_id.to_string(), std::sync::Arc::new(key.duplicate()));
         Ok(key)
+    }
+
+    fn dir_rule(&self, volume_id: &str, dir_id: &[u8; 16]) -> Result<Option<DirRule>, KmsError> {
+        self.fs_dir_rule(volume_id, dir_id)
+    }
+
+    fn record_dir_rule(
+        &self,
+        caller: &Caller,
+        volume_id: &str,
+        dir_id: &[u8; 16],
+        rule: &DirRule,
+    ) -> Result<(), KmsError> {
+        self.fs_record_dir_rule(caller, volume_id, dir_id, rule)
+    }
+
+    fn dir_rules_imported(&self, volume_id: &str) -> Result<bool, KmsError> {
+        self.fs_dir_rules_imported(volume_id)
+    }
+
+    fn import_dir_rules(
+        &self,
+        volume_id: &str,
+        rules: &[([u8; 16], String)],
+    ) -> Result<(), KmsError> {
+        self.fs_import_dir_rules(volume_id, rules)
     }
 }

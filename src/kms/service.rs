@@ -375,7 +375,7 @@ impl Service {
                 return Ok(s.clone());
             }
         }
-        let (state, ident) = self.store.read_state()?;
+        let (state, ident) = self.store.read_state_current()?;
         Ok(self.install(state, ident))
     }
 
@@ -409,7 +409,7 @@ impl Service {
     ) -> Result<R, KmsError> {
         let _in_process = lock(&self.writer);
         let guard = self.store.lock()?;
-        let (mut state, ident) = self.store.read_state()?;
+        let (mut state, ident) = self.store.read_state_locked(&guard)?;
         let (r, changed) = f(&mut state)?;
         if changed {
             state.generation += 1;
@@ -948,8 +948,8 @@ impl Service {
         // Garbage is judged against the state read under the lock: a snapshot taken
         // before it could miss a key another writer just committed, and shred it.
         let _in_process = lock(&self.writer);
-        let _guard = self.store.lock()?;
-        let (state, _) = self.store.read_state()?;
+        let guard = self.store.lock()?;
+        let (state, _) = self.store.read_state_locked(&guard)?;
         self.store.collect_garbage(&state)
     }
 }

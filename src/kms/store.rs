@@ -6,6 +6,16 @@
 //! and cross-process locking. It never decides authorization and never writes key
 //! material or the root key anywhere but sealed (or, for `root.key`, mode 0600).
 //!
+//! Integrity: `state.json` carries an HMAC-SHA256 under a store subkey derived from the
+//! root key (HKDF info [`STATE_MAC_KEY_INFO`]) over the exact state bytes and their
+//! generation, so a state edited outside kmsfs (a grant added by hand) is refused, naming
+//! the file. A store of format version 1 has no MAC: its state is trusted on first use
+//! and the first write migrates it (MAC'd state, then a version-2 `store.json` whose
+//! check value is bound to the version, so a migrated store never accepts an
+//! unauthenticated state again). Passphrase stores use Argon2id at RFC 9106's second
+//! recommended parameters; parameters below the legacy floor are refused on read, and a
+//! store at the legacy parameters is upgraded by that same first write.
+//!
 //! Crash safety: every file is replaced by write-temp, fsync, rename, fsync-directory,
 //! so a reader sees the old or the new file. `state.json` is the single commit point:
 //! material files are written before the state that names them and destroyed after the
@@ -16,6 +26,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use nix::fcntl::{Flock, FlockArg};
@@ -26,8 +38,13 @@ use crate::crypto::{self, KeyMaterial, RootKey, SealingKey};
 use crate::kms::model::{StoreState, STATE_VERSION};
 use crate::kms::{ErrorKind, KmsError};
 
-/// The store format version written by this build (`store.json` "version").
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// The store format version written by this build (`store.json` "version"). Version 2:
+/// `state.json` is MAC'd, the check value is sealed with [`CHECK_AAD_V2`], and a
+/// passphrase protects a wrapped root key. Version 1 stores open and are migrated by
+/// their first write.
+pub const STORE_FORMAT_VERSION: u32 = 2;
+/// The first store format version whose `state.json` must carry a MAC.
+const FIRST_MACED_VERSION: u32 = 2;
 const STORE_FORMAT_NAME: &str = "kmsfs-store";
 const HEADER_FILE: &str = "store.json";
 const STATE_FILE: &str = "state.json";
@@ -43,13 +60,37 @@ const MATERIAL_MAGIC: &[u8; 4] = b"KMM1";
 const MATERIAL_KEY_INFO: &[u8] = b"kmsfs store material key v1";
 const SECRET_KEY_INFO: &[u8] = b"kmsfs store secret key v1";
 const COMMIT_KEY_INFO: &[u8] = b"kmsfs store commitment key v1";
-const CHECK_AAD: &[u8] = b"kmsfs store check v1";
+/// HKDF label of the key that MACs `state.json` (salt: the store id).
+pub const STATE_MAC_KEY_INFO: &[u8] = b"kmsfs store state mac v1";
+const CHECK_KEY_INFO: &[u8] = b"kmsfs store check key v1";
+/// Associated data of the check value in a version-1 header.
+const CHECK_AAD_V1: &[u8] = b"kmsfs store check v1";
+/// Associated data of the check value from version 2 on: binding the version into the
+/// sealed check means editing `"version": 2` back to 1 (to make an unauthenticated
+/// `state.json` acceptable again) makes the check fail instead.
+const CHECK_AAD_V2: &[u8] = b"kmsfs store check v2";
 const CHECK_PLAINTEXT: &[u8] = b"kmsfs root key check";
+/// Domain separator at the start of the state MAC input.
+const STATE_MAC_LABEL: &[u8] = b"kmsfs state v1\0";
+/// `"format"` of a MAC'd `state.json`.
+const STATE_FORMAT_NAME: &str = "kmsfs-state";
+/// Associated data prefix of the root key wrapped under the passphrase-derived key.
+const ROOT_WRAP_AAD: &str = "kmsfs store root key v1";
 
-/// Argon2id parameters for passphrase-protected stores (OWASP's second recommended set).
-const ARGON2_M_COST_KIB: u32 = 19 * 1024;
-const ARGON2_T_COST: u32 = 2;
-const ARGON2_P_COST: u32 = 1;
+/// Argon2id parameters of new passphrase-protected stores: RFC 9106 §4, second
+/// recommended option (memory-constrained): t = 3, p = 4, m = 64 MiB.
+pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
+pub const ARGON2_T_COST: u32 = 3;
+pub const ARGON2_P_COST: u32 = 4;
+/// The floor accepted on read: the parameters of store format version 1 (OWASP's
+/// m = 19 MiB, t = 2). Anything weaker in `store.json` was not written by kmsfs.
+pub const ARGON2_MIN_M_COST_KIB: u32 = 19 * 1024;
+pub const ARGON2_MIN_T_COST: u32 = 2;
+/// Ceilings accepted on read, so that an edited `store.json` cannot make opening the
+/// store allocate or compute without bound.
+const ARGON2_MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
+const ARGON2_MAX_T_COST: u32 = 64;
+const ARGON2_MAX_P_COST: u32 = 64;
 
 /// Where the root key comes from.
 #[derive(Clone)]
@@ -81,6 +122,11 @@ enum RootKeyParams {
         m_cost: u32,
         t_cost: u32,
         p_cost: u32,
+        /// Version 2: the root key sealed under the Argon2id output (so the parameters
+        /// and the passphrase can change without resealing anything else). Absent in
+        /// version 1, where the Argon2id output is the root key itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wrapped_root_key: Option<String>,
     },
 }
 
@@ -126,6 +172,41 @@ pub struct Store {
     material_key: SealingKey,
     secret_key: SealingKey,
     commit_key: SealingKey,
+    check_key: SealingKey,
+    state_mac_key: SealingKey,
+    /// Set once the header is version 2 or a MAC'd state was read: from then on an
+    /// unauthenticated `state.json` is refused (it can only be a downgrade).
+    mac_required: AtomicBool,
+    /// The highest state generation this process has read or written. Under the lock
+    /// the file on disk is the latest commit, so a lower generation there means an
+    /// older copy was put back.
+    generation_seen: AtomicU64,
+    /// What the migration of a version-1 store needs, until its first write does it.
+    migration: Mutex<Option<Migration>>,
+}
+
+/// Held by a store opened at format version 1 until its first write migrates it.
+struct Migration {
+    root: RootKey,
+    /// For a passphrase store: re-derive with today's Argon2id parameters.
+    passphrase: Option<Zeroizing<String>>,
+}
+
+/// A MAC'd `state.json`: the state's exact bytes stay as written (a raw JSON value), so
+/// the MAC covers what is on disk, not a re-serialization.
+#[derive(Deserialize)]
+struct StateEnvelope<'a> {
+    format: String,
+    generation: u64,
+    mac: String,
+    #[serde(borrow)]
+    state: &'a serde_json::value::RawValue,
+}
+
+/// Enough of `state.json` to tell the MAC'd format from the version-1 one.
+#[derive(Deserialize)]
+struct StateProbe {
+    format: Option<String>,
 }
 
 /// Held while writing: other processes' writers wait.
@@ -245,6 +326,52 @@ fn read_key_file(path: &Path) -> Result<RootKey, KmsError> {
     Ok(RootKey::from_bytes(*bytes))
 }
 
+/// Refuses Argon2id parameters outside [floor, ceiling] (see the constants).
+fn check_kdf_params(header_path: &Path, m: u32, t: u32, p: u32) -> Result<(), KmsError> {
+    if m < ARGON2_MIN_M_COST_KIB || t < ARGON2_MIN_T_COST || p < 1 {
+        return Err(internal(format!(
+            "store: {} asks for Argon2id with m = {m} KiB, t = {t}, p = {p}, below the minimum kmsfs accepts (m >= {ARGON2_MIN_M_COST_KIB} KiB, t >= {ARGON2_MIN_T_COST}, p >= 1); kmsfs never writes such parameters, so the file was changed outside kmsfs",
+            header_path.display()
+        )));
+    }
+    if m > ARGON2_MAX_M_COST_KIB || t > ARGON2_MAX_T_COST || p > ARGON2_MAX_P_COST {
+        return Err(internal(format!(
+            "store: {} asks for Argon2id with m = {m} KiB, t = {t}, p = {p}, above the maximum kmsfs accepts (m <= {ARGON2_MAX_M_COST_KIB} KiB, t <= {ARGON2_MAX_T_COST}, p <= {ARGON2_MAX_P_COST})",
+            header_path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn root_wrap_aad(store_id: &str) -> Vec<u8> {
+    format!("{ROOT_WRAP_AAD}|{store_id}").into_bytes()
+}
+
+/// A new salt, today's parameters, and `root` sealed under the key they derive from
+/// `pass`.
+fn wrap_root_key(pass: &str, store_id: &str, root: &RootKey) -> Result<RootKeyParams, KmsError> {
+    let salt = crypto::random_bytes(16).map_err(|e| internal(e.to_string()))?;
+    let kek = derive_passphrase(pass, &salt, ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST)?;
+    let wrapped = crypto::seal(&kek, &root_wrap_aad(store_id), root.expose())
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(RootKeyParams::Passphrase {
+        kdf: "argon2id".into(),
+        salt: b64().encode(&salt),
+        m_cost: ARGON2_M_COST_KIB,
+        t_cost: ARGON2_T_COST,
+        p_cost: ARGON2_P_COST,
+        wrapped_root_key: Some(b64().encode(wrapped)),
+    })
+}
+
+fn check_aad(version: u32) -> &'static [u8] {
+    if version >= FIRST_MACED_VERSION {
+        CHECK_AAD_V2
+    } else {
+        CHECK_AAD_V1
+    }
+}
+
 fn derive_passphrase(pass: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<RootKey, KmsError> {
     let params = argon2::Params::new(m, t, p, Some(32))
         .map_err(|e| internal(format!("store: bad Argon2id parameters: {e}")))?;
@@ -301,29 +428,20 @@ impl Store {
                         "the store passphrase is empty",
                     ));
                 }
-                let salt = crypto::random_bytes(16).map_err(|e| internal(e.to_string()))?;
-                let key = derive_passphrase(
-                    pass,
-                    &salt,
-                    ARGON2_M_COST_KIB,
-                    ARGON2_T_COST,
-                    ARGON2_P_COST,
-                )?;
-                (
-                    key,
-                    RootKeyParams::Passphrase {
-                        kdf: "argon2id".into(),
-                        salt: b64().encode(&salt),
-                        m_cost: ARGON2_M_COST_KIB,
-                        t_cost: ARGON2_T_COST,
-                        p_cost: ARGON2_P_COST,
-                    },
-                )
+                // A random root key, wrapped under the passphrase: changing the
+                // passphrase or its parameters later rewraps 32 bytes, nothing else.
+                let key = RootKey::generate().map_err(|e| internal(e.to_string()))?;
+                let params = wrap_root_key(pass, &store_id, &key)?;
+                (key, params)
             }
         };
         let derived = Derived::new(&root, &store_id);
-        let check = crypto::seal(&derived.check, CHECK_AAD, CHECK_PLAINTEXT)
-            .map_err(|e| internal(e.to_string()))?;
+        let check = crypto::seal(
+            &derived.check,
+            check_aad(STORE_FORMAT_VERSION),
+            CHECK_PLAINTEXT,
+        )
+        .map_err(|e| internal(e.to_string()))?;
         let header = Header {
             format: STORE_FORMAT_NAME.into(),
             version: STORE_FORMAT_VERSION,
@@ -337,8 +455,10 @@ impl Store {
             version: STATE_VERSION,
             ..StoreState::default()
         };
-        let state_json = serde_json::to_vec_pretty(&state).map_err(|e| internal(e.to_string()))?;
-        write_atomic(&dir.join(STATE_FILE), &state_json)?;
+        write_atomic(
+            &dir.join(STATE_FILE),
+            &encode_state(&derived.state_mac, &header.store_id, &state)?,
+        )?;
         // The header last: its presence marks a complete store.
         let header_json =
             serde_json::to_vec_pretty(&header).map_err(|e| internal(e.to_string()))?;
@@ -400,16 +520,40 @@ impl Store {
                     m_cost,
                     t_cost,
                     p_cost,
+                    wrapped_root_key,
                 },
                 RootKeySource::Passphrase(pass),
             ) => {
                 if kdf != "argon2id" {
                     return Err(internal(format!("store: unknown key derivation {kdf}")));
                 }
+                check_kdf_params(&header_path, *m_cost, *t_cost, *p_cost)?;
                 let salt = b64()
                     .decode(salt)
                     .map_err(|_| internal("store: the passphrase salt is damaged"))?;
-                derive_passphrase(pass, &salt, *m_cost, *t_cost, *p_cost)?
+                let derived = derive_passphrase(pass, &salt, *m_cost, *t_cost, *p_cost)?;
+                match (wrapped_root_key, header.version >= FIRST_MACED_VERSION) {
+                    (None, false) => derived,
+                    (Some(wrapped), true) => {
+                        let wrapped = b64()
+                            .decode(wrapped)
+                            .map_err(|_| internal("store: the wrapped root key is damaged"))?;
+                        let plain =
+                            crypto::open(&derived, &root_wrap_aad(&header.store_id), &wrapped)
+                                .map_err(|_| wrong_root_key(dir))?;
+                        RootKey::from_slice(&plain).ok_or_else(|| {
+                            internal("store: the wrapped root key has the wrong length")
+                        })?
+                    }
+                    (_, v2) => {
+                        return Err(internal(format!(
+                            "store: {} is damaged: a version-{} store {} a wrapped root key",
+                            header_path.display(),
+                            header.version,
+                            if v2 { "needs" } else { "cannot have" }
+                        )))
+                    }
+                }
             }
             (RootKeyParams::KeyFile, RootKeySource::Passphrase(_)) => {
                 return Err(internal(format!(
@@ -428,19 +572,21 @@ impl Store {
         let check = b64()
             .decode(&header.check)
             .map_err(|_| internal("store: the root key check value is damaged"))?;
-        if crypto::open(&derived.check, CHECK_AAD, &check).is_err() {
-            return Err(KmsError::new(
-                ErrorKind::AccessDenied,
-                format!(
-                    "the root key does not open this store ({}): wrong key file or passphrase",
-                    dir.display()
-                ),
-            ));
+        if crypto::open(&derived.check, check_aad(header.version), &check).is_err() {
+            return Err(wrong_root_key(dir));
         }
         let owner_uid = fs::metadata(dir)
             .map_err(|e| io_err(dir, "inspect", e))?
             .uid();
         make_private_dir(&dir.join(MATERIAL_DIR))?;
+        let legacy = header.version < FIRST_MACED_VERSION;
+        let migration = legacy.then(|| Migration {
+            root: root.duplicate(),
+            passphrase: match source {
+                RootKeySource::Passphrase(p) => Some(p.clone()),
+                RootKeySource::KeyFile(_) => None,
+            },
+        });
         Ok(Store {
             dir: dir.to_path_buf(),
             store_id: header.store_id,
@@ -448,7 +594,40 @@ impl Store {
             material_key: derived.material,
             secret_key: derived.secret,
             commit_key: derived.commit,
+            check_key: derived.check,
+            state_mac_key: derived.state_mac,
+            mac_required: AtomicBool::new(!legacy),
+            generation_seen: AtomicU64::new(0),
+            migration: Mutex::new(migration),
         })
+    }
+
+    /// Rewrites a version-1 `store.json` as version 2 (caller holds the lock, and has
+    /// just written a MAC'd state): check value bound to the version, and for a
+    /// passphrase store the root key wrapped under today's Argon2id parameters. The
+    /// root key itself does not change, so nothing else is resealed.
+    fn migrate_header(&self, m: &Migration) -> Result<(), KmsError> {
+        let path = self.dir.join(HEADER_FILE);
+        let mut header: Header = serde_json::from_slice(&read_file(&path)?)
+            .map_err(|e| internal(format!("store: {} is damaged: {e}", path.display())))?;
+        if header.version >= FIRST_MACED_VERSION {
+            // Another process migrated it first.
+            return Ok(());
+        }
+        if let RootKeyParams::Passphrase { .. } = header.root_key {
+            let Some(pass) = &m.passphrase else {
+                return Err(internal(
+                    "store: migrating a passphrase store needs the passphrase",
+                ));
+            };
+            header.root_key = wrap_root_key(pass, &self.store_id, &m.root)?;
+        }
+        header.version = STORE_FORMAT_VERSION;
+        let check = crypto::seal(&self.check_key, check_aad(header.version), CHECK_PLAINTEXT)
+            .map_err(|e| internal(e.to_string()))?;
+        header.check = b64().encode(check);
+        let json = serde_json::to_vec_pretty(&header).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&path, &json)
     }
 
     pub fn dir(&self) -> &Path {
@@ -496,15 +675,99 @@ impl Store {
             .map_err(|e| io_err(&p, "inspect", e))
     }
 
-    /// Reads the state and the identity of the file it came from.
+    /// Reads and authenticates the state, with the identity of the file it came from.
     pub fn read_state(&self) -> Result<(StoreState, StateIdent), KmsError> {
         let p = self.dir.join(STATE_FILE);
         let mut f = File::open(&p).map_err(|e| io_err(&p, "open", e))?;
         let ident = StateIdent::of(&f.metadata().map_err(|e| io_err(&p, "inspect", e))?);
         let mut v = Vec::new();
         f.read_to_end(&mut v).map_err(|e| io_err(&p, "read", e))?;
-        let state: StoreState = serde_json::from_slice(&v)
-            .map_err(|e| internal(format!("store: {} is damaged: {e}", p.display())))?;
+        let state = self.decode_state(&p, &v)?;
+        self.generation_seen
+            .fetch_max(state.generation, Ordering::AcqRel);
+        Ok((state, ident))
+    }
+
+    /// Reads the state for a reader without the lock. A generation older than one this
+    /// process saw can be an honest race (the file was opened just before a rename), so
+    /// it is read once more: that read starts after the newer file was in place (it was
+    /// renamed before its generation was noted), so an older generation again is a
+    /// rollback. No lock is taken: a caller may already hold it.
+    pub fn read_state_current(&self) -> Result<(StoreState, StateIdent), KmsError> {
+        let seen = self.generation_seen.load(Ordering::Acquire);
+        let (state, ident) = self.read_state()?;
+        if state.generation >= seen {
+            return Ok((state, ident));
+        }
+        let (state, ident) = self.read_state()?;
+        if state.generation < seen {
+            return Err(self.rolled_back(state.generation, seen));
+        }
+        Ok((state, ident))
+    }
+
+    fn rolled_back(&self, generation: u64, seen: u64) -> KmsError {
+        auth_failure(
+            &self.dir.join(STATE_FILE),
+            &format!(
+                "its generation {generation} is older than generation {seen}, which this process already read: an older copy was put back"
+            ),
+        )
+    }
+
+    /// Reads the state for a write (caller holds the lock, so the file is the latest
+    /// commit): also refuses a generation older than one this process already saw.
+    pub fn read_state_locked(
+        &self,
+        _lock: &StoreLock,
+    ) -> Result<(StoreState, StateIdent), KmsError> {
+        let seen = self.generation_seen.load(Ordering::Acquire);
+        let (state, ident) = self.read_state()?;
+        if state.generation < seen {
+            return Err(self.rolled_back(state.generation, seen));
+        }
+        Ok((state, ident))
+    }
+
+    fn decode_state(&self, p: &Path, bytes: &[u8]) -> Result<StoreState, KmsError> {
+        let damaged =
+            |e: serde_json::Error| internal(format!("store: {} is damaged: {e}", p.display()));
+        let probe: StateProbe = serde_json::from_slice(bytes).map_err(damaged)?;
+        let state: StoreState = match probe.format.as_deref() {
+            Some(STATE_FORMAT_NAME) => {
+                let env: StateEnvelope<'_> = serde_json::from_slice(bytes).map_err(damaged)?;
+                let tag = hex::decode(&env.mac).unwrap_or_default();
+                let input = state_mac_input(&self.store_id, env.generation, env.state.get());
+                if env.format != STATE_FORMAT_NAME
+                    || !crypto::hmac_sha256_verify(&self.state_mac_key, &input, &tag)
+                {
+                    return Err(auth_failure(p, "its MAC does not match"));
+                }
+                let state: StoreState = serde_json::from_str(env.state.get()).map_err(damaged)?;
+                if state.generation != env.generation {
+                    return Err(auth_failure(p, "its generation does not match its MAC"));
+                }
+                self.mac_required.store(true, Ordering::Release);
+                state
+            }
+            Some(other) => {
+                return Err(internal(format!(
+                    "store: {} has the unknown format {other:?}",
+                    p.display()
+                )))
+            }
+            None => {
+                if self.mac_required.load(Ordering::Acquire) {
+                    return Err(auth_failure(
+                        p,
+                        "it has no MAC, and this store's state is authenticated",
+                    ));
+                }
+                // Store format version 1, not yet migrated: trusted on first use
+                // (docs/THREAT_MODEL); the next write MACs it.
+                serde_json::from_slice(bytes).map_err(damaged)?
+            }
+        };
         if state.version > STATE_VERSION {
             return Err(internal(format!(
                 "store: {} has state version {}, newer than this kmsfs understands ({STATE_VERSION})",
@@ -512,17 +775,29 @@ impl Store {
                 state.version
             )));
         }
-        Ok((state, ident))
+        Ok(state)
     }
 
-    /// Commits `state` (caller holds the lock). Returns the new file's identity.
+    /// Commits `state` (caller holds the lock) with its MAC. Returns the new file's
+    /// identity. The first write of a version-1 store also migrates its header, after
+    /// the MAC'd state is durable (a crash in between leaves a version-1 header with a
+    /// MAC'd state, which opens, and the next write finishes the migration).
     pub fn write_state(
         &self,
         state: &StoreState,
         _lock: &StoreLock,
     ) -> Result<StateIdent, KmsError> {
-        let json = serde_json::to_vec_pretty(state).map_err(|e| internal(e.to_string()))?;
-        write_atomic(&self.dir.join(STATE_FILE), &json)?;
+        let bytes = encode_state(&self.state_mac_key, &self.store_id, state)?;
+        write_atomic(&self.dir.join(STATE_FILE), &bytes)?;
+        self.generation_seen
+            .fetch_max(state.generation, Ordering::AcqRel);
+        let mut migration = self.migration.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = migration.as_ref() {
+            self.migrate_header(m)?;
+            self.mac_required.store(true, Ordering::Release);
+            *migration = None;
+        }
+        drop(migration);
         self.state_ident()
     }
 
@@ -656,12 +931,60 @@ impl Store {
 
     /// A keyed commitment to imported material (reimports must match it).
     pub fn commit_material(&self, key_id: &str, material: &KeyMaterial) -> String {
-        let mut data = key_id.as_bytes().to_vec();
+        // Holds the material: wiped on drop (a hand-written zeroing loop before a free
+        // may be optimized away).
+        let mut data = Zeroizing::new(Vec::with_capacity(key_id.len() + crypto::KEY_LEN));
+        data.extend_from_slice(key_id.as_bytes());
         data.extend_from_slice(material.expose());
-        let tag = crypto::hmac_sha256(&self.commit_key, &data);
-        data.iter_mut().for_each(|b| *b = 0);
-        hex::encode(tag)
+        hex::encode(crypto::hmac_sha256(&self.commit_key, &data))
     }
+}
+
+fn wrong_root_key(dir: &Path) -> KmsError {
+    KmsError::new(
+        ErrorKind::AccessDenied,
+        format!(
+            "the root key does not open this store ({}): wrong key file or passphrase",
+            dir.display()
+        ),
+    )
+}
+
+/// The error of a `state.json` that fails authentication. Every call fails with it
+/// (closed), naming the file.
+fn auth_failure(path: &Path, why: &str) -> KmsError {
+    internal(format!(
+        "store: {} failed authentication: changed outside kmsfs ({why}); restore it from a backup of this store",
+        path.display()
+    ))
+}
+
+/// MAC input of a state: label, store id, generation, then the state's exact bytes.
+fn state_mac_input(store_id: &str, generation: u64, state: &str) -> Vec<u8> {
+    let mut input = Vec::with_capacity(STATE_MAC_LABEL.len() + 64 + state.len());
+    input.extend_from_slice(STATE_MAC_LABEL);
+    input.extend_from_slice(&(store_id.len() as u64).to_be_bytes());
+    input.extend_from_slice(store_id.as_bytes());
+    input.extend_from_slice(&generation.to_be_bytes());
+    input.extend_from_slice(state.as_bytes());
+    input
+}
+
+/// The bytes of a MAC'd `state.json` (see [`StateEnvelope`]).
+fn encode_state(
+    mac_key: &SealingKey,
+    store_id: &str,
+    state: &StoreState,
+) -> Result<Vec<u8>, KmsError> {
+    let body = serde_json::to_string_pretty(state).map_err(|e| internal(e.to_string()))?;
+    let tag = crypto::hmac_sha256(mac_key, &state_mac_input(store_id, state.generation, &body));
+    // Written by hand so that the state's bytes sit in the file exactly as MAC'd.
+    let out = format!(
+        "{{\n\"format\": \"{STATE_FORMAT_NAME}\",\n\"generation\": {},\n\"mac\": \"{}\",\n\"state\": {body}\n}}\n",
+        state.generation,
+        hex::encode(tag)
+    );
+    Ok(out.into_bytes())
 }
 
 struct Derived {
@@ -669,6 +992,7 @@ struct Derived {
     secret: SealingKey,
     commit: SealingKey,
     check: SealingKey,
+    state_mac: SealingKey,
 }
 
 impl Derived {
@@ -678,7 +1002,8 @@ impl Derived {
             material: crypto::hkdf_sealing_key(root, salt, MATERIAL_KEY_INFO),
             secret: crypto::hkdf_sealing_key(root, salt, SECRET_KEY_INFO),
             commit: crypto::hkdf_sealing_key(root, salt, COMMIT_KEY_INFO),
-            check: crypto::hkdf_sealing_key(root, salt, b"kmsfs store check key v1"),
+            check: crypto::hkdf_sealing_key(root, salt, CHECK_KEY_INFO),
+            state_mac: crypto::hkdf_sealing_key(root, salt, STATE_MAC_KEY_INFO),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use kmsfs::crypto::{hkdf_sealing_key, DataKey, Sealer, SealingKey};
 use kmsfs::fs::{MountSession, MountSpec};
-use kmsfs::kms::provider::{Caller, DataAction, DataKeys, NewDataKey};
+use kmsfs::kms::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use kmsfs::kms::{ErrorKind, KmsError};
 use kmsfs::policy::EncryptionContext;
 
@@ -64,6 +64,12 @@ pub struct TestKeys {
     pub decisions: Mutex<Vec<Decision>>,
     pub generate_calls: AtomicU64,
     pub open_calls: AtomicU64,
+    /// The store's record of directory key rules, as the key service keeps it.
+    dir_rules: Mutex<HashMap<(String, [u8; 16]), DirRule>>,
+    /// Volumes whose format-1 key rules were imported.
+    imported: Mutex<HashSet<String>>,
+    /// Volume secrets given by the test (fixtures with fixed secrets).
+    fixed_secrets: Mutex<HashMap<String, [u8; 32]>>,
 }
 
 impl TestKeys {
@@ -77,6 +83,9 @@ impl TestKeys {
             decisions: Mutex::new(Vec::new()),
             generate_calls: AtomicU64::new(0),
             open_calls: AtomicU64::new(0),
+            dir_rules: Mutex::new(HashMap::new()),
+            imported: Mutex::new(HashSet::new()),
+            fixed_secrets: Mutex::new(HashMap::new()),
         };
         keys.add_key(DEFAULT_KEY);
         keys.alias(DEFAULT_ALIAS, DEFAULT_KEY);
@@ -116,6 +125,23 @@ impl TestKeys {
             .unwrap()
             .allow
             .insert((uid, arn.into()), ops.iter().copied().collect());
+    }
+
+    /// Volume `volume_id` gets this secret (e.g. a committed fixture's).
+    pub fn set_volume_secret(&self, volume_id: &str, secret: [u8; 32]) {
+        self.fixed_secrets
+            .lock()
+            .unwrap()
+            .insert(volume_id.into(), secret);
+    }
+
+    /// The recorded key rule of a directory, as the key service would return it.
+    pub fn recorded_dir_rule(&self, volume_id: &str, dir_id: &[u8; 16]) -> Option<DirRule> {
+        self.dir_rules
+            .lock()
+            .unwrap()
+            .get(&(volume_id.to_string(), *dir_id))
+            .cloned()
     }
 
     pub fn opens(&self) -> u64 {
@@ -252,7 +278,57 @@ impl DataKeys for TestKeys {
         DataKey::from_slice(&plain).ok_or_else(bad)
     }
 
+    fn dir_rule(&self, volume_id: &str, dir_id: &[u8; 16]) -> Result<Option<DirRule>, KmsError> {
+        Ok(self.recorded_dir_rule(volume_id, dir_id))
+    }
+
+    fn record_dir_rule(
+        &self,
+        _caller: &Caller,
+        volume_id: &str,
+        dir_id: &[u8; 16],
+        rule: &DirRule,
+    ) -> Result<(), KmsError> {
+        let mut rules = self.dir_rules.lock().unwrap();
+        let key = (volume_id.to_string(), *dir_id);
+        if !DirRule::may_replace(rules.get(&key), rule) {
+            return Err(KmsError::new(
+                ErrorKind::KmsInvalidState,
+                "older directory key rule",
+            ));
+        }
+        rules.insert(key, rule.clone());
+        Ok(())
+    }
+
+    fn dir_rules_imported(&self, volume_id: &str) -> Result<bool, KmsError> {
+        Ok(self.imported.lock().unwrap().contains(volume_id))
+    }
+
+    fn import_dir_rules(
+        &self,
+        volume_id: &str,
+        rules: &[([u8; 16], String)],
+    ) -> Result<(), KmsError> {
+        if !self.imported.lock().unwrap().insert(volume_id.to_string()) {
+            return Ok(());
+        }
+        let mut recorded = self.dir_rules.lock().unwrap();
+        for (dir_id, rule) in rules {
+            recorded
+                .entry((volume_id.to_string(), *dir_id))
+                .or_insert_with(|| DirRule {
+                    version: 0,
+                    rule: Some(rule.clone()),
+                });
+        }
+        Ok(())
+    }
+
     fn volume_secret(&self, volume_id: &str) -> Result<SealingKey, KmsError> {
+        if let Some(secret) = self.fixed_secrets.lock().unwrap().get(volume_id) {
+            return Ok(SealingKey::from_bytes(*secret));
+        }
         Ok(hkdf_sealing_key(
             &self.secret_root,
             volume_id.as_bytes(),
