@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{DataKey, SealingKey};
 
-use super::content::{block_count, block_offset, plaintext_size, sealed_len, ContentCipher};
+use super::content::{block_count, ContentCipher};
 use super::dirmeta::DirMeta;
 use super::header::FileHeader;
 use super::names::{classify, EntryKind, NameCipher};
 use super::volume::{MetadataKey, VolumeConfig};
-use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, SEALED_BLOCK_SIZE};
+use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, MAX_SEALED_BLOCK_SIZE};
 
 /// The result of checking one file.
 #[derive(Debug)]
@@ -87,7 +87,9 @@ fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
         Err(FormatError::IoNoPath(e)) => return FileOutcome::Unreadable { error: io(e) },
         Err(error) => return FileOutcome::HeaderDamaged { error },
     };
-    let Ok(size) = plaintext_size(backing_len) else {
+    // The size arithmetic depends on the envelope version (its per-block overhead).
+    let layout = header.version;
+    let Ok(size) = layout.plaintext_size(backing_len) else {
         return FileOutcome::SizeInconsistent { backing_len };
     };
     let Some(data_key) = data_key else {
@@ -103,7 +105,7 @@ fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
     };
 
     let blocks = block_count(size);
-    let mut sealed = vec![0u8; SEALED_BLOCK_SIZE];
+    let mut sealed = vec![0u8; MAX_SEALED_BLOCK_SIZE];
     let mut plain = Vec::with_capacity(BLOCK_SIZE);
     let mut failed = Vec::new();
     let mut holes = 0;
@@ -111,8 +113,8 @@ fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
         // Every block is full except possibly the last.
         let remaining = size - index * BLOCK_SIZE as u64;
         let plain_len = remaining.min(BLOCK_SIZE as u64) as usize;
-        let region = &mut sealed[..sealed_len(plain_len)];
-        if let Err(e) = file.read_exact_at(region, block_offset(index)) {
+        let region = &mut sealed[..layout.sealed_len(plain_len)];
+        if let Err(e) = file.read_exact_at(region, layout.block_offset(index)) {
             return FileOutcome::Unreadable { error: io(e) };
         }
         if region.iter().all(|&b| b == 0) {
