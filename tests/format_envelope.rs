@@ -310,7 +310,9 @@ fn version_1_files_still_round_trip_and_verify() {
     c2.seal_block(0, b"abc", &mut sealed).unwrap();
     assert_eq!(sealed.len(), 3 + 40);
     assert!(cipher.open_block(0, &sealed, &mut Vec::new()).is_err());
-    cipher.seal_block(0, b"abcdefghijklmnop", &mut sealed).unwrap();
+    cipher
+        .seal_block(0, b"abcdefghijklmnop", &mut sealed)
+        .unwrap();
     assert!(c2.open_block(0, &sealed, &mut Vec::new()).is_err());
 }
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use kmsfs::crypto::{DataKey, SealingKey};
 use kmsfs::format::{
-    block_count, classify, verify_file, ContentCipher, DirId, DirMeta, EntryKind,
-    EnvelopeVersion, FileHeader, MetadataKey, NameCipher, VolumeConfig, BLOCK_SIZE,
+    block_count, classify, verify_file, ContentCipher, DirId, DirMeta, EntryKind, EnvelopeVersion,
+    FileHeader, MetadataKey, NameCipher, VolumeConfig, BLOCK_SIZE,
 };
 
 const VOLUME_SECRET: [u8; 32] = [0x11; 32];
@@ -147,14 +147,9 @@ fn generate(root: &Path, version: EnvelopeVersion) {
             std::fs::write(dir.join(sidecar), content).unwrap();
         }
         let key = DataKey::from_bytes(f.key);
-        let header = FileHeader::with_version(
-            version,
-            f.file_id,
-            KEY_ARN.into(),
-            WRAPPED.to_vec(),
-            &key,
-        )
-        .unwrap();
+        let header =
+            FileHeader::with_version(version, f.file_id, KEY_ARN.into(), WRAPPED.to_vec(), &key)
+                .unwrap();
         let cipher = ContentCipher::new(&key, &header).unwrap();
         let mut bytes = header.encode();
         let mut sealed = Vec::new();

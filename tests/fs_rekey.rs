@@ -174,7 +174,11 @@ fn a_refused_rekey_is_eacces_audited_and_leaves_the_file_as_it_was() {
     let err = f.write_all(b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EACCES));
     drop(f);
-    assert_eq!(fs::read(&s).unwrap(), poisoned, "nothing written under P's key");
+    assert_eq!(
+        fs::read(&s).unwrap(),
+        poisoned,
+        "nothing written under P's key"
+    );
     let decisions = m.keys.decisions.lock().unwrap();
     let refused: Vec<_> = decisions
         .iter()
@@ -231,7 +235,11 @@ fn truncation_to_zero_draws_a_new_file_id_and_key_under_the_current_rule() {
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), ids.len(), "every truncation to zero drew a new id");
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "every truncation to zero drew a new id"
+    );
     assert_eq!(header_of(&backing).key_arn, k2);
 }
 
@@ -322,7 +330,10 @@ fn version_1_files_stay_version_1_until_truncated_to_zero() {
     );
     m.remount(&[]);
     assert_eq!(fs::metadata(&path).unwrap().len(), 5008);
-    assert_eq!(fs::read(&path).unwrap(), [&content[..], b"appended"].concat());
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        [&content[..], b"appended"].concat()
+    );
 
     // Truncated to zero, it is re-keyed into version 2.
     fs::write(&path, b"now version 2").unwrap();

@@ -123,7 +123,7 @@ fn kill_9_during_rekeys_leaves_old_content_or_an_empty_file_never_eio() {
             "a re-key and a write",
             || {
                 file_id(&backing) != before
-                    && fs::metadata(&backing).map_or(false, |md| md.len() > HEADER_LEN as u64)
+                    && fs::metadata(&backing).is_ok_and(|md| md.len() > HEADER_LEN as u64)
             },
             &[daemon, writer],
         );

@@ -620,7 +620,11 @@ mod tests {
     #[test]
     fn xaes_matches_the_published_test_vectors() {
         let cases: [(u8, &[u8], &str); 2] = [
-            (1, b"", "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271"),
+            (
+                1,
+                b"",
+                "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271",
+            ),
             (
                 3,
                 b"c2sp.org/XAES-256-GCM",
@@ -660,7 +664,10 @@ mod tests {
         assert_eq!(x.open(b"aaD", &sealed), Err(CryptoError::Authentication));
         assert_eq!(x.open(b"aad", &sealed[..39]), Err(CryptoError::Truncated));
         let other = XSealer::new(&SealingKey::generate().unwrap());
-        assert_eq!(other.open(b"aad", &sealed), Err(CryptoError::Authentication));
+        assert_eq!(
+            other.open(b"aad", &sealed),
+            Err(CryptoError::Authentication)
+        );
 
         let plain: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut chunks = vec![9u8];

@@ -262,8 +262,10 @@ fn commitment(data_key: &DataKey, file_id: &FileId, committed: &[u8]) -> [u8; 32
 /// checking that the magic belongs to kmsfs ([`FormatError::BadMagic`]), the version is
 /// known ([`FormatError::UnsupportedVersion`]) and the magic is that version's.
 fn check_magic_and_version(bytes: &[u8]) -> Result<EnvelopeVersion, FormatError> {
-    let (Some(magic), Some(&[hi, lo])) = (bytes.get(..VERSION_AT), bytes.get(VERSION_AT..HEADER_LEN_AT))
-    else {
+    let (Some(magic), Some(&[hi, lo])) = (
+        bytes.get(..VERSION_AT),
+        bytes.get(VERSION_AT..HEADER_LEN_AT),
+    ) else {
         return Err(FormatError::BadMagic);
     };
     if !magic.starts_with(MAGIC_FAMILY) {
@@ -352,7 +354,10 @@ mod tests {
         // A version field that disagrees with the magic is refused either way.
         let mut mixed = b2.clone();
         mixed[9] = 1;
-        assert!(matches!(FileHeader::decode(&mixed), Err(FormatError::BadMagic)));
+        assert!(matches!(
+            FileHeader::decode(&mixed),
+            Err(FormatError::BadMagic)
+        ));
         mixed[9] = 3;
         assert!(matches!(
             FileHeader::decode(&mixed),

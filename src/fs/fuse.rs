@@ -488,8 +488,10 @@ impl Filesystem for KmsFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.core
-            .fallocate(&caller(req), fh.0, offset, length, mode) {
+        match self
+            .core
+            .fallocate(&caller(req), fh.0, offset, length, mode)
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
