@@ -1,5 +1,7 @@
 //! The envelope: header codec, key commitment, content blocks, holes, size arithmetic
-//! and the fsck verifier, exercised on real files.
+//! and the fsck verifier, exercised on real files. Files are written in the current
+//! envelope version (what the filesystem writes); version 1 is covered by the size
+//! table below, the fixtures (tests/format_fixtures.rs) and `version_1_files_...`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -8,11 +10,28 @@ use std::path::Path;
 
 use kmsfs::crypto::DataKey;
 use kmsfs::format::{
-    backing_len, block_count, block_offset, block_spans, encryption_context, plaintext_size,
-    sealed_len, verify_file, BlockSpan, ContentCipher, FileHeader, FileOutcome, FormatError,
-    BLOCK_SIZE, HEADER_LEN, SEALED_BLOCK_SIZE,
+    block_count, block_spans, encryption_context, verify_file, BlockSpan, ContentCipher,
+    EnvelopeVersion, FileHeader, FileOutcome, FormatError, BLOCK_SIZE, HEADER_LEN,
 };
 use proptest::prelude::*;
+
+/// The version these tests write: the one every new file gets.
+const V: EnvelopeVersion = EnvelopeVersion::CURRENT;
+const SEALED_BLOCK_SIZE: usize = V.sealed_block_size();
+const OVERHEAD: usize = V.block_overhead();
+
+fn plaintext_size(backing: u64) -> Result<u64, FormatError> {
+    V.plaintext_size(backing)
+}
+fn backing_len(plain: u64) -> u64 {
+    V.backing_len(plain)
+}
+fn block_offset(index: u64) -> u64 {
+    V.block_offset(index)
+}
+fn sealed_len(plain: usize) -> usize {
+    V.sealed_len(plain)
+}
 
 const ARN: &str = "arn:aws:kms:local:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
@@ -41,14 +60,16 @@ fn read_file(path: &Path, key: &DataKey) -> Result<Vec<u8>, FormatError> {
     let f = File::open(path).unwrap();
     let header = FileHeader::read_from(&f)?;
     let cipher = ContentCipher::new(key, &header)?;
-    let size = plaintext_size(f.metadata().unwrap().len())?;
+    // The header's version fixes the layout.
+    let v = header.version;
+    let size = v.plaintext_size(f.metadata().unwrap().len())?;
     let mut out = Vec::new();
-    let mut sealed = vec![0u8; SEALED_BLOCK_SIZE];
+    let mut sealed = vec![0u8; kmsfs::format::MAX_SEALED_BLOCK_SIZE];
     let mut plain = Vec::new();
     for i in 0..block_count(size) {
         let n = (size - i * BLOCK_SIZE as u64).min(BLOCK_SIZE as u64) as usize;
-        let region = &mut sealed[..sealed_len(n)];
-        f.read_exact_at(region, block_offset(i)).unwrap();
+        let region = &mut sealed[..v.sealed_len(n)];
+        f.read_exact_at(region, v.block_offset(i)).unwrap();
         cipher.open_block(i, region, &mut plain)?;
         out.extend_from_slice(&plain);
     }
@@ -67,7 +88,8 @@ fn header_round_trips_and_is_exactly_header_len() {
     let bytes = header.encode();
     assert_eq!(bytes.len(), HEADER_LEN);
     assert_eq!(header.header_len(), HEADER_LEN);
-    assert_eq!(&bytes[..8], b"KMSFS\0v1");
+    assert_eq!(&bytes[..8], b"KMSFS\0v2");
+    assert_eq!(&bytes[8..10], &[0, 2]);
     let decoded = FileHeader::decode(&bytes).unwrap();
     assert_eq!(decoded, header);
     decoded.verify_commitment(&key).unwrap();
@@ -100,10 +122,17 @@ fn header_decode_rejects_short_long_and_malformed_input_specifically() {
     ));
 
     let mut bad = bytes.clone();
-    bad[8..10].copy_from_slice(&2u16.to_be_bytes());
+    bad[8..10].copy_from_slice(&3u16.to_be_bytes());
     assert!(matches!(
         FileHeader::decode(&bad),
-        Err(FormatError::UnsupportedVersion { found: 2 })
+        Err(FormatError::UnsupportedVersion { found: 3 })
+    ));
+    // A known version under the other version's magic.
+    let mut bad = bytes.clone();
+    bad[8..10].copy_from_slice(&1u16.to_be_bytes());
+    assert!(matches!(
+        FileHeader::decode(&bad),
+        Err(FormatError::BadMagic)
     ));
 
     let mut bad = bytes.clone();
@@ -255,6 +284,39 @@ fn content_round_trips_for_sizes_around_block_boundaries() {
 }
 
 #[test]
+fn version_1_files_still_round_trip_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::from_bytes([21; 32]);
+    let id = FileHeader::generate_file_id().unwrap();
+    let header =
+        FileHeader::with_version(EnvelopeVersion::V1, id, ARN.into(), vec![1, 2], &key).unwrap();
+    assert_eq!(&header.encode()[..10], b"KMSFS\0v1\0\x01");
+    let cipher = ContentCipher::new(&key, &header).unwrap();
+    assert_eq!(cipher.version(), EnvelopeVersion::V1);
+    for len in [1, 4096, 3 * 4096 + 100] {
+        let path = dir.path().join(format!("v1-{len}"));
+        let plain = pattern(len, 3);
+        write_file(&path, &header, &key, &plain);
+        let on_disk = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(on_disk, kmsfs::format::backing_len(len as u64));
+        assert_eq!(read_file(&path, &key).unwrap(), plain);
+        assert!(verify_file(&path, Some(&key)).is_ok());
+    }
+    // Version-2 blocks are 12 bytes longer: the same plaintext never has the same
+    // backing length in both versions, and one version's block never opens in the other.
+    let v2 = FileHeader::new(id, ARN.into(), vec![1, 2], &key).unwrap();
+    let c2 = ContentCipher::new(&key, &v2).unwrap();
+    let mut sealed = Vec::new();
+    c2.seal_block(0, b"abc", &mut sealed).unwrap();
+    assert_eq!(sealed.len(), 3 + 40);
+    assert!(cipher.open_block(0, &sealed, &mut Vec::new()).is_err());
+    cipher
+        .seal_block(0, b"abcdefghijklmnop", &mut sealed)
+        .unwrap();
+    assert!(c2.open_block(0, &sealed, &mut Vec::new()).is_err());
+}
+
+#[test]
 fn every_flipped_block_byte_is_an_authentication_error_never_wrong_data() {
     let (header, key) = new_file_key(6);
     let cipher = ContentCipher::new(&key, &header).unwrap();
@@ -347,7 +409,9 @@ fn holes_read_as_zeros() {
         .open_block(5, &[0u8; SEALED_BLOCK_SIZE], &mut out)
         .unwrap();
     assert_eq!(out, vec![0u8; BLOCK_SIZE]);
-    cipher.open_block(5, &[0u8; 29], &mut out).unwrap();
+    cipher
+        .open_block(5, &[0u8; OVERHEAD + 1], &mut out)
+        .unwrap();
     assert_eq!(out, vec![0u8; 1]);
 
     let report = verify_file(&path, Some(&key));
@@ -362,7 +426,7 @@ fn impossible_block_lengths_are_rejected() {
     let (header, key) = new_file_key(11);
     let cipher = ContentCipher::new(&key, &header).unwrap();
     let mut out = Vec::new();
-    for len in [0, 1, 28, SEALED_BLOCK_SIZE + 1] {
+    for len in [0, 1, OVERHEAD, SEALED_BLOCK_SIZE + 1] {
         assert!(matches!(
             cipher.open_block(0, &vec![1u8; len], &mut out),
             Err(FormatError::BadBlockLength { .. })
@@ -379,30 +443,47 @@ fn impossible_block_lengths_are_rejected() {
 #[test]
 fn plaintext_size_table() {
     let h = HEADER_LEN as u64;
-    let s = SEALED_BLOCK_SIZE as u64;
-    // (backing length, plaintext size or None for impossible)
-    let table: &[(u64, Option<u64>)] = &[
-        (0, None),
-        (h - 1, None),
-        (h, Some(0)),
-        (h + 1, None),
-        (h + 28, None),
-        (h + 29, Some(1)),
-        (h + s - 1, Some(4095)),
-        (h + s, Some(4096)),
-        (h + s + 28, None),
-        (h + s + 29, Some(4097)),
-        (h + 10 * s, Some(40960)),
-    ];
-    for &(len, want) in table {
-        let got = plaintext_size(len).ok();
-        assert_eq!(got, want, "plaintext_size({len})");
-        if let Some(p) = want {
-            assert_eq!(backing_len(p), len, "backing_len({p})");
+    for (v, o) in [(EnvelopeVersion::V1, 28), (EnvelopeVersion::V2, 40)] {
+        let s = 4096 + o;
+        assert_eq!(v.sealed_block_size() as u64, s);
+        // (backing length, plaintext size or None for impossible)
+        let table: &[(u64, Option<u64>)] = &[
+            (0, None),
+            (h - 1, None),
+            (h, Some(0)),
+            (h + 1, None),
+            (h + o, None),
+            (h + o + 1, Some(1)),
+            (h + s - 1, Some(4095)),
+            (h + s, Some(4096)),
+            (h + s + o, None),
+            (h + s + o + 1, Some(4097)),
+            (h + 10 * s, Some(40960)),
+        ];
+        for &(len, want) in table {
+            let got = v.plaintext_size(len).ok();
+            assert_eq!(got, want, "{v:?} plaintext_size({len})");
+            if let Some(p) = want {
+                assert_eq!(v.backing_len(p), len, "{v:?} backing_len({p})");
+            }
         }
+        assert_eq!(v.block_offset(0), h);
+        assert_eq!(v.block_offset(2), h + 2 * s);
+        assert_eq!(v.block_offset(u64::MAX), u64::MAX);
+        assert_eq!(v.backing_len(u64::MAX), u64::MAX);
     }
-    assert_eq!(block_offset(0), h);
-    assert_eq!(block_offset(2), h + 2 * s);
+    // The free functions are version 1's arithmetic, unchanged.
+    for len in [0, h, h + 29, h + 4124, h + 5000, 1 << 40] {
+        assert_eq!(
+            kmsfs::format::plaintext_size(len).ok(),
+            EnvelopeVersion::V1.plaintext_size(len).ok()
+        );
+        assert_eq!(
+            kmsfs::format::backing_len(len),
+            EnvelopeVersion::V1.backing_len(len)
+        );
+    }
+    assert_eq!(kmsfs::format::SEALED_BLOCK_SIZE, 4124);
     assert_eq!(block_count(0), 0);
     assert_eq!(block_count(1), 1);
     assert_eq!(block_count(4096), 1);
@@ -517,7 +598,7 @@ fn verify_file_reports_header_size_key_and_block_damage() {
         other => panic!("{other:?}"),
     }
 
-    f.set_len(backing_len(3 * 4096) - 4096).unwrap(); // leaves a 28-byte tail
+    f.set_len(backing_len(3 * 4096) - 4096).unwrap(); // leaves a tail of only the overhead
     assert!(matches!(
         verify_file(&path, None).outcome,
         FileOutcome::SizeInconsistent { .. }

@@ -1,10 +1,11 @@
-//! Version-1 fixture files, generated once and committed: today's code must decode them
-//! forever. The keys are fixed test values documented in
-//! tests/fixtures/format-v1/README.md.
+//! Fixture volumes of every envelope version, generated once and committed: today's code
+//! must decode them forever. The keys are fixed test values documented in
+//! tests/fixtures/format-v1/README.md (version 2 uses the same values,
+//! tests/fixtures/format-v2/README.md).
 //!
-//! To regenerate (only when adding a new version's fixtures, never to "fix" this test):
-//! `KMSFS_WRITE_FORMAT_FIXTURES=1 cargo test --test format_fixtures` with the target
-//! directory absent.
+//! To generate (only when adding a new version's fixtures, never to "fix" this test):
+//! `KMSFS_WRITE_FORMAT_FIXTURES=1 cargo test --test format_fixtures`; only versions
+//! whose fixture directory is absent are written.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use kmsfs::crypto::{DataKey, SealingKey};
 use kmsfs::format::{
-    block_count, block_offset, classify, plaintext_size, sealed_len, verify_file, ContentCipher,
-    DirId, DirMeta, EntryKind, FileHeader, MetadataKey, NameCipher, VolumeConfig, BLOCK_SIZE,
+    block_count, classify, verify_file, ContentCipher, DirId, DirMeta, EntryKind, EnvelopeVersion,
+    FileHeader, MetadataKey, NameCipher, VolumeConfig, BLOCK_SIZE,
 };
 
 const VOLUME_SECRET: [u8; 32] = [0x11; 32];
@@ -80,8 +81,11 @@ fn files() -> Vec<FixtureFile> {
     ]
 }
 
-fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1/backing")
+fn fixture_root(version: EnvelopeVersion) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "tests/fixtures/format-v{}/backing",
+        version.number()
+    ))
 }
 
 fn names() -> NameCipher {
@@ -111,7 +115,7 @@ fn backing_dir(root: &Path, dir: &str) -> PathBuf {
     root.join(b.name())
 }
 
-fn generate(root: &Path) {
+fn generate(root: &Path, version: EnvelopeVersion) {
     assert!(
         !root.exists(),
         "{} exists; refusing to overwrite fixtures",
@@ -145,13 +149,15 @@ fn generate(root: &Path) {
             std::fs::write(dir.join(sidecar), content).unwrap();
         }
         let key = DataKey::from_bytes(f.key);
-        let header = FileHeader::new(f.file_id, KEY_ARN.into(), WRAPPED.to_vec(), &key).unwrap();
+        let header =
+            FileHeader::with_version(version, f.file_id, KEY_ARN.into(), WRAPPED.to_vec(), &key)
+                .unwrap();
         let cipher = ContentCipher::new(&key, &header).unwrap();
         let mut bytes = header.encode();
         let mut sealed = Vec::new();
         for (i, chunk) in f.content.chunks(BLOCK_SIZE).enumerate() {
             if f.holes.contains(&(i as u64)) {
-                bytes.resize(bytes.len() + sealed_len(chunk.len()), 0);
+                bytes.resize(bytes.len() + version.sealed_len(chunk.len()), 0);
             } else {
                 cipher.seal_block(i as u64, chunk, &mut sealed).unwrap();
                 bytes.extend_from_slice(&sealed);
@@ -165,13 +171,14 @@ fn read_plaintext(path: &Path, key: &DataKey) -> Vec<u8> {
     let file = File::open(path).unwrap();
     let header = FileHeader::read_from(&file).unwrap();
     let cipher = ContentCipher::new(key, &header).unwrap();
-    let size = plaintext_size(file.metadata().unwrap().len()).unwrap();
+    let v = header.version;
+    let size = v.plaintext_size(file.metadata().unwrap().len()).unwrap();
     let mut out = Vec::new();
     let mut plain = Vec::new();
     for i in 0..block_count(size) {
         let n = (size - i * BLOCK_SIZE as u64).min(BLOCK_SIZE as u64) as usize;
-        let mut sealed = vec![0u8; sealed_len(n)];
-        file.read_exact_at(&mut sealed, block_offset(i)).unwrap();
+        let mut sealed = vec![0u8; v.sealed_len(n)];
+        file.read_exact_at(&mut sealed, v.block_offset(i)).unwrap();
         cipher.open_block(i, &sealed, &mut plain).unwrap();
         out.extend_from_slice(&plain);
     }
@@ -199,9 +206,18 @@ fn list(dir: &Path, id: &DirId) -> BTreeMap<Vec<u8>, String> {
 
 #[test]
 fn version_1_fixtures_decode_with_todays_code() {
-    let root = fixture_root();
-    if std::env::var_os("KMSFS_WRITE_FORMAT_FIXTURES").is_some() {
-        generate(&root);
+    check_fixture(EnvelopeVersion::V1);
+}
+
+#[test]
+fn version_2_fixtures_decode_with_todays_code() {
+    check_fixture(EnvelopeVersion::V2);
+}
+
+fn check_fixture(version: EnvelopeVersion) {
+    let root = fixture_root(version);
+    if std::env::var_os("KMSFS_WRITE_FORMAT_FIXTURES").is_some() && !root.exists() {
+        generate(&root, version);
     }
 
     let cfg = VolumeConfig::load(&root).unwrap();
@@ -254,6 +270,7 @@ fn version_1_fixtures_decode_with_todays_code() {
 
         // The header decodes to the fixed values and re-encodes to the same bytes.
         let header = FileHeader::decode(&bytes[..1024]).unwrap();
+        assert_eq!(header.version, version);
         assert_eq!(header.file_id, f.file_id);
         assert_eq!(header.key_arn, KEY_ARN);
         assert_eq!(header.wrapped_key, WRAPPED);

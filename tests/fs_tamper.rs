@@ -12,7 +12,8 @@ use fs_support::*;
 
 const B: usize = 4096;
 const HEADER: usize = 1024;
-const SEALED: usize = B + 28;
+/// New files are written in the current envelope version.
+const SEALED: usize = kmsfs::format::EnvelopeVersion::CURRENT.sealed_block_size();
 
 /// Reads `name` through a fresh mount; Ok(bytes) or the errno.
 fn read_fresh(m: &mut Mounted, name: &str) -> Result<Vec<u8>, i32> {
@@ -48,7 +49,7 @@ fn a_flipped_byte_anywhere_is_eio() {
         900,                       // padding
         1000,                      // commitment
         HEADER,                    // block 0 nonce
-        HEADER + 12 + 100,         // block 0 ciphertext
+        HEADER + 24 + 100,         // block 0 ciphertext
         HEADER + SEALED - 1,       // block 0 tag
         HEADER + 2 * SEALED + 500, // block 2
         len - 1,                   // last block's tag

@@ -1,61 +1,145 @@
-//! Content blocks: AES-256-GCM per 4096-byte block under a per-file content key, with
-//! the file id and block index as associated data; holes (all-zero regions) read as
-//! zeros; and the arithmetic between plaintext offsets/sizes and backing offsets/sizes.
+//! Content blocks: one AEAD message per 4096-byte block under a per-file content key,
+//! with the file id and block index as associated data; holes (all-zero regions) read
+//! as zeros; and the arithmetic between plaintext offsets/sizes and backing
+//! offsets/sizes, which depends on the envelope version (its per-block overhead).
 //! Never does I/O: the filesystem reads and writes the bytes, this module seals and
 //! opens them.
 
-use crate::crypto::{hkdf_sealing_key, CryptoError, DataKey, Sealer};
+use crate::crypto::{
+    hkdf_sealing_key, CryptoError, DataKey, Sealer, XSealer, SEAL_OVERHEAD, XSEAL_OVERHEAD,
+};
 
 use super::header::{FileHeader, FileId};
-use super::{FormatError, BLOCK_OVERHEAD, BLOCK_SIZE, HEADER_LEN, SEALED_BLOCK_SIZE};
+use super::{FormatError, BLOCK_SIZE, HEADER_LEN};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
-const SEALED: u64 = SEALED_BLOCK_SIZE as u64;
-const OVERHEAD: u64 = BLOCK_OVERHEAD as u64;
 const HEADER: u64 = HEADER_LEN as u64;
 
-/// HKDF info label of the content key (derived from the data key, salt = file id).
+/// HKDF info label of the version-1 content key (derived from the data key, salt =
+/// file id): the AES-256-GCM key of every block.
 pub const CONTENT_KEY_INFO: &[u8] = b"kmsfs v1 content key";
+/// HKDF info label of the version-2 content key (same inputs): the XAES-256-GCM key
+/// from which each block's subkey is derived. A separate label keeps the two versions'
+/// keys independent even for the same data key and file id.
+pub const CONTENT_KEY_INFO_V2: &[u8] = b"kmsfs v2 content key";
 
-/// Plaintext size of a file whose backing file is `backing_len` bytes long (header
-/// included). [`FormatError::BadBackingLength`] for lengths no file can have (shorter
-/// than the header, or a last block of 1..=28 bytes).
-pub fn plaintext_size(backing_len: u64) -> Result<u64, FormatError> {
-    let bad = FormatError::BadBackingLength { backing_len };
-    let Some(content) = backing_len.checked_sub(HEADER) else {
-        return Err(bad);
-    };
-    let (full, rest) = (content / SEALED, content % SEALED);
-    match rest {
-        0 => Ok(full * BLOCK),
-        1..=OVERHEAD => Err(bad),
-        _ => Ok(full * BLOCK + rest - OVERHEAD),
+/// The version of a file's envelope (header field `version`): it fixes how blocks are
+/// sealed and so the per-block overhead. Files keep the version they were written with
+/// until they are re-keyed (truncated to zero or first written while empty), which
+/// writes [`EnvelopeVersion::CURRENT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EnvelopeVersion {
+    /// AES-256-GCM with a random 96-bit nonce per block: `nonce (12) || ct || tag (16)`.
+    V1,
+    /// XAES-256-GCM with a random 192-bit nonce per block: `nonce (24) || ct || tag (16)`.
+    V2,
+}
+
+impl EnvelopeVersion {
+    /// The version every new file (and every re-keyed file) gets.
+    pub const CURRENT: EnvelopeVersion = EnvelopeVersion::V2;
+
+    /// The header's `version` field.
+    pub const fn number(self) -> u16 {
+        match self {
+            EnvelopeVersion::V1 => 1,
+            EnvelopeVersion::V2 => 2,
+        }
+    }
+
+    /// The version a header's `version` field names, if this code knows it.
+    pub fn from_number(n: u16) -> Option<Self> {
+        match n {
+            1 => Some(EnvelopeVersion::V1),
+            2 => Some(EnvelopeVersion::V2),
+            _ => None,
+        }
+    }
+
+    /// Bytes a sealed block adds to its plaintext (nonce + tag): 28 (v1), 40 (v2).
+    pub const fn block_overhead(self) -> usize {
+        match self {
+            EnvelopeVersion::V1 => SEAL_OVERHEAD,
+            EnvelopeVersion::V2 => XSEAL_OVERHEAD,
+        }
+    }
+
+    /// Backing bytes of a full sealed block: 4124 (v1), 4136 (v2).
+    pub const fn sealed_block_size(self) -> usize {
+        BLOCK_SIZE + self.block_overhead()
+    }
+
+    /// Sealed length of a block holding `plain_len` (1..=4096) plaintext bytes.
+    pub const fn sealed_len(self, plain_len: usize) -> usize {
+        plain_len + self.block_overhead()
+    }
+
+    /// Plaintext size of a file of this version whose backing file is `backing_len`
+    /// bytes long (header included). [`FormatError::BadBackingLength`] for lengths no
+    /// file can have (shorter than the header, or a last block no longer than the
+    /// overhead).
+    pub fn plaintext_size(self, backing_len: u64) -> Result<u64, FormatError> {
+        let bad = FormatError::BadBackingLength { backing_len };
+        let sealed = self.sealed_block_size() as u64;
+        let overhead = self.block_overhead() as u64;
+        let Some(content) = backing_len.checked_sub(HEADER) else {
+            return Err(bad);
+        };
+        let (full, rest) = (content / sealed, content % sealed);
+        if rest == 0 {
+            Ok(full * BLOCK)
+        } else if rest <= overhead {
+            Err(bad)
+        } else {
+            Ok(full * BLOCK + rest - overhead)
+        }
+    }
+
+    /// Backing length of a file of this version with `plaintext_len` plaintext bytes
+    /// (header included).
+    pub fn backing_len(self, plaintext_len: u64) -> u64 {
+        let (full, rest) = (plaintext_len / BLOCK, plaintext_len % BLOCK);
+        let last = if rest == 0 {
+            0
+        } else {
+            rest + self.block_overhead() as u64
+        };
+        // Saturates for sizes no filesystem can hold rather than wrapping.
+        HEADER
+            .saturating_add(full.saturating_mul(self.sealed_block_size() as u64))
+            .saturating_add(last)
+    }
+
+    /// Backing offset where sealed block `index` starts.
+    pub fn block_offset(self, index: u64) -> u64 {
+        HEADER.saturating_add(index.saturating_mul(self.sealed_block_size() as u64))
     }
 }
 
-/// Backing length of a file with `plaintext_len` plaintext bytes (header included).
+/// [`EnvelopeVersion::plaintext_size`] of a version-1 file.
+pub fn plaintext_size(backing_len: u64) -> Result<u64, FormatError> {
+    EnvelopeVersion::V1.plaintext_size(backing_len)
+}
+
+/// [`EnvelopeVersion::backing_len`] of a version-1 file.
 pub fn backing_len(plaintext_len: u64) -> u64 {
-    let (full, rest) = (plaintext_len / BLOCK, plaintext_len % BLOCK);
-    let last = if rest == 0 { 0 } else { rest + OVERHEAD };
-    // Saturates for sizes no filesystem can hold rather than wrapping.
-    HEADER
-        .saturating_add(full.saturating_mul(SEALED))
-        .saturating_add(last)
+    EnvelopeVersion::V1.backing_len(plaintext_len)
 }
 
-/// Backing offset where sealed block `index` starts.
+/// [`EnvelopeVersion::block_offset`] of a version-1 file.
 pub fn block_offset(index: u64) -> u64 {
-    HEADER.saturating_add(index.saturating_mul(SEALED))
+    EnvelopeVersion::V1.block_offset(index)
 }
 
-/// Number of blocks holding `plaintext_len` bytes (0 for an empty file).
+/// Number of blocks holding `plaintext_len` bytes (0 for an empty file; any version).
 pub fn block_count(plaintext_len: u64) -> u64 {
     plaintext_len.div_ceil(BLOCK)
 }
 
-/// Sealed length of a block holding `plain_len` (1..=4096) plaintext bytes.
+/// [`EnvelopeVersion::sealed_len`] of a version-1 block.
 pub fn sealed_len(plain_len: usize) -> usize {
-    plain_len + super::BLOCK_OVERHEAD
+    EnvelopeVersion::V1.sealed_len(plain_len)
 }
 
 /// The part of one block that a plaintext byte range touches.
@@ -106,12 +190,19 @@ pub fn block_spans(offset: u64, len: u64) -> impl Iterator<Item = BlockSpan> {
     })
 }
 
+/// The block AEAD of one file, by envelope version.
+enum BlockSealer {
+    V1(Sealer),
+    V2(XSealer),
+}
+
 /// Seals and opens the blocks of one file. Built once per open file: the commitment is
-/// checked and the content key derived here, so the per-block path derives nothing and
-/// allocates nothing (it writes into caller buffers).
+/// checked and the content key derived here, so the per-block path derives nothing
+/// from the data key and allocates nothing (it writes into caller buffers).
 pub struct ContentCipher {
     file_id: FileId,
-    sealer: Sealer,
+    version: EnvelopeVersion,
+    sealer: BlockSealer,
 }
 
 impl std::fmt::Debug for ContentCipher {
@@ -122,14 +213,27 @@ impl std::fmt::Debug for ContentCipher {
 
 impl ContentCipher {
     /// Verifies `header`'s commitment to `data_key` ([`FormatError::KeyCommitment`]),
-    /// then derives the content key HKDF-SHA256(data key, salt = file id,
-    /// info = [`CONTENT_KEY_INFO`]).
+    /// then derives the content key HKDF-SHA256(data key, salt = file id, info =
+    /// [`CONTENT_KEY_INFO`] (v1) or [`CONTENT_KEY_INFO_V2`] (v2)) for the header's
+    /// version.
     pub fn new(data_key: &DataKey, header: &FileHeader) -> Result<ContentCipher, FormatError> {
         header.verify_commitment(data_key)?;
-        let content_key = hkdf_sealing_key(data_key, &header.file_id, CONTENT_KEY_INFO);
+        let sealer = match header.version {
+            EnvelopeVersion::V1 => BlockSealer::V1(Sealer::new(&hkdf_sealing_key(
+                data_key,
+                &header.file_id,
+                CONTENT_KEY_INFO,
+            ))),
+            EnvelopeVersion::V2 => BlockSealer::V2(XSealer::new(&hkdf_sealing_key(
+                data_key,
+                &header.file_id,
+                CONTENT_KEY_INFO_V2,
+            ))),
+        };
         Ok(ContentCipher {
             file_id: header.file_id,
-            sealer: Sealer::new(&content_key),
+            version: header.version,
+            sealer,
         })
     }
 
@@ -147,8 +251,14 @@ impl ContentCipher {
         &self.file_id
     }
 
+    /// The envelope version of the file (it fixes the block layout and size arithmetic).
+    pub fn version(&self) -> EnvelopeVersion {
+        self.version
+    }
+
     /// Seals block `index` (1..=4096 plaintext bytes) into `out` (cleared first):
-    /// `nonce (12) || ciphertext || tag (16)` with a fresh random nonce.
+    /// `nonce || ciphertext || tag (16)` with a fresh random nonce (12 bytes in v1, 24
+    /// in v2).
     pub fn seal_block(
         &self,
         index: u64,
@@ -160,11 +270,14 @@ impl ContentCipher {
                 len: plaintext.len(),
             });
         }
-        self.sealer
-            .seal_into(&self.aad(index), plaintext, out)
-            // Encryption itself cannot fail for a block this size; only drawing the
-            // nonce from the OS can.
-            .map_err(|_: CryptoError| FormatError::Random)
+        let aad = self.aad(index);
+        match &self.sealer {
+            BlockSealer::V1(s) => s.seal_into(&aad, plaintext, out),
+            BlockSealer::V2(s) => s.seal_into(&aad, plaintext, out),
+        }
+        // Encryption itself cannot fail for a block this size; only drawing the nonce
+        // from the OS can.
+        .map_err(|_: CryptoError| FormatError::Random)
     }
 
     /// Seals consecutive blocks `first, first + 1, ...` from `plaintext` (every block
@@ -180,9 +293,24 @@ impl ContentCipher {
         if plaintext.is_empty() {
             return Err(FormatError::BlockTooLarge { len: 0 });
         }
-        self.sealer
-            .seal_chunks_into(plaintext, BLOCK_SIZE, |i| self.aad(first + i as u64), out)
-            .map_err(|_: CryptoError| FormatError::Random)
+        let aad = |i: usize| self.aad(first + i as u64);
+        match &self.sealer {
+            BlockSealer::V1(s) => s.seal_chunks_into(plaintext, BLOCK_SIZE, aad, out),
+            BlockSealer::V2(s) => s.seal_chunks_into(plaintext, BLOCK_SIZE, aad, out),
+        }
+        .map_err(|_: CryptoError| FormatError::Random)
+    }
+
+    /// The length check every open does first.
+    fn check_sealed_len(&self, index: u64, sealed: &[u8]) -> Result<(), FormatError> {
+        let overhead = self.version.block_overhead();
+        if sealed.len() <= overhead || sealed.len() > BLOCK_SIZE + overhead {
+            return Err(FormatError::BadBlockLength {
+                block: index,
+                len: sealed.len(),
+            });
+        }
+        Ok(())
     }
 
     /// Like [`Self::open_block`], but appends the plaintext to `out`; on failure `out`
@@ -193,46 +321,32 @@ impl ContentCipher {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
-        if sealed.len() <= BLOCK_OVERHEAD || sealed.len() > SEALED_BLOCK_SIZE {
-            return Err(FormatError::BadBlockLength {
-                block: index,
-                len: sealed.len(),
-            });
-        }
+        self.check_sealed_len(index, sealed)?;
         if sealed.iter().all(|&b| b == 0) {
-            out.resize(out.len() + sealed.len() - BLOCK_OVERHEAD, 0);
+            out.resize(out.len() + sealed.len() - self.version.block_overhead(), 0);
             return Ok(());
         }
-        self.sealer
-            .open_append(&self.aad(index), sealed, out)
-            .map_err(|_| FormatError::Authentication { block: index })
+        let aad = self.aad(index);
+        match &self.sealer {
+            BlockSealer::V1(s) => s.open_append(&aad, sealed, out),
+            BlockSealer::V2(s) => s.open_append(&aad, sealed, out),
+        }
+        .map_err(|_| FormatError::Authentication { block: index })
     }
 
     /// Opens sealed block `index` into `out` (cleared first). An all-zero region is a
-    /// hole and yields `sealed.len() - 28` zero bytes. Anything that fails authentication
-    /// is [`FormatError::Authentication`] and leaves `out` empty: never wrong data.
+    /// hole and yields `sealed.len() - overhead` zero bytes. Anything that fails
+    /// authentication is [`FormatError::Authentication`] and leaves `out` empty: never
+    /// wrong data.
     pub fn open_block(
         &self,
         index: u64,
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
-        if sealed.len() <= BLOCK_OVERHEAD || sealed.len() > SEALED_BLOCK_SIZE {
-            out.clear();
-            return Err(FormatError::BadBlockLength {
-                block: index,
-                len: sealed.len(),
-            });
-        }
-        // A hole. `all` stops at the first non-zero byte, so for a real block (random
-        // nonce) this costs one comparison.
-        if sealed.iter().all(|&b| b == 0) {
-            out.clear();
-            out.resize(sealed.len() - BLOCK_OVERHEAD, 0);
-            return Ok(());
-        }
-        self.sealer
-            .open_into(&self.aad(index), sealed, out)
-            .map_err(|_| FormatError::Authentication { block: index })
+        out.clear();
+        // A hole is detected inside: `all` stops at the first non-zero byte, so for a
+        // real block (random nonce) this costs one comparison.
+        self.open_block_append(index, sealed, out)
     }
 }

@@ -1,5 +1,7 @@
 //! The envelope header at the start of every encrypted file: magic, version, file id,
 //! the CMK's ARN, the wrapped data key and the key commitment (see docs/FORMAT.md).
+//! Versions 1 and 2 share this layout; they differ in the magic's last byte, the
+//! version field, and how blocks are sealed (see [`super::content`]).
 //! Owns encoding, strict decoding and the commitment; never unwraps a data key (that is
 //! the key service's job) and never sees content.
 
@@ -10,7 +12,8 @@ use std::os::unix::fs::FileExt;
 
 use crate::crypto::{hkdf_sealing_key, hmac_sha256, hmac_sha256_verify, DataKey};
 
-use super::{FormatError, FORMAT_VERSION, HEADER_LEN};
+use super::content::EnvelopeVersion;
+use super::{FormatError, HEADER_LEN};
 
 /// Offsets of the fixed-position fields (docs/FORMAT.md, "Header").
 const VERSION_AT: usize = 8;
@@ -26,8 +29,20 @@ const VARIABLE_ROOM: usize = HEADER_LEN - 64;
 /// A file's random 128-bit id (HKDF salt of its keys, part of every block's AAD).
 pub type FileId = [u8; 16];
 
-/// The header's first 8 bytes.
+/// The first 8 bytes of a version-1 header.
 pub const MAGIC: [u8; 8] = *b"KMSFS\0v1";
+/// The first 8 bytes of a version-2 header.
+pub const MAGIC_V2: [u8; 8] = *b"KMSFS\0v2";
+/// What every version's magic starts with.
+const MAGIC_FAMILY: &[u8] = b"KMSFS\0";
+
+/// The magic of a header of `version`.
+fn magic_of(version: EnvelopeVersion) -> [u8; 8] {
+    match version {
+        EnvelopeVersion::V1 => MAGIC,
+        EnvelopeVersion::V2 => MAGIC_V2,
+    }
+}
 /// HKDF info label of the key-commitment key (derived from the data key, salt = file id).
 pub const COMMITMENT_KEY_INFO: &[u8] = b"kmsfs v1 key commitment";
 /// Longest key ARN the header accepts (bytes).
@@ -49,6 +64,8 @@ pub fn encryption_context(volume_id: &str, file_id: &FileId) -> BTreeMap<String,
 /// A decoded (or about-to-be-written) envelope header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHeader {
+    /// The envelope version: fixes the magic, and how blocks are sealed.
+    pub version: EnvelopeVersion,
     pub file_id: FileId,
     /// ARN of the CMK that wrapped the data key.
     pub key_arn: String,
@@ -67,9 +84,28 @@ impl FileHeader {
         Ok(id)
     }
 
-    /// Builds a header and computes its commitment under `data_key`. Fails if the ARN or
-    /// wrapped key is empty or does not fit ([`FormatError::BadHeaderField`]).
+    /// Builds a header of the current envelope version ([`EnvelopeVersion::CURRENT`])
+    /// and computes its commitment under `data_key`. Fails if the ARN or wrapped key is
+    /// empty or does not fit ([`FormatError::BadHeaderField`]).
     pub fn new(
+        file_id: FileId,
+        key_arn: String,
+        wrapped_key: Vec<u8>,
+        data_key: &DataKey,
+    ) -> Result<FileHeader, FormatError> {
+        Self::with_version(
+            EnvelopeVersion::CURRENT,
+            file_id,
+            key_arn,
+            wrapped_key,
+            data_key,
+        )
+    }
+
+    /// Like [`Self::new`] for an explicit version (tests and fixtures of old versions;
+    /// the filesystem writes only the current one).
+    pub fn with_version(
+        version: EnvelopeVersion,
         file_id: FileId,
         key_arn: String,
         wrapped_key: Vec<u8>,
@@ -77,6 +113,7 @@ impl FileHeader {
     ) -> Result<FileHeader, FormatError> {
         check_field_lengths(key_arn.len(), wrapped_key.len())?;
         let mut header = FileHeader {
+            version,
             file_id,
             key_arn,
             wrapped_key,
@@ -99,8 +136,8 @@ impl FileHeader {
     /// bytes (truncated), which then fails its commitment instead of panicking.
     fn committed_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN);
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&(FORMAT_VERSION as u16).to_be_bytes());
+        out.extend_from_slice(&magic_of(self.version));
+        out.extend_from_slice(&self.version.number().to_be_bytes());
         out.extend_from_slice(&(HEADER_LEN as u16).to_be_bytes());
         out.extend_from_slice(&self.file_id);
         out.extend_from_slice(&(self.key_arn.len() as u16).to_be_bytes());
@@ -120,15 +157,7 @@ impl FileHeader {
             expected: HEADER_LEN,
             found: bytes.len(),
         })?;
-        if bytes[..VERSION_AT] != MAGIC {
-            return Err(FormatError::BadMagic);
-        }
-        let version = read_u16(bytes, VERSION_AT);
-        if u32::from(version) != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                found: version.into(),
-            });
-        }
+        let version = check_magic_and_version(bytes)?;
         let header_len = read_u16(bytes, HEADER_LEN_AT);
         if usize::from(header_len) != HEADER_LEN {
             return Err(FormatError::BadHeaderLength {
@@ -160,6 +189,7 @@ impl FileHeader {
         let mut commitment = [0u8; 32];
         commitment.copy_from_slice(&bytes[COMMITMENT_AT..]);
         Ok(FileHeader {
+            version,
             file_id,
             key_arn,
             wrapped_key,
@@ -184,7 +214,28 @@ impl FileHeader {
         Self::decode(&buf[..filled])
     }
 
-    /// Encoded length: [`super::HEADER_LEN`] for every version-1 header.
+    /// Reads only the magic and version of the header of `file` (12 bytes): enough for
+    /// the size arithmetic of `stat`, without decoding the rest.
+    pub fn read_version(file: &File) -> Result<EnvelopeVersion, FormatError> {
+        let mut buf = [0u8; HEADER_LEN_AT];
+        // One positional read of a regular file returns every byte up to the length.
+        let found = loop {
+            match file.read_at(&mut buf, 0) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FormatError::IoNoPath(e)),
+            }
+        };
+        if found < buf.len() {
+            return Err(FormatError::HeaderSize {
+                expected: HEADER_LEN,
+                found,
+            });
+        }
+        check_magic_and_version(&buf)
+    }
+
+    /// Encoded length: [`super::HEADER_LEN`] for every version-1 and version-2 header.
     pub fn header_len(&self) -> usize {
         super::HEADER_LEN
     }
@@ -205,6 +256,29 @@ impl FileHeader {
 fn commitment(data_key: &DataKey, file_id: &FileId, committed: &[u8]) -> [u8; 32] {
     let key = hkdf_sealing_key(data_key, file_id, COMMITMENT_KEY_INFO);
     hmac_sha256(&key, committed)
+}
+
+/// The version named by the first 10 bytes of `bytes` (which holds at least that many),
+/// checking that the magic belongs to kmsfs ([`FormatError::BadMagic`]), the version is
+/// known ([`FormatError::UnsupportedVersion`]) and the magic is that version's.
+fn check_magic_and_version(bytes: &[u8]) -> Result<EnvelopeVersion, FormatError> {
+    let (Some(magic), Some(&[hi, lo])) = (
+        bytes.get(..VERSION_AT),
+        bytes.get(VERSION_AT..HEADER_LEN_AT),
+    ) else {
+        return Err(FormatError::BadMagic);
+    };
+    if !magic.starts_with(MAGIC_FAMILY) {
+        return Err(FormatError::BadMagic);
+    }
+    let number = u16::from_be_bytes([hi, lo]);
+    let version = EnvelopeVersion::from_number(number).ok_or(FormatError::UnsupportedVersion {
+        found: number.into(),
+    })?;
+    if magic != magic_of(version) {
+        return Err(FormatError::BadMagic);
+    }
+    Ok(version)
 }
 
 fn read_u16(bytes: &[u8; HEADER_LEN], at: usize) -> u16 {
@@ -247,7 +321,14 @@ mod tests {
     fn encoded_layout_matches_the_documented_offsets() {
         let key = DataKey::from_bytes([1; 32]);
         let arn = "arn:aws:kms:local:1:key/k";
-        let h = FileHeader::new([0xEE; 16], arn.into(), vec![0xCC; 5], &key).unwrap();
+        let h = FileHeader::with_version(
+            EnvelopeVersion::V1,
+            [0xEE; 16],
+            arn.into(),
+            vec![0xCC; 5],
+            &key,
+        )
+        .unwrap();
         let b = h.encode();
         let a = arn.len();
         assert_eq!(&b[0..8], b"KMSFS\0v1");
@@ -261,5 +342,26 @@ mod tests {
         assert!(b[37 + a..992].iter().all(|&x| x == 0));
         let commit_key = hkdf_sealing_key(&key, &[0xEE; 16], COMMITMENT_KEY_INFO);
         assert_eq!(&b[992..], &hmac_sha256(&commit_key, &b[..992]));
+
+        // Version 2: same layout, its own magic and version; the commitment covers both.
+        let h2 = FileHeader::new([0xEE; 16], arn.into(), vec![0xCC; 5], &key).unwrap();
+        let b2 = h2.encode();
+        assert_eq!(&b2[0..8], b"KMSFS\0v2");
+        assert_eq!(&b2[8..10], &[0, 2]);
+        assert_eq!(b2[10..992], b[10..992]);
+        assert_eq!(&b2[992..], &hmac_sha256(&commit_key, &b2[..992]));
+        assert_eq!(FileHeader::decode(&b2).unwrap(), h2);
+        // A version field that disagrees with the magic is refused either way.
+        let mut mixed = b2.clone();
+        mixed[9] = 1;
+        assert!(matches!(
+            FileHeader::decode(&mixed),
+            Err(FormatError::BadMagic)
+        ));
+        mixed[9] = 3;
+        assert!(matches!(
+            FileHeader::decode(&mixed),
+            Err(FormatError::UnsupportedVersion { found: 3 })
+        ));
     }
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
-    ContentCipher,
+    ContentCipher, EnvelopeVersion,
 };
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
@@ -36,14 +36,21 @@ pub use verify::{
 pub use volume::{MetadataKey, VolumeConfig};
 pub use xattr::{XattrCipher, XATTR_KEY_INFO};
 
-/// The format version this code writes (and the only one it reads so far).
+/// The volume format version (the `format` field of `kmsfs.volume`: volume file,
+/// directory metadata, names). Envelopes carry their own version per file
+/// ([`EnvelopeVersion`]); version-1 envelopes also have this number in their header.
 pub const FORMAT_VERSION: u32 = 1;
 /// Plaintext bytes per content block.
 pub const BLOCK_SIZE: usize = 4096;
-/// Bytes a sealed block adds to its plaintext: nonce (12) + tag (16).
+/// Bytes a version-1 sealed block adds to its plaintext: nonce (12) + tag (16). For a
+/// file of any version use [`EnvelopeVersion::block_overhead`].
 pub const BLOCK_OVERHEAD: usize = crate::crypto::SEAL_OVERHEAD;
-/// Backing bytes of a full sealed block.
+/// Backing bytes of a full version-1 sealed block. For a file of any version use
+/// [`EnvelopeVersion::sealed_block_size`].
 pub const SEALED_BLOCK_SIZE: usize = BLOCK_SIZE + BLOCK_OVERHEAD;
+/// Backing bytes of the largest full sealed block of any version (a buffer this size
+/// holds any block).
+pub const MAX_SEALED_BLOCK_SIZE: usize = BLOCK_SIZE + crate::crypto::XSEAL_OVERHEAD;
 /// Bytes of the fixed-size envelope header; content block 0 starts here.
 pub const HEADER_LEN: usize = 1024;
 
@@ -153,7 +160,7 @@ pub enum FormatError {
     #[error("bad magic: not a kmsfs encrypted file")]
     BadMagic,
     /// A version this code does not know.
-    #[error("unsupported format version {found} (this kmsfs reads version {FORMAT_VERSION})")]
+    #[error("unsupported format version {found} (this kmsfs reads volume format {FORMAT_VERSION} and envelope versions 1 and 2)")]
     UnsupportedVersion { found: u32 },
     /// A header length field other than the version's fixed length.
     #[error("header length field is {found}, expected {HEADER_LEN}")]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{DataKey, SealingKey};
 
-use super::content::{block_count, block_offset, plaintext_size, sealed_len, ContentCipher};
+use super::content::{block_count, ContentCipher};
 use super::dirmeta::DirMeta;
 use super::header::FileHeader;
 use super::names::{classify, EntryKind, NameCipher};
@@ -24,7 +24,7 @@ use super::readonly::{describe_file_type, open_regular, read_regular};
 use super::symlink::SymlinkCipher;
 use super::volume::{MetadataKey, VolumeConfig};
 use super::xattr::{sealed_attributes, XattrCipher};
-use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, SEALED_BLOCK_SIZE};
+use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, MAX_SEALED_BLOCK_SIZE};
 
 /// Largest long-name sidecar read: an encoded name of a 255-byte plain name is under 400
 /// bytes.
@@ -144,7 +144,9 @@ fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
         Err(FormatError::IoNoPath(e)) => return FileOutcome::Unreadable { error: io(e) },
         Err(error) => return FileOutcome::HeaderDamaged { error },
     };
-    let Ok(size) = plaintext_size(backing_len) else {
+    // The size arithmetic depends on the envelope version (its per-block overhead).
+    let layout = header.version;
+    let Ok(size) = layout.plaintext_size(backing_len) else {
         return FileOutcome::SizeInconsistent { backing_len };
     };
     let looked_up;
@@ -177,7 +179,7 @@ fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
     };
 
     let blocks = block_count(size);
-    let mut sealed = vec![0u8; SEALED_BLOCK_SIZE];
+    let mut sealed = vec![0u8; MAX_SEALED_BLOCK_SIZE];
     let mut plain = Vec::with_capacity(BLOCK_SIZE);
     let mut failed = Vec::new();
     let mut holes = 0;
@@ -185,8 +187,8 @@ fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
         // Every block is full except possibly the last.
         let remaining = size - index * BLOCK_SIZE as u64;
         let plain_len = remaining.min(BLOCK_SIZE as u64) as usize;
-        let region = &mut sealed[..sealed_len(plain_len)];
-        if let Err(e) = file.read_exact_at(region, block_offset(index)) {
+        let region = &mut sealed[..layout.sealed_len(plain_len)];
+        if let Err(e) = file.read_exact_at(region, layout.block_offset(index)) {
             return FileOutcome::Unreadable { error: io(e) };
         }
         if region.iter().all(|&b| b == 0) {

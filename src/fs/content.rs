@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::format::{backing_len, block_offset, plaintext_size, ContentCipher, BLOCK_SIZE};
+use crate::format::{ContentCipher, BLOCK_SIZE};
 
 use super::error::FsError;
 
@@ -60,9 +60,10 @@ fn len_of(file: &File) -> Result<u64, FsError> {
     Ok(file.metadata()?.len())
 }
 
-/// Plaintext size of an open backing file; `EIO` for impossible backing lengths.
-pub fn size(file: &File) -> Result<u64, FsError> {
-    Ok(plaintext_size(len_of(file)?)?)
+/// Plaintext size of an open backing file sealed by `cipher` (whose envelope version
+/// fixes the arithmetic); `EIO` for impossible backing lengths.
+pub fn size(file: &File, cipher: &ContentCipher) -> Result<u64, FsError> {
+    Ok(cipher.version().plaintext_size(len_of(file)?)?)
 }
 
 fn usize_of(v: u64) -> Result<usize, FsError> {
@@ -79,9 +80,10 @@ fn load_block(
     sealed: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), FsError> {
+    let layout = cipher.version();
     let plain_len = usize_of((size - index * B).min(B))?;
-    sealed.resize(plain_len + crate::format::BLOCK_OVERHEAD, 0);
-    file.read_exact_at(sealed, block_offset(index))
+    sealed.resize(layout.sealed_len(plain_len), 0);
+    file.read_exact_at(sealed, layout.block_offset(index))
         .map_err(io_eio)?;
     cipher.open_block(index, sealed, out)?;
     Ok(())
@@ -96,24 +98,25 @@ pub fn read<R>(
     len: u32,
     done: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, FsError> {
+    let layout = cipher.version();
     let backing = len_of(file)?;
-    let size = plaintext_size(backing)?;
+    let size = layout.plaintext_size(backing)?;
     if offset >= size || len == 0 {
         return Ok(done(&[]));
     }
     let end = offset.saturating_add(u64::from(len)).min(size);
     let first = offset / B;
     let last = (end - 1) / B;
-    let start = block_offset(first);
-    let stop = block_offset(last + 1).min(backing);
+    let start = layout.block_offset(first);
+    let stop = layout.block_offset(last + 1).min(backing);
     with_scratch(|s| {
         s.range_sealed.resize(usize_of(stop - start)?, 0);
         file.read_exact_at(&mut s.range_sealed, start)
             .map_err(io_eio)?;
         s.range_plain.clear();
         for index in first..=last {
-            let from = usize_of(block_offset(index) - start)?;
-            let to = (from + crate::format::SEALED_BLOCK_SIZE).min(s.range_sealed.len());
+            let from = usize_of(layout.block_offset(index) - start)?;
+            let to = (from + layout.sealed_block_size()).min(s.range_sealed.len());
             let sealed = s
                 .range_sealed
                 .get(from..to)
@@ -139,7 +142,8 @@ pub fn write(
     offset: u64,
     data: &[u8],
 ) -> Result<u64, FsError> {
-    let old = size(file)?;
+    let layout = cipher.version();
+    let old = size(file, cipher)?;
     if data.is_empty() {
         return Ok(old);
     }
@@ -165,7 +169,7 @@ pub fn write(
             )?;
             s.range_plain.resize(BLOCK_SIZE, 0);
             cipher.seal_block(k, &s.range_plain, &mut s.block)?;
-            file.write_all_at(&s.block, block_offset(k))?;
+            file.write_all_at(&s.block, layout.block_offset(k))?;
         }
 
         // The common streaming case: the write starts on a block boundary and ends on
@@ -174,7 +178,7 @@ pub fn write(
         if offset % B == 0 && (end % B == 0 || end == new_size) {
             s.range_sealed.clear();
             cipher.seal_blocks(first, data, &mut s.range_sealed)?;
-            file.write_all_at(&s.range_sealed, block_offset(first))?;
+            file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
             return Ok(new_size);
         }
 
@@ -219,7 +223,7 @@ pub fn write(
             .get(..plain_len)
             .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
         cipher.seal_blocks(first, plain, &mut s.range_sealed)?;
-        file.write_all_at(&s.range_sealed, block_offset(first))?;
+        file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
         Ok(new_size)
     })
 }
@@ -233,7 +237,8 @@ pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<()
             "truncate past the largest file size",
         ));
     }
-    let old = size(file)?;
+    let layout = cipher.version();
+    let old = size(file, cipher)?;
     if new_size > old {
         write(file, cipher, new_size - 1, &[0])?;
         return Ok(());
@@ -251,11 +256,11 @@ pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<()
             )?;
             s.range_plain.truncate(usize_of(new_size % B)?);
             cipher.seal_block(k, &s.range_plain, &mut s.block)?;
-            file.write_all_at(&s.block, block_offset(k))?;
+            file.write_all_at(&s.block, layout.block_offset(k))?;
             Ok(())
         })?;
     }
-    file.set_len(backing_len(new_size))?;
+    file.set_len(layout.backing_len(new_size))?;
     Ok(())
 }
 
@@ -263,11 +268,16 @@ pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<()
 mod tests {
     use super::*;
     use crate::crypto::DataKey;
-    use crate::format::{FileHeader, HEADER_LEN};
+    use crate::format::{EnvelopeVersion, FileHeader, HEADER_LEN};
 
     fn new_file() -> (File, ContentCipher) {
+        new_file_of(EnvelopeVersion::CURRENT)
+    }
+
+    fn new_file_of(version: EnvelopeVersion) -> (File, ContentCipher) {
         let key = DataKey::generate().unwrap();
-        let header = FileHeader::new(
+        let header = FileHeader::with_version(
+            version,
             FileHeader::generate_file_id().unwrap(),
             "arn:aws:kms:local:1:key/k".into(),
             vec![1, 2, 3],
@@ -281,13 +291,19 @@ mod tests {
     }
 
     fn read_all(file: &File, cipher: &ContentCipher) -> Vec<u8> {
-        let size = size(file).unwrap();
+        let size = size(file, cipher).unwrap();
         read(file, cipher, 0, size as u32 + 10, |b| b.to_vec()).unwrap()
     }
 
     #[test]
     fn writes_truncates_and_reads_match_a_byte_vector_model() {
-        let (file, cipher) = new_file();
+        for version in [EnvelopeVersion::V1, EnvelopeVersion::V2] {
+            model_check(version);
+        }
+    }
+
+    fn model_check(version: EnvelopeVersion) {
+        let (file, cipher) = new_file_of(version);
         let mut model: Vec<u8> = Vec::new();
         let mut x: u64 = 0x1234_5678;
         let mut next = |n: u64| {
@@ -328,10 +344,14 @@ mod tests {
                     assert_eq!(got, &model[from..to], "step {step}");
                 }
             }
-            assert_eq!(size(&file).unwrap(), model.len() as u64, "step {step}");
+            assert_eq!(
+                size(&file, &cipher).unwrap(),
+                model.len() as u64,
+                "step {step}"
+            );
             assert_eq!(
                 file.metadata().unwrap().len(),
-                backing_len(model.len() as u64),
+                version.backing_len(model.len() as u64),
                 "step {step}"
             );
         }
@@ -370,14 +390,14 @@ mod tests {
         assert_eq!(err.errno(), libc::EFBIG);
         let err = truncate(&file, &cipher, MAX_FILE_SIZE + 1).unwrap_err();
         assert_eq!(err.errno(), libc::EFBIG);
-        assert_eq!(size(&file).unwrap(), 0);
+        assert_eq!(size(&file, &cipher).unwrap(), 0);
     }
 
     #[test]
     fn a_damaged_block_fails_the_read_instead_of_returning_bytes() {
         let (file, cipher) = new_file();
         write(&file, &cipher, 0, &[7u8; 3 * BLOCK_SIZE]).unwrap();
-        let at = HEADER_LEN as u64 + crate::format::SEALED_BLOCK_SIZE as u64 + 40;
+        let at = HEADER_LEN as u64 + cipher.version().sealed_block_size() as u64 + 50;
         let mut byte = [0u8];
         file.read_exact_at(&mut byte, at).unwrap();
         file.write_all_at(&[byte[0] ^ 1], at).unwrap();

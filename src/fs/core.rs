@@ -24,8 +24,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::format::{
-    classify, plaintext_size, BackingName, EntryKind, FileHeader, VolumeConfig, DIR_META_NAME,
-    HEADER_LEN,
+    classify, BackingName, ContentCipher, EntryKind, EnvelopeVersion, FileHeader, VolumeConfig,
+    DIR_META_NAME, HEADER_LEN,
 };
 use crate::kms::provider::{Caller, DataAction, DataKeys, DirRule};
 
@@ -34,7 +34,7 @@ use super::content;
 use super::dir_rules;
 use super::error::FsError;
 use super::handle::{DirEntry, HandleTable, OpenDir, OpenFile};
-use super::inode::{backing_id, InodeTable, Node, NodeKind, ROOT_INO};
+use super::inode::{backing_id, ContentKey, InodeTable, Node, NodeKind, ROOT_INO};
 use super::names::{self, DirNames, VolumeSecrets};
 use super::sys;
 
@@ -149,12 +149,40 @@ fn file_type(kind: NodeKind) -> FileType {
     }
 }
 
-fn read_guard(node: &Node) -> RwLockReadGuard<'_, ()> {
+fn read_guard(node: &Node) -> RwLockReadGuard<'_, ContentKey> {
     node.content.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write_guard(node: &Node) -> RwLockWriteGuard<'_, ()> {
+fn write_guard(node: &Node) -> RwLockWriteGuard<'_, ContentKey> {
     node.content.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The cipher to use for a file, given one obtained at `epoch` (from the header on disk
+/// or a create) and the node's key state now: the node's newer key if the file was
+/// re-keyed since.
+fn current_cipher<'a>(
+    own: &'a Arc<ContentCipher>,
+    epoch: u64,
+    key: &'a ContentKey,
+) -> &'a Arc<ContentCipher> {
+    match &key.cipher {
+        Some(newer) if key.epoch != epoch => newer,
+        _ => own,
+    }
+}
+
+/// True when `cipher` holds the key this mount generated last for the file, so the
+/// header on disk is one this mount wrote (not, say, a header-only envelope someone
+/// copied over the file in the backing directory).
+fn generated_here(key: &ContentKey, cipher: &ContentCipher) -> bool {
+    key.cipher
+        .as_ref()
+        .is_some_and(|c| c.file_id() == cipher.file_id())
+}
+
+/// True when the backing file is its header alone (an empty file).
+fn header_only(file: &File) -> Result<bool, FsError> {
+    Ok(file.metadata()?.len() == HEADER_LEN as u64)
 }
 
 impl Core {
@@ -249,7 +277,9 @@ impl Core {
         let size = match node.kind {
             // A damaged length still reports a non-zero size so that reads happen and
             // fail with EIO, rather than a silently empty file.
-            NodeKind::File => plaintext_size(backing_size)
+            NodeKind::File => self
+                .envelope_of(node, backing_size)
+                .plaintext_size(backing_size)
                 .unwrap_or_else(|_| backing_size.saturating_sub(HEADER_LEN as u64).max(1)),
             NodeKind::Symlink => self
                 .readlink_node(node)
@@ -274,6 +304,33 @@ impl Core {
             rdev: st.st_rdev as u32,
             blksize: crate::format::BLOCK_SIZE as u32,
             flags: 0,
+        }
+    }
+
+    /// The envelope version of a regular file, for its size: remembered in the node
+    /// (set by every open, create and re-key), else read from the header once. Both
+    /// versions agree on an empty file, so a header-only file needs no read. A header
+    /// that cannot be read gives version 1's arithmetic, not remembered: the size is a
+    /// guess then, and reads fail with EIO anyway.
+    fn envelope_of(&self, node: &Node, backing_size: u64) -> EnvelopeVersion {
+        if backing_size <= HEADER_LEN as u64 {
+            return EnvelopeVersion::V1;
+        }
+        if let Some(version) = node.envelope() {
+            return version;
+        }
+        // Under the read lock, so a re-key cannot write its header (and record its
+        // version) between this read and the record below.
+        let _g = read_guard(node);
+        match self
+            .reopen(node, false)
+            .and_then(|f| Ok(FileHeader::read_version(&f)?))
+        {
+            Ok(version) => {
+                node.set_envelope(version);
+                version
+            }
+            Err(_) => EnvelopeVersion::V1,
         }
     }
 
@@ -399,7 +456,7 @@ impl Core {
                 }
             }
         }
-        let key = self.walk_key_rule(dir)?;
+        let key = self.walk_key_rule(&dir.fd)?;
         let mut cache = self.rule_cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= RULE_CACHE_MAX {
             cache.clear();
@@ -428,10 +485,10 @@ impl Core {
     /// Walks the backing directories upwards from `dir` by descriptor, reading each
     /// one's metadata fresh (and checked against the key service's record), to the
     /// nearest key rule (else the volume's default key).
-    fn walk_key_rule(&self, dir: &Node) -> Result<String, FsError> {
+    fn walk_key_rule(&self, dir: &OwnedFd) -> Result<String, FsError> {
         let mut current: Option<OwnedFd> = None;
         loop {
-            let fd = current.as_ref().unwrap_or(&dir.fd);
+            let fd = current.as_ref().unwrap_or(dir);
             let meta = self.checked_dir_meta(fd)?;
             if let Some(key) = meta.key_rule {
                 return Ok(key);
@@ -442,6 +499,108 @@ impl Core {
             let up = openat(fd, "..", path_flags() | OFlag::O_DIRECTORY, Mode::empty())?;
             current = Some(up);
         }
+    }
+
+    /// The key a re-keyed file gets: the current key rule of the directory that holds
+    /// it now. A file node has no parent pointer (hard links can give it several); the
+    /// kernel's path of its descriptor names the directory it was last linked from.
+    /// Uncached: re-keys are rare, and the walk reads every rule fresh.
+    fn key_for_rekey(&self, node: &Node) -> Result<String, FsError> {
+        let link = nix::fcntl::readlink(sys::proc_path(node.fd.as_fd()).as_c_str())?;
+        let Some(parent) = Path::new(&link).parent() else {
+            return Ok(self.volume.default_key.clone());
+        };
+        match openat(
+            nix::fcntl::AT_FDCWD,
+            parent,
+            path_flags() | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        ) {
+            Ok(dir) => self.walk_key_rule(&dir),
+            // An unlinked file whose directory is gone too: no rule applies any more.
+            Err(nix::errno::Errno::ENOENT) => Ok(self.volume.default_key.clone()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives a regular file a new file id and data key, in the current envelope
+    /// version, under its directory's current key rule, authorized as a create is
+    /// (`kms:GenerateDataKey` with the new encryption context), and leaves it empty.
+    /// The caller holds the node's content lock for writing (`key`); every handle uses
+    /// the new cipher from then on. A refusal changes nothing on disk.
+    ///
+    /// Why in place, and not a new `O_TMPFILE` renamed over the old file: the inode must
+    /// stay, since open handles, hard links, owner, mode and xattrs belong to it. Crash
+    /// safety comes from the order instead: the file is first cut to its old header (an
+    /// empty file under the old key) and that length is made durable; only then is the
+    /// new header written over the old one, in one write of 1024 bytes inside the first
+    /// page, and made durable before any block can be sealed under it. After a crash
+    /// the file holds its old content (before the cut), or is empty under the old or
+    /// the new header: never a header whose key does not match its blocks. (A torn
+    /// write inside one page on power loss is outside what any in-place format can
+    /// exclude; the daemon being killed cannot tear a single `pwrite`.)
+    fn rekey(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        file: &File,
+        key: &mut ContentKey,
+    ) -> Result<Arc<ContentCipher>, FsError> {
+        let key_id = self.key_for_rekey(node)?;
+        let (header, cipher) =
+            authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
+        if !header_only(file)? {
+            file.set_len(HEADER_LEN as u64)?;
+            file.sync_data()?;
+        }
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_data()?;
+        let cipher = Arc::new(cipher);
+        key.epoch += 1;
+        key.cipher = Some(cipher.clone());
+        node.set_envelope(header.version);
+        node.changed();
+        Ok(cipher)
+    }
+
+    /// The cipher to seal the first block of a file with: re-keys a header-only file
+    /// whose key this mount did not generate (its header may have been copied from
+    /// another file, whose key must not protect new content here).
+    fn cipher_for_sealing(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        file: &File,
+        cipher: Arc<ContentCipher>,
+        key: &mut ContentKey,
+    ) -> Result<Arc<ContentCipher>, FsError> {
+        if generated_here(key, &cipher) || !header_only(file)? {
+            return Ok(cipher);
+        }
+        self.rekey(caller, node, file, key)
+    }
+
+    /// Sets the size under the node's write lock. Truncation to zero re-keys (a new
+    /// file id and data key, never the old ones), except for an empty file whose key
+    /// this mount just generated; growing an empty file seals a block, so it re-keys
+    /// as [`Self::cipher_for_sealing`] says.
+    fn truncate_locked(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        file: &File,
+        cipher: Arc<ContentCipher>,
+        key: &mut ContentKey,
+        size: u64,
+    ) -> Result<(), FsError> {
+        if size == 0 {
+            if !(generated_here(key, &cipher) && header_only(file)?) {
+                self.rekey(caller, node, file, key)?;
+            }
+            return Ok(());
+        }
+        let cipher = self.cipher_for_sealing(caller, node, file, cipher, key)?;
+        content::truncate(file, &cipher, size)
     }
 
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
@@ -556,21 +715,26 @@ impl Core {
             .filter(|h| h.access.write && h.node.ino == node.ino);
         match handle {
             Some(h) => {
-                let _g = write_guard(node);
-                content::truncate(&h.file, &h.cipher, size)?;
+                let mut g = write_guard(node);
+                let cipher = h.cipher(&g).clone();
+                self.truncate_locked(caller, node, &h.file, cipher, &mut g, size)?;
             }
             None => {
                 let file = self.reopen(node, true)?;
-                let header = FileHeader::read_from(&file)?;
-                let cipher = authz::unlock(
+                let (header, epoch) = {
+                    let g = read_guard(node);
+                    (FileHeader::read_from(&file)?, g.epoch)
+                };
+                let cipher = Arc::new(authz::unlock(
                     self.keys.as_ref(),
                     caller,
                     &self.volume.volume_id,
                     &header,
                     &[DataAction::Encrypt],
-                )?;
-                let _g = write_guard(node);
-                content::truncate(&file, &cipher, size)?;
+                )?);
+                let mut g = write_guard(node);
+                let cipher = current_cipher(&cipher, epoch, &g).clone();
+                self.truncate_locked(caller, node, &file, cipher, &mut g, size)?;
             }
         }
         node.changed();
@@ -605,12 +769,23 @@ impl Core {
                 }
             })?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
+        // The node remembers that this mount generated the key, so the first write
+        // needs no re-key.
+        let cipher = Arc::new(cipher);
+        let epoch = {
+            let mut g = write_guard(&node);
+            g.epoch += 1;
+            g.cipher = Some(cipher.clone());
+            g.epoch
+        };
+        node.set_envelope(header.version);
         node.changed();
         let _ = node.unchanged_since_last_open();
         let fh = self.files.insert(OpenFile {
             node,
             file,
             cipher,
+            epoch,
             access: Access::from_flags(flags),
             append: flags & libc::O_APPEND != 0,
         });
@@ -632,17 +807,25 @@ impl Core {
             self.writable()?;
         }
         let file = self.reopen(&node, access.write)?;
-        let header = FileHeader::read_from(&file)?;
-        let cipher = authz::unlock(
+        // The header and the epoch are read together, so a re-key through another
+        // handle is either already in the header or shows as a newer epoch.
+        let (header, epoch) = {
+            let g = read_guard(&node);
+            let header = FileHeader::read_from(&file)?;
+            node.set_envelope(header.version);
+            (header, g.epoch)
+        };
+        let cipher = Arc::new(authz::unlock(
             self.keys.as_ref(),
             caller,
             &self.volume.volume_id,
             &header,
             access.actions(),
-        )?;
+        )?);
         if flags & libc::O_TRUNC != 0 {
-            let _g = write_guard(&node);
-            content::truncate(&file, &cipher, 0)?;
+            let mut g = write_guard(&node);
+            let current = current_cipher(&cipher, epoch, &g).clone();
+            self.truncate_locked(caller, &node, &file, current, &mut g, 0)?;
             node.changed();
         }
         let keep_cache = node.unchanged_since_last_open();
@@ -650,6 +833,7 @@ impl Core {
             node,
             file,
             cipher,
+            epoch,
             access,
             append: flags & libc::O_APPEND != 0,
         });
@@ -668,31 +852,50 @@ impl Core {
         if !h.access.read {
             return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
         }
-        let _g = read_guard(&h.node);
-        content::read(&h.file, &h.cipher, offset, size, reply)
+        let g = read_guard(&h.node);
+        content::read(&h.file, h.cipher(&g), offset, size, reply)
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+    /// Writes through a handle. The first write into an empty file whose key this mount
+    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
+    pub fn write(
+        &self,
+        caller: &Caller,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u32, FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
             return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
         }
         let written = u32::try_from(data.len())
             .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
-        let _g = write_guard(&h.node);
+        let mut g = write_guard(&h.node);
+        let mut cipher = h.cipher(&g).clone();
+        if !data.is_empty() {
+            cipher = self.cipher_for_sealing(caller, &h.node, &h.file, cipher, &mut g)?;
+        }
         let offset = if h.append {
-            content::size(&h.file)?
+            content::size(&h.file, &cipher)?
         } else {
             offset
         };
-        content::write(&h.file, &h.cipher, offset, data)?;
+        content::write(&h.file, &cipher, offset, data)?;
         h.node.changed();
         Ok(written)
     }
 
     /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
     /// as a no-op; punching holes is not supported (a hole must stay sealed-zero).
-    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<(), FsError> {
+    pub fn fallocate(
+        &self,
+        caller: &Caller,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> Result<(), FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
             return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
@@ -702,9 +905,10 @@ impl Core {
                 let end = offset
                     .checked_add(length)
                     .ok_or_else(|| FsError::refused(libc::EFBIG, "fallocate range"))?;
-                let _g = write_guard(&h.node);
-                if end > content::size(&h.file)? {
-                    content::truncate(&h.file, &h.cipher, end)?;
+                let mut g = write_guard(&h.node);
+                let cipher = h.cipher(&g).clone();
+                if end > content::size(&h.file, &cipher)? {
+                    self.truncate_locked(caller, &h.node, &h.file, cipher, &mut g, end)?;
                     h.node.changed();
                 }
                 Ok(())

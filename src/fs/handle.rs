@@ -2,7 +2,10 @@
 //!
 //! A file handle owns the backing file descriptor and the content cipher that the key
 //! service's answer unlocked for this one open; it is never shared with another open, so
-//! a permission is never reused across opens. A directory handle holds the decrypted
+//! a permission is never reused across opens. The one exception is a re-key of the file
+//! through another handle (see [`super::inode::ContentKey`]): the file then has a new
+//! key, generated for it under the directory's key rule by an authorized caller, and
+//! open handles follow it, as POSIX handles survive another opener's truncation. A directory handle holds the decrypted
 //! listing taken at `opendir`, so offsets stay stable while the directory changes.
 
 use std::collections::HashMap;
@@ -15,17 +18,31 @@ use crate::format::ContentCipher;
 
 use super::authz::Access;
 use super::error::FsError;
-use super::inode::{Node, NodeKind};
+use super::inode::{ContentKey, Node, NodeKind};
 
 /// One open regular file.
 #[derive(Debug)]
 pub struct OpenFile {
     pub node: Arc<Node>,
     pub file: File,
-    pub cipher: ContentCipher,
+    /// The cipher this open unlocked (or, for a create, generated).
+    pub cipher: Arc<ContentCipher>,
+    /// The node's [`ContentKey::epoch`] when `cipher` was obtained.
+    pub epoch: u64,
     pub access: Access,
     /// `O_APPEND`: every write goes to the current end of file.
     pub append: bool,
+}
+
+impl OpenFile {
+    /// The cipher to use now, given the node's key state (read under the node's content
+    /// lock): this open's own, unless the file was re-keyed since.
+    pub fn cipher<'a>(&'a self, key: &'a ContentKey) -> &'a Arc<ContentCipher> {
+        match &key.cipher {
+            Some(newer) if key.epoch != self.epoch => newer,
+            _ => &self.cipher,
+        }
+    }
 }
 
 /// One listing entry of a directory handle.

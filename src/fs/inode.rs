@@ -11,10 +11,12 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use nix::sys::stat::{FileStat, SFlag};
+
+use crate::format::{ContentCipher, EnvelopeVersion};
 
 use super::error::FsError;
 use super::names::DirNames;
@@ -48,6 +50,23 @@ impl NodeKind {
     }
 }
 
+/// The content key a regular file's node has been given by this mount, guarded by the
+/// node's content lock.
+///
+/// Each open handle holds the cipher its own open unlocked, tagged with the `epoch` it
+/// saw. A re-key (truncation to zero, or the first write into an empty file whose key
+/// this mount did not generate) writes a new header and bumps `epoch` under the write
+/// lock; a handle whose epoch is older then uses `cipher` instead of its own, so every
+/// handle seals and opens under the key in the header on disk.
+#[derive(Debug, Default)]
+pub struct ContentKey {
+    /// Bumped by every key this mount generates for the file (create and re-key).
+    pub epoch: u64,
+    /// The cipher of the key this mount generated last for the file; `None` until it
+    /// generates one (the file's key then came from its header on disk).
+    pub cipher: Option<Arc<ContentCipher>>,
+}
+
 /// One inode the kernel knows about.
 #[derive(Debug)]
 pub struct Node {
@@ -57,10 +76,14 @@ pub struct Node {
     backing: (u64, u64),
     /// `O_PATH | O_NOFOLLOW` descriptor of the backing object.
     pub fd: OwnedFd,
-    /// Serializes content changes (write, truncate, fallocate) against each other and
-    /// against reads, so that a read-modify-write of a block range is never interleaved
-    /// with another and no reader sees a block half rewritten. Reads share it.
-    pub content: RwLock<()>,
+    /// Serializes content changes (write, truncate, fallocate, re-key) against each
+    /// other and against reads, so that a read-modify-write of a block range is never
+    /// interleaved with another and no reader sees a block half rewritten or a header
+    /// being replaced. Reads share it. It guards the key this mount generated.
+    pub content: RwLock<ContentKey>,
+    /// Regular files: the envelope version last seen in the header (0 = not read yet),
+    /// for the size arithmetic of `stat`, which does not open the file each time.
+    envelope: AtomicU8,
     /// Bumped by every content change made through this mount.
     pub version: AtomicU64,
     /// The value of `version` when the file was last opened (for `keep_cache`).
@@ -76,10 +99,25 @@ impl Node {
             kind,
             backing,
             fd,
-            content: RwLock::new(()),
+            content: RwLock::new(ContentKey::default()),
+            envelope: AtomicU8::new(0),
             version: AtomicU64::new(0),
             version_at_open: AtomicU64::new(u64::MAX),
             dir: OnceLock::new(),
+        }
+    }
+
+    /// The envelope version last recorded for this file, if any.
+    pub fn envelope(&self) -> Option<EnvelopeVersion> {
+        let n = self.envelope.load(Ordering::Acquire);
+        EnvelopeVersion::from_number(n.into())
+    }
+
+    /// Records the envelope version read from (or written into) the file's header.
+    pub fn set_envelope(&self, version: EnvelopeVersion) {
+        // Version numbers are small (1, 2); a number that does not fit is not cached.
+        if let Ok(n) = u8::try_from(version.number()) {
+            self.envelope.store(n, Ordering::Release);
         }
     }
 

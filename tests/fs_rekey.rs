@@ -1,0 +1,346 @@
+//! Re-keying on a real mount (issue 8, "file-id poisoning", gocryptfs audit §2.2):
+//! truncation to zero and the first write into a header-only file give the file a new
+//! file id and data key under its directory's current key rule, so a header-only
+//! envelope copied over a file by someone who can write the backing directory never
+//! protects the user's next content. Also: open handles follow a re-key, and version-1
+//! files stay readable and writable until a re-key makes them version 2. Needs root.
+
+mod fs_support;
+
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use fs_support::*;
+use kmsfs::crypto::DataKey;
+use kmsfs::format::{
+    encryption_context, ContentCipher, DirMeta, EnvelopeVersion, FileHeader, MetadataKey,
+    NameCipher, VolumeConfig, HEADER_LEN,
+};
+use kmsfs::kms::provider::{Caller, DataAction, DataKeys};
+
+const KEY_P: &str = "arn:aws:kms:local:111122223333:key/p-attackers-choice";
+const KEY_S: &str = "arn:aws:kms:local:111122223333:key/s-victims-dir";
+const ALL: &[Op] = &[Op::Generate, Op::Decrypt, Op::Encrypt];
+const ROOT: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 0,
+};
+
+fn set_key_rule(dir: &Path, key: &str) {
+    let path = CString::new(dir.to_str().unwrap()).unwrap();
+    let name = CString::new(kmsfs::fs::KEY_RULE_XATTR).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let ret = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            key.as_ptr().cast(),
+            key.len(),
+            0,
+        )
+    };
+    assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// Runs `make` and returns the one backing file it created.
+fn new_backing(m: &Mounted, make: impl FnOnce()) -> PathBuf {
+    let before = m.backing_files();
+    make();
+    let mut new: Vec<_> = m
+        .backing_files()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    new.remove(0)
+}
+
+fn header_of(backing: &Path) -> FileHeader {
+    let bytes = fs::read(backing).unwrap();
+    FileHeader::decode(&bytes[..HEADER_LEN]).unwrap()
+}
+
+fn volume_id(m: &Mounted) -> String {
+    VolumeConfig::load(&m.backing).unwrap().volume_id
+}
+
+/// The data key of `header`, unwrapped by the test key service as root.
+fn data_key(m: &Mounted, header: &FileHeader) -> DataKey {
+    let context = encryption_context(&volume_id(m), &header.file_id);
+    m.keys
+        .open_data_key(&ROOT, &header.wrapped_key, &context, &[DataAction::Decrypt])
+        .unwrap()
+}
+
+/// Two directories with key rules: `p` under the attacker's key, `s` under the victim's.
+/// Returns the backing paths of the header-only file `p/P` and of `s/S` (with content).
+fn poisoned_volume() -> (Mounted, PathBuf, PathBuf) {
+    let m = Mounted::new(&[]);
+    for key in [KEY_P, KEY_S] {
+        m.keys.add_key(key);
+        m.keys.allow(0, key, ALL);
+    }
+    for (dir, key) in [("p", KEY_P), ("s", KEY_S)] {
+        fs::create_dir(m.path(dir)).unwrap();
+        set_key_rule(&m.path(dir), key);
+    }
+    let p = new_backing(&m, || fs::write(m.path("p/P"), b"").unwrap());
+    let s = new_backing(&m, || fs::write(m.path("s/S"), b"old secret of S").unwrap());
+    assert_eq!(header_of(&p).key_arn, KEY_P);
+    assert_eq!(header_of(&s).key_arn, KEY_S);
+    (m, p, s)
+}
+
+/// The attack, then the victim's overwrite (with or without O_TRUNC), then the checks.
+fn victim_overwrites_a_poisoned_file(trunc: bool) {
+    let (mut m, p, s) = poisoned_volume();
+    let p_header = header_of(&p);
+    let old_s = header_of(&s);
+    // The attacker (root on the backing directory) copies P's header-only envelope over
+    // S in place; the next mount sees S as an empty file under P's key and file id.
+    fs::write(&s, fs::read(&p).unwrap()).unwrap();
+    m.remount(&[]);
+    assert_eq!(fs::metadata(m.path("s/S")).unwrap().len(), 0);
+
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(trunc)
+        .open(m.path("s/S"))
+        .unwrap();
+    f.write_all(b"new secret of S").unwrap();
+    drop(f);
+
+    let new = header_of(&s);
+    assert_ne!(new.file_id, p_header.file_id, "S must not keep P's file id");
+    assert_ne!(new.file_id, old_s.file_id);
+    assert_eq!(new.key_arn, KEY_S, "S's directory key rule, not P's key");
+    assert_ne!(new.wrapped_key, p_header.wrapped_key);
+    assert_eq!(new.version, EnvelopeVersion::V2);
+    // Authorized as a create is: GenerateDataKey under S's key, in the new context.
+    let decisions = m.keys.decisions.lock().unwrap().clone();
+    let generated = decisions
+        .iter()
+        .rev()
+        .find(|d| d.op == Op::Generate)
+        .unwrap();
+    assert!(generated.allowed && generated.key == KEY_S);
+    assert_eq!(
+        generated.context,
+        encryption_context(&volume_id(&m), &new.file_id)
+    );
+
+    // S's block does not open under P's header and key, and does under S's new one.
+    let bytes = fs::read(&s).unwrap();
+    let block = &bytes[HEADER_LEN..];
+    let p_cipher = ContentCipher::new(&data_key(&m, &p_header), &p_header).unwrap();
+    assert!(p_cipher.open_block(0, block, &mut Vec::new()).is_err());
+    let s_cipher = ContentCipher::new(&data_key(&m, &new), &new).unwrap();
+    let mut plain = Vec::new();
+    s_cipher.open_block(0, block, &mut plain).unwrap();
+    assert_eq!(plain, b"new secret of S");
+    m.remount(&[]);
+    assert_eq!(fs::read(m.path("s/S")).unwrap(), b"new secret of S");
+}
+
+#[test]
+fn a_header_only_envelope_copied_over_a_file_is_replaced_when_opened_with_o_trunc() {
+    victim_overwrites_a_poisoned_file(true);
+}
+
+#[test]
+fn a_header_only_envelope_copied_over_a_file_is_replaced_by_the_first_write() {
+    victim_overwrites_a_poisoned_file(false);
+}
+
+#[test]
+fn a_refused_rekey_is_eacces_audited_and_leaves_the_file_as_it_was() {
+    let (mut m, p, s) = poisoned_volume();
+    fs::write(&s, fs::read(&p).unwrap()).unwrap();
+    let poisoned = fs::read(&s).unwrap();
+    m.remount(&[]);
+    // Root may still use both keys, but no longer create files under S's key.
+    m.keys.allow(0, KEY_S, &[Op::Decrypt, Op::Encrypt]);
+    let err = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("s/S"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    let mut f = OpenOptions::new().write(true).open(m.path("s/S")).unwrap();
+    let err = f.write_all(b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    drop(f);
+    assert_eq!(
+        fs::read(&s).unwrap(),
+        poisoned,
+        "nothing written under P's key"
+    );
+    let decisions = m.keys.decisions.lock().unwrap();
+    let refused: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.op == Op::Generate && !d.allowed)
+        .collect();
+    assert_eq!(refused.len(), 2, "{decisions:?}");
+    assert!(refused.iter().all(|d| d.key == KEY_S));
+}
+
+#[test]
+fn truncation_to_zero_draws_a_new_file_id_and_key_under_the_current_rule() {
+    let m = Mounted::new(&[]);
+    let k2 = "arn:aws:kms:local:111122223333:key/k2";
+    m.keys.add_key(k2);
+    m.keys.allow(0, k2, ALL);
+    fs::create_dir(m.path("d")).unwrap();
+    let path = m.path("d/f");
+    let backing = new_backing(&m, || fs::write(&path, vec![7u8; 10_000]).unwrap());
+    let mut ids = vec![header_of(&backing).file_id];
+    assert_eq!(header_of(&backing).key_arn, DEFAULT_KEY);
+    // The rule changes after the file was created: a re-key follows the current rule.
+    set_key_rule(&m.path("d"), k2);
+
+    // Truncation to a non-zero size keeps the key.
+    assert_ok(&sh_as(0, &format!("truncate -s 5000 {}", q(&path))));
+    assert_eq!(header_of(&backing).file_id, ids[0]);
+
+    // `truncate -s 0`: coreutils opens without O_TRUNC, then ftruncate(fd, 0).
+    assert_ok(&sh_as(0, &format!("truncate -s 0 {}", q(&path))));
+    let h = header_of(&backing);
+    assert_eq!((h.key_arn.as_str(), h.version), (k2, EnvelopeVersion::V2));
+    assert_eq!(fs::metadata(&backing).unwrap().len(), HEADER_LEN as u64);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    ids.push(h.file_id);
+
+    // truncate(2) by path: no handle, so the daemon checks Encrypt, then re-keys.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(b"abc", 0)
+        .unwrap();
+    let c = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::truncate(c.as_ptr(), 0) }, 0);
+    ids.push(header_of(&backing).file_id);
+
+    // O_TRUNC of a non-empty file (the shell's `>`), then the content reads back.
+    fs::write(&path, b"one").unwrap();
+    fs::write(&path, b"two").unwrap();
+    ids.push(header_of(&backing).file_id);
+    assert_eq!(fs::read(&path).unwrap(), b"two");
+
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "every truncation to zero drew a new id"
+    );
+    assert_eq!(header_of(&backing).key_arn, k2);
+}
+
+#[test]
+fn open_handles_follow_a_rekey_through_another_handle() {
+    let mut m = Mounted::new(&[]);
+    let path = m.path("f");
+    let old: Vec<u8> = Rng(3).bytes(3 * 4096 + 10);
+    let backing = new_backing(&m, || fs::write(&path, &old).unwrap());
+    let old_id = header_of(&backing).file_id;
+    m.remount(&[]);
+    // O_DIRECT: every read and write goes to the daemon, not the page cache.
+    let open = |write: bool, trunc: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .truncate(trunc)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .unwrap()
+    };
+    let reader = open(false, false);
+    let writer = open(true, false);
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(reader.read_at(&mut buf, 0).unwrap(), 8192);
+    assert_eq!(buf, old[..8192]);
+
+    // A third open truncates (re-keys) and writes under the new key.
+    let truncating = open(true, true);
+    truncating.write_all_at(b"new head", 0).unwrap();
+    assert_ne!(header_of(&backing).file_id, old_id);
+    // The older handles read and write with the new key: their old one would fail to
+    // authenticate (EIO) or seal blocks no later open could read.
+    let n = reader.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], b"new head");
+    writer.write_all_at(b"+tail", 8).unwrap();
+    let n = reader.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], b"new head+tail");
+    drop((reader, writer, truncating));
+    m.remount(&[]);
+    assert_eq!(fs::read(&path).unwrap(), b"new head+tail");
+}
+
+#[test]
+fn version_1_files_stay_version_1_until_truncated_to_zero() {
+    let mut m = Mounted::new(&[]);
+    // A version-1 file as an older kmsfs wrote it, placed in the backing root.
+    let vol = volume_id(&m);
+    let secret = m.keys.volume_secret(&vol).unwrap();
+    let root_dir = DirMeta::load(&m.backing, &MetadataKey::new(&secret)).unwrap();
+    let name = NameCipher::new(&secret)
+        .encrypt(&root_dir.dir_id, b"old.txt")
+        .unwrap();
+    let id = FileHeader::generate_file_id().unwrap();
+    let fresh = m
+        .keys
+        .generate_data_key(&ROOT, DEFAULT_ALIAS, &encryption_context(&vol, &id))
+        .unwrap();
+    let header = FileHeader::with_version(
+        EnvelopeVersion::V1,
+        id,
+        fresh.key_arn,
+        fresh.wrapped,
+        &fresh.key,
+    )
+    .unwrap();
+    let content: Vec<u8> = Rng(9).bytes(5000);
+    let mut bytes = header.encode();
+    ContentCipher::new(&fresh.key, &header)
+        .unwrap()
+        .seal_blocks(0, &content, &mut bytes)
+        .unwrap();
+    let backing = m.backing.join(name.name());
+    fs::write(&backing, &bytes).unwrap();
+    m.remount(&[]);
+
+    // Read (its size from version 1's arithmetic) and appended to, it stays version 1.
+    let path = m.path("old.txt");
+    assert_eq!(fs::metadata(&path).unwrap().len(), 5000);
+    assert_eq!(fs::read(&path).unwrap(), content);
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"appended").unwrap();
+    drop(f);
+    assert_eq!(header_of(&backing), header);
+    assert_eq!(
+        fs::metadata(&backing).unwrap().len(),
+        EnvelopeVersion::V1.backing_len(5008)
+    );
+    m.remount(&[]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 5008);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        [&content[..], b"appended"].concat()
+    );
+
+    // Truncated to zero, it is re-keyed into version 2.
+    fs::write(&path, b"now version 2").unwrap();
+    let h = header_of(&backing);
+    assert_eq!(h.version, EnvelopeVersion::V2);
+    assert_ne!(h.file_id, id);
+    m.remount(&[]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 13);
+    assert_eq!(fs::read(&path).unwrap(), b"now version 2");
+}
