@@ -112,48 +112,129 @@ pub fn self_caller() -> Caller {
     }
 }
 
-/// Reaches the key service: `--socket` if given; else the caller's runtime socket, then
-/// the system one; else, when this user may open the store, the store directly.
+/// The key service a command reached, for `whoami` and for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A control socket (a `serve` or `mount` process answers).
+    Socket(PathBuf),
+    /// The store, opened in this process.
+    Store(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Socket(p) => write!(f, "the key service on socket {}", p.display()),
+            Endpoint::Store(p) => write!(f, "the store {} (opened directly)", p.display()),
+        }
+    }
+}
+
+/// Where a client without `--socket` looks for its key service, in order. A user's own
+/// service and own store come before a service run by someone else, so that a desktop
+/// user with a store of their own never silently talks to root's service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Socket(PathBuf),
+    /// The store directly, because this user owns it.
+    OwnStore,
+}
+
+/// The resolution order without `--socket`: the caller's own runtime socket, then the
+/// store when the caller owns it, then the other sockets (the system one).
+pub fn resolution_order(sockets: &[PathBuf], owns_store: bool) -> Vec<Attempt> {
+    let mut order = Vec::new();
+    let mut rest = sockets.iter();
+    if let Some(own) = rest.next() {
+        order.push(Attempt::Socket(own.clone()));
+    }
+    if owns_store {
+        order.push(Attempt::OwnStore);
+    }
+    order.extend(rest.map(|p| Attempt::Socket(p.clone())));
+    order
+}
+
+fn owns(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw())
+}
+
+fn open_direct(
+    global: &GlobalOpts,
+    keys: &RootKeyOpts,
+    dir: &Path,
+    why: &str,
+) -> anyhow::Result<(Box<dyn Backend>, Endpoint)> {
+    let service = open_service(global, keys)
+        .with_context(|| format!("{why}, and the store {} cannot be opened", dir.display()))?;
+    Ok((
+        Box::new(DirectBackend {
+            service,
+            caller: self_caller(),
+        }),
+        Endpoint::Store(dir.to_path_buf()),
+    ))
+}
+
+/// Reaches the key service (see [`connect_described`]).
 pub fn connect(global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(connect_described(global, keys)?.0)
+}
+
+/// Reaches the key service and says which one answered: `--socket` if given (or, when
+/// nothing listens there yet, the store); else [`resolution_order`]; else the store
+/// directly, which fails with the reason when another user owns it.
+pub fn connect_described(
+    global: &GlobalOpts,
+    keys: &RootKeyOpts,
+) -> anyhow::Result<(Box<dyn Backend>, Endpoint)> {
+    let dir = store_dir(global);
     if let Some(path) = &global.socket {
         if path.exists() {
             let c = SocketClient::connect(path)
                 .with_context(|| format!("connecting to the key service at {}", path.display()))?;
-            return Ok(Box::new(c));
+            return Ok((Box::new(c), Endpoint::Socket(path.clone())));
         }
-        // A named socket that does not exist yet: fall back to the store only if we own
-        // it, so that `KMSFS_SOCKET` set for a later mount does not break setup steps.
-        if !store_dir(global).exists() {
+        // A named socket that does not exist yet: fall back to the store, so that
+        // `KMSFS_SOCKET` set for a later mount does not break setup steps.
+        if !dir.exists() {
             bail!(
                 "no key service listens on {} and there is no store at {}",
                 path.display(),
-                store_dir(global).display()
+                dir.display()
             );
         }
-    } else {
-        let uid = nix::unistd::getuid().as_raw();
-        let paths = control::default_socket_paths(uid);
-        if let Ok(c) = SocketClient::connect_first(&paths) {
-            return Ok(Box::new(c));
+        return open_direct(
+            global,
+            keys,
+            &dir,
+            &format!("no key service listens on {}", path.display()),
+        );
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let sockets = control::default_socket_paths(uid);
+    for attempt in resolution_order(&sockets, owns(&dir)) {
+        match attempt {
+            Attempt::Socket(path) => {
+                if let Ok(c) = SocketClient::connect(&path) {
+                    return Ok((Box::new(c), Endpoint::Socket(path)));
+                }
+            }
+            // The user's own store: use it, and report why it cannot be opened rather
+            // than falling through to someone else's service.
+            Attempt::OwnStore => {
+                return open_direct(global, keys, &dir, "this user's own store was chosen")
+            }
         }
     }
-    let dir = store_dir(global);
     if !dir.exists() {
         bail!(
             "no key service is running and there is no store at {} (run `kmsfs init` first, or give --socket)",
             dir.display()
         );
     }
-    let service = open_service(global, keys).with_context(|| {
-        format!(
-            "no key service is running, and the store {} cannot be opened directly",
-            dir.display()
-        )
-    })?;
-    Ok(Box::new(DirectBackend {
-        service,
-        caller: self_caller(),
-    }))
+    open_direct(global, keys, &dir, "no key service is running")
 }
 
 #[derive(Debug, Clone, clap::Args)]
