@@ -30,6 +30,7 @@ pub enum OutputFormat {
 }
 
 pub mod daemon;
+pub mod secrets;
 pub mod fsck;
 pub mod keyrule;
 pub mod mount_helper;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use zeroize::Zeroizing;
 
+use crate::cli::secrets::{self, SecretSource};
 use crate::cli::{daemon, store_dir, GlobalOpts, OutputFormat};
 use crate::control::{self, Backend, Handler, SocketClient};
 use crate::kms::provider::{Caller, DataKeys};
@@ -29,7 +30,12 @@ pub struct RootKeyOpts {
 }
 
 impl RootKeyOpts {
-    fn source(&self, store: &Path) -> anyhow::Result<RootKeySource> {
+    /// The root key source: `--passphrase-file`, else `KMSFS_PASSPHRASE`, else a prompt
+    /// without echo (a passphrase store and a terminal), else the key file.
+    pub fn source(&self, store: &Path) -> anyhow::Result<RootKeySource> {
+        // Read (and scrubbed from the environment) whatever the source turns out to be,
+        // so the variable never outlives this call in a daemon's /proc/PID/environ.
+        let env = secrets::env_passphrase();
         if let Some(f) = &self.passphrase_file {
             let text = Zeroizing::new(
                 std::fs::read_to_string(f)
@@ -41,10 +47,28 @@ impl RootKeyOpts {
             }
             return Ok(RootKeySource::Passphrase(pass));
         }
-        if let Ok(p) = std::env::var("KMSFS_PASSPHRASE") {
-            if !p.is_empty() {
-                return Ok(RootKeySource::Passphrase(Zeroizing::new(p)));
+        let wants_passphrase = crate::kms::store::Store::sealed_by_passphrase(store);
+        let tty = if env.is_none() && wants_passphrase {
+            secrets::terminal()
+        } else {
+            None
+        };
+        match secrets::choose(false, env.is_some(), wants_passphrase, tty.is_some()) {
+            SecretSource::PassphraseEnv => {
+                if let Some(p) = env {
+                    return Ok(RootKeySource::Passphrase(p));
+                }
             }
+            SecretSource::Prompt => {
+                if let Some(tty) = &tty {
+                    let pass = secrets::prompt(
+                        tty,
+                        &format!("Passphrase of the kmsfs store {}: ", store.display()),
+                    )?;
+                    return Ok(RootKeySource::Passphrase(pass));
+                }
+            }
+            SecretSource::PassphraseFile | SecretSource::KeyFile => {}
         }
         Ok(RootKeySource::KeyFile(
             self.root_key_file
@@ -250,6 +274,10 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
     let cfg = service_config(global, keys)?;
     let created = init_store(&cfg).map_err(kms_err)?;
     let dir = store_dir(global);
+    if created {
+        // Once, when the store is created, and on stderr so `--output json` stays clean.
+        eprintln!("{}", backup_advice(&dir, &cfg.root_key));
+    }
     let mut out = serde_json::json!({
         "Store": dir.display().to_string(),
         "StoreCreated": created,
@@ -285,6 +313,43 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
     Ok(0)
 }
 
+/// What `init` tells the person who just created a store: losing it loses the data,
+/// and how to keep a copy.
+pub fn backup_advice(dir: &Path, root_key: &RootKeySource) -> String {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ".".into());
+    let tar = format!(
+        "tar -C {} -czf kmsfs-store-backup.tar.gz {name}",
+        parent.display()
+    );
+    let secret = match root_key {
+        RootKeySource::Passphrase(_) => {
+            "Its keys are sealed by your passphrase, which the store does not contain: without \
+             the passphrase, a copy is useless, so keep the passphrase safe as well."
+                .to_string()
+        }
+        RootKeySource::KeyFile(k) if k.starts_with(dir) => format!(
+            "The copy includes the root key {}, which opens everything: keep it as private as the data.",
+            k.display()
+        ),
+        RootKeySource::KeyFile(k) => format!(
+            "Back up the root key {} too, separately: the store is useless without it.",
+            k.display()
+        ),
+    };
+    format!(
+        "kmsfs: created the store {}. Every file encrypted under its keys is gone for good if \
+         the store is lost.\n  Back it up now, and again after creating or changing keys: {tar}\n  {secret}",
+        dir.display()
+    )
+}
+
 /// How often a running service applies due rotations and deletions.
 const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -317,6 +382,9 @@ pub struct ServeArgs {
 }
 
 pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
+    // Before forking: a prompt needs the terminal, and the passphrase leaves the
+    // environment before the daemon exists.
+    let cfg = service_config(global, keys)?;
     let mut ready = if args.daemon {
         match daemon::daemonize()? {
             Ok(r) => r,
@@ -327,7 +395,7 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     };
     daemon::block_termination_signals();
     let started = (|| -> anyhow::Result<_> {
-        let service = open_service(global, keys)?;
+        let service = Service::open(cfg).map_err(kms_err)?;
         let path = listen_path(global);
         let server = control::Server::bind(&path, Arc::new(ServiceHandler(service.clone())))
             .with_context(|| format!("listening on {}", path.display()))?;
@@ -383,6 +451,9 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         );
     }
     crate::format::VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
+    // Before forking: a prompt needs the terminal, and the passphrase leaves the
+    // environment before the daemon exists.
+    let cfg = service_config(global, keys)?;
     let mut ready = if args.foreground {
         daemon::Readiness::none()
     } else {
@@ -393,7 +464,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     };
     daemon::block_termination_signals();
     let started = (|| -> anyhow::Result<_> {
-        let service = open_service(global, keys)?;
+        let service = Service::open(cfg).map_err(kms_err)?;
         let server = if args.no_socket {
             None
         } else {
