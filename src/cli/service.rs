@@ -188,10 +188,9 @@ fn open_direct(
     global: &GlobalOpts,
     keys: &RootKeyOpts,
     dir: &Path,
-    why: &str,
+    context: &str,
 ) -> anyhow::Result<(Box<dyn Backend>, Endpoint)> {
-    let service = open_service(global, keys)
-        .with_context(|| format!("{why}, and the store {} cannot be opened", dir.display()))?;
+    let service = open_service(global, keys).context(context.to_string())?;
     Ok((
         Box::new(DirectBackend {
             service,
@@ -233,7 +232,11 @@ pub fn connect_described(
             global,
             keys,
             &dir,
-            &format!("no key service listens on {}", path.display()),
+            &format!(
+                "no key service listens on {}, and the store {} cannot be opened directly",
+                path.display(),
+                dir.display()
+            ),
         );
     }
     let uid = nix::unistd::getuid().as_raw();
@@ -248,7 +251,15 @@ pub fn connect_described(
             // The user's own store: use it, and report why it cannot be opened rather
             // than falling through to someone else's service.
             Attempt::OwnStore => {
-                return open_direct(global, keys, &dir, "this user's own store was chosen")
+                return open_direct(
+                    global,
+                    keys,
+                    &dir,
+                    &format!(
+                        "your own store {} cannot be opened (give --socket to use another key service)",
+                        dir.display()
+                    ),
+                )
             }
         }
     }
@@ -258,7 +269,15 @@ pub fn connect_described(
             dir.display()
         );
     }
-    open_direct(global, keys, &dir, "no key service is running")
+    open_direct(
+        global,
+        keys,
+        &dir,
+        &format!(
+            "no key service is running, and the store {} cannot be opened directly",
+            dir.display()
+        ),
+    )
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -554,4 +573,33 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<i32> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_socket_then_own_store_then_the_system_socket() {
+        let own = PathBuf::from("/run/user/1000/kmsfs/kms.sock");
+        let system = PathBuf::from("/run/kmsfs/kms.sock");
+        let both = [own.clone(), system.clone()];
+        assert_eq!(
+            resolution_order(&both, true),
+            vec![
+                Attempt::Socket(own.clone()),
+                Attempt::OwnStore,
+                Attempt::Socket(system.clone())
+            ]
+        );
+        assert_eq!(
+            resolution_order(&both, false),
+            vec![Attempt::Socket(own), Attempt::Socket(system.clone())]
+        );
+        // Root: its own socket is the system one.
+        assert_eq!(
+            resolution_order(std::slice::from_ref(&system), true),
+            vec![Attempt::Socket(system), Attempt::OwnStore]
+        );
+    }
 }
