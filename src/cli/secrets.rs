@@ -129,12 +129,13 @@ pub fn prompt(tty: &std::fs::File, question: &str) -> anyhow::Result<Zeroizing<S
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
+    // Echo goes off before the prompt appears, so nothing typed after it is echoed.
+    tcsetattr(tty, SetArg::TCSAFLUSH, &quiet).context("turning terminal echo off")?;
+    let _restore = EchoOff { tty, saved };
     let mut out = tty;
     out.write_all(question.as_bytes())
         .and_then(|()| out.flush())
         .context("writing the prompt")?;
-    tcsetattr(tty, SetArg::TCSAFLUSH, &quiet).context("turning terminal echo off")?;
-    let _restore = EchoOff { tty, saved };
     let mut line = Zeroizing::new(Vec::new());
     let mut byte = [0u8; 1];
     let mut input = tty;
