@@ -616,7 +616,12 @@ mod tests {
             (1005, 1005, &[2000, 3000], role("ops")),
             (1005, 1005, &[3000, 2000], role("ops")),
             (1005, 3000, &[2000], role("ci")),
-            (1001, 1001, &[2000], "arn:aws:iam::111122223333:user/alice".into()),
+            (
+                1001,
+                1001,
+                &[2000],
+                "arn:aws:iam::111122223333:user/alice".into(),
+            ),
             (0, 0, &[2000], "arn:aws:iam::111122223333:root".into()),
             (1005, 1005, &[4000], String::new()),
         ];
@@ -638,7 +643,10 @@ mod tests {
     #[test]
     fn process_status_groups_count_only_for_the_same_user() {
         let status = "Name:\tsh\nUid:\t1005\t1005\t1005\t1005\nGid:\t1005\t1005\t1005\t1005\nGroups:\t2000 3000 \n";
-        assert_eq!(parse_status_groups(status, 1005, 1005), Some(vec![2000, 3000]));
+        assert_eq!(
+            parse_status_groups(status, 1005, 1005),
+            Some(vec![2000, 3000])
+        );
         assert_eq!(parse_status_groups(status, 1006, 1005), None);
         assert_eq!(parse_status_groups(status, 1005, 1006), None);
         let none = "Uid:\t7\t7\t7\t7\nGid:\t7\t7\t7\t7\nGroups:\t\n";

@@ -84,13 +84,19 @@ fn bypassing_the_guard_needs_the_bypass_action_and_only_those_who_may_are_told_h
         &s,
         BOB,
         "k2",
-        &with_statements(&key_policy(), &[statement("Allow", &arn("bob"), bypass.clone())]),
+        &with_statements(
+            &key_policy(),
+            &[statement("Allow", &arn("bob"), bypass.clone())],
+        ),
     );
     let k3 = create_key(
         &s,
         BOB,
         "k3",
-        &with_statements(&key_policy(), &[statement("Allow", &root_arn(), bypass.clone())]),
+        &with_statements(
+            &key_policy(),
+            &[statement("Allow", &root_arn(), bypass.clone())],
+        ),
     );
     let k4 = create_key(&s, ROOT_UID, "k4", &root_admin_policy());
     let k5 = create_key(
@@ -213,6 +219,9 @@ fn bypassing_the_guard_needs_the_bypass_action_and_only_those_who_may_are_told_h
             notes.iter().any(|n| n["BypassDenied"] == true),
             "{k}: {notes:?}"
         );
-        assert!(!notes.iter().any(|n| n["Bypassed"] == true), "{k}: {notes:?}");
+        assert!(
+            !notes.iter().any(|n| n["Bypassed"] == true),
+            "{k}: {notes:?}"
+        );
     }
 }

@@ -102,11 +102,13 @@ fn the_example_principals_file_works_when_copied_alone_into_a_store() {
     );
     ok(&describe);
     // Root keeps working as the account root.
-    let root = json(&Command::new(KMSFS)
-        .args(&globals)
-        .arg("whoami")
-        .output()
-        .unwrap());
+    let root = json(
+        &Command::new(KMSFS)
+            .args(&globals)
+            .arg("whoami")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(root["Principal"]["Type"], "Root", "{root}");
 }
 
@@ -153,7 +155,11 @@ fn a_missing_policy_file_is_named_with_file_line_field_and_path_everywhere() {
     let o = s.root(&["whoami"]);
     assert!(!o.status.success());
     names_the_missing_policy(&stderr(&o), &s, line);
-    ok(&Command::new(KMSFS).arg("umount").arg(&mnt).output().unwrap());
+    ok(&Command::new(KMSFS)
+        .arg("umount")
+        .arg(&mnt)
+        .output()
+        .unwrap());
     drop(guard);
 
     // whoami opening the store directly (nothing serves the socket now).
@@ -316,7 +322,10 @@ fn a_client_with_its_own_store_uses_it_rather_than_the_system_service() {
     assert_eq!(system["Principal"]["Type"], "Anonymous", "{system}");
     // A user without a store of their own still reaches the system service.
     let none = read("nostore.json");
-    assert_eq!(none["AnsweredBy"]["Socket"], "/run/kmsfs/kms.sock", "{none}");
+    assert_eq!(
+        none["AnsweredBy"]["Socket"], "/run/kmsfs/kms.sock",
+        "{none}"
+    );
 }
 
 #[test]
@@ -347,10 +356,7 @@ fn supplementary_groups_map_to_roles_for_fuse_callers_and_socket_peers() {
             .unwrap()
     };
     let file = mnt.join("ops.txt");
-    let o = with_group(&format!(
-        "echo from-ops > {0} && cat {0}",
-        file.display()
-    ));
+    let o = with_group(&format!("echo from-ops > {0} && cat {0}", file.display()));
     assert_eq!(ok(&o), "from-ops");
     let o = sh_as(STRANGER, &format!("cat {}", file.display()));
     assert!(!o.status.success());
@@ -425,7 +431,10 @@ fn key_rule_set_refuses_a_missing_key_and_one_the_caller_cannot_use() {
     // Alice may use the key: accepted, and her new files get it.
     ok(&s.as_uid(ALICE, &["key-rule", "set", &a, "--key", &key]));
     assert!(shown(ALICE, &a).contains(&key));
-    ok(&sh_as(ALICE, &format!("echo x > {a}/new.txt && cat {a}/new.txt")));
+    ok(&sh_as(
+        ALICE,
+        &format!("echo x > {a}/new.txt && cat {a}/new.txt"),
+    ));
     // A disabled key is refused with its state.
     ok(&s.as_uid(BOB, &["kms", "disable-key", "--key-id", &key]));
     let o = s.as_uid(ALICE, &["key-rule", "set", &a, "--key", &key]);

@@ -114,7 +114,10 @@ fn the_mount_daemon_environment_no_longer_holds_the_passphrase() {
     assert_eq!(std::fs::read(mnt.join("a.txt")).unwrap(), b"sealed");
     let pid = mount_daemon(&mnt);
     let env = environ(pid);
-    assert!(!env.is_empty(), "the daemon keeps the rest of its environment");
+    assert!(
+        !env.is_empty(),
+        "the daemon keeps the rest of its environment"
+    );
     assert!(!contains(&env, "KMSFS_PASSPHRASE"), "name still in environ");
     assert!(!contains(&env, PASSPHRASE), "passphrase still in environ");
     // The same check sees a variable in a process that does not scrub it.
@@ -147,11 +150,7 @@ fn a_passphrase_store_asks_on_the_terminal_without_echo() {
         .output()
         .unwrap());
     // Without a terminal (CI), no prompt: the error names the non-interactive ways.
-    let o = d
-        .kmsfs(&["whoami"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = d.kmsfs(&["whoami"]).stdin(Stdio::null()).output().unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("KMSFS_PASSPHRASE"), "{err}");

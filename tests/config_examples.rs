@@ -273,9 +273,10 @@ fn shipped_principals_file_maps_uids_to_the_intended_decisions() {
 /// alone); they must stay the same documents as the files in config/policies/.
 #[test]
 fn shipped_principals_file_inlines_the_shipped_identity_policies() {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/principals.toml"))
-            .unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/principals.toml"),
+    )
+    .unwrap();
     let doc: toml::Value = toml::from_str(&text).unwrap();
     let entries = doc["principal"].as_array().unwrap();
     let expected = [
@@ -289,7 +290,10 @@ fn shipped_principals_file_inlines_the_shipped_identity_policies() {
             .iter()
             .find(|e| e["arn"].as_str() == Some(who))
             .unwrap_or_else(|| panic!("{who} missing"));
-        assert!(entry.get("policies").is_none(), "{who}: relative policy paths");
+        assert!(
+            entry.get("policies").is_none(),
+            "{who}: relative policy paths"
+        );
         let inline: serde_json::Value =
             serde_json::from_str(entry["policy"].as_str().unwrap()).unwrap();
         let shipped: serde_json::Value =

@@ -72,7 +72,10 @@ fn check_key_usable(
     keys: &RootKeyOpts,
 ) -> anyhow::Result<()> {
     let (backend, endpoint) = connect_described(global, keys).map_err(|e| {
-        anyhow!("key-rule set {}: cannot check the key {key} ({e:#}); give --force to set it unchecked", dir.display())
+        anyhow!(
+            "key-rule set {}: cannot check the key {key} ({e:#}); give --force to set it unchecked",
+            dir.display()
+        )
     })?;
     let refuse = |why: String| {
         anyhow!(
@@ -83,7 +86,10 @@ fn check_key_usable(
     };
     match backend.call("DescribeKey", json!({"KeyId": key})) {
         Err(e) if e.kind == ErrorKind::NotFound => {
-            return Err(refuse(format!("the key {key} does not exist: {}", e.message)))
+            return Err(refuse(format!(
+                "the key {key} does not exist: {}",
+                e.message
+            )))
         }
         Ok(v) => {
             let state = v["KeyMetadata"]["KeyState"].as_str().unwrap_or("Enabled");
@@ -99,7 +105,10 @@ fn check_key_usable(
     let answer = match backend.call("Simulate", req) {
         Ok(v) => v,
         Err(e) if e.kind == ErrorKind::NotFound => {
-            return Err(refuse(format!("the key {key} does not exist: {}", e.message)))
+            return Err(refuse(format!(
+                "the key {key} does not exist: {}",
+                e.message
+            )))
         }
         Err(e) => bail!(
             "key-rule set {}: cannot check the key {key}: {}: {}; give --force to set it unchecked",

@@ -30,10 +30,10 @@ pub enum OutputFormat {
 }
 
 pub mod daemon;
-pub mod secrets;
 pub mod fsck;
 pub mod keyrule;
 pub mod mount_helper;
+pub mod secrets;
 pub mod service;
 pub mod simulate;
 pub mod whoami;

@@ -46,7 +46,8 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
         for action in FS_ACTIONS {
             // ForCaller: the service evaluates for the caller exactly as it identified
             // it (groups included), without needing the right to read the key policy.
-            let req = json!({"KeyId": key, "Action": action, "ViaService": "kmsfs", "ForCaller": true});
+            let req =
+                json!({"KeyId": key, "Action": action, "ViaService": "kmsfs", "ForCaller": true});
             let answer = match backend.call("Simulate", req) {
                 Ok(v) => v
                     .get("EvalDecision")
