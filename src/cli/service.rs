@@ -250,15 +250,17 @@ pub fn connect_described(
             }
             // The user's own store: use it, and report why it cannot be opened rather
             // than falling through to someone else's service.
-            Attempt::OwnStore => return open_direct(
-                global,
-                keys,
-                &dir,
-                &format!(
+            Attempt::OwnStore => {
+                return open_direct(
+                    global,
+                    keys,
+                    &dir,
+                    &format!(
                     "your own store {} cannot be opened (give --socket to use another key service)",
                     dir.display()
                 ),
-            ),
+                )
+            }
         }
     }
     if !dir.exists() {
