@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::policy::{IdentityPolicy, PolicyDocument, Principal};
 
@@ -34,9 +35,11 @@ pub enum PrincipalsError {
     /// TOML syntax or a field of the wrong type; the message names line and column.
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
-    #[error("{path}: principal #{index} ({arn}): {message}")]
+    /// One `[[principal]]` entry is wrong; `line` is where the offending field is.
+    #[error("{path}:{line}: principal #{index} ({arn}): {message}")]
     Entry {
         path: String,
+        line: usize,
         index: usize,
         arn: String,
         message: String,
@@ -156,7 +159,8 @@ struct FileToml {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntryToml {
-    arn: String,
+    // Spans let errors name the line of the field at fault, not only the entry.
+    arn: Spanned<String>,
     uid: Option<u32>,
     #[serde(default)]
     uids: Vec<u32>,
@@ -164,8 +168,17 @@ struct EntryToml {
     #[serde(default)]
     gids: Vec<u32>,
     #[serde(default)]
-    policies: Vec<String>,
-    policy: Option<String>,
+    policies: Vec<Spanned<String>>,
+    policy: Option<Spanned<String>>,
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    let end = at.min(text.len());
+    text.as_bytes()
+        .get(..end)
+        .map_or(0, |b| b.iter().filter(|c| **c == b'\n').count())
+        + 1
 }
 
 #[derive(Debug, Clone)]
@@ -254,57 +267,80 @@ impl Principals {
         let mut entries = Vec::new();
         for (i, e) in raw.principal.into_iter().enumerate() {
             let index = i + 1;
-            let err = |message: String| PrincipalsError::Entry {
+            let arn = e.arn.get_ref().clone();
+            let arn_line = line_of(text, e.arn.span().start);
+            let err = |line: usize, message: String| PrincipalsError::Entry {
                 path: shown.to_string(),
+                line,
                 index,
-                arn: e.arn.clone(),
+                arn: arn.clone(),
                 message,
             };
-            let parsed =
-                parse_principal_arn(&e.arn).map_err(|m| err(format!("field `arn`: {m}")))?;
+            let parsed = parse_principal_arn(&arn)
+                .map_err(|m| err(arn_line, format!("field `arn`: {m}")))?;
             let mut uids = e.uids.clone();
             uids.extend(e.uid);
             let mut gids = e.gids.clone();
             gids.extend(e.gid);
             let mut policies = Vec::new();
             for file in &e.policies {
-                let full = base.join(file);
-                let text = std::fs::read_to_string(&full).map_err(|io| {
-                    err(format!(
-                        "field `policies`: cannot read {}: {io}",
-                        full.display()
-                    ))
+                let line = line_of(text, file.span().start);
+                let full = base.join(file.get_ref());
+                let policy_text = std::fs::read_to_string(&full).map_err(|io| {
+                    err(
+                        line,
+                        format!(
+                            "field `policies`: cannot read the identity policy {}: {io} \
+                             (paths are relative to the principals file; a policy can also be \
+                             written inline with `policy = '''{{ ... }}'''`)",
+                            full.display()
+                        ),
+                    )
                 })?;
-                let document = PolicyDocument::parse_identity(&text)
-                    .map_err(|pe| err(format!("identity policy {}: {pe}", full.display())))?;
+                let document = PolicyDocument::parse_identity(&policy_text).map_err(|pe| {
+                    err(
+                        line,
+                        format!("field `policies`: identity policy {}: {pe}", full.display()),
+                    )
+                })?;
                 policies.push(IdentityPolicy {
-                    name: file.clone(),
+                    name: file.get_ref().clone(),
                     document,
                 });
             }
-            if let Some(text) = &e.policy {
-                let document = PolicyDocument::parse_identity(text)
-                    .map_err(|pe| err(format!("field `policy` (inline): {pe}")))?;
+            if let Some(inline) = &e.policy {
+                let document = PolicyDocument::parse_identity(inline.get_ref()).map_err(|pe| {
+                    err(
+                        line_of(text, inline.span().start),
+                        format!("field `policy` (inline): {pe}"),
+                    )
+                })?;
                 policies.push(IdentityPolicy {
                     name: format!("inline:{index}"),
                     document,
                 });
             }
-            if entries.iter().any(|x: &Entry| x.arn == e.arn) {
-                return Err(err("this ARN is listed twice".to_string()));
+            if entries.iter().any(|x: &Entry| x.arn == arn) {
+                return Err(err(arn_line, "this ARN is listed twice".to_string()));
             }
             for u in &uids {
                 if let Some(other) = entries.iter().find(|x: &&Entry| x.uids.contains(u)) {
-                    return Err(err(format!("uid {u} is already mapped to {}", other.arn)));
+                    return Err(err(
+                        arn_line,
+                        format!("uid {u} is already mapped to {}", other.arn),
+                    ));
                 }
             }
             for g in &gids {
                 if let Some(other) = entries.iter().find(|x: &&Entry| x.gids.contains(g)) {
-                    return Err(err(format!("gid {g} is already mapped to {}", other.arn)));
+                    return Err(err(
+                        arn_line,
+                        format!("gid {g} is already mapped to {}", other.arn),
+                    ));
                 }
             }
             entries.push(Entry {
-                arn: e.arn.clone(),
+                arn,
                 parsed,
                 uids,
                 gids,
@@ -341,6 +377,25 @@ impl Principals {
     /// The principal a kernel-verified uid/gid acts as. A uid match wins over a gid
     /// match; uid 0 is the account root unless listed; anything else is anonymous.
     pub fn resolve(&self, uid: u32, gid: u32) -> ResolvedPrincipal {
+        self.resolve_with_groups(uid, gid, Vec::new)
+    }
+
+    /// Whether any entry maps a gid, i.e. whether a caller's groups can matter.
+    pub fn maps_groups(&self) -> bool {
+        self.entries.iter().any(|e| !e.gids.is_empty())
+    }
+
+    /// Like [`Principals::resolve`], and then the caller's supplementary groups: the
+    /// order is a uid entry, the primary gid, uid 0 or the store owner as the account
+    /// root, and only then the first entry (in file order) that maps one of the
+    /// supplementary groups. `supplementary` is called only when it can matter, so a
+    /// file without gid mappings never costs a /proc read.
+    pub fn resolve_with_groups(
+        &self,
+        uid: u32,
+        gid: u32,
+        supplementary: impl FnOnce() -> Vec<u32>,
+    ) -> ResolvedPrincipal {
         let found = self
             .entries
             .iter()
@@ -349,7 +404,18 @@ impl Principals {
         if let Some(e) = found {
             return self.resolved(e, Some(uid), Some(gid));
         }
-        if uid == 0 || self.owner_uid == Some(uid) {
+        let is_root = uid == 0 || self.owner_uid == Some(uid);
+        if !is_root && self.maps_groups() {
+            let groups = supplementary();
+            if let Some(e) = self
+                .entries
+                .iter()
+                .find(|e| e.gids.iter().any(|g| groups.contains(g)))
+            {
+                return self.resolved(e, Some(uid), Some(gid));
+            }
+        }
+        if is_root {
             return ResolvedPrincipal {
                 principal: Principal {
                     arn: Some(self.root_arn()),
@@ -413,6 +479,39 @@ impl Principals {
             kind: e.parsed.kind,
         }
     }
+}
+
+/// The supplementary groups of process `pid` (from `/proc/PID/status`), provided the
+/// process still runs as `uid`/`gid` (effective or filesystem ids): the pid comes from
+/// the kernel (FUSE request header, SO_PEERCRED), but a pid can be reused once its
+/// process exits, so a process of another user never lends its groups. None when the
+/// process is gone or is someone else.
+pub fn process_groups(pid: u32, uid: u32, gid: u32) -> Option<Vec<u32>> {
+    if pid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_groups(&status, uid, gid)
+}
+
+fn parse_status_groups(status: &str, uid: u32, gid: u32) -> Option<Vec<u32>> {
+    let ids = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Uid:/Gid: list real, effective, saved and filesystem ids.
+    let runs_as = |list: Vec<u32>, id: u32| list.get(1) == Some(&id) || list.get(3) == Some(&id);
+    if !runs_as(ids("Uid:"), uid) || !runs_as(ids("Gid:"), gid) {
+        return None;
+    }
+    Some(ids("Groups:"))
 }
 
 #[cfg(test)]
@@ -496,6 +595,99 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("field `account`"), "{err}");
+    }
+
+    #[test]
+    fn supplementary_groups_map_after_uid_primary_gid_and_root() {
+        let p = Principals::parse(
+            "account = \"111122223333\"\n\
+             [[principal]]\narn = \"arn:aws:iam::111122223333:user/alice\"\nuid = 1001\n\
+             [[principal]]\narn = \"arn:aws:iam::111122223333:role/ops\"\ngid = 2000\n\
+             [[principal]]\narn = \"arn:aws:iam::111122223333:role/ci\"\ngids = [3000]\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        let arn = |r: ResolvedPrincipal| r.principal.arn.unwrap_or_default();
+        let role = |n: &str| format!("arn:aws:iam::111122223333:role/{n}");
+        // (uid, primary gid, supplementary groups, expected ARN or "" for anonymous)
+        let table: &[(u32, u32, &[u32], String)] = &[
+            (1005, 1005, &[3000], role("ci")),
+            (1005, 1005, &[2000, 3000], role("ops")),
+            (1005, 1005, &[3000, 2000], role("ops")),
+            (1005, 3000, &[2000], role("ci")),
+            (
+                1001,
+                1001,
+                &[2000],
+                "arn:aws:iam::111122223333:user/alice".into(),
+            ),
+            (0, 0, &[2000], "arn:aws:iam::111122223333:root".into()),
+            (1005, 1005, &[4000], String::new()),
+        ];
+        for (uid, gid, groups, want) in table {
+            let got = arn(p.resolve_with_groups(*uid, *gid, || groups.to_vec()));
+            assert_eq!(&got, want, "uid {uid} gid {gid} groups {groups:?}");
+        }
+        // Without gid mappings the groups are never asked for.
+        let plain = Principals::parse(
+            "[[principal]]\narn = \"arn:aws:iam::111122223333:user/a\"\nuid = 5\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        let r = plain.resolve_with_groups(6, 6, || panic!("groups read without gid mappings"));
+        assert_eq!(r.kind, PrincipalKind::Anonymous);
+    }
+
+    #[test]
+    fn process_status_groups_count_only_for_the_same_user() {
+        let status = "Name:\tsh\nUid:\t1005\t1005\t1005\t1005\nGid:\t1005\t1005\t1005\t1005\nGroups:\t2000 3000 \n";
+        assert_eq!(
+            parse_status_groups(status, 1005, 1005),
+            Some(vec![2000, 3000])
+        );
+        assert_eq!(parse_status_groups(status, 1006, 1005), None);
+        assert_eq!(parse_status_groups(status, 1005, 1006), None);
+        let none = "Uid:\t7\t7\t7\t7\nGid:\t7\t7\t7\t7\nGroups:\t\n";
+        assert_eq!(parse_status_groups(none, 7, 7), Some(vec![]));
+        assert_eq!(process_groups(0, 0, 0), None);
+        let me = process_groups(
+            std::process::id(),
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        assert!(me.is_some());
+    }
+
+    #[test]
+    fn missing_policy_files_are_named_with_file_line_and_field() {
+        let dir = std::env::temp_dir().join(format!("kmsfs-principals-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("principals.toml");
+        std::fs::write(
+            &file,
+            "account = \"111122223333\"\n\n[[principal]]\narn = \"arn:aws:iam::111122223333:user/alice\"\nuid = 1001\npolicies = [\n  \"policies/key-user.json\",\n]\n",
+        )
+        .unwrap();
+        let err = Principals::load(&file).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        let want = format!("{}:7: principal #1", file.display());
+        assert!(err.starts_with(&want), "{err}");
+        assert!(err.contains("field `policies`"), "{err}");
+        assert!(
+            err.contains(&dir.join("policies/key-user.json").display().to_string()),
+            "{err}"
+        );
+        let inline = Principals::parse(
+            "[[principal]]\narn = \"arn:aws:iam::111122223333:user/a\"\n\npolicy = \"{ nope\"\n",
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(inline.starts_with("p.toml:4: principal #1"), "{inline}");
+        assert!(inline.contains("field `policy`"), "{inline}");
     }
 
     #[test]

@@ -600,7 +600,7 @@ fn identity_comes_from_the_peer_uid_and_nothing_the_client_says_changes_it() {
 }
 
 #[test]
-fn a_mapped_primary_group_acts_as_its_role_but_a_uid_mapping_wins() {
+fn a_mapped_primary_or_supplementary_group_acts_as_its_role_but_a_uid_mapping_wins() {
     let s = Served::start("groups");
     let globals = s.globals();
     let role = format!("arn:aws:iam::{ACCOUNT}:role/operators");
@@ -611,7 +611,7 @@ fn a_mapped_primary_group_acts_as_its_role_but_a_uid_mapping_wins() {
         alice.contains(&arn("alice")) && !alice.contains(&role),
         "{alice}"
     );
-    // Supplementary groups are not part of the peer credentials: only the primary gid maps.
+    // Supplementary groups map too (read from /proc/PID/status of the peer).
     let u = STRANGER.to_string();
     let o = Command::new("setpriv")
         .args([
@@ -630,7 +630,7 @@ fn a_mapped_primary_group_acts_as_its_role_but_a_uid_mapping_wins() {
         .output()
         .unwrap();
     let supplementary = ok(&o);
-    assert!(!supplementary.contains(&role), "{supplementary}");
+    assert!(supplementary.contains(&role), "{supplementary}");
 }
 
 #[test]

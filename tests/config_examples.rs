@@ -268,3 +268,36 @@ fn shipped_principals_file_maps_uids_to_the_intended_decisions() {
     // An unmapped uid is anonymous.
     assert_eq!(check(4242, 4242, x, "kms:Decrypt", &ctx), ImplicitDeny);
 }
+
+/// config/principals.toml carries its identity policies inline (so it works when copied
+/// alone); they must stay the same documents as the files in config/policies/.
+#[test]
+fn shipped_principals_file_inlines_the_shipped_identity_policies() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/principals.toml"),
+    )
+    .unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    let entries = doc["principal"].as_array().unwrap();
+    let expected = [
+        (ALICE, "key-user.json"),
+        (BOB, "key-admin.json"),
+        (DROPBOX, "drop-box.json"),
+        (CAROL_EXT, "cross-account-user.json"),
+    ];
+    for (who, file) in expected {
+        let entry = entries
+            .iter()
+            .find(|e| e["arn"].as_str() == Some(who))
+            .unwrap_or_else(|| panic!("{who} missing"));
+        assert!(
+            entry.get("policies").is_none(),
+            "{who}: relative policy paths"
+        );
+        let inline: serde_json::Value =
+            serde_json::from_str(entry["policy"].as_str().unwrap()).unwrap();
+        let shipped: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir().join(file)).unwrap()).unwrap();
+        assert_eq!(inline, shipped, "{who}: inline policy differs from {file}");
+    }
+}

@@ -6,7 +6,7 @@ mod kms_common;
 
 use kms_common::*;
 use kmsfs::kms::{wrap_key_material, ErrorKind};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn create_describe_encrypt_decrypt_round_trip() {
@@ -603,15 +603,61 @@ fn escalation_guard_refuses_self_grants_and_policies_unless_bypassed_and_audited
         "CreateGrant",
         json!({ "KeyId": id, "GranteePrincipal": arn("bob"), "Operations": ["Decrypt"] }),
     );
+    // The admin may not bypass the guard: the refusal does not tell him how, and
+    // asking for the bypass is refused for want of kmsfs:BypassEscalationGuard.
+    assert!(!err.message.contains("AllowSelfEscalation"), "{err}");
+    let self_grant = json!({ "KeyId": id, "GranteePrincipal": arn("admin"), "Operations": ["Decrypt"], "AllowSelfEscalation": true });
+    let denied = e.fails(ADMIN, "CreateGrant", self_grant.clone());
+    assert_kind(&denied, ErrorKind::AccessDenied);
+    assert!(
+        denied.message.contains("kmsfs:BypassEscalationGuard"),
+        "{denied}"
+    );
+    // Nor may he give himself the bypass through the key policy: that is an escalation.
+    let with_bypass = {
+        let mut p: Value = serde_json::from_str(&split_policy()).unwrap();
+        p["Statement"].as_array_mut().unwrap().push(json!({
+            "Sid": "AdminMayBypass", "Effect": "Allow",
+            "Principal": {"AWS": arn("admin")},
+            "Action": "kmsfs:BypassEscalationGuard", "Resource": "*"
+        }));
+        p.to_string()
+    };
+    let err = e.fails(
+        ADMIN,
+        "PutKeyPolicy",
+        json!({ "KeyId": id, "Policy": with_bypass }),
+    );
+    assert!(
+        err.message.contains("escalation guard")
+            && err.message.contains("kmsfs:BypassEscalationGuard"),
+        "{err}"
+    );
+    // The account root may bypass by default, and delegates it to the admin.
+    e.ok(
+        ROOT,
+        "PutKeyPolicy",
+        json!({ "KeyId": id, "Policy": with_bypass }),
+    );
+    let hinted = e.fails(
+        ADMIN,
+        "CreateGrant",
+        json!({ "KeyId": id, "GranteePrincipal": arn("admin"), "Operations": ["Decrypt"] }),
+    );
+    assert!(hinted.message.contains("AllowSelfEscalation"), "{hinted}");
     // With the explicit flag it goes through, and the audit log says so.
-    e.ok(ADMIN, "CreateGrant", json!({ "KeyId": id, "GranteePrincipal": arn("admin"), "Operations": ["Decrypt"], "AllowSelfEscalation": true }));
+    e.ok(ADMIN, "CreateGrant", self_grant);
     assert_eq!(e.decrypt(ADMIN, &blob).unwrap(), b"payroll");
     let audit = e.audit_text();
     assert!(audit.contains("Bypassed"), "bypass not audited");
+    let widened_with_bypass = with_bypass.replace(
+        "\"kms:RotateKeyOnDemand\"",
+        "\"kms:RotateKeyOnDemand\", \"kms:Decrypt\"",
+    );
     e.ok(
         ADMIN,
         "PutKeyPolicy",
-        json!({ "KeyId": id, "Policy": widened, "AllowSelfEscalation": true }),
+        json!({ "KeyId": id, "Policy": widened_with_bypass, "AllowSelfEscalation": true }),
     );
 }
 

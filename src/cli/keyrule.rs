@@ -3,14 +3,21 @@
 //! moves with the directory, and is set through the mount with the extended attribute
 //! [`KEY_RULE_XATTR`], so the filesystem's permission checks apply: only a user who may
 //! write the directory may change it. Existing files keep their key.
+//!
+//! `set` first asks the key service whether the key exists, is enabled, and may be used
+//! by the caller for `kms:GenerateDataKey` through kmsfs, so a typo does not turn every
+//! later create under DIR into "Required key not available".
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
+use serde_json::{json, Value};
 
+use crate::cli::service::{connect_described, RootKeyOpts};
 use crate::cli::{GlobalOpts, OutputFormat};
+use crate::kms::ErrorKind;
 
 /// The extended attribute through which a mount exposes a directory's key rule.
 pub const KEY_RULE_XATTR: &str = "user.kmsfs.key_rule";
@@ -28,6 +35,11 @@ pub enum KeyRuleCommand {
         dir: PathBuf,
         #[arg(long)]
         key: String,
+        /// Set the rule without asking the key service whether you may use the key
+        /// (e.g. a key only the directory's other users may use, or one whose policy
+        /// depends on the encryption context).
+        #[arg(long)]
+        force: bool,
     },
     /// Shows DIR's own rule (and nothing if it inherits).
     Show { dir: PathBuf },
@@ -51,12 +63,84 @@ fn os_err(what: &str, dir: &Path) -> anyhow::Error {
     }
 }
 
-pub fn run(args: &KeyRuleArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
+/// Refuses a key that new files could not get: unknown, not Enabled, or one the caller
+/// may not use for kms:GenerateDataKey with kms:ViaService = kmsfs.
+fn check_key_usable(
+    dir: &Path,
+    key: &str,
+    global: &GlobalOpts,
+    keys: &RootKeyOpts,
+) -> anyhow::Result<()> {
+    let (backend, endpoint) = connect_described(global, keys).map_err(|e| {
+        anyhow!(
+            "key-rule set {}: cannot check the key {key} ({e:#}); give --force to set it unchecked",
+            dir.display()
+        )
+    })?;
+    let refuse = |why: String| {
+        anyhow!(
+            "key-rule set {}: refused: {why} (asked {endpoint}). New files under it would fail; \
+             nothing was changed.",
+            dir.display()
+        )
+    };
+    match backend.call("DescribeKey", json!({"KeyId": key})) {
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Err(refuse(format!(
+                "the key {key} does not exist: {}",
+                e.message
+            )))
+        }
+        Ok(v) => {
+            let state = v["KeyMetadata"]["KeyState"].as_str().unwrap_or("Enabled");
+            if state != "Enabled" {
+                return Err(refuse(format!("the key {key} is {state}")));
+            }
+        }
+        // DescribeKey needs its own permission, which a key user may lack: the
+        // simulated GenerateDataKey below still decides.
+        Err(_) => {}
+    }
+    let req = json!({"KeyId": key, "Action": "kms:GenerateDataKey", "ViaService": "kmsfs", "ForCaller": true});
+    let answer = match backend.call("Simulate", req) {
+        Ok(v) => v,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Err(refuse(format!(
+                "the key {key} does not exist: {}",
+                e.message
+            )))
+        }
+        Err(e) => bail!(
+            "key-rule set {}: cannot check the key {key}: {}: {}; give --force to set it unchecked",
+            dir.display(),
+            e.kind.aws_name(),
+            e.message
+        ),
+    };
+    let decision = answer["EvalDecision"].as_str().unwrap_or("unknown");
+    if decision != "allowed" {
+        let who = backend
+            .call("WhoAmI", json!({}))
+            .ok()
+            .and_then(|w| w.get("Arn").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "anonymous".into());
+        return Err(refuse(format!(
+            "you ({who}) may not use {key} for kms:GenerateDataKey through kmsfs ({decision}); \
+             give --force if the rule is meant for other users of the directory"
+        )));
+    }
+    Ok(())
+}
+
+pub fn run(args: &KeyRuleArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
     let name = CString::new(KEY_RULE_XATTR).map_err(|_| anyhow!("xattr name"))?;
     match &args.command {
-        KeyRuleCommand::Set { dir, key } => {
+        KeyRuleCommand::Set { dir, key, force } => {
             if key.trim().is_empty() {
                 bail!("--key: empty key id");
+            }
+            if !*force {
+                check_key_usable(dir, key.trim(), global, keys)?;
             }
             let p = cpath(dir)?;
             // SAFETY: valid NUL-terminated strings and a buffer of the given length.

@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod fsck;
 pub mod keyrule;
 pub mod mount_helper;
+pub mod secrets;
 pub mod service;
 pub mod simulate;
 pub mod whoami;
@@ -114,7 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Umount(a) => service::run_umount(a),
         Command::Fsck(a) => fsck::run(a, g, rk),
         Command::Whoami(a) => whoami::run(a, g, rk),
-        Command::KeyRule(a) => keyrule::run(a, g),
+        Command::KeyRule(a) => keyrule::run(a, g, rk),
         Command::Kms(a) => {
             let backend = service::connect(g, rk)?;
             kms::run(a, g, backend.as_ref())

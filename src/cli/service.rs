@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use zeroize::Zeroizing;
 
+use crate::cli::secrets::{self, SecretSource};
 use crate::cli::{daemon, store_dir, GlobalOpts, OutputFormat};
 use crate::control::{self, Backend, Handler, SocketClient};
 use crate::kms::provider::{Caller, DataKeys};
@@ -29,7 +30,12 @@ pub struct RootKeyOpts {
 }
 
 impl RootKeyOpts {
-    fn source(&self, store: &Path) -> anyhow::Result<RootKeySource> {
+    /// The root key source: `--passphrase-file`, else `KMSFS_PASSPHRASE`, else a prompt
+    /// without echo (a passphrase store and a terminal), else the key file.
+    pub fn source(&self, store: &Path) -> anyhow::Result<RootKeySource> {
+        // Read (and scrubbed from the environment) whatever the source turns out to be,
+        // so the variable never outlives this call in a daemon's /proc/PID/environ.
+        let env = secrets::env_passphrase();
         if let Some(f) = &self.passphrase_file {
             let text = Zeroizing::new(
                 std::fs::read_to_string(f)
@@ -41,10 +47,28 @@ impl RootKeyOpts {
             }
             return Ok(RootKeySource::Passphrase(pass));
         }
-        if let Ok(p) = std::env::var("KMSFS_PASSPHRASE") {
-            if !p.is_empty() {
-                return Ok(RootKeySource::Passphrase(Zeroizing::new(p)));
+        let wants_passphrase = crate::kms::store::Store::sealed_by_passphrase(store);
+        let tty = if env.is_none() && wants_passphrase {
+            secrets::terminal()
+        } else {
+            None
+        };
+        match secrets::choose(false, env.is_some(), wants_passphrase, tty.is_some()) {
+            SecretSource::PassphraseEnv => {
+                if let Some(p) = env {
+                    return Ok(RootKeySource::Passphrase(p));
+                }
             }
+            SecretSource::Prompt => {
+                if let Some(tty) = &tty {
+                    let pass = secrets::prompt(
+                        tty,
+                        &format!("Passphrase of the kmsfs store {}: ", store.display()),
+                    )?;
+                    return Ok(RootKeySource::Passphrase(pass));
+                }
+            }
+            SecretSource::PassphraseFile | SecretSource::KeyFile => {}
         }
         Ok(RootKeySource::KeyFile(
             self.root_key_file
@@ -112,48 +136,148 @@ pub fn self_caller() -> Caller {
     }
 }
 
-/// Reaches the key service: `--socket` if given; else the caller's runtime socket, then
-/// the system one; else, when this user may open the store, the store directly.
+/// The key service a command reached, for `whoami` and for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A control socket (a `serve` or `mount` process answers).
+    Socket(PathBuf),
+    /// The store, opened in this process.
+    Store(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Socket(p) => write!(f, "the key service on socket {}", p.display()),
+            Endpoint::Store(p) => write!(f, "the store {} (opened directly)", p.display()),
+        }
+    }
+}
+
+/// Where a client without `--socket` looks for its key service, in order. A user's own
+/// service and own store come before a service run by someone else, so that a desktop
+/// user with a store of their own never silently talks to root's service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Socket(PathBuf),
+    /// The store directly, because this user owns it.
+    OwnStore,
+}
+
+/// The resolution order without `--socket`: the caller's own runtime socket, then the
+/// store when the caller owns it, then the other sockets (the system one).
+pub fn resolution_order(sockets: &[PathBuf], owns_store: bool) -> Vec<Attempt> {
+    let mut order = Vec::new();
+    let mut rest = sockets.iter();
+    if let Some(own) = rest.next() {
+        order.push(Attempt::Socket(own.clone()));
+    }
+    if owns_store {
+        order.push(Attempt::OwnStore);
+    }
+    order.extend(rest.map(|p| Attempt::Socket(p.clone())));
+    order
+}
+
+fn owns(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw())
+}
+
+fn open_direct(
+    global: &GlobalOpts,
+    keys: &RootKeyOpts,
+    dir: &Path,
+    context: &str,
+) -> anyhow::Result<(Box<dyn Backend>, Endpoint)> {
+    let service = open_service(global, keys).context(context.to_string())?;
+    Ok((
+        Box::new(DirectBackend {
+            service,
+            caller: self_caller(),
+        }),
+        Endpoint::Store(dir.to_path_buf()),
+    ))
+}
+
+/// Reaches the key service (see [`connect_described`]).
 pub fn connect(global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(connect_described(global, keys)?.0)
+}
+
+/// Reaches the key service and says which one answered: `--socket` if given (or, when
+/// nothing listens there yet, the store); else [`resolution_order`]; else the store
+/// directly, which fails with the reason when another user owns it.
+pub fn connect_described(
+    global: &GlobalOpts,
+    keys: &RootKeyOpts,
+) -> anyhow::Result<(Box<dyn Backend>, Endpoint)> {
+    let dir = store_dir(global);
     if let Some(path) = &global.socket {
         if path.exists() {
             let c = SocketClient::connect(path)
                 .with_context(|| format!("connecting to the key service at {}", path.display()))?;
-            return Ok(Box::new(c));
+            return Ok((Box::new(c), Endpoint::Socket(path.clone())));
         }
-        // A named socket that does not exist yet: fall back to the store only if we own
-        // it, so that `KMSFS_SOCKET` set for a later mount does not break setup steps.
-        if !store_dir(global).exists() {
+        // A named socket that does not exist yet: fall back to the store, so that
+        // `KMSFS_SOCKET` set for a later mount does not break setup steps.
+        if !dir.exists() {
             bail!(
                 "no key service listens on {} and there is no store at {}",
                 path.display(),
-                store_dir(global).display()
+                dir.display()
             );
         }
-    } else {
-        let uid = nix::unistd::getuid().as_raw();
-        let paths = control::default_socket_paths(uid);
-        if let Ok(c) = SocketClient::connect_first(&paths) {
-            return Ok(Box::new(c));
+        return open_direct(
+            global,
+            keys,
+            &dir,
+            &format!(
+                "no key service listens on {}, and the store {} cannot be opened directly",
+                path.display(),
+                dir.display()
+            ),
+        );
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let sockets = control::default_socket_paths(uid);
+    for attempt in resolution_order(&sockets, owns(&dir)) {
+        match attempt {
+            Attempt::Socket(path) => {
+                if let Ok(c) = SocketClient::connect(&path) {
+                    return Ok((Box::new(c), Endpoint::Socket(path)));
+                }
+            }
+            // The user's own store: use it, and report why it cannot be opened rather
+            // than falling through to someone else's service.
+            Attempt::OwnStore => {
+                return open_direct(
+                    global,
+                    keys,
+                    &dir,
+                    &format!(
+                    "your own store {} cannot be opened (give --socket to use another key service)",
+                    dir.display()
+                ),
+                )
+            }
         }
     }
-    let dir = store_dir(global);
     if !dir.exists() {
         bail!(
             "no key service is running and there is no store at {} (run `kmsfs init` first, or give --socket)",
             dir.display()
         );
     }
-    let service = open_service(global, keys).with_context(|| {
-        format!(
+    open_direct(
+        global,
+        keys,
+        &dir,
+        &format!(
             "no key service is running, and the store {} cannot be opened directly",
             dir.display()
-        )
-    })?;
-    Ok(Box::new(DirectBackend {
-        service,
-        caller: self_caller(),
-    }))
+        ),
+    )
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -169,6 +293,10 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
     let cfg = service_config(global, keys)?;
     let created = init_store(&cfg).map_err(kms_err)?;
     let dir = store_dir(global);
+    if created {
+        // Once, when the store is created, and on stderr so `--output json` stays clean.
+        eprintln!("{}", backup_advice(&dir, &cfg.root_key));
+    }
     let mut out = serde_json::json!({
         "Store": dir.display().to_string(),
         "StoreCreated": created,
@@ -204,6 +332,43 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
     Ok(0)
 }
 
+/// What `init` tells the person who just created a store: losing it loses the data,
+/// and how to keep a copy.
+pub fn backup_advice(dir: &Path, root_key: &RootKeySource) -> String {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ".".into());
+    let tar = format!(
+        "tar -C {} -czf kmsfs-store-backup.tar.gz {name}",
+        parent.display()
+    );
+    let secret = match root_key {
+        RootKeySource::Passphrase(_) => {
+            "Its keys are sealed by your passphrase, which the store does not contain: without \
+             the passphrase, a copy is useless, so keep the passphrase safe as well."
+                .to_string()
+        }
+        RootKeySource::KeyFile(k) if k.starts_with(dir) => format!(
+            "The copy includes the root key {}, which opens everything: keep it as private as the data.",
+            k.display()
+        ),
+        RootKeySource::KeyFile(k) => format!(
+            "Back up the root key {} too, separately: the store is useless without it.",
+            k.display()
+        ),
+    };
+    format!(
+        "kmsfs: created the store {}. Every file encrypted under its keys is gone for good if \
+         the store is lost.\n  Back it up now, and again after creating or changing keys: {tar}\n  {secret}",
+        dir.display()
+    )
+}
+
 /// How often a running service applies due rotations and deletions.
 const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -236,6 +401,9 @@ pub struct ServeArgs {
 }
 
 pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
+    // Before forking: a prompt needs the terminal, and the passphrase leaves the
+    // environment before the daemon exists.
+    let cfg = service_config(global, keys)?;
     let mut ready = if args.daemon {
         match daemon::daemonize()? {
             Ok(r) => r,
@@ -246,7 +414,7 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     };
     daemon::block_termination_signals();
     let started = (|| -> anyhow::Result<_> {
-        let service = open_service(global, keys)?;
+        let service = Service::open(cfg).map_err(kms_err)?;
         let path = listen_path(global);
         let server = control::Server::bind(&path, Arc::new(ServiceHandler(service.clone())))
             .with_context(|| format!("listening on {}", path.display()))?;
@@ -302,6 +470,9 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         );
     }
     crate::format::VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
+    // Before forking: a prompt needs the terminal, and the passphrase leaves the
+    // environment before the daemon exists.
+    let cfg = service_config(global, keys)?;
     let mut ready = if args.foreground {
         daemon::Readiness::none()
     } else {
@@ -312,7 +483,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     };
     daemon::block_termination_signals();
     let started = (|| -> anyhow::Result<_> {
-        let service = open_service(global, keys)?;
+        let service = Service::open(cfg).map_err(kms_err)?;
         let server = if args.no_socket {
             None
         } else {
@@ -402,4 +573,33 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<i32> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_socket_then_own_store_then_the_system_socket() {
+        let own = PathBuf::from("/run/user/1000/kmsfs/kms.sock");
+        let system = PathBuf::from("/run/kmsfs/kms.sock");
+        let both = [own.clone(), system.clone()];
+        assert_eq!(
+            resolution_order(&both, true),
+            vec![
+                Attempt::Socket(own.clone()),
+                Attempt::OwnStore,
+                Attempt::Socket(system.clone())
+            ]
+        );
+        assert_eq!(
+            resolution_order(&both, false),
+            vec![Attempt::Socket(own), Attempt::Socket(system.clone())]
+        );
+        // Root: its own socket is the system one.
+        assert_eq!(
+            resolution_order(std::slice::from_ref(&system), true),
+            vec![Attempt::Socket(system), Attempt::OwnStore]
+        );
+    }
 }

@@ -1,12 +1,13 @@
 //! `kmsfs whoami`: which principal the calling uid acts as (decided by the key service
-//! from the socket's peer credentials), and what it may do with a volume's keys.
+//! from the socket's peer credentials, or from this process's ids when the store is
+//! opened directly), which service answered, and what the caller may do with keys.
 
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use serde_json::{json, Value};
 
-use crate::cli::service::{connect, RootKeyOpts};
+use crate::cli::service::{connect_described, Endpoint, RootKeyOpts};
 use crate::cli::{GlobalOpts, OutputFormat};
 
 /// The actions a filesystem user cares about, with ViaService = kmsfs.
@@ -22,11 +23,18 @@ pub struct WhoamiArgs {
     pub key_id: Vec<String>,
 }
 
+fn endpoint_json(endpoint: &Endpoint, served_store: Option<&str>) -> Value {
+    match endpoint {
+        Endpoint::Socket(p) => json!({"Socket": p.display().to_string(), "Store": served_store}),
+        Endpoint::Store(p) => json!({"Socket": Value::Null, "Store": p.display().to_string()}),
+    }
+}
+
 pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
-    let backend = connect(global, keys)?;
+    let (backend, endpoint) = connect_described(global, keys)?;
     let me = backend
         .call("WhoAmI", json!({}))
-        .map_err(|e| anyhow!("{}: {}", e.kind.aws_name(), e.message))?;
+        .map_err(|e| anyhow!("{} answered {}: {}", endpoint, e.kind.aws_name(), e.message))?;
     let mut key_ids = args.key_id.clone();
     if let Some(v) = &args.volume {
         let volume = crate::format::VolumeConfig::load(v).map_err(|e| anyhow!("{e}"))?;
@@ -36,14 +44,10 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
     for key in &key_ids {
         let mut actions = serde_json::Map::new();
         for action in FS_ACTIONS {
-            let mut req = json!({"KeyId": key, "Action": action, "ViaService": "kmsfs"});
-            match me.get("Arn").and_then(Value::as_str) {
-                Some(arn) => req["PrincipalArn"] = json!(arn),
-                None => {
-                    req["Uid"] = me.get("Uid").cloned().unwrap_or(json!(0));
-                    req["Gid"] = me.get("Gid").cloned().unwrap_or(json!(0));
-                }
-            }
+            // ForCaller: the service evaluates for the caller exactly as it identified
+            // it (groups included), without needing the right to read the key policy.
+            let req =
+                json!({"KeyId": key, "Action": action, "ViaService": "kmsfs", "ForCaller": true});
             let answer = match backend.call("Simulate", req) {
                 Ok(v) => v
                     .get("EvalDecision")
@@ -55,7 +59,8 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
         }
         keys_out.push(json!({"KeyId": key, "Decisions": actions}));
     }
-    let out = json!({"Principal": me, "Keys": keys_out});
+    let answered_by = endpoint_json(&endpoint, me.get("Store").and_then(Value::as_str));
+    let out = json!({"Principal": me, "AnsweredBy": answered_by, "Keys": keys_out});
     match global.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
         OutputFormat::Text => {
@@ -66,6 +71,14 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
                 me.get("Uid").cloned().unwrap_or_default(),
                 me.get("Gid").cloned().unwrap_or_default()
             );
+            match &endpoint {
+                Endpoint::Socket(p) => println!(
+                    "answered by socket {} (store {})",
+                    p.display(),
+                    me.get("Store").and_then(Value::as_str).unwrap_or("?")
+                ),
+                Endpoint::Store(p) => println!("answered by store {} (direct)", p.display()),
+            }
             for k in &keys_out {
                 let d = &k["Decisions"];
                 let list: Vec<String> = FS_ACTIONS

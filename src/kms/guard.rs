@@ -1,8 +1,15 @@
 //! Two checks on changes to who may use a key: AWS's key policy lockout safety check,
 //! and kmsfs's own escalation guard. The guard goes beyond AWS: a key administrator who
 //! may PutKeyPolicy or CreateGrant could otherwise hand themselves Decrypt; kmsfs
-//! refuses such a change unless the request says `"AllowSelfEscalation": true`, and
-//! audits that bypass. Pure decisions over `policy::evaluate`; never writes state.
+//! refuses such a change unless the request says `"AllowSelfEscalation": true` AND the
+//! caller is allowed the action [`BYPASS_ESCALATION_GUARD`] on the key, and audits that
+//! bypass. Pure decisions over `policy::evaluate`; never writes state.
+//!
+//! Who may bypass is decided like any action (key policy, identity policies through the
+//! key policy's account-root statement, explicit denies); grants never carry it. By
+//! default only the key's account root has it: an account-root caller is allowed unless
+//! a policy explicitly denies it. A refusal mentions the bypass only to callers who may
+//! use it.
 //!
 //! Limitation (documented): the guard compares what the caller may do with no
 //! encryption context (and, for grants, the grant's own constraint context), directly
@@ -15,7 +22,11 @@ use super::managed::VIA_SERVICE;
 use super::model::{KeyRecord, StoreState};
 use super::service::{err, Authz, Call, Service};
 use super::{ErrorKind, KmsError};
-use crate::policy::{Decision, EncryptionContext, Grant, PolicyDocument};
+use crate::policy::{Decision, EncryptionContext, Evaluation, Grant, PolicyDocument};
+use crate::principals::PrincipalKind;
+
+/// The kmsfs action that allows bypassing the escalation guard on a key.
+pub const BYPASS_ESCALATION_GUARD: &str = "kmsfs:BypassEscalationGuard";
 
 /// The data-plane operations the guard protects (grant operation names).
 pub const DATA_OPERATIONS: &[&str] = &[
@@ -109,6 +120,13 @@ impl Service {
                 }
             }
         }
+        // Gaining the bypass is an escalation too: otherwise a key administrator would
+        // first allow himself kmsfs:BypassEscalationGuard, then bypass.
+        if self.bypass_decision(call, st, key, Some(new_policy))?.1
+            && !self.bypass_decision(call, st, key, Some(&current))?.1
+        {
+            out.push(BYPASS_ESCALATION_GUARD.to_string());
+        }
         Ok(out)
     }
 
@@ -140,41 +158,97 @@ impl Service {
     }
 }
 
-/// Refuses an escalation unless bypassed; a bypass is noted for the audit record.
-pub(crate) fn apply_guard(
-    call: &mut Call,
-    key: &KeyRecord,
-    escalated: Vec<String>,
-    allow: bool,
-    what: &str,
-) -> Result<(), KmsError> {
-    if escalated.is_empty() {
-        return Ok(());
+impl Service {
+    /// Evaluates [`BYPASS_ESCALATION_GUARD`] for the caller on `key` (never through
+    /// grants) and applies the account-root default. Returns the evaluation and whether
+    /// the bypass is allowed.
+    fn bypass_decision(
+        &self,
+        call: &Call,
+        st: &StoreState,
+        key: &KeyRecord,
+        policy: Option<&PolicyDocument>,
+    ) -> Result<(Evaluation, bool), KmsError> {
+        let a = Authz::new(BYPASS_ESCALATION_GUARD, Some(key));
+        let ev = self.evaluate_with(call, st, &a, &call.who, policy, Some(&[]), call.via)?;
+        let account_root =
+            call.who.kind == PrincipalKind::Root && call.who.principal.account == key.account;
+        let allowed = match ev.decision {
+            Decision::Allowed => true,
+            Decision::ExplicitDeny => false,
+            Decision::ImplicitDeny => account_root,
+        };
+        Ok((ev, allowed))
     }
-    let who = call
-        .who
-        .principal
-        .arn
-        .clone()
-        .unwrap_or_else(|| "anonymous".into());
-    if !allow {
+
+    /// Refuses an escalation unless the request asks to bypass the guard and the caller
+    /// may; a bypass (and a refused bypass) is noted for the audit record.
+    pub(crate) fn apply_guard(
+        &self,
+        call: &mut Call,
+        st: &StoreState,
+        key: &KeyRecord,
+        escalated: Vec<String>,
+        allow: bool,
+        what: &str,
+    ) -> Result<(), KmsError> {
+        if escalated.is_empty() {
+            return Ok(());
+        }
+        let who = call
+            .who
+            .principal
+            .arn
+            .clone()
+            .unwrap_or_else(|| "anonymous".into());
+        let (ev, may_bypass) = self.bypass_decision(call, st, key, None)?;
+        let refusal = format!(
+            "kmsfs escalation guard: this {what} would give you ({who}) {} on {} that you do not hold now.",
+            escalated.join(", "),
+            key.arn
+        );
+        if !allow {
+            call.audit_notes.insert(
+                "kmsfsEscalationGuard".into(),
+                json!({ "Refused": true, "Actions": escalated }),
+            );
+            // Only a caller who may bypass learns how: anyone else would just be
+            // refused again, and the hint reads like an invitation.
+            let hint = if may_bypass {
+                " Repeat the request with \"AllowSelfEscalation\": true (--allow-self-escalation) to proceed; the bypass is audited."
+            } else {
+                ""
+            };
+            return Err(err(ErrorKind::AccessDenied, format!("{refusal}{hint}")));
+        }
+        // The bypass decision is an authorization like any other: audit it with its
+        // reasons.
+        let mut dv = serde_json::to_value(&ev).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(m) = &mut dv {
+            m.insert("action".into(), json!(BYPASS_ESCALATION_GUARD));
+            m.insert("resource".into(), json!(key.arn));
+            if may_bypass && ev.decision != Decision::Allowed {
+                m.insert("kmsfsDefault".into(), json!("account root"));
+            }
+        }
+        call.decisions.push(dv);
+        if !may_bypass {
+            call.audit_notes.insert(
+                "kmsfsEscalationGuard".into(),
+                json!({ "Refused": true, "BypassDenied": true, "Actions": escalated }),
+            );
+            return Err(err(
+                ErrorKind::AccessDenied,
+                format!(
+                    "{refusal} User: {who} is not authorized to perform: {BYPASS_ESCALATION_GUARD} on resource: {}",
+                    key.arn
+                ),
+            ));
+        }
         call.audit_notes.insert(
             "kmsfsEscalationGuard".into(),
-            json!({ "Refused": true, "Actions": escalated }),
+            json!({ "Bypassed": true, "Actions": escalated }),
         );
-        return Err(err(
-            ErrorKind::AccessDenied,
-            format!(
-                "kmsfs escalation guard: this {what} would give you ({who}) {} on {} that you do not hold now. \
-                 Repeat the request with \"AllowSelfEscalation\": true (--allow-self-escalation) to proceed; the bypass is audited.",
-                escalated.join(", "),
-                key.arn
-            ),
-        ));
+        Ok(())
     }
-    call.audit_notes.insert(
-        "kmsfsEscalationGuard".into(),
-        json!({ "Bypassed": true, "Actions": escalated }),
-    );
-    Ok(())
 }

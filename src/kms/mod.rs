@@ -12,7 +12,10 @@
 //! ListRetirableGrants, RevokeGrant, RetireGrant, Encrypt, Decrypt, ReEncrypt,
 //! GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
 //! GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial; and two
-//! kmsfs extensions, "Simulate" and "WhoAmI".
+//! kmsfs extensions, "Simulate" (with `"ForCaller": true`, about the caller exactly as
+//! identified, groups included, without needing GetKeyPolicy) and "WhoAmI" (the
+//! caller's principal and the store that answered). kmsfs's own action
+//! `kmsfs:BypassEscalationGuard` is evaluated like the `kms:` actions (see `guard`).
 //!
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
@@ -20,7 +23,7 @@
 pub mod ciphertext;
 pub mod clock;
 pub mod error;
-mod guard;
+pub mod guard;
 pub mod managed;
 pub mod model;
 mod ops_aliases;

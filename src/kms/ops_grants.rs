@@ -9,7 +9,6 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::guard::apply_guard;
 use super::model::KeyRecord;
 use super::request::{check_len, paginate, validation, with_marker, Req};
 use super::service::{err, Authz, Call, Service};
@@ -263,7 +262,7 @@ impl Service {
             check_grant_subset(&ev, k, &operations, constraints.as_ref())?;
             let escalated =
                 self.grant_escalation(call, st, k, &grantee, &operations, constraint_ctx.as_ref())?;
-            apply_guard(call, k, escalated, allow_escalation, "grant")?;
+            self.apply_guard(call, st, k, escalated, allow_escalation, "grant")?;
             if dry {
                 return Err(err(
                     ErrorKind::DryRunOperation,

@@ -6,7 +6,6 @@
 use serde_json::{json, Value};
 
 use super::clock::DAY;
-use super::guard::apply_guard;
 use super::model::{
     KeyManager, KeyRecord, KeyState, MaterialVersion, Origin, RotationRecord, RotationSchedule,
     RotationType, StoreState, Tag,
@@ -623,7 +622,7 @@ impl Service {
             |svc, call, st, k| {
                 svc.lockout_check(call, st, k, &doc, bypass)?;
                 let escalated = svc.policy_escalation(call, st, k, &doc)?;
-                apply_guard(call, k, escalated, allow_escalation, "key policy")?;
+                svc.apply_guard(call, st, k, escalated, allow_escalation, "key policy")?;
                 k.policy = text;
                 Ok((json!({}), true))
             },

@@ -93,6 +93,8 @@ struct PrincipalsCache {
     /// The identity policy files the principals file names, with their stamps.
     policy_stamps: Vec<(PathBuf, Option<FileStamp>)>,
     policies_checked: std::time::Instant,
+    /// The last reload failure logged, so a broken file is logged once, not per call.
+    last_error: Option<String>,
 }
 
 /// The key service over one store.
@@ -229,6 +231,7 @@ impl Service {
                 stamp,
                 policy_stamps,
                 policies_checked: std::time::Instant::now(),
+                last_error: None,
             }),
             snapshot: RwLock::new(Arc::new(Snapshot { state, ident })),
             writer: Mutex::new(()),
@@ -268,7 +271,10 @@ impl Service {
         via: Option<&'static str>,
     ) -> Result<Call, KmsError> {
         let (principals, root_policy) = self.current_principals()?;
-        let who = principals.resolve(caller.uid, caller.gid);
+        let who = principals.resolve_with_groups(caller.uid, caller.gid, || {
+            crate::principals::process_groups(caller.pid, caller.uid, caller.gid)
+                .unwrap_or_default()
+        });
         Ok(Call {
             caller: *caller,
             who,
@@ -340,7 +346,8 @@ impl Service {
             .unwrap_or_else(|| self.store.dir().join("principals.toml"));
         let stamp = file_stamp(&path);
         let mut cache = lock(&self.principals);
-        let mut reload = cache.stamp != stamp;
+        // After a failed reload, keep failing (closed) until a reload succeeds.
+        let mut reload = cache.stamp != stamp || cache.last_error.is_some();
         if !reload && cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK {
             reload = cache.policy_stamps.iter().any(|(p, s)| file_stamp(p) != *s);
             cache.policies_checked = std::time::Instant::now();
@@ -348,8 +355,26 @@ impl Service {
         if reload {
             // Changed, appeared or disappeared: reload. A broken file fails closed
             // (every call errors, naming the file) rather than keeping stale grants.
-            let (p, stamp, policy_stamps) =
-                load_principals(self.principals_explicit.as_deref(), &self.store)?;
+            let loaded = load_principals(self.principals_explicit.as_deref(), &self.store);
+            let (p, stamp, policy_stamps) = match loaded {
+                Ok(l) => {
+                    cache.last_error = None;
+                    l
+                }
+                Err(e) => {
+                    // A mount's callers only see EIO; the log says why, once per
+                    // distinct failure rather than once per call.
+                    if cache.last_error.as_deref() != Some(e.message.as_str()) {
+                        log::error!(
+                            "key service for store {}: every request fails until the principals file is fixed: {}",
+                            self.store.dir().display(),
+                            e.message
+                        );
+                        cache.last_error = Some(e.message.clone());
+                    }
+                    return Err(e);
+                }
+            };
             cache.root_policy =
                 Arc::new(parse_stored_policy(&root_delegation_policy(p.account()))?);
             cache.principals = Arc::new(p);
@@ -714,6 +739,7 @@ impl Service {
             "Uid": call.caller.uid,
             "Gid": call.caller.gid,
             "Type": kind_name(call.who.kind),
+            "Store": self.store.dir().display().to_string(),
         })
     }
 
@@ -728,7 +754,12 @@ impl Service {
         };
         let ctx = r.opt_context("EncryptionContext")?;
         let via = r.opt_str("ViaService")?.map(str::to_string);
-        let target = if let Some(arn) = r.opt_str("PrincipalArn")? {
+        // kmsfs extension: "ForCaller": true asks about the caller exactly as it was
+        // identified (supplementary groups included), anonymous callers too.
+        let for_caller = r.flag("ForCaller")?;
+        let target = if for_caller {
+            call.who.clone()
+        } else if let Some(arn) = r.opt_str("PrincipalArn")? {
             call.principals
                 .by_arn(arn)
                 .map_err(|m| err(ErrorKind::Validation, format!("PrincipalArn: {m}")))?
@@ -749,8 +780,8 @@ impl Service {
         let (k, _) = self.find_key(call, &snap.state, key_id, true)?;
         // Asking what you yourself may do reveals nothing you could not learn by trying
         // (`kmsfs whoami`); asking about anyone else needs the right to read the policy.
-        let about_self =
-            target.principal.arn.is_some() && target.principal.arn == call.who.principal.arn;
+        let about_self = for_caller
+            || (target.principal.arn.is_some() && target.principal.arn == call.who.principal.arn);
         if !about_self {
             self.authorize(call, &snap.state, Authz::new("kms:GetKeyPolicy", Some(k)))?;
         }

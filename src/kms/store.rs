@@ -467,6 +467,16 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether the store in `dir` is sealed by a passphrase (false when absent,
+    /// unreadable or sealed by a key file): lets the CLI decide to prompt before
+    /// opening it.
+    pub fn sealed_by_passphrase(dir: &Path) -> bool {
+        fs::read(dir.join(HEADER_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Header>(&b).ok())
+            .is_some_and(|h| matches!(h.root_key, RootKeyParams::Passphrase { .. }))
+    }
+
     /// Opens an existing store, checking modes, owner, format version and root key.
     pub fn open(dir: &Path, source: &RootKeySource) -> Result<Store, KmsError> {
         if !dir.exists() {
