@@ -431,7 +431,17 @@ impl Service {
                 return Ok(doc.clone());
             }
         }
-        let doc = Arc::new(parse_stored_policy(&k.policy)?);
+        let (doc, refusal) = PolicyDocument::parse_stored(&k.policy)
+            .map_err(|e| internal(format!("a stored key policy no longer parses: {e}")))?;
+        if let Some(why) = refusal {
+            // Stored before duplicate keys were refused: keep the key usable with the
+            // meaning it had (last copy wins), and say loudly that it needs replacing.
+            log::warn!(
+                "key {}: the stored key policy would now be refused ({why}); it is evaluated with the last copy of each duplicate key; put a corrected policy with `kmsfs kms put-key-policy`",
+                k.key_id
+            );
+        }
+        let doc = Arc::new(doc);
         cache.insert(k.key_id.clone(), (k.policy.clone(), doc.clone()));
         Ok(doc)
     }
