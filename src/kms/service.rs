@@ -993,6 +993,9 @@ pub(crate) fn effective_state(k: &KeyRecord, now: i64) -> KeyState {
 }
 
 /// Splits a KeyId into (key id, alias name). Foreign accounts/regions are NotFound.
+/// AWS's length limit of a KeyId member (key id, key ARN, alias name or alias ARN).
+const MAX_KEY_ID_LEN: usize = 2048;
+
 pub(crate) fn parse_key_ref(
     key_id: &str,
     account: &str,
@@ -1008,6 +1011,12 @@ pub(crate) fn parse_key_ref(
         return Err(super::request::validation(
             "1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length greater than or equal to 1",
         ));
+    }
+    if key_id.len() > MAX_KEY_ID_LEN {
+        // Checked before the id is echoed in any message.
+        return Err(super::request::validation(format!(
+            "1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length less than or equal to {MAX_KEY_ID_LEN}"
+        )));
     }
     if key_id.starts_with("alias/") {
         return Ok((String::new(), Some(key_id.to_string())));
