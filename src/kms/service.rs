@@ -243,6 +243,11 @@ impl Service {
         self.store.dir()
     }
 
+    /// The uid that owns the store (its administrator on a single-user machine).
+    pub fn store_owner_uid(&self) -> u32 {
+        self.store.owner_uid()
+    }
+
     /// Runs one AWS KMS JSON API operation for `caller` (see the module doc of
     /// [`crate::kms`] for the list). Every call is audited, allowed or not.
     pub fn call(
