@@ -89,7 +89,7 @@ pub(crate) fn bounded(v: &Value, scrub: bool) -> Value {
                 .iter()
                 .map(|(k, v)| (k.clone(), canonical_bytes_scrubbed(v).len()))
                 .collect();
-            sizes.sort_by(|a, b| b.1.cmp(&a.1));
+            sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
             for (k, _) in sizes {
                 if size <= MAX_FIELD_BYTES {
                     break;
@@ -97,7 +97,8 @@ pub(crate) fn bounded(v: &Value, scrub: bool) -> Value {
                 if let Some(member) = m.get_mut(&k) {
                     let before = canonical_bytes_scrubbed(member);
                     let replacement = marker(&before);
-                    size = size - before.len() + canonical_bytes_scrubbed(&replacement).len();
+                    size = size.saturating_sub(before.len())
+                        + canonical_bytes_scrubbed(&replacement).len();
                     *member = replacement;
                 }
             }
@@ -108,7 +109,7 @@ pub(crate) fn bounded(v: &Value, scrub: bool) -> Value {
                 .enumerate()
                 .map(|(i, v)| (i, canonical_bytes_scrubbed(v).len()))
                 .collect();
-            sizes.sort_by(|a, b| b.1.cmp(&a.1));
+            sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
             for (i, _) in sizes {
                 if size <= MAX_FIELD_BYTES {
                     break;
@@ -116,7 +117,8 @@ pub(crate) fn bounded(v: &Value, scrub: bool) -> Value {
                 if let Some(item) = items.get_mut(i) {
                     let before = canonical_bytes_scrubbed(item);
                     let replacement = marker(&before);
-                    size = size - before.len() + canonical_bytes_scrubbed(&replacement).len();
+                    size = size.saturating_sub(before.len())
+                        + canonical_bytes_scrubbed(&replacement).len();
                     *item = replacement;
                 }
             }
