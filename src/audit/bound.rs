@@ -1,6 +1,8 @@
 //! Keeping every record small whatever a caller sends: the request and response of a
 //! call are copied into its record, and a denied call with a megabyte of encryption
 //! context must not cost the log a megabyte (nor fill the store's disk in a loop).
+//! A field that fits in [`MAX_FIELD_BYTES`] is written as it is; only a larger one is
+//! cut by the rules below.
 //!
 //! What is cut stays checkable: a cut string ends with a marker giving its length and
 //! the SHA-256 of its UTF-8 bytes; a cut object, list or member is replaced by a marker
@@ -52,25 +54,6 @@ fn marker(canonical: &[u8]) -> Value {
         canonical.len(),
         sha256_hex(canonical)
     ))
-}
-
-/// Whether `v` needs no cutting by the structural rules (string and member limits).
-/// The byte limit of the whole field is checked on the written bytes by the caller.
-pub(crate) fn is_small(v: &Value, scrub: bool) -> bool {
-    match v {
-        Value::String(s) => s.len() <= MAX_STRING_BYTES,
-        Value::Array(items) => {
-            items.len() <= MAX_MEMBERS && items.iter().all(|i| is_small(i, scrub))
-        }
-        Value::Object(m) => {
-            m.len() <= MAX_MEMBERS
-                && m.iter().all(|(k, v)| {
-                    k.len() <= MAX_STRING_BYTES
-                        && ((scrub && is_secret_member(k)) || is_small(v, scrub))
-                })
-        }
-        _ => true,
-    }
 }
 
 /// A copy of `v` within the record limits: secret members hidden (with `scrub`), long
@@ -210,7 +193,6 @@ mod tests {
     #[test]
     fn small_values_are_untouched() {
         let v = json!({"KeyId": "k", "EncryptionContext": {"a": "1"}, "List": [1, 2, 3]});
-        assert!(is_small(&v, true));
         assert_eq!(bounded(&v, false), v);
     }
 

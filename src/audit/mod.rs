@@ -43,9 +43,10 @@
 //! by the next writer that takes the lock, or by the next open.
 //!
 //! # Size
-//! Every record is bounded (see [`MAX_RECORD_BYTES`]): a long string is cut and ends
-//! with a marker carrying its length and SHA-256, and a large object or list keeps its
-//! first members, so a request of any size costs the log a few KiB at most.
+//! Every record is bounded (see [`MAX_RECORD_BYTES`]): a request or response field
+//! larger than 12 KiB is cut (a long string ends with a marker carrying its length and
+//! SHA-256, a large object or list keeps its first members), so a request of any size
+//! costs the log a few KiB at most.
 //!
 //! # Concurrency
 //! A `Mutex` serializes threads; an exclusive `flock` on the log serializes processes

@@ -220,16 +220,12 @@ impl Canon {
     /// `scrub`, secret members are hidden.
     fn bounded_value(&mut self, v: &Value, scrub: bool) {
         let start = self.out.len();
-        // The common case costs one walk and the write it needs anyway.
-        if bound::is_small(v, scrub) {
-            write_canonical_with(v, &mut self.out, scrub);
-            if self.out.len() - start <= bound::MAX_FIELD_BYTES {
-                self.first = false;
-                return;
-            }
+        // The common case: the value fits and is written once.
+        let limit = start.saturating_add(bound::MAX_FIELD_BYTES);
+        if !write_canonical_within(v, &mut self.out, scrub, limit) {
             self.out.truncate(start);
+            write_canonical_with(&bound::bounded(v, scrub), &mut self.out, scrub);
         }
-        write_canonical_with(&bound::bounded(v, scrub), &mut self.out, scrub);
         self.first = false;
     }
 }
@@ -258,6 +254,13 @@ pub(crate) fn is_secret_member(name: &str) -> bool {
 /// Canonical form of `value`; with `scrub`, members named in SECRET_MEMBERS (at any
 /// depth) are written as HIDDEN instead of their value.
 fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
+    write_canonical_within(value, out, scrub, usize::MAX);
+}
+
+/// [`write_canonical_with`] that gives up (returning false, with `out` partly written)
+/// as soon as `out` would grow past `limit` bytes, before writing a long string whole.
+fn write_canonical_within(value: &Value, out: &mut Vec<u8>, scrub: bool, limit: usize) -> bool {
+    let fits = |out: &Vec<u8>, more: usize| out.len().saturating_add(more) <= limit;
     match value {
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
@@ -267,12 +270,19 @@ fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
                 if i > 0 {
                     out.push(b',');
                 }
+                if !fits(out, name.len() + 3) {
+                    return false;
+                }
                 write_string(name, out);
                 out.push(b':');
-                if scrub && is_secret_member(name) {
+                let ok = if scrub && is_secret_member(name) {
                     write_string(HIDDEN, out);
+                    true
                 } else {
-                    write_canonical_with(v, out, scrub);
+                    write_canonical_within(v, out, scrub, limit)
+                };
+                if !ok {
+                    return false;
                 }
             }
             out.push(b'}');
@@ -283,11 +293,19 @@ fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical_with(v, out, scrub);
+                if !write_canonical_within(v, out, scrub, limit) {
+                    return false;
+                }
             }
             out.push(b']');
         }
-        Value::String(s) => write_string(s, out),
+        Value::String(s) => {
+            // Escaping only lengthens a string: check before writing a long one.
+            if !fits(out, s.len() + 2) {
+                return false;
+            }
+            write_string(s, out);
+        }
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         // Writing into a Vec cannot fail.
@@ -295,6 +313,7 @@ fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
             let _ = serde_json::to_writer(&mut *out, n);
         }
     }
+    out.len() <= limit
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
