@@ -275,19 +275,70 @@ fn removed_reordered_truncated_or_foreign_records_are_named() {
 }
 
 #[test]
-fn appending_after_a_torn_write_keeps_the_torn_line_reported() {
+fn a_torn_tail_is_removed_on_open_and_the_chain_verifies_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     write_log(&path, 3);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, &text[..text.len() - 15]).unwrap();
-    // The next writer closes the torn line and continues from record 2.
+    assert_eq!(broken_line(&path), 3, "verify reports the torn line");
+    // The next writer removes the partial record and continues from record 2.
     let log = AuditLog::open(&path).unwrap();
     assert_eq!(log.head().0, 2);
     log.append(&event(9, false), NOW).unwrap();
     drop(log);
-    assert_eq!(lines(&path).len(), 4);
-    assert_eq!(broken_line(&path), 3);
+    assert_eq!(lines(&path).len(), 3);
+    let report = verify(&path).unwrap();
+    assert_eq!((report.records, report.last_seq), (3, 3));
+}
+
+#[test]
+fn a_whole_record_that_lost_only_its_newline_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    write_log(&path, 3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 1]).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    assert_eq!(log.head().0, 3, "record 3 is whole and chained: kept");
+    drop(log);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    assert_eq!(verify(&path).unwrap().records, 3);
+}
+
+#[test]
+fn a_torn_tail_that_cannot_be_cut_is_refused_with_the_fix_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    write_log(&path, 2);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cut = text.len() - 10;
+    std::fs::write(&path, &text[..cut]).unwrap();
+    // The append-only attribute allows O_APPEND opens but no truncation.
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+a") {
+        eprintln!("skipped: chattr +a is not available here");
+        return;
+    }
+    let opened = AuditLog::open(&path);
+    assert!(chattr("-a"));
+    let Err(err) = opened else {
+        panic!("a log with a torn tail that cannot be cut was opened")
+    };
+    assert!(matches!(err, AuditError::TornTail { .. }), "{err:?}");
+    let intact = text.lines().next().unwrap().len() + 1;
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("truncate -s {intact} {}", path.display())),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap().len(), cut, "nothing changed");
 }
 
 #[test]
@@ -465,7 +516,7 @@ fn a_batch_lands_as_adjacent_records_of_one_chain() {
 }
 
 #[test]
-fn a_torn_line_left_by_another_writer_is_closed_before_the_next_record() {
+fn a_torn_line_left_by_another_writer_is_removed_before_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let log = AuditLog::open(&path).unwrap();
@@ -479,11 +530,11 @@ fn a_torn_line_left_by_another_writer_is_closed_before_the_next_record() {
     log.append(&event(2, false), NOW).unwrap();
     drop(log);
     let l = lines(&path);
-    assert_eq!(l.len(), 3, "the torn fragment is its own line");
-    let last: Value = serde_json::from_str(&l[2]).unwrap();
+    assert_eq!(l.len(), 2, "the torn fragment is gone");
+    let last: Value = serde_json::from_str(&l[1]).unwrap();
     assert_eq!(
         last["kmsfs"]["seq"], 2,
         "the chain continues from the last intact record"
     );
-    assert_eq!(broken_line(&path), 2, "verify still reports the damage");
+    assert_eq!(verify(&path).unwrap().records, 2);
 }

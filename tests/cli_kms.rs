@@ -825,3 +825,80 @@ fn list_grants_returns_every_page_like_aws_cli() {
     let all = json(&s.as_uid(BOB, &["kms", "list-grants", "--key-id", &key]));
     assert_eq!(all["Grants"].as_array().unwrap().len(), 60);
 }
+
+#[test]
+fn put_key_policy_with_duplicate_json_keys_is_refused_and_the_old_policy_stays() {
+    let s = Served::start("dupkeys");
+    let key = s.create_key();
+    let get = |s: &Served| {
+        json(&s.as_uid(
+            BOB,
+            &[
+                "kms",
+                "get-key-policy",
+                "--key-id",
+                &key,
+                "--policy-name",
+                "default",
+            ],
+        ))["Policy"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = get(&s);
+    // A reviewer reading this sees a Deny of everything; a last-wins parser applies
+    // only the Allow that follows it.
+    let shadowed = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"DenyAll","Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*"}}],"Statement":{}}}"#,
+        serde_json::from_str::<serde_json::Value>(&key_policy()).unwrap()["Statement"]
+    );
+    let in_condition = key_policy().replacen(
+        r#""Sid":"Users""#,
+        r#""Sid":"Users","Condition":{"StringEquals":{"kms:ViaService":"kmsfs","kms:ViaService":"x"}}"#,
+        1,
+    );
+    assert_ne!(in_condition, key_policy(), "the policy text changed");
+    for (name, text, named) in [
+        ("top", shadowed.as_str(), "duplicate key \"Statement\""),
+        (
+            "condition",
+            in_condition.as_str(),
+            "duplicate key \"kms:ViaService\" in Statement[1].Condition.StringEquals",
+        ),
+    ] {
+        let file = s.public_file(&format!("dup-{name}.json"), text.as_bytes());
+        let out = s.as_uid(
+            BOB,
+            &[
+                "kms",
+                "put-key-policy",
+                "--key-id",
+                &key,
+                "--policy-name",
+                "default",
+                "--policy",
+                &format!("file://{}", file.display()),
+            ],
+        );
+        service_error(&out, "MalformedPolicyDocumentException", "PutKeyPolicy");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{name}: {err}");
+        assert_eq!(get(&s), before, "{name}: the stored policy is unchanged");
+    }
+    // Creating a key with such a policy is refused the same way.
+    let file = s.public_file("dup-create.json", shadowed.as_bytes());
+    service_error(
+        &s.as_uid(
+            BOB,
+            &[
+                "kms",
+                "create-key",
+                "--policy",
+                &format!("file://{}", file.display()),
+            ],
+        ),
+        "MalformedPolicyDocumentException",
+        "CreateKey",
+    );
+}

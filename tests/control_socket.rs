@@ -503,3 +503,214 @@ fn random_garbage_on_many_connections_leaves_the_server_serving() {
     let client = SocketClient::connect(&path).unwrap();
     assert_eq!(client.call("Ping", json!({})).unwrap()["Operation"], "Ping");
 }
+
+/// How a child's connection attempt ended.
+const SERVED: u8 = 0;
+const REFUSED_PER_UID: u8 = 1;
+const REFUSED_OTHER: u8 = 2;
+
+/// A child process that switched to `uid`, opened connections and sent a Ping on each;
+/// it keeps the served ones open (idle) until dropped.
+struct Holder {
+    child: nix::unistd::Pid,
+    /// How each connection attempt ended: SERVED, REFUSED_PER_UID or REFUSED_OTHER.
+    outcomes: Vec<u8>,
+}
+
+impl Holder {
+    fn count(&self, outcome: u8) -> usize {
+        self.outcomes.iter().filter(|o| **o == outcome).count()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // Its connections close as it dies. (A release pipe would not do: children
+        // forked later inherit its write end.)
+        let _ = nix::sys::signal::kill(self.child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.child, None);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Forks a child that becomes `uid` and opens `n` connections to `path`.
+fn hold_connections(path: &Path, uid: u32, n: usize) -> Holder {
+    // Everything the child needs is allocated before the fork: the child of a
+    // multithreaded process must not allocate.
+    let mut frame = Vec::new();
+    write_frame(
+        &mut frame,
+        br#"{"Version":1,"Operation":"Ping","Request":{}}"#,
+    )
+    .unwrap();
+    let mut streams: Vec<UnixStream> = Vec::with_capacity(n);
+    let mut outcomes = vec![REFUSED_OTHER; n];
+    let (result_r, result_w) = nix::unistd::pipe().unwrap();
+    // SAFETY: the child only makes system calls on memory allocated above and leaves
+    // with _exit; it never returns into the test harness.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(result_r);
+            let switched = nix::unistd::setgroups(&[]).is_ok()
+                && nix::unistd::setresgid(uid.into(), uid.into(), uid.into()).is_ok()
+                && nix::unistd::setresuid(uid.into(), uid.into(), uid.into()).is_ok();
+            if switched {
+                for outcome in outcomes.iter_mut() {
+                    let Ok(mut s) = UnixStream::connect(path) else {
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                    // A refused connection may be closed before the request is written;
+                    // its refusal is still there to read.
+                    let _ = s.write_all(&frame);
+                    let mut reply = [0u8; 1024];
+                    let mut got = 0;
+                    while got < reply.len() {
+                        match s.read(&mut reply[got..]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => got += k,
+                        }
+                        if got >= 4 {
+                            let len = u32::from_be_bytes([reply[0], reply[1], reply[2], reply[3]]);
+                            if got >= 4 + len as usize {
+                                break;
+                            }
+                        }
+                    }
+                    let reply = &reply[..got];
+                    *outcome = if find(reply, b"\"Ok\"") {
+                        streams.push(s);
+                        SERVED
+                    } else if find(reply, b"limit per uid") {
+                        REFUSED_PER_UID
+                    } else {
+                        REFUSED_OTHER
+                    };
+                }
+            }
+            let _ = nix::unistd::write(&result_w, &outcomes);
+            drop(result_w);
+            // Hold the served connections, idle, until the parent kills us.
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(result_w);
+            let mut out = Vec::new();
+            std::fs::File::from(result_r).read_to_end(&mut out).unwrap();
+            let holder = Holder {
+                child,
+                outcomes: out,
+            };
+            assert_eq!(
+                holder.outcomes.len(),
+                n,
+                "child as uid {uid} reported {:?}",
+                holder.outcomes
+            );
+            holder
+        }
+    }
+}
+
+#[test]
+fn one_uid_with_many_idle_connections_locks_out_neither_other_uids_nor_the_owner_or_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching uids needs root");
+        return;
+    }
+    let (_dir, path) = socket_dir();
+    let owner = 4000;
+    let _server = Server::bind(&path, Arc::new(EchoHandler))
+        .unwrap()
+        .with_max_connections(12)
+        .with_max_connections_per_uid(4)
+        .with_reserved_connections(2)
+        .with_privileged_uid(owner)
+        .spawn()
+        .unwrap();
+    // uid A opens 10 idle connections: 4 are served, the rest refused per uid.
+    let a = hold_connections(&path, 1234, 10);
+    assert_eq!(
+        (a.count(SERVED), a.count(REFUSED_PER_UID)),
+        (4, 6),
+        "{:?}",
+        a.outcomes
+    );
+    // Another uid and root are still served.
+    let b = hold_connections(&path, 1235, 1);
+    assert_eq!(b.outcomes, [SERVED]);
+    let root = SocketClient::connect(&path).unwrap();
+    assert_eq!(root.call("Ping", json!({})).unwrap()["Uid"], 0);
+    // Others fill what is left but the reserve (4 + 1 + 1 + 4 = 10 of 12 slots)...
+    let c = hold_connections(&path, 1236, 4);
+    assert_eq!(c.count(SERVED), 4, "{:?}", c.outcomes);
+    // ...so a fifth uid is refused, while the owner and root still get the reserve.
+    let d = hold_connections(&path, 1237, 1);
+    assert_eq!(d.outcomes, [REFUSED_OTHER]);
+    let o = hold_connections(&path, owner, 1);
+    assert_eq!(o.outcomes, [SERVED], "the store owner uses the reserve");
+    let root2 = SocketClient::connect(&path).unwrap();
+    assert_eq!(root2.call("Ping", json!({})).unwrap()["Uid"], 0);
+    // Once uid A lets go, others are served again.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = hold_connections(&path, 1237, 1);
+        if e.outcomes == [SERVED] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slots never freed: {:?}",
+            e.outcomes
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_client_trickling_a_frame_byte_by_byte_is_disconnected_at_the_frame_deadline() {
+    let (_dir, path) = socket_dir();
+    let _server = Server::bind(&path, Arc::new(EchoHandler))
+        .unwrap()
+        // Each byte arrives well within the idle timeout: only the frame deadline can
+        // end this connection.
+        .with_idle_timeout(Duration::from_secs(60))
+        .with_frame_timeout(Duration::from_millis(300))
+        .spawn()
+        .unwrap();
+    let mut slow = UnixStream::connect(&path).unwrap();
+    let mut frame = Vec::new();
+    write_frame(
+        &mut frame,
+        format!(
+            r#"{{"Version":1,"Operation":"Ping","Request":{{"Pad":"{}"}}}}"#,
+            "x".repeat(2000)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut closed = false;
+    for byte in &frame {
+        if slow.write_all(std::slice::from_ref(byte)).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(closed, "a frame trickled over 40 s was still being read");
+    let mut rest = Vec::new();
+    assert_eq!(
+        slow.read_to_end(&mut rest).unwrap_or(0),
+        0,
+        "closed without an answer"
+    );
+    // The same request sent at once is answered.
+    let client = SocketClient::connect(&path).unwrap();
+    assert_eq!(client.call("Ping", json!({})).unwrap()["Operation"], "Ping");
+}

@@ -37,18 +37,30 @@
 //! append after the interval, by [`AuditLog::sync`] or on drop; a power loss can lose at
 //! most that window of read-only records, never a state change.
 //!
+//! A failed append (a full disk: [`AuditError::NoSpace`], or a failed `fdatasync`) is
+//! cut back to where the file ended before it, so the log never keeps a torn line; the
+//! caller fails the call closed. A torn line left by a crash is removed (with a warning)
+//! by the next writer that takes the lock, or by the next open.
+//!
+//! # Size
+//! Every record is bounded (see [`MAX_RECORD_BYTES`]): a request or response field
+//! larger than 12 KiB is cut (a long string ends with a marker carrying its length and
+//! SHA-256, a large object or list keeps its first members), so a request of any size
+//! costs the log a few KiB at most.
+//!
 //! # Concurrency
 //! A `Mutex` serializes threads; an exclusive `flock` on the log serializes processes
 //! (a `kmsfs mount` and a `kmsfs serve` may share a store). Under the lock, if the file
 //! grew since this process last wrote, the tail is reread so the chain continues from the
 //! other process's last record.
 
+mod bound;
 mod reader;
 mod record;
 mod verify;
 
 pub use reader::{DecisionFilter, Filter, Follower, Reader};
-pub use record::canonical_bytes;
+pub use record::{canonical_bytes, MAX_RECORD_BYTES};
 pub use verify::{verify, VerifyReport};
 
 use std::fs::{File, OpenOptions};
@@ -118,13 +130,26 @@ pub enum AuditError {
         line: u64,
         reason: String,
     },
+    /// The disk (or quota) holding the log is full. Nothing of the failed record was
+    /// left behind; appends work again once space is freed.
+    #[error("no space left on device: {path}")]
+    NoSpace { path: String },
+    /// The log ends in a partial record that could not be removed.
+    #[error("audit log {path} ends in a torn record ({torn} bytes after offset {at}) that cannot be removed ({source}); remove it with `truncate -s {at} {path}`, then `kmsfs audit verify`")]
+    TornTail {
+        path: String,
+        at: u64,
+        torn: u64,
+        source: std::io::Error,
+    },
 }
 
 impl AuditError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        AuditError::Io {
-            path: path.display().to_string(),
-            source,
+        let path = path.display().to_string();
+        match source.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => AuditError::NoSpace { path },
+            _ => AuditError::Io { path, source },
         }
     }
 }
@@ -152,9 +177,9 @@ struct Chain {
 impl AuditLog {
     /// Opens (creating with mode 0600) the log at `path`, continuing its chain.
     ///
-    /// A torn last line (a crash in the middle of a write, or a truncation) is closed with
-    /// a newline and the chain continues from the last intact record; [`verify`] keeps
-    /// reporting the torn line, as it should.
+    /// A torn last line (a crash in the middle of a write) is removed with a warning and
+    /// the chain continues from the last intact record (see `repair_torn_tail`); if the
+    /// file cannot be cut, opening fails with [`AuditError::TornTail`], naming the fix.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
         let file = OpenOptions::new()
             .read(true)
@@ -236,17 +261,29 @@ impl AuditLog {
             bytes.push(b'\n');
             prev = hash;
         }
-        chain
-            .file
-            .write_all(&bytes)
-            .map_err(|e| AuditError::io(path, e))?;
+        let state_change = events.iter().any(|e| !e.read_only);
+        let must_sync = state_change || chain.last_sync.elapsed() >= DATA_SYNC_INTERVAL;
+        let written = chain.file.write_all(&bytes).and_then(|()| {
+            if must_sync {
+                chain.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // A short write (ENOSPC mid-line) or a failed sync: take the records back, so
+            // the log never holds a torn line and the call, which fails, has no record.
+            chain.roll_back(path, size);
+            return Err(AuditError::io(path, e));
+        }
         chain.end = size + bytes.len() as u64;
         chain.seq = seq;
         chain.prev_hash = prev;
-        chain.unsynced = true;
-        let state_change = events.iter().any(|e| !e.read_only);
-        if state_change || chain.last_sync.elapsed() >= DATA_SYNC_INTERVAL {
-            chain.sync(path)?;
+        if must_sync {
+            chain.unsynced = false;
+            chain.last_sync = Instant::now();
+        } else {
+            chain.unsynced = true;
         }
         drop(lock);
         Ok(())
@@ -290,16 +327,24 @@ impl Chain {
         Ok(())
     }
 
+    /// Cuts the file back to `size` after a failed append (under the file lock).
+    fn roll_back(&mut self, path: &Path, size: u64) {
+        if let Err(e) = self.file.set_len(size) {
+            // The next append (or open) finds the torn line and repairs it then.
+            log::error!(
+                "audit log {}: cannot remove a partly written record: {e}",
+                path.display()
+            );
+        }
+    }
+
     /// Reads the last intact record's seq and hash. Must hold the file lock: then no
-    /// writer is mid-line, so a torn last line is damage (a crash, a full disk) and gets
-    /// its newline, letting the next record start cleanly.
+    /// writer is mid-line, so a torn last line is damage (a crash in the middle of a
+    /// write, or a failed append whose roll-back also failed) and is repaired first.
     fn reload_tail(&mut self, path: &Path) -> Result<(), AuditError> {
-        let tail = reader::read_tail(&self.file).map_err(|e| AuditError::io(path, e))?;
+        let mut tail = reader::read_tail(&self.file).map_err(|e| AuditError::io(path, e))?;
         if tail.torn {
-            self.file
-                .write_all(b"\n")
-                .map_err(|e| AuditError::io(path, e))?;
-            self.file.sync_data().map_err(|e| AuditError::io(path, e))?;
+            tail.last = self.repair_torn_tail(path, &tail)?;
         }
         match tail.last {
             Some((seq, hash)) => {
@@ -317,6 +362,59 @@ impl Chain {
             .map_err(|e| AuditError::io(path, e))?
             .len();
         Ok(())
+    }
+}
+
+/// A torn fragment longer than this is never a whole record (records are bounded).
+const MAX_RECORD_CHECK: u64 = 4 * record::MAX_RECORD_BYTES as u64;
+
+impl Chain {
+    /// Repairs a log whose last line has no newline, returning the chain's new tail.
+    ///
+    /// A fragment that is a whole, correctly chained record which lost only its newline
+    /// is kept and closed. Anything else is a partial record of a call that never got
+    /// its answer (the append failed or the process died first): it is removed, with a
+    /// warning, so `audit verify` sees an intact chain again. Refuses, naming the fix,
+    /// if the file cannot be cut.
+    fn repair_torn_tail(
+        &mut self,
+        path: &Path,
+        tail: &reader::Tail,
+    ) -> Result<Option<(u64, String)>, AuditError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| AuditError::io(path, e))?
+            .len();
+        let at = tail.complete_len;
+        let torn = len.saturating_sub(at);
+        if torn <= MAX_RECORD_CHECK {
+            let mut fragment = vec![0u8; torn as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut fragment, at)
+                .map_err(|e| AuditError::io(path, e))?;
+            if let Some(fields) = verify::next_record(&fragment, tail.last.as_ref()) {
+                self.file
+                    .write_all(b"\n")
+                    .and_then(|()| self.file.sync_data())
+                    .map_err(|e| AuditError::io(path, e))?;
+                return Ok(Some(fields));
+            }
+        }
+        log::warn!(
+            "audit log {}: removing a torn record at its end ({torn} bytes after offset {at}), left by a write that was cut short (a crash or a full disk); the chain continues from record {}",
+            path.display(),
+            tail.last.as_ref().map_or(0, |(seq, _)| *seq)
+        );
+        self.file
+            .set_len(at)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| AuditError::TornTail {
+                path: path.display().to_string(),
+                at,
+                torn,
+                source,
+            })?;
+        Ok(tail.last.clone())
     }
 }
 

@@ -16,6 +16,8 @@ pub(crate) struct Tail {
     pub last: Option<(u64, String)>,
     /// The file does not end with a newline.
     pub torn: bool,
+    /// Where the last complete line ends (the file's length unless `torn`).
+    pub complete_len: u64,
 }
 
 /// seq and hash of one record line, if it is a record.
@@ -34,11 +36,17 @@ pub(crate) fn read_tail(file: &File) -> std::io::Result<Tail> {
         return Ok(Tail {
             last: None,
             torn: false,
+            complete_len: 0,
         });
     }
     let mut last_byte = [0u8; 1];
     file.read_exact_at(&mut last_byte, len - 1)?;
     let torn = last_byte[0] != b'\n';
+    let complete_len = if torn {
+        complete_lines_end(file, len)?
+    } else {
+        len
+    };
     let mut chunk: u64 = 64 * 1024;
     loop {
         let start = len.saturating_sub(chunk);
@@ -55,15 +63,36 @@ pub(crate) fn read_tail(file: &File) -> std::io::Result<Tail> {
                     return Ok(Tail {
                         last: Some(fields),
                         torn,
+                        complete_len,
                     });
                 }
             }
         }
         if start == 0 {
-            return Ok(Tail { last: None, torn });
+            return Ok(Tail {
+                last: None,
+                torn,
+                complete_len,
+            });
         }
         chunk = chunk.saturating_mul(4);
     }
+}
+
+/// The offset just past the last newline before `len` (0 if there is none).
+fn complete_lines_end(file: &File, len: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut buf = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut buf, start)?;
+        if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Which side of the decision a record is on.

@@ -1,8 +1,10 @@
 //! Building one record's JSON from an [`Event`] and hashing it canonically.
 
+use super::bound::{self, cut_str};
 use super::Event;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// Written in place of a member whose name says it carries a secret, as CloudTrail does.
 pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
@@ -20,6 +22,13 @@ const SECRET_MEMBERS: &[&str] = &[
     "datakey",
 ];
 
+/// Upper bound on one record line in bytes, whatever the event holds: every caller-
+/// supplied field is cut to fit (see [`super::bound`]).
+pub const MAX_RECORD_BYTES: usize = 160 * 1024;
+
+/// Resources a record lists at most (a call touches one or two keys).
+const MAX_RESOURCES: usize = 8;
+
 /// Builds the record line (compact JSON, without newline) and returns it with its hash.
 ///
 /// The line is written directly in canonical form (members sorted, compact), so the
@@ -36,8 +45,13 @@ pub(crate) fn build(
     event_id: &str,
 ) -> (Vec<u8>, String) {
     let id = &event.identity;
-    let parsed: Vec<Option<KeyArn<'_>>> =
-        event.resources.iter().map(|a| KeyArn::parse(a)).collect();
+    let resources: Vec<Cow<'_, str>> = event
+        .resources
+        .iter()
+        .take(MAX_RESOURCES)
+        .map(|a| cut_str(a))
+        .collect();
+    let parsed: Vec<Option<KeyArn<'_>>> = resources.iter().map(|a| KeyArn::parse(a)).collect();
     let region = parsed
         .iter()
         .flatten()
@@ -64,14 +78,14 @@ pub(crate) fn build(
     }
     if let Some(msg) = &event.error_message {
         w.key("errorMessage");
-        w.string(msg);
+        w.string(&cut_str(msg));
     }
     w.key("eventCategory");
     w.string("Management");
     w.key("eventID");
     w.string(event_id);
     w.key("eventName");
-    w.string(&event.event_name);
+    w.string(&cut_str(&event.event_name));
     w.key("eventSource");
     w.string("kms.amazonaws.com");
     w.key("eventTime");
@@ -83,9 +97,9 @@ pub(crate) fn build(
     w.key("kmsfs");
     w.open_obj();
     w.key("decision");
-    w.value(event.decision.as_ref().unwrap_or(&Value::Null), false);
+    w.bounded_value(event.decision.as_ref().unwrap_or(&Value::Null), false);
     w.key("fs");
-    w.value(event.fs.as_ref().unwrap_or(&Value::Null), true);
+    w.bounded_value(event.fs.as_ref().unwrap_or(&Value::Null), true);
     w.key("gid");
     w.number(u64::from(id.gid));
     // "hash" sorts here; it is spliced in once the rest is hashed.
@@ -100,7 +114,7 @@ pub(crate) fn build(
     w.number(u64::from(id.uid));
     w.key("viaService");
     match &event.via_service {
-        Some(v) => w.string(v),
+        Some(v) => w.string(&cut_str(v)),
         None => w.raw(b"null"),
     }
     w.close_obj();
@@ -113,10 +127,10 @@ pub(crate) fn build(
         w.string(acct);
     }
     w.key("requestParameters");
-    w.value(&event.request_parameters, true);
+    w.bounded_value(&event.request_parameters, true);
     w.key("resources");
     w.raw(b"[");
-    for (i, (arn, p)) in event.resources.iter().zip(parsed.iter()).enumerate() {
+    for (i, (arn, p)) in resources.iter().zip(parsed.iter()).enumerate() {
         if i > 0 {
             w.raw(b",");
         }
@@ -134,7 +148,7 @@ pub(crate) fn build(
     }
     w.raw(b"]");
     w.key("responseElements");
-    w.value(&event.response_elements, true);
+    w.bounded_value(&event.response_elements, true);
     w.key("sourceIPAddress");
     w.string("local");
     w.key("userAgent");
@@ -143,18 +157,18 @@ pub(crate) fn build(
     w.open_obj();
     if let Some(a) = &id.account_id {
         w.key("accountId");
-        w.string(a);
+        w.string(&cut_str(a));
     }
     if let Some(a) = &id.arn {
         w.key("arn");
-        w.string(a);
+        w.string(&cut_str(a));
     }
     if let Some(p) = &id.principal_id {
         w.key("principalId");
-        w.string(p);
+        w.string(&cut_str(p));
     }
     w.key("type");
-    w.string(&id.kind);
+    w.string(&cut_str(&id.kind));
     w.close_obj();
     w.close_obj();
 
@@ -202,9 +216,16 @@ impl Canon {
     fn raw(&mut self, b: &[u8]) {
         self.out.extend_from_slice(b);
     }
-    /// A caller-supplied value, canonicalized; with `scrub`, secret members are hidden.
-    fn value(&mut self, v: &Value, scrub: bool) {
-        write_canonical_with(v, &mut self.out, scrub);
+    /// A caller-supplied value, canonicalized and bounded (see [`super::bound`]); with
+    /// `scrub`, secret members are hidden.
+    fn bounded_value(&mut self, v: &Value, scrub: bool) {
+        let start = self.out.len();
+        // The common case: the value fits and is written once.
+        let limit = start.saturating_add(bound::MAX_FIELD_BYTES);
+        if !write_canonical_within(v, &mut self.out, scrub, limit) {
+            self.out.truncate(start);
+            write_canonical_with(&bound::bounded(v, scrub), &mut self.out, scrub);
+        }
         self.first = false;
     }
 }
@@ -219,13 +240,27 @@ pub fn canonical_bytes(value: &Value) -> Vec<u8> {
     out
 }
 
-fn is_secret_member(name: &str) -> bool {
+/// [`canonical_bytes`] with secret members hidden, as a record writes them.
+pub(crate) fn canonical_bytes_scrubbed(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    write_canonical_with(value, &mut out, true);
+    out
+}
+
+pub(crate) fn is_secret_member(name: &str) -> bool {
     SECRET_MEMBERS.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// Canonical form of `value`; with `scrub`, members named in SECRET_MEMBERS (at any
 /// depth) are written as HIDDEN instead of their value.
 fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
+    write_canonical_within(value, out, scrub, usize::MAX);
+}
+
+/// [`write_canonical_with`] that gives up (returning false, with `out` partly written)
+/// as soon as `out` would grow past `limit` bytes, before writing a long string whole.
+fn write_canonical_within(value: &Value, out: &mut Vec<u8>, scrub: bool, limit: usize) -> bool {
+    let fits = |out: &Vec<u8>, more: usize| out.len().saturating_add(more) <= limit;
     match value {
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
@@ -235,12 +270,19 @@ fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
                 if i > 0 {
                     out.push(b',');
                 }
+                if !fits(out, name.len() + 3) {
+                    return false;
+                }
                 write_string(name, out);
                 out.push(b':');
-                if scrub && is_secret_member(name) {
+                let ok = if scrub && is_secret_member(name) {
                     write_string(HIDDEN, out);
+                    true
                 } else {
-                    write_canonical_with(v, out, scrub);
+                    write_canonical_within(v, out, scrub, limit)
+                };
+                if !ok {
+                    return false;
                 }
             }
             out.push(b'}');
@@ -251,11 +293,19 @@ fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical_with(v, out, scrub);
+                if !write_canonical_within(v, out, scrub, limit) {
+                    return false;
+                }
             }
             out.push(b']');
         }
-        Value::String(s) => write_string(s, out),
+        Value::String(s) => {
+            // Escaping only lengthens a string: check before writing a long one.
+            if !fits(out, s.len() + 2) {
+                return false;
+            }
+            write_string(s, out);
+        }
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         // Writing into a Vec cannot fail.
@@ -263,6 +313,7 @@ fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
             let _ = serde_json::to_writer(&mut *out, n);
         }
     }
+    out.len() <= limit
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
@@ -397,6 +448,37 @@ mod tests {
             e.fs = Some(json!({"volumeId": "v", "fileId": "f"}));
         }
         e
+    }
+
+    #[test]
+    fn a_record_stays_within_its_bound_whatever_the_event_holds() {
+        let huge = "\u{1}".repeat(200_000);
+        let big = json!({"EncryptionContext": {"k": huge.clone()}, "List": vec![huge.clone(); 3]});
+        let mut e = sample(true);
+        e.event_name = huge.clone();
+        e.identity.arn = Some(huge.clone());
+        e.identity.principal_id = Some(huge.clone());
+        e.identity.account_id = Some(huge.clone());
+        e.identity.kind = huge.clone();
+        e.error_message = Some(huge.clone());
+        e.via_service = Some(huge.clone());
+        let long_arn = format!("arn:aws:kms:{}:1:key/k", "\u{1}".repeat(5000));
+        e.resources = vec![long_arn; 1000];
+        e.request_parameters = big.clone();
+        e.response_elements = big.clone();
+        e.decision = Some(big.clone());
+        e.fs = Some(big);
+        let (line, hash) = build(&e, 0, "local", 1, &"0".repeat(64), "id");
+        assert!(line.len() <= MAX_RECORD_BYTES, "{} bytes", line.len());
+        let mut v: Value = serde_json::from_slice(&line).unwrap();
+        v["kmsfs"].as_object_mut().unwrap().remove("hash");
+        assert_eq!(hex::encode(Sha256::digest(canonical_bytes(&v))), hash);
+        // The cut context value names the original's length and hash.
+        let want = hex::encode(Sha256::digest(huge.as_bytes()));
+        let ctx = v["requestParameters"]["EncryptionContext"]["k"]
+            .as_str()
+            .unwrap();
+        assert!(ctx.contains(&want) && ctx.contains("200000 bytes"), "{ctx}");
     }
 
     #[test]

@@ -59,11 +59,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
                 report.last_hash
             )));
         }
-        if let Some(Value::Object(k)) = record.get_mut("kmsfs") {
-            k.remove("hash");
-        }
-        let actual = hex::encode(Sha256::digest(canonical_bytes(&record)));
-        if actual != hash {
+        if !hash_matches(&mut record, &hash) {
             return Err(corrupt(format!(
                 "hash mismatch: the record (seq {seq}) was edited after it was written"
             )));
@@ -73,4 +69,30 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         report.last_hash = hash;
     }
     Ok(report)
+}
+
+/// Whether `record`'s own `kmsfs.hash` is the hash of the rest of it (removes the
+/// member while checking).
+fn hash_matches(record: &mut Value, hash: &str) -> bool {
+    if let Some(Value::Object(k)) = record.get_mut("kmsfs") {
+        k.remove("hash");
+    }
+    hex::encode(Sha256::digest(canonical_bytes(record))) == hash
+}
+
+/// If `line` is a whole record that continues the chain after `prev` (seq and hash of
+/// the record before it, None at the start), its seq and hash.
+pub(crate) fn next_record(line: &[u8], prev: Option<&(u64, String)>) -> Option<(u64, String)> {
+    let mut record: Value = serde_json::from_slice(line).ok()?;
+    let (seq, hash) = chain_fields(&record)?;
+    let (want_seq, want_prev) = match prev {
+        Some((s, h)) => (s.checked_add(1)?, h.as_str()),
+        None => (1, GENESIS_HASH),
+    };
+    let links = record
+        .get("kmsfs")
+        .and_then(|k| k.get("prevHash"))
+        .and_then(Value::as_str)
+        == Some(want_prev);
+    (seq == want_seq && links && hash_matches(&mut record, &hash)).then_some((seq, hash))
 }

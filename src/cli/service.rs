@@ -417,7 +417,8 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         let service = Service::open(cfg).map_err(kms_err)?;
         let path = listen_path(global);
         let server = control::Server::bind(&path, Arc::new(ServiceHandler(service.clone())))
-            .with_context(|| format!("listening on {}", path.display()))?;
+            .with_context(|| format!("listening on {}", path.display()))?
+            .with_privileged_uid(service.store_owner_uid());
         let running = server.spawn()?;
         spawn_ticker(service);
         Ok((running, path))
@@ -489,7 +490,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         } else {
             let path = listen_path(global);
             match control::Server::bind(&path, Arc::new(ServiceHandler(service.clone()))) {
-                Ok(s) => Some(s.spawn()?),
+                Ok(s) => Some(s.with_privileged_uid(service.store_owner_uid()).spawn()?),
                 // Another service (e.g. `kmsfs serve` or another mount) already serves
                 // this socket: the mount still works, the CLI reaches that one.
                 Err(e) => {

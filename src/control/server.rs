@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Serves one operation for one caller. Implemented by the key service.
 pub trait Handler: Send + Sync {
@@ -32,10 +32,23 @@ pub trait Handler: Send + Sync {
 /// a `LimitExceededException` frame and are closed.
 pub const MAX_CONNECTIONS: usize = 128;
 
-/// By default, a connection with no complete request for this long is closed, so idle
-/// or stalled clients cannot hold the connection slots forever. The client reconnects
-/// by itself.
+/// Connections one uid may hold at once by default (root and the store owner excepted),
+/// so that one local user cannot take every slot.
+pub const MAX_CONNECTIONS_PER_UID: usize = 16;
+
+/// Slots kept free by default for root and the store owner: other uids are refused once
+/// only these remain, so the owner can always reach (and administer) the service.
+pub const RESERVED_CONNECTIONS: usize = 8;
+
+/// By default, a connection with no request for this long is closed, so idle clients
+/// cannot hold the connection slots forever. The client reconnects by itself.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// By default, a frame (request or response) must be complete this long after its first
+/// byte, however the bytes trickle in: a client that sends one byte at a time cannot
+/// hold its connection (and thread) longer than this per frame. Frames are at most
+/// [`MAX_FRAME`] bytes over a local socket, which takes milliseconds.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the accept loop checks for shutdown even if nothing wakes it.
 const SHUTDOWN_POLL_MS: i32 = 250;
@@ -49,15 +62,59 @@ pub struct Server {
     identity: (u64, u64),
     handler: Arc<dyn Handler>,
     shared: Arc<Shared>,
+    limits: Limits,
+}
+
+/// What one connection, and one uid, may hold.
+#[derive(Debug, Clone)]
+struct Limits {
     max_connections: usize,
-    idle_timeout: Duration,
+    max_per_uid: usize,
+    reserved: usize,
+    /// Besides root: uids the reserve is kept for and the per-uid cap spares.
+    privileged: Vec<u32>,
+    idle: Duration,
+    frame: Duration,
+}
+
+impl Limits {
+    fn is_privileged(&self, uid: u32) -> bool {
+        uid == 0 || self.privileged.contains(&uid)
+    }
+
+    /// Why a new connection from `uid` is refused, if it is.
+    fn refusal(&self, uid: u32, open: usize, open_by_uid: usize) -> Option<String> {
+        if open >= self.max_connections {
+            return Some(format!(
+                "the key service is serving {} connections; retry later",
+                self.max_connections
+            ));
+        }
+        if self.is_privileged(uid) {
+            return None;
+        }
+        if open_by_uid >= self.max_per_uid {
+            return Some(format!(
+                "uid {uid} already has {} connections to the key service (the limit per uid); close some or retry later",
+                self.max_per_uid
+            ));
+        }
+        if open.saturating_add(self.reserved) >= self.max_connections {
+            return Some(format!(
+                "the key service is serving {open} connections; the remaining {} are reserved for root and the store owner; retry later",
+                self.max_connections - open
+            ));
+        }
+        None
+    }
 }
 
 struct Shared {
     stopping: AtomicBool,
     next_id: AtomicU64,
-    /// Open connections, so shutdown can close them.
-    conns: Mutex<HashMap<u64, UnixStream>>,
+    /// Open connections with their peer uid, so shutdown can close them and the limits
+    /// can be counted.
+    conns: Mutex<HashMap<u64, (u32, UnixStream)>>,
 }
 
 /// Stops a running server from another thread (or a signal handler thread).
@@ -113,20 +170,56 @@ impl Server {
                 next_id: AtomicU64::new(0),
                 conns: Mutex::new(HashMap::new()),
             }),
-            max_connections: MAX_CONNECTIONS,
-            idle_timeout: IDLE_TIMEOUT,
+            limits: Limits {
+                max_connections: MAX_CONNECTIONS,
+                max_per_uid: MAX_CONNECTIONS_PER_UID,
+                reserved: RESERVED_CONNECTIONS,
+                privileged: Vec::new(),
+                idle: IDLE_TIMEOUT,
+                frame: FRAME_TIMEOUT,
+            },
         })
     }
 
     /// Caps the connections served at once (default [`MAX_CONNECTIONS`]).
     pub fn with_max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.max(1);
+        self.limits.max_connections = n.max(1);
         self
     }
 
-    /// Closes connections idle (or stalled mid-frame) this long (default [`IDLE_TIMEOUT`]).
+    /// Caps the connections one uid other than root and the privileged uids may hold
+    /// (default [`MAX_CONNECTIONS_PER_UID`]).
+    pub fn with_max_connections_per_uid(mut self, n: usize) -> Self {
+        self.limits.max_per_uid = n.max(1);
+        self
+    }
+
+    /// Keeps this many slots for root and the privileged uids (default
+    /// [`RESERVED_CONNECTIONS`]).
+    pub fn with_reserved_connections(mut self, n: usize) -> Self {
+        self.limits.reserved = n;
+        self
+    }
+
+    /// Treats `uid` like root for the reserve and the per-uid cap: the store owner.
+    pub fn with_privileged_uid(mut self, uid: u32) -> Self {
+        if !self.limits.privileged.contains(&uid) {
+            self.limits.privileged.push(uid);
+        }
+        self
+    }
+
+    /// Closes connections with no request for this long, and connections stalled this
+    /// long in the middle of a frame (default [`IDLE_TIMEOUT`]).
     pub fn with_idle_timeout(mut self, t: Duration) -> Self {
-        self.idle_timeout = t;
+        self.limits.idle = t;
+        self
+    }
+
+    /// Closes a connection whose frame is not complete this long after its first byte
+    /// (default [`FRAME_TIMEOUT`]); also bounds writing each response.
+    pub fn with_frame_timeout(mut self, t: Duration) -> Self {
+        self.limits.frame = t;
         self
     }
 
@@ -210,28 +303,37 @@ impl Server {
     }
 
     fn start_connection(&self, mut stream: UnixStream) {
+        // Never let a client that does not read stall the accept loop.
+        let refuse = |stream: &mut UnixStream, kind: &str, message: String| {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = send(stream, &ResponseFrame::error(kind, message), None);
+        };
+        let caller = match peer_caller(&stream) {
+            Ok(c) => c,
+            Err(e) => {
+                // Without the kernel's word on who this is, nothing can be authorized
+                // or counted.
+                refuse(
+                    &mut stream,
+                    "AccessDeniedException",
+                    format!("no peer credentials: {e}"),
+                );
+                return;
+            }
+        };
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
-            if conns.len() >= self.max_connections {
+            let by_uid = conns.values().filter(|(u, _)| *u == caller.uid).count();
+            if let Some(why) = self.limits.refusal(caller.uid, conns.len(), by_uid) {
                 drop(conns);
-                // Never let a client that does not read stall the accept loop.
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = send(
-                    &mut stream,
-                    &ResponseFrame::error(
-                        "LimitExceededException",
-                        format!(
-                            "the key service is serving {} connections; retry later",
-                            self.max_connections
-                        ),
-                    ),
-                );
+                log::debug!("control socket: refusing uid {}: {why}", caller.uid);
+                refuse(&mut stream, "LimitExceededException", why);
                 return;
             }
             match stream.try_clone() {
                 Ok(clone) => {
-                    conns.insert(id, clone);
+                    conns.insert(id, (caller.uid, clone));
                 }
                 Err(e) => {
                     log::warn!("control socket: cannot track connection: {e}");
@@ -241,11 +343,11 @@ impl Server {
         }
         let handler = self.handler.clone();
         let shared = self.shared.clone();
-        let idle = self.idle_timeout;
+        let limits = self.limits.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("kmsfs-conn-{id}"))
             .spawn(move || {
-                serve_connection(stream, handler.as_ref(), idle);
+                serve_connection(stream, caller, handler.as_ref(), &limits);
                 shared
                     .conns
                     .lock()
@@ -265,7 +367,7 @@ impl Server {
     fn close_connections(&self) {
         let conns =
             std::mem::take(&mut *self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()));
-        for stream in conns.values() {
+        for (_, stream) in conns.values() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -330,7 +432,13 @@ fn peer_caller(stream: &UnixStream) -> std::io::Result<Caller> {
     })
 }
 
-fn send(stream: &mut UnixStream, response: &ResponseFrame) -> Result<(), FrameError> {
+/// Writes a response; with a deadline, the whole frame must be written by then (a
+/// client that reads slowly cannot hold the thread).
+fn send(
+    stream: &mut UnixStream,
+    response: &ResponseFrame,
+    deadline: Option<Instant>,
+) -> Result<(), FrameError> {
     let body = match serde_json::to_vec(response) {
         Ok(b) if b.len() <= MAX_FRAME => b,
         Ok(b) => serde_json::to_vec(&ResponseFrame::error(
@@ -341,25 +449,99 @@ fn send(stream: &mut UnixStream, response: &ResponseFrame) -> Result<(), FrameEr
         Err(e) => serde_json::to_vec(&ResponseFrame::error("KMSInternalException", format!("cannot encode response: {e}")))
             .unwrap_or_default(),
     };
-    write_frame(stream, &body)
+    match deadline {
+        None => write_frame(stream, &body),
+        Some(deadline) => {
+            let mut w = DeadlineStream { stream, deadline };
+            write_frame(&mut w, &body)
+        }
+    }
 }
 
-fn serve_connection(mut stream: UnixStream, handler: &dyn Handler, idle: Duration) {
-    let caller = match peer_caller(&stream) {
-        Ok(c) => c,
-        Err(e) => {
-            // Without the kernel's word on who this is, nothing can be authorized.
-            let _ = send(
-                &mut stream,
-                &ResponseFrame::error("AccessDeniedException", format!("no peer credentials: {e}")),
-            );
-            return;
+/// A stream whose every read or write must finish by `deadline`: each system call gets
+/// the time that is left (at most `cap` for reads), so trickling bytes does not extend
+/// it. Past the deadline, calls fail with `TimedOut`.
+struct DeadlineStream<'s> {
+    stream: &'s mut UnixStream,
+    deadline: Instant,
+}
+
+impl DeadlineStream<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::Error::new(
+                IoKind::TimedOut,
+                "the frame was not complete in time",
+            ))
+        } else {
+            Ok(left)
         }
-    };
-    let _ = stream.set_read_timeout(Some(idle));
-    let _ = stream.set_write_timeout(Some(idle));
+    }
+}
+
+impl std::io::Write for DeadlineStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Reads frames under the connection's limits: the first byte of a frame may take up
+/// to the idle timeout; from then on the rest must arrive within the frame timeout, and
+/// no single wait in the middle of a frame may exceed the idle timeout either.
+struct FrameReader<'s> {
+    stream: &'s mut UnixStream,
+    idle: Duration,
+    frame: Duration,
+    /// Set once the current frame's first byte arrived.
+    deadline: Option<Instant>,
+}
+
+impl std::io::Read for FrameReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let wait = match self.deadline {
+            None => self.idle,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::new(
+                        IoKind::TimedOut,
+                        "the frame was not complete in time",
+                    ));
+                }
+                left.min(self.idle)
+            }
+        };
+        // A zero timeout means "block forever" to the socket API: never pass one.
+        self.stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let n = self.stream.read(buf)?;
+        if n > 0 && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.frame);
+        }
+        Ok(n)
+    }
+}
+
+fn serve_connection(
+    mut stream: UnixStream,
+    caller: Caller,
+    handler: &dyn Handler,
+    limits: &Limits,
+) {
     loop {
-        let body = match read_frame(&mut stream, MAX_FRAME) {
+        let mut reader = FrameReader {
+            stream: &mut stream,
+            idle: limits.idle,
+            frame: limits.frame,
+            deadline: None,
+        };
+        let body = match read_frame(&mut reader, MAX_FRAME) {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(FrameError::TooLarge { len, max }) => {
@@ -370,16 +552,18 @@ fn serve_connection(mut stream: UnixStream, handler: &dyn Handler, idle: Duratio
                         "ValidationException",
                         format!("frame of {len} bytes exceeds the {max}-byte limit"),
                     ),
+                    Some(Instant::now() + limits.frame),
                 );
                 return;
             }
+            // Idle too long, a frame not complete in time, a closed or broken stream.
             Err(_) => return,
         };
         let response = match parse_request(&body) {
             Ok(req) => dispatch(handler, &caller, &req.operation, req.request),
             Err(refusal) => refusal,
         };
-        if send(&mut stream, &response).is_err() {
+        if send(&mut stream, &response, Some(Instant::now() + limits.frame)).is_err() {
             return;
         }
     }

@@ -93,6 +93,34 @@ pub(crate) fn parse_token(token: &str) -> Result<(String, String), KmsError> {
     }
 }
 
+/// AWS's grant-constraint limits: pairs per constraint, and characters per value.
+const MAX_CONSTRAINT_PAIRS: usize = 8;
+const MAX_CONSTRAINT_VALUE_CHARS: usize = 384;
+/// AWS's length limit of one grant token.
+const MAX_GRANT_TOKEN_LEN: usize = 8192;
+
+fn check_constraint(
+    name: &str,
+    ctx: Option<&crate::policy::EncryptionContext>,
+) -> Result<(), KmsError> {
+    let Some(ctx) = ctx else { return Ok(()) };
+    if ctx.len() > MAX_CONSTRAINT_PAIRS {
+        return Err(validation(format!(
+            "Constraints.{name} has {} pairs; a grant constraint may have at most {MAX_CONSTRAINT_PAIRS}",
+            ctx.len()
+        )));
+    }
+    if ctx
+        .values()
+        .any(|v| v.chars().count() > MAX_CONSTRAINT_VALUE_CHARS)
+    {
+        return Err(validation(format!(
+            "Constraints.{name}: a value may have at most {MAX_CONSTRAINT_VALUE_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates a request's GrantTokens (they are accepted; grants are effective at once).
 pub(crate) fn check_grant_tokens(r: &Req<'_>) -> Result<(), KmsError> {
     if let Some(tokens) = r.opt_str_list("GrantTokens")? {
@@ -102,6 +130,7 @@ pub(crate) fn check_grant_tokens(r: &Req<'_>) -> Result<(), KmsError> {
             )));
         }
         for t in &tokens {
+            check_len("GrantTokens", t, 1, MAX_GRANT_TOKEN_LEN)?;
             parse_token(t)?;
         }
     }
@@ -177,6 +206,7 @@ impl Service {
         check_principal("GranteePrincipal", &grantee)?;
         let retiring = r.opt_str("RetiringPrincipal")?.map(str::to_string);
         if let Some(rp) = &retiring {
+            check_len("RetiringPrincipal", rp, 1, 256)?;
             check_principal("RetiringPrincipal", rp)?;
         }
         let mut operations = r.opt_str_list("Operations")?.ok_or_else(|| {
@@ -205,6 +235,12 @@ impl Service {
             Some(c) => {
                 let subset = c.opt_context("EncryptionContextSubset")?;
                 let equals = c.opt_context("EncryptionContextEquals")?;
+                for (name, ctx) in [
+                    ("EncryptionContextSubset", &subset),
+                    ("EncryptionContextEquals", &equals),
+                ] {
+                    check_constraint(name, ctx.as_ref())?;
+                }
                 if subset.is_none() && equals.is_none() {
                     None
                 } else {

@@ -219,12 +219,37 @@ pub fn check_len(name: &str, s: &str, min: usize, max: usize) -> Result<(), KmsE
     Ok(())
 }
 
+/// Most bytes (UTF-8, keys and values together) an encryption context may hold.
+///
+/// AWS KMS refuses an oversized encryption context with a ValidationException but we
+/// found no published figure; 8192 bytes is the limit other KMS services document for
+/// theirs and leaves room for any realistic context (kmsfs's own are ~100 bytes). It
+/// also bounds what a call can make the service hash, evaluate and audit.
+pub const MAX_ENCRYPTION_CONTEXT_BYTES: usize = 8192;
+/// Most pairs an encryption context may hold (kmsfs's bound, well above real use).
+pub const MAX_ENCRYPTION_CONTEXT_PAIRS: usize = 64;
+
 pub fn context_from(name: &str, v: &Value) -> Result<EncryptionContext, KmsError> {
     let Value::Object(m) = v else {
         return Err(validation(format!(
             "{name} must be a map of strings to strings"
         )));
     };
+    if m.len() > MAX_ENCRYPTION_CONTEXT_PAIRS {
+        return Err(validation(format!(
+            "{name} has {} pairs; an encryption context may have at most {MAX_ENCRYPTION_CONTEXT_PAIRS}",
+            m.len()
+        )));
+    }
+    let total: usize = m
+        .iter()
+        .map(|(k, v)| k.len().saturating_add(v.as_str().map_or(0, str::len)))
+        .fold(0, usize::saturating_add);
+    if total > MAX_ENCRYPTION_CONTEXT_BYTES {
+        return Err(validation(format!(
+            "{name} is {total} bytes (keys and values, UTF-8); an encryption context may be at most {MAX_ENCRYPTION_CONTEXT_BYTES} bytes"
+        )));
+    }
     let mut out = EncryptionContext::new();
     for (k, v) in m {
         let Value::String(s) = v else {

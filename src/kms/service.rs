@@ -246,6 +246,11 @@ impl Service {
         self.store.dir()
     }
 
+    /// The uid that owns the store (its administrator on a single-user machine).
+    pub fn store_owner_uid(&self) -> u32 {
+        self.store.owner_uid()
+    }
+
     /// Runs one AWS KMS JSON API operation for `caller` (see the module doc of
     /// [`crate::kms`] for the list). Every call is audited, allowed or not.
     pub fn call(
@@ -456,7 +461,17 @@ impl Service {
                 return Ok(doc.clone());
             }
         }
-        let doc = Arc::new(parse_stored_policy(&k.policy)?);
+        let (doc, refusal) = PolicyDocument::parse_stored(&k.policy)
+            .map_err(|e| internal(format!("a stored key policy no longer parses: {e}")))?;
+        if let Some(why) = refusal {
+            // Stored before duplicate keys were refused: keep the key usable with the
+            // meaning it had (last copy wins), and say loudly that it needs replacing.
+            log::warn!(
+                "key {}: the stored key policy would now be refused ({why}); it is evaluated with the last copy of each duplicate key; put a corrected policy with `kmsfs kms put-key-policy`",
+                k.key_id
+            );
+        }
+        let doc = Arc::new(doc);
         cache.insert(k.key_id.clone(), (k.policy.clone(), doc.clone()));
         Ok(doc)
     }
@@ -1014,6 +1029,9 @@ pub(crate) fn effective_state(k: &KeyRecord, now: i64) -> KeyState {
 }
 
 /// Splits a KeyId into (key id, alias name). Foreign accounts/regions are NotFound.
+/// AWS's length limit of a KeyId member (key id, key ARN, alias name or alias ARN).
+const MAX_KEY_ID_LEN: usize = 2048;
+
 pub(crate) fn parse_key_ref(
     key_id: &str,
     account: &str,
@@ -1029,6 +1047,12 @@ pub(crate) fn parse_key_ref(
         return Err(super::request::validation(
             "1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length greater than or equal to 1",
         ));
+    }
+    if key_id.len() > MAX_KEY_ID_LEN {
+        // Checked before the id is echoed in any message.
+        return Err(super::request::validation(format!(
+            "1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length less than or equal to {MAX_KEY_ID_LEN}"
+        )));
     }
     if key_id.starts_with("alias/") {
         return Ok((String::new(), Some(key_id.to_string())));

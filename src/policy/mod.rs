@@ -91,6 +91,32 @@ impl PolicyDocument {
         })
     }
 
+    /// Parses a key policy stored by an earlier kmsfs, which accepted duplicate object
+    /// keys and evaluated the last copy. A stored policy with no duplicate parses
+    /// exactly as [`PolicyDocument::parse`]; with duplicates, it parses as before and
+    /// the second value is the refusal [`PolicyDocument::parse`] gives, so the caller can
+    /// warn and the key stays usable until a corrected policy replaces it.
+    pub fn parse_stored(text: &str) -> Result<(PolicyDocument, Option<PolicyError>), PolicyError> {
+        match Self::parse(text) {
+            Ok(doc) => Ok((doc, None)),
+            Err(strict) => {
+                let parsed = document::parse_with(
+                    text,
+                    PolicyKind::KeyPolicy,
+                    document::DuplicateKeys::LastWins,
+                )?;
+                // Anything but a duplicate key would have failed the lenient parse too.
+                Ok((
+                    PolicyDocument {
+                        text: text.to_string(),
+                        parsed,
+                    },
+                    Some(strict),
+                ))
+            }
+        }
+    }
+
     pub fn kind(&self) -> PolicyKind {
         self.parsed.kind
     }
@@ -385,6 +411,26 @@ mod tests {
             " ".repeat(MAX_KEY_POLICY_BYTES - ROOT_POLICY.len())
         );
         assert!(PolicyDocument::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_but_a_stored_policy_with_them_still_reads_as_before() {
+        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"kms:*","Resource":"*"}],"Statement":[{"Sid":"Last","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
+        let e = PolicyDocument::parse(text).unwrap_err();
+        assert!(
+            e.message
+                .contains("duplicate key \"Statement\" at the top level of the policy"),
+            "{e}"
+        );
+        let (doc, refusal) = PolicyDocument::parse_stored(text).unwrap();
+        assert_eq!(refusal, Some(e));
+        assert_eq!(doc.statement_count(), 1);
+        let (_, none) = PolicyDocument::parse_stored(ROOT_POLICY).unwrap();
+        assert_eq!(none, None);
+        // Syntax errors stay syntax errors, and say so.
+        let bad = PolicyDocument::parse(r#"{"Version":"2012-10-17","Statement":[}"#).unwrap_err();
+        assert!(bad.message.contains("not valid JSON"), "{bad}");
+        assert!(PolicyDocument::parse_stored("{").is_err());
     }
 
     #[test]
