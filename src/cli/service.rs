@@ -428,8 +428,9 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         }
     };
     ready.ready();
-    // Ends on a signal (then we unmount) or when someone unmounts us.
-    daemon::wait_for_signal_or(|| !is_mounted(&mountpoint));
+    // Ends on a signal (then we unmount), when someone unmounts us, or when the FUSE
+    // session fails (then we unmount rather than leave a mount that hangs its users).
+    daemon::wait_for_signal_or(|| !is_mounted(&mountpoint) || !running.session.is_serving());
     let result = running.stop();
     match &result {
         Ok(()) => log::info!("unmounted"),

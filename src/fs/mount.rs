@@ -141,6 +141,15 @@ impl MountSession {
         &self.mountpoint
     }
 
+    /// Whether the FUSE session still serves requests. It ends when the mount goes
+    /// away, or on an error (then the mount, if still there, only hangs its callers:
+    /// the owner should unmount).
+    pub fn is_serving(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| !s.guard.is_finished())
+    }
+
     /// Number of files currently open through this mount.
     pub fn open_files(&self) -> usize {
         self.core.open_files()
@@ -211,11 +220,16 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
     config.mount_options = parsed.mount_options;
     config.acl = parsed.acl;
     config.n_threads = Some(threads);
-    config.clone_fd = true;
+    // Each worker thread opens /dev/fuse again (one queue per thread); a process that
+    // cannot open the device (it mounted through fusermount3) shares the one it got.
+    let device_open = may_open_dev_fuse();
+    config.clone_fd = device_open;
     let mounted = |e: std::io::Error| FsError::Mount(format!("{}: {e}", spec.mountpoint.display()));
-    // fuser opens /dev/fuse itself and falls back to fusermount3 only when mount(2) is
-    // refused; a desktop user whose /dev/fuse is 0600 is refused earlier, at the open.
-    let (session, auto_unmount) = if may_open_dev_fuse() {
+    // As libfuse does: root mounts with mount(2) itself; anyone else through the
+    // setuid fusermount3 (mount(2) would refuse them), and so does root where the
+    // device or mount(2) is refused (a confined container).
+    let direct = device_open && nix::unistd::geteuid().is_root();
+    let (session, auto_unmount) = if direct {
         match fuser::spawn_mount(KmsFs::new(core.clone()), &spec.mountpoint, &config) {
             Ok(s) => (s, None),
             Err(e) if is_refusal(&e) => spawn_via_fusermount(&core, &spec.mountpoint, config)?,
@@ -357,6 +371,14 @@ fn fusermount_mount(
             let why = stderr.trim();
             Err(failed(if why.is_empty() {
                 format!("fusermount3 did not mount: {e}")
+            } else if why.contains("/dev/fuse") {
+                // fusermount3 opens the device as the calling user, so it cannot help
+                // where the device is closed to users: say what can.
+                format!(
+                    "{why}: FUSE is closed to this user (/dev/fuse must be readable and \
+                     writable by them: Debian's default is mode 0666, e.g. \
+                     `sudo chmod 0666 /dev/fuse`); or mount as root"
+                )
             } else {
                 why.to_string()
             }))
@@ -516,6 +538,10 @@ pub fn clear_stale_mount(path: &Path) -> Result<(), FsError> {
     unmount(&absolute_without_stat(path))
 }
 
+/// How often, and how far apart, a busy backing-directory lock is tried (2 s in all).
+const LOCK_TRIES: u32 = 20;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// An exclusive `flock` on the backing directory, held by the mount process for the
 /// life of the mount (released by the kernel if the process dies).
 #[derive(Debug)]
@@ -532,12 +558,23 @@ impl BackingLock {
             .custom_flags(libc::O_DIRECTORY)
             .open(backing)
             .map_err(|e| FsError::Mount(format!("backing directory {}: {e}", backing.display())))?;
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(BackingLock { _dir: dir });
-        }
-        let err = nix::errno::Errno::last();
+        // A mount that is just ending (its `umount` returned, its process is still
+        // closing down) lets go within moments: give it that long before refusing, so
+        // that `kmsfs umount A && kmsfs mount B` works in scripts.
+        let mut tries = LOCK_TRIES;
+        let err = loop {
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(BackingLock { _dir: dir });
+            }
+            let err = nix::errno::Errno::last();
+            tries -= 1;
+            if err != nix::errno::Errno::EWOULDBLOCK || tries == 0 {
+                break err;
+            }
+            std::thread::sleep(LOCK_RETRY);
+        };
         if err != nix::errno::Errno::EWOULDBLOCK {
             return Err(FsError::Mount(format!(
                 "locking backing directory {}: {err}",
