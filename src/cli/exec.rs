@@ -109,7 +109,7 @@ pub fn run(args: &ExecArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::
         &args.log,
         args.log.sink(true),
         &format!("exec {}", mountpoint.display()),
-        Some("warn"),
+        Some("warn,fuser::mnt=error"),
     )?;
     let spec = crate::fs::mount::MountSpec {
         backing: args.backing.clone(),
@@ -132,12 +132,23 @@ fn run_command(command: &[OsString], mountpoint: &Path, waited: &SigSet) -> anyh
     let Some((program, rest)) = command.split_first() else {
         return Err(anyhow!("no command given after --"));
     };
-    // std resets the signal mask and SIGPIPE in the child, so CMD starts with the
-    // signal state a shell would give it.
-    let spawned = std::process::Command::new(program)
-        .args(rest)
-        .env("KMSFS_MOUNTPOINT", mountpoint)
-        .spawn();
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest).env("KMSFS_MOUNTPOINT", mountpoint);
+    // CMD must not inherit our blocked signals (it would never see the SIGTERM we
+    // forward): start it with an empty mask, as a shell would.
+    // SAFETY: only sigprocmask, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {

@@ -35,8 +35,10 @@ pub enum Sink {
 }
 
 /// The filter when neither `--log-level` nor `RUST_LOG` says otherwise: kmsfs's own
-/// notices, and only problems from fuser (whose info lines repeat ours).
-const DEFAULT_FILTER: &str = "info,fuser=warn";
+/// notices, and only problems from fuser (whose info lines repeat ours). fuser's mount
+/// module warns when its own unmount finds the mount already detached by ours, which is
+/// how every lazy unmount ends: only its errors are shown.
+const DEFAULT_FILTER: &str = "info,fuser=warn,fuser::mnt=error";
 
 impl LogOpts {
     /// The sink for a process that runs in the foreground or as a daemon.
