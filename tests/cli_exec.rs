@@ -53,7 +53,12 @@ fn exec_returns_the_commands_status_and_always_unmounts() {
         &[],
         r#"echo "$KMSFS_MOUNTPOINT"; echo data > "$KMSFS_MOUNTPOINT/f"; cat "$KMSFS_MOUNTPOINT/f"; exit 3"#,
     );
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let out = stdout(&o);
     let mut lines = out.lines();
     let mnt = PathBuf::from(lines.next().unwrap());
@@ -114,7 +119,10 @@ fn exec_forwards_sigterm_to_the_command_and_unmounts() {
     for (script, expected) in [
         (script.as_str(), 7),
         // Killed by the forwarded signal: 128 + 15, as shells report it.
-        (r#"echo "$KMSFS_MOUNTPOINT"; exec sleep 600"#, 128 + libc::SIGTERM),
+        (
+            r#"echo "$KMSFS_MOUNTPOINT"; exec sleep 600"#,
+            128 + libc::SIGTERM,
+        ),
     ] {
         let child = exec_cmd(&s, &backing, &[], script)
             .stdout(Stdio::piped())
@@ -142,7 +150,14 @@ fn exec_forwards_sigterm_to_the_command_and_unmounts() {
 fn completions_and_man_pages_cover_the_commands() {
     let run = |args: &[&str]| ok(&Command::new(KMSFS).args(args).output().unwrap());
     let bash = run(&["completions", "bash"]);
-    for word in ["kmsfs", "exec", "umount", "--lazy", "--log-file", "completions"] {
+    for word in [
+        "kmsfs",
+        "exec",
+        "umount",
+        "--lazy",
+        "--log-file",
+        "completions",
+    ] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
     assert!(run(&["completions", "zsh"]).starts_with("#compdef kmsfs"));

@@ -54,7 +54,11 @@ fn mount(s: &Served, extra: &[&str], backing: &Path, mnt: &Path) -> Output {
 }
 
 fn umount(args: &[&str]) -> Output {
-    Command::new(KMSFS).arg("umount").args(args).output().unwrap()
+    Command::new(KMSFS)
+        .arg("umount")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -84,7 +88,10 @@ fn mount_names_a_missing_mount_point_and_refuses_a_non_empty_one_unless_nonempty
     let guard = Mounted(mnt.clone());
     ok(&mount(&s, &["-o", "nonempty"], &backing, &mnt));
     assert!(is_mounted(&mnt), "not mounted");
-    assert!(!mnt.join("plain.txt").exists(), "the old file shows through");
+    assert!(
+        !mnt.join("plain.txt").exists(),
+        "the old file shows through"
+    );
     std::fs::write(mnt.join("secret.txt"), b"encrypted").unwrap();
     ok(&umount(&[mnt.to_str().unwrap()]));
     drop(guard);
@@ -249,7 +256,14 @@ impl Account {
             return Account(false);
         }
         let made = Command::new("useradd")
-            .args(["-u", &uid.to_string(), "-M", "-N", "-s", "/usr/sbin/nologin"])
+            .args([
+                "-u",
+                &uid.to_string(),
+                "-M",
+                "-N",
+                "-s",
+                "/usr/sbin/nologin",
+            ])
             .arg(format!("kmsfs-desktop-{uid}"))
             .output()
             .unwrap();
@@ -354,7 +368,11 @@ fn a_desktop_user_without_root_mounts_through_fusermount3_with_a_store_in_xdg_da
         ],
     );
     assert_eq!(ok(&rw), "hello");
-    ok(&as_desktop(&home, KMSFS, &["umount", mnt.to_str().unwrap()]));
+    ok(&as_desktop(
+        &home,
+        KMSFS,
+        &["umount", mnt.to_str().unwrap()],
+    ));
     assert!(!is_mounted(&mnt));
     let names: Vec<String> = std::fs::read_dir(&backing)
         .unwrap()

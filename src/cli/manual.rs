@@ -45,7 +45,13 @@ pub fn run_man(args: &ManArgs) -> anyhow::Result<i32> {
     let mut written = vec![write_page(&args.dir, "kmsfs", cmd.clone())?];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("kmsfs-{}", sub.get_name());
-        written.push(write_page(&args.dir, &name, sub.clone().display_name(name.clone()).bin_name(name.clone()))?);
+        written.push(write_page(
+            &args.dir,
+            &name,
+            sub.clone()
+                .display_name(name.clone())
+                .bin_name(name.clone()),
+        )?);
     }
     for p in written {
         println!("{}", p.display());

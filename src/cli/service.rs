@@ -375,7 +375,10 @@ pub(crate) fn start_mount(
     Ok(Running { session, server })
 }
 
-pub(crate) fn mount_options(options: &[String], key: Option<&str>) -> anyhow::Result<(Vec<String>, bool)> {
+pub(crate) fn mount_options(
+    options: &[String],
+    key: Option<&str>,
+) -> anyhow::Result<(Vec<String>, bool)> {
     let mut options = options.to_vec();
     if let Some(k) = key {
         options.push(format!("key={k}"));

@@ -324,8 +324,8 @@ fn fusermount_mount(
 ) -> Result<(OwnedFd, AutoUnmount), FsError> {
     use std::os::unix::process::CommandExt;
     let failed = |what: String| FsError::Mount(format!("{}: {what}", mountpoint.display()));
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-        .map_err(|e| failed(format!("socketpair: {e}")))?;
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| failed(format!("socketpair: {e}")))?;
     let theirs_fd = theirs.as_raw_fd();
     let mut cmd = std::process::Command::new("fusermount3");
     cmd.arg("-o")
@@ -483,7 +483,11 @@ pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<(), MountpointErr
             let ours = fstype == "fuse.kmsfs" || (fstype.starts_with("fuse") && source == "kmsfs");
             Err(MountpointError::Stale {
                 path: path.to_path_buf(),
-                fstype: if fstype.is_empty() { "FUSE".into() } else { fstype },
+                fstype: if fstype.is_empty() {
+                    "FUSE".into()
+                } else {
+                    fstype
+                },
                 ours,
             })
         }
