@@ -73,9 +73,11 @@ impl LogOpts {
 }
 
 fn syslog_available() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    // Sockets only: on Debian /var/run/log may be a plain directory.
     ["/dev/log", "/var/run/syslog", "/var/run/log"]
         .iter()
-        .any(|p| Path::new(p).exists())
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()))
 }
 
 /// Installs the process's logger. `context` names what this process serves (e.g.
