@@ -30,8 +30,11 @@ pub enum OutputFormat {
 }
 
 pub mod daemon;
+pub mod exec;
 pub mod fsck;
 pub mod keyrule;
+pub mod logging;
+pub mod manual;
 pub mod mount_helper;
 pub mod secrets;
 pub mod service;
@@ -61,8 +64,11 @@ pub enum Command {
     Serve(service::ServeArgs),
     /// Mount a volume; the key service runs inside the mount process.
     Mount(service::MountArgs),
-    /// Unmount a kmsfs mount point.
+    /// Unmount a kmsfs mount point (refused while busy unless --lazy).
     Umount(service::UmountArgs),
+    /// Mount a volume on a private mount point, run a command with KMSFS_MOUNTPOINT set,
+    /// unmount, and exit with the command's status (for CI).
+    Exec(exec::ExecArgs),
     /// Authenticate every header and block of a volume that you may read.
     Fsck(fsck::FsckArgs),
     /// Show which principal you are and what you may do with a key.
@@ -76,6 +82,11 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Read or verify the hash-chained audit log.
     Audit(audit::AuditArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(manual::CompletionsArgs),
+    /// Write man pages into a directory (used by scripts/install).
+    #[command(hide = true)]
+    Man(manual::ManArgs),
 }
 
 /// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
@@ -113,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(a) => service::run_serve(a, g, rk),
         Command::Mount(a) => service::run_mount(a, g, rk),
         Command::Umount(a) => service::run_umount(a),
+        Command::Exec(a) => exec::run(a, g, rk),
         Command::Fsck(a) => fsck::run(a, g, rk),
         Command::Whoami(a) => whoami::run(a, g, rk),
         Command::KeyRule(a) => keyrule::run(a, g, rk),
@@ -128,5 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Audit(a) => audit::run(a, &store_dir(g).join(crate::kms::store::AUDIT_FILE), g),
+        Command::Completions(a) => manual::run_completions(a),
+        Command::Man(a) => manual::run_man(a),
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use zeroize::Zeroizing;
 
 use crate::cli::secrets::{self, SecretSource};
-use crate::cli::{daemon, store_dir, GlobalOpts, OutputFormat};
+use crate::cli::{daemon, logging, store_dir, GlobalOpts, OutputFormat};
 use crate::control::{self, Backend, Handler, SocketClient};
 use crate::kms::provider::{Caller, DataKeys};
 use crate::kms::KmsError;
@@ -398,12 +398,16 @@ pub struct ServeArgs {
     /// Detach and return once the socket is listening.
     #[arg(long)]
     pub daemon: bool,
+    #[command(flatten)]
+    pub log: logging::LogOpts,
 }
 
 pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
     // Before forking: a prompt needs the terminal, and the passphrase leaves the
     // environment before the daemon exists.
     let cfg = service_config(global, keys)?;
+    let foreground = !args.daemon;
+    args.log.warn_if_unlogged(foreground);
     let mut ready = if args.daemon {
         match daemon::daemonize()? {
             Ok(r) => r,
@@ -414,8 +418,14 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     };
     daemon::block_termination_signals();
     let started = (|| -> anyhow::Result<_> {
-        let service = Service::open(cfg).map_err(kms_err)?;
         let path = listen_path(global);
+        logging::install(
+            &args.log,
+            args.log.sink(foreground),
+            &format!("serve {}", path.display()),
+            None,
+        )?;
+        let service = Service::open(cfg).map_err(kms_err)?;
         let server = control::Server::bind(&path, Arc::new(ServiceHandler(service.clone())))
             .with_context(|| format!("listening on {}", path.display()))?
             .with_privileged_uid(service.store_owner_uid());
@@ -433,6 +443,7 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     if !args.daemon {
         eprintln!("kmsfs: key service listening on {}", path.display());
     }
+    log::info!("key service listening on {}", path.display());
     ready.ready();
     daemon::wait_for_signal_or(|| false);
     running.stop()?;
@@ -443,12 +454,12 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
 pub struct MountArgs {
     /// The backing directory (created by `kmsfs init BACKING`).
     pub backing: PathBuf,
-    /// Where the plaintext view appears.
+    /// Where the plaintext view appears: an existing, empty directory.
     pub mountpoint: PathBuf,
     /// Use this key for new files instead of the volume's default key (this mount only).
     #[arg(long)]
     pub key: Option<String>,
-    /// Mount options: allow_other, default_permissions, ro, allow_root, ...
+    /// Mount options: allow_other, default_permissions, ro, allow_root, nonempty, ...
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,
     /// Stay in the foreground (default: return once the mount is ready).
@@ -460,20 +471,104 @@ pub struct MountArgs {
     /// Do not serve the control socket from the mount process.
     #[arg(long)]
     pub no_socket: bool,
+    #[command(flatten)]
+    pub log: logging::LogOpts,
+}
+
+/// Checks the mount point before anything starts, so the reason reaches the terminal. A
+/// dead kmsfs mount left by a crashed daemon (ENOTCONN) is detached, and said so.
+pub(crate) fn prepare_mountpoint(path: &Path, nonempty: bool) -> anyhow::Result<()> {
+    use crate::fs::mount::{check_mountpoint, clear_stale_mount, MountpointError};
+    match check_mountpoint(path, nonempty) {
+        Ok(()) => Ok(()),
+        Err(MountpointError::Stale { ours: true, .. }) => {
+            clear_stale_mount(path).map_err(|e| {
+                anyhow!(
+                    "{} is a dead kmsfs mount and detaching it failed ({e}); run `fusermount3 -u -z {}`",
+                    path.display(),
+                    path.display()
+                )
+            })?;
+            eprintln!(
+                "kmsfs: {} was still mounted by a kmsfs process that died; detached that dead mount",
+                path.display()
+            );
+            check_mountpoint(path, nonempty).map_err(|e| anyhow!("{e}"))
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// What a mount process runs: the mount, and (unless refused) the control socket.
+pub(crate) struct Running {
+    session: crate::fs::MountSession,
+    server: Option<control::RunningServer>,
+}
+
+impl Running {
+    pub(crate) fn stop(self) -> anyhow::Result<()> {
+        let result = self.session.umount();
+        if let Some(s) = self.server {
+            let _ = s.stop();
+        }
+        result.map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// Opens the store, serves the socket (unless `no_socket`), and mounts.
+pub(crate) fn start_mount(
+    spec: &crate::fs::mount::MountSpec,
+    no_socket: bool,
+    global: &GlobalOpts,
+    cfg: ServiceConfig,
+) -> anyhow::Result<Running> {
+    let service = Service::open(cfg).map_err(kms_err)?;
+    let server = if no_socket {
+        None
+    } else {
+        let path = listen_path(global);
+        match control::Server::bind(&path, Arc::new(ServiceHandler(service.clone()))) {
+            Ok(s) => Some(s.with_privileged_uid(service.store_owner_uid()).spawn()?),
+            // Another service (e.g. `kmsfs serve` or another mount) already serves
+            // this socket: the mount still works, the CLI reaches that one.
+            Err(e) => {
+                log::warn!("not serving {}: {e}", path.display());
+                None
+            }
+        }
+    };
+    spawn_ticker(service.clone());
+    let keys_provider: Arc<dyn DataKeys> = service;
+    let session = crate::fs::mount::mount(spec, keys_provider)
+        .map_err(|e| anyhow!("mounting {}: {e}", spec.mountpoint.display()))?;
+    Ok(Running { session, server })
+}
+
+pub(crate) fn mount_options(
+    options: &[String],
+    key: Option<&str>,
+) -> anyhow::Result<(Vec<String>, bool)> {
+    let mut options = options.to_vec();
+    if let Some(k) = key {
+        options.push(format!("key={k}"));
+    }
+    let parsed = crate::fs::mount::parse_options(&options).map_err(|e| anyhow!("{e}"))?;
+    Ok((options, parsed.nonempty))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
     // Validate what can be validated before forking, so errors reach the terminal.
-    if !args.mountpoint.is_dir() {
-        bail!(
-            "mount point {} is not a directory",
-            args.mountpoint.display()
-        );
-    }
+    let (options, nonempty) = mount_options(&args.options, args.key.as_deref())?;
+    prepare_mountpoint(&args.mountpoint, nonempty)?;
     crate::format::VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
     // Before forking: a prompt needs the terminal, and the passphrase leaves the
     // environment before the daemon exists.
     let cfg = service_config(global, keys)?;
+    args.log.warn_if_unlogged(args.foreground);
     let mut ready = if args.foreground {
         daemon::Readiness::none()
     } else {
@@ -483,89 +578,80 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         }
     };
     daemon::block_termination_signals();
+    let mountpoint = absolute(&args.mountpoint);
     let started = (|| -> anyhow::Result<_> {
-        let service = Service::open(cfg).map_err(kms_err)?;
-        let server = if args.no_socket {
-            None
-        } else {
-            let path = listen_path(global);
-            match control::Server::bind(&path, Arc::new(ServiceHandler(service.clone()))) {
-                Ok(s) => Some(s.with_privileged_uid(service.store_owner_uid()).spawn()?),
-                // Another service (e.g. `kmsfs serve` or another mount) already serves
-                // this socket: the mount still works, the CLI reaches that one.
-                Err(e) => {
-                    log::warn!("not serving {}: {e}", path.display());
-                    None
-                }
-            }
-        };
-        spawn_ticker(service.clone());
-        let mut options = args.options.clone();
-        if let Some(k) = &args.key {
-            options.push(format!("key={k}"));
-        }
+        logging::install(
+            &args.log,
+            args.log.sink(args.foreground),
+            &format!("mount {}", mountpoint.display()),
+            None,
+        )?;
         let spec = crate::fs::mount::MountSpec {
             backing: args.backing.clone(),
             mountpoint: args.mountpoint.clone(),
             options,
             threads: args.threads,
         };
-        let keys_provider: Arc<dyn DataKeys> = service;
-        let session = crate::fs::mount::mount(&spec, keys_provider)
-            .map_err(|e| anyhow!("mounting {}: {e}", args.mountpoint.display()))?;
-        Ok((session, server))
+        start_mount(&spec, args.no_socket, global, cfg)
     })();
-    let (session, server) = match started {
+    let running = match started {
         Ok(x) => x,
         Err(e) => {
+            log::error!("{e:#}");
             ready.failed(&format!("{e:#}"));
             return Err(e);
         }
     };
     ready.ready();
-    let mountpoint = args.mountpoint.clone();
-    // Ends on a signal (then we unmount) or when someone unmounts us.
-    daemon::wait_for_signal_or(|| !is_mounted(&mountpoint));
-    let result = session.umount();
-    if let Some(s) = server {
-        let _ = s.stop();
+    // Ends on a signal (then we unmount), when someone unmounts us, or when the FUSE
+    // session fails (then we unmount rather than leave a mount that hangs its users).
+    daemon::wait_for_signal_or(|| !is_mounted(&mountpoint) || !running.session.is_serving());
+    let result = running.stop();
+    match &result {
+        Ok(()) => log::info!("unmounted"),
+        Err(e) => log::error!("{e:#}"),
     }
-    result.map_err(|e| anyhow!("{e}"))?;
+    result?;
     Ok(0)
 }
 
-/// Whether `path` is currently a FUSE mount point of kmsfs (from /proc/self/mountinfo).
+/// Whether `path` is currently a mount point (from /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = std::fs::canonicalize(path).or_else(|_| Ok::<_, ()>(path.to_path_buf())) else {
-        return false;
-    };
+    let want = absolute(path);
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    let want = canon.to_string_lossy().to_string();
     info.lines().any(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        f.get(4).map(|m| unescape_mount(m)) == Some(want.clone())
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| Path::new(&crate::fs::mount::unescape_mountinfo(m)) == want)
     })
-}
-
-fn unescape_mount(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UmountArgs {
     pub mountpoint: PathBuf,
+    /// Detach now even if files are open (they keep working until closed), as
+    /// `umount -l` does. Without it a busy mount is refused.
+    #[arg(long, short = 'l')]
+    pub lazy: bool,
 }
 
 pub fn run_umount(args: &UmountArgs) -> anyhow::Result<i32> {
     if !is_mounted(&args.mountpoint) {
         bail!("{} is not mounted", args.mountpoint.display());
     }
-    crate::fs::mount::unmount(&args.mountpoint).map_err(|e| anyhow!("{e}"))?;
+    match crate::fs::mount::unmount_with(&args.mountpoint, args.lazy) {
+        Ok(()) => {}
+        Err(crate::fs::FsError::Busy(p)) => bail!(
+            "{} is busy: a file is open or a process works in it (see `fuser -vm {}`); \
+             close them, or detach anyway with `kmsfs umount --lazy {}`",
+            p.display(),
+            p.display(),
+            p.display()
+        ),
+        Err(e) => bail!("{e}"),
+    }
     // Wait (bounded) for the mount process to finish flushing and exit.
     for _ in 0..100 {
         if !is_mounted(&args.mountpoint) {

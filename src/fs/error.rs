@@ -28,6 +28,9 @@ pub enum FsError {
     /// Mounting or unmounting failed (never reaches a FUSE reply).
     #[error("mount: {0}")]
     Mount(String),
+    /// A non-lazy unmount found files open or processes working in the mount.
+    #[error("{} is busy (a file is open or a process works in it); close them, or unmount lazily", .0.display())]
+    Busy(std::path::PathBuf),
 }
 
 impl FsError {
@@ -49,6 +52,7 @@ impl FsError {
             FsError::Sys(e) => *e as i32,
             FsError::Refused { errno, .. } => *errno,
             FsError::Mount(_) => libc::EIO,
+            FsError::Busy(_) => libc::EBUSY,
         }
     }
 }

@@ -45,8 +45,15 @@ fn caller(req: &Request) -> Caller {
 }
 
 fn errno(e: &FsError) -> Errno {
-    log::debug!("kmsfs: {e}");
-    Errno::from_i32(e.errno())
+    let code = e.errno();
+    // EIO means damaged or tampered data (or a failing disk): someone must look at it.
+    // Refusals (EACCES, ENOKEY, ...) are routine answers and already in the audit log.
+    if code == libc::EIO {
+        log::warn!("{e}");
+    } else {
+        log::debug!("{e}");
+    }
+    Errno::from_i32(code)
 }
 
 fn open_flags(keep_cache: bool) -> FopenFlags {

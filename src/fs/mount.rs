@@ -1,7 +1,18 @@
-//! Mount lifecycle used by the CLI: parse `-o` options, open the volume, start a
-//! multithreaded FUSE session, and unmount (lazily, so open files keep working until
-//! closed; every acknowledged write is already in the backing file).
+//! Mount lifecycle used by the CLI: parse `-o` options, check the mount point, lock the
+//! backing directory, open the volume, start a multithreaded FUSE session (directly, or
+//! through the setuid `fusermount3` when this process may not open `/dev/fuse` or call
+//! mount(2)), and unmount (lazily, so open files keep working until closed; every
+//! acknowledged write is already in the backing file).
+//!
+//! Safety rules a mount follows, so that no plaintext ever lands beside ciphertext and no
+//! two daemons interleave writes to one file:
+//! - the mount point must be an empty directory unless `-o nonempty`;
+//! - the backing directory is `flock`ed (exclusively) by the mount for its whole life:
+//!   a second mount of it is refused, naming the process that holds it. The lock is on
+//!   the directory itself, so no file is added to the backing directory (see
+//!   docs/FORMAT.md, reserved names) and a crash releases it.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,6 +53,8 @@ pub struct ParsedOptions {
     pub read_only: bool,
     /// `key=KEY`: new files use KEY where no directory rule applies (this mount only).
     pub default_key: Option<String>,
+    /// `nonempty`: mount over a directory that holds files (they are hidden meanwhile).
+    pub nonempty: bool,
 }
 
 /// Parses `-o` options (each element may itself be comma-separated). Unknown options are
@@ -51,6 +64,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
     let mut acl = SessionACL::Owner;
     let mut read_only = false;
     let mut default_key = None;
+    let mut nonempty = false;
     let mut fsname = None;
     let mut subtype = None;
     for opt in options.iter().flat_map(|o| o.split(',')).map(str::trim) {
@@ -76,6 +90,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
             "sync" => out.push(MountOption::Sync),
             "async" => out.push(MountOption::Async),
             "dirsync" => out.push(MountOption::DirSync),
+            "nonempty" => nonempty = true,
             o if o.starts_with("key=") && o.len() > 4 => default_key = Some(o[4..].to_string()),
             o if o.starts_with("fsname=") => fsname = Some(o["fsname=".len()..].to_string()),
             o if o.starts_with("subtype=") => subtype = Some(o["subtype=".len()..].to_string()),
@@ -97,6 +112,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
         acl,
         read_only,
         default_key,
+        nonempty,
     })
 }
 
@@ -106,6 +122,10 @@ pub struct MountSession {
     mountpoint: PathBuf,
     session: Option<BackgroundSession>,
     core: Arc<Core>,
+    /// fusermount3 in `auto_unmount` mode: it unmounts when this socket closes.
+    auto_unmount: Option<(std::os::unix::net::UnixStream, std::process::Child)>,
+    /// Held (flock) until the session ends: see [`BackingLock`].
+    _lock: BackingLock,
 }
 
 impl std::fmt::Debug for MountSession {
@@ -119,6 +139,15 @@ impl std::fmt::Debug for MountSession {
 impl MountSession {
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// Whether the FUSE session still serves requests. It ends when the mount goes
+    /// away, or on an error (then the mount, if still there, only hangs its callers:
+    /// the owner should unmount).
+    pub fn is_serving(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| !s.guard.is_finished())
     }
 
     /// Number of files currently open through this mount.
@@ -151,6 +180,10 @@ impl MountSession {
         let joined = session
             .join()
             .map_err(|e| FsError::Mount(format!("FUSE session ended with an error: {e}")));
+        if let Some((socket, mut child)) = self.auto_unmount.take() {
+            drop(socket);
+            let _ = child.wait();
+        }
         detached.and(joined)
     }
 }
@@ -165,13 +198,18 @@ impl Drop for MountSession {
 
 /// Mounts the volume in `spec.backing` at `spec.mountpoint` and returns once the mount
 /// is live. The volume's name key comes from `keys.volume_secret(volume id)`; every open
-/// is authorized through `keys`.
+/// is authorized through `keys`. Refuses a mount point that is missing, not a directory,
+/// not empty (unless `nonempty`) or a dead mount, and a backing directory that is
+/// already mounted.
 pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, FsError> {
     let parsed = parse_options(&spec.options)?;
+    check_mountpoint(&spec.mountpoint, parsed.nonempty)
+        .map_err(|e| FsError::Mount(e.to_string()))?;
     let threads = match spec.threads {
         0 => DEFAULT_THREADS,
         n => n.min(16),
     };
+    let lock = BackingLock::acquire(&spec.backing)?;
     let mut core = Core::open_volume(&spec.backing, keys, parsed.read_only)?;
     if let Some(key) = &parsed.default_key {
         core.override_default_key(key.clone());
@@ -182,14 +220,409 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
     config.mount_options = parsed.mount_options;
     config.acl = parsed.acl;
     config.n_threads = Some(threads);
-    config.clone_fd = true;
-    let session = fuser::spawn_mount(KmsFs::new(core.clone()), &spec.mountpoint, &config)
-        .map_err(|e| FsError::Mount(format!("{}: {e}", spec.mountpoint.display())))?;
+    // Each worker thread opens /dev/fuse again (one queue per thread); a process that
+    // cannot open the device (it mounted through fusermount3) shares the one it got.
+    let device_open = may_open_dev_fuse();
+    config.clone_fd = device_open;
+    let mounted = |e: std::io::Error| FsError::Mount(format!("{}: {e}", spec.mountpoint.display()));
+    // As libfuse does: root mounts with mount(2) itself; anyone else through the
+    // setuid fusermount3 (mount(2) would refuse them), and so does root where the
+    // device or mount(2) is refused (a confined container).
+    let direct = device_open && nix::unistd::geteuid().is_root();
+    let (session, auto_unmount) = if direct {
+        match fuser::spawn_mount(KmsFs::new(core.clone()), &spec.mountpoint, &config) {
+            Ok(s) => (s, None),
+            Err(e) if is_refusal(&e) => spawn_via_fusermount(&core, &spec.mountpoint, config)?,
+            Err(e) => return Err(mounted(e)),
+        }
+    } else {
+        spawn_via_fusermount(&core, &spec.mountpoint, config)?
+    };
+    log::info!(
+        "mounted {} at {}",
+        spec.backing.display(),
+        spec.mountpoint.display()
+    );
     Ok(MountSession {
         mountpoint: spec.mountpoint.clone(),
         session: Some(session),
         core,
+        auto_unmount,
+        _lock: lock,
     })
+}
+
+fn is_refusal(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+        || e.kind() == std::io::ErrorKind::PermissionDenied
+}
+
+fn may_open_dev_fuse() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(_) => true,
+        Err(e) => !is_refusal(&e),
+    }
+}
+
+type AutoUnmount = Option<(std::os::unix::net::UnixStream, std::process::Child)>;
+
+/// Mounts through the setuid `fusermount3` (it opens /dev/fuse, mounts, and hands the
+/// descriptor back over a socket, as libfuse does), then serves that descriptor.
+fn spawn_via_fusermount(
+    core: &Arc<Core>,
+    mountpoint: &Path,
+    config: Config,
+) -> Result<(BackgroundSession, AutoUnmount), FsError> {
+    let (fd, auto_unmount) = fusermount_mount(mountpoint, &config.mount_options, config.acl)?;
+    let acl = config.acl;
+    let session = fuser::Session::from_fd(KmsFs::new(core.clone()), fd, acl, config)
+        .and_then(fuser::Session::spawn)
+        .map_err(|e| FsError::Mount(format!("{}: {e}", mountpoint.display())))?;
+    Ok((session, auto_unmount))
+}
+
+/// The option string fusermount3 understands for `options`.
+fn fusermount_options(options: &[MountOption], acl: SessionACL) -> String {
+    let mut out: Vec<String> = options
+        .iter()
+        .map(|o| match o {
+            MountOption::FSName(n) => format!("fsname={n}"),
+            MountOption::Subtype(t) => format!("subtype={t}"),
+            MountOption::CUSTOM(c) => c.clone(),
+            MountOption::AutoUnmount => "auto_unmount".into(),
+            MountOption::DefaultPermissions => "default_permissions".into(),
+            MountOption::Dev => "dev".into(),
+            MountOption::NoDev => "nodev".into(),
+            MountOption::Suid => "suid".into(),
+            MountOption::NoSuid => "nosuid".into(),
+            MountOption::RO => "ro".into(),
+            MountOption::RW => "rw".into(),
+            MountOption::Exec => "exec".into(),
+            MountOption::NoExec => "noexec".into(),
+            MountOption::Atime => "atime".into(),
+            MountOption::NoAtime => "noatime".into(),
+            MountOption::DirSync => "dirsync".into(),
+            MountOption::Sync => "sync".into(),
+            MountOption::Async => "async".into(),
+        })
+        .collect();
+    // As fuser does: the kernel knows only allow_other; fuser itself enforces allow_root.
+    if acl != SessionACL::Owner {
+        out.push("allow_other".into());
+    }
+    out.join(",")
+}
+
+fn fusermount_mount(
+    mountpoint: &Path,
+    options: &[MountOption],
+    acl: SessionACL,
+) -> Result<(OwnedFd, AutoUnmount), FsError> {
+    use std::os::unix::process::CommandExt;
+    let failed = |what: String| FsError::Mount(format!("{}: {what}", mountpoint.display()));
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| failed(format!("socketpair: {e}")))?;
+    let theirs_fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-o")
+        .arg(fusermount_options(options, acl))
+        .arg("--")
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", theirs_fd.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: the closure only calls fcntl (async-signal-safe) on a descriptor that stays
+    // open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(theirs_fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        failed(format!(
+            "cannot open /dev/fuse and cannot run fusermount3 ({e}); install fuse3"
+        ))
+    })?;
+    drop(theirs);
+    let received = receive_fd(&ours);
+    let auto_unmount = options.contains(&MountOption::AutoUnmount);
+    match received {
+        Ok(fd) if auto_unmount => Ok((fd, Some((ours, child)))),
+        Ok(fd) => {
+            drop(ours);
+            let _ = child.wait();
+            Ok((fd, None))
+        }
+        Err(e) => {
+            drop(ours);
+            let mut stderr = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+            }
+            let _ = child.wait();
+            let why = stderr.trim();
+            Err(failed(if why.is_empty() {
+                format!("fusermount3 did not mount: {e}")
+            } else if why.contains("/dev/fuse") {
+                // fusermount3 opens the device as the calling user, so it cannot help
+                // where the device is closed to users: say what can.
+                format!(
+                    "{why}: FUSE is closed to this user (/dev/fuse must be readable and \
+                     writable by them: Debian's default is mode 0666, e.g. \
+                     `sudo chmod 0666 /dev/fuse`); or mount as root"
+                )
+            } else {
+                why.to_string()
+            }))
+        }
+    }
+}
+
+/// Receives the /dev/fuse descriptor fusermount3 sends (SCM_RIGHTS).
+fn receive_fd(socket: &std::os::unix::net::UnixStream) -> Result<OwnedFd, nix::errno::Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+    let msg = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                if fd >= 0 {
+                    // SAFETY: the kernel just installed this descriptor for us; nothing
+                    // else owns it.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+    }
+    Err(nix::errno::Errno::EPROTO)
+}
+
+/// Why a directory cannot be mounted on (as found before mounting).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountpointError {
+    #[error("mount point {0} does not exist (mkdir it first)")]
+    Missing(PathBuf),
+    #[error("mount point {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error(
+        "mount point {0} is not empty: mounting would hide its files, and files written there \
+         before the mount would stay unencrypted (empty it, or give -o nonempty)"
+    )]
+    NotEmpty(PathBuf),
+    /// A FUSE mount whose daemon is gone (ENOTCONN): `ours` when it is a kmsfs mount.
+    #[error("{}", stale_message(.path, .fstype, *.ours))]
+    Stale {
+        path: PathBuf,
+        fstype: String,
+        ours: bool,
+    },
+    #[error("mount point {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn stale_message(path: &Path, fstype: &str, ours: bool) -> String {
+    let whose = if ours {
+        "a kmsfs mount whose process died"
+    } else {
+        "a mount whose process died"
+    };
+    format!(
+        "mount point {p} is a dead {fstype} mount (transport endpoint is not connected: {whose}); \
+         clear it with `fusermount3 -u -z {p}` (as root: `umount -l {p}`)",
+        p = path.display()
+    )
+}
+
+/// Checks that `path` is an empty directory (or any directory with `nonempty`).
+pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<(), MountpointError> {
+    let io = |source| MountpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(MountpointError::NotADirectory(path.to_path_buf())),
+        Ok(_) if nonempty => Ok(()),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(path).map_err(io)?;
+            if entries.next().is_some() {
+                Err(MountpointError::NotEmpty(path.to_path_buf()))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(MountpointError::Missing(path.to_path_buf()))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            let (fstype, source) = mount_entry(path).unwrap_or_default();
+            let ours = fstype == "fuse.kmsfs" || (fstype.starts_with("fuse") && source == "kmsfs");
+            Err(MountpointError::Stale {
+                path: path.to_path_buf(),
+                fstype: if fstype.is_empty() {
+                    "FUSE".into()
+                } else {
+                    fstype
+                },
+                ours,
+            })
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// `path` made absolute without touching `path` itself (a dead mount cannot be
+/// stat'ed, so `canonicalize` fails on it).
+fn absolute_without_stat(path: &Path) -> PathBuf {
+    let name = path.file_name();
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = match parent {
+        Some(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()),
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    match name {
+        Some(n) => parent.join(n),
+        None => parent,
+    }
+}
+
+/// The (file system type, source) of the mount at `path`, from /proc/self/mountinfo.
+fn mount_entry(path: &Path) -> Option<(String, String)> {
+    let want = absolute_without_stat(path);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Later lines are newer mounts: the last one at a path is the visible one.
+    info.lines().rev().find_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let mnt = head.split(' ').nth(4)?;
+        if Path::new(&unescape_mountinfo(mnt)) != want {
+            return None;
+        }
+        let mut t = tail.split(' ');
+        let fstype = t.next()?.to_string();
+        let source = unescape_mountinfo(t.next()?);
+        Some((fstype, source))
+    })
+}
+
+/// Undoes the octal escapes (`\040` for a space, ...) of /proc/self/mountinfo fields.
+pub fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Detaches a dead mount found by [`check_mountpoint`] (lazily: nothing can be using a
+/// mount whose daemon is gone).
+pub fn clear_stale_mount(path: &Path) -> Result<(), FsError> {
+    unmount(&absolute_without_stat(path))
+}
+
+/// How often, and how far apart, a busy backing-directory lock is tried (2 s in all).
+const LOCK_TRIES: u32 = 20;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// An exclusive `flock` on the backing directory, held by the mount process for the
+/// life of the mount (released by the kernel if the process dies).
+#[derive(Debug)]
+pub struct BackingLock {
+    _dir: std::fs::File,
+}
+
+impl BackingLock {
+    /// Locks `backing`, or explains which process already mounts it.
+    pub fn acquire(backing: &Path) -> Result<BackingLock, FsError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(backing)
+            .map_err(|e| FsError::Mount(format!("backing directory {}: {e}", backing.display())))?;
+        // A mount that is just ending (its `umount` returned, its process is still
+        // closing down) lets go within moments: give it that long before refusing, so
+        // that `kmsfs umount A && kmsfs mount B` works in scripts.
+        let mut tries = LOCK_TRIES;
+        let err = loop {
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(BackingLock { _dir: dir });
+            }
+            let err = nix::errno::Errno::last();
+            tries -= 1;
+            if err != nix::errno::Errno::EWOULDBLOCK || tries == 0 {
+                break err;
+            }
+            std::thread::sleep(LOCK_RETRY);
+        };
+        if err != nix::errno::Errno::EWOULDBLOCK {
+            return Err(FsError::Mount(format!(
+                "locking backing directory {}: {err}",
+                backing.display()
+            )));
+        }
+        let holder = std::os::unix::fs::MetadataExt::ino(&dir.metadata()?);
+        let dev = std::os::unix::fs::MetadataExt::dev(&dir.metadata()?);
+        let by = match lock_holder(dev, holder) {
+            Some((pid, cmd)) if !cmd.is_empty() => format!(" by process {pid} (`{cmd}`)"),
+            Some((pid, _)) => format!(" by process {pid}"),
+            None => String::new(),
+        };
+        Err(FsError::Mount(format!(
+            "backing directory {} is already mounted{by}; unmount that mount first \
+             (two mounts of one volume would interleave writes to the same files)",
+            backing.display()
+        )))
+    }
+}
+
+/// The process holding a `flock` on the file (`dev`, `ino`), and its command line, from
+/// /proc/locks.
+fn lock_holder(dev: u64, ino: u64) -> Option<(u32, String)> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let want = format!("{:02x}:{:02x}:{ino}", libc::major(dev), libc::minor(dev));
+    let pid = locks.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "N: FLOCK ADVISORY WRITE PID MAJ:MIN:INO START END"; waiters have "->".
+        if f.get(1) != Some(&"FLOCK") || f.get(5) != Some(&want.as_str()) {
+            return None;
+        }
+        f.get(4)?.parse::<u32>().ok()
+    })?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    Some((pid, cmd))
 }
 
 /// Creates a new volume in `backing` (which must be empty or absent) whose new files use
@@ -213,23 +646,42 @@ pub fn init_volume(
 /// Unmounts `mountpoint` lazily (MNT_DETACH; via `fusermount3 -u -z` when not root):
 /// new accesses fail at once, open files keep working until closed.
 pub fn unmount(mountpoint: &Path) -> Result<(), FsError> {
-    match nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+    unmount_with(mountpoint, true)
+}
+
+/// Unmounts `mountpoint` as umount(8) does: refused with [`FsError::Busy`] while a file
+/// is open or a process works inside it, unless `lazy` (then detached at once, and open
+/// files keep working until closed). Not root: through `fusermount3 -u [-z]`.
+pub fn unmount_with(mountpoint: &Path, lazy: bool) -> Result<(), FsError> {
+    let flags = if lazy {
+        nix::mount::MntFlags::MNT_DETACH
+    } else {
+        nix::mount::MntFlags::empty()
+    };
+    match nix::mount::umount2(mountpoint, flags) {
         Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => Err(FsError::Busy(mountpoint.to_path_buf())),
         Err(nix::errno::Errno::EPERM) => {
-            let out = std::process::Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
+            let mut cmd = std::process::Command::new("fusermount3");
+            cmd.arg("-u");
+            if lazy {
+                cmd.arg("-z");
+            }
+            let out = cmd
                 .arg("--")
                 .arg(mountpoint)
                 .output()
                 .map_err(|e| FsError::Mount(format!("running fusermount3: {e}")))?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
             if out.status.success() {
                 Ok(())
+            } else if stderr.contains("busy") {
+                Err(FsError::Busy(mountpoint.to_path_buf()))
             } else {
                 Err(FsError::Mount(format!(
                     "fusermount3 -u {}: {}",
                     mountpoint.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    stderr.trim()
                 )))
             }
         }
@@ -281,6 +733,53 @@ mod tests {
             .mount_options
             .contains(&MountOption::FSName("mine".into())));
         assert_eq!(p.acl, SessionACL::Owner);
+    }
+
+    #[test]
+    fn nonempty_is_ours_and_allow_other_reaches_fusermount() {
+        let p = parse_options(&opts(&["nonempty,default_permissions"])).unwrap();
+        assert!(p.nonempty);
+        assert!(!p
+            .mount_options
+            .iter()
+            .any(|o| matches!(o, MountOption::CUSTOM(_))));
+        let s = fusermount_options(&p.mount_options, SessionACL::All);
+        assert_eq!(
+            s,
+            "default_permissions,fsname=kmsfs,subtype=kmsfs,allow_other"
+        );
+    }
+
+    #[test]
+    fn mount_points_that_are_missing_files_or_full_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = check_mountpoint(&missing, false).unwrap_err().to_string();
+        assert!(e.contains("does not exist") && e.contains("mkdir"), "{e}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = check_mountpoint(&file, false).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+        let e = check_mountpoint(dir.path(), false).unwrap_err().to_string();
+        assert!(e.contains("not empty") && e.contains("-o nonempty"), "{e}");
+        check_mountpoint(dir.path(), true).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        check_mountpoint(&empty, false).unwrap();
+    }
+
+    #[test]
+    fn a_locked_backing_directory_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = BackingLock::acquire(dir.path()).unwrap();
+        let e = BackingLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("already mounted"), "{e}");
+        assert!(
+            e.contains(&format!("process {}", std::process::id())),
+            "{e}"
+        );
+        drop(first);
+        BackingLock::acquire(dir.path()).unwrap();
     }
 
     #[test]
