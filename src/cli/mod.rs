@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod fsck;
 pub mod keyrule;
 pub mod mount_helper;
+pub mod recovery;
 pub mod service;
 pub mod simulate;
 pub mod whoami;
@@ -75,6 +76,10 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Read or verify the hash-chained audit log.
     Audit(audit::AuditArgs),
+    /// Change the store's passphrase, or switch between a root key file and a passphrase.
+    Passwd(recovery::PasswdArgs),
+    /// Back up the store to one sealed file, or restore it (docs/RECOVERY.md).
+    Store(recovery::StoreArgs),
 }
 
 /// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
@@ -127,5 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Audit(a) => audit::run(a, &store_dir(g).join(crate::kms::store::AUDIT_FILE), g),
+        Command::Passwd(a) => recovery::run_passwd(a, g, rk),
+        Command::Store(a) => recovery::run_store(a, g, rk),
     }
 }

@@ -302,6 +302,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         );
     }
     crate::format::VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
+    crate::cli::recovery::ensure_store_exists_for_volume(global, &args.backing)?;
     let mut ready = if args.foreground {
         daemon::Readiness::none()
     } else {
@@ -313,6 +314,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     daemon::block_termination_signals();
     let started = (|| -> anyhow::Result<_> {
         let service = open_service(global, keys)?;
+        crate::cli::recovery::ensure_volume_of_this_store(&service, &args.backing)?;
         let server = if args.no_socket {
             None
         } else {
