@@ -89,7 +89,11 @@ fn fails_with(o: &Output, needle: &str) {
         "expected failure with `{needle}`, got success: {}",
         String::from_utf8_lossy(&o.stdout)
     );
-    assert!(stderr(o).contains(needle), "expected `{needle}` in: {}", stderr(o));
+    assert!(
+        stderr(o).contains(needle),
+        "expected `{needle}` in: {}",
+        stderr(o)
+    );
 }
 
 /// A key created in the store and a blob encrypted under it: decrypting the blob later
@@ -104,7 +108,14 @@ fn make_probe(store: &Path, secret: &Secret) -> Probe {
     let key = ok(&kmsfs(
         store,
         secret,
-        &["kms", "create-key", "--query", "KeyMetadata.KeyId", "--output", "text"],
+        &[
+            "kms",
+            "create-key",
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ],
         &[],
     ));
     let blob = ok(&kmsfs(
@@ -182,8 +193,15 @@ fn passwd_changes_the_passphrase_and_switches_between_key_file_and_passphrase() 
     );
     let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(v["ProtectedBy"], "passphrase", "{v}");
-    assert!(!store.join("root.key").exists(), "the old key file is still there");
-    assert!(opens(&store, &Secret::Passphrase("first passphrase".into()), &probe));
+    assert!(
+        !store.join("root.key").exists(),
+        "the old key file is still there"
+    );
+    assert!(opens(
+        &store,
+        &Secret::Passphrase("first passphrase".into()),
+        &probe
+    ));
     // A copy of the old key file no longer opens the store through kmsfs.
     let copy = s.secret_file("old.key", &String::from_utf8(old_key_text).unwrap());
     fails_with(
@@ -199,8 +217,16 @@ fn passwd_changes_the_passphrase_and_switches_between_key_file_and_passphrase() 
         &[("KMSFS_NEW_PASSPHRASE", "second passphrase")],
     );
     ok(&out);
-    assert!(!opens(&store, &Secret::Passphrase("first passphrase".into()), &probe));
-    assert!(opens(&store, &Secret::Passphrase("second passphrase".into()), &probe));
+    assert!(!opens(
+        &store,
+        &Secret::Passphrase("first passphrase".into()),
+        &probe
+    ));
+    assert!(opens(
+        &store,
+        &Secret::Passphrase("second passphrase".into()),
+        &probe
+    ));
 
     // Passphrase → key file: written 0600, and it is the only secret that opens.
     let key2 = s.path("keys/new-root.key");
@@ -215,7 +241,11 @@ fn passwd_changes_the_passphrase_and_switches_between_key_file_and_passphrase() 
     assert_eq!(v["ProtectedBy"], "key-file", "{v}");
     assert_eq!(mode(&key2), 0o600);
     assert!(opens(&store, &Secret::KeyFile(key2.clone()), &probe));
-    assert!(!opens(&store, &Secret::Passphrase("second passphrase".into()), &probe));
+    assert!(!opens(
+        &store,
+        &Secret::Passphrase("second passphrase".into()),
+        &probe
+    ));
 
     // Wrong old secret: refused, nothing changes.
     let out = kmsfs(
@@ -319,7 +349,11 @@ fn run_crash_case(s: &Scratch, c: &CrashCase) {
         if !committed {
             // The interrupted change can be done again and completes.
             ok(&kmsfs(&store, &old, &args, &env[..env.len() - 1]));
-            assert!(opens(&store, &new, &c.probe), "{} rerun after {step}", c.name);
+            assert!(
+                opens(&store, &new, &c.probe),
+                "{} rerun after {step}",
+                c.name
+            );
         }
     }
 }
@@ -416,7 +450,10 @@ fn passwd_killed_after_each_durable_step_leaves_a_store_the_old_or_the_new_secre
     let header: serde_json::Value =
         serde_json::from_slice(&std::fs::read(done.join("store.json")).unwrap()).unwrap();
     assert_eq!(header["version"], 2, "{header}");
-    assert!(header["root_key"]["wrapped_root_key"].is_string(), "{header}");
+    assert!(
+        header["root_key"]["wrapped_root_key"].is_string(),
+        "{header}"
+    );
     assert!(opens(
         &done,
         &Secret::Passphrase("new passphrase".into()),
@@ -460,7 +497,12 @@ fn a_store_backed_up_lost_and_restored_on_a_fresh_layout_reads_the_volume() {
     let store = s.path("machine-a/store");
     let key = Secret::KeyFile(store.join("root.key"));
     let backing = s.path("backing");
-    ok(&kmsfs(&store, &key, &["init", &backing.display().to_string()], &[]));
+    ok(&kmsfs(
+        &store,
+        &key,
+        &["init", &backing.display().to_string()],
+        &[],
+    ));
     let mnt = s.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let out = kmsfs(
@@ -502,10 +544,16 @@ fn a_store_backed_up_lost_and_restored_on_a_fresh_layout_reads_the_volume() {
     for f in ["store.json", "state.json", "audit.log"] {
         assert!(files.contains(&f), "{f} missing from {files:?}");
     }
-    assert!(files.iter().any(|f| f.starts_with("material/")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.starts_with("material/")),
+        "{files:?}"
+    );
     assert!(!files.contains(&"root.key"), "{files:?}");
     assert_eq!(mode(&archive), 0o600);
-    let kept_key = s.secret_file("kept-root.key", &std::fs::read_to_string(store.join("root.key")).unwrap());
+    let kept_key = s.secret_file(
+        "kept-root.key",
+        &std::fs::read_to_string(store.join("root.key")).unwrap(),
+    );
     let bytes = std::fs::read(&archive).unwrap();
     let root_hex = std::fs::read_to_string(&kept_key).unwrap();
     assert!(
@@ -566,7 +614,11 @@ fn a_store_backed_up_lost_and_restored_on_a_fresh_layout_reads_the_volume() {
     let out = kmsfs(
         &new_store,
         &Secret::KeyFile(kept_key.clone()),
-        &["store", "restore", &s.path("tampered-body").display().to_string()],
+        &[
+            "store",
+            "restore",
+            &s.path("tampered-body").display().to_string(),
+        ],
         &[],
     );
     fails_with(&out, "changed or damaged");
@@ -602,7 +654,11 @@ fn a_store_backed_up_lost_and_restored_on_a_fresh_layout_reads_the_volume() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers.len(), 1, "temporary directories left: {leftovers:?}");
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary directories left: {leftovers:?}"
+    );
 
     // As on the old machine: the default key file, the volume mounts and reads.
     let here = Secret::KeyFile(new_store.join("root.key"));
@@ -630,7 +686,12 @@ fn a_store_backed_up_lost_and_restored_on_a_fresh_layout_reads_the_volume() {
     let v: serde_json::Value = serde_json::from_str(&ok(&kmsfs(
         &new_store,
         &Secret::KeyFile(kept_key.clone()),
-        &["store", "restore", "--force", &archive.display().to_string()],
+        &[
+            "store",
+            "restore",
+            "--force",
+            &archive.display().to_string(),
+        ],
         &[],
     )))
     .unwrap();
@@ -692,7 +753,12 @@ fn mounting_a_volume_with_a_store_that_did_not_make_it_names_the_store_and_the_w
     let backing = s.path("backing");
     let mnt = s.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    ok(&kmsfs(&store, &key, &["init", &backing.display().to_string()], &[]));
+    ok(&kmsfs(
+        &store,
+        &key,
+        &["init", &backing.display().to_string()],
+        &[],
+    ));
     let volume = std::fs::read_to_string(backing.join("kmsfs.volume")).unwrap();
     let mount = |store: &Path, key: &Secret| {
         let out = kmsfs(
@@ -716,7 +782,11 @@ fn mounting_a_volume_with_a_store_that_did_not_make_it_names_the_store_and_the_w
     let out = mount(&store, &key);
     fails_with(&out, "there is no kmsfs store at");
     fails_with(&out, "kmsfs store restore");
-    assert!(!stderr(&out).contains("metadata authentication failed"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("metadata authentication failed"),
+        "{}",
+        stderr(&out)
+    );
 
     // Following the old hint (`kmsfs init`) makes a new store: mount names it and the
     // volume, and points to the backup.
@@ -738,5 +808,8 @@ fn mounting_a_volume_with_a_store_that_did_not_make_it_names_the_store_and_the_w
     let out = kmsfs(&store, &key, &["fsck", &backing.display().to_string()], &[]);
     fails_with(&out, "belongs to another store");
     let state = std::fs::read_to_string(store.join("state.json")).unwrap();
-    assert!(!state.contains(volume_id), "the new store minted a secret for the volume");
+    assert!(
+        !state.contains(volume_id),
+        "the new store minted a secret for the volume"
+    );
 }

@@ -204,7 +204,10 @@ pub fn run_passwd(
     match global.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
         OutputFormat::Text => {
-            println!("store {} is now protected by a {protected_by}", dir.display());
+            println!(
+                "store {} is now protected by a {protected_by}",
+                dir.display()
+            );
             if let Some(k) = &key_file {
                 println!("root key file {k}");
             }
@@ -379,3 +382,7 @@ pub fn ensure_volume_of_this_store(service: &Service, backing: &Path) -> anyhow:
         service.store_id()
     )
 }
+
+/// One line for `kmsfs init`'s one-time notice (and anything else that tells a person
+/// how not to lose their data): the command and the document.
+pub const BACKUP_HINT: &str = "Back up the store with `kmsfs store backup FILE` and keep the root key file or passphrase apart from it; without both, the data is gone for good (docs/RECOVERY.md).";

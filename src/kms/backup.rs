@@ -184,8 +184,7 @@ pub fn backup(
         store_json: b64().encode(&store_json),
         root_key_file,
     };
-    let header_json =
-        serde_json::to_vec(&header).map_err(|e| store::internal(e.to_string()))?;
+    let header_json = serde_json::to_vec(&header).map_err(|e| store::internal(e.to_string()))?;
     let header_len = u32::try_from(header_json.len())
         .ok()
         .filter(|l| *l <= MAX_HEADER_LEN)
@@ -196,8 +195,7 @@ pub fn backup(
     archive.extend_from_slice(&header_len.to_be_bytes());
     archive.extend_from_slice(&header_json);
     let key = archive_key(&unlocked.root, &salt);
-    let sealed =
-        crypto::seal(&key, &archive, &body).map_err(|e| store::internal(e.to_string()))?;
+    let sealed = crypto::seal(&key, &archive, &body).map_err(|e| store::internal(e.to_string()))?;
     archive.extend_from_slice(&sealed);
     write_atomic(out, &archive)?;
     Ok(BackupSummary {
@@ -230,13 +228,13 @@ impl Walk<'_> {
         names.sort();
         for name in names {
             let Some(name) = name.to_str().map(str::to_string) else {
-                self.skipped.push(format!("{rel}{}", name.to_string_lossy()));
+                self.skipped
+                    .push(format!("{rel}{}", name.to_string_lossy()));
                 continue;
             };
             let path = dir.join(&name);
             let rel_path = format!("{rel}{name}");
-            if rel.is_empty()
-                && (name == HEADER_FILE || name == LOCK_FILE || name == ROOT_KEY_FILE)
+            if rel.is_empty() && (name == HEADER_FILE || name == LOCK_FILE || name == ROOT_KEY_FILE)
             {
                 continue;
             }
@@ -244,8 +242,7 @@ impl Walk<'_> {
             if name.starts_with('.') && name.contains(".tmp.") {
                 continue;
             }
-            if self.exclude.is_some() && fs::canonicalize(&path).ok().as_deref() == self.exclude
-            {
+            if self.exclude.is_some() && fs::canonicalize(&path).ok().as_deref() == self.exclude {
                 continue;
             }
             let meta = fs::symlink_metadata(&path).map_err(io(&path, "inspect"))?;
@@ -336,8 +333,8 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>, BackupError> {
     let header_bytes = bytes
         .get(16..end)
         .ok_or_else(|| malformed("it ends inside the header"))?;
-    let header: ArchiveHeader = serde_json::from_slice(header_bytes)
-        .map_err(|e| malformed(&format!("header: {e}")))?;
+    let header: ArchiveHeader =
+        serde_json::from_slice(header_bytes).map_err(|e| malformed(&format!("header: {e}")))?;
     let store_json = b64()
         .decode(&header.store_json)
         .map_err(|_| malformed("header: store_json is not base64"))?;
@@ -466,11 +463,13 @@ pub fn restore(
 ) -> Result<RestoreSummary, BackupError> {
     let bytes = Zeroizing::new(read_archive(archive)?);
     let p = parse(archive, &bytes)?;
-    let unlocked = unlock_store_json(&p.store_json, &dir.join(HEADER_FILE), dir, source)
-        .map_err(|e| BackupError::WrongSecret {
-            path: archive.to_path_buf(),
-            store_id: p.header.store_id.clone(),
-            reason: e.message,
+    let unlocked =
+        unlock_store_json(&p.store_json, &dir.join(HEADER_FILE), dir, source).map_err(|e| {
+            BackupError::WrongSecret {
+                path: archive.to_path_buf(),
+                store_id: p.header.store_id.clone(),
+                reason: e.message,
+            }
         })?;
     let key = archive_key(&unlocked.root, &p.salt);
     let body = crypto::open(&key, p.aad, p.sealed).map_err(|_| BackupError::Tampered {

@@ -254,7 +254,11 @@ impl Service {
     /// creates one: mounting a volume of a lost store must say so, not mint a secret
     /// that cannot open it.
     pub fn has_volume_secret(&self, volume_id: &str) -> Result<bool, KmsError> {
-        Ok(self.snapshot()?.state.volume_secrets.contains_key(volume_id))
+        Ok(self
+            .snapshot()?
+            .state
+            .volume_secrets
+            .contains_key(volume_id))
     }
 
     /// Runs one AWS KMS JSON API operation for `caller` (see the module doc of

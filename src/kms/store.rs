@@ -455,22 +455,22 @@ fn unlock_header(
     dir: &Path,
     source: &RootKeySource,
 ) -> Result<(Header, RootKey), KmsError> {
-        let header: Header = serde_json::from_slice(bytes)
-            .map_err(|e| internal(format!("store: {} is damaged: {e}", header_path.display())))?;
-        if header.format != STORE_FORMAT_NAME {
-            return Err(internal(format!(
-                "store: {} is not a kmsfs store header",
-                header_path.display()
-            )));
-        }
-        if header.version > STORE_FORMAT_VERSION {
-            return Err(internal(format!(
+    let header: Header = serde_json::from_slice(bytes)
+        .map_err(|e| internal(format!("store: {} is damaged: {e}", header_path.display())))?;
+    if header.format != STORE_FORMAT_NAME {
+        return Err(internal(format!(
+            "store: {} is not a kmsfs store header",
+            header_path.display()
+        )));
+    }
+    if header.version > STORE_FORMAT_VERSION {
+        return Err(internal(format!(
                 "store: {} has format version {}, newer than this kmsfs understands ({STORE_FORMAT_VERSION}); upgrade kmsfs",
                 dir.display(),
                 header.version
             )));
-        }
-        let root = match (&header.root_key, source) {
+    }
+    let root = match (&header.root_key, source) {
             (RootKeyParams::KeyFile, RootKeySource::KeyFile(path)) => read_key_file(path)?,
             (
                 RootKeyParams::Passphrase {
