@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
@@ -154,19 +154,19 @@ pub fn backup(
     let header_path = dir.join(HEADER_FILE);
     let store_json = fs::read(&header_path).map_err(io(&header_path, "read"))?;
     let unlocked = unlock_store_json(&store_json, &header_path, dir, source)?;
-    let key_file_in_store = match source {
+    let key_file = match source {
         RootKeySource::KeyFile(p) => fs::canonicalize(p).ok(),
         RootKeySource::Passphrase(_) => None,
     };
     let default_key_file = fs::canonicalize(dir.join(ROOT_KEY_FILE)).ok();
-    let root_key_file = (key_file_in_store.is_some() && key_file_in_store == default_key_file)
-        .then(|| ROOT_KEY_FILE.to_string());
+    let root_key_file =
+        (key_file.is_some() && key_file == default_key_file).then(|| ROOT_KEY_FILE.to_string());
 
     let mut body = Zeroizing::new(Vec::new());
     let mut files = vec![HEADER_FILE.to_string()];
     let mut skipped = Vec::new();
     let mut walk = Walk {
-        exclude: key_file_in_store.as_deref(),
+        exclude: key_file.as_deref(),
         body: &mut body,
         files: &mut files,
         skipped: &mut skipped,
@@ -261,7 +261,8 @@ impl Walk<'_> {
                     .extend_from_slice(&(bytes.len() as u64).to_be_bytes());
                 self.body.extend_from_slice(&bytes);
                 self.files.push(rel_path);
-            } else if ft.is_symlink() || ft.is_socket() || ft.is_fifo() || !ft.is_file() {
+            } else {
+                // Symbolic links, sockets, FIFOs: kmsfs never puts them in a store.
                 self.skipped.push(rel_path);
             }
         }
