@@ -208,7 +208,7 @@ fn init_says_once_on_stderr_that_a_lost_store_loses_the_data_and_how_to_back_it_
         "{err}"
     );
     assert!(
-        err.contains("tar -C") && err.contains(&format!("{store}/root.key")),
+        err.contains("kmsfs store backup FILE") && err.contains(&format!("{store}/root.key")),
         "{err}"
     );
     // Once: a second init of the same store says nothing more.

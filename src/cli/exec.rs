@@ -86,6 +86,7 @@ fn forwarded_signals() -> SigSet {
 pub fn run(args: &ExecArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
     let (options, nonempty) = service::mount_options(&args.options, args.key.as_deref())?;
     crate::format::VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
+    crate::cli::recovery::ensure_store_exists_for_volume(global, &args.backing)?;
     let temp = match &args.mountpoint {
         Some(m) => {
             service::prepare_mountpoint(m, nonempty)?;

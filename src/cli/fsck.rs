@@ -22,7 +22,9 @@ pub struct FsckArgs {
 
 pub fn run(args: &FsckArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
     let volume = VolumeConfig::load(&args.backing).map_err(|e| anyhow!("{e}"))?;
+    crate::cli::recovery::ensure_store_exists_for_volume(global, &args.backing)?;
     let service = open_service(global, keys)?;
+    crate::cli::recovery::ensure_volume_of_this_store(&service, &args.backing)?;
     let secret = service
         .volume_secret(&volume.volume_id)
         .map_err(|e| anyhow!("volume {}: {e}", volume.volume_id))?;

@@ -36,6 +36,7 @@ pub mod keyrule;
 pub mod logging;
 pub mod manual;
 pub mod mount_helper;
+pub mod recovery;
 pub mod secrets;
 pub mod service;
 pub mod simulate;
@@ -87,6 +88,10 @@ pub enum Command {
     /// Write man pages into a directory (used by scripts/install).
     #[command(hide = true)]
     Man(manual::ManArgs),
+    /// Change the store's passphrase, or switch between a root key file and a passphrase.
+    Passwd(recovery::PasswdArgs),
+    /// Back up the store to one sealed file, or restore it (docs/RECOVERY.md).
+    Store(recovery::StoreArgs),
 }
 
 /// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
@@ -142,5 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(a) => audit::run(a, &store_dir(g).join(crate::kms::store::AUDIT_FILE), g),
         Command::Completions(a) => manual::run_completions(a),
         Command::Man(a) => manual::run_man(a),
+        Command::Passwd(a) => recovery::run_passwd(a, g, rk),
+        Command::Store(a) => recovery::run_store(a, g, rk),
     }
 }

@@ -335,36 +335,22 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
 /// What `init` tells the person who just created a store: losing it loses the data,
 /// and how to keep a copy.
 pub fn backup_advice(dir: &Path, root_key: &RootKeySource) -> String {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| ".".into());
-    let tar = format!(
-        "tar -C {} -czf kmsfs-store-backup.tar.gz {name}",
-        parent.display()
-    );
     let secret = match root_key {
         RootKeySource::Passphrase(_) => {
-            "Its keys are sealed by your passphrase, which the store does not contain: without \
-             the passphrase, a copy is useless, so keep the passphrase safe as well."
+            "Its keys are sealed by your passphrase, which neither the store nor a backup \
+             contains: without the passphrase, a copy is useless, so keep it safe as well."
                 .to_string()
         }
-        RootKeySource::KeyFile(k) if k.starts_with(dir) => format!(
-            "The copy includes the root key {}, which opens everything: keep it as private as the data.",
-            k.display()
-        ),
         RootKeySource::KeyFile(k) => format!(
-            "Back up the root key {} too, separately: the store is useless without it.",
+            "Keep a copy of the root key {} apart from the backup: a backup never contains \
+             it and opens only with it.",
             k.display()
         ),
     };
     format!(
         "kmsfs: created the store {}. Every file encrypted under its keys is gone for good if \
-         the store is lost.\n  Back it up now, and again after creating or changing keys: {tar}\n  {secret}",
+         the store is lost.\n  Back it up now, and again after creating or changing keys: \
+         kmsfs store backup FILE (docs/RECOVERY.md)\n  {secret}",
         dir.display()
     )
 }
@@ -523,6 +509,7 @@ pub(crate) fn start_mount(
     cfg: ServiceConfig,
 ) -> anyhow::Result<Running> {
     let service = Service::open(cfg).map_err(kms_err)?;
+    crate::cli::recovery::ensure_volume_of_this_store(&service, &spec.backing)?;
     let server = if no_socket {
         None
     } else {
@@ -569,6 +556,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     // environment before the daemon exists.
     let cfg = service_config(global, keys)?;
     args.log.warn_if_unlogged(args.foreground);
+    crate::cli::recovery::ensure_store_exists_for_volume(global, &args.backing)?;
     let mut ready = if args.foreground {
         daemon::Readiness::none()
     } else {

@@ -20,6 +20,7 @@
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
 
+pub mod backup;
 pub mod ciphertext;
 pub mod clock;
 pub mod error;

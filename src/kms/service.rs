@@ -251,6 +251,24 @@ impl Service {
         self.store.owner_uid()
     }
 
+    /// The store's id (`store.json`), which names it in messages.
+    pub fn store_id(&self) -> &str {
+        self.store.store_id()
+    }
+
+    /// Whether this store holds the secret of volume `volume_id`, i.e. whether the volume
+    /// was made with this store (or a restored copy of it). Unlike
+    /// [`DataKeys::volume_secret`](super::provider::DataKeys::volume_secret), never
+    /// creates one: mounting a volume of a lost store must say so, not mint a secret
+    /// that cannot open it.
+    pub fn has_volume_secret(&self, volume_id: &str) -> Result<bool, KmsError> {
+        Ok(self
+            .snapshot()?
+            .state
+            .volume_secrets
+            .contains_key(volume_id))
+    }
+
     /// Runs one AWS KMS JSON API operation for `caller` (see the module doc of
     /// [`crate::kms`] for the list). Every call is audited, allowed or not.
     pub fn call(

@@ -46,10 +46,10 @@ pub const STORE_FORMAT_VERSION: u32 = 2;
 /// The first store format version whose `state.json` must carry a MAC.
 const FIRST_MACED_VERSION: u32 = 2;
 const STORE_FORMAT_NAME: &str = "kmsfs-store";
-const HEADER_FILE: &str = "store.json";
-const STATE_FILE: &str = "state.json";
-const LOCK_FILE: &str = "lock";
-const MATERIAL_DIR: &str = "material";
+pub(crate) const HEADER_FILE: &str = "store.json";
+pub(crate) const STATE_FILE: &str = "state.json";
+pub(crate) const LOCK_FILE: &str = "lock";
+pub(crate) const MATERIAL_DIR: &str = "material";
 /// The default root key file inside the store.
 pub const ROOT_KEY_FILE: &str = "root.key";
 /// The audit log inside the store.
@@ -108,6 +108,48 @@ impl std::fmt::Debug for RootKeySource {
             RootKeySource::Passphrase(_) => f.write_str("Passphrase(..)"),
         }
     }
+}
+
+/// What is to protect the root key after [`Store::change_secret`].
+pub enum NewRootKeySecret {
+    /// A new passphrase: the root key is wrapped under its Argon2id output.
+    Passphrase(Zeroizing<String>),
+    /// A key file to create (0600) holding the root key itself.
+    KeyFile(PathBuf),
+}
+
+/// The durable steps of [`Store::change_secret`], in the order they happen, for callers
+/// that test what a crash after each one leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretChangeStep {
+    /// A format-1 store's `state.json` was rewritten with its MAC (the header still
+    /// names the old secret).
+    StateMigrated,
+    /// The new key file is durable (the header still names the old secret).
+    KeyFileWritten,
+    /// `store.json` names the new secret: the switch is done.
+    HeaderWritten,
+}
+
+impl SecretChangeStep {
+    /// A stable name (`state-migrated`, `key-file-written`, `header-written`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretChangeStep::StateMigrated => "state-migrated",
+            SecretChangeStep::KeyFileWritten => "key-file-written",
+            SecretChangeStep::HeaderWritten => "header-written",
+        }
+    }
+}
+
+/// The result of [`Store::change_secret`].
+#[derive(Debug)]
+pub struct SecretChanged {
+    pub store_id: String,
+    /// The key file that protected the store before a switch to a passphrase. It still
+    /// holds the (unchanged) root key, so whoever reads it can open the store's
+    /// material: the caller should shred it ([`shred_key_file`]) unless asked not to.
+    pub retired_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,7 +269,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 /// Refuses a store path that other users could read or replace.
-fn check_private(path: &Path, want_dir: bool) -> Result<(), KmsError> {
+pub(crate) fn check_private(path: &Path, want_dir: bool) -> Result<(), KmsError> {
     let m = fs::symlink_metadata(path).map_err(|e| io_err(path, "inspect", e))?;
     let euid = nix::unistd::geteuid().as_raw();
     if m.file_type().is_symlink() {
@@ -289,7 +331,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
     res
 }
 
-fn sync_dir(dir: &Path) -> Result<(), KmsError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), KmsError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(dir, "fsync directory", e))
@@ -324,6 +366,28 @@ fn read_key_file(path: &Path) -> Result<RootKey, KmsError> {
         ))
     })?;
     Ok(RootKey::from_bytes(*bytes))
+}
+
+/// Creates `path` (which must not exist) holding `key` as 64 hex digits, mode 0600, and
+/// makes it durable (file and directory entry) before returning.
+pub(crate) fn write_new_key_file(path: &Path, key: &RootKey) -> Result<(), KmsError> {
+    let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose())));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err(path, "create root key file", e))?;
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
+        // Never leave a partial key file (we created it) that a later run would read.
+        let _ = fs::remove_file(path);
+        return Err(io_err(path, "write root key file", e));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    sync_dir(parent)
 }
 
 /// Refuses Argon2id parameters outside [floor, ceiling] (see the constants).
@@ -382,6 +446,125 @@ fn derive_passphrase(pass: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<
     Ok(RootKey::from_bytes(*out))
 }
 
+/// Parses a `store.json` (`bytes`, read from `header_path`) and derives its root key from
+/// `source`, checking format, version, KDF parameters and the check value. `dir` names
+/// the store in messages.
+fn unlock_header(
+    bytes: &[u8],
+    header_path: &Path,
+    dir: &Path,
+    source: &RootKeySource,
+) -> Result<(Header, RootKey), KmsError> {
+    let header: Header = serde_json::from_slice(bytes)
+        .map_err(|e| internal(format!("store: {} is damaged: {e}", header_path.display())))?;
+    if header.format != STORE_FORMAT_NAME {
+        return Err(internal(format!(
+            "store: {} is not a kmsfs store header",
+            header_path.display()
+        )));
+    }
+    if header.version > STORE_FORMAT_VERSION {
+        return Err(internal(format!(
+                "store: {} has format version {}, newer than this kmsfs understands ({STORE_FORMAT_VERSION}); upgrade kmsfs",
+                dir.display(),
+                header.version
+            )));
+    }
+    let root = match (&header.root_key, source) {
+            (RootKeyParams::KeyFile, RootKeySource::KeyFile(path)) => read_key_file(path)?,
+            (
+                RootKeyParams::Passphrase {
+                    kdf,
+                    salt,
+                    m_cost,
+                    t_cost,
+                    p_cost,
+                    wrapped_root_key,
+                },
+                RootKeySource::Passphrase(pass),
+            ) => {
+                if kdf != "argon2id" {
+                    return Err(internal(format!("store: unknown key derivation {kdf}")));
+                }
+                check_kdf_params(header_path, *m_cost, *t_cost, *p_cost)?;
+                let salt = b64()
+                    .decode(salt)
+                    .map_err(|_| internal("store: the passphrase salt is damaged"))?;
+                let derived = derive_passphrase(pass, &salt, *m_cost, *t_cost, *p_cost)?;
+                match (wrapped_root_key, header.version >= FIRST_MACED_VERSION) {
+                    (None, false) => derived,
+                    (Some(wrapped), true) => {
+                        let wrapped = b64()
+                            .decode(wrapped)
+                            .map_err(|_| internal("store: the wrapped root key is damaged"))?;
+                        let plain =
+                            crypto::open(&derived, &root_wrap_aad(&header.store_id), &wrapped)
+                                .map_err(|_| wrong_root_key(dir))?;
+                        RootKey::from_slice(&plain).ok_or_else(|| {
+                            internal("store: the wrapped root key has the wrong length")
+                        })?
+                    }
+                    (_, v2) => {
+                        return Err(internal(format!(
+                            "store: {} is damaged: a version-{} store {} a wrapped root key",
+                            header_path.display(),
+                            header.version,
+                            if v2 { "needs" } else { "cannot have" }
+                        )))
+                    }
+                }
+            }
+            (RootKeyParams::KeyFile, RootKeySource::Passphrase(_)) => {
+                return Err(internal(format!(
+                    "store: {} is protected by a root key file, not a passphrase; give the key file instead",
+                    dir.display()
+                )))
+            }
+            (RootKeyParams::Passphrase { .. }, RootKeySource::KeyFile(_)) => {
+                return Err(internal(format!(
+                    "store: {} is protected by a passphrase (give it with --passphrase-file or KMSFS_PASSPHRASE), not a key file",
+                    dir.display()
+                )))
+            }
+        };
+    let derived = Derived::new(&root, &header.store_id);
+    let check = b64()
+        .decode(&header.check)
+        .map_err(|_| internal("store: the root key check value is damaged"))?;
+    if crypto::open(&derived.check, check_aad(header.version), &check).is_err() {
+        return Err(wrong_root_key(dir));
+    }
+    Ok((header, root))
+}
+
+/// What [`unlock_store_json`] learns from a `store.json` and a secret.
+pub(crate) struct UnlockedHeader {
+    pub store_id: String,
+    pub root: RootKey,
+}
+
+/// Parses `store.json` bytes (from `header_path`, for messages about the store `dir`),
+/// derives the root key from `source` and checks it against the check value.
+pub(crate) fn unlock_store_json(
+    bytes: &[u8],
+    header_path: &Path,
+    dir: &Path,
+    source: &RootKeySource,
+) -> Result<UnlockedHeader, KmsError> {
+    let (header, root) = unlock_header(bytes, header_path, dir, source)?;
+    Ok(UnlockedHeader {
+        store_id: header.store_id,
+        root,
+    })
+}
+
+/// Whether `store.json` bytes describe a passphrase-protected store (`None`: not a
+/// store header).
+pub(crate) fn store_json_uses_passphrase(bytes: &[u8]) -> Option<bool> {
+    let header: Header = serde_json::from_slice(bytes).ok()?;
+    Some(matches!(header.root_key, RootKeyParams::Passphrase { .. }))
+}
+
 impl Store {
     /// Creates the store if absent (idempotent). Returns whether it was created. An
     /// existing store must open with `source`.
@@ -405,19 +588,7 @@ impl Store {
             RootKeySource::KeyFile(path) => {
                 if !path.exists() {
                     let key = RootKey::generate().map_err(|e| internal(e.to_string()))?;
-                    let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose())));
-                    let mut f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(path)
-                        .map_err(|e| io_err(path, "create root key file", e))?;
-                    f.write_all(text.as_bytes())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|e| io_err(path, "write root key file", e))?;
-                    if let Some(parent) = path.parent() {
-                        sync_dir(parent)?;
-                    }
+                    write_new_key_file(path, &key)?;
                 }
                 (read_key_file(path)?, RootKeyParams::KeyFile)
             }
@@ -479,6 +650,15 @@ impl Store {
 
     /// Opens an existing store, checking modes, owner, format version and root key.
     pub fn open(dir: &Path, source: &RootKeySource) -> Result<Store, KmsError> {
+        Self::open_with_root(dir, source).map(|(store, _, _)| store)
+    }
+
+    /// [`Store::open`], also returning the header and the root key (for changing the
+    /// secret that protects the root key).
+    fn open_with_root(
+        dir: &Path,
+        source: &RootKeySource,
+    ) -> Result<(Store, Header, RootKey), KmsError> {
         if !dir.exists() {
             return Err(KmsError::new(
                 ErrorKind::NotFound,
@@ -506,85 +686,8 @@ impl Store {
                 check_private(&p, name == MATERIAL_DIR)?;
             }
         }
-        let header: Header = serde_json::from_slice(&read_file(&header_path)?)
-            .map_err(|e| internal(format!("store: {} is damaged: {e}", header_path.display())))?;
-        if header.format != STORE_FORMAT_NAME {
-            return Err(internal(format!(
-                "store: {} is not a kmsfs store header",
-                header_path.display()
-            )));
-        }
-        if header.version > STORE_FORMAT_VERSION {
-            return Err(internal(format!(
-                "store: {} has format version {}, newer than this kmsfs understands ({STORE_FORMAT_VERSION}); upgrade kmsfs",
-                dir.display(),
-                header.version
-            )));
-        }
-        let root = match (&header.root_key, source) {
-            (RootKeyParams::KeyFile, RootKeySource::KeyFile(path)) => read_key_file(path)?,
-            (
-                RootKeyParams::Passphrase {
-                    kdf,
-                    salt,
-                    m_cost,
-                    t_cost,
-                    p_cost,
-                    wrapped_root_key,
-                },
-                RootKeySource::Passphrase(pass),
-            ) => {
-                if kdf != "argon2id" {
-                    return Err(internal(format!("store: unknown key derivation {kdf}")));
-                }
-                check_kdf_params(&header_path, *m_cost, *t_cost, *p_cost)?;
-                let salt = b64()
-                    .decode(salt)
-                    .map_err(|_| internal("store: the passphrase salt is damaged"))?;
-                let derived = derive_passphrase(pass, &salt, *m_cost, *t_cost, *p_cost)?;
-                match (wrapped_root_key, header.version >= FIRST_MACED_VERSION) {
-                    (None, false) => derived,
-                    (Some(wrapped), true) => {
-                        let wrapped = b64()
-                            .decode(wrapped)
-                            .map_err(|_| internal("store: the wrapped root key is damaged"))?;
-                        let plain =
-                            crypto::open(&derived, &root_wrap_aad(&header.store_id), &wrapped)
-                                .map_err(|_| wrong_root_key(dir))?;
-                        RootKey::from_slice(&plain).ok_or_else(|| {
-                            internal("store: the wrapped root key has the wrong length")
-                        })?
-                    }
-                    (_, v2) => {
-                        return Err(internal(format!(
-                            "store: {} is damaged: a version-{} store {} a wrapped root key",
-                            header_path.display(),
-                            header.version,
-                            if v2 { "needs" } else { "cannot have" }
-                        )))
-                    }
-                }
-            }
-            (RootKeyParams::KeyFile, RootKeySource::Passphrase(_)) => {
-                return Err(internal(format!(
-                    "store: {} is protected by a root key file, not a passphrase; give the key file instead",
-                    dir.display()
-                )))
-            }
-            (RootKeyParams::Passphrase { .. }, RootKeySource::KeyFile(_)) => {
-                return Err(internal(format!(
-                    "store: {} is protected by a passphrase (give it with --passphrase-file or KMSFS_PASSPHRASE), not a key file",
-                    dir.display()
-                )))
-            }
-        };
+        let (header, root) = unlock_header(&read_file(&header_path)?, &header_path, dir, source)?;
         let derived = Derived::new(&root, &header.store_id);
-        let check = b64()
-            .decode(&header.check)
-            .map_err(|_| internal("store: the root key check value is damaged"))?;
-        if crypto::open(&derived.check, check_aad(header.version), &check).is_err() {
-            return Err(wrong_root_key(dir));
-        }
         let owner_uid = fs::metadata(dir)
             .map_err(|e| io_err(dir, "inspect", e))?
             .uid();
@@ -597,9 +700,9 @@ impl Store {
                 RootKeySource::KeyFile(_) => None,
             },
         });
-        Ok(Store {
+        let store = Store {
             dir: dir.to_path_buf(),
-            store_id: header.store_id,
+            store_id: header.store_id.clone(),
             owner_uid,
             material_key: derived.material,
             secret_key: derived.secret,
@@ -609,6 +712,91 @@ impl Store {
             mac_required: AtomicBool::new(!legacy),
             generation_seen: AtomicU64::new(0),
             migration: Mutex::new(migration),
+        };
+        Ok((store, header, root))
+    }
+
+    /// Changes the secret that protects the root key: a new passphrase (the root key is
+    /// rewrapped under a fresh salt), a passphrase to a key file, or a key file to a
+    /// passphrase. The root key itself does not change, so nothing else is resealed.
+    ///
+    /// Atomic for the secret: `store.json` is the commit point, replaced in one rename
+    /// after everything the new secret needs is durable (a new key file first). Until
+    /// that rename the old secret opens the store; after it, the new one. A format-1
+    /// store is migrated on the way (its MAC'd state first, as its first write would).
+    /// `after_step` runs after each durable step (crash tests stop the process there).
+    pub fn change_secret(
+        dir: &Path,
+        old: &RootKeySource,
+        new: &NewRootKeySecret,
+        after_step: &mut dyn FnMut(SecretChangeStep),
+    ) -> Result<SecretChanged, KmsError> {
+        if !dir.join(HEADER_FILE).is_file() {
+            // Let `open` say what is wrong with the directory.
+            Self::open(dir, old)?;
+        }
+        // Under the lock: no writer migrates the header or changes it meanwhile.
+        let lock = Self::lock_dir(dir)?;
+        let (store, header, root) = Self::open_with_root(dir, old)?;
+        if let (NewRootKeySecret::KeyFile(_), RootKeyParams::KeyFile) = (new, &header.root_key) {
+            return Err(KmsError::new(
+                ErrorKind::Validation,
+                format!(
+                    "store: {} is already protected by a root key file; to keep it elsewhere, move the file and give its path with --root-key-file",
+                    dir.display()
+                ),
+            ));
+        }
+        if header.version < FIRST_MACED_VERSION {
+            let (state, _) = store.read_state_locked(&lock)?;
+            let bytes = encode_state(&store.state_mac_key, &store.store_id, &state)?;
+            write_atomic(&dir.join(STATE_FILE), &bytes)?;
+            after_step(SecretChangeStep::StateMigrated);
+        }
+        let mut next = header.clone();
+        next.version = STORE_FORMAT_VERSION;
+        let check = crypto::seal(&store.check_key, check_aad(next.version), CHECK_PLAINTEXT)
+            .map_err(|e| internal(e.to_string()))?;
+        next.check = b64().encode(check);
+        next.root_key = match new {
+            NewRootKeySecret::Passphrase(pass) => {
+                if pass.is_empty() {
+                    return Err(KmsError::new(
+                        ErrorKind::Validation,
+                        "the new passphrase is empty",
+                    ));
+                }
+                wrap_root_key(pass, &store.store_id, &root)?
+            }
+            NewRootKeySecret::KeyFile(path) => {
+                if fs::symlink_metadata(path).is_ok() {
+                    // An existing file is accepted only if it already holds this root
+                    // key (a rerun after a crash); never overwrite another key.
+                    let existing = read_key_file(path)?;
+                    if !crypto::ct_eq(existing.expose(), root.expose()) {
+                        return Err(internal(format!(
+                            "root key file {} exists and holds a different key; refusing to overwrite it",
+                            path.display()
+                        )));
+                    }
+                } else {
+                    write_new_key_file(path, &root)?;
+                }
+                after_step(SecretChangeStep::KeyFileWritten);
+                RootKeyParams::KeyFile
+            }
+        };
+        let json = serde_json::to_vec_pretty(&next).map_err(|e| internal(e.to_string()))?;
+        write_atomic(&dir.join(HEADER_FILE), &json)?;
+        after_step(SecretChangeStep::HeaderWritten);
+        drop(lock);
+        let retired_key_file = match (old, new) {
+            (RootKeySource::KeyFile(p), NewRootKeySecret::Passphrase(_)) => Some(p.clone()),
+            _ => None,
+        };
+        Ok(SecretChanged {
+            store_id: store.store_id.clone(),
+            retired_key_file,
         })
     }
 
@@ -657,7 +845,7 @@ impl Store {
         self.dir.join(AUDIT_FILE)
     }
 
-    fn lock_dir(dir: &Path) -> Result<StoreLock, KmsError> {
+    pub(crate) fn lock_dir(dir: &Path) -> Result<StoreLock, KmsError> {
         let path = dir.join(LOCK_FILE);
         let f = OpenOptions::new()
             .read(true)
@@ -1049,4 +1237,14 @@ fn shred_file(p: &Path) -> Result<(), KmsError> {
         Ok(_) => {}
     }
     fs::remove_file(p).map_err(|e| io_err(p, "remove", e))
+}
+
+/// Destroys a root key file that no longer protects a store (overwrite with zeros,
+/// fsync, unlink, fsync its directory).
+pub fn shred_key_file(path: &Path) -> Result<(), KmsError> {
+    shred_file(path)?;
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
 }
