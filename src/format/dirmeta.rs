@@ -85,12 +85,14 @@ impl DirMeta {
     /// [`FormatError::MetadataAuthentication`] if altered or from another volume.
     pub fn load(dir: &Path, key: &MetadataKey) -> Result<DirMeta, FormatError> {
         let path = Self::path(dir);
-        match std::fs::read(&path) {
+        match super::read_metadata(&path) {
             Ok(bytes) => Self::decode(&bytes, &path, key),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(FormatError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 Err(FormatError::MissingDirMeta { path })
             }
-            Err(source) => Err(FormatError::Io { path, source }),
+            Err(e) => Err(e),
         }
     }
 

@@ -12,18 +12,23 @@ mod atomic;
 pub mod content;
 pub mod dirmeta;
 pub mod header;
+pub mod metafile;
 pub mod names;
 pub mod verify;
 pub mod volume;
 
 use std::path::PathBuf;
 
+pub(crate) use atomic::write_atomic;
 pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
     ContentCipher,
 };
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
+pub use metafile::{
+    open_regular, open_regular_at, read_metadata, read_metadata_at, METADATA_MAX_LEN,
+};
 pub use names::{classify, is_reserved, BackingName, EntryKind, NameCipher};
 pub use verify::{verify_file, walk_volume, FileOutcome, FileReport, VolumeEntry};
 pub use volume::{MetadataKey, VolumeConfig};
@@ -104,6 +109,13 @@ pub enum FormatError {
     /// A directory metadata file that should exist and does not.
     #[error("{path}: missing directory metadata {DIR_META_NAME}")]
     MissingDirMeta { path: PathBuf },
+    /// A file kmsfs reads for itself (volume file, `kmsfs.dir`, sidecar, envelope) that
+    /// is not a regular file: replaced by a FIFO, symlink, device or directory.
+    #[error("{path}: expected a regular file, found {found}")]
+    NotRegularFile { path: PathBuf, found: &'static str },
+    /// A metadata file or sidecar larger than any kmsfs writes.
+    #[error("{path}: larger than the {max}-byte limit of a kmsfs metadata file")]
+    MetadataTooLarge { path: PathBuf, max: u64 },
     /// `DirMeta::create` where one exists already.
     #[error("{path}: directory metadata already exists")]
     DirMetaExists { path: PathBuf },
@@ -177,6 +189,7 @@ impl FormatError {
                 true
             }
             MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
+            NotRegularFile { .. } | MetadataTooLarge { .. } => true,
             HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
                 true
             }

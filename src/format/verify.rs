@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::fs::File;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -74,9 +73,10 @@ fn check(path: &Path, data_key: Option<&DataKey>) -> FileOutcome {
         path: path.to_path_buf(),
         source,
     };
-    let file = match File::open(path) {
+    // Never blocks on a FIFO planted in place of a file.
+    let file = match super::open_regular(path) {
         Ok(f) => f,
-        Err(e) => return FileOutcome::Unreadable { error: io(e) },
+        Err(error) => return FileOutcome::Unreadable { error },
     };
     let backing_len = match file.metadata() {
         Ok(m) => m.len(),
@@ -251,8 +251,9 @@ pub fn walk_volume(
                 }
                 EntryKind::Encrypted | EntryKind::LongName => {}
             }
-            let plain_name = match names.decrypt(&meta.dir_id, name, |s| std::fs::read(dir.join(s)))
-            {
+            let plain_name = match names.decrypt(&meta.dir_id, name, |s| {
+                super::read_metadata(&dir.join(s)).map_err(std::io::Error::other)
+            }) {
                 Ok(p) => PathBuf::from(OsString::from_vec(p)),
                 Err(error) => {
                     visit(VolumeEntry::Damaged {

@@ -117,14 +117,16 @@ impl VolumeConfig {
     /// once the volume secret is known.
     pub fn load(backing: &Path) -> Result<VolumeConfig, FormatError> {
         let path = Self::path(backing);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match super::read_metadata(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(FormatError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Err(FormatError::NotAVolume {
                     path: backing.to_path_buf(),
                 })
             }
-            Err(source) => return Err(FormatError::Io { path, source }),
+            Err(e) => return Err(e),
         };
         Self::decode(&bytes, &path)
     }
