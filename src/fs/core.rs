@@ -306,6 +306,33 @@ impl Core {
         Ok(())
     }
 
+    /// Creates the backing entry `backing` in `dir` with `make` (mkdirat, mknodat, ...),
+    /// its long-name sidecar first. If `make` fails, a sidecar this call created is
+    /// removed again; nothing that existed before is touched.
+    fn make_entry(
+        &self,
+        dir: &Node,
+        backing: &BackingName,
+        make: impl FnOnce() -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let sidecar = names::write_sidecar(&dir.fd, backing)?;
+        make().inspect_err(|_| names::undo_sidecar(&dir.fd, backing, sidecar))
+    }
+
+    /// Removes an entry that [`Self::make_entry`] created in this same operation, when a
+    /// later step of the operation failed, and then its sidecar (the entry is gone, so
+    /// the sidecar is an orphan). A directory is removed only if empty.
+    fn unmake_entry(&self, dir: &Node, backing: &BackingName, is_dir: bool) {
+        let flags = if is_dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        if unlinkat(&dir.fd, backing.name(), flags).is_ok() {
+            let _ = names::remove_sidecar(&dir.fd, backing);
+        }
+    }
+
     /// The owner a new object in `dir` gets when the daemon runs as root (`None`
     /// otherwise: it then belongs to the daemon's user).
     fn owner_for_new(&self, dir: &Node, caller: &Caller) -> Result<Option<(Uid, Gid)>, FsError> {
@@ -426,14 +453,24 @@ impl Core {
         }
     }
 
+    /// Opens a regular file's backing object for I/O through its `O_PATH` descriptor
+    /// (so a name swapped in the backing directory since the lookup is never opened).
+    /// `O_NONBLOCK` and the type check make sure an open can never block a worker.
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
         let path = sys::proc_path(node.fd.as_fd());
         let path = Path::new(OsStr::from_bytes(path.as_bytes()));
-        Ok(OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(write)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)?;
+        if !file.metadata()?.file_type().is_file() {
+            return Err(FsError::refused(
+                libc::EIO,
+                "backing object is not a regular file",
+            ));
+        }
+        Ok(file)
     }
 
     // ---- attributes ----
@@ -576,16 +613,11 @@ impl Core {
         let key_id = self.key_for_new_file(&dir)?;
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
-        names::write_sidecar(&dir.fd, &backing)?;
+        let sidecar = names::write_sidecar(&dir.fd, &backing)?;
         let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
         let file = self
             .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
-            .inspect_err(|e| {
-                // The sidecar of an existing entry stays; otherwise it is an orphan.
-                if e.errno() != libc::EEXIST {
-                    let _ = names::remove_sidecar(&dir.fd, &backing);
-                }
-            })?;
+            .inspect_err(|_| names::undo_sidecar(&dir.fd, &backing, sidecar))?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
         node.changed();
         let _ = node.unchanged_since_last_open();
@@ -735,16 +767,18 @@ impl Core {
             SFlag::S_IFIFO | SFlag::S_IFSOCK => {
                 self.writable()?;
                 let (dir, _, backing) = self.parent_and_name(parent, name)?;
-                names::write_sidecar(&dir.fd, &backing)?;
-                mknodat(
-                    &dir.fd,
-                    backing.name(),
-                    kind,
-                    Mode::from_bits_truncate(mode & !umask & 0o7777),
-                    0,
-                )?;
-                self.exact_mode(&dir, backing.name(), mode & !umask)?;
-                self.chown_new(&dir, backing.name(), caller)?;
+                self.make_entry(&dir, &backing, || {
+                    Ok(mknodat(
+                        &dir.fd,
+                        backing.name(),
+                        kind,
+                        Mode::from_bits_truncate(mode & !umask & 0o7777),
+                        0,
+                    )?)
+                })?;
+                self.exact_mode(&dir, backing.name(), mode & !umask)
+                    .and_then(|()| self.chown_new(&dir, backing.name(), caller))
+                    .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }
             _ => Err(FsError::refused(
@@ -764,12 +798,16 @@ impl Core {
     ) -> Result<FileAttr, FsError> {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
-        names::write_sidecar(&dir.fd, &backing)?;
-        mkdirat(
-            &dir.fd,
-            backing.name(),
-            Mode::from_bits_truncate(mode & !umask & 0o7777),
-        )?;
+        self.make_entry(&dir, &backing, || {
+            Ok(mkdirat(
+                &dir.fd,
+                backing.name(),
+                Mode::from_bits_truncate(mode & !umask & 0o7777),
+            )?)
+        })?;
+        // Every cleanup below touches only what this call made: the new directory's own
+        // metadata (through the new directory's descriptor), the new directory, and a
+        // sidecar this call created. Never anything of the parent's.
         let made = self
             .exact_mode(&dir, backing.name(), mode & !umask)
             .and_then(|()| {
@@ -780,19 +818,15 @@ impl Core {
                     Mode::empty(),
                 )?)
             })
-            .and_then(|fd| {
-                let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
-                self.chown_new(&dir, backing.name(), caller)?;
+            .and_then(|new_dir| {
+                let meta = names::create_dir_meta(&new_dir, &self.secrets.metadata)?;
+                if let Err(e) = self.chown_new(&dir, backing.name(), caller) {
+                    let _ = unlinkat(&new_dir, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
+                    return Err(e);
+                }
                 Ok(meta)
             });
-        let meta = match made {
-            Ok(meta) => meta,
-            Err(e) => {
-                let _ = unlinkat(&dir.fd, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
-                let _ = unlinkat(&dir.fd, backing.name(), UnlinkatFlags::RemoveDir);
-                return Err(e);
-            }
-        };
+        let meta = made.inspect_err(|_| self.unmake_entry(&dir, &backing, true))?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
         let _ = node.dir.set(Arc::new(DirNames { meta }));
         Ok(attr)
@@ -808,9 +842,15 @@ impl Core {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
         let stored = self.secrets.seal_symlink(target.as_os_str().as_bytes())?;
-        names::write_sidecar(&dir.fd, &backing)?;
-        nix::unistd::symlinkat(stored.as_os_str(), &dir.fd, backing.name())?;
-        self.chown_new(&dir, backing.name(), caller)?;
+        self.make_entry(&dir, &backing, || {
+            Ok(nix::unistd::symlinkat(
+                stored.as_os_str(),
+                &dir.fd,
+                backing.name(),
+            )?)
+        })?;
+        self.chown_new(&dir, backing.name(), caller)
+            .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
         Ok(self.remember_child(&dir, backing.name())?.1)
     }
 
@@ -834,8 +874,9 @@ impl Core {
             return Err(FsError::refused(libc::EPERM, "hard link to a directory"));
         }
         let (dir, _, backing) = self.parent_and_name(new_parent, new_name)?;
-        names::write_sidecar(&dir.fd, &backing)?;
-        sys::link_fd(node.fd.as_fd(), dir.fd.as_fd(), OsStr::new(backing.name()))?;
+        self.make_entry(&dir, &backing, || {
+            sys::link_fd(node.fd.as_fd(), dir.fd.as_fd(), OsStr::new(backing.name()))
+        })?;
         Ok(self.remember_child(&dir, backing.name())?.1)
     }
 
@@ -846,9 +887,13 @@ impl Core {
         names::remove_sidecar(&dir.fd, &backing)
     }
 
-    /// Empties a backing directory of kmsfs's own files, refusing (`ENOTEMPTY`) if it
-    /// holds any entry a user could see or any foreign file.
-    fn clear_backing_dir(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+    /// The names of kmsfs's own files in backing directory `parent/name`; `ENOTEMPTY` if
+    /// it holds any entry a user could see or any foreign file.
+    fn kmsfs_files_only(
+        &self,
+        parent: &Node,
+        name: &str,
+    ) -> Result<(OwnedFd, Vec<OsString>), FsError> {
         let fd = openat(
             &parent.fd,
             name,
@@ -864,6 +909,19 @@ impl Core {
                 _ => return Err(FsError::refused(libc::ENOTEMPTY, "directory not empty")),
             }
         }
+        Ok((fd, ours))
+    }
+
+    /// `ENOTEMPTY` unless backing directory `parent/name` holds only kmsfs's own files.
+    fn check_no_user_entries(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+        self.kmsfs_files_only(parent, name).map(drop)
+    }
+
+    /// Empties a backing directory of kmsfs's own files, refusing (`ENOTEMPTY`) if it
+    /// holds any entry a user could see or any foreign file. Only for a directory that
+    /// is about to be removed.
+    fn clear_backing_dir(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+        let (fd, ours) = self.kmsfs_files_only(parent, name)?;
         for name in ours {
             match unlinkat(&fd, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
                 Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
@@ -914,16 +972,25 @@ impl Core {
                     // Both names are links to the same file: POSIX says do nothing.
                     return Ok(());
                 }
-                // A directory may replace an empty directory, whose backing copy still
-                // holds kmsfs's metadata: clear it first.
-                if is_dir(&src) && is_dir(dst) {
-                    self.clear_backing_dir(&to_dir, to.name())?;
+                match (is_dir(&src), is_dir(dst)) {
+                    (true, false) => {
+                        return Err(FsError::refused(libc::ENOTDIR, "rename dir over non-dir"))
+                    }
+                    (false, true) => {
+                        return Err(FsError::refused(libc::EISDIR, "rename non-dir over dir"))
+                    }
+                    (true, true) => {
+                        return self.rename_over_dir(&from_dir, &from, &to_dir, &to);
+                    }
+                    (false, false) => {}
                 }
             }
         }
-        if !exchange {
-            names::write_sidecar(&to_dir.fd, &to)?;
-        }
+        let sidecar = if exchange {
+            names::Sidecar::NotNeeded
+        } else {
+            names::write_sidecar(&to_dir.fd, &to)?
+        };
         let res = if exchange || noreplace {
             let f = if exchange {
                 RenameFlags::RENAME_EXCHANGE
@@ -936,14 +1003,59 @@ impl Core {
         };
         self.rules_changed();
         if let Err(e) = res {
-            if !exchange && dst.is_none() {
-                let _ = names::remove_sidecar(&to_dir.fd, &to);
-            }
+            names::undo_sidecar(&to_dir.fd, &to, sidecar);
             return Err(e.into());
         }
         let same_entry = from_dir.ino == to_dir.ino && from.name() == to.name();
         if !exchange && !same_entry {
             names::remove_sidecar(&from_dir.fd, &from)?;
+        }
+        Ok(())
+    }
+
+    /// Renames directory `from` over the existing directory `to`, which must be empty of
+    /// user entries (`ENOTEMPTY`). Its backing copy still holds kmsfs's own files, so a
+    /// plain rename would fail; those are removed only *after* the two directories were
+    /// exchanged atomically, so a failure at any step never leaves a directory without
+    /// its metadata. At worst (the old target cannot be removed after the exchange) an
+    /// empty directory stays visible under the old name.
+    fn rename_over_dir(
+        &self,
+        from_dir: &Node,
+        from: &BackingName,
+        to_dir: &Node,
+        to: &BackingName,
+    ) -> Result<(), FsError> {
+        self.check_no_user_entries(to_dir, to.name())?;
+        renameat2(
+            &from_dir.fd,
+            from.name(),
+            &to_dir.fd,
+            to.name(),
+            RenameFlags::RENAME_EXCHANGE,
+        )?;
+        self.rules_changed();
+        // The old target now sits under the source's name.
+        let removed = self
+            .clear_backing_dir(from_dir, from.name())
+            .and_then(|()| {
+                Ok(unlinkat(
+                    &from_dir.fd,
+                    from.name(),
+                    UnlinkatFlags::RemoveDir,
+                )?)
+            });
+        match removed {
+            Ok(()) => {
+                let same_entry = from_dir.ino == to_dir.ino && from.name() == to.name();
+                if !same_entry {
+                    names::remove_sidecar(&from_dir.fd, from)?;
+                }
+            }
+            Err(e) => log::warn!(
+                "rename over a directory: the replaced directory {} stays: {e}",
+                names::shown_path(from_dir.fd.as_fd(), from.name()).display()
+            ),
         }
         Ok(())
     }

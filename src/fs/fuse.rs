@@ -45,7 +45,11 @@ fn caller(req: &Request) -> Caller {
 }
 
 fn errno(e: &FsError) -> Errno {
-    log::debug!("kmsfs: {e}");
+    match e {
+        // Damage or tampering in the backing directory: say which file, loudly.
+        FsError::Format(f) if f.is_integrity_failure() => log::warn!("kmsfs: {e}"),
+        _ => log::debug!("kmsfs: {e}"),
+    }
     Errno::from_i32(e.errno())
 }
 
