@@ -24,8 +24,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::format::{
-    classify, plaintext_size, BackingName, EntryKind, FileHeader, VolumeConfig, DIR_META_NAME,
-    HEADER_LEN,
+    classify, plaintext_size, read_metadata_at, write_atomic, BackingName, EntryKind, FileHeader,
+    VolumeConfig, DIR_META_NAME, HEADER_LEN,
 };
 use crate::kms::provider::{Caller, DataAction, DataKeys};
 
@@ -34,7 +34,7 @@ use super::content;
 use super::error::FsError;
 use super::handle::{DirEntry, HandleTable, OpenDir, OpenFile};
 use super::inode::{backing_id, InodeTable, Node, NodeKind, ROOT_INO};
-use super::names::{self, DirNames, VolumeSecrets};
+use super::names::{self, DirNames, SealedTarget, VolumeSecrets};
 use super::sys;
 
 /// Attribute changes of one `setattr`.
@@ -145,6 +145,8 @@ fn file_type(kind: NodeKind) -> FileType {
         NodeKind::Symlink => FileType::Symlink,
         NodeKind::Fifo => FileType::NamedPipe,
         NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -756,6 +758,7 @@ impl Core {
         name: &OsStr,
         mode: u32,
         umask: u32,
+        rdev: u32,
     ) -> Result<FileAttr, FsError> {
         let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
         match kind {
@@ -764,7 +767,9 @@ impl Core {
                 self.release(fh);
                 Ok(attr)
             }
-            SFlag::S_IFIFO | SFlag::S_IFSOCK => {
+            // Special files carry no content to encrypt: only their name is. Devices need
+            // CAP_MKNOD, which the kernel checks for the caller before asking us.
+            SFlag::S_IFIFO | SFlag::S_IFSOCK | SFlag::S_IFCHR | SFlag::S_IFBLK => {
                 self.writable()?;
                 let (dir, _, backing) = self.parent_and_name(parent, name)?;
                 self.make_entry(&dir, &backing, || {
@@ -773,7 +778,7 @@ impl Core {
                         backing.name(),
                         kind,
                         Mode::from_bits_truncate(mode & !umask & 0o7777),
-                        0,
+                        libc::dev_t::from(rdev),
                     )?)
                 })?;
                 self.exact_mode(&dir, backing.name(), mode & !umask)
@@ -781,10 +786,7 @@ impl Core {
                     .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }
-            _ => Err(FsError::refused(
-                libc::EPERM,
-                "device nodes are not supported",
-            )),
+            _ => Err(FsError::refused(libc::EINVAL, "unknown file type")),
         }
     }
 
@@ -841,22 +843,68 @@ impl Core {
     ) -> Result<FileAttr, FsError> {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
-        let stored = self.secrets.seal_symlink(target.as_os_str().as_bytes())?;
-        self.make_entry(&dir, &backing, || {
-            Ok(nix::unistd::symlinkat(
-                stored.as_os_str(),
-                &dir.fd,
-                backing.name(),
-            )?)
-        })?;
-        self.chown_new(&dir, backing.name(), caller)
-            .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
+        let (stored, new_store) = match self.secrets.seal_symlink(target.as_os_str().as_bytes())? {
+            SealedTarget::Inline(stored) => (stored, None),
+            SealedTarget::Stored { name, sealed } => {
+                // Written (and durable) before the link that refers to it.
+                let root = self.inodes.get(ROOT_INO)?;
+                let root_path = sys::proc_path(root.fd.as_fd());
+                write_atomic(
+                    Path::new(OsStr::from_bytes(root_path.as_bytes())),
+                    &name,
+                    &sealed,
+                    true,
+                )?;
+                (OsString::from(&name), Some(name))
+            }
+        };
+        let made = self
+            .make_entry(&dir, &backing, || {
+                Ok(nix::unistd::symlinkat(
+                    stored.as_os_str(),
+                    &dir.fd,
+                    backing.name(),
+                )?)
+            })
+            .and_then(|()| {
+                self.chown_new(&dir, backing.name(), caller)
+                    .inspect_err(|_| self.unmake_entry(&dir, &backing, false))
+            });
+        if let Err(e) = made {
+            if let Some(name) = new_store {
+                self.remove_stored_target(&name);
+            }
+            return Err(e);
+        }
         Ok(self.remember_child(&dir, backing.name())?.1)
     }
 
     fn readlink_node(&self, node: &Node) -> Result<Vec<u8>, FsError> {
         let stored = nix::fcntl::readlinkat(&node.fd, "")?;
-        self.secrets.open_symlink(&stored)
+        self.secrets.open_symlink(&stored, |name| {
+            let root = self.inodes.get(ROOT_INO)?;
+            let shown = || names::shown_path(root.fd.as_fd(), name);
+            Ok(read_metadata_at(root.fd.as_fd(), name, &shown)?)
+        })
+    }
+
+    /// The stored-target file of backing entry `dir/name` if it is a symlink with a
+    /// stored (long) target and this is its last link: removing the entry orphans it.
+    fn last_link_stored_target(&self, dir: &Node, name: &str) -> Option<String> {
+        let st = fstatat(&dir.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK || st.st_nlink != 1 {
+            return None;
+        }
+        let target = nix::fcntl::readlinkat(&dir.fd, name).ok()?;
+        names::stored_target_name(&target).map(str::to_string)
+    }
+
+    /// Removes a stored symlink target nothing refers to any more (best effort: a
+    /// leftover is an unreferenced reserved file, never harmful).
+    fn remove_stored_target(&self, name: &str) {
+        if let Ok(root) = self.inodes.get(ROOT_INO) {
+            let _ = unlinkat(&root.fd, name, UnlinkatFlags::NoRemoveDir);
+        }
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
@@ -883,7 +931,11 @@ impl Core {
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let store = self.last_link_stored_target(&dir, backing.name());
         unlinkat(&dir.fd, backing.name(), UnlinkatFlags::NoRemoveDir)?;
+        if let Some(store) = store {
+            self.remove_stored_target(&store);
+        }
         names::remove_sidecar(&dir.fd, &backing)
     }
 
@@ -986,6 +1038,10 @@ impl Core {
                 }
             }
         }
+        let replaced_store = match (&dst, exchange || noreplace) {
+            (Some(_), false) => self.last_link_stored_target(&to_dir, to.name()),
+            _ => None,
+        };
         let sidecar = if exchange {
             names::Sidecar::NotNeeded
         } else {
@@ -1005,6 +1061,9 @@ impl Core {
         if let Err(e) = res {
             names::undo_sidecar(&to_dir.fd, &to, sidecar);
             return Err(e.into());
+        }
+        if let Some(store) = replaced_store {
+            self.remove_stored_target(&store);
         }
         let same_entry = from_dir.ino == to_dir.ino && from.name() == to.name();
         if !exchange && !same_entry {
@@ -1081,6 +1140,8 @@ impl Core {
                 Ok(t) if t.is_symlink() => Some(NodeKind::Symlink),
                 Ok(t) if t.is_fifo() => Some(NodeKind::Fifo),
                 Ok(t) if t.is_socket() => Some(NodeKind::Socket),
+                Ok(t) if t.is_char_device() => Some(NodeKind::CharDevice),
+                Ok(t) if t.is_block_device() => Some(NodeKind::BlockDevice),
                 _ => fstatat(&node.fd, backing.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .ok()
                     .and_then(|st| NodeKind::from_stat(&st)),

@@ -11,8 +11,10 @@
 //! `base64url(nonce || AES-256-GCM(target) || tag)` under a key derived from the volume
 //! secret (HKDF info [`SYMLINK_KEY_INFO`], associated data [`SYMLINK_AAD`]), so the
 //! target is unreadable and tamper-evident, and it moves with the link (no directory id
-//! in the associated data). Because a backing symlink holds at most 4095 bytes, plaintext
-//! targets are limited to [`SYMLINK_TARGET_MAX`] bytes (`ENAMETOOLONG` beyond).
+//! in the associated data). A backing symlink holds at most 4095 bytes, so targets longer
+//! than [`SYMLINK_INLINE_MAX`] (up to [`SYMLINK_TARGET_MAX`], PATH_MAX − 1) are stored
+//! instead in a file `kmsfs.st.<hash>` in the backing root, holding the raw sealed bytes,
+//! and the backing symlink's target is that file's name (see docs/FORMAT.md).
 //!
 //! Extended attributes: names pass through unchanged (so `security.*`, `trusted.*` and
 //! ACLs keep working on the backing file); values of `user.*` attributes are sealed the
@@ -47,9 +49,35 @@ pub const SYMLINK_KEY_INFO: &[u8] = b"kmsfs v1 symlink target";
 pub const SYMLINK_AAD: &[u8] = b"kmsfs v1 symlink";
 /// HKDF info label of the `user.*` xattr value key (derived from the volume secret).
 pub const XATTR_KEY_INFO: &[u8] = b"kmsfs v1 xattr value";
-/// Longest plaintext symlink target: its sealed, base64url form must fit a backing
-/// symlink (4095 bytes): 4 * (n + 28) / 3 <= 4095.
-pub const SYMLINK_TARGET_MAX: usize = 3040;
+/// Longest plaintext symlink target stored in the backing symlink itself: its sealed,
+/// base64url form must fit a backing symlink (4095 bytes): 4 * (n + 28) / 3 <= 4095.
+pub const SYMLINK_INLINE_MAX: usize = 3040;
+/// Longest plaintext symlink target: PATH_MAX − 1, as on Linux file systems.
+pub const SYMLINK_TARGET_MAX: usize = 4095;
+/// Prefix of a stored long symlink target in the backing root: `kmsfs.st.<H>`, with
+/// `H` = base64url(SHA-256(sealed bytes)), 43 characters.
+pub const SYMLINK_STORE_PREFIX: &str = "kmsfs.st.";
+
+/// How a sealed symlink target is kept.
+#[derive(Debug)]
+pub enum SealedTarget {
+    /// base64url of the sealed target: the backing symlink's own target.
+    Inline(OsString),
+    /// The backing symlink's target is `name`, a file in the backing root holding
+    /// `sealed`.
+    Stored { name: String, sealed: Vec<u8> },
+}
+
+/// The name of the stored-target file a backing symlink target refers to, if it is one.
+pub fn stored_target_name(stored: &OsStr) -> Option<&str> {
+    let name = stored.to_str()?;
+    let hash = name.strip_prefix(SYMLINK_STORE_PREFIX)?;
+    let ok = hash.len() == 43
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(name)
+}
 
 /// The volume-wide secrets derived from the volume secret.
 pub struct VolumeSecrets {
@@ -69,8 +97,9 @@ impl VolumeSecrets {
         }
     }
 
-    /// The backing symlink target that stores `target`.
-    pub fn seal_symlink(&self, target: &[u8]) -> Result<OsString, FsError> {
+    /// Seals `target` for storage: inline up to [`SYMLINK_INLINE_MAX`] bytes, else in a
+    /// stored-target file.
+    pub fn seal_symlink(&self, target: &[u8]) -> Result<SealedTarget, FsError> {
         if target.is_empty() {
             return Err(FsError::refused(libc::ENOENT, "empty symlink target"));
         }
@@ -84,14 +113,31 @@ impl VolumeSecrets {
             .symlinks
             .seal(SYMLINK_AAD, target)
             .map_err(|_| FsError::refused(libc::EIO, "random number generator failed"))?;
-        Ok(OsString::from(URL_SAFE_NO_PAD.encode(sealed)))
+        if target.len() <= SYMLINK_INLINE_MAX {
+            return Ok(SealedTarget::Inline(OsString::from(
+                URL_SAFE_NO_PAD.encode(sealed),
+            )));
+        }
+        let hash = URL_SAFE_NO_PAD.encode(crate::crypto::sha256(&sealed));
+        Ok(SealedTarget::Stored {
+            name: format!("{SYMLINK_STORE_PREFIX}{hash}"),
+            sealed,
+        })
     }
 
-    /// The plaintext target of a backing symlink; `EIO` if it was altered.
-    pub fn open_symlink(&self, stored: &OsStr) -> Result<Vec<u8>, FsError> {
-        let sealed = URL_SAFE_NO_PAD
-            .decode(stored.as_bytes())
-            .map_err(|_| FsError::refused(libc::EIO, "symlink target is not kmsfs-sealed"))?;
+    /// The plaintext target of a backing symlink whose own target is `stored`; `EIO` if
+    /// it was altered. A stored-target reference is read with `read_stored(name)`.
+    pub fn open_symlink(
+        &self,
+        stored: &OsStr,
+        read_stored: impl FnOnce(&str) -> Result<Vec<u8>, FsError>,
+    ) -> Result<Vec<u8>, FsError> {
+        let sealed = match stored_target_name(stored) {
+            Some(name) => read_stored(name)?,
+            None => URL_SAFE_NO_PAD
+                .decode(stored.as_bytes())
+                .map_err(|_| FsError::refused(libc::EIO, "symlink target is not kmsfs-sealed"))?,
+        };
         self.symlinks
             .open(SYMLINK_AAD, &sealed)
             .map(|p| p.to_vec())
