@@ -91,6 +91,24 @@ fn symlinks_up_to_path_max_minus_one_bytes_work_and_clean_up_after_themselves() 
         );
     }
 
+    // Times of the symlink itself (lutimes), not of what it points to; stat does not
+    // touch them (the size of an inline target follows from the backing length).
+    let (atime, mtime) = (
+        nix::sys::time::TimeSpec::new(1_960_000_000, 0),
+        nix::sys::time::TimeSpec::new(1_970_000_000, 0),
+    );
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &m.path("short"),
+        &atime,
+        &mtime,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    m.remount(&[]);
+    let meta = fs::symlink_metadata(m.path("short")).unwrap();
+    assert_eq!((meta.atime(), meta.mtime()), (1_960_000_000, 1_970_000_000));
+
     // The stored target is authenticated like an inline one.
     let store = m.backing.join(
         names_in(&m.backing)

@@ -246,10 +246,13 @@ impl Core {
             // fail with EIO, rather than a silently empty file.
             NodeKind::File => plaintext_size(backing_size)
                 .unwrap_or_else(|_| backing_size.saturating_sub(HEADER_LEN as u64).max(1)),
-            NodeKind::Symlink => self
-                .readlink_node(node)
-                .map(|t| t.len() as u64)
-                .unwrap_or(backing_size),
+            // From the length alone when it cannot be a stored-target reference: reading
+            // the backing link on every getattr would update its atime.
+            NodeKind::Symlink => names::inline_target_len(backing_size).unwrap_or_else(|| {
+                self.readlink_node(node)
+                    .map(|t| t.len() as u64)
+                    .unwrap_or(backing_size)
+            }),
             _ => backing_size,
         };
         #[allow(clippy::unnecessary_cast)]
@@ -549,7 +552,19 @@ impl Core {
         }
         if change.atime.is_some() || change.mtime.is_some() {
             self.writable()?;
-            if node.kind != NodeKind::Symlink {
+            if node.kind == NodeKind::Symlink {
+                // The symlink itself (lutimes): /proc/self/fd would follow it.
+                match sys::utimens_fd(
+                    node.fd.as_fd(),
+                    time_spec(change.atime),
+                    time_spec(change.mtime),
+                ) {
+                    // Kernels before utimensat learned AT_EMPTY_PATH: keep the old times,
+                    // as kmsfs always did.
+                    Err(FsError::Sys(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT)) => {}
+                    other => other?,
+                }
+            } else {
                 let path = sys::proc_path(node.fd.as_fd());
                 nix::sys::stat::utimensat(
                     nix::fcntl::AT_FDCWD,

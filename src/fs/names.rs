@@ -68,6 +68,16 @@ pub enum SealedTarget {
     Stored { name: String, sealed: Vec<u8> },
 }
 
+/// The plaintext length of an inline symlink target whose backing symlink is
+/// `stored_len` bytes long (base64url without padding of target + 28 bytes), or `None`
+/// when that length could also be a stored-target reference (then read the link).
+pub fn inline_target_len(stored_len: u64) -> Option<u64> {
+    if stored_len == (SYMLINK_STORE_PREFIX.len() + 43) as u64 || stored_len % 4 == 1 {
+        return None;
+    }
+    (stored_len * 3 / 4).checked_sub(crate::crypto::SEAL_OVERHEAD as u64)
+}
+
 /// The name of the stored-target file a backing symlink target refers to, if it is one.
 pub fn stored_target_name(stored: &OsStr) -> Option<&str> {
     let name = stored.to_str()?;
@@ -356,4 +366,43 @@ pub fn plaintext_entry(
         })
         .ok()?;
     Some(OsString::from_vec(plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_sizes_follow_from_the_backing_length_and_both_forms_open() {
+        let secrets = VolumeSecrets::new(&SealingKey::from_bytes([3; 32]));
+        let no_store = |_: &str| -> Result<Vec<u8>, FsError> { panic!("inline target") };
+        for len in (1..=SYMLINK_INLINE_MAX)
+            .step_by(7)
+            .chain([SYMLINK_INLINE_MAX])
+        {
+            let target = vec![b'a'; len];
+            let SealedTarget::Inline(stored) = secrets.seal_symlink(&target).unwrap() else {
+                panic!("{len} bytes should be inline");
+            };
+            let stored_len = stored.len() as u64;
+            if let Some(n) = inline_target_len(stored_len) {
+                assert_eq!(n, len as u64);
+            } else {
+                assert_eq!(stored_len, 52);
+            }
+            assert_eq!(secrets.open_symlink(&stored, no_store).unwrap(), target);
+        }
+        let target = vec![b'b'; SYMLINK_TARGET_MAX];
+        let SealedTarget::Stored { name, sealed } = secrets.seal_symlink(&target).unwrap() else {
+            panic!("a 4095-byte target is stored");
+        };
+        assert_eq!(stored_target_name(OsStr::new(&name)), Some(name.as_str()));
+        let opened = secrets.open_symlink(OsStr::new(&name), |n| {
+            assert_eq!(n, name);
+            Ok(sealed.clone())
+        });
+        assert_eq!(opened.unwrap(), target);
+        let too_long = secrets.seal_symlink(&vec![b'c'; SYMLINK_TARGET_MAX + 1]);
+        assert_eq!(too_long.unwrap_err().errno(), libc::ENAMETOOLONG);
+    }
 }
