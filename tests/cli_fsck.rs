@@ -53,14 +53,14 @@ enum Mount {
     Read(i32),
     /// readlink fails with this errno.
     Readlink(i32),
-    /// lstat fails with this errno.
-    Lstat(i32),
     /// Listing the directory fails with this errno.
     List(i32),
     /// getxattr of `user.note` fails with this errno.
     GetXattr(i32),
     /// The entry is a FIFO (kmsfs keeps FIFOs); never opened.
     IsFifo,
+    /// The entry is a character device (kmsfs keeps device nodes); never opened.
+    IsCharDevice,
     /// The entry is left out of its directory's listing (its name cannot be decoded).
     NotListed,
 }
@@ -173,13 +173,6 @@ fn rows() -> Vec<Row> {
             Mount::Readlink(eio),
         ),
         row(
-            "became-device",
-            Damage::ReplaceByDevice,
-            "damaged",
-            "character device",
-            Mount::Lstat(eio),
-        ),
-        row(
             "xattr",
             Damage::TamperXattr,
             "damaged",
@@ -211,6 +204,14 @@ fn rows() -> Vec<Row> {
             "special",
             "a FIFO",
             Mount::IsFifo,
+        ),
+        // Not damage either: device nodes are made through the mount (mknod) too.
+        row(
+            "became-device",
+            Damage::ReplaceByDevice,
+            "special",
+            "a character device",
+            Mount::IsCharDevice,
         ),
     ]
 }
@@ -466,13 +467,17 @@ fn probe(mnt: &Path, row: &Row) -> Result<(), String> {
             get_xattr(&path, "user.note").map(|_| ()).map_err(errno),
             want,
         ),
-        Mount::Lstat(want) => (
-            std::fs::symlink_metadata(&path).map(|_| ()).map_err(errno),
-            want,
-        ),
         Mount::List(want) => {
             let listed = std::fs::read_dir(&path).and_then(|d| d.collect::<Result<Vec<_>, _>>());
             (listed.map(|_| ()).map_err(errno), want)
+        }
+        Mount::IsCharDevice => {
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+            return if meta.file_type().is_char_device() {
+                Ok(())
+            } else {
+                Err(format!("not a character device: {:?}", meta.file_type()))
+            };
         }
         Mount::IsFifo => {
             let meta = std::fs::symlink_metadata(&path).map_err(|e| e.to_string())?;

@@ -300,7 +300,7 @@ fn fifos_and_symlinks_in_place_of_kmsfs_files_are_reported_never_opened() {
     assert!(
         matches!(
             damaged(&sub),
-            Some(FormatError::UnexpectedFileType {
+            Some(FormatError::NotRegularFile {
                 found: "a FIFO",
                 ..
             })

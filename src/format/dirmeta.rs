@@ -93,7 +93,7 @@ impl DirMeta {
     /// [`FormatError::MetadataAuthentication`] if altered or from another volume.
     pub fn load(dir: &Path, key: &MetadataKey) -> Result<DirMeta, FormatError> {
         let path = Self::path(dir);
-        match super::readonly::read_regular(&path, super::METADATA_MAX_LEN) {
+        match super::read_metadata(&path) {
             Ok(bytes) => Self::decode(&bytes, &path, key),
             Err(FormatError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>

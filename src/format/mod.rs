@@ -12,8 +12,8 @@ mod atomic;
 pub mod content;
 pub mod dirmeta;
 pub mod header;
+pub mod metafile;
 pub mod names;
-pub mod readonly;
 pub mod symlink;
 pub mod verify;
 pub mod volume;
@@ -21,14 +21,21 @@ pub mod xattr;
 
 use std::path::PathBuf;
 
+pub(crate) use atomic::write_atomic;
 pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
     ContentCipher, EnvelopeVersion,
 };
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
+pub use metafile::{
+    open_regular, open_regular_at, read_metadata, read_metadata_at, METADATA_MAX_LEN,
+};
 pub use names::{classify, is_reserved, BackingName, EntryKind, NameCipher};
-pub use symlink::{SymlinkCipher, SYMLINK_AAD, SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX};
+pub use symlink::{
+    inline_target_len, stored_target_name, SealedTarget, SymlinkCipher, SYMLINK_AAD,
+    SYMLINK_INLINE_MAX, SYMLINK_KEY_INFO, SYMLINK_STORE_PREFIX, SYMLINK_TARGET_MAX,
+};
 pub use verify::{
     check_volume, verify_file, verify_file_with, walk_volume, FileOutcome, FileReport, KeyLookup,
     VolumeEntry, VolumeFinding,
@@ -67,9 +74,6 @@ pub const LONG_NAME_PREFIX: &str = "kmsfs.ln.";
 pub const LONG_NAME_SIDECAR_SUFFIX: &str = ".name";
 /// Prefix of temporary files of atomic writes; `kmsfs.tmp.<hex>`.
 pub const TEMP_PREFIX: &str = "kmsfs.tmp.";
-/// Largest `kmsfs.volume` or `kmsfs.dir` a reader accepts (they are a few hundred bytes;
-/// a bound keeps a planted huge file from exhausting memory).
-pub const METADATA_MAX_LEN: u64 = 64 * 1024;
 /// Longest plaintext name (bytes), as on Linux.
 pub const NAME_MAX: usize = 255;
 
@@ -122,10 +126,14 @@ pub enum FormatError {
     /// A directory metadata file that should exist and does not.
     #[error("{path}: missing directory metadata {DIR_META_NAME}")]
     MissingDirMeta { path: PathBuf },
-    /// A backing object of a kind kmsfs never puts there (a symlink, FIFO or device where
-    /// a regular file belongs; a device anywhere). Reported without opening it.
-    #[error("{path}: unexpected file type: {found}")]
-    UnexpectedFileType { path: PathBuf, found: &'static str },
+    /// A file kmsfs reads for itself (volume file, `kmsfs.dir`, sidecar, envelope) that
+    /// is not a regular file: replaced by a FIFO, symlink, device or directory; or a
+    /// backing object of a kind kmsfs never puts there (a device where a file belongs).
+    #[error("{path}: expected a regular file, found {found}")]
+    NotRegularFile { path: PathBuf, found: &'static str },
+    /// A metadata file or sidecar larger than any kmsfs writes.
+    #[error("{path}: larger than the {max}-byte limit of a kmsfs metadata file")]
+    MetadataTooLarge { path: PathBuf, max: u64 },
     /// `DirMeta::create` where one exists already.
     #[error("{path}: directory metadata already exists")]
     DirMetaExists { path: PathBuf },
@@ -207,7 +215,7 @@ impl FormatError {
                 true
             }
             MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
-            UnexpectedFileType { .. } | SymlinkAuthentication => true,
+            NotRegularFile { .. } | MetadataTooLarge { .. } | SymlinkAuthentication => true,
             XattrAuthentication { .. } => true,
             HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
                 true

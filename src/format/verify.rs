@@ -6,12 +6,12 @@
 //! from the caller (a [`KeyLookup`]: the key service, asked exactly as the mount asks
 //! it), so this module still knows nothing of KMS. Reports; never repairs, never
 //! writes, never follows a symlink and never opens anything but regular files (with
-//! `O_NOFOLLOW | O_NONBLOCK`, see [`super::readonly`]).
+//! `O_NOFOLLOW | O_NONBLOCK`, see [`super::metafile`]).
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{DataKey, SealingKey};
@@ -19,16 +19,12 @@ use crate::crypto::{DataKey, SealingKey};
 use super::content::{block_count, ContentCipher};
 use super::dirmeta::DirMeta;
 use super::header::FileHeader;
+use super::metafile::{describe_file_type, open_regular};
 use super::names::{classify, EntryKind, NameCipher};
-use super::readonly::{describe_file_type, open_regular, read_regular};
 use super::symlink::SymlinkCipher;
 use super::volume::{MetadataKey, VolumeConfig};
 use super::xattr::{sealed_attributes, XattrCipher};
 use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, MAX_SEALED_BLOCK_SIZE};
-
-/// Largest long-name sidecar read: an encoded name of a 255-byte plain name is under 400
-/// bytes.
-const SIDECAR_MAX_LEN: u64 = 4096;
 
 /// What the caller's key service said about a file's wrapped data key.
 #[derive(Debug)]
@@ -131,7 +127,8 @@ fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
         path: path.to_path_buf(),
         source,
     };
-    let file = match open_regular(path) {
+    // Never blocks on a FIFO planted in place of a file.
+    let file = match super::open_regular(path) {
         Ok(f) => f,
         Err(error) => return FileOutcome::Unreadable { error },
     };
@@ -435,10 +432,8 @@ fn walk_tree(
                 }
                 EntryKind::Encrypted | EntryKind::LongName => {}
             }
-            let read_sidecar = |s: &str| {
-                read_regular(&dir.join(s), SIDECAR_MAX_LEN)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            };
+            let read_sidecar =
+                |s: &str| super::read_metadata(&dir.join(s)).map_err(std::io::Error::other);
             let plain_name = match names.decrypt(&meta.dir_id, name, read_sidecar) {
                 Ok(p) => PathBuf::from(OsString::from_vec(p)),
                 Err(error) => {
@@ -492,7 +487,11 @@ fn walk_tree(
                         path: path.clone(),
                         source,
                     })
-                    .and_then(|t| symlinks.open(t.as_os_str().as_bytes()));
+                    .and_then(|t| {
+                        symlinks.open(t.as_os_str(), |name| {
+                            super::read_metadata(&backing.join(name))
+                        })
+                    });
                 match checked {
                     Ok(_) => visit(VolumeEntry::Symlink {
                         backing: path,
@@ -504,21 +503,13 @@ fn walk_tree(
                         error,
                     }),
                 }
-            } else if file_type.is_fifo() || file_type.is_socket() {
+            } else {
+                // FIFOs, sockets and device nodes: kmsfs keeps them as they are (mknod
+                // through the mount), with nothing to authenticate. Never opened.
                 visit(VolumeEntry::Other {
                     backing: path,
                     plain,
                     what: describe_file_type(file_type),
-                });
-            } else {
-                // Devices: kmsfs never creates one and the mount answers EIO for them.
-                visit(VolumeEntry::Damaged {
-                    error: FormatError::UnexpectedFileType {
-                        path: path.clone(),
-                        found: describe_file_type(file_type),
-                    },
-                    backing: path,
-                    plain: Some(plain),
                 });
             }
         }

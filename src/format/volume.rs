@@ -122,8 +122,7 @@ impl VolumeConfig {
     /// once the volume secret is known.
     pub fn load(backing: &Path) -> Result<VolumeConfig, FormatError> {
         let path = Self::path(backing);
-        // Only a regular file: never through a symlink, never blocking on a FIFO.
-        let bytes = match super::readonly::read_regular(&path, super::METADATA_MAX_LEN) {
+        let bytes = match super::read_metadata(&path) {
             Ok(bytes) => bytes,
             Err(FormatError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>

@@ -24,8 +24,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::format::{
-    classify, BackingName, ContentCipher, EntryKind, EnvelopeVersion, FileHeader, VolumeConfig,
-    DIR_META_NAME, HEADER_LEN,
+    classify, read_metadata_at, write_atomic, BackingName, ContentCipher, EntryKind,
+    EnvelopeVersion, FileHeader, VolumeConfig, DIR_META_NAME, HEADER_LEN,
 };
 use crate::kms::provider::{Caller, DataAction, DataKeys, DirRule};
 
@@ -35,7 +35,7 @@ use super::dir_rules;
 use super::error::FsError;
 use super::handle::{DirEntry, HandleTable, OpenDir, OpenFile};
 use super::inode::{backing_id, ContentKey, InodeTable, Node, NodeKind, ROOT_INO};
-use super::names::{self, DirNames, VolumeSecrets};
+use super::names::{self, DirNames, SealedTarget, VolumeSecrets};
 use super::sys;
 
 /// Attribute changes of one `setattr`.
@@ -146,6 +146,8 @@ fn file_type(kind: NodeKind) -> FileType {
         NodeKind::Symlink => FileType::Symlink,
         NodeKind::Fifo => FileType::NamedPipe,
         NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -281,10 +283,13 @@ impl Core {
                 .envelope_of(node, backing_size)
                 .plaintext_size(backing_size)
                 .unwrap_or_else(|_| backing_size.saturating_sub(HEADER_LEN as u64).max(1)),
-            NodeKind::Symlink => self
-                .readlink_node(node)
-                .map(|t| t.len() as u64)
-                .unwrap_or(backing_size),
+            // From the length alone when it cannot be a stored-target reference: reading
+            // the backing link on every getattr would update its atime.
+            NodeKind::Symlink => names::inline_target_len(backing_size).unwrap_or_else(|| {
+                self.readlink_node(node)
+                    .map(|t| t.len() as u64)
+                    .unwrap_or(backing_size)
+            }),
             _ => backing_size,
         };
         #[allow(clippy::unnecessary_cast)]
@@ -368,6 +373,33 @@ impl Core {
             nix::sys::stat::FchmodatFlags::NoFollowSymlink,
         )?;
         Ok(())
+    }
+
+    /// Creates the backing entry `backing` in `dir` with `make` (mkdirat, mknodat, ...),
+    /// its long-name sidecar first. If `make` fails, a sidecar this call created is
+    /// removed again; nothing that existed before is touched.
+    fn make_entry(
+        &self,
+        dir: &Node,
+        backing: &BackingName,
+        make: impl FnOnce() -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let sidecar = names::write_sidecar(&dir.fd, backing)?;
+        make().inspect_err(|_| names::undo_sidecar(&dir.fd, backing, sidecar))
+    }
+
+    /// Removes an entry that [`Self::make_entry`] created in this same operation, when a
+    /// later step of the operation failed, and then its sidecar (the entry is gone, so
+    /// the sidecar is an orphan). A directory is removed only if empty.
+    fn unmake_entry(&self, dir: &Node, backing: &BackingName, is_dir: bool) {
+        let flags = if is_dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        if unlinkat(&dir.fd, backing.name(), flags).is_ok() {
+            let _ = names::remove_sidecar(&dir.fd, backing);
+        }
     }
 
     /// The owner a new object in `dir` gets when the daemon runs as root (`None`
@@ -603,14 +635,24 @@ impl Core {
         content::truncate(file, &cipher, size)
     }
 
+    /// Opens a regular file's backing object for I/O through its `O_PATH` descriptor
+    /// (so a name swapped in the backing directory since the lookup is never opened).
+    /// `O_NONBLOCK` and the type check make sure an open can never block a worker.
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
         let path = sys::proc_path(node.fd.as_fd());
         let path = Path::new(OsStr::from_bytes(path.as_bytes()));
-        Ok(OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(write)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)?;
+        if !file.metadata()?.file_type().is_file() {
+            return Err(FsError::refused(
+                libc::EIO,
+                "backing object is not a regular file",
+            ));
+        }
+        Ok(file)
     }
 
     // ---- attributes ----
@@ -687,7 +729,19 @@ impl Core {
         }
         if change.atime.is_some() || change.mtime.is_some() {
             self.writable()?;
-            if node.kind != NodeKind::Symlink {
+            if node.kind == NodeKind::Symlink {
+                // The symlink itself (lutimes): /proc/self/fd would follow it.
+                match sys::utimens_fd(
+                    node.fd.as_fd(),
+                    time_spec(change.atime),
+                    time_spec(change.mtime),
+                ) {
+                    // Kernels before utimensat learned AT_EMPTY_PATH: keep the old times,
+                    // as kmsfs always did.
+                    Err(FsError::Sys(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT)) => {}
+                    other => other?,
+                }
+            } else {
                 let path = sys::proc_path(node.fd.as_fd());
                 nix::sys::stat::utimensat(
                     nix::fcntl::AT_FDCWD,
@@ -758,16 +812,11 @@ impl Core {
         let key_id = self.key_for_new_file(&dir)?;
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
-        names::write_sidecar(&dir.fd, &backing)?;
+        let sidecar = names::write_sidecar(&dir.fd, &backing)?;
         let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
         let file = self
             .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
-            .inspect_err(|e| {
-                // The sidecar of an existing entry stays; otherwise it is an orphan.
-                if e.errno() != libc::EEXIST {
-                    let _ = names::remove_sidecar(&dir.fd, &backing);
-                }
-            })?;
+            .inspect_err(|_| names::undo_sidecar(&dir.fd, &backing, sidecar))?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
         // The node remembers that this mount generated the key, so the first write
         // needs no re-key.
@@ -946,6 +995,7 @@ impl Core {
         name: &OsStr,
         mode: u32,
         umask: u32,
+        rdev: u32,
     ) -> Result<FileAttr, FsError> {
         let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
         match kind {
@@ -954,25 +1004,26 @@ impl Core {
                 self.release(fh);
                 Ok(attr)
             }
-            SFlag::S_IFIFO | SFlag::S_IFSOCK => {
+            // Special files carry no content to encrypt: only their name is. Devices need
+            // CAP_MKNOD, which the kernel checks for the caller before asking us.
+            SFlag::S_IFIFO | SFlag::S_IFSOCK | SFlag::S_IFCHR | SFlag::S_IFBLK => {
                 self.writable()?;
                 let (dir, _, backing) = self.parent_and_name(parent, name)?;
-                names::write_sidecar(&dir.fd, &backing)?;
-                mknodat(
-                    &dir.fd,
-                    backing.name(),
-                    kind,
-                    Mode::from_bits_truncate(mode & !umask & 0o7777),
-                    0,
-                )?;
-                self.exact_mode(&dir, backing.name(), mode & !umask)?;
-                self.chown_new(&dir, backing.name(), caller)?;
+                self.make_entry(&dir, &backing, || {
+                    Ok(mknodat(
+                        &dir.fd,
+                        backing.name(),
+                        kind,
+                        Mode::from_bits_truncate(mode & !umask & 0o7777),
+                        libc::dev_t::from(rdev),
+                    )?)
+                })?;
+                self.exact_mode(&dir, backing.name(), mode & !umask)
+                    .and_then(|()| self.chown_new(&dir, backing.name(), caller))
+                    .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }
-            _ => Err(FsError::refused(
-                libc::EPERM,
-                "device nodes are not supported",
-            )),
+            _ => Err(FsError::refused(libc::EINVAL, "unknown file type")),
         }
     }
 
@@ -986,12 +1037,16 @@ impl Core {
     ) -> Result<FileAttr, FsError> {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
-        names::write_sidecar(&dir.fd, &backing)?;
-        mkdirat(
-            &dir.fd,
-            backing.name(),
-            Mode::from_bits_truncate(mode & !umask & 0o7777),
-        )?;
+        self.make_entry(&dir, &backing, || {
+            Ok(mkdirat(
+                &dir.fd,
+                backing.name(),
+                Mode::from_bits_truncate(mode & !umask & 0o7777),
+            )?)
+        })?;
+        // Every cleanup below touches only what this call made: the new directory's own
+        // metadata (through the new directory's descriptor), the new directory, and a
+        // sidecar this call created. Never anything of the parent's.
         let made = self
             .exact_mode(&dir, backing.name(), mode & !umask)
             .and_then(|()| {
@@ -1002,19 +1057,15 @@ impl Core {
                     Mode::empty(),
                 )?)
             })
-            .and_then(|fd| {
-                let meta = names::create_dir_meta(&fd, &self.secrets.metadata)?;
-                self.chown_new(&dir, backing.name(), caller)?;
+            .and_then(|new_dir| {
+                let meta = names::create_dir_meta(&new_dir, &self.secrets.metadata)?;
+                if let Err(e) = self.chown_new(&dir, backing.name(), caller) {
+                    let _ = unlinkat(&new_dir, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
+                    return Err(e);
+                }
                 Ok(meta)
             });
-        let meta = match made {
-            Ok(meta) => meta,
-            Err(e) => {
-                let _ = unlinkat(&dir.fd, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
-                let _ = unlinkat(&dir.fd, backing.name(), UnlinkatFlags::RemoveDir);
-                return Err(e);
-            }
-        };
+        let meta = made.inspect_err(|_| self.unmake_entry(&dir, &backing, true))?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
         let _ = node.dir.set(Arc::new(DirNames { meta }));
         Ok(attr)
@@ -1029,16 +1080,68 @@ impl Core {
     ) -> Result<FileAttr, FsError> {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
-        let stored = self.secrets.seal_symlink(target.as_os_str().as_bytes())?;
-        names::write_sidecar(&dir.fd, &backing)?;
-        nix::unistd::symlinkat(stored.as_os_str(), &dir.fd, backing.name())?;
-        self.chown_new(&dir, backing.name(), caller)?;
+        let (stored, new_store) = match self.secrets.seal_symlink(target.as_os_str().as_bytes())? {
+            SealedTarget::Inline(stored) => (OsString::from(stored), None),
+            SealedTarget::Stored { name, sealed } => {
+                // Written (and durable) before the link that refers to it.
+                let root = self.inodes.get(ROOT_INO)?;
+                let root_path = sys::proc_path(root.fd.as_fd());
+                write_atomic(
+                    Path::new(OsStr::from_bytes(root_path.as_bytes())),
+                    &name,
+                    &sealed,
+                    true,
+                )?;
+                (OsString::from(&name), Some(name))
+            }
+        };
+        let made = self
+            .make_entry(&dir, &backing, || {
+                Ok(nix::unistd::symlinkat(
+                    stored.as_os_str(),
+                    &dir.fd,
+                    backing.name(),
+                )?)
+            })
+            .and_then(|()| {
+                self.chown_new(&dir, backing.name(), caller)
+                    .inspect_err(|_| self.unmake_entry(&dir, &backing, false))
+            });
+        if let Err(e) = made {
+            if let Some(name) = new_store {
+                self.remove_stored_target(&name);
+            }
+            return Err(e);
+        }
         Ok(self.remember_child(&dir, backing.name())?.1)
     }
 
     fn readlink_node(&self, node: &Node) -> Result<Vec<u8>, FsError> {
         let stored = nix::fcntl::readlinkat(&node.fd, "")?;
-        self.secrets.open_symlink(&stored)
+        self.secrets.open_symlink(&stored, |name| {
+            let root = self.inodes.get(ROOT_INO)?;
+            let shown = || names::shown_path(root.fd.as_fd(), name);
+            Ok(read_metadata_at(root.fd.as_fd(), name, &shown)?)
+        })
+    }
+
+    /// The stored-target file of backing entry `dir/name` if it is a symlink with a
+    /// stored (long) target and this is its last link: removing the entry orphans it.
+    fn last_link_stored_target(&self, dir: &Node, name: &str) -> Option<String> {
+        let st = fstatat(&dir.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK || st.st_nlink != 1 {
+            return None;
+        }
+        let target = nix::fcntl::readlinkat(&dir.fd, name).ok()?;
+        names::stored_target_name(&target).map(str::to_string)
+    }
+
+    /// Removes a stored symlink target nothing refers to any more (best effort: a
+    /// leftover is an unreferenced reserved file, never harmful).
+    fn remove_stored_target(&self, name: &str) {
+        if let Ok(root) = self.inodes.get(ROOT_INO) {
+            let _ = unlinkat(&root.fd, name, UnlinkatFlags::NoRemoveDir);
+        }
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
@@ -1056,21 +1159,30 @@ impl Core {
             return Err(FsError::refused(libc::EPERM, "hard link to a directory"));
         }
         let (dir, _, backing) = self.parent_and_name(new_parent, new_name)?;
-        names::write_sidecar(&dir.fd, &backing)?;
-        sys::link_fd(node.fd.as_fd(), dir.fd.as_fd(), OsStr::new(backing.name()))?;
+        self.make_entry(&dir, &backing, || {
+            sys::link_fd(node.fd.as_fd(), dir.fd.as_fd(), OsStr::new(backing.name()))
+        })?;
         Ok(self.remember_child(&dir, backing.name())?.1)
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let store = self.last_link_stored_target(&dir, backing.name());
         unlinkat(&dir.fd, backing.name(), UnlinkatFlags::NoRemoveDir)?;
+        if let Some(store) = store {
+            self.remove_stored_target(&store);
+        }
         names::remove_sidecar(&dir.fd, &backing)
     }
 
-    /// Empties a backing directory of kmsfs's own files, refusing (`ENOTEMPTY`) if it
-    /// holds any entry a user could see or any foreign file.
-    fn clear_backing_dir(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+    /// The names of kmsfs's own files in backing directory `parent/name`; `ENOTEMPTY` if
+    /// it holds any entry a user could see or any foreign file.
+    fn kmsfs_files_only(
+        &self,
+        parent: &Node,
+        name: &str,
+    ) -> Result<(OwnedFd, Vec<OsString>), FsError> {
         let fd = openat(
             &parent.fd,
             name,
@@ -1086,6 +1198,19 @@ impl Core {
                 _ => return Err(FsError::refused(libc::ENOTEMPTY, "directory not empty")),
             }
         }
+        Ok((fd, ours))
+    }
+
+    /// `ENOTEMPTY` unless backing directory `parent/name` holds only kmsfs's own files.
+    fn check_no_user_entries(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+        self.kmsfs_files_only(parent, name).map(drop)
+    }
+
+    /// Empties a backing directory of kmsfs's own files, refusing (`ENOTEMPTY`) if it
+    /// holds any entry a user could see or any foreign file. Only for a directory that
+    /// is about to be removed.
+    fn clear_backing_dir(&self, parent: &Node, name: &str) -> Result<(), FsError> {
+        let (fd, ours) = self.kmsfs_files_only(parent, name)?;
         for name in ours {
             match unlinkat(&fd, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
                 Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
@@ -1136,16 +1261,29 @@ impl Core {
                     // Both names are links to the same file: POSIX says do nothing.
                     return Ok(());
                 }
-                // A directory may replace an empty directory, whose backing copy still
-                // holds kmsfs's metadata: clear it first.
-                if is_dir(&src) && is_dir(dst) {
-                    self.clear_backing_dir(&to_dir, to.name())?;
+                match (is_dir(&src), is_dir(dst)) {
+                    (true, false) => {
+                        return Err(FsError::refused(libc::ENOTDIR, "rename dir over non-dir"))
+                    }
+                    (false, true) => {
+                        return Err(FsError::refused(libc::EISDIR, "rename non-dir over dir"))
+                    }
+                    (true, true) => {
+                        return self.rename_over_dir(&from_dir, &from, &to_dir, &to);
+                    }
+                    (false, false) => {}
                 }
             }
         }
-        if !exchange {
-            names::write_sidecar(&to_dir.fd, &to)?;
-        }
+        let replaced_store = match (&dst, exchange || noreplace) {
+            (Some(_), false) => self.last_link_stored_target(&to_dir, to.name()),
+            _ => None,
+        };
+        let sidecar = if exchange {
+            names::Sidecar::NotNeeded
+        } else {
+            names::write_sidecar(&to_dir.fd, &to)?
+        };
         let res = if exchange || noreplace {
             let f = if exchange {
                 RenameFlags::RENAME_EXCHANGE
@@ -1158,14 +1296,62 @@ impl Core {
         };
         self.rules_changed();
         if let Err(e) = res {
-            if !exchange && dst.is_none() {
-                let _ = names::remove_sidecar(&to_dir.fd, &to);
-            }
+            names::undo_sidecar(&to_dir.fd, &to, sidecar);
             return Err(e.into());
+        }
+        if let Some(store) = replaced_store {
+            self.remove_stored_target(&store);
         }
         let same_entry = from_dir.ino == to_dir.ino && from.name() == to.name();
         if !exchange && !same_entry {
             names::remove_sidecar(&from_dir.fd, &from)?;
+        }
+        Ok(())
+    }
+
+    /// Renames directory `from` over the existing directory `to`, which must be empty of
+    /// user entries (`ENOTEMPTY`). Its backing copy still holds kmsfs's own files, so a
+    /// plain rename would fail; those are removed only *after* the two directories were
+    /// exchanged atomically, so a failure at any step never leaves a directory without
+    /// its metadata. At worst (the old target cannot be removed after the exchange) an
+    /// empty directory stays visible under the old name.
+    fn rename_over_dir(
+        &self,
+        from_dir: &Node,
+        from: &BackingName,
+        to_dir: &Node,
+        to: &BackingName,
+    ) -> Result<(), FsError> {
+        self.check_no_user_entries(to_dir, to.name())?;
+        renameat2(
+            &from_dir.fd,
+            from.name(),
+            &to_dir.fd,
+            to.name(),
+            RenameFlags::RENAME_EXCHANGE,
+        )?;
+        self.rules_changed();
+        // The old target now sits under the source's name.
+        let removed = self
+            .clear_backing_dir(from_dir, from.name())
+            .and_then(|()| {
+                Ok(unlinkat(
+                    &from_dir.fd,
+                    from.name(),
+                    UnlinkatFlags::RemoveDir,
+                )?)
+            });
+        match removed {
+            Ok(()) => {
+                let same_entry = from_dir.ino == to_dir.ino && from.name() == to.name();
+                if !same_entry {
+                    names::remove_sidecar(&from_dir.fd, from)?;
+                }
+            }
+            Err(e) => log::warn!(
+                "rename over a directory: the replaced directory {} stays: {e}",
+                names::shown_path(from_dir.fd.as_fd(), from.name()).display()
+            ),
         }
         Ok(())
     }
@@ -1191,6 +1377,8 @@ impl Core {
                 Ok(t) if t.is_symlink() => Some(NodeKind::Symlink),
                 Ok(t) if t.is_fifo() => Some(NodeKind::Fifo),
                 Ok(t) if t.is_socket() => Some(NodeKind::Socket),
+                Ok(t) if t.is_char_device() => Some(NodeKind::CharDevice),
+                Ok(t) if t.is_block_device() => Some(NodeKind::BlockDevice),
                 _ => fstatat(&node.fd, backing.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .ok()
                     .and_then(|st| NodeKind::from_stat(&st)),

@@ -61,6 +61,10 @@ impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {
         match e.raw_os_error() {
             Some(code) => FsError::Sys(nix::errno::Errno::from_raw(code)),
+            // A write to a backing file that makes no progress: the disk is full.
+            None if e.kind() == std::io::ErrorKind::WriteZero => {
+                FsError::Sys(nix::errno::Errno::ENOSPC)
+            }
             None => FsError::Sys(nix::errno::Errno::EIO),
         }
     }

@@ -154,10 +154,13 @@ impl Filesystem for KmsFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self.core.mknod(&caller(req), parent.0, name, mode, umask) {
+        match self
+            .core
+            .mknod(&caller(req), parent.0, name, mode, umask, rdev)
+        {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }

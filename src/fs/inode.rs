@@ -25,7 +25,7 @@ use super::names::DirNames;
 pub const ROOT_INO: u64 = 1;
 
 /// What a backing object is; kmsfs stores regular files, directories and symlinks
-/// (plus FIFOs and sockets, which carry no data).
+/// (plus FIFOs, sockets and device nodes, which carry no data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
     File,
@@ -33,10 +33,12 @@ pub enum NodeKind {
     Symlink,
     Fifo,
     Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 impl NodeKind {
-    /// The kind of a backing object, or `None` for device nodes (never created by kmsfs).
+    /// The kind of a backing object (`None` only for an unknown file type).
     pub fn from_stat(st: &FileStat) -> Option<Self> {
         let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
         match fmt {
@@ -45,6 +47,8 @@ impl NodeKind {
             SFlag::S_IFLNK => Some(NodeKind::Symlink),
             SFlag::S_IFIFO => Some(NodeKind::Fifo),
             SFlag::S_IFSOCK => Some(NodeKind::Socket),
+            SFlag::S_IFCHR => Some(NodeKind::CharDevice),
+            SFlag::S_IFBLK => Some(NodeKind::BlockDevice),
             _ => None,
         }
     }
@@ -191,8 +195,8 @@ impl InodeTable {
     /// Registers one kernel lookup of the backing object behind `fd` (whose `stat` is
     /// `st`): returns the existing node for that object (dropping `fd`) or a new one.
     pub fn remember(&self, fd: OwnedFd, st: &FileStat) -> Result<Arc<Node>, FsError> {
-        let kind =
-            NodeKind::from_stat(st).ok_or_else(|| FsError::refused(libc::EIO, "device node"))?;
+        let kind = NodeKind::from_stat(st)
+            .ok_or_else(|| FsError::refused(libc::EIO, "unknown file type"))?;
         let id = backing_id(st);
         let mut inner = self.lock();
         if let Some(&ino) = inner.by_backing.get(&id) {

@@ -49,4 +49,6 @@ pub use error::FsError;
 /// root may change it.
 pub const KEY_RULE_XATTR: &str = "user.kmsfs.key_rule";
 pub use mount::{init_volume, mount, unmount, MountSession, MountSpec};
-pub use names::{SYMLINK_KEY_INFO, SYMLINK_TARGET_MAX, XATTR_KEY_INFO};
+pub use names::{
+    SYMLINK_INLINE_MAX, SYMLINK_KEY_INFO, SYMLINK_STORE_PREFIX, SYMLINK_TARGET_MAX, XATTR_KEY_INFO,
+};

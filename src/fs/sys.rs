@@ -46,6 +46,26 @@ pub fn link_fd(target: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> Res
     check(ret as isize).map(drop)
 }
 
+/// Sets the access and modification times of the object behind the `O_PATH` descriptor
+/// `fd` itself, never following a symlink (`utimensat` with `AT_EMPTY_PATH`).
+pub fn utimens_fd(
+    fd: BorrowedFd<'_>,
+    atime: nix::sys::time::TimeSpec,
+    mtime: nix::sys::time::TimeSpec,
+) -> Result<(), FsError> {
+    let times = [*atime.as_ref(), *mtime.as_ref()];
+    // SAFETY: an empty C string and a two-element timespec array, both valid for the call.
+    let ret = unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(ret as isize).map(drop)
+}
+
 /// Reads an extended attribute of the object behind `fd`.
 pub fn get_xattr(fd: BorrowedFd<'_>, name: &OsStr) -> Result<Vec<u8>, FsError> {
     let path = proc_path(fd);

@@ -343,7 +343,39 @@ pub struct Mounted {
     pub backing: PathBuf,
     pub mnt: PathBuf,
     session: Option<MountSession>,
+    /// Dropped after the FUSE mount is gone (see `Drop`), before the temp dir.
+    _tmpfs: Option<Tmpfs>,
     _dir: tempfile::TempDir,
+}
+
+/// A tmpfs mounted at a directory for the life of the value; unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Err(e) = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("umount {}: {e}", self.0.display());
+        }
+    }
 }
 
 /// The options most tests use: other uids may enter, the kernel checks modes.
@@ -356,6 +388,16 @@ impl Mounted {
     }
 
     pub fn with_keys(keys: Arc<TestKeys>, options: &[&str]) -> Self {
+        Self::build(keys, options, None)
+    }
+
+    /// A fresh volume whose backing directory is a tmpfs of `size` (e.g. "8m"), so that
+    /// the disk really fills up. The tmpfs is unmounted after the FUSE mount, on drop.
+    pub fn on_tmpfs(size: &str, options: &[&str]) -> Self {
+        Self::build(TestKeys::new(), options, Some(size))
+    }
+
+    fn build(keys: Arc<TestKeys>, options: &[&str], tmpfs_size: Option<&str>) -> Self {
         assert!(
             nix::unistd::geteuid().is_root(),
             "fs tests need root and /dev/fuse"
@@ -369,6 +411,7 @@ impl Mounted {
         let backing = dir.path().join("backing");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
+        let tmpfs = tmpfs_size.map(|size| Tmpfs::mount(&backing, size));
         kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
         // The mount's root shows the backing root's mode: let every uid create files.
         set_mode(&backing, 0o1777);
@@ -377,10 +420,23 @@ impl Mounted {
             backing,
             mnt,
             session: None,
+            _tmpfs: tmpfs,
             _dir: dir,
         };
         m.mount(options);
         m
+    }
+
+    /// Panics unless a FUSE file system is mounted at the mountpoint (so a test never
+    /// writes into the bare directory underneath by mistake).
+    pub fn assert_live(&self) {
+        let st = nix::sys::statfs::statfs(&self.mnt).unwrap();
+        assert_eq!(
+            st.filesystem_type(),
+            nix::sys::statfs::FUSE_SUPER_MAGIC,
+            "{} is not a live FUSE mount",
+            self.mnt.display()
+        );
     }
 
     pub fn mount(&mut self, options: &[&str]) {
