@@ -601,3 +601,20 @@ fn parse_aws_principal(p: &str) -> Result<AwsPrincipal, String> {
 fn last_name(path: &str) -> Option<&str> {
     path.rsplit('/').next().filter(|n| !n.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_in_messages_are_cut_only_beyond_60_characters() {
+        // A JSON string of 60 characters (58 + quotes) is shown whole; 61 is cut to
+        // 57 characters and "...". Counted in characters, not bytes.
+        let at_limit = Value::String("é".repeat(58));
+        assert_eq!(show(&at_limit), at_limit.to_string());
+        let over = Value::String("é".repeat(59));
+        let shown = show(&over);
+        assert!(shown.ends_with("..."), "{shown}");
+        assert_eq!(shown.chars().count(), 60);
+    }
+}
