@@ -617,4 +617,13 @@ mod tests {
         assert!(shown.ends_with("..."), "{shown}");
         assert_eq!(shown.chars().count(), 60);
     }
+
+    #[test]
+    fn a_json_error_keeps_the_parser_message_and_its_position_once() {
+        let e = parse("{\"Statement\": }", PolicyKind::KeyPolicy).unwrap_err();
+        assert_eq!(
+            e.message,
+            "the policy is not valid JSON: expected value at line 1, column 15"
+        );
+    }
 }
