@@ -55,6 +55,8 @@ pub enum PrincipalKind {
     User,
     Role,
     AssumedRole,
+    /// `arn:aws:sts::ACCT:federated-user/NAME` (STS GetFederationToken).
+    FederatedUser,
     Anonymous,
 }
 
@@ -66,6 +68,7 @@ impl PrincipalKind {
             PrincipalKind::User => "IAMUser",
             PrincipalKind::Role => "AssumedRole",
             PrincipalKind::AssumedRole => "AssumedRole",
+            PrincipalKind::FederatedUser => "FederatedUser",
             PrincipalKind::Anonymous => "AWSAccount",
         }
     }
@@ -88,8 +91,9 @@ pub struct ParsedArn {
     pub name: Option<String>,
 }
 
-/// Parses `arn:aws:iam::ACCT:root|user/NAME|role/NAME` and
-/// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`.
+/// Parses `arn:aws:iam::ACCT:root|user/NAME|role/NAME`,
+/// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION` and
+/// `arn:aws:sts::ACCT:federated-user/NAME`.
 pub fn parse_principal_arn(arn: &str) -> Result<ParsedArn, String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let [prefix, partition, service, region, account, resource] = parts.as_slice() else {
@@ -128,15 +132,24 @@ pub fn parse_principal_arn(arn: &str) -> Result<ParsedArn, String> {
         }
         "sts" if resource.starts_with("assumed-role/") => {
             let rest = &resource["assumed-role/".len()..];
-            let role = rest.split('/').next().unwrap_or("");
-            if role.is_empty() || !rest.contains('/') {
-                return Err(format!("\"{arn}\": expected assumed-role/ROLE/SESSION"));
+            // Both the role name and the session name are required (AWS's form).
+            match rest.split('/').collect::<Vec<_>>().as_slice() {
+                [role, session] if !role.is_empty() && !session.is_empty() => {
+                    (PrincipalKind::AssumedRole, Some(role.to_string()))
+                }
+                _ => return Err(format!("\"{arn}\": expected assumed-role/ROLE/SESSION")),
             }
-            (PrincipalKind::AssumedRole, Some(role.to_string()))
+        }
+        "sts" if resource.starts_with("federated-user/") => {
+            let name = &resource["federated-user/".len()..];
+            if name.is_empty() || name.contains('/') {
+                return Err(format!("\"{arn}\": expected federated-user/NAME"));
+            }
+            (PrincipalKind::FederatedUser, Some(name.to_string()))
         }
         _ => {
             return Err(format!(
-            "\"{arn}\": expected an iam root, user/NAME or role/NAME, or an sts assumed-role ARN"
+            "\"{arn}\": expected an iam root, user/NAME or role/NAME, or an sts assumed-role or federated-user ARN"
         ))
         }
     };
@@ -529,7 +542,17 @@ mod tests {
         let s = parse_principal_arn("arn:aws:sts::111122223333:assumed-role/Admin/s1").unwrap();
         assert_eq!(s.kind, PrincipalKind::AssumedRole);
         assert_eq!(s.name.as_deref(), Some("Admin"));
+        let f = parse_principal_arn("arn:aws:sts::111122223333:federated-user/carol").unwrap();
+        assert_eq!(f.kind, PrincipalKind::FederatedUser);
+        assert_eq!(f.name.as_deref(), Some("carol"));
         for bad in [
+            "arn:aws:sts::111122223333:assumed-role/Admin",
+            "arn:aws:sts::111122223333:assumed-role/Admin/",
+            "arn:aws:sts::111122223333:assumed-role//s1",
+            "arn:aws:sts::111122223333:assumed-role/Admin/s1/x",
+            "arn:aws:sts::111122223333:federated-user/",
+            "arn:aws:sts::111122223333:federated-user/a/b",
+            "arn:aws:iam::111122223333:federated-user/carol",
             "alice",
             "arn:aws:iam::1234:user/a",
             "arn:aws:iam:us-east-1:111122223333:user/a",

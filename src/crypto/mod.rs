@@ -725,6 +725,101 @@ mod tests {
     }
 
     #[test]
+    fn short_sealed_inputs_are_truncated_errors_never_panics() {
+        let key = DataKey::generate().unwrap();
+        let s = Sealer::new(&key);
+        let full = s.seal(b"a", b"").unwrap();
+        assert_eq!(full.len(), SEAL_OVERHEAD);
+        for len in 0..SEAL_OVERHEAD {
+            let short = &full[..len];
+            assert_eq!(
+                s.open(b"a", short),
+                Err(CryptoError::Truncated),
+                "len {len}"
+            );
+            let mut out = vec![1, 2, 3];
+            assert_eq!(
+                s.open_into(b"a", short, &mut out),
+                Err(CryptoError::Truncated),
+                "len {len}"
+            );
+            let mut out = vec![1, 2, 3];
+            assert_eq!(
+                s.open_append(b"a", short, &mut out),
+                Err(CryptoError::Truncated),
+                "len {len}"
+            );
+            assert_eq!(out, [1, 2, 3], "a failed append leaves out as it was");
+        }
+    }
+
+    #[test]
+    fn a_sealed_empty_plaintext_round_trips_through_every_opener() {
+        let key = DataKey::generate().unwrap();
+        let s = Sealer::new(&key);
+        let sealed = s.seal(b"ad", b"").unwrap();
+        assert_eq!(sealed.len(), SEAL_OVERHEAD);
+        assert!(s.open(b"ad", &sealed).unwrap().is_empty());
+        let mut out = vec![9u8; 5];
+        s.open_into(b"ad", &sealed, &mut out).unwrap();
+        assert!(out.is_empty(), "open_into clears the buffer first");
+        let mut out = vec![9u8; 5];
+        s.open_append(b"ad", &sealed, &mut out).unwrap();
+        assert_eq!(out, [9u8; 5]);
+        // Still authenticated: the tag covers the associated data.
+        assert_eq!(s.open(b"AD", &sealed), Err(CryptoError::Authentication));
+        let mut out = Vec::new();
+        assert_eq!(
+            s.open_append(b"AD", &sealed, &mut out),
+            Err(CryptoError::Authentication)
+        );
+        let mut chunks = Vec::new();
+        s.seal_chunks_into(b"", 16, |_| b"ad", &mut chunks).unwrap();
+        assert!(chunks.is_empty(), "no chunk for an empty plaintext");
+        assert_eq!(
+            s.seal_chunks_into(b"x", 0, |_| b"ad", &mut chunks),
+            Err(CryptoError::Truncated)
+        );
+    }
+
+    #[test]
+    fn open_into_and_append_return_exactly_the_plaintext() {
+        let key = DataKey::generate().unwrap();
+        let s = Sealer::new(&key);
+        for len in [1usize, 15, 16, 17, 100] {
+            let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let sealed = s.seal(b"x", &plain).unwrap();
+            assert_eq!(sealed.len(), len + SEAL_OVERHEAD);
+            let mut out = vec![0xAA; 3];
+            s.open_into(b"x", &sealed, &mut out).unwrap();
+            assert_eq!(out, plain);
+            let mut out = vec![0xAA; 3];
+            s.open_append(b"x", &sealed, &mut out).unwrap();
+            assert_eq!(out[..3], [0xAA; 3]);
+            assert_eq!(out[3..], plain[..]);
+            let mut bad = sealed.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            let mut out = vec![0xAA; 3];
+            assert_eq!(
+                s.open_append(b"x", &bad, &mut out),
+                Err(CryptoError::Authentication)
+            );
+            assert_eq!(out, [0xAA; 3]);
+        }
+    }
+
+    #[test]
+    fn ct_eq_compares_every_byte_and_the_length() {
+        assert!(ct_eq(b"", b""));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"xbc"));
+        assert!(!ct_eq(b"abc", b"ab"));
+        assert!(!ct_eq(b"", b"a"));
+    }
+
+    #[test]
     fn secrets_do_not_print_their_bytes() {
         let key = DataKey::from_bytes([0xAB; 32]);
         assert_eq!(format!("{key:?}"), "DataKey(..)");

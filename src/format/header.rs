@@ -316,6 +316,46 @@ fn check_field_lengths(arn_len: usize, wrapped_len: usize) -> Result<(), FormatE
 mod tests {
     use super::*;
 
+    #[test]
+    fn read_from_reports_an_io_error_as_such() {
+        // A descriptor that cannot be read (opened write-only): read_at fails with
+        // EBADF, which must surface as an I/O error, not as a short header.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let key = DataKey::from_bytes([2; 32]);
+        let h = FileHeader::new(
+            [7; 16],
+            "arn:aws:kms:local:1:key/k".into(),
+            vec![1; 9],
+            &key,
+        )
+        .unwrap();
+        std::fs::write(&path, h.encode()).unwrap();
+        let write_only = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        match FileHeader::read_from(&write_only) {
+            Err(FormatError::IoNoPath(e)) => assert_eq!(e.raw_os_error(), Some(libc::EBADF)),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        // A directory: EISDIR.
+        let d = File::open(dir.path()).unwrap();
+        assert!(matches!(
+            FileHeader::read_from(&d),
+            Err(FormatError::IoNoPath(_))
+        ));
+        // The same file read normally decodes, and a short file is HeaderSize.
+        let f = File::open(&path).unwrap();
+        assert_eq!(FileHeader::read_from(&f).unwrap(), h);
+        std::fs::write(&path, &h.encode()[..100]).unwrap();
+        let f = File::open(&path).unwrap();
+        assert!(matches!(
+            FileHeader::read_from(&f),
+            Err(FormatError::HeaderSize {
+                expected: HEADER_LEN,
+                found: 100
+            })
+        ));
+    }
+
     /// The byte positions docs/FORMAT.md documents, checked on an encoded header.
     #[test]
     fn encoded_layout_matches_the_documented_offsets() {

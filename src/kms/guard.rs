@@ -130,27 +130,29 @@ impl Service {
         Ok(out)
     }
 
-    /// Data operations a grant to `grantee` would give the caller (when the grantee is
-    /// the caller) that the caller does not hold now.
+    /// Data operations `grant` would give the caller that the caller does not hold
+    /// now. The grant is evaluated, not compared by name, so a grant to the caller's
+    /// role, to its account (root ARN or bare id) or to itself is caught alike.
+    /// Grants allow on their own, so "the key policy plus this one grant" allows
+    /// exactly when the caller holds the action now or the grant serves the caller.
     pub(crate) fn grant_escalation(
         &self,
         call: &Call,
         st: &StoreState,
         key: &KeyRecord,
-        grantee: &str,
-        operations: &[String],
+        grant: &Grant,
         ctx: Option<&EncryptionContext>,
     ) -> Result<Vec<String>, KmsError> {
-        if call.who.principal.arn.as_deref() != Some(grantee) {
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
-        for op in operations {
+        for op in &grant.operations {
             if !DATA_OPERATIONS.contains(&op.as_str()) {
                 continue;
             }
             let action = format!("kms:{op}");
-            if !self.caller_allowed(call, st, key, &action, None, None, ctx, None)? {
+            let with_grant = std::slice::from_ref(grant);
+            if self.caller_allowed(call, st, key, &action, None, Some(with_grant), ctx, None)?
+                && !self.caller_allowed(call, st, key, &action, None, None, ctx, None)?
+            {
                 out.push(action);
             }
         }

@@ -1114,6 +1114,7 @@ fn kind_name(k: PrincipalKind) -> &'static str {
         PrincipalKind::User => "User",
         PrincipalKind::Role => "Role",
         PrincipalKind::AssumedRole => "AssumedRole",
+        PrincipalKind::FederatedUser => "FederatedUser",
         PrincipalKind::Anonymous => "Anonymous",
     }
 }

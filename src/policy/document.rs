@@ -700,29 +700,73 @@ fn parse_aws_principal(p: &str) -> Result<AwsPrincipal, String> {
         return Err(bad("the account part must be 12 digits"));
     }
     let account = account.to_string();
+    let exact = |role_name: Option<&str>| AwsPrincipal::Arn {
+        arn: p.to_string(),
+        account: account.clone(),
+        role_name: role_name.map(str::to_string),
+    };
     match (*service, *resource) {
-        ("iam", "root") => Ok(AwsPrincipal::AccountRoot { account }),
-        ("iam", r) if r.starts_with("user/") && r.len() > 5 => Ok(AwsPrincipal::Arn {
-            arn: p.to_string(),
-            account,
-            role_name: None,
+        ("iam", "root") => Ok(AwsPrincipal::AccountRoot {
+            account: account.clone(),
         }),
-        ("iam", r) if r.starts_with("role/") && r.len() > 5 => Ok(AwsPrincipal::Arn {
-            arn: p.to_string(),
-            account,
-            role_name: r.rsplit('/').next().map(str::to_string),
-        }),
-        ("sts", r)
-            if (r.starts_with("assumed-role/") && r.matches('/').count() >= 2)
-                || (r.starts_with("federated-user/") && r.len() > 15) =>
-        {
-            Ok(AwsPrincipal::Arn {
-                arn: p.to_string(),
-                account,
-                role_name: None,
-            })
+        // Users and roles may have a path (`user/eng/alice`); the name is the last part.
+        ("iam", r) if r.starts_with("user/") => match last_name(&r[5..]) {
+            Some(_) => Ok(exact(None)),
+            None => Err(bad("the user name is empty")),
+        },
+        ("iam", r) if r.starts_with("role/") => match last_name(&r[5..]) {
+            Some(role) => Ok(exact(Some(role))),
+            None => Err(bad("the role name is empty")),
+        },
+        // STS names a session by role and session name, both required, no path.
+        ("sts", r) if r.starts_with("assumed-role/") => {
+            match r["assumed-role/".len()..].split('/').collect::<Vec<_>>().as_slice() {
+                [role, session] if !role.is_empty() && !session.is_empty() => Ok(exact(None)),
+                _ => Err(bad(
+                    "an assumed-role ARN must be assumed-role/ROLE/SESSION with both names",
+                )),
+            }
+        }
+        ("sts", r) if r.starts_with("federated-user/") => {
+            let name = &r["federated-user/".len()..];
+            if name.is_empty() || name.contains('/') {
+                Err(bad("a federated-user ARN must be federated-user/NAME"))
+            } else {
+                Ok(exact(None))
+            }
         }
         ("iam", r) if r.starts_with("group/") => Err(bad("an IAM group cannot be a principal")),
         _ => Err(bad("the resource part must be root, user/NAME, role/NAME, assumed-role/ROLE/SESSION or federated-user/NAME")),
+    }
+}
+
+/// The last `/`-separated part of a user or role path, if it is not empty.
+fn last_name(path: &str) -> Option<&str> {
+    path.rsplit('/').next().filter(|n| !n.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_in_messages_are_cut_only_beyond_60_characters() {
+        // A JSON string of 60 characters (58 + quotes) is shown whole; 61 is cut to
+        // 57 characters and "...". Counted in characters, not bytes.
+        let at_limit = Value::String("é".repeat(58));
+        assert_eq!(show(&at_limit), at_limit.to_string());
+        let over = Value::String("é".repeat(59));
+        let shown = show(&over);
+        assert!(shown.ends_with("..."), "{shown}");
+        assert_eq!(shown.chars().count(), 60);
+    }
+
+    #[test]
+    fn a_json_error_keeps_the_parser_message_and_its_position_once() {
+        let e = parse("{\"Statement\": }", PolicyKind::KeyPolicy).unwrap_err();
+        assert_eq!(
+            e.message,
+            "the policy is not valid JSON: expected value at line 1, column 15"
+        );
     }
 }

@@ -197,10 +197,13 @@ impl<'r, 'a> Ctx<'r, 'a> {
                 .strip_prefix("user/")
                 .and_then(|u| u.rsplit('/').next())
                 .and_then(|u| one(u.to_string())),
-            "aws:userid" => match self.req.principal.uid {
-                Some(uid) => one(uid.to_string()),
-                None if c.is_root => one(c.account.to_string()),
-                None => None,
+            // AWS: the account id for the root user, nothing for anonymous callers;
+            // kmsfs has no IAM unique ids, so a named principal's is its uid.
+            "aws:userid" => match (c.arn, self.req.principal.uid) {
+                (None, _) => None,
+                (Some(_), _) if c.is_root => one(c.account.to_string()),
+                (Some(_), Some(uid)) => one(uid.to_string()),
+                (Some(_), None) => None,
             },
             "aws:currenttime" => one(format_time(self.req.now)),
             "aws:epochtime" => one(self.req.now.to_string()),

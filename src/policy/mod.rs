@@ -30,9 +30,10 @@
 //!   that take an encryption context (AWS's rule).
 //! - A multi-valued key without ForAnyValue/ForAllValues matches when any of its
 //!   values matches (a negated operator: when none does).
-//! - `aws:userid` is the caller's uid (kmsfs has no IAM unique ids), or the account id
-//!   for the account root. `aws:PrincipalType` is Account, User, AssumedRole,
-//!   FederatedUser, Role or Anonymous.
+//! - `aws:userid` is the account id for the account root (as in AWS), absent for the
+//!   anonymous caller (as in AWS), and otherwise the caller's uid (kmsfs has no IAM
+//!   unique ids). `aws:PrincipalType` is Account, User, AssumedRole, FederatedUser,
+//!   Role or Anonymous.
 //! - The anonymous caller (no ARN) has no identity policies, grants or account: only
 //!   `"*"` (or a NotPrincipal not listing it) matches, and such a statement decides.
 //! - An account root caller needs no identity policy (AWS does not apply identity

@@ -267,6 +267,90 @@ mod tests {
     }
 
     #[test]
+    fn question_mark_never_matches_past_the_end() {
+        assert!(!g("?", ""));
+        assert!(!g("a?", "a"));
+        assert!(!g("*?", ""));
+        assert!(!g("a*?", "a"));
+        assert!(g("a*?", "ab"));
+        assert!(!g("??", "a"));
+        assert!(g("??", "ab"));
+        assert!(!g("a?", "abc"));
+    }
+
+    #[test]
+    fn question_mark_matches_one_whole_character_of_any_utf8_length() {
+        // 2-byte (é), 3-byte lead E0 (U+0800), 3-byte (€), 4-byte lead F0 (U+1F600)
+        // and 4-byte lead F4 (U+10FFFF).
+        for ch in ["é", "\u{800}", "€", "😀", "\u{10FFFF}"] {
+            assert!(g("?", ch), "? over {ch:?}");
+            assert!(!g("??", ch), "?? over {ch:?}");
+            assert!(g("a?b", &format!("a{ch}b")), "a?b over {ch:?}");
+            assert!(g("*b", &format!("{ch}{ch}b")), "* backtracks over {ch:?}");
+            assert!(!g("?b", &format!("{ch}{ch}b")), "?b over two {ch:?}");
+            assert!(g(&format!("?{ch}"), &format!("{ch}{ch}")));
+        }
+        assert!(g("?x", "\u{7f}x"));
+        assert!(!g("?", "\u{7f}\u{7f}"));
+    }
+
+    #[test]
+    fn literals_compare_bytes_exactly_unless_ascii_case_is_ignored() {
+        let p = Pattern::parse("KMS:Decrypt", false).unwrap();
+        assert!(glob_match(&p.parts, "kms:decrypt", true));
+        assert!(!glob_match(&p.parts, "kms:decrypt", false));
+        assert!(!glob_match(&p.parts, "kms:Decryp", true));
+        assert!(!glob_match(&p.parts, "kms:Decrypts", true));
+        let p = Pattern::parse("É", false).unwrap();
+        assert!(
+            !glob_match(&p.parts, "é", true),
+            "only ASCII case is ignored"
+        );
+    }
+
+    #[test]
+    fn exact_match_treats_wildcards_as_text() {
+        let p = Pattern::parse("a*b?", false).unwrap();
+        assert!(exact_match(&p.parts, "a*b?"));
+        assert!(!exact_match(&p.parts, "axby"));
+        assert!(!exact_match(&p.parts, "a*b?c"));
+        assert!(!exact_match(&p.parts, "a*b"));
+        let v = Pattern::parse("${aws:username}", true).unwrap();
+        assert!(
+            !exact_match(&v.parts, "${aws:username}"),
+            "unresolved variables never match"
+        );
+        assert_eq!(to_text(&v.parts), "${aws:username}");
+        assert_eq!(to_text(&p.parts), "a*b?");
+    }
+
+    #[test]
+    fn policy_variable_syntax_is_checked() {
+        assert!(Pattern::parse("${aws:username", true).is_err());
+        assert!(Pattern::parse("${username}", true).is_err());
+        assert!(Pattern::parse("${:x}", true).is_err());
+        assert!(Pattern::parse("${aws:}", true).is_err());
+        assert!(Pattern::parse("${aws :x}", true).is_err());
+        assert!(Pattern::parse("${aws:x, nobody}", true).is_err());
+        let p = Pattern::parse("${AWS:UserName, 'n b'}", true).unwrap();
+        assert!(p.has_vars);
+        assert_eq!(
+            p.parts,
+            vec![Part::Var {
+                key: "aws:username".into(),
+                default: Some("n b".into())
+            }]
+        );
+        // In 2008-10-17 the same text is literal.
+        let lit = Pattern::parse("${aws:x", false).unwrap();
+        assert!(!lit.has_vars);
+        assert!(g("${?}", "?") && !g("${?}", "x"));
+        assert!(Pattern::parse("*", false).unwrap().is_star());
+        assert!(!Pattern::parse("**", false).unwrap().is_star());
+        assert!(!Pattern::parse("${*}", true).unwrap().is_star());
+    }
+
+    #[test]
     fn escaped_star_is_literal() {
         assert!(g("a${*}", "a*"));
         assert!(!g("a${*}", "ab"));
@@ -293,5 +377,14 @@ mod tests {
         let p = Pattern::parse("arn:aws:iam::*:role/*", false).unwrap();
         assert!(arn_match(&p.parts, "arn:aws:iam::111122223333:role/x"));
         assert!(!arn_match(&p.parts, "arn:aws:iam::1:2:role/x"));
+        // The resource part keeps its colons and may hold wildcards across them.
+        let p = Pattern::parse("arn:aws:kms:*:*:key/*", false).unwrap();
+        assert!(arn_match(&p.parts, "arn:aws:kms:local:1:key/a:b"));
+        assert!(!arn_match(&p.parts, "arn:aws:kms:local:1"));
+        let short = Pattern::parse("arn:aws:kms", false).unwrap();
+        assert!(!arn_match(&short.parts, "arn:aws:kms"));
+        let exact = Pattern::parse("arn:aws:iam::1:user/a", false).unwrap();
+        assert!(!arn_match(&exact.parts, "arn:aws:iam::1:user/b"));
+        assert!(!arn_match(&exact.parts, "arn:aws:sts::1:user/a"));
     }
 }
