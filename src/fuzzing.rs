@@ -555,7 +555,9 @@ pub fn policy(data: &[u8]) -> Result<(), Violation> {
                     evaluate(&req, &allow_all, &identity, &[])
                 };
                 let _ = ev.to_simulate_json();
-                let _ = ev.matched.iter().map(|r| r.label()).count();
+                for reason in &ev.matched {
+                    let _ = reason.label();
+                }
             }
         }
     }
