@@ -19,6 +19,8 @@ pub mod control;
 pub mod crypto;
 pub mod format;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kms;
 pub mod policy;
 pub mod principals;

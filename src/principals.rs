@@ -259,6 +259,18 @@ impl Principals {
 
     /// Parses the TOML text; `shown` names the file in errors, `base` resolves policy paths.
     pub fn parse(text: &str, shown: &str, base: &Path) -> Result<Principals, PrincipalsError> {
+        Self::parse_with(text, shown, base, &mut |path| std::fs::read_to_string(path))
+    }
+
+    /// [`Self::parse`] with the identity policy files read through `read_policy`, so the
+    /// parser can be fuzzed without touching the filesystem (a fuzzed `policies` entry
+    /// could name `/dev/zero`).
+    pub(crate) fn parse_with(
+        text: &str,
+        shown: &str,
+        base: &Path,
+        read_policy: &mut dyn FnMut(&Path) -> std::io::Result<String>,
+    ) -> Result<Principals, PrincipalsError> {
         let raw: FileToml = toml::from_str(text).map_err(|e| PrincipalsError::Syntax {
             path: shown.to_string(),
             message: e.to_string().trim_end().replace('\n', " | "),
@@ -299,7 +311,7 @@ impl Principals {
             for file in &e.policies {
                 let line = line_of(text, file.span().start);
                 let full = base.join(file.get_ref());
-                let policy_text = std::fs::read_to_string(&full).map_err(|io| {
+                let policy_text = read_policy(&full).map_err(|io| {
                     err(
                         line,
                         format!(

@@ -213,7 +213,7 @@ impl VolumeConfig {
         input
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = String::from(
             "# kmsfs volume file (docs/FORMAT.md). Not secret, but authenticated:\n\
              # edit it only with kmsfs, or the mount will refuse it.\n",
