@@ -72,7 +72,10 @@ fn blocks_named(name: &str) -> Vec<Block> {
         .into_iter()
         .filter(|b| b.name == name)
         .collect();
-    assert!(!found.is_empty(), "README has no block marked `test: {name}`");
+    assert!(
+        !found.is_empty(),
+        "README has no block marked `test: {name}`"
+    );
     found
 }
 
@@ -103,7 +106,10 @@ fn steps(block: &Block) -> Vec<Step> {
             continue;
         }
         let mut expect = None;
-        for (marker, kind) in [(" # prints: ", Expect::Prints), (" # fails: ", Expect::Fails)] {
+        for (marker, kind) in [
+            (" # prints: ", Expect::Prints),
+            (" # fails: ", Expect::Fails),
+        ] {
             if let Some(at) = text.find(marker) {
                 expect = Some((kind, text[at + marker.len()..].trim().to_string()));
                 text.truncate(at);
@@ -141,7 +147,11 @@ fn script(blocks: &[Block]) -> String {
     );
     for block in blocks {
         for step in steps(block) {
-            let skipped = if is_install(&step.command) { " (skipped)" } else { "" };
+            let skipped = if is_install(&step.command) {
+                " (skipped)"
+            } else {
+                ""
+            };
             let trace = format!("README:{}{skipped}: {}", step.line, step.command.trim());
             s += &format!("printf '%s\\n' {} >&2\n", quote(&trace));
             if !skipped.is_empty() {
@@ -150,7 +160,11 @@ fn script(blocks: &[Block]) -> String {
             match &step.expect {
                 None => s += &format!("{}\n", step.command),
                 Some((kind, text)) => {
-                    let kind = if *kind == Expect::Prints { "prints" } else { "fails" };
+                    let kind = if *kind == Expect::Prints {
+                        "prints"
+                    } else {
+                        "fails"
+                    };
                     s += &format!(
                         "if __out=$( {{ {}\n}} 2>&1 ); then __st=0; else __st=$?; fi\n\
                          printf '%s\\n' \"$__out\"\n\
@@ -243,7 +257,14 @@ impl Drop for Scratch {
 /// Runs `driver` as root in a fresh mount and pid namespace, with a clean environment;
 /// asserts it ran to its end.
 fn run_in_namespace(scratch: &Scratch, driver: &str) {
-    for tool in ["unshare", "setpriv", "setsid", "useradd", "sudo", "fusermount3"] {
+    for tool in [
+        "unshare",
+        "setpriv",
+        "setsid",
+        "useradd",
+        "sudo",
+        "fusermount3",
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -277,7 +298,10 @@ fn run_in_namespace(scratch: &Scratch, driver: &str) {
         ])
         .arg(&path)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("HOME", "/root")
         .env("LANG", "C")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -323,8 +347,9 @@ fn readme_shared_machine_maps_a_key_user_and_a_key_administrator() {
     // The promises this test exists for must stay in the README.
     let all: Vec<Step> = blocks.iter().flat_map(steps).collect();
     assert!(
-        all.iter().any(|s| s.command.starts_with("sudo -u alice cat")
-            && matches!(&s.expect, Some((Expect::Prints, _)))),
+        all.iter()
+            .any(|s| s.command.starts_with("sudo -u alice cat")
+                && matches!(&s.expect, Some((Expect::Prints, _)))),
         "the README no longer shows alice reading"
     );
     assert!(
@@ -385,7 +410,10 @@ fn steps_join_continuations_and_split_expectations() {
     assert_eq!(s.len(), 3);
     assert_eq!((s[0].line, s[0].command.as_str()), (1, "a \\\n  b"));
     assert_eq!(s[0].expect, Some((Expect::Prints, "it's fine".into())));
-    assert_eq!(s[1].expect, Some((Expect::Fails, "Permission denied".into())));
+    assert_eq!(
+        s[1].expect,
+        Some((Expect::Fails, "Permission denied".into()))
+    );
     assert!(is_install(&s[2].command));
     assert!(!script(&[block]).contains("\ncargo install"));
 }
