@@ -3,7 +3,8 @@
 //! why not where /dev/fuse is closed to users); the mount point rules (missing, non-empty, `-o nonempty`); a second
 //! mount of one backing directory refused and the first named; a dead mount left by
 //! kill -9 cleaned up by the next `kmsfs mount`; `kmsfs umount` refusing a busy mount
-//! unless `--lazy`; and a daemonized mount's `--log-file` holding its warnings.
+//! unless `--lazy`, and returning only once the mount's key service has stopped; and a
+//! daemonized mount's `--log-file` holding its warnings.
 
 mod cli_support;
 
@@ -175,6 +176,27 @@ fn umount_refuses_a_busy_mount_unless_lazy() {
     // The open file keeps working after a lazy unmount.
     std::io::Write::write_all(&mut open, b"still writable").unwrap();
     open.sync_all().unwrap();
+}
+
+#[test]
+fn umount_returns_only_once_the_mount_process_no_longer_serves_its_socket() {
+    // The kernel detaches at once; the mount process notices later. A script's next
+    // `kmsfs kms ...` must not reach a key service that is on its way out.
+    let (s, backing, mnt) = volume("gone");
+    let _guard = Mounted(mnt.clone());
+    for _ in 0..3 {
+        ok(&mount(&s, &[], &backing, &mnt));
+        assert!(
+            std::os::unix::net::UnixStream::connect(s.socket()).is_ok(),
+            "the mount serves no socket"
+        );
+        ok(&umount(&[mnt.to_str().unwrap()]));
+        assert!(!is_mounted(&mnt));
+        assert!(
+            std::os::unix::net::UnixStream::connect(s.socket()).is_err(),
+            "the unmounted volume's key service still answers after `kmsfs umount` returned"
+        );
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Also `init`, `serve`, `mount`, `umount`, `whoami` and `fsck`, which all need the
 //! service one way or another.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -489,6 +490,7 @@ pub(crate) fn prepare_mountpoint(path: &Path, nonempty: bool) -> anyhow::Result<
 pub(crate) struct Running {
     session: crate::fs::MountSession,
     server: Option<control::RunningServer>,
+    hold: Option<MountpointHold>,
 }
 
 impl Running {
@@ -497,7 +499,56 @@ impl Running {
         if let Some(s) = self.server {
             let _ = s.stop();
         }
+        // Only now, with the socket closed, may a waiting `kmsfs umount` return.
+        drop(self.hold);
         result.map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// A shared `flock` on the directory under the mount point, taken before mounting and
+/// held by the mount process until its key service has stopped. The kernel detaches a
+/// mount before the process notices, so without it `kmsfs umount` returned while the
+/// old service still answered on its socket, and a script's next `kmsfs kms ...` could
+/// reach that service just as it went away. [`run_umount`] waits for this hold.
+pub(crate) struct MountpointHold {
+    _dir: std::fs::File,
+}
+
+impl MountpointHold {
+    /// Best effort: a mount point that cannot be opened or locked only loses the wait.
+    fn take(mountpoint: &Path) -> Option<MountpointHold> {
+        let dir = open_dir(mountpoint).ok()?;
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        (rc == 0).then_some(MountpointHold { _dir: dir })
+    }
+}
+
+fn open_dir(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)
+}
+
+/// How long `kmsfs umount` waits, after the detach, for the mount process to let go of
+/// the mount point (it flushes nothing then, so moments are the norm).
+const MOUNT_EXIT_TRIES: u32 = 200;
+const MOUNT_EXIT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits (bounded) until no mount process holds a [`MountpointHold`] on `path`.
+fn wait_for_mount_process(path: &Path) {
+    let Ok(dir) = open_dir(path) else {
+        return;
+    };
+    for _ in 0..MOUNT_EXIT_TRIES {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return;
+        }
+        std::thread::sleep(MOUNT_EXIT_RETRY);
     }
 }
 
@@ -526,9 +577,14 @@ pub(crate) fn start_mount(
     };
     spawn_ticker(service.clone());
     let keys_provider: Arc<dyn DataKeys> = service;
+    let hold = MountpointHold::take(&spec.mountpoint);
     let session = crate::fs::mount::mount(spec, keys_provider)
         .map_err(|e| anyhow!("mounting {}: {e}", spec.mountpoint.display()))?;
-    Ok(Running { session, server })
+    Ok(Running {
+        session,
+        server,
+        hold,
+    })
 }
 
 pub(crate) fn mount_options(
@@ -646,6 +702,10 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<i32> {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A lazy detach leaves open files working, so their process lives on: no wait.
+    if !args.lazy && !is_mounted(&args.mountpoint) {
+        wait_for_mount_process(&args.mountpoint);
     }
     Ok(0)
 }
