@@ -235,7 +235,12 @@ fn rows() -> Vec<Row> {
 }
 
 /// Symlinks whose targets are too long for a backing symlink (stored in `kmsfs.st.*`).
-const LONG_LINKS: [&str; 4] = ["long-link", "long-link-altered", "orphan-link", "shared-link"];
+const LONG_LINKS: [&str; 4] = [
+    "long-link",
+    "long-link-altered",
+    "orphan-link",
+    "shared-link",
+];
 
 /// Every plaintext file the volume starts with: one per row (but `sub` and the
 /// symlinks), plus `good`, the source of copied headers that must itself stay ok.

@@ -276,7 +276,7 @@ impl VolumeFinding {
 /// and every `user.*` attribute value of files and directories (a failing one is an
 /// extra [`VolumeEntry::Damaged`] for that path), and calls `visit` once per entry,
 /// directories before their contents; stored symlink targets no symlink refers to come
-/// last, as [`VolumeEntry::Stray`] (only when every directory could be walked). Fails
+/// last, as [`VolumeEntry::Stray`] (only when every directory could be listed). Fails
 /// only when the volume itself cannot be opened (volume file or root metadata); damage
 /// below the root is reported through `visit` and the walk goes on. Does not follow
 /// symlinks and opens only regular files.
@@ -371,9 +371,11 @@ fn walk_tree(
     // symlink names: the difference is reported as stray once the whole tree was seen.
     let mut stored_targets = Vec::new();
     let mut referenced = BTreeSet::new();
-    // False once a directory could not be walked: its symlinks were not seen, so a
+    // False once a directory could not be listed: its symlinks were not seen, so a
     // stored target that looks unreferenced may be theirs and is not reported.
     let mut walked_everything = true;
+    // Directories whose metadata failed: not walked, but their symlinks still count.
+    let mut unwalked = Vec::new();
 
     // Explicit stack: a deep tree must not overflow the thread's stack.
     let mut stack = vec![(backing.to_path_buf(), PathBuf::new(), root)];
@@ -503,7 +505,7 @@ fn walk_tree(
                         stack.push((path, plain, child));
                     }
                     Err(error) => {
-                        walked_everything = false;
+                        unwalked.push(path.clone());
                         visit(VolumeEntry::Damaged {
                             backing: path,
                             plain: Some(plain),
@@ -554,6 +556,7 @@ fn walk_tree(
             }
         }
     }
+    walked_everything &= stored_targets.is_empty() || symlink_references(unwalked, &mut referenced);
     if walked_everything {
         for (name, path) in stored_targets {
             if !referenced.contains(&name) {
@@ -564,6 +567,38 @@ fn walk_tree(
             }
         }
     }
+}
+
+/// Adds to `referenced` the stored targets named by every backing symlink below `dirs`
+/// (directories whose metadata failed, so their names were not checked: any symlink
+/// counts). False if some directory could not be listed.
+fn symlink_references(mut dirs: Vec<PathBuf>, referenced: &mut BTreeSet<String>) -> bool {
+    let mut complete = true;
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            complete = false;
+            continue;
+        };
+        for entry in entries {
+            let Ok(entry) = entry else {
+                complete = false;
+                continue;
+            };
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(entry.path()) {
+                        if let Some(stored) = stored_target_name(target.as_os_str()) {
+                            referenced.insert(stored.to_string());
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => complete = false,
+            }
+        }
+    }
+    complete
 }
 
 /// Opens every sealed (`user.*`) extended attribute of the regular file or directory
