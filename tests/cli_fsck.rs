@@ -38,6 +38,10 @@ enum Damage {
     ReplaceByDevice,
     /// Alter the sealed target of a kmsfs symlink.
     TamperSymlinkTarget,
+    /// Delete the `kmsfs.st.*` file holding a long symlink target.
+    RemoveStoredTarget,
+    /// Flip a byte of the `kmsfs.st.*` file holding a long symlink target.
+    FlipStoredTarget,
     /// Overwrite a long name's sidecar with another valid-looking encoded name.
     BreakSidecar,
     /// Flip one hex digit of a directory's `kmsfs.dir` MAC.
@@ -166,6 +170,20 @@ fn rows() -> Vec<Row> {
             Mount::Readlink(eio),
         ),
         row(
+            "long-link",
+            Damage::RemoveStoredTarget,
+            "damaged",
+            "No such file",
+            Mount::Readlink(eio),
+        ),
+        row(
+            "long-link-altered",
+            Damage::FlipStoredTarget,
+            "damaged",
+            "symlink target failed authentication",
+            Mount::Readlink(eio),
+        ),
+        row(
             "became-symlink",
             Damage::ReplaceBySymlink,
             "damaged",
@@ -216,13 +234,21 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-/// Every plaintext file the volume starts with: one per row (but `sub` and `link`),
-/// plus `good`, the source of copied headers that must itself stay ok.
+/// Symlinks whose targets are too long for a backing symlink (stored in `kmsfs.st.*`).
+const LONG_LINKS: [&str; 4] = [
+    "long-link",
+    "long-link-altered",
+    "orphan-link",
+    "shared-link",
+];
+
+/// Every plaintext file the volume starts with: one per row (but `sub` and the
+/// symlinks), plus `good`, the source of copied headers that must itself stay ok.
 fn initial_files() -> Vec<&'static str> {
     let mut files: Vec<&str> = rows()
         .iter()
         .map(|r| r.plain)
-        .filter(|p| !matches!(*p, "sub" | "link"))
+        .filter(|p| !matches!(*p, "sub" | "link") && !LONG_LINKS.contains(p))
         .collect();
     files.extend(["good", "sub/inner"]);
     files
@@ -327,6 +353,13 @@ fn flip(path: &Path, at: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The `kmsfs.st.*` file of a long symlink at the volume root.
+fn stored_target(symlink: &Path) -> PathBuf {
+    let name = std::fs::read_link(symlink).unwrap();
+    assert!(name.to_str().unwrap().starts_with("kmsfs.st."), "{name:?}");
+    symlink.parent().unwrap().join(name)
+}
+
 fn replace_with(path: &Path, make: impl FnOnce(&Path)) {
     std::fs::remove_file(path).unwrap();
     make(path);
@@ -392,6 +425,8 @@ fn apply(damage: Damage, backing: &Path, paths: &BTreeMap<String, PathBuf>, othe
             stored.push(if last == 'A' { 'B' } else { 'A' });
             replace_with(backing, |p| std::os::unix::fs::symlink(&stored, p).unwrap());
         }
+        Damage::RemoveStoredTarget => std::fs::remove_file(stored_target(backing)).unwrap(),
+        Damage::FlipStoredTarget => flip(&stored_target(backing), 40),
         Damage::BreakSidecar => {
             let mut sidecar = backing.as_os_str().to_owned();
             sidecar.push(".name");
@@ -530,6 +565,13 @@ fn fsck_and_the_mount_agree_on_every_kind_of_damage() {
         std::fs::write(v1.mnt.join(name), content(name)).unwrap();
     }
     std::os::unix::fs::symlink("some/target", v1.mnt.join("link")).unwrap();
+    // 4000 bytes: more than a backing symlink holds, so each is stored in `kmsfs.st.*`.
+    let long_target = "d/".repeat(2000);
+    for name in LONG_LINKS {
+        std::os::unix::fs::symlink(&long_target, v1.mnt.join(name)).unwrap();
+    }
+    // A second link of the same symlink shares its stored target.
+    std::fs::hard_link(v1.mnt.join("shared-link"), v1.mnt.join("shared-link-2")).unwrap();
     set_xattr(&v1.mnt.join("xattr"), "user.note", b"a note").unwrap();
     v1.umount(m);
 
@@ -558,6 +600,15 @@ fn fsck_and_the_mount_agree_on_every_kind_of_damage() {
     for row in rows() {
         apply(row.damage, &backing_of(row.plain), &paths, &other);
     }
+    // Removed outside kmsfs: the stored target of `orphan-link` is left behind (a
+    // stray), while that of `shared-link` is still used by `shared-link-2`.
+    let orphan = stored_target(&paths["orphan-link"]);
+    std::fs::remove_file(&paths["orphan-link"]).unwrap();
+    assert_eq!(
+        stored_target(&paths["shared-link"]),
+        stored_target(&paths["shared-link-2"])
+    );
+    std::fs::remove_file(&paths["shared-link"]).unwrap();
 
     // fsck: exit 1, each row named with its status; `good` untouched and still ok.
     let (report, code) = v1.fsck_json();
@@ -584,6 +635,18 @@ fn fsck_and_the_mount_agree_on_every_kind_of_damage() {
     assert_eq!(report["Damaged"], damaged_rows, "{report:#}");
     let good = files.iter().find(|f| f["Path"] == "good").unwrap();
     assert_eq!(good["Status"], "ok", "{good}");
+    let shared = files.iter().find(|f| f["Path"] == "shared-link-2").unwrap();
+    assert_eq!(shared["Status"], "ok", "{shared}");
+    let strays: Vec<_> = files.iter().filter(|f| f["Status"] == "stray").collect();
+    assert_eq!(strays.len(), 1, "{report:#}");
+    assert_eq!(strays[0]["Backing"], orphan.to_str().unwrap(), "{report:#}");
+    assert!(
+        strays[0]["Detail"]
+            .as_str()
+            .unwrap()
+            .contains("stored symlink target no symlink refers to"),
+        "{report:#}"
+    );
 
     // Text output names the plaintext path and the backing path of damage.
     let text = v1.fsck("text");

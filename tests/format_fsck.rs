@@ -127,7 +127,8 @@ fn damage_below_the_root_is_reported_and_the_walk_goes_on() {
         &name[1..]
     );
     std::fs::rename(&hello, root.join(&altered)).unwrap();
-    // 4. Strays: a foreign file, an orphan sidecar, a leftover temp file.
+    // 4. Strays: a foreign file, an orphan sidecar, a leftover temp file, a stored
+    // symlink target no symlink refers to (still found although `sub` is damaged).
     std::fs::write(root.join("notes.txt"), b"").unwrap();
     std::fs::write(
         root.join("kmsfs.ln.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.name"),
@@ -135,6 +136,8 @@ fn damage_below_the_root_is_reported_and_the_walk_goes_on() {
     )
     .unwrap();
     std::fs::write(root.join("kmsfs.tmp.0011223344556677"), b"").unwrap();
+    let orphan = root.join(format!("kmsfs.st.{}", "B".repeat(43)));
+    std::fs::write(&orphan, b"sealed").unwrap();
 
     let found = walk(&root);
     let damaged: Vec<_> = found
@@ -160,7 +163,10 @@ fn damage_below_the_root_is_reported_and_the_walk_goes_on() {
         .iter()
         .filter(|e| matches!(e, VolumeEntry::Stray { .. }))
         .count();
-    assert_eq!(strays, 3, "{found:?}");
+    assert_eq!(strays, 4, "{found:?}");
+    assert!(found
+        .iter()
+        .any(|e| matches!(e, VolumeEntry::Stray { backing, .. } if *backing == orphan)));
     // The healthy file is still listed.
     assert!(plain_files(&found)
         .iter()

@@ -21,7 +21,7 @@ use super::dirmeta::DirMeta;
 use super::header::FileHeader;
 use super::metafile::{describe_file_type, open_regular};
 use super::names::{classify, EntryKind, NameCipher};
-use super::symlink::SymlinkCipher;
+use super::symlink::{stored_target_name, SymlinkCipher, SYMLINK_STORE_PREFIX};
 use super::volume::{MetadataKey, VolumeConfig};
 use super::xattr::{sealed_attributes, XattrCipher};
 use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, MAX_SEALED_BLOCK_SIZE};
@@ -233,7 +233,8 @@ pub enum VolumeEntry {
         error: FormatError,
     },
     /// A name kmsfs did not write (foreign) or left behind (an orphan long-name sidecar,
-    /// a temporary file of an interrupted atomic write).
+    /// a stored symlink target no symlink refers to, a temporary file of an interrupted
+    /// atomic write).
     Stray {
         backing: PathBuf,
         what: &'static str,
@@ -273,7 +274,9 @@ impl VolumeFinding {
 /// Walks the volume in `backing`: authenticates the volume file, then every directory's
 /// `kmsfs.dir`, decrypts every name (checking long-name sidecars), every symlink target
 /// and every `user.*` attribute value of files and directories (a failing one is an
-/// extra [`VolumeEntry::Damaged`] for that path), and calls `visit` once per entry, directories before their contents. Fails
+/// extra [`VolumeEntry::Damaged`] for that path), and calls `visit` once per entry,
+/// directories before their contents; stored symlink targets no symlink refers to come
+/// last, as [`VolumeEntry::Stray`] (only when every directory could be listed). Fails
 /// only when the volume itself cannot be opened (volume file or root metadata); damage
 /// below the root is reported through `visit` and the walk goes on. Does not follow
 /// symlinks and opens only regular files.
@@ -364,12 +367,23 @@ fn walk_tree(
     };
     check_xattrs(backing, Path::new(""), visit);
 
+    // Stored symlink targets (`kmsfs.st.<H>`) found in the root, and those some backing
+    // symlink names: the difference is reported as stray once the whole tree was seen.
+    let mut stored_targets = Vec::new();
+    let mut referenced = BTreeSet::new();
+    // False once a directory could not be listed: its symlinks were not seen, so a
+    // stored target that looks unreferenced may be theirs and is not reported.
+    let mut walked_everything = true;
+    // Directories whose metadata failed: not walked, but their symlinks still count.
+    let mut unwalked = Vec::new();
+
     // Explicit stack: a deep tree must not overflow the thread's stack.
     let mut stack = vec![(backing.to_path_buf(), PathBuf::new(), root)];
     while let Some((dir, plain_dir, meta)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(source) => {
+                walked_everything = false;
                 visit(VolumeEntry::Damaged {
                     backing: dir.clone(),
                     plain: Some(plain_dir),
@@ -379,9 +393,13 @@ fn walk_tree(
             }
         };
         let mut listed = BTreeSet::new();
+        let mut listed_symlinks = BTreeSet::new();
         for entry in entries {
             match entry {
                 Ok(e) => {
+                    if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                        listed_symlinks.insert(e.file_name());
+                    }
                     listed.insert(e.file_name());
                 }
                 Err(source) => visit(VolumeEntry::Damaged {
@@ -410,6 +428,15 @@ fn walk_tree(
                             backing: path,
                             what: "a temporary file left by an interrupted write",
                         });
+                    } else if name.starts_with(SYMLINK_STORE_PREFIX) {
+                        if dir.as_path() == backing {
+                            stored_targets.push((name.to_string(), path));
+                        } else {
+                            visit(VolumeEntry::Stray {
+                                backing: path,
+                                what: "a stored symlink target outside the backing root",
+                            });
+                        }
                     }
                     continue;
                 }
@@ -431,6 +458,16 @@ fn walk_tree(
                     continue;
                 }
                 EntryKind::Encrypted | EntryKind::LongName => {}
+            }
+            // Read before the name is checked: a stored target stays referenced by a
+            // symlink whose own name is damaged (a repair may still recover both).
+            let mut link = listed_symlinks
+                .contains(os_name)
+                .then(|| std::fs::read_link(&path));
+            if let Some(Ok(target)) = &link {
+                if let Some(stored) = stored_target_name(target.as_os_str()) {
+                    referenced.insert(stored.to_string());
+                }
             }
             let read_sidecar =
                 |s: &str| super::read_metadata(&dir.join(s)).map_err(std::io::Error::other);
@@ -467,11 +504,14 @@ fn walk_tree(
                         check_xattrs(&path, &plain, visit);
                         stack.push((path, plain, child));
                     }
-                    Err(error) => visit(VolumeEntry::Damaged {
-                        backing: path,
-                        plain: Some(plain),
-                        error,
-                    }),
+                    Err(error) => {
+                        unwalked.push(path.clone());
+                        visit(VolumeEntry::Damaged {
+                            backing: path,
+                            plain: Some(plain),
+                            error,
+                        })
+                    }
                 }
             } else if file_type.is_file() {
                 check_xattrs(&path, &plain, visit);
@@ -482,7 +522,9 @@ fn walk_tree(
             } else if file_type.is_symlink() {
                 // The mount's readlink opens the sealed target: so does fsck. A regular
                 // file replaced by a symlink lands here and fails, never followed.
-                let checked = std::fs::read_link(&path)
+                let checked = link
+                    .take()
+                    .unwrap_or_else(|| std::fs::read_link(&path))
                     .map_err(|source| FormatError::Io {
                         path: path.clone(),
                         source,
@@ -514,6 +556,49 @@ fn walk_tree(
             }
         }
     }
+    walked_everything &= stored_targets.is_empty() || symlink_references(unwalked, &mut referenced);
+    if walked_everything {
+        for (name, path) in stored_targets {
+            if !referenced.contains(&name) {
+                visit(VolumeEntry::Stray {
+                    backing: path,
+                    what: "a stored symlink target no symlink refers to",
+                });
+            }
+        }
+    }
+}
+
+/// Adds to `referenced` the stored targets named by every backing symlink below `dirs`
+/// (directories whose metadata failed, so their names were not checked: any symlink
+/// counts). False if some directory could not be listed.
+fn symlink_references(mut dirs: Vec<PathBuf>, referenced: &mut BTreeSet<String>) -> bool {
+    let mut complete = true;
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            complete = false;
+            continue;
+        };
+        for entry in entries {
+            let Ok(entry) = entry else {
+                complete = false;
+                continue;
+            };
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(entry.path()) {
+                        if let Some(stored) = stored_target_name(target.as_os_str()) {
+                            referenced.insert(stored.to_string());
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => complete = false,
+            }
+        }
+    }
+    complete
 }
 
 /// Opens every sealed (`user.*`) extended attribute of the regular file or directory

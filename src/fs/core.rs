@@ -25,7 +25,7 @@ use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::format::{
     classify, read_metadata_at, write_atomic, BackingName, ContentCipher, EntryKind,
-    EnvelopeVersion, FileHeader, VolumeConfig, DIR_META_NAME, HEADER_LEN,
+    EnvelopeVersion, FileHeader, FormatError, VolumeConfig, DIR_META_NAME, HEADER_LEN,
 };
 use crate::kms::provider::{Caller, DataAction, DataKeys, DirRule};
 
@@ -1121,7 +1121,14 @@ impl Core {
         self.secrets.open_symlink(&stored, |name| {
             let root = self.inodes.get(ROOT_INO)?;
             let shown = || names::shown_path(root.fd.as_fd(), name);
-            Ok(read_metadata_at(root.fd.as_fd(), name, &shown)?)
+            read_metadata_at(root.fd.as_fd(), name, &shown).map_err(|e| match e {
+                // The link exists, its stored target does not: damage (as fsck says),
+                // never ENOENT, which would claim the link itself is gone.
+                FormatError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    FsError::refused(libc::EIO, "stored symlink target missing")
+                }
+                e => e.into(),
+            })
         })
     }
 
