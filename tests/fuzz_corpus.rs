@@ -6,7 +6,7 @@
 //! The seeds (files named `seed-*`) come from real bytes: the format-v1 and store-v1
 //! fixtures, the example policies and principals file in `config/`, the policies of
 //! `tests/policy_cases/`, plus a few values sealed under the fuzzing module's fixed keys.
-//! `KMSFS_WRITE_FUZZ_SEEDS=1 cargo test --test fuzz_corpus -- --ignored` rewrites them;
+//! `KMSFS_WRITE_FUZZ_SEEDS=1 cargo test --test fuzz_corpus seeds_built` rewrites them;
 //! files the fuzzer added are left alone.
 
 use std::collections::BTreeSet;
@@ -120,19 +120,26 @@ fn seeds_get_past_the_outer_checks() {
     kmsfs::policy::PolicyDocument::parse_identity(&policy).unwrap();
 }
 
-/// Writes the `seed-*` files (run by hand, see the module doc).
+/// Builds the `seed-*` files from real bytes and checks that every one passes its target.
+/// They go to a scratch directory, or, with `KMSFS_WRITE_FUZZ_SEEDS=1`, into
+/// `fuzz/corpus` (see the module doc).
 #[test]
-#[ignore = "writes fuzz/corpus; run with KMSFS_WRITE_FUZZ_SEEDS=1"]
-fn write_seeds() {
-    if std::env::var_os("KMSFS_WRITE_FUZZ_SEEDS").is_none() {
-        return;
-    }
+fn seeds_built_from_real_bytes_pass_their_targets() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = if std::env::var_os("KMSFS_WRITE_FUZZ_SEEDS").is_some() {
+        root().join("fuzz/corpus")
+    } else {
+        scratch.path().to_path_buf()
+    };
+    let written = std::cell::RefCell::new(Vec::<(String, PathBuf)>::new());
     let root = root();
     let fixture = root.join("tests/fixtures/format-v1/backing");
     let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = corpus_dir(target);
+        let dir = out.join(target);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+        let file = dir.join(format!("seed-{name}"));
+        std::fs::write(&file, bytes).unwrap();
+        written.borrow_mut().push((target.to_string(), file));
     };
     let copy =
         |target: &str, name: &str, from: &Path| write(target, name, &std::fs::read(from).unwrap());
@@ -360,4 +367,19 @@ uid = 1006
 policies = ["p/ops.json"]
 "#,
     );
+
+    // Every seed passes the target it was made for.
+    let written = written.into_inner();
+    assert!(!written.is_empty());
+    for (target, file) in &written {
+        let run = TARGETS
+            .iter()
+            .find(|(n, _)| n == target)
+            .unwrap_or_else(|| panic!("no fuzz target {target}"))
+            .1;
+        let data = std::fs::read(file).unwrap();
+        if let Err(violation) = run(&data) {
+            panic!("{}: {violation}", file.display());
+        }
+    }
 }
