@@ -75,7 +75,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn socket_paths_follow_the_design() {
+    fn socket_paths_follow_docs_protocol() {
         let xdg = Some(OsStr::new("/run/user/1001"));
         let cases: &[(u32, Option<&OsStr>, &[&str], &str)] = &[
             (0, xdg, &["/run/kmsfs/kms.sock"], "/run/kmsfs/kms.sock"),

@@ -1,4 +1,4 @@
-//! The open-authorization flow (DESIGN.md, "What the filesystem checks, on every open").
+//! The open-authorization flow (README.md, "What the filesystem checks").
 //!
 //! | operation | KMS action | key |
 //! | --- | --- | --- |

@@ -39,7 +39,8 @@ impl FsError {
         FsError::Refused { errno, what }
     }
 
-    /// The errno the caller of the file system sees (DESIGN.md "Errors a user sees").
+    /// The errno the caller of the file system sees (README.md, "What the filesystem
+    /// checks").
     pub fn errno(&self) -> i32 {
         match self {
             FsError::Kms(e) => e.kind.errno(),
