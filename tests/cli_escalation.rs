@@ -4,10 +4,10 @@
 //! account-root statement); by default only the account root has it; a caller who
 //! cannot bypass is not told about the flag; a bypass is audited.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use serde_json::{json, Value};
+use support::cli::*;
 
 const ROOT_UID: u32 = 0;
 
@@ -15,7 +15,7 @@ fn root_arn() -> String {
     format!("arn:aws:iam::{ACCOUNT}:root")
 }
 
-/// cli_support's principals, but bob's identity policy also allows the bypass (which
+/// support::cli's principals, but bob's identity policy also allows the bypass (which
 /// only matters where a key policy delegates it to the account).
 fn principals() -> String {
     format!(

@@ -3,12 +3,12 @@
 //! be found or is signalled (SIGTERM to kmsfs reaches the command first); and the
 //! generated completions and man pages describe the real command line.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use support::cli::*;
 
 fn is_mounted(path: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

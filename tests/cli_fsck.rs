@@ -3,15 +3,15 @@
 //! what the mount answers for the same damage (EIO, or the documented behaviour).
 //! Real store, real `kmsfs mount` (daemonized), real `kmsfs fsck`. Needs root.
 
-mod cli_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cli_support::*;
 use serde_json::Value;
+use support::cli::*;
 
 const B: usize = 4096;
 const HEADER: usize = 1024;

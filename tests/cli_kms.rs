@@ -2,11 +2,10 @@
 //! `kmsfs serve` on its socket. Roles (administrator vs user), grants and their tokens,
 //! rotation, and identity coming only from the socket's peer credentials.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use support::cli::*;
 
 fn decrypt_blob(s: &Served, uid: u32, blob_b64: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["kms", "decrypt", "--ciphertext-blob", blob_b64];
@@ -540,21 +539,11 @@ fn identity_comes_from_the_peer_uid_and_nothing_the_client_says_changes_it() {
         "DisableKey",
     );
     // Environment variables are no different.
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            &ALICE.to_string(),
-            "--regid",
-            &ALICE.to_string(),
-            "--clear-groups",
-            "--",
-        ])
-        .arg(KMSFS)
+    let o = as_user(ALICE, ALICE, KMSFS)
         .args(["kms", "disable-key", "--key-id", &key])
         .env("KMSFS_STORE", s.store())
         .env("KMSFS_PRINCIPALS", &forged)
         .env("KMSFS_SOCKET", s.socket())
-        .current_dir("/")
         .output()
         .unwrap();
     service_error(&o, "AccessDeniedException", "DisableKey");
@@ -612,21 +601,9 @@ fn a_mapped_primary_or_supplementary_group_acts_as_its_role_but_a_uid_mapping_wi
         "{alice}"
     );
     // Supplementary groups map too (read from /proc/PID/status of the peer).
-    let u = STRANGER.to_string();
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid",
-            &u,
-            "--regid",
-            &u,
-            "--groups",
-            &OPERATORS.to_string(),
-            "--",
-        ])
-        .arg(KMSFS)
+    let o = as_user_in(STRANGER, STRANGER, &[OPERATORS], KMSFS)
         .args(&globals)
         .arg("whoami")
-        .current_dir("/")
         .output()
         .unwrap();
     let supplementary = ok(&o);

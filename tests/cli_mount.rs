@@ -2,11 +2,11 @@
 //! through the real binary; a key user writes and reads through an allow_other mount,
 //! others are refused at open; `kmsfs fsck` passes an intact volume and fails a damaged one.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use support::cli::*;
 
 /// key_policy() plus Decrypt for the account's root user (uid 0), so that root's
 /// `kmsfs fsck` can authenticate every block, as a backup operator's would.

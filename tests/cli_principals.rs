@@ -5,14 +5,14 @@
 //! of its own uses it rather than root's service; supplementary groups map to roles for
 //! FUSE callers and socket peers; `key-rule set` refuses keys new files could not get.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::cli::*;
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -112,7 +112,7 @@ fn the_example_principals_file_works_when_copied_alone_into_a_store() {
     assert_eq!(root["Principal"]["Type"], "Root", "{root}");
 }
 
-/// The principals file of cli_support plus one entry whose policy file is missing;
+/// The principals file of support::cli plus one entry whose policy file is missing;
 /// returns the text and the 1-based line of its `policies` field.
 fn principals_with_missing_policy() -> (String, usize) {
     let text = format!(
@@ -338,20 +338,8 @@ fn supplementary_groups_map_to_roles_for_fuse_callers_and_socket_peers() {
     ok(&s.root(&["init", &backing.display().to_string()]));
     let _guard = mount(&s, &backing, &mnt);
     let with_group = |script: &str| {
-        Command::new("setpriv")
-            .args([
-                "--reuid",
-                &STRANGER.to_string(),
-                "--regid",
-                &STRANGER.to_string(),
-                "--groups",
-                &format!("62050,{OPERATORS}"),
-                "--",
-                "sh",
-                "-c",
-                script,
-            ])
-            .current_dir("/")
+        as_user_in(STRANGER, STRANGER, &[62050, OPERATORS], "sh")
+            .args(["-c", script])
             .output()
             .unwrap()
     };
@@ -371,20 +359,9 @@ fn supplementary_groups_map_to_roles_for_fuse_callers_and_socket_peers() {
         "{me}"
     );
     // A uid mapping still wins over a supplementary group.
-    let alice = Command::new("setpriv")
-        .args([
-            "--reuid",
-            &ALICE.to_string(),
-            "--regid",
-            &ALICE.to_string(),
-            "--groups",
-            &OPERATORS.to_string(),
-            "--",
-        ])
-        .arg(KMSFS)
+    let alice = as_user_in(ALICE, ALICE, &[OPERATORS], KMSFS)
         .args(s.globals())
         .arg("whoami")
-        .current_dir("/")
         .output()
         .unwrap();
     let alice: serde_json::Value = serde_json::from_str(&ok(&alice)).unwrap();

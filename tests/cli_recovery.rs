@@ -4,14 +4,14 @@
 //! reads the files; tampered archive and wrong secret refused), and mounting a volume
 //! with a store that did not make it.
 
-mod cli_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cli_support::{ok, Mounted, KMSFS};
+use support::cli::{ok, Mounted, KMSFS};
 
 /// A scratch directory (removed on drop) with a store path inside it.
 struct Scratch(PathBuf);

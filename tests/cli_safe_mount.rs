@@ -6,13 +6,13 @@
 //! unless `--lazy`, and returning only once the mount's key service has stopped; and a
 //! daemonized mount's `--log-file` holding its warnings.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::cli::*;
 
 /// The mount at `path` as (fstype, source), from /proc/self/mountinfo.
 fn mount_entry(path: &Path) -> Option<(String, String)> {
@@ -308,10 +308,7 @@ impl Drop for Account {
 
 /// `program args` as the desktop user, with a desktop session's environment.
 fn as_desktop(home: &Path, program: &str, args: &[&str]) -> Output {
-    let u = DESKTOP.to_string();
-    Command::new("setpriv")
-        .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
-        .arg(program)
+    as_user(DESKTOP, DESKTOP, program)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -3,13 +3,14 @@
 //! terminal without echo (driven through a pty by `script`); `init` tells the person,
 //! once and on stderr, that the data is gone without the store, and how to back it up.
 
-mod cli_support;
+mod support;
 
-use cli_support::{Mounted, KMSFS};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+use support::assert_ok;
+use support::cli::{Mounted, KMSFS};
 
 const PASSPHRASE: &str = "violet-staircase-4417";
 
@@ -47,18 +48,6 @@ impl Drop for Dir {
     }
 }
 
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn environ(pid: u32) -> Vec<u8> {
     std::fs::read(format!("/proc/{pid}/environ")).unwrap()
 }
@@ -93,11 +82,12 @@ fn the_mount_daemon_environment_no_longer_holds_the_passphrase() {
     let backing = d.0.join("backing");
     let mnt = d.0.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    ok(&d
-        .kmsfs(&["init", &backing.display().to_string()])
-        .env("KMSFS_PASSPHRASE", PASSPHRASE)
-        .output()
-        .unwrap());
+    assert_ok(
+        &d.kmsfs(&["init", &backing.display().to_string()])
+            .env("KMSFS_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap(),
+    );
     let out = d
         .kmsfs(&[
             "mount",
@@ -108,7 +98,7 @@ fn the_mount_daemon_environment_no_longer_holds_the_passphrase() {
         .output()
         .unwrap();
     let _guard = Mounted(mnt.clone());
-    ok(&out);
+    assert_ok(&out);
     // The mount works: the passphrase was read before it was scrubbed.
     std::fs::write(mnt.join("a.txt"), b"sealed").unwrap();
     assert_eq!(std::fs::read(mnt.join("a.txt")).unwrap(), b"sealed");
@@ -144,11 +134,12 @@ fn the_mount_daemon_environment_no_longer_holds_the_passphrase() {
 #[test]
 fn a_passphrase_store_asks_on_the_terminal_without_echo() {
     let d = Dir::new("prompt");
-    ok(&d
-        .kmsfs(&["init"])
-        .env("KMSFS_PASSPHRASE", PASSPHRASE)
-        .output()
-        .unwrap());
+    assert_ok(
+        &d.kmsfs(&["init"])
+            .env("KMSFS_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap(),
+    );
     // Without a terminal (CI), no prompt: the error names the non-interactive ways.
     let o = d.kmsfs(&["whoami"]).stdin(Stdio::null()).output().unwrap();
     assert!(!o.status.success());
@@ -199,7 +190,7 @@ fn a_passphrase_store_asks_on_the_terminal_without_echo() {
 fn init_says_once_on_stderr_that_a_lost_store_loses_the_data_and_how_to_back_it_up() {
     let d = Dir::new("advice");
     let first = d.kmsfs(&["init", "--output", "json"]).output().unwrap();
-    let out: serde_json::Value = serde_json::from_str(&ok(&first)).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&assert_ok(&first)).unwrap();
     assert_eq!(out["StoreCreated"], true);
     let err = String::from_utf8_lossy(&first.stderr);
     let store = d.store().display().to_string();
@@ -213,7 +204,7 @@ fn init_says_once_on_stderr_that_a_lost_store_loses_the_data_and_how_to_back_it_
     );
     // Once: a second init of the same store says nothing more.
     let again = d.kmsfs(&["init", "--output", "json"]).output().unwrap();
-    let out: serde_json::Value = serde_json::from_str(&ok(&again)).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&assert_ok(&again)).unwrap();
     assert_eq!(out["StoreCreated"], false);
     assert!(
         !String::from_utf8_lossy(&again.stderr).contains("gone for good"),

@@ -3,12 +3,12 @@
 //! store files. Each must end in a clear error, never in a wedged service or a store that
 //! no longer opens.
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+use support::cli::*;
 
 /// Sends raw bytes and reads one response frame; None if the server closed instead.
 fn raw(stream: &mut UnixStream, bytes: &[u8]) -> Option<serde_json::Value> {
@@ -122,11 +122,8 @@ fn kill_9_during_a_burst_keeps_every_acknowledged_write_and_a_verifiable_log() {
                     carol = arn("carol"),
                     acked = acked.display(),
                 );
-                let u = BOB.to_string();
-                std::process::Command::new("setpriv")
-                    .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
-                    .args(["sh", "-c", &script])
-                    .current_dir("/")
+                as_user(BOB, BOB, "sh")
+                    .args(["-c", &script])
                     .spawn()
                     .unwrap()
             })
@@ -431,12 +428,9 @@ fn two_services_and_a_direct_client_share_one_store_without_losing_writes() {
     ]
     .into_iter()
     .map(|(uid, script)| {
-        let u = uid.to_string();
         std::thread::spawn(move || {
-            let o = std::process::Command::new("setpriv")
-                .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
-                .args(["sh", "-c", &script])
-                .current_dir("/")
+            let o = as_user(uid, uid, "sh")
+                .args(["-c", &script])
                 .output()
                 .unwrap();
             (uid, o)

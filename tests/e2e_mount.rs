@@ -2,10 +2,10 @@
 //! service: who may read and write is decided on every open by the key policy, grants
 //! and key state — and a key administrator, root included, cannot read a byte.
 
-mod e2e_support;
+mod support;
 
-use e2e_support::*;
 use serde_json::json;
+use support::e2e::*;
 
 #[test]
 fn key_user_reads_and_writes_while_admin_and_root_are_refused() {

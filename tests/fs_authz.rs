@@ -1,16 +1,17 @@
-//! Every open is authorized by the key service, per DESIGN.md's table, for the FUSE
-//! request's uid: allowed and denied uids, key states, changes that take effect on the
-//! next open, a write-only drop box, key rules, and protection that moves with a file.
+//! Every open is authorized by the key service, per the README's table ("What the
+//! filesystem checks"), for the FUSE request's uid: allowed and denied uids, key states,
+//! changes that take effect on the next open, a write-only drop box, key rules, and
+//! protection that moves with a file.
 //! Other uids are real processes (setpriv) going through the mount. Needs root.
 
-mod fs_support;
+mod support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use fs_support::*;
 use kmsfs::format::VolumeConfig;
+use support::fs::*;
 
 const ALICE: u32 = 1001;
 const BOB: u32 = 1002;

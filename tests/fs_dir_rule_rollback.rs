@@ -4,8 +4,7 @@
 //! every rule. Format-1 rules are imported into that record at the first mount. Real
 //! FUSE mounts; needs root.
 
-mod e2e_support;
-mod fs_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,7 +85,7 @@ fn envelope_keys(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_rolled_back_kmsfs_dir_never_lets_new_files_fall_back_to_the_default_key() {
-    use e2e_support::*;
+    use support::e2e::*;
     let mut f = Fixture::new("dir-rollback");
     let second = f
         .kms(
@@ -175,7 +174,7 @@ impl Drop for Session {
     }
 }
 
-fn mount_at(backing: &Path, mnt: &Path, keys: &Arc<fs_support::TestKeys>) -> Session {
+fn mount_at(backing: &Path, mnt: &Path, keys: &Arc<support::fs::TestKeys>) -> Session {
     let spec = kmsfs::fs::MountSpec {
         backing: backing.to_path_buf(),
         mountpoint: mnt.to_path_buf(),
@@ -200,7 +199,7 @@ fn copy_tree(src: &Path, dst: &Path) {
 
 #[test]
 fn a_format_1_key_rule_is_imported_at_the_first_mount_and_its_rollback_refused() {
-    use fs_support::*;
+    use support::fs::*;
     // tests/fixtures/format-v1/README.md: fixed test values.
     const VOLUME_ID: &str = "000102030405060708090a0b0c0d0e0f";
     const SUB_RULE: &str = "alias/kmsfs/fixture-sub";

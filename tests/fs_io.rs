@@ -1,7 +1,7 @@
 //! Plain file-system behaviour through a real mount: contents, sizes, holes, names,
 //! directories, links, attributes, concurrency, unmount. Needs root and /dev/fuse.
 
-mod fs_support;
+mod support;
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use fs_support::*;
+use support::fs::*;
 
 const B: usize = 4096;
 

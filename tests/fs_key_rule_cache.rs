@@ -3,11 +3,11 @@
 //! or a rename that moves a directory under another ancestor, applies to the very next
 //! create. Every create still asks the key service. Needs root (FUSE).
 
-mod fs_support;
+mod support;
 
 use std::fs;
 
-use fs_support::*;
+use support::fs::*;
 
 fn set_xattr(p: &std::path::Path, name: &str, value: Option<&str>) {
     use std::os::unix::ffi::OsStrExt;

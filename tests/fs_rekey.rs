@@ -5,7 +5,7 @@
 //! protects the user's next content. Also: open handles follow a re-key, and version-1
 //! files stay readable and writable until a re-key makes them version 2. Needs root.
 
-mod fs_support;
+mod support;
 
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
@@ -13,13 +13,13 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use fs_support::*;
 use kmsfs::crypto::DataKey;
 use kmsfs::format::{
     encryption_context, ContentCipher, DirMeta, EnvelopeVersion, FileHeader, MetadataKey,
     NameCipher, VolumeConfig, HEADER_LEN,
 };
 use kmsfs::kms::provider::{Caller, DataAction, DataKeys};
+use support::fs::*;
 
 const KEY_P: &str = "arn:aws:kms:local:111122223333:key/p-attackers-choice";
 const KEY_S: &str = "arn:aws:kms:local:111122223333:key/s-victims-dir";

@@ -5,20 +5,20 @@
 //! generation of content or as an empty file: never EIO. Needs root. Kept in its own
 //! test binary because it forks.
 
-mod fs_support;
+mod support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fs_support::*;
 use kmsfs::format::{encryption_context, verify_file, FileHeader, VolumeConfig, HEADER_LEN};
 use kmsfs::fs::MountSpec;
 use kmsfs::kms::provider::{Caller, DataAction, DataKeys};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
+use support::fs::*;
 
 /// Generation `i` of the file: 2000 bytes, one partial block. Sealed (2040 bytes at
 /// offset 1024) it lies in the file's first page, like the header: the kernel completes

@@ -3,18 +3,18 @@
 //! a FIFO in place of metadata never blocks a worker, and a full disk reads as ENOSPC.
 //! Real mounts (tmpfs-backed where the disk must fill up). Needs root.
 
-mod fs_support;
+mod support;
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fs_support::*;
 use kmsfs::format::{verify_file, walk_volume, FileOutcome, VolumeConfig, VolumeEntry};
 use kmsfs::kms::provider::DataKeys;
+use support::fs::*;
 
 const USER: u32 = 61001;
 
@@ -177,16 +177,8 @@ fn sidecars(backing: &Path) -> Vec<(String, Vec<u8>)> {
 /// worker is serving cannot be killed: it waits in D state until the worker answers)
 /// and fails the test, so a regression fails instead of hanging the suite.
 fn sh_bounded(uid: u32, script: &str, fifos: &Fifos) -> Output {
-    let mut child = Command::new("setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+    let mut child = as_user(uid, uid, "sh")
+        .args(["-c", script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

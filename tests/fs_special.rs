@@ -2,14 +2,14 @@
 //! device numbers), FIFOs and sockets, and symlinks up to PATH_MAX − 1 bytes; rename
 //! and unlink answer with ext4's errnos. Real mounts. Needs root.
 
-mod fs_support;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use fs_support::*;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use support::fs::*;
 
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

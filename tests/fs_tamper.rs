@@ -3,12 +3,12 @@
 //! another file, an altered symlink target. Each case remounts so that nothing is served
 //! from the kernel's page cache. Needs root.
 
-mod fs_support;
+mod support;
 
 use std::fs;
 use std::path::PathBuf;
 
-use fs_support::*;
+use support::fs::*;
 
 const B: usize = 4096;
 const HEADER: usize = 1024;

@@ -4,16 +4,16 @@
 //! that it is whole: the state parses, the key still decrypts, policy and grants are a
 //! consistent old-or-new version, and the next writer proceeds.
 
-mod kms_common;
+mod support;
 
 use std::time::Duration;
 
-use kms_common::*;
 use kmsfs::kms::Service;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use serde_json::json;
+use support::kms::*;
 
 fn jitter_ms(min: u64, max: u64) -> u64 {
     let mut b = [0u8; 8];

@@ -2,13 +2,13 @@
 //! key, the audit records every call leaves, the Simulate/WhoAmI extensions and the
 //! principals file reload.
 
-mod kms_common;
+mod support;
 
-use kms_common::*;
 use kmsfs::kms::provider::{DataAction, DataKeys};
 use kmsfs::kms::ErrorKind;
 use kmsfs::policy::EncryptionContext;
 use serde_json::{json, Value};
+use support::kms::*;
 
 fn ctx(file: &str) -> EncryptionContext {
     [

@@ -3,9 +3,8 @@
 //! log grows by a bounded amount per call whatever the request holds, and a full store
 //! disk fails calls closed, leaves no torn record, and heals once space is freed.
 
-mod kms_common;
+mod support;
 
-use kms_common::*;
 use kmsfs::audit::{verify, MAX_RECORD_BYTES};
 use kmsfs::control::protocol::{read_frame, write_frame, MAX_FRAME};
 use kmsfs::control::{Handler, Server};
@@ -14,6 +13,8 @@ use kmsfs::kms::{init_store, ErrorKind, KmsError, Service, TestClock};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use support::kms::*;
+use support::Tmpfs;
 
 /// The key service behind a real control socket, as `kmsfs serve` runs it.
 struct ServiceHandler(Arc<Service>);
@@ -175,38 +176,6 @@ fn request_fields_are_bounded_as_aws_bounds_them() {
         let err = e.fails(ROOT, op, req);
         assert_kind(&err, ErrorKind::Validation);
         assert!(err.message.contains(words), "{op}: {err}");
-    }
-}
-
-/// A tmpfs mounted for the test and unmounted (lazily, so a failure cannot leave it
-/// busy) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount tmpfs at {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
     }
 }
 

@@ -2,11 +2,11 @@
 //! use it: key lifecycle, who may do what under key policies, grants, rotation,
 //! deletion, imported material, the lockout check and the escalation guard.
 
-mod kms_common;
+mod support;
 
-use kms_common::*;
 use kmsfs::kms::{wrap_key_material, ErrorKind};
 use serde_json::{json, Value};
+use support::kms::*;
 
 #[test]
 fn create_describe_encrypt_decrypt_round_trip() {

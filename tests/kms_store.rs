@@ -2,15 +2,15 @@
 //! format fixture written by the first version (opened forever after), init
 //! idempotency, and two processes sharing one store.
 
-mod kms_common;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use kms_common::*;
 use kmsfs::kms::{init_store, ErrorKind, RootKeySource, Service, ServiceConfig, TestClock};
 use serde_json::{json, Value};
+use support::kms::*;
 use zeroize::Zeroizing;
 
 fn chmod(p: &Path, mode: u32) {

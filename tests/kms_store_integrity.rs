@@ -4,14 +4,14 @@
 //! 1 keep opening and are migrated by their first write, and passphrase stores use
 //! Argon2id at RFC 9106's parameters with a floor enforced on read.
 
-mod kms_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kms_common::*;
 use kmsfs::kms::{init_store, RootKeySource, Service, ServiceConfig, TestClock};
 use serde_json::{json, Value};
+use support::kms::*;
 use zeroize::Zeroizing;
 
 const AUTH_FAILURE: &str = "state.json failed authentication: changed outside kmsfs";

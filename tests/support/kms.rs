@@ -1,7 +1,6 @@
-//! Shared setup for the kms_* tests: a temp store with a test clock, a principals file
-//! mapping test uids to an admin, two users and an unmapped stranger, and helpers that
-//! call the service the way the socket server does.
-#![allow(dead_code)]
+//! The key service tests' fixture (`kms_*.rs`): a temp store with a test clock, a
+//! principals file mapping test uids to an admin, two users and an unmapped stranger, and
+//! helpers that call the service the way the socket server does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +12,8 @@ use kmsfs::kms::{
 };
 use serde_json::{json, Value};
 
-pub const ACCOUNT: &str = "111122223333";
+pub use super::{arn, ACCOUNT};
+
 pub const START: i64 = 1_800_000_000;
 pub const ROOT: Caller = Caller {
     uid: 0,
@@ -40,10 +40,6 @@ pub const STRANGER: Caller = Caller {
     gid: 2999,
     pid: 104,
 };
-
-pub fn arn(user: &str) -> String {
-    format!("arn:aws:iam::{ACCOUNT}:user/{user}")
-}
 
 pub const PRINCIPALS: &str = r#"
 account = "111122223333"

@@ -1,24 +1,20 @@
-//! Fixture for the CLI end-to-end tests: a temp store, a principals file, `kmsfs serve`
-//! as a child process on a socket in a 0755 directory, and clients run as other uids
-//! through `setpriv`. Everything started here is killed and removed by Drop guards.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The CLI tests' fixture (`cli_*.rs`): a temp store, a principals file, `kmsfs serve`
+//! as a child process on a socket in a 0755 directory, and the real binary run as other
+//! uids through `setpriv`. Everything started here is killed and removed by Drop guards.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use super::{arn, as_user, as_user_in, ok, sh_as, ACCOUNT};
+
 pub const KMSFS: &str = env!("CARGO_BIN_EXE_kmsfs");
-pub const ACCOUNT: &str = "111122223333";
 pub const ALICE: u32 = 62001; // key user
 pub const BOB: u32 = 62002; // key administrator (identity policy allows kms:CreateKey)
 pub const CAROL: u32 = 62003; // in no policy: only grants give her anything
 pub const STRANGER: u32 = 62009; // not in the principals file: anonymous
 pub const OPERATORS: u32 = 62100; // a gid mapped to a role
-
-pub fn arn(user: &str) -> String {
-    format!("arn:aws:iam::{ACCOUNT}:user/{user}")
-}
 
 pub fn principals_toml() -> String {
     format!(
@@ -188,14 +184,11 @@ impl Drop for Served {
     }
 }
 
+/// `kmsfs <globals> <args>` as `uid` (gid = uid), without the caller's passphrase.
 pub fn as_uid(uid: u32, globals: &[String], args: &[&str]) -> Output {
-    let u = uid.to_string();
-    Command::new("setpriv")
-        .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
-        .arg(KMSFS)
+    as_user(uid, uid, KMSFS)
         .args(globals)
         .args(args)
-        .current_dir("/")
         .env_remove("KMSFS_PASSPHRASE")
         .output()
         .unwrap()
@@ -203,45 +196,11 @@ pub fn as_uid(uid: u32, globals: &[String], args: &[&str]) -> Output {
 
 /// `kmsfs <args>` as `uid` with primary group `gid`.
 pub fn as_ids(uid: u32, gid: u32, globals: &[String], args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            &uid.to_string(),
-            "--regid",
-            &gid.to_string(),
-            "--clear-groups",
-            "--",
-        ])
-        .arg(KMSFS)
+    as_user(uid, gid, KMSFS)
         .args(globals)
         .args(args)
-        .current_dir("/")
         .output()
         .unwrap()
-}
-
-/// Runs `script` with `sh -c` as `uid`.
-pub fn sh_as(uid: u32, script: &str) -> Output {
-    let u = uid.to_string();
-    Command::new("setpriv")
-        .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--"])
-        .args(["sh", "-c", script])
-        .current_dir("/")
-        .output()
-        .unwrap()
-}
-
-/// Asserts success and returns stdout, trimmed.
-#[track_caller]
-pub fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 #[track_caller]

@@ -1,11 +1,9 @@
-//! Shared helpers of the filesystem tests: a `DataKeys` test double with a per-uid allow
-//! table and key states that tests change at runtime, a mount fixture that always
-//! unmounts, and helpers that run commands as another uid (setpriv).
-#![allow(dead_code)]
+//! The filesystem tests' fixture (`fs_*.rs`): a `DataKeys` test double with a per-uid
+//! allow table and key states that tests change at runtime, and a mount of a fresh volume
+//! that always unmounts. No key service: the double decides.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +12,10 @@ use kmsfs::fs::{MountSession, MountSpec};
 use kmsfs::kms::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use kmsfs::kms::{ErrorKind, KmsError};
 use kmsfs::policy::EncryptionContext;
+
+pub use super::{
+    as_user, assert_failed_with, assert_ok, q, set_mode, sh_as, strerror, walk, Rng, Tmpfs,
+};
 
 pub const DEFAULT_ALIAS: &str = "alias/kmsfs/default";
 pub const DEFAULT_KEY: &str = "arn:aws:kms:local:111122223333:key/default";
@@ -348,36 +350,6 @@ pub struct Mounted {
     _dir: tempfile::TempDir,
 }
 
-/// A tmpfs mounted at a directory for the life of the value; unmounted on drop.
-pub struct Tmpfs(pub PathBuf);
-
-impl Tmpfs {
-    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -t tmpfs {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if let Err(e) = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH) {
-            eprintln!("umount {}: {e}", self.0.display());
-        }
-    }
-}
-
 /// The options most tests use: other uids may enter, the kernel checks modes.
 pub const MULTI_USER: &[&str] = &["allow_other", "default_permissions"];
 
@@ -492,97 +464,6 @@ impl Drop for Mounted {
         if let Some(s) = self.session.take() {
             let _ = s.umount();
         }
-    }
-}
-
-pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        if e.file_type().unwrap().is_dir() {
-            walk(&p, out);
-        } else if e.file_type().unwrap().is_file() {
-            out.push(p);
-        }
-    }
-}
-
-pub fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Runs `sh -c script` as `uid`/`gid` (no supplementary groups).
-pub fn sh_as(uid: u32, script: &str) -> Output {
-    Command::new("setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .unwrap()
-}
-
-/// The message `strerror` gives for `errno`, as shells and coreutils print it.
-pub fn strerror(errno: i32) -> String {
-    let s = std::io::Error::from_raw_os_error(errno).to_string();
-    s.split(" (os error").next().unwrap().to_string()
-}
-
-/// Asserts that `out` failed with `errno`'s message.
-#[track_caller]
-pub fn assert_failed_with(out: &Output, errno: i32) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains(&strerror(errno)),
-        "expected failure with {:?}, got status {:?}, stdout {:?}, stderr {:?}",
-        strerror(errno),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        stderr
-    );
-}
-
-#[track_caller]
-pub fn assert_ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {:?}, stderr {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Shell-quotes a path.
-pub fn q(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
     }
 }
 

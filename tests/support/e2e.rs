@@ -1,11 +1,9 @@
-//! End-to-end fixture: a real key service (in this process, with a clock the test
-//! moves), a real FUSE mount of a real volume, and client processes that run as other
-//! uids through `setpriv`, exactly as users of a shared machine would.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The end-to-end fixture (`e2e_*.rs`): a real key service (in this process, with a
+//! clock the test moves), a real FUSE mount of a real volume, and client processes that
+//! run as other uids through `setpriv`, exactly as users of a shared machine would.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kmsfs::fs::mount::{init_volume, mount, MountSession, MountSpec};
@@ -14,16 +12,13 @@ use kmsfs::kms::provider::{Caller, DataKeys};
 use kmsfs::kms::{init_store, Service, ServiceConfig};
 use serde_json::{json, Value};
 
-pub const ACCOUNT: &str = "111122223333";
+pub use super::{arn, sh_as, ACCOUNT};
+
 pub const ALICE: u32 = 61001; // key user
 pub const BOB: u32 = 61002; // key administrator (root acts as bob too)
 pub const CAROL: u32 = 61003; // nobody in the key policy: gets access only by grant
 pub const DROPBOX: u32 = 61004; // write-only drop box
 pub const START: i64 = 1_780_000_000;
-
-pub fn arn(user: &str) -> String {
-    format!("arn:aws:iam::{ACCOUNT}:user/{user}")
-}
 
 pub fn caller(uid: u32) -> Caller {
     Caller {
@@ -165,21 +160,7 @@ impl Fixture {
 
     /// Runs a shell command as `uid` (gid = uid, no supplementary groups).
     pub fn sh(&self, uid: u32, script: &str) -> Outcome {
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid",
-                &uid.to_string(),
-                "--regid",
-                &uid.to_string(),
-                "--clear-groups",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ])
-            .current_dir("/")
-            .output()
-            .expect("setpriv runs");
+        let out = sh_as(uid, script);
         Outcome {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -189,9 +170,15 @@ impl Fixture {
 
     /// Every byte of every file under the backing directory.
     pub fn backing_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        let mut out = Vec::new();
-        walk(&self.backing, &mut out);
-        out
+        let mut files = Vec::new();
+        super::walk(&self.backing, &mut files);
+        files
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect()
     }
 
     pub fn audit_lines(&self) -> Vec<Value> {
@@ -200,19 +187,6 @@ impl Fixture {
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
-    }
-}
-
-fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            walk(&p, out);
-        } else if ft.is_file() {
-            out.push((p.clone(), std::fs::read(&p).unwrap()));
-        }
     }
 }
 
