@@ -58,8 +58,7 @@ impl ErrorKind {
         Self::ALL.iter().copied().find(|k| k.aws_name() == name)
     }
 
-    /// The errno a filesystem user sees for this error (README.md, "What the filesystem
-    /// checks").
+    /// The errno a filesystem user sees for this error (DESIGN.md "Errors a user sees").
     pub fn errno(self) -> i32 {
         match self {
             ErrorKind::AccessDenied => libc::EACCES,
