@@ -95,14 +95,16 @@ fn main() {
         gid: 0,
         pid: std::process::id(),
     };
-    let created = svc
-        .call(&me, "CreateKey", json!({}))
-        .expect("create key");
+    let created = svc.call(&me, "CreateKey", json!({})).expect("create key");
     let key_arn = created["KeyMetadata"]["Arn"]
         .as_str()
         .expect("key ARN")
         .to_string();
-    let account = key_arn.split(':').nth(4).unwrap_or("111122223333").to_string();
+    let account = key_arn
+        .split(':')
+        .nth(4)
+        .unwrap_or("111122223333")
+        .to_string();
     let ctx: EncryptionContext = [
         ("kmsfs:volume".to_string(), "bench-volume".to_string()),
         ("kmsfs:file".to_string(), "bench-file".to_string()),
