@@ -3,19 +3,13 @@
 //! material, and the [`Service`] that authorizes (policy), acts and audits every call.
 //!
 //! [`Service::call`] speaks AWS KMS's JSON API: operation names ("CreateKey",
-//! "Decrypt", ...), PascalCase fields, base64 blobs, AWS's exceptions. Implemented:
-//! CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey, DisableKey,
-//! ScheduleKeyDeletion, CancelKeyDeletion, EnableKeyRotation, DisableKeyRotation,
-//! GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations, GetKeyPolicy,
-//! PutKeyPolicy, ListKeyPolicies, TagResource, UntagResource, ListResourceTags,
-//! CreateAlias, UpdateAlias, DeleteAlias, ListAliases, CreateGrant, ListGrants,
-//! ListRetirableGrants, RevokeGrant, RetireGrant, Encrypt, Decrypt, ReEncrypt,
-//! GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
-//! GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial; and two
-//! kmsfs extensions, "Simulate" (with `"ForCaller": true`, about the caller exactly as
-//! identified, groups included, without needing GetKeyPolicy) and "WhoAmI" (the
-//! caller's principal and the store that answered). kmsfs's own action
-//! `kmsfs:BypassEscalationGuard` is evaluated like the `kms:` actions (see `guard`).
+//! "Decrypt", ...), PascalCase fields, base64 blobs, AWS's exceptions. The operations
+//! kmsfs implements are the rows of [`operations::TABLE`] (names and classification in
+//! [`crate::policy::actions`]), including two kmsfs extensions: "Simulate" (with
+//! `"ForCaller": true`, about the caller exactly as identified, groups included,
+//! without needing GetKeyPolicy) and "WhoAmI" (the caller's principal and the store
+//! that answered). kmsfs's own action `kmsfs:BypassEscalationGuard` is evaluated like
+//! the `kms:` actions (see `guard`).
 //!
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
@@ -33,6 +27,7 @@ mod ops_dir_rules;
 pub(crate) mod ops_grants;
 pub mod ops_import;
 mod ops_keys;
+pub mod operations;
 pub mod provider;
 pub(crate) mod request;
 mod service;

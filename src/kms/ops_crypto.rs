@@ -3,6 +3,7 @@
 //! snapshot and cached material only (one `stat` to notice other writers); its only
 //! disk write is the audit record. Plaintext never reaches the audit log.
 
+use crate::policy::actions as act;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -113,14 +114,14 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new("kms:Encrypt", Some(k))
+        let mut a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(ctx.as_ref())
             .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
         self.authorize(call, &snap.state, a)?;
-        self.gate("Encrypt", k, call.now)?;
+        self.gate(&act::ENCRYPT, k, call.now)?;
         if r.flag("DryRun")? {
             return Err(dry_run());
         }
@@ -167,14 +168,14 @@ impl Service {
             }
             alias_used = alias;
         }
-        let mut a = Authz::new("kms:Decrypt", Some(k))
+        let mut a = Authz::new(act::DECRYPT.iam, Some(k))
             .context(ctx.as_ref())
             .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         if let Some(al) = alias_used {
             a = a.set("kms:RequestAlias", al);
         }
         self.authorize(call, &snap.state, a)?;
-        self.gate("Decrypt", k, call.now)?;
+        self.gate(&act::DECRYPT, k, call.now)?;
         if r.flag("DryRun")? {
             return Err(dry_run());
         }
@@ -216,19 +217,19 @@ impl Service {
         self.authorize(
             call,
             &snap.state,
-            Authz::new("kms:ReEncryptFrom", Some(src))
+            Authz::new(act::RE_ENCRYPT_FROM.iam, Some(src))
                 .context(src_ctx.as_ref())
                 .set("kms:ReEncryptOnSameKey", same.clone()),
         )?;
-        let mut a = Authz::new("kms:ReEncryptTo", Some(dst))
+        let mut a = Authz::new(act::RE_ENCRYPT_TO.iam, Some(dst))
             .context(dst_ctx.as_ref())
             .set("kms:ReEncryptOnSameKey", same);
         if let Some(al) = dst_alias {
             a = a.set("kms:RequestAlias", al);
         }
         self.authorize(call, &snap.state, a)?;
-        self.gate("ReEncryptFrom", src, call.now)?;
-        self.gate("ReEncryptTo", dst, call.now)?;
+        self.gate(&act::RE_ENCRYPT_FROM, src, call.now)?;
+        self.gate(&act::RE_ENCRYPT_TO, dst, call.now)?;
         if r.flag("DryRun")? {
             return Err(dry_run());
         }
@@ -278,15 +279,14 @@ impl Service {
             ));
         }
         let op = if with_plaintext {
-            "GenerateDataKey"
+            &act::GENERATE_DATA_KEY
         } else {
-            "GenerateDataKeyWithoutPlaintext"
+            &act::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT
         };
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let action = format!("kms:{op}");
-        let mut a = Authz::new(&action, Some(k)).context(ctx.as_ref());
+        let mut a = Authz::new(op.iam, Some(k)).context(ctx.as_ref());
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
@@ -318,7 +318,7 @@ impl Service {
             ));
         }
         let snap = self.snapshot()?;
-        self.authorize(call, &snap.state, Authz::new("kms:GenerateRandom", None))?;
+        self.authorize(call, &snap.state, Authz::new(act::GENERATE_RANDOM.iam, None))?;
         let bytes = Zeroizing::new(
             crypto::random_bytes(usize::try_from(n).unwrap_or(32))
                 .map_err(|e| internal(e.to_string()))?,
@@ -337,12 +337,12 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new("kms:GenerateDataKey", Some(k)).context(Some(context));
+        let mut a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k)).context(Some(context));
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
         self.authorize(call, &snap.state, a)?;
-        self.gate("GenerateDataKey", k, call.now)?;
+        self.gate(&act::GENERATE_DATA_KEY, k, call.now)?;
         let key = DataKey::generate().map_err(|e| internal(e.to_string()))?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
@@ -370,8 +370,8 @@ impl Service {
         }
         for action in actions {
             let name = match action {
-                DataAction::Decrypt => "kms:Decrypt",
-                DataAction::Encrypt => "kms:Encrypt",
+                DataAction::Decrypt => act::DECRYPT.iam,
+                DataAction::Encrypt => act::ENCRYPT.iam,
             };
             self.authorize(
                 call,
@@ -379,7 +379,7 @@ impl Service {
                 Authz::new(name, Some(k)).context(Some(context)),
             )?;
         }
-        self.gate("Decrypt", k, call.now)?;
+        self.gate(&act::DECRYPT, k, call.now)?;
         let plain = self.open_with(k, &parsed, Some(context))?;
         let key = DataKey::from_slice(&plain)
             .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;

@@ -22,6 +22,7 @@ use super::store::{internal, RootKeySource, StateIdent, Store};
 use super::{ciphertext, managed, states, ErrorKind, KmsError};
 use crate::audit::{AuditLog, Event, Identity};
 use crate::crypto::{self, SealingKey};
+use crate::policy::actions::{self as act, Action};
 use crate::policy::{
     self, Decision, EncryptionContext, Evaluation, Grant, PolicyDocument, RequestContext,
 };
@@ -313,49 +314,11 @@ impl Service {
     }
 
     fn dispatch(&self, call: &mut Call, op: &str, req: &Value) -> Result<Value, KmsError> {
-        match op {
-            "CreateKey" => self.create_key(call, req),
-            "DescribeKey" => self.describe_key(call, req),
-            "ListKeys" => self.list_keys(call, req),
-            "UpdateKeyDescription" => self.update_key_description(call, req),
-            "EnableKey" => self.set_enabled(call, req, true),
-            "DisableKey" => self.set_enabled(call, req, false),
-            "ScheduleKeyDeletion" => self.schedule_key_deletion(call, req),
-            "CancelKeyDeletion" => self.cancel_key_deletion(call, req),
-            "EnableKeyRotation" => self.enable_key_rotation(call, req),
-            "DisableKeyRotation" => self.disable_key_rotation(call, req),
-            "GetKeyRotationStatus" => self.get_key_rotation_status(call, req),
-            "RotateKeyOnDemand" => self.rotate_key_on_demand(call, req),
-            "ListKeyRotations" => self.list_key_rotations(call, req),
-            "GetKeyPolicy" => self.get_key_policy(call, req),
-            "PutKeyPolicy" => self.put_key_policy(call, req),
-            "ListKeyPolicies" => self.list_key_policies(call, req),
-            "TagResource" => self.tag_resource(call, req),
-            "UntagResource" => self.untag_resource(call, req),
-            "ListResourceTags" => self.list_resource_tags(call, req),
-            "CreateAlias" => self.create_alias(call, req),
-            "UpdateAlias" => self.update_alias(call, req),
-            "DeleteAlias" => self.delete_alias(call, req),
-            "ListAliases" => self.list_aliases(call, req),
-            "CreateGrant" => self.create_grant(call, req),
-            "ListGrants" => self.list_grants(call, req),
-            "ListRetirableGrants" => self.list_retirable_grants(call, req),
-            "RevokeGrant" => self.revoke_grant(call, req),
-            "RetireGrant" => self.retire_grant(call, req),
-            "Encrypt" => self.encrypt(call, req),
-            "Decrypt" => self.decrypt(call, req),
-            "ReEncrypt" => self.re_encrypt(call, req),
-            "GenerateDataKey" => self.generate_data_key_op(call, req, true),
-            "GenerateDataKeyWithoutPlaintext" => self.generate_data_key_op(call, req, false),
-            "GenerateRandom" => self.generate_random(call, req),
-            "GetParametersForImport" => self.get_parameters_for_import(call, req),
-            "ImportKeyMaterial" => self.import_key_material(call, req),
-            "DeleteImportedKeyMaterial" => self.delete_imported_key_material(call, req),
-            "Simulate" => self.simulate(call, req),
-            "WhoAmI" => Ok(self.who_am_i(call)),
-            other => Err(err(
+        match super::operations::lookup(op).and_then(|o| o.handler()) {
+            Some(handler) => handler(self, call, req),
+            None => Err(err(
                 ErrorKind::UnsupportedOperation,
-                format!("kmsfs does not implement the operation \"{other}\""),
+                format!("kmsfs does not implement the operation \"{op}\""),
             )),
         }
     }
@@ -656,7 +619,7 @@ impl Service {
         req: &Value,
         result: Result<Value, KmsError>,
     ) -> Result<Value, KmsError> {
-        let read_only = is_read_only(op);
+        let read_only = super::operations::is_read_only(op);
         let base = Event {
             event_name: op.to_string(),
             identity: Self::identity(call),
@@ -732,7 +695,7 @@ impl Service {
             },
             error_code: Some(e.kind.aws_name().to_string()),
             error_message: Some(e.message.clone()),
-            read_only: is_read_only(op),
+            read_only: super::operations::is_read_only(op),
             ..Event::default()
         };
         // Best effort: the call already fails with its own error.
@@ -765,7 +728,7 @@ impl Service {
 
     // ----- extension operations -------------------------------------------------------
 
-    fn who_am_i(&self, call: &Call) -> Value {
+    pub(crate) fn who_am_i(&self, call: &Call) -> Value {
         json!({
             "Arn": call.who.principal.arn,
             "Account": if call.who.principal.account.is_empty() { Value::Null } else { Value::String(call.who.principal.account.clone()) },
@@ -776,7 +739,7 @@ impl Service {
         })
     }
 
-    fn simulate(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
+    pub(crate) fn simulate(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
         let r = super::request::Req::new(req)?;
         let key_id = r.str("KeyId")?;
         let action_in = r.str("Action")?;
@@ -816,7 +779,7 @@ impl Service {
         let about_self = for_caller
             || (target.principal.arn.is_some() && target.principal.arn == call.who.principal.arn);
         if !about_self {
-            self.authorize(call, &snap.state, Authz::new("kms:GetKeyPolicy", Some(k)))?;
+            self.authorize(call, &snap.state, Authz::new(act::GET_KEY_POLICY.iam, Some(k)))?;
         }
         let mut a = Authz::new(&action, Some(k)).context(ctx.as_ref());
         if let Some(ops) = r.opt_str_list("GrantOperations")? {
@@ -885,8 +848,9 @@ impl Service {
     }
 
     /// Fails with the key-state exception AWS gives `op` on this key.
-    pub(crate) fn gate(&self, op: &str, k: &KeyRecord, now: i64) -> Result<(), KmsError> {
-        match states::gate(op, effective_state(k, now), k.origin) {
+    pub(crate) fn gate(&self, action: &Action, k: &KeyRecord, now: i64) -> Result<(), KmsError> {
+        let rule = super::operations::gate_of(action);
+        match states::gate(rule, effective_state(k, now), k.origin) {
             None => Ok(()),
             Some((kind, msg)) => Err(err(kind, format!("{} {msg}", k.arn))),
         }
@@ -908,7 +872,7 @@ impl Service {
         })?;
         if let Some(arn) = created {
             self.audit_service_event(
-                "CreateKey",
+                act::CREATE_KEY.name,
                 &arn,
                 now,
                 json!({ "KeyManager": "AWS", "Alias": managed::DEFAULT_ALIAS }),
@@ -1224,24 +1188,6 @@ fn check_principals_file(path: &Path) -> Result<(), KmsError> {
 pub(crate) fn parse_stored_policy(text: &str) -> Result<PolicyDocument, KmsError> {
     PolicyDocument::parse(text)
         .map_err(|e| internal(format!("a stored key policy no longer parses: {e}")))
-}
-
-/// Operations that change nothing (CloudTrail's readOnly).
-fn is_read_only(op: &str) -> bool {
-    op.starts_with("Describe")
-        || op.starts_with("Get")
-        || op.starts_with("List")
-        || matches!(
-            op,
-            "Encrypt"
-                | "Decrypt"
-                | "ReEncrypt"
-                | "GenerateDataKey"
-                | "GenerateDataKeyWithoutPlaintext"
-                | "GenerateRandom"
-                | "Simulate"
-                | "WhoAmI"
-        )
 }
 
 /// Fields never written to the audit log: plaintext, ciphertext, key bytes, tokens.
