@@ -18,12 +18,13 @@
 
 use serde_json::json;
 
+use super::authz::Authz;
 use super::managed::VIA_SERVICE;
-use super::operations::data_operations;
-use crate::policy::actions as act;
 use super::model::{KeyRecord, StoreState};
-use super::service::{err, Authz, Call, Service};
+use super::operations::data_operations;
+use super::service::{err, Call, Service};
 use super::{ErrorKind, KmsError};
+use crate::policy::actions as act;
 use crate::policy::{Decision, EncryptionContext, Evaluation, Grant, PolicyDocument};
 use crate::principals::PrincipalKind;
 

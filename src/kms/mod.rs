@@ -14,20 +14,26 @@
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
 
+mod audit_trail;
+mod authz;
 pub mod backup;
 pub mod ciphertext;
 pub mod clock;
 pub mod error;
 pub mod guard;
+mod lifecycle;
+mod lookup;
 pub mod managed;
+mod material;
 pub mod model;
+pub mod operations;
 mod ops_aliases;
 mod ops_crypto;
 mod ops_dir_rules;
 pub(crate) mod ops_grants;
 pub mod ops_import;
 mod ops_keys;
-pub mod operations;
+mod principals_watch;
 pub mod provider;
 pub(crate) mod request;
 mod service;

@@ -114,8 +114,18 @@ const RW: bool = false;
 
 /// Every operation, in the order the documentation lists them.
 pub static TABLE: &[Operation] = &[
-    op(&act::CREATE_KEY, |s, c, r| s.create_key(c, r), RW, Gate::Any),
-    op(&act::DESCRIBE_KEY, |s, c, r| s.describe_key(c, r), RO, Gate::Any),
+    op(
+        &act::CREATE_KEY,
+        |s, c, r| s.create_key(c, r),
+        RW,
+        Gate::Any,
+    ),
+    op(
+        &act::DESCRIBE_KEY,
+        |s, c, r| s.describe_key(c, r),
+        RO,
+        Gate::Any,
+    ),
     list(&act::LIST_KEYS, |s, c, r| s.list_keys(c, r), "Keys"),
     op(
         &act::UPDATE_KEY_DESCRIPTION,
@@ -179,8 +189,18 @@ pub static TABLE: &[Operation] = &[
             "Rotations",
         )
     },
-    op(&act::GET_KEY_POLICY, |s, c, r| s.get_key_policy(c, r), RO, Gate::Any),
-    op(&act::PUT_KEY_POLICY, |s, c, r| s.put_key_policy(c, r), RW, Gate::Any),
+    op(
+        &act::GET_KEY_POLICY,
+        |s, c, r| s.get_key_policy(c, r),
+        RO,
+        Gate::Any,
+    ),
+    op(
+        &act::PUT_KEY_POLICY,
+        |s, c, r| s.put_key_policy(c, r),
+        RW,
+        Gate::Any,
+    ),
     list(
         &act::LIST_KEY_POLICIES,
         |s, c, r| s.list_key_policies(c, r),
@@ -215,20 +235,49 @@ pub static TABLE: &[Operation] = &[
         RW,
         Gate::NotPendingDeletion,
     ),
-    op(&act::DELETE_ALIAS, |s, c, r| s.delete_alias(c, r), RW, Gate::Any),
-    list(&act::LIST_ALIASES, |s, c, r| s.list_aliases(c, r), "Aliases"),
-    op(&act::CREATE_GRANT, |s, c, r| s.create_grant(c, r), RW, Gate::Enabled),
+    op(
+        &act::DELETE_ALIAS,
+        |s, c, r| s.delete_alias(c, r),
+        RW,
+        Gate::Any,
+    ),
+    list(
+        &act::LIST_ALIASES,
+        |s, c, r| s.list_aliases(c, r),
+        "Aliases",
+    ),
+    op(
+        &act::CREATE_GRANT,
+        |s, c, r| s.create_grant(c, r),
+        RW,
+        Gate::Enabled,
+    ),
     list(&act::LIST_GRANTS, |s, c, r| s.list_grants(c, r), "Grants"),
     list(
         &act::LIST_RETIRABLE_GRANTS,
         |s, c, r| s.list_retirable_grants(c, r),
         "Grants",
     ),
-    op(&act::REVOKE_GRANT, |s, c, r| s.revoke_grant(c, r), RW, Gate::Any),
-    op(&act::RETIRE_GRANT, |s, c, r| s.retire_grant(c, r), RW, Gate::Any),
+    op(
+        &act::REVOKE_GRANT,
+        |s, c, r| s.revoke_grant(c, r),
+        RW,
+        Gate::Any,
+    ),
+    op(
+        &act::RETIRE_GRANT,
+        |s, c, r| s.retire_grant(c, r),
+        RW,
+        Gate::Any,
+    ),
     op(&act::ENCRYPT, |s, c, r| s.encrypt(c, r), RO, Gate::Enabled),
     op(&act::DECRYPT, |s, c, r| s.decrypt(c, r), RO, Gate::Enabled),
-    op(&act::RE_ENCRYPT, |s, c, r| s.re_encrypt(c, r), RO, Gate::Any),
+    op(
+        &act::RE_ENCRYPT,
+        |s, c, r| s.re_encrypt(c, r),
+        RO,
+        Gate::Any,
+    ),
     half(&act::RE_ENCRYPT_FROM),
     half(&act::RE_ENCRYPT_TO),
     op(
@@ -284,7 +333,9 @@ const fn half(action: &'static Action) -> Operation {
 
 /// The operation a request names, if kmsfs implements it.
 pub fn lookup(name: &str) -> Option<&'static Operation> {
-    TABLE.iter().find(|o| o.is_callable() && o.action.name == name)
+    TABLE
+        .iter()
+        .find(|o| o.is_callable() && o.action.name == name)
 }
 
 /// The row of an action (callable or not).
@@ -310,7 +361,10 @@ pub(crate) fn is_read_only(name: &str) -> bool {
 
 /// The operations kmsfs implements, by name, in the table's order.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    TABLE.iter().filter(|o| o.is_callable()).map(Operation::name)
+    TABLE
+        .iter()
+        .filter(|o| o.is_callable())
+        .map(Operation::name)
 }
 
 /// Data-plane operations (what the escalation guard protects), by grant name.
@@ -348,7 +402,8 @@ mod tests {
         // CloudTrail marks Describe/Get/List and the cryptographic operations readOnly.
         for o in TABLE.iter().filter(|o| o.is_callable()) {
             let n = o.name();
-            let by_prefix = n.starts_with("Describe") || n.starts_with("Get") || n.starts_with("List");
+            let by_prefix =
+                n.starts_with("Describe") || n.starts_with("Get") || n.starts_with("List");
             if by_prefix {
                 assert!(o.is_read_only(), "{n}");
             }
@@ -365,7 +420,9 @@ mod tests {
             assert!(o.pagination().is_some(), "{}", o.name());
         }
         assert_eq!(
-            lookup("ListGrants").and_then(Operation::pagination).map(|p| p.result_key),
+            lookup("ListGrants")
+                .and_then(Operation::pagination)
+                .map(|p| p.result_key),
             Some("Grants")
         );
         assert!(lookup("ReEncryptFrom").is_none());

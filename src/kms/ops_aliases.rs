@@ -6,10 +6,11 @@
 use crate::policy::actions as act;
 use serde_json::{json, Value};
 
+use super::authz::Authz;
 use super::managed::RESERVED_ALIAS_PREFIXES;
 use super::model::{AliasRecord, KeyManager};
 use super::request::{paginate, with_marker, Req};
-use super::service::{err, Authz, Call, Service};
+use super::service::{err, Call, Service};
 use super::{ErrorKind, KmsError};
 
 /// Checks an alias name against AWS's rules (and kmsfs's reserved prefix).
@@ -169,7 +170,7 @@ impl Service {
                 snap.state
                     .keys
                     .get(&a.target_key_id)
-                    .is_some_and(|k| !super::service::is_destroyed(k, call.now))
+                    .is_some_and(|k| !super::lookup::is_destroyed(k, call.now))
             })
             .map(|a| {
                 json!({

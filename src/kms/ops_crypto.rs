@@ -7,12 +7,13 @@ use crate::policy::actions as act;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
 use super::model::KeyRecord;
 use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
-use super::service::{err, Authz, Call, Service};
+use super::service::{err, Call, Service};
 use super::store::internal;
 use super::{ErrorKind, KmsError};
 use crate::crypto::{self, DataKey, SealingKey};
@@ -318,7 +319,11 @@ impl Service {
             ));
         }
         let snap = self.snapshot()?;
-        self.authorize(call, &snap.state, Authz::new(act::GENERATE_RANDOM.iam, None))?;
+        self.authorize(
+            call,
+            &snap.state,
+            Authz::new(act::GENERATE_RANDOM.iam, None),
+        )?;
         let bytes = Zeroizing::new(
             crypto::random_bytes(usize::try_from(n).unwrap_or(32))
                 .map_err(|e| internal(e.to_string()))?,

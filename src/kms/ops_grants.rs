@@ -9,10 +9,11 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::authz::Authz;
 use super::model::KeyRecord;
 use super::operations::{grant_operations, grant_use};
 use super::request::{check_len, paginate, validation, with_marker, Req};
-use super::service::{err, Authz, Call, Service};
+use super::service::{err, Call, Service};
 use super::store::internal;
 use super::{ErrorKind, KmsError};
 use crate::crypto;
@@ -362,7 +363,7 @@ impl Service {
             .state
             .keys
             .values()
-            .filter(|k| !super::service::is_destroyed(k, call.now))
+            .filter(|k| !super::lookup::is_destroyed(k, call.now))
             .flat_map(|k| k.grants.iter())
             .filter(|g| g.retiring_principal.as_deref() == Some(retiring))
             .map(grant_json)
@@ -382,7 +383,8 @@ impl Service {
             self.authorize(
                 call,
                 st,
-                Authz::new(act::REVOKE_GRANT.iam, Some(k)).set("kms:GrantIsForAWSResource", "false"),
+                Authz::new(act::REVOKE_GRANT.iam, Some(k))
+                    .set("kms:GrantIsForAWSResource", "false"),
             )?;
             if !k.grants.iter().any(|g| g.grant_id == grant_id) {
                 return Err(err(

@@ -16,8 +16,8 @@
 //! (IncorrectKeyMaterialException otherwise); deleting or expiring it puts the key in
 //! PendingImport at once and shreds the sealed copy.
 
-use base64::Engine as _;
 use crate::policy::actions as act;
+use base64::Engine as _;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -85,7 +85,7 @@ impl Service {
         self.authorize(
             call,
             &snap.state,
-            super::service::Authz::new(act::GET_PARAMETERS_FOR_IMPORT.iam, Some(k))
+            super::authz::Authz::new(act::GET_PARAMETERS_FOR_IMPORT.iam, Some(k))
                 .set("kms:WrappingAlgorithm", LOCAL_WRAPPING_ALGORITHM)
                 .set("kms:WrappingKeySpec", LOCAL_WRAPPING_KEY_SPEC),
         )?;
@@ -169,7 +169,7 @@ impl Service {
             self.authorize(
                 call,
                 st,
-                super::service::Authz::new(act::IMPORT_KEY_MATERIAL.iam, Some(k))
+                super::authz::Authz::new(act::IMPORT_KEY_MATERIAL.iam, Some(k))
                     .set("kms:ExpirationModel", model.as_str())
                     .set("kms:ValidTo", valid_to.map(|v| v.to_string()).unwrap_or_default()),
             )?;

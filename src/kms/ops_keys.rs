@@ -6,16 +6,15 @@
 use crate::policy::actions::{self as act, Action};
 use serde_json::{json, Value};
 
+use super::authz::Authz;
 use super::clock::DAY;
 use super::model::{
-    KeyManager, KeyRecord, KeyState, MaterialVersion, Origin, RotationRecord, RotationSchedule,
-    RotationType, StoreState, Tag,
+    KeyManager, KeyRecord, KeyState, Origin, RotationSchedule, RotationType, StoreState, Tag,
 };
 use super::request::{check_len, paginate, validation, with_marker, Req};
-use super::service::{err, root_delegation_policy, Authz, Call, Service};
-use super::store::{internal, Store};
+use super::service::{err, root_delegation_policy, Call, Service};
+use super::store::internal;
 use super::{ErrorKind, KmsError};
-use crate::crypto::KeyMaterial;
 use crate::policy::PolicyDocument;
 
 /// Most on-demand rotations AWS allows per key.
@@ -23,48 +22,9 @@ pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 const MAX_POLICY_LEN: usize = 32_768;
 const MAX_TAGS: usize = 50;
 
-/// Writes material version 1 of a new AWS_KMS key.
-pub(crate) fn add_first_material(
-    store: &Store,
-    rec: &mut KeyRecord,
-    now: i64,
-) -> Result<(), KmsError> {
-    let m = KeyMaterial::generate().map_err(|e| internal(e.to_string()))?;
-    store.write_material(&rec.key_id, 1, &m)?;
-    rec.materials.push(MaterialVersion {
-        version: 1,
-        created: now,
-    });
-    rec.current_version = Some(1);
-    Ok(())
-}
-
-/// Rotation: a new material version becomes current; every old one stays for Decrypt.
-pub(crate) fn add_material_version(
-    store: &Store,
-    rec: &mut KeyRecord,
-    now: i64,
-    kind: RotationType,
-) -> Result<u32, KmsError> {
-    let v = rec.next_version();
-    let m = KeyMaterial::generate().map_err(|e| internal(e.to_string()))?;
-    store.write_material(&rec.key_id, v, &m)?;
-    rec.materials.push(MaterialVersion {
-        version: v,
-        created: now,
-    });
-    rec.current_version = Some(v);
-    rec.rotations.push(RotationRecord {
-        date: now,
-        kind,
-        version: v,
-    });
-    Ok(v)
-}
-
 /// DescribeKey's KeyMetadata.
 pub fn key_metadata(k: &KeyRecord, now: i64) -> Value {
-    let state = super::service::effective_state(k, now);
+    let state = super::lookup::effective_state(k, now);
     let mut m = json!({
         "AWSAccountId": k.account,
         "KeyId": k.key_id,
@@ -306,7 +266,7 @@ impl Service {
         let now = call.now;
         self.mutate(|st| {
             if origin == Origin::AwsKms {
-                add_first_material(&self.store, &mut rec, now)?;
+                super::material::add_material(&self.store, &mut rec, now, None)?;
             }
             call.resources.push(rec.arn.clone());
             let meta = key_metadata(&rec, now);
@@ -338,7 +298,7 @@ impl Service {
             .state
             .keys
             .values()
-            .filter(|k| !super::service::is_destroyed(k, call.now))
+            .filter(|k| !super::lookup::is_destroyed(k, call.now))
             .map(|k| json!({ "KeyId": k.key_id, "KeyArn": k.arn }))
             .collect();
         let (keys, marker) = paginate(keys, page);
@@ -552,7 +512,7 @@ impl Service {
                     format!("{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations", k.arn),
                 ));
             }
-            add_material_version(&svc.store, k, call.now, RotationType::OnDemand)?;
+            super::material::add_material(&svc.store, k, call.now, Some(RotationType::OnDemand))?;
             Ok((json!({ "KeyId": k.arn }), true))
         })
     }

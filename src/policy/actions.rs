@@ -132,12 +132,8 @@ pub const DELETE_IMPORTED_KEY_MATERIAL: Action = kms_action!("DeleteImportedKeyM
 // policies may name them, and AWS allows them across accounts.
 pub const SIGN: Action = kms_action!("Sign").other_key_type().cross_account();
 pub const VERIFY: Action = kms_action!("Verify").other_key_type().cross_account();
-pub const GET_PUBLIC_KEY: Action = kms_action!("GetPublicKey")
-    .other_key_type()
-    .cross_account();
-pub const GENERATE_MAC: Action = kms_action!("GenerateMac")
-    .other_key_type()
-    .cross_account();
+pub const GET_PUBLIC_KEY: Action = kms_action!("GetPublicKey").other_key_type().cross_account();
+pub const GENERATE_MAC: Action = kms_action!("GenerateMac").other_key_type().cross_account();
 pub const VERIFY_MAC: Action = kms_action!("VerifyMac").other_key_type().cross_account();
 pub const DERIVE_SHARED_SECRET: Action = kms_action!("DeriveSharedSecret")
     .other_key_type()
