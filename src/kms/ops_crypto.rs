@@ -3,14 +3,14 @@
 //! snapshot and cached material only (one `stat` to notice other writers); its only
 //! disk write is the audit record. Plaintext never reaches the audit log.
 
-use crate::policy::actions as act;
+use crate::policy::actions::{self as act, Action};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
-use super::model::KeyRecord;
+use super::model::{KeyRecord, StoreState};
 use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
 use super::service::{err, Call, Service};
@@ -50,6 +50,32 @@ fn dry_run() -> KmsError {
 }
 
 static EMPTY_CONTEXT: std::sync::OnceLock<EncryptionContext> = std::sync::OnceLock::new();
+
+/// The checks every cryptographic operation makes once it has resolved its keys, in
+/// AWS's order: authorize each action (recording each decision), then gate each key on
+/// its state, then honour the request's DryRun (`req`; the filesystem has none).
+fn admit(
+    svc: &Service,
+    call: &mut Call,
+    st: &StoreState,
+    checks: Vec<(&'static Action, Authz<'_>)>,
+    req: Option<&Req<'_>>,
+) -> Result<(), KmsError> {
+    let gates: Vec<(&Action, Option<&KeyRecord>)> =
+        checks.iter().map(|(op, a)| (*op, a.key)).collect();
+    for (_, a) in checks {
+        svc.authorize(call, st, a)?;
+    }
+    for (op, k) in gates {
+        if let Some(k) = k {
+            svc.gate(op, k, call.now)?;
+        }
+    }
+    match req {
+        Some(r) if r.flag("DryRun")? => Err(dry_run()),
+        _ => Ok(()),
+    }
+}
 
 fn ctx_or_empty(ctx: Option<&EncryptionContext>) -> &EncryptionContext {
     ctx.unwrap_or_else(|| EMPTY_CONTEXT.get_or_init(EncryptionContext::new))
@@ -121,11 +147,7 @@ impl Service {
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate(&act::ENCRYPT, k, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        admit(self, call, &snap.state, vec![(&act::ENCRYPT, a)], Some(&r))?;
         let blob = self.seal_with(k, &plaintext, ctx.as_ref())?;
         Ok(json!({
             "CiphertextBlob": b64().encode(blob),
@@ -175,11 +197,7 @@ impl Service {
         if let Some(al) = alias_used {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate(&act::DECRYPT, k, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        admit(self, call, &snap.state, vec![(&act::DECRYPT, a)], Some(&r))?;
         let plain = self.open_with(k, &parsed, ctx.as_ref())?;
         Ok(json!({
             "KeyId": k.arn,
@@ -215,25 +233,17 @@ impl Service {
         }
         let (dst, dst_alias) = self.find_key(call, &snap.state, dst_id, true)?;
         let same = (src.key_id == dst.key_id).to_string();
-        self.authorize(
-            call,
-            &snap.state,
-            Authz::new(act::RE_ENCRYPT_FROM.iam, Some(src))
-                .context(src_ctx.as_ref())
-                .set("kms:ReEncryptOnSameKey", same.clone()),
-        )?;
+        let from = Authz::new(act::RE_ENCRYPT_FROM.iam, Some(src))
+            .context(src_ctx.as_ref())
+            .set("kms:ReEncryptOnSameKey", same.clone());
         let mut a = Authz::new(act::RE_ENCRYPT_TO.iam, Some(dst))
             .context(dst_ctx.as_ref())
             .set("kms:ReEncryptOnSameKey", same);
         if let Some(al) = dst_alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate(&act::RE_ENCRYPT_FROM, src, call.now)?;
-        self.gate(&act::RE_ENCRYPT_TO, dst, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        let checks = vec![(&act::RE_ENCRYPT_FROM, from), (&act::RE_ENCRYPT_TO, a)];
+        admit(self, call, &snap.state, checks, Some(&r))?;
         let plain = self.open_with(src, &parsed, src_ctx.as_ref())?;
         let out = self.seal_with(dst, &plain, dst_ctx.as_ref())?;
         Ok(json!({
@@ -291,11 +301,7 @@ impl Service {
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate(op, k, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        admit(self, call, &snap.state, vec![(op, a)], Some(&r))?;
         let data = Zeroizing::new(crypto::random_bytes(len).map_err(|e| internal(e.to_string()))?);
         let blob = self.seal_with(k, &data, ctx.as_ref())?;
         let mut out = json!({ "CiphertextBlob": b64().encode(blob), "KeyId": k.arn });
@@ -346,8 +352,13 @@ impl Service {
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate(&act::GENERATE_DATA_KEY, k, call.now)?;
+        admit(
+            self,
+            call,
+            &snap.state,
+            vec![(&act::GENERATE_DATA_KEY, a)],
+            None,
+        )?;
         let key = DataKey::generate().map_err(|e| internal(e.to_string()))?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
@@ -373,18 +384,19 @@ impl Service {
         if actions.is_empty() {
             return Err(validation("open_data_key needs at least one action"));
         }
-        for action in actions {
-            let name = match action {
-                DataAction::Decrypt => act::DECRYPT.iam,
-                DataAction::Encrypt => act::ENCRYPT.iam,
-            };
-            self.authorize(
-                call,
-                &snap.state,
-                Authz::new(name, Some(k)).context(Some(context)),
-            )?;
-        }
-        self.gate(&act::DECRYPT, k, call.now)?;
+        // Encrypt and Decrypt share the key-state rule (Enabled), so gating each action
+        // answers as gating Decrypt alone did.
+        let checks = actions
+            .iter()
+            .map(|action| {
+                let op = match action {
+                    DataAction::Decrypt => &act::DECRYPT,
+                    DataAction::Encrypt => &act::ENCRYPT,
+                };
+                (op, Authz::new(op.iam, Some(k)).context(Some(context)))
+            })
+            .collect();
+        admit(self, call, &snap.state, checks, None)?;
         let plain = self.open_with(k, &parsed, Some(context))?;
         let key = DataKey::from_slice(&plain)
             .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;
