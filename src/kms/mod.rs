@@ -9,7 +9,7 @@
 //! `"ForCaller": true`, about the caller exactly as identified, groups included,
 //! without needing GetKeyPolicy) and "WhoAmI" (the caller's principal and the store
 //! that answered). kmsfs's own action `kmsfs:BypassEscalationGuard` is evaluated like
-//! the `kms:` actions (see `guard`).
+//! the `kms:` actions (see `authz::guard`).
 //!
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
@@ -20,25 +20,24 @@ pub mod backup;
 pub mod ciphertext;
 pub mod clock;
 pub mod error;
-pub mod guard;
 mod lifecycle;
 mod lookup;
-pub mod managed;
+mod managed;
 mod material;
-pub mod model;
+mod model;
 pub mod operations;
 mod ops_aliases;
 mod ops_crypto;
 mod ops_dir_rules;
 pub(crate) mod ops_grants;
-pub mod ops_import;
+mod ops_import;
 mod ops_keys;
 mod principals_watch;
 pub mod provider;
 pub(crate) mod request;
 mod service;
-pub mod states;
-pub mod store;
+mod states;
+pub(crate) mod store;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{ErrorKind, KmsError};

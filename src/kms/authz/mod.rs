@@ -4,6 +4,8 @@
 //! audit. Also the kmsfs extensions that ask such questions (Simulate, WhoAmI). Never
 //! changes state.
 
+pub(crate) mod guard;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};

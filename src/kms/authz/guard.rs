@@ -18,12 +18,12 @@
 
 use serde_json::json;
 
-use super::authz::Authz;
-use super::managed::VIA_SERVICE;
-use super::model::{KeyRecord, StoreState};
-use super::operations::data_operations;
-use super::service::{err, Call, Service};
-use super::{ErrorKind, KmsError};
+use super::super::managed::VIA_SERVICE;
+use super::super::model::{KeyRecord, StoreState};
+use super::super::operations::data_operations;
+use super::super::service::{err, Call, Service};
+use super::super::{ErrorKind, KmsError};
+use super::Authz;
 use crate::policy::actions as act;
 use crate::policy::{Decision, EncryptionContext, Evaluation, Grant, PolicyDocument};
 use crate::principals::PrincipalKind;
