@@ -10,9 +10,10 @@
 
 use serde_json::Value;
 
-use super::service::{Call, Service};
+use super::provider::Caller;
+use super::service::{err, Call, Service};
 use super::states::Gate;
-use super::KmsError;
+use super::{ErrorKind, KmsError};
 use crate::policy::actions::{self as act, Action, GrantUse};
 
 /// Runs one operation for a call in flight (after the caller is identified, before the
@@ -347,6 +348,36 @@ pub(crate) fn row(action: &Action) -> Option<&'static Operation> {
 /// gated here, since no handler acts on them.
 pub(crate) fn gate_of(action: &Action) -> Gate {
     row(action).map_or(Gate::Any, |o| o.gate)
+}
+
+impl Service {
+    /// Runs one AWS KMS JSON API operation for `caller` (a row of [`TABLE`]). Every call is audited, allowed or not.
+    pub fn call(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        request: Value,
+    ) -> Result<Value, KmsError> {
+        let mut call = match self.begin(caller, None) {
+            Ok(c) => c,
+            Err(e) => {
+                self.audit_unidentified(caller, operation, &e);
+                return Err(e);
+            }
+        };
+        let result = self.dispatch(&mut call, operation, &request);
+        self.finish(&call, operation, &request, result)
+    }
+
+    fn dispatch(&self, call: &mut Call, op: &str, req: &Value) -> Result<Value, KmsError> {
+        match lookup(op).and_then(|o| o.handler()) {
+            Some(handler) => handler(self, call, req),
+            None => Err(err(
+                ErrorKind::UnsupportedOperation,
+                format!("kmsfs does not implement the operation \"{op}\""),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@ use super::clock::DAY;
 use super::model::{
     KeyManager, KeyRecord, KeyState, Origin, RotationSchedule, RotationType, StoreState, Tag,
 };
+use super::principals_watch::root_delegation_policy;
 use super::request::{check_len, paginate, validation, with_marker, Req};
-use super::service::{err, root_delegation_policy, Call, Service};
+use super::service::{err, Call, Service};
 use super::store::internal;
 use super::{ErrorKind, KmsError};
 use crate::policy::PolicyDocument;

@@ -5,9 +5,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::service::{lock, Service};
 use super::store::{internal, Store};
 use super::KmsError;
 use crate::policy::PolicyDocument;
@@ -15,35 +14,63 @@ use crate::principals::Principals;
 
 /// (mtime, mtime ns, ctime, ctime ns, inode, size) of the principals file, None when
 /// absent. ctime catches chmod/chown, so a mode change is checked at once.
-pub(super) type FileStamp = (i64, i64, i64, i64, u64, u64);
+type FileStamp = (i64, i64, i64, i64, u64, u64);
 
 /// Identity policy files are re-checked at most this often (the principals file itself
 /// on every call), so editing a policy file takes effect within this delay.
 const POLICY_FILES_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
-pub(super) struct PrincipalsCache {
-    pub(super) principals: Arc<Principals>,
-    pub(super) root_policy: Arc<PolicyDocument>,
-    pub(super) stamp: Option<FileStamp>,
+struct PrincipalsCache {
+    principals: Arc<Principals>,
+    root_policy: Arc<PolicyDocument>,
+    stamp: Option<FileStamp>,
     /// The identity policy files the principals file names, with their stamps.
-    pub(super) policy_stamps: Vec<(PathBuf, Option<FileStamp>)>,
-    pub(super) policies_checked: std::time::Instant,
+    policy_stamps: Vec<(PathBuf, Option<FileStamp>)>,
+    policies_checked: std::time::Instant,
     /// The last reload failure logged, so a broken file is logged once, not per call.
-    pub(super) last_error: Option<String>,
+    last_error: Option<String>,
 }
 
-impl Service {
-    // ----- principals -----------------------------------------------------------
+/// The principals of a store, re-read when their files change.
+pub(super) struct PrincipalsWatch {
+    explicit: Option<PathBuf>,
+    cache: Mutex<PrincipalsCache>,
+}
 
-    pub(super) fn current_principals(
+impl PrincipalsWatch {
+    /// Loads the principals (from `explicit`, else the store's principals.toml).
+    pub(super) fn open(explicit: Option<PathBuf>, store: &Store) -> Result<Self, KmsError> {
+        let (principals, stamp, policy_stamps) = load_principals(explicit.as_deref(), store)?;
+        let root_policy = Arc::new(parse_stored_policy(&root_delegation_policy(
+            principals.account(),
+        ))?);
+        Ok(PrincipalsWatch {
+            explicit,
+            cache: Mutex::new(PrincipalsCache {
+                principals: Arc::new(principals),
+                root_policy,
+                stamp,
+                policy_stamps,
+                policies_checked: std::time::Instant::now(),
+                last_error: None,
+            }),
+        })
+    }
+
+    /// The current principals and the account root's default policy, reloaded first if
+    /// a file changed.
+    pub(super) fn current(
         &self,
+        store: &Store,
     ) -> Result<(Arc<Principals>, Arc<PolicyDocument>), KmsError> {
         let path = self
-            .principals_explicit
+            .explicit
             .clone()
-            .unwrap_or_else(|| self.store.dir().join("principals.toml"));
+            .unwrap_or_else(|| store.dir().join("principals.toml"));
         let stamp = file_stamp(&path);
-        let mut cache = lock(&self.principals);
+        // A panic elsewhere cannot leave the cache half-updated (each field is one
+        // assignment), so a poisoned lock is still usable.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         // After a failed reload, keep failing (closed) until a reload succeeds.
         let mut reload = cache.stamp != stamp || cache.last_error.is_some();
         if !reload && cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK {
@@ -53,7 +80,7 @@ impl Service {
         if reload {
             // Changed, appeared or disappeared: reload. A broken file fails closed
             // (every call errors, naming the file) rather than keeping stale grants.
-            let loaded = load_principals(self.principals_explicit.as_deref(), &self.store);
+            let loaded = load_principals(self.explicit.as_deref(), store);
             let (p, stamp, policy_stamps) = match loaded {
                 Ok(l) => {
                     cache.last_error = None;
@@ -65,7 +92,7 @@ impl Service {
                     if cache.last_error.as_deref() != Some(e.message.as_str()) {
                         log::error!(
                             "key service for store {}: every request fails until the principals file is fixed: {}",
-                            self.store.dir().display(),
+                            store.dir().display(),
                             e.message
                         );
                         cache.last_error = Some(e.message.clone());
@@ -73,19 +100,13 @@ impl Service {
                     return Err(e);
                 }
             };
-            cache.root_policy = Arc::new(super::authz::parse_stored_policy(
-                &super::service::root_delegation_policy(p.account()),
-            )?);
+            cache.root_policy =
+                Arc::new(parse_stored_policy(&root_delegation_policy(p.account()))?);
             cache.principals = Arc::new(p);
             cache.stamp = stamp;
             cache.policy_stamps = policy_stamps;
         }
         Ok((cache.principals.clone(), cache.root_policy.clone()))
-    }
-
-    pub(crate) fn account_region(&self) -> Result<(String, String), KmsError> {
-        let (p, _) = self.current_principals()?;
-        Ok((p.account().to_string(), p.region().to_string()))
     }
 }
 
@@ -102,16 +123,13 @@ fn file_stamp(p: &Path) -> Option<FileStamp> {
     })
 }
 
-pub(super) type LoadedPrincipals = (
+type LoadedPrincipals = (
     Principals,
     Option<FileStamp>,
     Vec<(PathBuf, Option<FileStamp>)>,
 );
 
-pub(super) fn load_principals(
-    explicit: Option<&Path>,
-    store: &Store,
-) -> Result<LoadedPrincipals, KmsError> {
+fn load_principals(explicit: Option<&Path>, store: &Store) -> Result<LoadedPrincipals, KmsError> {
     let path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| store.dir().join("principals.toml"));
@@ -175,4 +193,30 @@ fn check_principals_file(path: &Path) -> Result<(), KmsError> {
         )));
     }
     Ok(())
+}
+
+/// AWS's default key policy: the account root may do everything, which delegates
+/// access to the account's identity policies.
+pub fn root_delegation_policy(account: &str) -> String {
+    format!(
+        r#"{{
+  "Version": "2012-10-17",
+  "Id": "key-default-1",
+  "Statement": [
+    {{
+      "Sid": "Enable IAM User Permissions",
+      "Effect": "Allow",
+      "Principal": {{ "AWS": "arn:aws:iam::{account}:root" }},
+      "Action": "kms:*",
+      "Resource": "*"
+    }}
+  ]
+}}"#
+    )
+}
+
+/// Parses a policy the store already accepted once; failure means a damaged store.
+pub(crate) fn parse_stored_policy(text: &str) -> Result<PolicyDocument, KmsError> {
+    PolicyDocument::parse(text)
+        .map_err(|e| internal(format!("a stored key policy no longer parses: {e}")))
 }

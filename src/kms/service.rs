@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde_json::{Map, Value};
 
-use super::authz::parse_stored_policy;
 use super::clock::{Clock, SystemClock};
 use super::model::{KeyState, StoreState};
-use super::principals_watch::{load_principals, PrincipalsCache};
+use super::principals_watch::PrincipalsWatch;
 use super::provider::Caller;
 use super::store::{internal, RootKeySource, StateIdent, Store};
 use super::{ErrorKind, KmsError};
@@ -82,8 +81,7 @@ pub struct Service {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(super) audit: AuditLog,
-    pub(super) principals_explicit: Option<PathBuf>,
-    pub(super) principals: Mutex<PrincipalsCache>,
+    principals: PrincipalsWatch,
     pub(super) snapshot: RwLock<Arc<Snapshot>>,
     pub(super) writer: Mutex<()>,
     pub(super) policies: Mutex<HashMap<String, (String, Arc<PolicyDocument>)>>,
@@ -113,26 +111,6 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// AWS's default key policy: the account root may do everything, which delegates
-/// access to the account's identity policies.
-pub fn root_delegation_policy(account: &str) -> String {
-    format!(
-        r#"{{
-  "Version": "2012-10-17",
-  "Id": "key-default-1",
-  "Statement": [
-    {{
-      "Sid": "Enable IAM User Permissions",
-      "Effect": "Allow",
-      "Principal": {{ "AWS": "arn:aws:iam::{account}:root" }},
-      "Action": "kms:*",
-      "Resource": "*"
-    }}
-  ]
-}}"#
-    )
-}
-
 pub(crate) fn err(kind: ErrorKind, msg: impl Into<String>) -> KmsError {
     KmsError::new(kind, msg)
 }
@@ -148,27 +126,16 @@ impl Service {
     pub fn open(cfg: ServiceConfig) -> Result<Arc<Service>, KmsError> {
         let store = Store::open(&cfg.store_dir, &cfg.root_key)?;
         let (state, ident) = store.read_state()?;
-        let (principals, stamp, policy_stamps) =
-            load_principals(cfg.principals_path.as_deref(), &store)?;
+        let principals = PrincipalsWatch::open(cfg.principals_path, &store)?;
+        let region = principals.current(&store)?.0.region().to_string();
         let audit = AuditLog::open(&store.audit_path())
             .map_err(|e| internal(format!("cannot open the audit log: {e}")))?
-            .with_region(principals.region());
-        let root_policy = Arc::new(parse_stored_policy(&root_delegation_policy(
-            principals.account(),
-        ))?);
+            .with_region(&region);
         Ok(Arc::new(Service {
             store,
             clock: cfg.clock,
             audit,
-            principals_explicit: cfg.principals_path,
-            principals: Mutex::new(PrincipalsCache {
-                principals: Arc::new(principals),
-                root_policy,
-                stamp,
-                policy_stamps,
-                policies_checked: std::time::Instant::now(),
-                last_error: None,
-            }),
+            principals,
             snapshot: RwLock::new(Arc::new(Snapshot { state, ident })),
             writer: Mutex::new(()),
             policies: Mutex::new(HashMap::new()),
@@ -205,23 +172,16 @@ impl Service {
             .contains_key(volume_id))
     }
 
-    /// Runs one AWS KMS JSON API operation for `caller` (see the module doc of
-    /// [`crate::kms`] for the list). Every call is audited, allowed or not.
-    pub fn call(
+    /// The current principals and root policy (reloaded if their files changed).
+    pub(super) fn current_principals(
         &self,
-        caller: &Caller,
-        operation: &str,
-        request: Value,
-    ) -> Result<Value, KmsError> {
-        let mut call = match self.begin(caller, None) {
-            Ok(c) => c,
-            Err(e) => {
-                self.audit_unidentified(caller, operation, &e);
-                return Err(e);
-            }
-        };
-        let result = self.dispatch(&mut call, operation, &request);
-        self.finish(&call, operation, &request, result)
+    ) -> Result<(Arc<Principals>, Arc<PolicyDocument>), KmsError> {
+        self.principals.current(&self.store)
+    }
+
+    pub(crate) fn account_region(&self) -> Result<(String, String), KmsError> {
+        let (p, _) = self.current_principals()?;
+        Ok((p.account().to_string(), p.region().to_string()))
     }
 
     pub(crate) fn begin(
@@ -246,16 +206,6 @@ impl Service {
             fs: None,
             audit_notes: Map::new(),
         })
-    }
-
-    fn dispatch(&self, call: &mut Call, op: &str, req: &Value) -> Result<Value, KmsError> {
-        match super::operations::lookup(op).and_then(|o| o.handler()) {
-            Some(handler) => handler(self, call, req),
-            None => Err(err(
-                ErrorKind::UnsupportedOperation,
-                format!("kmsfs does not implement the operation \"{op}\""),
-            )),
-        }
     }
 
     // ----- state ------------------------------------------------------------------

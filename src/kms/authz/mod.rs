@@ -283,9 +283,3 @@ fn kind_name(k: PrincipalKind) -> &'static str {
         PrincipalKind::Anonymous => "Anonymous",
     }
 }
-
-/// Parses a policy the store already accepted once; failure means a damaged store.
-pub(crate) fn parse_stored_policy(text: &str) -> Result<PolicyDocument, KmsError> {
-    PolicyDocument::parse(text)
-        .map_err(|e| internal(format!("a stored key policy no longer parses: {e}")))
-}
