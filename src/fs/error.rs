@@ -33,8 +33,8 @@ pub enum FsError {
     Busy(std::path::PathBuf),
 }
 
-/// The errno a filesystem user sees for a key service error (DESIGN.md "Errors a user
-/// sees"). It lives here, not in kms, because errnos are the filesystem's vocabulary.
+/// The errno a filesystem user sees for a key service error (README.md, "What the filesystem
+/// checks"). It lives here, not in kms, because errnos are the filesystem's vocabulary.
 pub fn kms_errno(kind: crate::kms::ErrorKind) -> i32 {
     use crate::kms::ErrorKind;
     match kind {
