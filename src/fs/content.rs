@@ -549,6 +549,27 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_block_in_a_split_request_fails_the_whole_read() {
+        // 256 blocks: split across threads wherever there are two cores or more; the
+        // damaged block lies in the last run, which a helper thread opens.
+        let blocks = 256u64;
+        let (file, cipher) = new_file();
+        let data: Vec<u8> = (0..blocks * B).map(|i| (i % 251) as u8).collect();
+        write(&file, &cipher, 0, &data).unwrap();
+        assert_eq!(read_all(&file, &cipher), data);
+        let sealed = cipher.version().sealed_block_size() as u64;
+        let at = HEADER_LEN as u64 + (blocks - 3) * sealed + 40;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x80], at).unwrap();
+        let err = read(&file, &cipher, 0, (blocks * B) as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+        // The runs before it still read.
+        let n = read(&file, &cipher, 0, (128 * B) as u32, |b| b.to_vec()).unwrap();
+        assert_eq!(n, &data[..128 * B as usize]);
+    }
+
+    #[test]
     fn a_damaged_block_fails_the_read_instead_of_returning_bytes() {
         let (file, cipher) = new_file();
         write(&file, &cipher, 0, &[7u8; 3 * BLOCK_SIZE]).unwrap();
