@@ -24,6 +24,12 @@ const B: u64 = BLOCK_SIZE as u64;
 /// Largest plaintext size kmsfs writes: its backing length must stay a valid `off_t`.
 pub const MAX_FILE_SIZE: u64 = 1 << 62;
 
+/// Fewest blocks one thread seals or opens when a request is split across cores:
+/// below this (128 KiB), starting a thread costs more than the crypto it takes over.
+const BLOCKS_PER_THREAD: usize = 32;
+/// Most threads one request is split across.
+const MAX_THREADS: usize = 4;
+
 /// Reusable per-thread buffers.
 #[derive(Default)]
 struct Scratch {
@@ -33,6 +39,158 @@ struct Scratch {
     range_plain: Vec<u8>,
     /// One block's plaintext or sealed bytes.
     block: Vec<u8>,
+    /// Output of the helper threads of a split request, one buffer each, kept here so
+    /// that helpers (new threads every time) do not allocate.
+    parts: Vec<Vec<u8>>,
+}
+
+/// How many threads should seal or open a request of `blocks` blocks: one per
+/// [`BLOCKS_PER_THREAD`] blocks, at most one per core and [`MAX_THREADS`].
+fn threads_for(blocks: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    (blocks / BLOCKS_PER_THREAD).clamp(1, cores.clamp(1, MAX_THREADS))
+}
+
+/// Runs `work(part, buffer)` for parts `1..parts.len()` on scoped helper threads (each
+/// with its own buffer from `parts`) and part 0 on this thread with `mine`. A helper
+/// that cannot be started runs here instead, so the result never depends on whether
+/// threads were available. The first error wins; a helper that panicked is EIO.
+fn split_work<E>(
+    mine: &mut Vec<u8>,
+    parts: &mut [Vec<u8>],
+    work: impl Fn(usize, &mut Vec<u8>) -> Result<(), E> + Sync,
+) -> Result<(), FsError>
+where
+    E: Send,
+    FsError: From<E>,
+{
+    std::thread::scope(|scope| {
+        let work = &work;
+        let mut inline = Vec::new();
+        let mut helpers = Vec::new();
+        for (n, buf) in parts.iter_mut().enumerate() {
+            let part = n + 1;
+            let started = std::thread::Builder::new()
+                .name("kmsfs-seal".into())
+                .spawn_scoped(scope, move || work(part, buf));
+            match started {
+                Ok(h) => helpers.push(h),
+                // The closure (and the buffer it borrowed) is gone with the error; this
+                // part is redone below into a buffer of its own.
+                Err(_) => inline.push(part),
+            }
+        }
+        let mut result: Result<(), FsError> = work(0, mine).map_err(FsError::from);
+        for h in helpers {
+            let r = match h.join() {
+                Ok(r) => r.map_err(FsError::from),
+                Err(_) => Err(FsError::refused(libc::EIO, "sealing thread failed")),
+            };
+            result = result.and(r);
+        }
+        result?;
+        Ok(inline)
+    })
+    .and_then(|inline: Vec<usize>| {
+        for part in inline {
+            let buf = parts
+                .get_mut(part - 1)
+                .ok_or_else(|| FsError::refused(libc::EIO, "part index"))?;
+            work(part, buf)?;
+        }
+        Ok(())
+    })
+}
+
+/// Seals consecutive blocks `first, ...` from `plain` and writes them where they lie in
+/// the file. A request of many blocks is split into runs of whole blocks sealed on
+/// several cores (each block's bytes are the same as sealed alone: fresh nonce, its own
+/// index in the associated data), then written run by run.
+fn seal_and_write(
+    file: &File,
+    cipher: &ContentCipher,
+    first: u64,
+    plain: &[u8],
+    s: &mut Scratch,
+) -> Result<(), FsError> {
+    let layout = cipher.version();
+    let blocks = plain.len().div_ceil(BLOCK_SIZE);
+    let threads = threads_for(blocks);
+    if threads <= 1 {
+        s.range_sealed.clear();
+        cipher.seal_blocks(first, plain, &mut s.range_sealed)?;
+        file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
+        return Ok(());
+    }
+    let per = blocks.div_ceil(threads);
+    let runs: Vec<&[u8]> = plain.chunks(per * BLOCK_SIZE).collect();
+    let start = |part: usize| first + (part * per) as u64;
+    s.parts.resize_with(runs.len() - 1, Vec::new);
+    split_work(&mut s.range_sealed, &mut s.parts, |part, out| {
+        out.clear();
+        match runs.get(part) {
+            Some(run) => cipher.seal_blocks(start(part), run, out),
+            None => Ok(()),
+        }
+    })?;
+    file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
+    for (n, sealed) in s.parts.iter().enumerate() {
+        file.write_all_at(sealed, layout.block_offset(start(n + 1)))?;
+    }
+    Ok(())
+}
+
+/// Opens blocks `first..=last`, whose sealed bytes are `sealed` (back to back, as in
+/// the file), appending their plaintext to `plain` (cleared first). Split across cores
+/// like [`seal_and_write`]; any block failing authentication fails the whole range.
+fn open_range(
+    cipher: &ContentCipher,
+    first: u64,
+    last: u64,
+    sealed: &[u8],
+    plain: &mut Vec<u8>,
+    parts: &mut Vec<Vec<u8>>,
+) -> Result<(), FsError> {
+    let layout = cipher.version();
+    let start = layout.block_offset(first);
+    let open_blocks = |from: u64, to: u64, out: &mut Vec<u8>| -> Result<(), FsError> {
+        out.clear();
+        for index in from..to {
+            let at = usize_of(layout.block_offset(index) - start)?;
+            let end = (at + layout.sealed_block_size()).min(sealed.len());
+            let block = sealed
+                .get(at..end)
+                .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
+            // Decrypted straight into the output buffer: one copy per block.
+            cipher.open_block_append(index, block, out)?;
+        }
+        Ok(())
+    };
+    let blocks = usize_of(last - first + 1)?;
+    let threads = threads_for(blocks);
+    if threads <= 1 {
+        return open_blocks(first, last + 1, plain);
+    }
+    let per = blocks.div_ceil(threads) as u64;
+    let run = |part: usize| {
+        let from = first + part as u64 * per;
+        (from, (from + per).min(last + 1))
+    };
+    let helpers = blocks.div_ceil(per as usize) - 1;
+    parts.resize_with(helpers, Vec::new);
+    split_work(plain, parts, |part, out| {
+        let (from, to) = run(part);
+        open_blocks(from, to, out)
+    })?;
+    for p in parts.iter() {
+        plain.extend_from_slice(p);
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -113,17 +271,14 @@ pub fn read<R>(
         s.range_sealed.resize(usize_of(stop - start)?, 0);
         file.read_exact_at(&mut s.range_sealed, start)
             .map_err(io_eio)?;
-        s.range_plain.clear();
-        for index in first..=last {
-            let from = usize_of(layout.block_offset(index) - start)?;
-            let to = (from + layout.sealed_block_size()).min(s.range_sealed.len());
-            let sealed = s
-                .range_sealed
-                .get(from..to)
-                .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
-            // Decrypted straight into the range buffer: one copy per block.
-            cipher.open_block_append(index, sealed, &mut s.range_plain)?;
-        }
+        open_range(
+            cipher,
+            first,
+            last,
+            &s.range_sealed,
+            &mut s.range_plain,
+            &mut s.parts,
+        )?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
         let bytes = s
@@ -176,9 +331,7 @@ pub fn write(
         // one or at the (new) end of file, so every block it touches is wholly replaced
         // by `data`: seal straight from `data`, no staging copy, no edge reads.
         if offset % B == 0 && (end % B == 0 || end == new_size) {
-            s.range_sealed.clear();
-            cipher.seal_blocks(first, data, &mut s.range_sealed)?;
-            file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
+            seal_and_write(file, cipher, first, data, s)?;
             return Ok(new_size);
         }
 
@@ -216,14 +369,16 @@ pub fn write(
             .ok_or_else(|| FsError::refused(libc::EIO, "write range"))?;
         dst.copy_from_slice(data);
 
-        s.range_sealed.clear();
         let plain_len = usize_of((new_size - first * B).min((last - first + 1) * B))?;
-        let plain = s
-            .range_plain
-            .get(..plain_len)
-            .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
-        cipher.seal_blocks(first, plain, &mut s.range_sealed)?;
-        file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
+        let mut plain = std::mem::take(&mut s.range_plain);
+        let res = match plain.get(..plain_len) {
+            Some(p) => seal_and_write(file, cipher, first, p, s),
+            None => Err(FsError::refused(libc::EIO, "block range")),
+        };
+        // The staging buffer goes back for the next request.
+        plain.clear();
+        s.range_plain = plain;
+        res?;
         Ok(new_size)
     })
 }
@@ -391,6 +546,27 @@ mod tests {
         let err = truncate(&file, &cipher, MAX_FILE_SIZE + 1).unwrap_err();
         assert_eq!(err.errno(), libc::EFBIG);
         assert_eq!(size(&file, &cipher).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_damaged_block_in_a_split_request_fails_the_whole_read() {
+        // 256 blocks: split across threads wherever there are two cores or more; the
+        // damaged block lies in the last run, which a helper thread opens.
+        let blocks = 256u64;
+        let (file, cipher) = new_file();
+        let data: Vec<u8> = (0..blocks * B).map(|i| (i % 251) as u8).collect();
+        write(&file, &cipher, 0, &data).unwrap();
+        assert_eq!(read_all(&file, &cipher), data);
+        let sealed = cipher.version().sealed_block_size() as u64;
+        let at = HEADER_LEN as u64 + (blocks - 3) * sealed + 40;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x80], at).unwrap();
+        let err = read(&file, &cipher, 0, (blocks * B) as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+        // The runs before it still read.
+        let n = read(&file, &cipher, 0, (128 * B) as u32, |b| b.to_vec()).unwrap();
+        assert_eq!(n, &data[..128 * B as usize]);
     }
 
     #[test]

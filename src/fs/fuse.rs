@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::kms::provider::Caller;
@@ -19,9 +19,13 @@ use crate::kms::provider::Caller;
 use super::core::{Core, SetAttr, XattrReply};
 use super::error::FsError;
 
-/// How long the kernel may cache names and attributes. Every change goes through this
-/// daemon, so a short TTL only bounds staleness after edits of the backing directory.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache names (also the absence of a name) and attributes.
+/// Every change goes through this daemon, and the kernel updates or drops its cached
+/// entry and attributes on each such change (create, unlink, rename, write, setattr), so
+/// the TTL only bounds staleness after edits of the backing directory behind the
+/// mount's back, which kmsfs does not support anyway (DESIGN.md, key rules). Opens are
+/// not cached by this: every open still reaches [`Core::open`] and its authorization.
+const TTL: Duration = Duration::from_secs(60);
 /// Largest write the kernel sends in one request.
 pub const MAX_WRITE: u32 = 1 << 20;
 
@@ -54,6 +58,27 @@ fn errno(e: &FsError) -> Errno {
         log::debug!("{e}");
     }
     Errno::from_i32(code)
+}
+
+/// The attributes of a negative lookup reply: only the zero inode number matters.
+fn negative_entry() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
 }
 
 fn open_flags(keep_cache: bool) -> FopenFlags {
@@ -90,6 +115,12 @@ impl Filesystem for KmsFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.core.lookup(parent.0, name) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            // A negative entry (inode 0): the kernel remembers that the name is absent
+            // and asks again only after the TTL or once a create, mkdir, link, symlink or
+            // rename through this mount makes it exist (those replace the entry).
+            Err(e) if e.errno() == libc::ENOENT => {
+                reply.entry(&TTL, &negative_entry(), Generation(0))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
