@@ -3,7 +3,8 @@
 //!
 //! - [`mount`]: mount lifecycle and options (used by the CLI)
 //! - `fuse`: the thin `fuser::Filesystem` handlers
-//! - `core`: one function per operation, `Result<T, FsError>`
+//! - `core`: one function per operation, `Result<T, FsError>`, one file per operation
+//!   family (files, directories, links, attributes, xattrs, key rules)
 //! - [`authz`]: which KMS actions an open needs, and the calls that get data keys
 //! - `content`: plaintext offsets ↔ sealed blocks; read, write, truncate
 //! - `names`: encrypted names, directory metadata, symlink targets, xattr values
@@ -31,7 +32,6 @@
 pub mod authz;
 mod content;
 mod core;
-mod dir_rules;
 pub mod error;
 mod fuse;
 mod handle;
