@@ -12,6 +12,7 @@ mod atomic;
 pub mod content;
 pub mod dirmeta;
 pub mod header;
+mod keys;
 pub mod metafile;
 pub mod names;
 pub mod symlink;
@@ -28,6 +29,7 @@ pub use content::{
 };
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
+pub use keys::VolumeKeys;
 pub use metafile::{
     open_regular, open_regular_at, read_metadata, read_metadata_at, METADATA_MAX_LEN,
 };

@@ -35,13 +35,15 @@ use nix::sys::stat::{fstatat, FileStat, Mode};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use crate::format::{BackingName, EnvelopeVersion, FileHeader, VolumeConfig, HEADER_LEN};
+use crate::format::{
+    BackingName, EnvelopeVersion, FileHeader, VolumeConfig, VolumeKeys, HEADER_LEN,
+};
 use crate::kms::provider::{Caller, DataKeys};
 
 use super::error::FsError;
 use super::handle::{HandleTable, OpenDir, OpenFile};
 use super::inode::{backing_id, ContentKey, InodeTable, Node, NodeKind, ROOT_INO};
-use super::names::{self, DirNames, VolumeSecrets};
+use super::names::{self, DirNames};
 use super::sys;
 
 mod attributes;
@@ -86,7 +88,7 @@ pub enum XattrReply {
 pub struct Core {
     volume: VolumeConfig,
     keys: Arc<dyn DataKeys>,
-    secrets: VolumeSecrets,
+    secrets: VolumeKeys,
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<OpenDir>,
@@ -178,7 +180,7 @@ impl Core {
     ) -> Result<Core, FsError> {
         let volume = VolumeConfig::load(backing)?;
         let secret = keys.volume_secret(&volume.volume_id)?;
-        let secrets = VolumeSecrets::new(&secret);
+        let secrets = VolumeKeys::new(&secret);
         volume.verify(backing, &secrets.metadata)?;
         let root_fd = openat(
             nix::fcntl::AT_FDCWD,

@@ -5,12 +5,12 @@ use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+use crate::format::XattrCipher;
 use crate::kms::provider::Caller;
 
 use super::keyrules;
 use crate::fs::error::FsError;
 use crate::fs::inode::{Node, NodeKind};
-use crate::fs::names::VolumeSecrets;
 use crate::fs::sys;
 
 use super::{Core, XattrReply};
@@ -41,8 +41,8 @@ impl Core {
             self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(caller, &node, Some(value));
         }
-        if VolumeSecrets::xattr_is_sealed(name) {
-            let sealed = self.secrets.seal_xattr(name, value)?;
+        if XattrCipher::is_sealed(name) {
+            let sealed = self.secrets.xattrs.seal(name, value)?;
             sys::set_xattr(node.fd.as_fd(), name, &sealed, flags)
         } else {
             sys::set_xattr(node.fd.as_fd(), name, value, flags)
@@ -60,8 +60,8 @@ impl Core {
             };
         }
         let stored = sys::get_xattr(node.fd.as_fd(), name)?;
-        let value = if VolumeSecrets::xattr_is_sealed(name) {
-            self.secrets.open_xattr(name, &stored)?
+        let value = if XattrCipher::is_sealed(name) {
+            self.secrets.xattrs.open(name, &stored)?
         } else {
             stored
         };
