@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use crate::cli::secrets::{self, SecretSource};
 use crate::cli::{daemon, logging, store_dir, GlobalOpts, OutputFormat};
 use crate::control::{self, Backend, Handler, SocketClient};
+use crate::fs::mount::is_mounted;
 use crate::kms::provider::{Caller, DataKeys};
 use crate::kms::KmsError;
 use crate::kms::RootKeySource;
@@ -657,19 +658,6 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     }
     result?;
     Ok(0)
-}
-
-/// Whether `path` is currently a mount point (from /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let want = absolute(path);
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|m| Path::new(&crate::fs::mount::unescape_mountinfo(m)) == want)
-    })
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -22,7 +22,7 @@ pub mod xattr;
 
 use std::path::PathBuf;
 
-pub(crate) use atomic::write_atomic;
+pub(crate) use atomic::{replace_file, write_atomic};
 pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
     ContentCipher, EnvelopeVersion,

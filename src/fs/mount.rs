@@ -528,6 +528,20 @@ fn mount_entry(path: &Path) -> Option<(String, String)> {
     })
 }
 
+/// Whether `path` is currently a mount point (from /proc/self/mountinfo); `path` is
+/// canonicalized first when it can be.
+pub fn is_mounted(path: &Path) -> bool {
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| Path::new(&unescape_mountinfo(m)) == want)
+    })
+}
+
 /// Undoes the octal escapes (`\040` for a space, ...) of /proc/self/mountinfo fields.
 pub fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ")
