@@ -9,6 +9,7 @@
 //! - `content`: plaintext offsets ↔ sealed blocks; read, write, truncate
 //! - `names`: encrypted names, directory metadata, symlink targets, xattr values
 //! - `inode`, `handle`: the inode and open-handle tables
+//! - [`key_rule`]: a mounted directory's key rule from outside the daemon (the CLI)
 //! - [`error`]: [`FsError`] and its one errno mapping
 //!
 //! This module talks to the key service only through [`crate::kms::provider::DataKeys`]
@@ -36,6 +37,7 @@ pub mod error;
 mod fuse;
 mod handle;
 mod inode;
+pub mod key_rule;
 pub mod mount;
 mod names;
 mod sys;
