@@ -36,6 +36,7 @@ mod ops_keys;
 pub mod provider;
 pub(crate) mod request;
 mod service;
+pub mod simulate;
 pub mod states;
 pub mod store;
 
