@@ -39,6 +39,7 @@ mod handle;
 mod inode;
 pub mod key_rule;
 pub mod mount;
+mod mountpoint;
 mod names;
 mod sys;
 
