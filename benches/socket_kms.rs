@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmsfs::cli::service::ServiceHandler;
 use kmsfs::control::{Backend, Server, SocketClient};
 use kmsfs::kms::provider::Caller;
 use kmsfs::kms::{init_store, Service, ServiceConfig};
@@ -37,7 +36,7 @@ fn main() {
         .expect("key id")
         .to_string();
     let sock = dir.join("kms.sock");
-    let server = Server::bind(&sock, Arc::new(ServiceHandler(service.clone())))
+    let server = Server::bind(&sock, service.clone())
         .expect("bind")
         .spawn()
         .expect("serve");

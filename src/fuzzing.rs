@@ -25,8 +25,8 @@ use serde_json::Value;
 use crate::control::protocol::{self, ResponseFrame, MAX_FRAME};
 use crate::crypto::{self, DataKey, SealingKey};
 use crate::format::{
-    self, DirId, DirMeta, FileHeader, FormatError, MetadataKey, NameCipher, SealedTarget,
-    SymlinkCipher, VolumeConfig, XattrCipher, HEADER_LEN,
+    self, DirId, DirMeta, FileHeader, FormatError, SealedTarget, VolumeConfig, VolumeKeys,
+    HEADER_LEN,
 };
 use crate::kms::ciphertext;
 use crate::kms::request::{context_from, Req};
@@ -98,23 +98,11 @@ fn check(
     }
 }
 
-struct VolumeKeys {
-    names: NameCipher,
-    metadata: MetadataKey,
-    symlinks: SymlinkCipher,
-    xattrs: XattrCipher,
-}
-
 fn volume_keys() -> &'static VolumeKeys {
     static KEYS: OnceLock<VolumeKeys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let secret = SealingKey::from_bytes(VOLUME_SECRET);
-        VolumeKeys {
-            names: NameCipher::new(&secret),
-            metadata: MetadataKey::new(&secret),
-            symlinks: SymlinkCipher::new(&secret),
-            xattrs: XattrCipher::new(&secret),
-        }
+        VolumeKeys::new(&secret)
     })
 }
 

@@ -60,7 +60,7 @@ mod record;
 mod verify;
 
 pub use reader::{DecisionFilter, Filter, Follower, Reader};
-pub use record::{canonical_bytes, MAX_RECORD_BYTES};
+pub use record::{canonical_bytes, uuid_v4, MAX_RECORD_BYTES};
 pub use verify::{verify, VerifyReport};
 
 use std::fs::{File, OpenOptions};

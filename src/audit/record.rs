@@ -330,8 +330,9 @@ pub(crate) fn event_time(now: i64) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
-/// A random (version 4) UUID in its 8-4-4-4-12 text form.
-pub(crate) fn uuid_v4() -> std::io::Result<String> {
+/// A random (version 4) UUID in its 8-4-4-4-12 text form: audit event ids and (through
+/// kms) key ids.
+pub fn uuid_v4() -> std::io::Result<String> {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
     b[6] = (b[6] & 0x0f) | 0x40;

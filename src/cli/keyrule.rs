@@ -8,8 +8,6 @@
 //! by the caller for `kms:GenerateDataKey` through kmsfs, so a typo does not turn every
 //! later create under DIR into "Required key not available".
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
@@ -17,10 +15,8 @@ use serde_json::{json, Value};
 
 use crate::cli::service::{connect_described, RootKeyOpts};
 use crate::cli::{GlobalOpts, OutputFormat};
+use crate::fs::{key_rule, FsError, KEY_RULE_XATTR};
 use crate::kms::ErrorKind;
-
-/// The extended attribute through which a mount exposes a directory's key rule.
-pub const KEY_RULE_XATTR: &str = "user.kmsfs.key_rule";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyRuleArgs {
@@ -47,19 +43,17 @@ pub enum KeyRuleCommand {
     Clear { dir: PathBuf },
 }
 
-fn cpath(p: &Path) -> anyhow::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| anyhow!("{}: path contains NUL", p.display()))
-}
-
-fn os_err(what: &str, dir: &Path) -> anyhow::Error {
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENOTSUP) => anyhow!(
+fn os_err(what: &str, dir: &Path, e: &FsError) -> anyhow::Error {
+    match e.errno() {
+        libc::ENOTSUP => anyhow!(
             "{what} {}: not a directory of a kmsfs mount (extended attribute {KEY_RULE_XATTR} unsupported)",
             dir.display()
         ),
-        _ => anyhow!("{what} {}: {e}", dir.display()),
+        errno => anyhow!(
+            "{what} {}: {}",
+            dir.display(),
+            std::io::Error::from_raw_os_error(errno)
+        ),
     }
 }
 
@@ -133,7 +127,6 @@ fn check_key_usable(
 }
 
 pub fn run(args: &KeyRuleArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
-    let name = CString::new(KEY_RULE_XATTR).map_err(|_| anyhow!("xattr name"))?;
     match &args.command {
         KeyRuleCommand::Set { dir, key, force } => {
             if key.trim().is_empty() {
@@ -142,47 +135,15 @@ pub fn run(args: &KeyRuleArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyho
             if !*force {
                 check_key_usable(dir, key.trim(), global, keys)?;
             }
-            let p = cpath(dir)?;
-            // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-            let rc = unsafe {
-                libc::setxattr(p.as_ptr(), name.as_ptr(), key.as_ptr().cast(), key.len(), 0)
-            };
-            if rc != 0 {
-                return Err(os_err("key-rule set", dir));
-            }
+            key_rule::set(dir, key).map_err(|e| os_err("key-rule set", dir, &e))?;
             Ok(0)
         }
         KeyRuleCommand::Clear { dir } => {
-            let p = cpath(dir)?;
-            // SAFETY: valid NUL-terminated strings.
-            let rc = unsafe { libc::removexattr(p.as_ptr(), name.as_ptr()) };
-            if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENODATA) {
-                return Err(os_err("key-rule clear", dir));
-            }
+            key_rule::clear(dir).map_err(|e| os_err("key-rule clear", dir, &e))?;
             Ok(0)
         }
         KeyRuleCommand::Show { dir } => {
-            let p = cpath(dir)?;
-            let mut buf = vec![0u8; 2048];
-            // SAFETY: buf is valid for buf.len() bytes.
-            let n = unsafe {
-                libc::getxattr(
-                    p.as_ptr(),
-                    name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            let rule = if n < 0 {
-                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENODATA) {
-                    None
-                } else {
-                    return Err(os_err("key-rule show", dir));
-                }
-            } else {
-                buf.truncate(n as usize);
-                Some(String::from_utf8_lossy(&buf).into_owned())
-            };
+            let rule = key_rule::show(dir).map_err(|e| os_err("key-rule show", dir, &e))?;
             match global.output {
                 OutputFormat::Json => println!(
                     "{}",

@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::cli::secrets::{self, SecretSource};
 use crate::cli::{daemon, logging, store_dir, GlobalOpts, OutputFormat};
-use crate::control::{self, Backend, Handler, SocketClient};
+use crate::control::{self, Backend, SocketClient};
+use crate::fs::mount::is_mounted;
 use crate::kms::provider::{Caller, DataKeys};
 use crate::kms::KmsError;
 use crate::kms::RootKeySource;
@@ -98,36 +99,6 @@ pub fn open_service(global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<A
     Service::open(cfg).map_err(kms_err)
 }
 
-/// The socket server's view of the service.
-pub struct ServiceHandler(pub Arc<Service>);
-
-impl Handler for ServiceHandler {
-    fn call(
-        &self,
-        caller: &Caller,
-        operation: &str,
-        request: serde_json::Value,
-    ) -> Result<serde_json::Value, KmsError> {
-        self.0.call(caller, operation, request)
-    }
-}
-
-/// The CLI calling a service in its own process, as its own uid.
-pub struct DirectBackend {
-    service: Arc<Service>,
-    caller: Caller,
-}
-
-impl Backend for DirectBackend {
-    fn call(
-        &self,
-        operation: &str,
-        request: serde_json::Value,
-    ) -> Result<serde_json::Value, KmsError> {
-        self.service.call(&self.caller, operation, request)
-    }
-}
-
 /// This process as a caller.
 pub fn self_caller() -> Caller {
     Caller {
@@ -193,10 +164,7 @@ fn open_direct(
 ) -> anyhow::Result<(Box<dyn Backend>, Endpoint)> {
     let service = open_service(global, keys).context(context.to_string())?;
     Ok((
-        Box::new(DirectBackend {
-            service,
-            caller: self_caller(),
-        }),
+        Box::new(control::LocalBackend::new(service, self_caller())),
         Endpoint::Store(dir.to_path_buf()),
     ))
 }
@@ -413,7 +381,7 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
             None,
         )?;
         let service = Service::open(cfg).map_err(kms_err)?;
-        let server = control::Server::bind(&path, Arc::new(ServiceHandler(service.clone())))
+        let server = control::Server::bind(&path, service.clone())
             .with_context(|| format!("listening on {}", path.display()))?
             .with_privileged_uid(service.store_owner_uid());
         let running = server.spawn()?;
@@ -565,7 +533,7 @@ pub(crate) fn start_mount(
         None
     } else {
         let path = listen_path(global);
-        match control::Server::bind(&path, Arc::new(ServiceHandler(service.clone()))) {
+        match control::Server::bind(&path, service.clone()) {
             Ok(s) => Some(s.with_privileged_uid(service.store_owner_uid()).spawn()?),
             // Another service (e.g. `kmsfs serve` or another mount) already serves
             // this socket: the mount still works, the CLI reaches that one.
@@ -657,19 +625,6 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     }
     result?;
     Ok(0)
-}
-
-/// Whether `path` is currently a mount point (from /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let want = absolute(path);
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|m| Path::new(&crate::fs::mount::unescape_mountinfo(m)) == want)
-    })
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use crate::cli::{read_param_text, GlobalOpts, OutputFormat};
-use crate::policy::{self, EncryptionContext, PolicyDocument, RequestContext};
+use crate::kms::simulate::{evaluate_offline, OfflineQuestion};
+use crate::policy::{EncryptionContext, PolicyDocument};
 use crate::principals::{parse_principal_arn, Principals, ResolvedPrincipal};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,20 +60,8 @@ fn now_epoch() -> i64 {
         .unwrap_or(0)
 }
 
-/// The resource account of a key ARN `arn:aws:kms:REGION:ACCOUNT:key/ID`.
-fn key_account(key_arn: &str) -> anyhow::Result<String> {
-    let parts: Vec<&str> = key_arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", _, "kms", _, account, res] if res.starts_with("key/") && !account.is_empty() => {
-            Ok(account.to_string())
-        }
-        _ => bail!(
-            "--key-arn: \"{key_arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
-        ),
-    }
-}
-
-/// Evaluates a key policy on its own (no grants) and returns the simulator's JSON.
+/// Evaluates a key policy on its own (no grants, through
+/// [`crate::kms::simulate::evaluate_offline`]) and returns the simulator's JSON.
 pub fn simulate_offline(
     args: &SimulateArgs,
     principals: &Principals,
@@ -83,7 +72,6 @@ pub fn simulate_offline(
     let text = read_param_text(policy_param, "--key-policy")?;
     let document = PolicyDocument::parse(&text)
         .map_err(|e| anyhow::anyhow!("MalformedPolicyDocumentException: --key-policy: {e}"))?;
-    let resource_account = key_account(key_arn)?;
     let caller: ResolvedPrincipal = match (&args.principal, args.uid) {
         (Some(arn), _) => {
             parse_principal_arn(arn).map_err(|m| anyhow::anyhow!("--principal: {m}"))?;
@@ -98,27 +86,25 @@ pub fn simulate_offline(
         Some(t) => Some(parse_encryption_context(t)?),
         None => None,
     };
-    let mut ctx = RequestContext::new();
-    if let Some(v) = &args.via_service {
-        ctx.set("kms:ViaService", v.clone());
-    }
+    let mut context = Vec::new();
     for kv in &args.context {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--context: \"{kv}\" is not KEY=VALUE");
         };
-        ctx.set(k, v);
+        context.push((k.to_string(), v.to_string()));
     }
     let action = normalize_action(&args.action)?;
-    let req = policy::Request {
-        principal: &caller.principal,
+    let eval = evaluate_offline(&OfflineQuestion {
+        policy: &document,
+        key_arn,
+        caller: &caller,
         action: &action,
-        resource: key_arn,
-        resource_account: &resource_account,
         encryption_context: ec.as_ref(),
-        context: &ctx,
+        via_service: args.via_service.as_deref(),
+        context: &context,
         now: now_epoch(),
-    };
-    let eval = policy::evaluate(&req, &document, &caller.identity_policies, &[]);
+    })
+    .map_err(|e| anyhow::anyhow!("--key-arn: {}", e.message))?;
     Ok(eval.to_simulate_json())
 }
 
@@ -243,14 +229,9 @@ mod tests {
     }
 
     #[test]
-    fn actions_are_prefixed_and_key_arns_checked() {
+    fn actions_are_prefixed() {
         assert_eq!(normalize_action("Decrypt").unwrap(), "kms:Decrypt");
         assert_eq!(normalize_action("kms:Encrypt").unwrap(), "kms:Encrypt");
         assert!(normalize_action("").is_err());
-        assert_eq!(
-            key_account("arn:aws:kms:local:111122223333:key/abc").unwrap(),
-            "111122223333"
-        );
-        assert!(key_account("arn:aws:iam::111122223333:root").is_err());
     }
 }

@@ -5,10 +5,12 @@
 //! Never takes a caller's identity from the request: only from the kernel.
 
 pub mod client;
+mod local;
 pub mod protocol;
 pub mod server;
 
 pub use client::{Backend, SocketClient};
+pub use local::LocalBackend;
 pub use server::{Handler, RunningServer, Server, ShutdownHandle};
 
 use std::ffi::OsStr;

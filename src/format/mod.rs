@@ -12,6 +12,7 @@ mod atomic;
 pub mod content;
 pub mod dirmeta;
 pub mod header;
+mod keys;
 pub mod metafile;
 pub mod names;
 pub mod symlink;
@@ -21,13 +22,14 @@ pub mod xattr;
 
 use std::path::PathBuf;
 
-pub(crate) use atomic::write_atomic;
+pub(crate) use atomic::{replace_file, write_atomic};
 pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
     ContentCipher, EnvelopeVersion,
 };
 pub use dirmeta::{DirId, DirMeta};
 pub use header::{encryption_context, FileHeader, FileId};
+pub use keys::VolumeKeys;
 pub use metafile::{
     open_regular, open_regular_at, read_metadata, read_metadata_at, METADATA_MAX_LEN,
 };

@@ -19,9 +19,10 @@ use crate::crypto::{DataKey, SealingKey};
 use super::content::{block_count, ContentCipher};
 use super::dirmeta::DirMeta;
 use super::header::FileHeader;
+use super::keys::VolumeKeys;
 use super::metafile::{describe_file_type, open_regular};
-use super::names::{classify, EntryKind, NameCipher};
-use super::symlink::{stored_target_name, SymlinkCipher, SYMLINK_STORE_PREFIX};
+use super::names::{classify, EntryKind};
+use super::symlink::{stored_target_name, SYMLINK_STORE_PREFIX};
 use super::volume::{MetadataKey, VolumeConfig};
 use super::xattr::{sealed_attributes, XattrCipher};
 use super::{FormatError, BLOCK_SIZE, LONG_NAME_SIDECAR_SUFFIX, MAX_SEALED_BLOCK_SIZE};
@@ -353,11 +354,10 @@ fn walk_tree(
     root: DirMeta,
     visit: &mut dyn FnMut(VolumeEntry),
 ) {
-    let names = NameCipher::new(volume_secret);
-    let symlinks = SymlinkCipher::new(volume_secret);
-    let xattrs = XattrCipher::new(volume_secret);
+    let keys = VolumeKeys::new(volume_secret);
+    let (names, symlinks, xattrs) = (&keys.names, &keys.symlinks, &keys.xattrs);
     let check_xattrs = |path: &Path, plain: &Path, visit: &mut dyn FnMut(VolumeEntry)| {
-        if let Err(error) = check_attributes(path, &xattrs) {
+        if let Err(error) = check_attributes(path, xattrs) {
             visit(VolumeEntry::Damaged {
                 backing: path.to_path_buf(),
                 plain: Some(plain.to_path_buf()),

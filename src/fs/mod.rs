@@ -3,11 +3,13 @@
 //!
 //! - [`mount`]: mount lifecycle and options (used by the CLI)
 //! - `fuse`: the thin `fuser::Filesystem` handlers
-//! - `core`: one function per operation, `Result<T, FsError>`
+//! - `core`: one function per operation, `Result<T, FsError>`, one file per operation
+//!   family (files, directories, links, attributes, xattrs, key rules)
 //! - [`authz`]: which KMS actions an open needs, and the calls that get data keys
 //! - `content`: plaintext offsets ↔ sealed blocks; read, write, truncate
 //! - `names`: encrypted names, directory metadata, symlink targets, xattr values
 //! - `inode`, `handle`: the inode and open-handle tables
+//! - [`key_rule`]: a mounted directory's key rule from outside the daemon (the CLI)
 //! - [`error`]: [`FsError`] and its one errno mapping
 //!
 //! This module talks to the key service only through [`crate::kms::provider::DataKeys`]
@@ -31,12 +33,13 @@
 pub mod authz;
 mod content;
 mod core;
-mod dir_rules;
 pub mod error;
 mod fuse;
 mod handle;
 mod inode;
+pub mod key_rule;
 pub mod mount;
+mod mountpoint;
 mod names;
 mod sys;
 

@@ -1,21 +1,13 @@
 //! Names in the backing directory: per-directory metadata (directory id, key rule), the
-//! encrypted entry name of a plaintext name (with long-name sidecars), listing, and the
-//! two small secrets kmsfs stores outside file contents: symlink targets and `user.*`
-//! extended-attribute values.
+//! encrypted entry name of a plaintext name (with long-name sidecars) and listing.
 //!
 //! The byte formats of names and directory metadata belong to [`crate::format`]; this
 //! module only does the I/O around them, always relative to directory descriptors, never
 //! through paths. It never sees file contents or data keys.
 //!
-//! Symlink targets: sealed by [`crate::format::SymlinkCipher`] (the same code fsck checks
-//! them with), so a target is unreadable and tamper-evident and moves with the link.
-//! Targets up to [`SYMLINK_INLINE_MAX`] bytes live in the backing symlink itself; longer
-//! ones (up to [`SYMLINK_TARGET_MAX`], PATH_MAX − 1) in a file `kmsfs.st.<hash>` of the
-//! backing root, which the backing symlink names (see docs/FORMAT.md).
-//!
-//! Extended attributes: names pass through unchanged (so `security.*`, `trusted.*` and
-//! ACLs keep working on the backing file); values of `user.*` attributes are sealed by
-//! [`crate::format::XattrCipher`] with the attribute name as associated data.
+//! Symlink targets and `user.*` extended-attribute values are sealed and opened by
+//! [`crate::format::VolumeKeys`] (the same code fsck checks them with); the core does
+//! the I/O around them.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -28,10 +20,9 @@ use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::crypto::SealingKey;
 use crate::format::{
     classify, read_metadata_at, write_atomic, BackingName, DirId, DirMeta, EntryKind, FormatError,
-    MetadataKey, NameCipher, SymlinkCipher, XattrCipher, DIR_META_NAME, NAME_MAX,
+    MetadataKey, NameCipher, DIR_META_NAME, NAME_MAX,
 };
 pub use crate::format::{
     inline_target_len, stored_target_name, SealedTarget, SYMLINK_INLINE_MAX, SYMLINK_KEY_INFO,
@@ -40,63 +31,6 @@ pub use crate::format::{
 
 use super::error::FsError;
 use super::sys;
-
-/// The volume-wide secrets derived from the volume secret.
-pub struct VolumeSecrets {
-    pub names: NameCipher,
-    pub metadata: MetadataKey,
-    symlinks: SymlinkCipher,
-    xattrs: XattrCipher,
-}
-
-impl VolumeSecrets {
-    pub fn new(volume_secret: &SealingKey) -> Self {
-        VolumeSecrets {
-            names: NameCipher::new(volume_secret),
-            metadata: MetadataKey::new(volume_secret),
-            symlinks: SymlinkCipher::new(volume_secret),
-            xattrs: XattrCipher::new(volume_secret),
-        }
-    }
-
-    /// Seals `target` for storage: inline up to [`SYMLINK_INLINE_MAX`] bytes, else in a
-    /// stored-target file.
-    pub fn seal_symlink(&self, target: &[u8]) -> Result<SealedTarget, FsError> {
-        if target.is_empty() {
-            return Err(FsError::refused(libc::ENOENT, "empty symlink target"));
-        }
-        if target.len() > SYMLINK_TARGET_MAX {
-            return Err(FsError::refused(
-                libc::ENAMETOOLONG,
-                "symlink target too long",
-            ));
-        }
-        Ok(self.symlinks.seal(target)?)
-    }
-
-    /// The plaintext target of a backing symlink whose own target is `stored`; `EIO` if
-    /// it was altered. A stored-target reference is read with `read_stored(name)`.
-    pub fn open_symlink(
-        &self,
-        stored: &OsStr,
-        read_stored: impl FnOnce(&str) -> Result<Vec<u8>, FsError>,
-    ) -> Result<Vec<u8>, FsError> {
-        self.symlinks.open(stored, read_stored)
-    }
-
-    /// Whether values of this attribute are stored sealed.
-    pub fn xattr_is_sealed(name: &OsStr) -> bool {
-        XattrCipher::is_sealed(name)
-    }
-
-    pub fn seal_xattr(&self, name: &OsStr, value: &[u8]) -> Result<Vec<u8>, FsError> {
-        Ok(self.xattrs.seal(name, value)?)
-    }
-
-    pub fn open_xattr(&self, name: &OsStr, stored: &[u8]) -> Result<Vec<u8>, FsError> {
-        Ok(self.xattrs.open(name, stored)?)
-    }
-}
 
 /// What kmsfs knows about one backing directory: its metadata (id and key rule).
 #[derive(Debug)]
@@ -291,46 +225,4 @@ pub fn plaintext_entry(
         })
         .ok()?;
     Some(OsString::from_vec(plain))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlink_sizes_follow_from_the_backing_length_and_both_forms_open() {
-        let secrets = VolumeSecrets::new(&SealingKey::from_bytes([3; 32]));
-        let no_store = |_: &str| -> Result<Vec<u8>, FsError> { panic!("inline target") };
-        for len in (1..=SYMLINK_INLINE_MAX)
-            .step_by(7)
-            .chain([SYMLINK_INLINE_MAX])
-        {
-            let target = vec![b'a'; len];
-            let SealedTarget::Inline(stored) = secrets.seal_symlink(&target).unwrap() else {
-                panic!("{len} bytes should be inline");
-            };
-            let stored_len = stored.len() as u64;
-            if let Some(n) = inline_target_len(stored_len) {
-                assert_eq!(n, len as u64);
-            } else {
-                assert_eq!(stored_len, 52);
-            }
-            assert_eq!(
-                secrets.open_symlink(OsStr::new(&stored), no_store).unwrap(),
-                target
-            );
-        }
-        let target = vec![b'b'; SYMLINK_TARGET_MAX];
-        let SealedTarget::Stored { name, sealed } = secrets.seal_symlink(&target).unwrap() else {
-            panic!("a 4095-byte target is stored");
-        };
-        assert_eq!(stored_target_name(OsStr::new(&name)), Some(name.as_str()));
-        let opened = secrets.open_symlink(OsStr::new(&name), |n| {
-            assert_eq!(n, name);
-            Ok(sealed.clone())
-        });
-        assert_eq!(opened.unwrap(), target);
-        let too_long = secrets.seal_symlink(&vec![b'c'; SYMLINK_TARGET_MAX + 1]);
-        assert_eq!(too_long.unwrap_err().errno(), libc::ENAMETOOLONG);
-    }
 }

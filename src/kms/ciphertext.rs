@@ -122,21 +122,10 @@ pub fn is_key_id(s: &str) -> bool {
         })
 }
 
-/// A fresh random (version 4) UUID in canonical form.
+/// A fresh random (version 4) UUID in canonical form (the audit log's event ids use the
+/// same generator, [`crate::audit::uuid_v4`]).
 pub fn new_key_id() -> Result<String, crate::crypto::CryptoError> {
-    let mut b = [0u8; 16];
-    crate::crypto::random_fill(&mut b)?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    crate::audit::uuid_v4().map_err(|_| crate::crypto::CryptoError::Random)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod principals_watch;
 pub mod provider;
 pub(crate) mod request;
 mod service;
+pub mod simulate;
 mod states;
 pub(crate) mod store;
 

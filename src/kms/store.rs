@@ -306,29 +306,17 @@ pub(crate) fn check_private(path: &Path, want_dir: bool) -> Result<(), KmsError>
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: temp file (0600), fsync, rename, fsync dir.
+/// Writes `bytes` to `path` atomically (through [`crate::format::replace_file`]): a
+/// temp file `.<name>.tmp.<hex>` (0600, which store cleanup recognizes), fsync, rename,
+/// fsync dir.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut rnd = [0u8; 6];
     crypto::random_fill(&mut rnd).map_err(|e| internal(e.to_string()))?;
-    let tmp = dir.join(format!(".{name}.tmp.{}", hex::encode(rnd)));
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io_err(&tmp, "create", e))?;
-        f.write_all(bytes).map_err(|e| io_err(&tmp, "write", e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, "fsync", e))?;
-        fs::rename(&tmp, path).map_err(|e| io_err(path, "replace", e))?;
-        sync_dir(dir)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    let temp = format!(".{name}.tmp.{}", hex::encode(rnd));
+    crate::format::replace_file(dir, name, bytes, 0o600, &temp, false)
+        .map_err(|e| io_err(&e.path, e.step, e.source))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), KmsError> {

@@ -1,4 +1,7 @@
-//! Directory key rules against rollback: a `kmsfs.dir` is trusted for its key rule only
+//! Directory key rules: which key a new file gets (the nearest rule up the tree, else
+//! the volume's default key), changing a rule (owner or root only), and trusting a
+//! `kmsfs.dir` for its rule only if it agrees with the key service's record.
+//!
 //! if it agrees with the key service's record of that directory ([`DirRule`]), and the
 //! format-1 rules of a volume are imported into that record once, at its first mount.
 //!
@@ -11,16 +14,203 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::format::{classify, DirMeta, EntryKind, MetadataKey};
-use crate::kms::provider::{DataKeys, DirRule};
+use crate::kms::provider::{Caller, DataKeys, DirRule};
 
-use super::error::FsError;
-use super::names;
-use super::sys;
+use crate::fs::error::FsError;
+use crate::fs::inode::{backing_id, Node, NodeKind};
+use crate::fs::names;
+use crate::fs::sys;
+
+use super::{path_flags, stat_fd, Core};
+
+/// Directories whose effective key rule is remembered at most; beyond that the cache
+/// starts over (entries of forgotten inodes are never used again, only take room).
+const RULE_CACHE_MAX: usize = 4096;
+
+impl Core {
+    /// The key for a new file in `dir`: the nearest enclosing directory's key rule, else
+    /// the volume's default key.
+    ///
+    /// Remembered per directory inode and forgotten as soon as a rule is set or removed
+    /// or anything is renamed through this mount (the generation check), so a rule set
+    /// while mounted applies to the very next create. Only the *choice of key* is cached:
+    /// every create still asks the key service for `GenerateDataKey` under it. Rules
+    /// written into the backing directory behind the mount's back are not supported.
+    pub(super) fn key_for_new_file(&self, dir: &Node) -> Result<String, FsError> {
+        let generation = self.rules_generation.load(Ordering::Acquire);
+        {
+            let cache = self.rule_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((g, key)) = cache.get(&dir.ino) {
+                if *g == generation {
+                    return Ok(key.clone());
+                }
+            }
+        }
+        let key = self.walk_key_rule(&dir.fd)?;
+        let mut cache = self.rule_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= RULE_CACHE_MAX {
+            cache.clear();
+        }
+        // Stored under the generation read *before* the walk: a change that raced with
+        // the walk has bumped it, so this entry is never used.
+        cache.insert(dir.ino, (generation, key.clone()));
+        Ok(key)
+    }
+
+    /// Any change through this mount that may alter effective key rules.
+    pub(super) fn rules_changed(&self) {
+        self.rules_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `kmsfs.dir` of backing directory `fd`, authenticated and checked against the key
+    /// service's record of the directory (EIO if it was rolled back). For everything
+    /// that reads a key rule; names need only the directory id, which no version of the
+    /// file can change.
+    fn checked_dir_meta(&self, fd: impl AsFd) -> Result<crate::format::DirMeta, FsError> {
+        let meta = names::load_dir_meta(fd.as_fd(), &self.secrets.metadata)?;
+        check(self.keys.as_ref(), &self.volume.volume_id, fd, &meta)?;
+        Ok(meta)
+    }
+
+    /// Walks the backing directories upwards from `dir` by descriptor, reading each
+    /// one's metadata fresh (and checked against the key service's record), to the
+    /// nearest key rule (else the volume's default key).
+    fn walk_key_rule(&self, dir: &OwnedFd) -> Result<String, FsError> {
+        let mut current: Option<OwnedFd> = None;
+        loop {
+            let fd = current.as_ref().unwrap_or(dir);
+            let meta = self.checked_dir_meta(fd)?;
+            if let Some(key) = meta.key_rule {
+                return Ok(key);
+            }
+            if backing_id(&stat_fd(fd)?) == self.root_id {
+                return Ok(self.volume.default_key.clone());
+            }
+            let up = openat(fd, "..", path_flags() | OFlag::O_DIRECTORY, Mode::empty())?;
+            current = Some(up);
+        }
+    }
+
+    /// The key a re-keyed file gets: the current key rule of the directory that holds
+    /// it now. A file node has no parent pointer (hard links can give it several); the
+    /// kernel's path of its descriptor names the directory it was last linked from.
+    /// Uncached: re-keys are rare, and the walk reads every rule fresh.
+    pub(super) fn key_for_rekey(&self, node: &Node) -> Result<String, FsError> {
+        let link = nix::fcntl::readlink(sys::proc_path(node.fd.as_fd()).as_c_str())?;
+        let Some(parent) = Path::new(&link).parent() else {
+            return Ok(self.volume.default_key.clone());
+        };
+        match openat(
+            nix::fcntl::AT_FDCWD,
+            parent,
+            path_flags() | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        ) {
+            Ok(dir) => self.walk_key_rule(&dir),
+            // An unlinked file whose directory is gone too: no rule applies any more.
+            Err(nix::errno::Errno::ENOENT) => Ok(self.volume.default_key.clone()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A key rule decides which key protects other users' future files, so only the
+    /// directory's owner (or root) changes it, whatever the mode bits and mount options
+    /// say (write permission alone would let a writer redirect new files to a key they
+    /// control).
+    pub(super) fn may_change_key_rule(&self, caller: &Caller, node: &Node) -> Result<(), FsError> {
+        let st = stat_fd(&node.fd)?;
+        if caller.uid == 0 || caller.uid == st.st_uid {
+            Ok(())
+        } else {
+            Err(FsError::refused(
+                libc::EPERM,
+                "key rule change by non-owner",
+            ))
+        }
+    }
+
+    /// The directory metadata behind a key-rule request (directories only).
+    pub(super) fn key_rule_dir(&self, node: &Node) -> Result<crate::format::DirMeta, FsError> {
+        if node.kind != NodeKind::Directory {
+            return Err(FsError::refused(
+                libc::ENOTSUP,
+                "key rules apply to directories",
+            ));
+        }
+        names::load_dir_meta(node.fd.as_fd(), &self.secrets.metadata)
+    }
+
+    /// Sets (or with `None` removes) the key that new files under `node` get. Existing
+    /// files keep the key in their own envelopes. The rule is validated (non-empty
+    /// UTF-8 key id, ARN or alias).
+    ///
+    /// The key service's record is written first, then `kmsfs.dir` (atomically, with
+    /// its MAC) at the same, higher version: if the second step fails, the directory's
+    /// rule is refused (EIO) until set or cleared again, never silently lost. The
+    /// current rule is the record's when the file disagrees with it, so setting or
+    /// clearing a rule is also how a rolled-back `kmsfs.dir` is repaired.
+    pub(super) fn set_key_rule(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        value: Option<&[u8]>,
+    ) -> Result<(), FsError> {
+        let mut meta = self.key_rule_dir(node)?;
+        let record = self
+            .keys
+            .dir_rule(&self.volume.volume_id, &meta.dir_id.0)?
+            .unwrap_or(DirRule::NONE);
+        let current = if disagreement(&meta, Some(&record)).is_none() {
+            meta.key_rule.clone()
+        } else {
+            record.rule.clone()
+        };
+        let rule = match value {
+            None => {
+                if current.is_none() {
+                    return Err(FsError::refused(libc::ENODATA, "no key rule"));
+                }
+                None
+            }
+            Some(v) => {
+                let rule = std::str::from_utf8(v)
+                    .map_err(|_| FsError::refused(libc::EINVAL, "key rule is not UTF-8"))?
+                    .trim();
+                if rule.is_empty() {
+                    return Err(FsError::refused(libc::EINVAL, "empty key rule"));
+                }
+                crate::format::volume::validate_key_id(rule)
+                    .map_err(|_| FsError::refused(libc::EINVAL, "invalid key rule"))?;
+                Some(rule.to_string())
+            }
+        };
+        let next = DirRule {
+            version: meta.version.max(record.version) + 1,
+            rule,
+        };
+        // Forget every cached choice, whatever happens from here: the record may change
+        // even if the file write fails.
+        self.rules_changed();
+        self.keys
+            .record_dir_rule(caller, &self.volume.volume_id, &meta.dir_id.0, &next)?;
+        meta.key_rule = next.rule;
+        meta.version = next.version;
+        let path = sys::proc_path(node.fd.as_fd());
+        let saved = meta.save(
+            Path::new(OsStr::from_bytes(path.as_bytes())),
+            &self.secrets.metadata,
+        );
+        self.rules_changed();
+        saved?;
+        Ok(())
+    }
+}
 
 /// Why a `kmsfs.dir` disagrees with the record, or `None` if it agrees.
 pub(super) fn disagreement(meta: &DirMeta, record: Option<&DirRule>) -> Option<String> {

@@ -1,0 +1,456 @@
+//! Regular files: create, open, read, write, truncate, fallocate, flush, fsync,
+//! release, mknod, and the re-key that gives a file a new data key.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use fuser::FileAttr;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{mknodat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::format::{ContentCipher, FileHeader, HEADER_LEN};
+use crate::kms::provider::{Caller, DataAction};
+
+use crate::fs::authz::{self, Access};
+use crate::fs::error::FsError;
+use crate::fs::handle::OpenFile;
+use crate::fs::inode::{ContentKey, Node, NodeKind};
+use crate::fs::names;
+use crate::fs::{content, sys};
+
+use super::{read_guard, write_guard, Core};
+
+/// The cipher to use for a file, given one obtained at `epoch` (from the header on disk
+/// or a create) and the node's key state now: the node's newer key if the file was
+/// re-keyed since.
+pub(super) fn current_cipher<'a>(
+    own: &'a Arc<ContentCipher>,
+    epoch: u64,
+    key: &'a ContentKey,
+) -> &'a Arc<ContentCipher> {
+    match &key.cipher {
+        Some(newer) if key.epoch != epoch => newer,
+        _ => own,
+    }
+}
+
+/// True when `cipher` holds the key this mount generated last for the file, so the
+/// header on disk is one this mount wrote (not, say, a header-only envelope someone
+/// copied over the file in the backing directory).
+pub(super) fn generated_here(key: &ContentKey, cipher: &ContentCipher) -> bool {
+    key.cipher
+        .as_ref()
+        .is_some_and(|c| c.file_id() == cipher.file_id())
+}
+
+/// True when the backing file is its header alone (an empty file).
+pub(super) fn header_only(file: &File) -> Result<bool, FsError> {
+    Ok(file.metadata()?.len() == HEADER_LEN as u64)
+}
+
+impl Core {
+    /// Creates regular file `dir/name` holding exactly `header`, owned by the caller and
+    /// with exactly `perm` (the kernel already applied the caller's umask; the daemon's
+    /// own umask must not apply again). Preferably an unnamed `O_TMPFILE` that is linked
+    /// into place only once complete, so no reader (and no crash) ever sees a file
+    /// without its header; on file systems without `O_TMPFILE`, created in place and
+    /// removed again if the header cannot be written.
+    fn create_with_header(
+        &self,
+        dir: &Node,
+        name: &str,
+        perm: Mode,
+        header: &[u8],
+        caller: &Caller,
+    ) -> Result<File, FsError> {
+        let owner = self.owner_for_new(dir, caller)?;
+        let finish = |file: &File| -> Result<(), FsError> {
+            file.write_all_at(header, 0)?;
+            nix::sys::stat::fchmod(file, perm)?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(file, Some(uid), Some(gid))?;
+            }
+            Ok(())
+        };
+        match openat(
+            &dir.fd,
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            perm,
+        ) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                finish(&file)?;
+                // linkat never replaces: EEXIST if the name appeared meanwhile.
+                sys::link_fd(file.as_fd(), dir.fd.as_fd(), OsStr::new(name))?;
+                return Ok(file);
+            }
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = openat(
+            &dir.fd,
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            perm,
+        )?;
+        let file = File::from(fd);
+        if let Err(e) = finish(&file) {
+            let _ = unlinkat(&dir.fd, name, UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        Ok(file)
+    }
+
+    /// Gives a regular file a new file id and data key, in the current envelope
+    /// version, under its directory's current key rule, authorized as a create is
+    /// (`kms:GenerateDataKey` with the new encryption context), and leaves it empty.
+    /// The caller holds the node's content lock for writing (`key`); every handle uses
+    /// the new cipher from then on. A refusal changes nothing on disk.
+    ///
+    /// Why in place, and not a new `O_TMPFILE` renamed over the old file: the inode must
+    /// stay, since open handles, hard links, owner, mode and xattrs belong to it. Crash
+    /// safety comes from the order instead: the file is first cut to its old header (an
+    /// empty file under the old key) and that length is made durable; only then is the
+    /// new header written over the old one, in one write of 1024 bytes inside the first
+    /// page, and made durable before any block can be sealed under it. After a crash
+    /// the file holds its old content (before the cut), or is empty under the old or
+    /// the new header: never a header whose key does not match its blocks. (A torn
+    /// write inside one page on power loss is outside what any in-place format can
+    /// exclude; the daemon being killed cannot tear a single `pwrite`.)
+    fn rekey(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        file: &File,
+        key: &mut ContentKey,
+    ) -> Result<Arc<ContentCipher>, FsError> {
+        let key_id = self.key_for_rekey(node)?;
+        let (header, cipher) =
+            authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
+        if !header_only(file)? {
+            file.set_len(HEADER_LEN as u64)?;
+            file.sync_data()?;
+        }
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_data()?;
+        let cipher = Arc::new(cipher);
+        key.epoch += 1;
+        key.cipher = Some(cipher.clone());
+        node.set_envelope(header.version);
+        node.changed();
+        Ok(cipher)
+    }
+
+    /// The cipher to seal the first block of a file with: re-keys a header-only file
+    /// whose key this mount did not generate (its header may have been copied from
+    /// another file, whose key must not protect new content here).
+    fn cipher_for_sealing(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        file: &File,
+        cipher: Arc<ContentCipher>,
+        key: &mut ContentKey,
+    ) -> Result<Arc<ContentCipher>, FsError> {
+        if generated_here(key, &cipher) || !header_only(file)? {
+            return Ok(cipher);
+        }
+        self.rekey(caller, node, file, key)
+    }
+
+    /// Sets the size under the node's write lock. Truncation to zero re-keys (a new
+    /// file id and data key, never the old ones), except for an empty file whose key
+    /// this mount just generated; growing an empty file seals a block, so it re-keys
+    /// as [`Self::cipher_for_sealing`] says.
+    fn truncate_locked(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        file: &File,
+        cipher: Arc<ContentCipher>,
+        key: &mut ContentKey,
+        size: u64,
+    ) -> Result<(), FsError> {
+        if size == 0 {
+            if !(generated_here(key, &cipher) && header_only(file)?) {
+                self.rekey(caller, node, file, key)?;
+            }
+            return Ok(());
+        }
+        let cipher = self.cipher_for_sealing(caller, node, file, cipher, key)?;
+        content::truncate(file, &cipher, size)
+    }
+
+    /// Truncation: through a writable handle it uses that open's authorization; without
+    /// one it asks the key service for `kms:Encrypt` on the file's own key.
+    pub(super) fn truncate(
+        &self,
+        caller: &Caller,
+        node: &Node,
+        fh: Option<u64>,
+        size: u64,
+    ) -> Result<(), FsError> {
+        let handle = fh
+            .and_then(|fh| self.files.get(fh).ok())
+            .filter(|h| h.access.write && h.node.ino == node.ino);
+        match handle {
+            Some(h) => {
+                let mut g = write_guard(node);
+                let cipher = h.cipher(&g).clone();
+                self.truncate_locked(caller, node, &h.file, cipher, &mut g, size)?;
+            }
+            None => {
+                let file = self.reopen(node, true)?;
+                let (header, epoch) = {
+                    let g = read_guard(node);
+                    (FileHeader::read_from(&file)?, g.epoch)
+                };
+                let cipher = Arc::new(authz::unlock(
+                    self.keys.as_ref(),
+                    caller,
+                    &self.volume.volume_id,
+                    &header,
+                    &[DataAction::Encrypt],
+                )?);
+                let mut g = write_guard(node);
+                let cipher = current_cipher(&cipher, epoch, &g).clone();
+                self.truncate_locked(caller, node, &file, cipher, &mut g, size)?;
+            }
+        }
+        node.changed();
+        Ok(())
+    }
+
+    /// Creates and opens a regular file: `kms:GenerateDataKey` under the directory's key.
+    pub fn create(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, u64), FsError> {
+        self.writable()?;
+        let (dir, _, backing) = self.parent_and_name(parent, name)?;
+        let key_id = self.key_for_new_file(&dir)?;
+        let (header, cipher) =
+            authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
+        let sidecar = names::write_sidecar(&dir.fd, &backing)?;
+        let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+        let file = self
+            .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
+            .inspect_err(|_| names::undo_sidecar(&dir.fd, &backing, sidecar))?;
+        let (node, attr) = self.remember_child(&dir, backing.name())?;
+        // The node remembers that this mount generated the key, so the first write
+        // needs no re-key.
+        let cipher = Arc::new(cipher);
+        let epoch = {
+            let mut g = write_guard(&node);
+            g.epoch += 1;
+            g.cipher = Some(cipher.clone());
+            g.epoch
+        };
+        node.set_envelope(header.version);
+        node.changed();
+        let _ = node.unchanged_since_last_open();
+        let fh = self.files.insert(OpenFile {
+            node,
+            file,
+            cipher,
+            epoch,
+            access: Access::from_flags(flags),
+            append: flags & libc::O_APPEND != 0,
+        });
+        Ok((attr, fh))
+    }
+
+    /// Opens a regular file: asks the key service for the actions the flags need on the
+    /// key in the file's own envelope. Returns the handle and whether the kernel may keep
+    /// its cached pages.
+    pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> Result<(u64, bool), FsError> {
+        let node = self.inodes.get(ino)?;
+        match node.kind {
+            NodeKind::File => {}
+            NodeKind::Directory => return Err(FsError::refused(libc::EISDIR, "open of a dir")),
+            _ => return Err(FsError::refused(libc::EINVAL, "open of a special file")),
+        }
+        let access = Access::from_flags(flags);
+        if access.write {
+            self.writable()?;
+        }
+        let file = self.reopen(&node, access.write)?;
+        // The header and the epoch are read together, so a re-key through another
+        // handle is either already in the header or shows as a newer epoch.
+        let (header, epoch) = {
+            let g = read_guard(&node);
+            let header = FileHeader::read_from(&file)?;
+            node.set_envelope(header.version);
+            (header, g.epoch)
+        };
+        let cipher = Arc::new(authz::unlock(
+            self.keys.as_ref(),
+            caller,
+            &self.volume.volume_id,
+            &header,
+            access.actions(),
+        )?);
+        if flags & libc::O_TRUNC != 0 {
+            let mut g = write_guard(&node);
+            let current = current_cipher(&cipher, epoch, &g).clone();
+            self.truncate_locked(caller, &node, &file, current, &mut g, 0)?;
+            node.changed();
+        }
+        let keep_cache = node.unchanged_since_last_open();
+        let fh = self.files.insert(OpenFile {
+            node,
+            file,
+            cipher,
+            epoch,
+            access,
+            append: flags & libc::O_APPEND != 0,
+        });
+        Ok((fh, keep_cache))
+    }
+
+    /// Reads plaintext and hands it to `reply` (no copy into an owned buffer).
+    pub fn read<R>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        reply: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, FsError> {
+        let h = self.files.get(fh)?;
+        if !h.access.read {
+            return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
+        }
+        let g = read_guard(&h.node);
+        content::read(&h.file, h.cipher(&g), offset, size, reply)
+    }
+
+    /// Writes through a handle. The first write into an empty file whose key this mount
+    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
+    pub fn write(
+        &self,
+        caller: &Caller,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u32, FsError> {
+        let h = self.files.get(fh)?;
+        if !h.access.write {
+            return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
+        }
+        let written = u32::try_from(data.len())
+            .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
+        let mut g = write_guard(&h.node);
+        let mut cipher = h.cipher(&g).clone();
+        if !data.is_empty() {
+            cipher = self.cipher_for_sealing(caller, &h.node, &h.file, cipher, &mut g)?;
+        }
+        let offset = if h.append {
+            content::size(&h.file, &cipher)?
+        } else {
+            offset
+        };
+        content::write(&h.file, &cipher, offset, data)?;
+        h.node.changed();
+        Ok(written)
+    }
+
+    /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
+    /// as a no-op; punching holes is not supported (a hole must stay sealed-zero).
+    pub fn fallocate(
+        &self,
+        caller: &Caller,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> Result<(), FsError> {
+        let h = self.files.get(fh)?;
+        if !h.access.write {
+            return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
+        }
+        match mode {
+            0 => {
+                let end = offset
+                    .checked_add(length)
+                    .ok_or_else(|| FsError::refused(libc::EFBIG, "fallocate range"))?;
+                let mut g = write_guard(&h.node);
+                let cipher = h.cipher(&g).clone();
+                if end > content::size(&h.file, &cipher)? {
+                    self.truncate_locked(caller, &h.node, &h.file, cipher, &mut g, end)?;
+                    h.node.changed();
+                }
+                Ok(())
+            }
+            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            _ => Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode")),
+        }
+    }
+
+    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+        // Writes reach the backing file before they are acknowledged; nothing to flush.
+        self.files.get(fh).map(drop)
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<(), FsError> {
+        let h = self.files.get(fh)?;
+        if datasync {
+            h.file.sync_data()?;
+        } else {
+            h.file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.files.remove(fh);
+    }
+
+    pub fn mknod(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> Result<FileAttr, FsError> {
+        let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
+        match kind {
+            SFlag::S_IFREG => {
+                let (attr, fh) = self.create(caller, parent, name, mode, umask, libc::O_WRONLY)?;
+                self.release(fh);
+                Ok(attr)
+            }
+            // Special files carry no content to encrypt: only their name is. Devices need
+            // CAP_MKNOD, which the kernel checks for the caller before asking us.
+            SFlag::S_IFIFO | SFlag::S_IFSOCK | SFlag::S_IFCHR | SFlag::S_IFBLK => {
+                self.writable()?;
+                let (dir, _, backing) = self.parent_and_name(parent, name)?;
+                self.make_entry(&dir, &backing, || {
+                    Ok(mknodat(
+                        &dir.fd,
+                        backing.name(),
+                        kind,
+                        Mode::from_bits_truncate(mode & !umask & 0o7777),
+                        libc::dev_t::from(rdev),
+                    )?)
+                })?;
+                self.exact_mode(&dir, backing.name(), mode & !umask)
+                    .and_then(|()| self.chown_new(&dir, backing.name(), caller))
+                    .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
+                Ok(self.remember_child(&dir, backing.name())?.1)
+            }
+            _ => Err(FsError::refused(libc::EINVAL, "unknown file type")),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Extended attributes: values sealed under the volume's metadata key where the name
+//! says so; the key-rule attribute is handed to [`super::keyrules`].
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use crate::format::XattrCipher;
+use crate::kms::provider::Caller;
+
+use super::keyrules;
+use crate::fs::error::FsError;
+use crate::fs::inode::{Node, NodeKind};
+use crate::fs::sys;
+
+use super::{Core, XattrReply};
+
+impl Core {
+    fn xattr_node(&self, ino: u64) -> Result<Arc<Node>, FsError> {
+        let node = self.inodes.get(ino)?;
+        match node.kind {
+            NodeKind::File | NodeKind::Directory => Ok(node),
+            _ => Err(FsError::refused(
+                libc::EOPNOTSUPP,
+                "xattrs on special files",
+            )),
+        }
+    }
+
+    pub fn setxattr(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<(), FsError> {
+        self.writable()?;
+        let node = self.xattr_node(ino)?;
+        if name == crate::fs::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
+            return self.set_key_rule(caller, &node, Some(value));
+        }
+        if XattrCipher::is_sealed(name) {
+            let sealed = self.secrets.xattrs.seal(name, value)?;
+            sys::set_xattr(node.fd.as_fd(), name, &sealed, flags)
+        } else {
+            sys::set_xattr(node.fd.as_fd(), name, value, flags)
+        }
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply, FsError> {
+        let node = self.xattr_node(ino)?;
+        if name == crate::fs::KEY_RULE_XATTR {
+            let meta = self.key_rule_dir(&node)?;
+            keyrules::check(self.keys.as_ref(), &self.volume.volume_id, &node.fd, &meta)?;
+            return match meta.key_rule {
+                Some(rule) => sized_reply(rule.into_bytes(), size),
+                None => Err(FsError::refused(libc::ENODATA, "no key rule")),
+            };
+        }
+        let stored = sys::get_xattr(node.fd.as_fd(), name)?;
+        let value = if XattrCipher::is_sealed(name) {
+            self.secrets.xattrs.open(name, &stored)?
+        } else {
+            stored
+        };
+        sized_reply(value, size)
+    }
+
+    pub fn listxattr(&self, ino: u64, size: u32) -> Result<XattrReply, FsError> {
+        let node = self.xattr_node(ino)?;
+        sized_reply(sys::list_xattr(node.fd.as_fd())?, size)
+    }
+
+    pub fn removexattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> Result<(), FsError> {
+        self.writable()?;
+        let node = self.xattr_node(ino)?;
+        if name == crate::fs::KEY_RULE_XATTR {
+            self.may_change_key_rule(caller, &node)?;
+            return self.set_key_rule(caller, &node, None);
+        }
+        sys::remove_xattr(node.fd.as_fd(), name)
+    }
+}
+
+fn sized_reply(value: Vec<u8>, size: u32) -> Result<XattrReply, FsError> {
+    let len = u32::try_from(value.len()).map_err(|_| FsError::refused(libc::E2BIG, "xattr"))?;
+    if size == 0 {
+        Ok(XattrReply::Size(len))
+    } else if len > size {
+        Err(FsError::refused(libc::ERANGE, "xattr buffer too small"))
+    } else {
+        Ok(XattrReply::Data(value))
+    }
+}
