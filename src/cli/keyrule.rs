@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 
 use crate::cli::service::{connect_described, RootKeyOpts};
-use crate::cli::{GlobalOpts, OutputFormat};
+use crate::cli::{output, GlobalOpts};
 use crate::kms::ErrorKind;
 
 /// The extended attribute through which a mount exposes a directory's key rule.
@@ -183,16 +183,12 @@ pub fn run(args: &KeyRuleArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyho
                 buf.truncate(n as usize);
                 Some(String::from_utf8_lossy(&buf).into_owned())
             };
-            match global.output {
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "Directory": dir.display().to_string(),
-                        "KeyId": rule,
-                    }))?
-                ),
-                OutputFormat::Text => println!("{}", rule.unwrap_or_else(|| "(inherited)".into())),
-            }
+            let answer = serde_json::json!({
+                "Directory": dir.display().to_string(),
+                "KeyId": rule,
+            });
+            let text = format!("{}\n", rule.unwrap_or_else(|| "(inherited)".into()));
+            output::print_own(&answer, "KeyRule", text, global.output)?;
             Ok(0)
         }
     }
