@@ -351,7 +351,7 @@ mod tests {
                 json!(["alias/b", "alias/a"]),
             ),
             (
-                "Aliases[?starts_with(AliasName, 'alias/')].{N: AliasName, K: TargetKeyId}",
+                "Aliases[?AliasName && starts_with(AliasName, 'alias/')].{N: AliasName, K: TargetKeyId}",
                 json!([{"K": "k1", "N": "alias/a"}, {"K": "k2", "N": "alias/b"}]),
             ),
             ("KeyMetadata.[KeyId, Enabled]", json!(["k1", true])),
