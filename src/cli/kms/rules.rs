@@ -96,10 +96,11 @@ pub mod consts {
         member: "ExpirationModel",
         values: &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"],
     };
-    pub const LIMIT_1000: Rule = range("Limit", 1, 1000);
-    pub const LIMIT_100: Rule = range("Limit", 1, 100);
-    pub const LIMIT_50: Rule = range("Limit", 1, 50);
-    pub const PENDING_WINDOW: Rule = range("PendingWindowInDays", 7, 30);
+    // The bounds of the service model's shapes, which is what aws-cli checks: a value
+    // inside them but outside what the operation accepts (a 3-day deletion window, a
+    // ListAliases Limit of 500) reaches the service and is its ValidationException.
+    pub const LIMIT: Rule = range("Limit", 1, 1000);
+    pub const PENDING_WINDOW: Rule = range("PendingWindowInDays", 1, 365);
     pub const ROTATION_PERIOD: Rule = range("RotationPeriodInDays", 90, 2560);
     pub const DATA_KEY_BYTES: Rule = range("NumberOfBytes", 1, 1024);
     pub const RANDOM_BYTES: Rule = range("NumberOfBytes", 1, 1024);

@@ -183,12 +183,12 @@ fn validation_failures_exit_252_with_botocore_wording_before_sending() {
             "\nParameter validation failed:\nInvalid value for parameter Limit, value: 0, valid min value: 1\n",
         ),
         (
-            &["list-aliases", "--limit", "101"],
-            "\nParameter validation failed:\nInvalid value for parameter Limit, value: 101, valid max value: 100\n",
+            &["list-aliases", "--limit", "1001"],
+            "\nParameter validation failed:\nInvalid value for parameter Limit, value: 1001, valid max value: 1000\n",
         ),
         (
-            &["schedule-key-deletion", "--key-id", "k", "--pending-window-in-days", "6"],
-            "\nParameter validation failed:\nInvalid value for parameter PendingWindowInDays, value: 6, valid min value: 7\n",
+            &["schedule-key-deletion", "--key-id", "k", "--pending-window-in-days", "0"],
+            "\nParameter validation failed:\nInvalid value for parameter PendingWindowInDays, value: 0, valid min value: 1\n",
         ),
         (
             &["create-key", "--key-usage", "ENCRYPT", "--origin", "AWS_KMS"],

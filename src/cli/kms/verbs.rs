@@ -106,7 +106,7 @@ verbs! {
     /// Show a key's metadata (id, ARN, state, usage, dates).
     DescribeKey(DescribeKeyArgs) needs [KeyId] checks [] returns [KeyMetadata];
     /// List the keys in the store.
-    ListKeys(PageArgs) needs [] checks [LIMIT_1000] returns [Keys, NextMarker, Truncated];
+    ListKeys(PageArgs) needs [] checks [LIMIT] returns [Keys, NextMarker, Truncated];
     /// Replace a key's description.
     UpdateKeyDescription(UpdateKeyDescriptionArgs) needs [KeyId, Description] checks [] returns [];
     /// Enable a disabled key.
@@ -128,13 +128,13 @@ verbs! {
     /// Rotate a key's material now.
     RotateKeyOnDemand(KeyIdArgs) needs [KeyId] checks [] returns [KeyId];
     /// List a key's completed rotations.
-    ListKeyRotations(KeyPageArgs) needs [KeyId] checks [LIMIT_1000] returns [Rotations, NextMarker, Truncated];
+    ListKeyRotations(KeyPageArgs) needs [KeyId] checks [LIMIT] returns [Rotations, NextMarker, Truncated];
     /// Print a key's policy document.
     GetKeyPolicy(GetKeyPolicyArgs) needs [KeyId] checks [] returns [Policy, PolicyName];
     /// Replace a key's policy (runs AWS's lockout safety check and kmsfs's escalation guard).
     PutKeyPolicy(PutKeyPolicyArgs) needs [KeyId, Policy] checks [] returns [];
     /// List a key's policy names (always "default").
-    ListKeyPolicies(KeyPageArgs) needs [KeyId] checks [LIMIT_1000] returns [PolicyNames, NextMarker, Truncated];
+    ListKeyPolicies(KeyPageArgs) needs [KeyId] checks [LIMIT] returns [PolicyNames, NextMarker, Truncated];
     /// Create an alias (alias/NAME) for a key.
     CreateAlias(AliasArgs) needs [AliasName, TargetKeyId] checks [] returns [];
     /// Point an alias at another key.
@@ -142,19 +142,19 @@ verbs! {
     /// Delete an alias (the key is untouched).
     DeleteAlias(DeleteAliasArgs) needs [AliasName] checks [] returns [];
     /// List aliases, all or those of one key.
-    ListAliases(ListAliasesArgs) needs [] checks [LIMIT_100] returns [Aliases, NextMarker, Truncated];
+    ListAliases(ListAliasesArgs) needs [] checks [LIMIT] returns [Aliases, NextMarker, Truncated];
     /// Add or overwrite tags on a key.
     TagResource(TagResourceArgs) needs [KeyId, Tags] checks [] returns [];
     /// Remove tags from a key.
     UntagResource(UntagResourceArgs) needs [KeyId, TagKeys] checks [] returns [];
     /// List a key's tags.
-    ListResourceTags(KeyPageArgs) needs [KeyId] checks [LIMIT_50] returns [Tags, NextMarker, Truncated];
+    ListResourceTags(KeyPageArgs) needs [KeyId] checks [LIMIT] returns [Tags, NextMarker, Truncated];
     /// Allow a principal to use a key for the listed operations, optionally under encryption-context constraints.
     CreateGrant(CreateGrantArgs) needs [KeyId, GranteePrincipal, Operations] checks [] returns [GrantToken, GrantId];
     /// List the grants of a key.
-    ListGrants(ListGrantsArgs) needs [KeyId] checks [LIMIT_100] returns [Grants, NextMarker, Truncated];
+    ListGrants(ListGrantsArgs) needs [KeyId] checks [LIMIT] returns [Grants, NextMarker, Truncated];
     /// List the grants a principal may retire.
-    ListRetirableGrants(ListRetirableGrantsArgs) needs [RetiringPrincipal] checks [LIMIT_100]
+    ListRetirableGrants(ListRetirableGrantsArgs) needs [RetiringPrincipal] checks [LIMIT]
         returns [Grants, NextMarker, Truncated];
     /// Delete a grant (key administrators).
     RevokeGrant(RevokeGrantArgs) needs [KeyId, GrantId] checks [] returns [];
