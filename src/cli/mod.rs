@@ -75,7 +75,7 @@ pub enum Command {
     /// Set or show the key that new files under a directory of a mount get.
     KeyRule(keyrule::KeyRuleArgs),
     /// The key service's API, mirroring `aws kms <verb>`.
-    Kms(kms::KmsArgs),
+    Kms(Box<kms::KmsArgs>),
     /// Evaluate a request against a key policy (and identity policies and grants) and
     /// explain the decision.
     Simulate(simulate::SimulateArgs),
