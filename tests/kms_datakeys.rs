@@ -85,7 +85,7 @@ fn fs_data_keys_authorize_each_action_on_the_key_in_the_blob() {
         .open_data_key(&ALICE, &nk.wrapped, &ctx("f1"), &[DataAction::Decrypt])
         .unwrap_err();
     assert_kind(&err, ErrorKind::Disabled);
-    assert_eq!(err.kind.errno(), libc::EKEYREVOKED);
+    assert_eq!(kmsfs::fs::error::kms_errno(err.kind), libc::EKEYREVOKED);
     assert_kind(
         &e.svc
             .open_data_key(&ALICE, b"garbage", &ctx("f1"), &[DataAction::Decrypt])

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use crate::cli::{output, read_param_text, GlobalOpts, OutputFormat};
 use crate::policy::{self, EncryptionContext, PolicyDocument, RequestContext};
@@ -48,23 +48,8 @@ pub struct SimulateArgs {
 
 /// Parses `k=v,k2=v2` or a JSON object of strings into an encryption context.
 pub fn parse_encryption_context(text: &str) -> anyhow::Result<EncryptionContext> {
-    let t = text.trim();
-    if t.starts_with('{') {
-        let map: EncryptionContext = serde_json::from_str(t)
-            .context("--encryption-context: expected a JSON object of string values")?;
-        return Ok(map);
-    }
-    let mut map = EncryptionContext::new();
-    for pair in t.split(',').filter(|p| !p.is_empty()) {
-        let Some((k, v)) = pair.split_once('=') else {
-            bail!("--encryption-context: \"{pair}\" is not key=value");
-        };
-        if k.is_empty() {
-            bail!("--encryption-context: empty key in \"{pair}\"");
-        }
-        map.insert(k.to_string(), v.to_string());
-    }
-    Ok(map)
+    crate::kms::request::context_from_text("--encryption-context", text)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 fn now_epoch() -> i64 {

@@ -33,6 +33,18 @@ pub enum FsError {
     Busy(std::path::PathBuf),
 }
 
+/// The errno a filesystem user sees for a key service error (DESIGN.md "Errors a user
+/// sees"). It lives here, not in kms, because errnos are the filesystem's vocabulary.
+pub fn kms_errno(kind: crate::kms::ErrorKind) -> i32 {
+    use crate::kms::ErrorKind;
+    match kind {
+        ErrorKind::AccessDenied => libc::EACCES,
+        ErrorKind::Disabled | ErrorKind::KmsInvalidState => libc::EKEYREVOKED,
+        ErrorKind::NotFound => libc::ENOKEY,
+        _ => libc::EIO,
+    }
+}
+
 impl FsError {
     /// A refusal with a fixed errno and a short reason for logs.
     pub fn refused(errno: i32, what: &'static str) -> Self {
@@ -42,7 +54,7 @@ impl FsError {
     /// The errno the caller of the file system sees (DESIGN.md "Errors a user sees").
     pub fn errno(&self) -> i32 {
         match self {
-            FsError::Kms(e) => e.kind.errno(),
+            FsError::Kms(e) => kms_errno(e.kind),
             // An I/O error keeps its own errno (ENOENT, ENOSPC, ...); everything else
             // about on-disk bytes is an integrity failure.
             FsError::Format(FormatError::Io { source, .. } | FormatError::IoNoPath(source)) => {

@@ -57,16 +57,6 @@ impl ErrorKind {
     pub fn from_aws_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|k| k.aws_name() == name)
     }
-
-    /// The errno a filesystem user sees for this error (DESIGN.md "Errors a user sees").
-    pub fn errno(self) -> i32 {
-        match self {
-            ErrorKind::AccessDenied => libc::EACCES,
-            ErrorKind::Disabled | ErrorKind::KmsInvalidState => libc::EKEYREVOKED,
-            ErrorKind::NotFound => libc::ENOKEY,
-            _ => libc::EIO,
-        }
-    }
 }
 
 /// An error of the key service: an AWS exception kind and a message for the user.

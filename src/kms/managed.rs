@@ -102,7 +102,7 @@ pub fn create_default_key(
         pending_window_days: None,
         import: None,
     };
-    super::ops_keys::add_first_material(store, &mut rec, now)?;
+    super::material::add_material(store, &mut rec, now, None)?;
     st.keys.insert(key_id.clone(), rec);
     st.aliases.insert(
         DEFAULT_ALIAS.to_string(),

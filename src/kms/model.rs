@@ -198,9 +198,6 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    pub fn is_managed(&self) -> bool {
-        self.manager == KeyManager::Aws
-    }
     pub fn next_version(&self) -> u32 {
         self.materials.iter().map(|m| m.version).max().unwrap_or(0) + 1
     }

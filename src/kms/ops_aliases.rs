@@ -3,12 +3,14 @@
 //! `alias/kmsfs/` are reserved for service-managed keys. Authorization is on the key(s)
 //! the alias points to, as in AWS's key policies.
 
+use crate::policy::actions as act;
 use serde_json::{json, Value};
 
+use super::authz::Authz;
 use super::managed::RESERVED_ALIAS_PREFIXES;
 use super::model::{AliasRecord, KeyManager};
 use super::request::{paginate, with_marker, Req};
-use super::service::{err, Authz, Call, Service};
+use super::service::{err, Call, Service};
 use super::{ErrorKind, KmsError};
 
 /// Checks an alias name against AWS's rules (and kmsfs's reserved prefix).
@@ -53,8 +55,8 @@ impl Service {
         self.mutate(|st| {
             let (k, _) = self.find_key(call, st, target, false)?;
             let id = k.key_id.clone();
-            self.authorize(call, st, Authz::new("kms:CreateAlias", Some(k)))?;
-            self.gate("CreateAlias", k, call.now)?;
+            self.authorize(call, st, Authz::new(act::CREATE_ALIAS.iam, Some(k)))?;
+            self.gate(&act::CREATE_ALIAS, k, call.now)?;
             if k.manager == KeyManager::Aws {
                 return Err(err(
                     ErrorKind::UnsupportedOperation,
@@ -103,10 +105,10 @@ impl Service {
             let (new, _) = self.find_key(call, st, target, false)?;
             let new_id = new.key_id.clone();
             if let Some(old) = st.keys.get(&old_id) {
-                self.authorize(call, st, Authz::new("kms:UpdateAlias", Some(old)))?;
+                self.authorize(call, st, Authz::new(act::UPDATE_ALIAS.iam, Some(old)))?;
             }
-            self.authorize(call, st, Authz::new("kms:UpdateAlias", Some(new)))?;
-            self.gate("UpdateAlias", new, call.now)?;
+            self.authorize(call, st, Authz::new(act::UPDATE_ALIAS.iam, Some(new)))?;
+            self.gate(&act::UPDATE_ALIAS, new, call.now)?;
             if new.manager == KeyManager::Aws {
                 return Err(err(
                     ErrorKind::UnsupportedOperation,
@@ -136,7 +138,7 @@ impl Service {
                 ));
             };
             if let Some(k) = st.keys.get(&alias.target_key_id) {
-                self.authorize(call, st, Authz::new("kms:DeleteAlias", Some(k)))?;
+                self.authorize(call, st, Authz::new(act::DELETE_ALIAS.iam, Some(k)))?;
             }
             st.aliases.remove(&name);
             Ok((json!({}), true))
@@ -147,7 +149,7 @@ impl Service {
         let r = Req::new(req)?;
         let page = r.page(100, 50)?;
         let snap = self.snapshot()?;
-        self.authorize(call, &snap.state, Authz::new("kms:ListAliases", None))?;
+        self.authorize(call, &snap.state, Authz::new(act::LIST_ALIASES.iam, None))?;
         let filter = match r.opt_str("KeyId")? {
             Some(kid) => Some(
                 self.find_key(call, &snap.state, kid, false)?
@@ -168,7 +170,7 @@ impl Service {
                 snap.state
                     .keys
                     .get(&a.target_key_id)
-                    .is_some_and(|k| !super::service::is_destroyed(k, call.now))
+                    .is_some_and(|k| !super::lookup::is_destroyed(k, call.now))
             })
             .map(|a| {
                 json!({

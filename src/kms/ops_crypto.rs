@@ -3,15 +3,17 @@
 //! snapshot and cached material only (one `stat` to notice other writers); its only
 //! disk write is the audit record. Plaintext never reaches the audit log.
 
+use crate::policy::actions::{self as act, Action};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
-use super::model::KeyRecord;
+use super::model::{KeyRecord, StoreState};
 use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
-use super::service::{err, Authz, Call, Service};
+use super::service::{err, Call, Service};
 use super::store::internal;
 use super::{ErrorKind, KmsError};
 use crate::crypto::{self, DataKey, SealingKey};
@@ -48,6 +50,32 @@ fn dry_run() -> KmsError {
 }
 
 static EMPTY_CONTEXT: std::sync::OnceLock<EncryptionContext> = std::sync::OnceLock::new();
+
+/// The checks every cryptographic operation makes once it has resolved its keys, in
+/// AWS's order: authorize each action (recording each decision), then gate each key on
+/// its state, then honour the request's DryRun (`req`; the filesystem has none).
+fn admit(
+    svc: &Service,
+    call: &mut Call,
+    st: &StoreState,
+    checks: Vec<(&'static Action, Authz<'_>)>,
+    req: Option<&Req<'_>>,
+) -> Result<(), KmsError> {
+    let gates: Vec<(&Action, Option<&KeyRecord>)> =
+        checks.iter().map(|(op, a)| (*op, a.key)).collect();
+    for (_, a) in checks {
+        svc.authorize(call, st, a)?;
+    }
+    for (op, k) in gates {
+        if let Some(k) = k {
+            svc.gate(op, k, call.now)?;
+        }
+    }
+    match req {
+        Some(r) if r.flag("DryRun")? => Err(dry_run()),
+        _ => Ok(()),
+    }
+}
 
 fn ctx_or_empty(ctx: Option<&EncryptionContext>) -> &EncryptionContext {
     ctx.unwrap_or_else(|| EMPTY_CONTEXT.get_or_init(EncryptionContext::new))
@@ -113,17 +141,13 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new("kms:Encrypt", Some(k))
+        let mut a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(ctx.as_ref())
             .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate("Encrypt", k, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        admit(self, call, &snap.state, vec![(&act::ENCRYPT, a)], Some(&r))?;
         let blob = self.seal_with(k, &plaintext, ctx.as_ref())?;
         Ok(json!({
             "CiphertextBlob": b64().encode(blob),
@@ -167,17 +191,13 @@ impl Service {
             }
             alias_used = alias;
         }
-        let mut a = Authz::new("kms:Decrypt", Some(k))
+        let mut a = Authz::new(act::DECRYPT.iam, Some(k))
             .context(ctx.as_ref())
             .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
         if let Some(al) = alias_used {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate("Decrypt", k, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        admit(self, call, &snap.state, vec![(&act::DECRYPT, a)], Some(&r))?;
         let plain = self.open_with(k, &parsed, ctx.as_ref())?;
         Ok(json!({
             "KeyId": k.arn,
@@ -213,25 +233,17 @@ impl Service {
         }
         let (dst, dst_alias) = self.find_key(call, &snap.state, dst_id, true)?;
         let same = (src.key_id == dst.key_id).to_string();
-        self.authorize(
-            call,
-            &snap.state,
-            Authz::new("kms:ReEncryptFrom", Some(src))
-                .context(src_ctx.as_ref())
-                .set("kms:ReEncryptOnSameKey", same.clone()),
-        )?;
-        let mut a = Authz::new("kms:ReEncryptTo", Some(dst))
+        let from = Authz::new(act::RE_ENCRYPT_FROM.iam, Some(src))
+            .context(src_ctx.as_ref())
+            .set("kms:ReEncryptOnSameKey", same.clone());
+        let mut a = Authz::new(act::RE_ENCRYPT_TO.iam, Some(dst))
             .context(dst_ctx.as_ref())
             .set("kms:ReEncryptOnSameKey", same);
         if let Some(al) = dst_alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate("ReEncryptFrom", src, call.now)?;
-        self.gate("ReEncryptTo", dst, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        let checks = vec![(&act::RE_ENCRYPT_FROM, from), (&act::RE_ENCRYPT_TO, a)];
+        admit(self, call, &snap.state, checks, Some(&r))?;
         let plain = self.open_with(src, &parsed, src_ctx.as_ref())?;
         let out = self.seal_with(dst, &plain, dst_ctx.as_ref())?;
         Ok(json!({
@@ -278,23 +290,18 @@ impl Service {
             ));
         }
         let op = if with_plaintext {
-            "GenerateDataKey"
+            &act::GENERATE_DATA_KEY
         } else {
-            "GenerateDataKeyWithoutPlaintext"
+            &act::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT
         };
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let action = format!("kms:{op}");
-        let mut a = Authz::new(&action, Some(k)).context(ctx.as_ref());
+        let mut a = Authz::new(op.iam, Some(k)).context(ctx.as_ref());
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate(op, k, call.now)?;
-        if r.flag("DryRun")? {
-            return Err(dry_run());
-        }
+        admit(self, call, &snap.state, vec![(op, a)], Some(&r))?;
         let data = Zeroizing::new(crypto::random_bytes(len).map_err(|e| internal(e.to_string()))?);
         let blob = self.seal_with(k, &data, ctx.as_ref())?;
         let mut out = json!({ "CiphertextBlob": b64().encode(blob), "KeyId": k.arn });
@@ -318,7 +325,11 @@ impl Service {
             ));
         }
         let snap = self.snapshot()?;
-        self.authorize(call, &snap.state, Authz::new("kms:GenerateRandom", None))?;
+        self.authorize(
+            call,
+            &snap.state,
+            Authz::new(act::GENERATE_RANDOM.iam, None),
+        )?;
         let bytes = Zeroizing::new(
             crypto::random_bytes(usize::try_from(n).unwrap_or(32))
                 .map_err(|e| internal(e.to_string()))?,
@@ -337,12 +348,17 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new("kms:GenerateDataKey", Some(k)).context(Some(context));
+        let mut a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k)).context(Some(context));
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
-        self.authorize(call, &snap.state, a)?;
-        self.gate("GenerateDataKey", k, call.now)?;
+        admit(
+            self,
+            call,
+            &snap.state,
+            vec![(&act::GENERATE_DATA_KEY, a)],
+            None,
+        )?;
         let key = DataKey::generate().map_err(|e| internal(e.to_string()))?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
@@ -368,18 +384,19 @@ impl Service {
         if actions.is_empty() {
             return Err(validation("open_data_key needs at least one action"));
         }
-        for action in actions {
-            let name = match action {
-                DataAction::Decrypt => "kms:Decrypt",
-                DataAction::Encrypt => "kms:Encrypt",
-            };
-            self.authorize(
-                call,
-                &snap.state,
-                Authz::new(name, Some(k)).context(Some(context)),
-            )?;
-        }
-        self.gate("Decrypt", k, call.now)?;
+        // Encrypt and Decrypt share the key-state rule (Enabled), so gating each action
+        // answers as gating Decrypt alone did.
+        let checks = actions
+            .iter()
+            .map(|action| {
+                let op = match action {
+                    DataAction::Decrypt => &act::DECRYPT,
+                    DataAction::Encrypt => &act::ENCRYPT,
+                };
+                (op, Authz::new(op.iam, Some(k)).context(Some(context)))
+            })
+            .collect();
+        admit(self, call, &snap.state, checks, None)?;
         let plain = self.open_with(k, &parsed, Some(context))?;
         let key = DataKey::from_slice(&plain)
             .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;

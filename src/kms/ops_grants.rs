@@ -9,12 +9,15 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::authz::Authz;
 use super::model::KeyRecord;
+use super::operations::{grant_operations, grant_use};
 use super::request::{check_len, paginate, validation, with_marker, Req};
-use super::service::{err, Authz, Call, Service};
+use super::service::{err, Call, Service};
 use super::store::internal;
 use super::{ErrorKind, KmsError};
 use crate::crypto;
+use crate::policy::actions::{self as act, GrantUse};
 use crate::policy::{Decision, Evaluation, Grant, GrantConstraints, Reason};
 use crate::principals::parse_principal_arn;
 
@@ -22,44 +25,6 @@ const TOKEN_PREFIX: &str = "kmsfs-grant-v1:";
 const MAX_GRANT_TOKENS: usize = 10;
 /// Most grants per key (AWS's default quota).
 const MAX_GRANTS_PER_KEY: usize = 50_000;
-
-/// Grant operations valid for a symmetric encryption key.
-pub const GRANT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-];
-/// Grant operations AWS knows that a symmetric encryption key does not support.
-const OTHER_KEY_TYPE_OPERATIONS: &[&str] = &[
-    "Sign",
-    "Verify",
-    "GetPublicKey",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
-];
-/// Operations that take an encryption context (constraints apply only to these).
-const CONTEXT_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "CreateGrant",
-    "RetireGrant",
-    "DescribeKey",
-];
 
 fn b64url() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -226,16 +191,19 @@ impl Service {
             return Err(validation("Operations must list at least one operation"));
         }
         for op in &operations {
-            if OTHER_KEY_TYPE_OPERATIONS.contains(&op.as_str()) {
-                return Err(validation(format!(
-                    "the grant operation {op} is not valid for a symmetric encryption key"
-                )));
-            }
-            if !GRANT_OPERATIONS.contains(&op.as_str()) {
-                return Err(validation(format!(
-                    "\"{op}\" is not a grant operation; valid: {}",
-                    GRANT_OPERATIONS.join(", ")
-                )));
+            match grant_use(op) {
+                GrantUse::Symmetric => {}
+                GrantUse::OtherKeyType => {
+                    return Err(validation(format!(
+                        "the grant operation {op} is not valid for a symmetric encryption key"
+                    )))
+                }
+                GrantUse::No => {
+                    return Err(validation(format!(
+                        "\"{op}\" is not a grant operation; valid: {}",
+                        grant_operations().collect::<Vec<_>>().join(", ")
+                    )))
+                }
             }
         }
         operations.sort();
@@ -254,14 +222,10 @@ impl Service {
                 if subset.is_none() && equals.is_none() {
                     None
                 } else {
-                    if !operations
-                        .iter()
-                        .all(|o| CONTEXT_OPERATIONS.contains(&o.as_str()))
-                    {
-                        return Err(validation(
-                            "encryption context constraints are allowed only for operations that take an encryption context",
-                        ));
-                    }
+                    // Every symmetric grant operation may carry constraints (AWS:
+                    // they limit the operations that take an encryption context, and
+                    // DescribeKey, RetireGrant and CreateGrant may ride along), and
+                    // the operations were checked above: nothing more to refuse.
                     Some(GrantConstraints {
                         encryption_context_equals: equals,
                         encryption_context_subset: subset,
@@ -295,7 +259,7 @@ impl Service {
         self.mutate(|st| {
             let (k, _) = self.find_key(call, st, key_id, false)?;
             let id = k.key_id.clone();
-            let mut a = Authz::new("kms:CreateGrant", Some(k))
+            let mut a = Authz::new(act::CREATE_GRANT.iam, Some(k))
                 .context(constraint_ctx.as_ref())
                 .set_multi("kms:GrantOperations", operations.clone())
                 .set("kms:GranteePrincipal", grantee.clone())
@@ -304,7 +268,7 @@ impl Service {
                 a = a.set("kms:RetiringPrincipal", rp.clone());
             }
             let ev = self.authorize(call, st, a)?;
-            self.gate("CreateGrant", k, call.now)?;
+            self.gate(&act::CREATE_GRANT, k, call.now)?;
             check_grant_subset(&ev, k, &operations, constraints.as_ref())?;
             // The grant as it would be stored (its id is drawn once it is certain).
             let mut grant = Grant {
@@ -367,7 +331,7 @@ impl Service {
         self.authorize(
             call,
             &snap.state,
-            Authz::new("kms:ListGrants", Some(k)).set("kms:GrantIsForAWSResource", "false"),
+            Authz::new(act::LIST_GRANTS.iam, Some(k)).set("kms:GrantIsForAWSResource", "false"),
         )?;
         let grants: Vec<Value> = k
             .grants
@@ -393,13 +357,13 @@ impl Service {
         self.authorize(
             call,
             &snap.state,
-            Authz::new("kms:ListRetirableGrants", None),
+            Authz::new(act::LIST_RETIRABLE_GRANTS.iam, None),
         )?;
         let grants: Vec<Value> = snap
             .state
             .keys
             .values()
-            .filter(|k| !super::service::is_destroyed(k, call.now))
+            .filter(|k| !super::lookup::is_destroyed(k, call.now))
             .flat_map(|k| k.grants.iter())
             .filter(|g| g.retiring_principal.as_deref() == Some(retiring))
             .map(grant_json)
@@ -419,7 +383,8 @@ impl Service {
             self.authorize(
                 call,
                 st,
-                Authz::new("kms:RevokeGrant", Some(k)).set("kms:GrantIsForAWSResource", "false"),
+                Authz::new(act::REVOKE_GRANT.iam, Some(k))
+                    .set("kms:GrantIsForAWSResource", "false"),
             )?;
             if !k.grants.iter().any(|g| g.grant_id == grant_id) {
                 return Err(err(
@@ -472,7 +437,7 @@ impl Service {
                 ));
             };
             let ev = retire_decision(call, g);
-            record_decision(call, k, "kms:RetireGrant", &ev);
+            record_decision(call, k, act::RETIRE_GRANT.iam, &ev);
             if ev.decision != Decision::Allowed {
                 let user = call.who.principal.arn.clone().unwrap_or_else(|| format!("anonymous (uid {})", call.caller.uid));
                 return Err(err(

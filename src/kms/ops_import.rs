@@ -16,6 +16,7 @@
 //! (IncorrectKeyMaterialException otherwise); deleting or expiring it puts the key in
 //! PendingImport at once and shreds the sealed copy.
 
+use crate::policy::actions as act;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -84,11 +85,11 @@ impl Service {
         self.authorize(
             call,
             &snap.state,
-            super::service::Authz::new("kms:GetParametersForImport", Some(k))
+            super::authz::Authz::new(act::GET_PARAMETERS_FOR_IMPORT.iam, Some(k))
                 .set("kms:WrappingAlgorithm", LOCAL_WRAPPING_ALGORITHM)
                 .set("kms:WrappingKeySpec", LOCAL_WRAPPING_KEY_SPEC),
         )?;
-        self.gate("GetParametersForImport", k, call.now)?;
+        self.gate(&act::GET_PARAMETERS_FOR_IMPORT, k, call.now)?;
         let wrapping =
             Zeroizing::new(crypto::random_bytes(32).map_err(|e| internal(e.to_string()))?);
         let valid_to = call.now + DAY;
@@ -168,11 +169,11 @@ impl Service {
             self.authorize(
                 call,
                 st,
-                super::service::Authz::new("kms:ImportKeyMaterial", Some(k))
+                super::authz::Authz::new(act::IMPORT_KEY_MATERIAL.iam, Some(k))
                     .set("kms:ExpirationModel", model.as_str())
                     .set("kms:ValidTo", valid_to.map(|v| v.to_string()).unwrap_or_default()),
             )?;
-            self.gate("ImportKeyMaterial", k, now)?;
+            self.gate(&act::IMPORT_KEY_MATERIAL, k, now)?;
             if body.key_id != k.key_id {
                 return Err(err(ErrorKind::InvalidImportToken, format!("The import token was issued for another key, not {}", k.arn)));
             }
@@ -227,7 +228,7 @@ impl Service {
         let id = self.update_key(
             call,
             &key_id,
-            "DeleteImportedKeyMaterial",
+            &act::DELETE_IMPORTED_KEY_MATERIAL,
             false,
             |a| a,
             |_, _, _, k| {

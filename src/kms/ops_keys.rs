@@ -3,18 +3,19 @@
 //! and tags, with AWS's parameters, responses and exceptions. Each authorizes, gates on
 //! key state, then changes state through [`Service::mutate`]. Never returns material.
 
+use crate::policy::actions::{self as act, Action};
 use serde_json::{json, Value};
 
+use super::authz::Authz;
 use super::clock::DAY;
 use super::model::{
-    KeyManager, KeyRecord, KeyState, MaterialVersion, Origin, RotationRecord, RotationSchedule,
-    RotationType, StoreState, Tag,
+    KeyManager, KeyRecord, KeyState, Origin, RotationSchedule, RotationType, StoreState, Tag,
 };
+use super::principals_watch::root_delegation_policy;
 use super::request::{check_len, paginate, validation, with_marker, Req};
-use super::service::{err, root_delegation_policy, Authz, Call, Service};
-use super::store::{internal, Store};
+use super::service::{err, Call, Service};
+use super::store::internal;
 use super::{ErrorKind, KmsError};
-use crate::crypto::KeyMaterial;
 use crate::policy::PolicyDocument;
 
 /// Most on-demand rotations AWS allows per key.
@@ -22,48 +23,9 @@ pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 const MAX_POLICY_LEN: usize = 32_768;
 const MAX_TAGS: usize = 50;
 
-/// Writes material version 1 of a new AWS_KMS key.
-pub(crate) fn add_first_material(
-    store: &Store,
-    rec: &mut KeyRecord,
-    now: i64,
-) -> Result<(), KmsError> {
-    let m = KeyMaterial::generate().map_err(|e| internal(e.to_string()))?;
-    store.write_material(&rec.key_id, 1, &m)?;
-    rec.materials.push(MaterialVersion {
-        version: 1,
-        created: now,
-    });
-    rec.current_version = Some(1);
-    Ok(())
-}
-
-/// Rotation: a new material version becomes current; every old one stays for Decrypt.
-pub(crate) fn add_material_version(
-    store: &Store,
-    rec: &mut KeyRecord,
-    now: i64,
-    kind: RotationType,
-) -> Result<u32, KmsError> {
-    let v = rec.next_version();
-    let m = KeyMaterial::generate().map_err(|e| internal(e.to_string()))?;
-    store.write_material(&rec.key_id, v, &m)?;
-    rec.materials.push(MaterialVersion {
-        version: v,
-        created: now,
-    });
-    rec.current_version = Some(v);
-    rec.rotations.push(RotationRecord {
-        date: now,
-        kind,
-        version: v,
-    });
-    Ok(v)
-}
-
 /// DescribeKey's KeyMetadata.
 pub fn key_metadata(k: &KeyRecord, now: i64) -> Value {
-    let state = super::service::effective_state(k, now);
+    let state = super::lookup::effective_state(k, now);
     let mut m = json!({
         "AWSAccountId": k.account,
         "KeyId": k.key_id,
@@ -167,19 +129,18 @@ impl Service {
         &self,
         call: &mut Call,
         key_id: &str,
-        op: &str,
+        op: &Action,
         managed_ok: bool,
         extra: impl FnOnce(Authz<'_>) -> Authz<'_>,
         f: impl FnOnce(&Service, &mut Call, &StoreState, &mut KeyRecord) -> Result<(R, bool), KmsError>,
     ) -> Result<R, KmsError> {
-        let action = format!("kms:{op}");
         self.mutate(|st| {
             let (k, _) = self.find_key(call, st, key_id, false)?;
             let id = k.key_id.clone();
-            self.authorize(call, st, extra(Authz::new(&action, Some(k))))?;
+            self.authorize(call, st, extra(Authz::new(op.iam, Some(k))))?;
             self.gate(op, k, call.now)?;
             if !managed_ok && k.manager == KeyManager::Aws {
-                return Err(managed_refusal(k, op));
+                return Err(managed_refusal(k, op.name));
             }
             let mut rec = k.clone();
             let (r, changed) = f(self, call, st, &mut rec)?;
@@ -259,7 +220,7 @@ impl Service {
         self.authorize(
             call,
             &snap.state,
-            Authz::new("kms:CreateKey", None)
+            Authz::new(act::CREATE_KEY.iam, None)
                 .set("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string())
                 .set("kms:KeyOrigin", origin.as_str())
                 .set("kms:KeySpec", "SYMMETRIC_DEFAULT")
@@ -272,7 +233,7 @@ impl Service {
             self.authorize(
                 call,
                 &snap.state,
-                Authz::new("kms:TagResource", None).request_tags(&tags),
+                Authz::new(act::TAG_RESOURCE.iam, None).request_tags(&tags),
             )?;
         }
         let key_id = super::ciphertext::new_key_id().map_err(|e| internal(e.to_string()))?;
@@ -306,7 +267,7 @@ impl Service {
         let now = call.now;
         self.mutate(|st| {
             if origin == Origin::AwsKms {
-                add_first_material(&self.store, &mut rec, now)?;
+                super::material::add_material(&self.store, &mut rec, now, None)?;
             }
             call.resources.push(rec.arn.clone());
             let meta = key_metadata(&rec, now);
@@ -321,7 +282,7 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new("kms:DescribeKey", Some(k));
+        let mut a = Authz::new(act::DESCRIBE_KEY.iam, Some(k));
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
@@ -333,12 +294,12 @@ impl Service {
         let r = Req::new(req)?;
         let page = r.page(1000, 100)?;
         let snap = self.snapshot()?;
-        self.authorize(call, &snap.state, Authz::new("kms:ListKeys", None))?;
+        self.authorize(call, &snap.state, Authz::new(act::LIST_KEYS.iam, None))?;
         let keys: Vec<Value> = snap
             .state
             .keys
             .values()
-            .filter(|k| !super::service::is_destroyed(k, call.now))
+            .filter(|k| !super::lookup::is_destroyed(k, call.now))
             .map(|k| json!({ "KeyId": k.key_id, "KeyArn": k.arn }))
             .collect();
         let (keys, marker) = paginate(keys, page);
@@ -357,7 +318,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "UpdateKeyDescription",
+            &act::UPDATE_KEY_DESCRIPTION,
             false,
             |a| a,
             |_, _, _, k| {
@@ -375,7 +336,11 @@ impl Service {
     ) -> Result<Value, KmsError> {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
-        let op = if enable { "EnableKey" } else { "DisableKey" };
+        let op = if enable {
+            &act::ENABLE_KEY
+        } else {
+            &act::DISABLE_KEY
+        };
         self.update_key(
             call,
             key_id,
@@ -404,7 +369,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "ScheduleKeyDeletion",
+            &act::SCHEDULE_KEY_DELETION,
             false,
             |a| {
                 a.set(
@@ -440,7 +405,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "CancelKeyDeletion",
+            &act::CANCEL_KEY_DELETION,
             false,
             |a| a,
             |_, _, _, k| {
@@ -467,7 +432,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "EnableKeyRotation",
+            &act::ENABLE_KEY_ROTATION,
             false,
             |a| a.set("kms:RotationPeriodInDays", days.to_string()),
             |_, call, _, k| {
@@ -491,7 +456,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "DisableKeyRotation",
+            &act::DISABLE_KEY_ROTATION,
             false,
             |a| a,
             |_, _, _, k| {
@@ -506,12 +471,12 @@ impl Service {
         &self,
         call: &mut Call,
         key_id: &str,
-        op: &str,
+        op: &Action,
         f: impl FnOnce(&KeyRecord, &StoreState) -> Result<R, KmsError>,
     ) -> Result<R, KmsError> {
         let snap = self.snapshot()?;
         let (k, _) = self.find_key(call, &snap.state, key_id, false)?;
-        self.authorize(call, &snap.state, Authz::new(&format!("kms:{op}"), Some(k)))?;
+        self.authorize(call, &snap.state, Authz::new(op.iam, Some(k)))?;
         self.gate(op, k, call.now)?;
         f(k, &snap.state)
     }
@@ -523,7 +488,7 @@ impl Service {
     ) -> Result<Value, KmsError> {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
-        self.read_key(call, key_id, "GetKeyRotationStatus", |k, _| {
+        self.read_key(call, key_id, &act::GET_KEY_ROTATION_STATUS, |k, _| {
             let mut v = json!({ "KeyRotationEnabled": k.rotation.is_some(), "KeyId": k.arn });
             if let (Some(rot), Value::Object(o)) = (&k.rotation, &mut v) {
                 o.insert("RotationPeriodInDays".into(), json!(rot.period_days));
@@ -540,7 +505,7 @@ impl Service {
     ) -> Result<Value, KmsError> {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
-        self.update_key(call, key_id, "RotateKeyOnDemand", false, |a| a, |svc, call, _, k| {
+        self.update_key(call, key_id, &act::ROTATE_KEY_ON_DEMAND, false, |a| a, |svc, call, _, k| {
             let done = k.rotations.iter().filter(|r| r.kind == RotationType::OnDemand).count();
             if done >= MAX_ON_DEMAND_ROTATIONS {
                 return Err(err(
@@ -548,7 +513,7 @@ impl Service {
                     format!("{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations", k.arn),
                 ));
             }
-            add_material_version(&svc.store, k, call.now, RotationType::OnDemand)?;
+            super::material::add_material(&svc.store, k, call.now, Some(RotationType::OnDemand))?;
             Ok((json!({ "KeyId": k.arn }), true))
         })
     }
@@ -561,7 +526,7 @@ impl Service {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
         let page = r.page(1000, 100)?;
-        self.read_key(call, key_id, "ListKeyRotations", |k, _| {
+        self.read_key(call, key_id, &act::LIST_KEY_ROTATIONS, |k, _| {
             let items: Vec<Value> = k
                 .rotations
                 .iter()
@@ -588,7 +553,7 @@ impl Service {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
         Self::check_policy_name(&r)?;
-        self.read_key(call, key_id, "GetKeyPolicy", |k, _| {
+        self.read_key(call, key_id, &act::GET_KEY_POLICY, |k, _| {
             Ok(json!({ "Policy": k.policy, "PolicyName": "default" }))
         })
     }
@@ -600,7 +565,7 @@ impl Service {
     ) -> Result<Value, KmsError> {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
-        self.read_key(call, key_id, "ListKeyPolicies", |_, _| {
+        self.read_key(call, key_id, &act::LIST_KEY_POLICIES, |_, _| {
             Ok(json!({ "PolicyNames": ["default"], "Truncated": false }))
         })
     }
@@ -616,7 +581,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "PutKeyPolicy",
+            &act::PUT_KEY_POLICY,
             false,
             |a| a.set("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string()),
             |svc, call, st, k| {
@@ -640,7 +605,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "TagResource",
+            &act::TAG_RESOURCE,
             false,
             |a| a.request_tags(&request_tags),
             |_, _, _, k| {
@@ -669,7 +634,7 @@ impl Service {
         self.update_key(
             call,
             key_id,
-            "UntagResource",
+            &act::UNTAG_RESOURCE,
             false,
             |a| a.set_multi("aws:TagKeys", tag_keys),
             |_, _, _, k| {
@@ -687,7 +652,7 @@ impl Service {
         let r = Req::new(req)?;
         let key_id = r.str("KeyId")?;
         let page = r.page(50, 50)?;
-        self.read_key(call, key_id, "ListResourceTags", |k, _| {
+        self.read_key(call, key_id, &act::LIST_RESOURCE_TAGS, |k, _| {
             let tags: Vec<Value> = k
                 .tags
                 .iter()

@@ -229,6 +229,29 @@ pub const MAX_ENCRYPTION_CONTEXT_BYTES: usize = 8192;
 /// Most pairs an encryption context may hold (kmsfs's bound, well above real use).
 pub const MAX_ENCRYPTION_CONTEXT_PAIRS: usize = 64;
 
+/// An encryption context as a person types it: a JSON object of strings, or the
+/// shorthand `k=v,k2=v2` (a value may contain `=`). Checked as [`context_from`] checks a
+/// request's; the one parser of contexts for the CLI and the service alike.
+pub fn context_from_text(name: &str, text: &str) -> Result<EncryptionContext, KmsError> {
+    let t = text.trim();
+    if t.starts_with('{') {
+        let v: Value = serde_json::from_str(t).map_err(|e| {
+            validation(format!(
+                "{name}: expected a JSON object of string values ({e})"
+            ))
+        })?;
+        return context_from(name, &v);
+    }
+    let mut m = serde_json::Map::new();
+    for pair in t.split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(validation(format!("{name}: \"{pair}\" is not key=value")));
+        };
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    context_from(name, &Value::Object(m))
+}
+
 pub fn context_from(name: &str, v: &Value) -> Result<EncryptionContext, KmsError> {
     let Value::Object(m) = v else {
         return Err(validation(format!(

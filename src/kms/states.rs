@@ -1,13 +1,37 @@
 //! How a key's state gates each operation, as AWS documents it ("Key states of AWS KMS
-//! keys", the key state table). One pure function, tested as a table: the service asks
-//! it before acting on a key. Never touches the store.
+//! keys", the key state table). One pure function over the [`Gate`] each operation
+//! declares in [`super::operations`], tested as a table: the service asks it before
+//! acting on a key. Never touches the store.
 
 use super::model::{KeyState, Origin};
 use super::ErrorKind;
 
-/// The exception (and AWS's message, after the key ARN) an operation gets on a key in
-/// `state`, or `None` when the state allows it.
-pub fn gate(op: &str, state: KeyState, origin: Origin) -> Option<(ErrorKind, &'static str)> {
+/// The key-state rule of an operation: the rows of AWS's key state table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Works in every state (DescribeKey, PutKeyPolicy, grants, DeleteAlias, ...).
+    Any,
+    /// Cryptographic operations and CreateGrant: the key must be Enabled.
+    Enabled,
+    /// CancelKeyDeletion: only a key pending deletion.
+    PendingDeletion,
+    /// Any state but pending deletion (aliases, tags, description, scheduling).
+    NotPendingDeletion,
+    /// EnableKey, DisableKey: Enabled or Disabled.
+    EnabledOrDisabled,
+    /// Changing rotation: AWS_KMS keys only, Enabled.
+    Rotation,
+    /// Reading rotation: AWS_KMS keys only, any state.
+    RotationInfo,
+    /// Importing material: EXTERNAL keys only, not pending deletion.
+    Import,
+    /// DeleteImportedKeyMaterial: EXTERNAL keys only, any state.
+    DeleteImport,
+}
+
+/// The exception (and AWS's message, after the key ARN) an operation with rule `gate`
+/// gets on a key in `state`, or `None` when the state allows it.
+pub fn gate(gate: Gate, state: KeyState, origin: Origin) -> Option<(ErrorKind, &'static str)> {
     use ErrorKind::{KmsInvalidState, UnsupportedOperation};
     use KeyState::{Enabled, PendingDeletion, PendingImport};
     const DISABLED_EXC: ErrorKind = ErrorKind::Disabled;
@@ -18,39 +42,27 @@ pub fn gate(op: &str, state: KeyState, origin: Origin) -> Option<(ErrorKind, &'s
     const EXTERNAL: &str = "origin is EXTERNAL which is not valid for this operation.";
     const NOT_EXTERNAL: &str = "origin is AWS_KMS which is not valid for this operation.";
     let external = origin == Origin::External;
-    match op {
-        // Cryptographic operations and CreateGrant need an Enabled key.
-        "Encrypt"
-        | "Decrypt"
-        | "ReEncryptFrom"
-        | "ReEncryptTo"
-        | "GenerateDataKey"
-        | "GenerateDataKeyWithoutPlaintext"
-        | "CreateGrant" => match state {
+    match gate {
+        Gate::Enabled => match state {
             Enabled => None,
             KeyState::Disabled => Some((DISABLED_EXC, DISABLED)),
             PendingImport => Some((KmsInvalidState, PENDING_IMPORT)),
             PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
         },
-        "CancelKeyDeletion" => match state {
+        Gate::PendingDeletion => match state {
             PendingDeletion => None,
             _ => Some((KmsInvalidState, NOT_PENDING_DELETION)),
         },
-        "CreateAlias"
-        | "UpdateAlias"
-        | "ScheduleKeyDeletion"
-        | "TagResource"
-        | "UntagResource"
-        | "UpdateKeyDescription" => match state {
+        Gate::NotPendingDeletion => match state {
             PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
             _ => None,
         },
-        "EnableKey" | "DisableKey" => match state {
+        Gate::EnabledOrDisabled => match state {
             Enabled | KeyState::Disabled => None,
             PendingImport => Some((KmsInvalidState, PENDING_IMPORT)),
             PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
         },
-        "EnableKeyRotation" | "DisableKeyRotation" => {
+        Gate::Rotation => {
             if external {
                 return Some((UnsupportedOperation, EXTERNAL));
             }
@@ -61,24 +73,13 @@ pub fn gate(op: &str, state: KeyState, origin: Origin) -> Option<(ErrorKind, &'s
                 PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
             }
         }
-        "RotateKeyOnDemand" => {
-            if external {
-                return Some((UnsupportedOperation, EXTERNAL));
-            }
-            match state {
-                Enabled => None,
-                KeyState::Disabled => Some((DISABLED_EXC, DISABLED)),
-                PendingImport => Some((UnsupportedOperation, EXTERNAL)),
-                PendingDeletion => Some((KmsInvalidState, PENDING_DELETION)),
-            }
-        }
-        "GetKeyRotationStatus" | "ListKeyRotations" => {
+        Gate::RotationInfo => {
             if external {
                 return Some((UnsupportedOperation, EXTERNAL));
             }
             None
         }
-        "GetParametersForImport" | "ImportKeyMaterial" => {
+        Gate::Import => {
             if !external {
                 return Some((UnsupportedOperation, NOT_EXTERNAL));
             }
@@ -87,15 +88,13 @@ pub fn gate(op: &str, state: KeyState, origin: Origin) -> Option<(ErrorKind, &'s
                 _ => None,
             }
         }
-        "DeleteImportedKeyMaterial" => {
+        Gate::DeleteImport => {
             if !external {
                 return Some((UnsupportedOperation, NOT_EXTERNAL));
             }
             None
         }
-        // DescribeKey, GetKeyPolicy, PutKeyPolicy, ListKeyPolicies, ListGrants,
-        // ListResourceTags, RetireGrant, RevokeGrant, DeleteAlias work in every state.
-        _ => None,
+        Gate::Any => None,
     }
 }
 
@@ -264,7 +263,8 @@ mod tests {
         for (op, aws_kms, external) in TABLE {
             for (origin, row) in [(Origin::AwsKms, aws_kms), (Origin::External, external)] {
                 for (state, want) in states.iter().zip(row.iter()) {
-                    let got = gate(op, *state, origin)
+                    let rule = super::super::operations::gate_by_name(op);
+                    let got = gate(rule, *state, origin)
                         .map(|(k, _)| k.aws_name())
                         .unwrap_or(OK);
                     assert_eq!(got, *want, "{op} on a {origin:?} key in state {state:?}");

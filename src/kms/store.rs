@@ -1056,16 +1056,6 @@ impl Store {
             .ok_or_else(|| internal(format!("store: {} has the wrong length", p.display())))
     }
 
-    /// Destroys one material version: overwrite with zeros, fsync, unlink.
-    pub fn shred_material_version(&self, key_id: &str, version: u32) -> Result<(), KmsError> {
-        let p = self.material_path(key_id, version);
-        shred_file(&p)?;
-        if let Some(parent) = p.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
-    }
-
     /// Destroys every material version of a key and its directory.
     pub fn shred_key(&self, key_id: &str) -> Result<(), KmsError> {
         let kdir = self.dir.join(MATERIAL_DIR).join(key_id);

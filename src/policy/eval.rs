@@ -9,42 +9,6 @@ use super::pattern::{glob_match, Part, Pattern};
 use super::{Decision, Evaluation, Grant, IdentityPolicy, PolicyDocument, Reason, Request};
 use std::borrow::Cow;
 
-/// Operations AWS KMS allows a principal of another account to call (all the others are
-/// refused cross-account whatever the policies say).
-pub const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
-    "CreateGrant",
-    "Decrypt",
-    "DeriveSharedSecret",
-    "DescribeKey",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateMac",
-    "GetPublicKey",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "RetireGrant",
-    "Sign",
-    "Verify",
-    "VerifyMac",
-];
-
-/// Grant operations whose grant constraints apply (the operations that take an
-/// encryption context). AWS ignores constraints for the others (DescribeKey,
-/// RetireGrant, CreateGrant, Sign, ...).
-const EC_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-];
-
 /// The parts of a caller ARN the evaluator needs.
 struct Caller<'a> {
     arn: Option<&'a str>,
@@ -308,7 +272,7 @@ fn constraints_hold(g: &Grant, op: &str, req: &Request<'_>) -> bool {
     let Some(c) = &g.constraints else {
         return true;
     };
-    if !EC_OPERATIONS.contains(&op) {
+    if !super::actions::takes_context(op) {
         return true;
     }
     let empty = super::EncryptionContext::new();
@@ -493,9 +457,7 @@ pub(crate) fn evaluate(
             allowed.extend(identity.iter().cloned());
         }
     } else {
-        let cross_ok = CROSS_ACCOUNT_ACTIONS
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(op) && action.len() == op.len() + 4);
+        let cross_ok = super::actions::cross_account_allowed(op) && action.len() == op.len() + 4;
         let key_side = !direct.is_empty() || !delegating.is_empty();
         let id_side = caller.is_root || !identity.is_empty();
         if !cross_ok {
@@ -503,7 +465,9 @@ pub(crate) fn evaluate(
                 "{action} cannot be called across accounts (caller account {}, key account {}): AWS KMS allows only {} from another account",
                 caller.account,
                 req.resource_account,
-                CROSS_ACCOUNT_ACTIONS.join(", ")
+                super::actions::names(|a| a.cross_account)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         } else if key_side && id_side {
             allowed.extend(direct.iter().cloned());

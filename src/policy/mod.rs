@@ -44,13 +44,13 @@
 //!   identity policies. Parsing costs far more than evaluating (about 160 µs against
 //!   2 µs for a 20-statement policy): keep parsed [`PolicyDocument`]s, not text.
 
+pub mod actions;
 mod condition;
 pub mod document;
 mod eval;
 mod pattern;
 
 pub use document::{PolicyKind, PolicyVersion, MAX_IDENTITY_POLICY_CHARS, MAX_KEY_POLICY_BYTES};
-pub use eval::CROSS_ACCOUNT_ACTIONS;
 
 use std::collections::BTreeMap;
 
@@ -291,7 +291,7 @@ pub struct Evaluation {
 ///   account; one naming the account root delegates to that account's identity
 ///   policies (the root principal itself needs no identity policy);
 /// - a caller of another account needs a key-policy Allow naming its account (or it)
-///   and an identity-policy Allow, and only for [`CROSS_ACCOUNT_ACTIONS`];
+///   and an identity-policy Allow, and only for the actions [`actions`] marks `cross_account`;
 /// - grants allow their operations (names without `kms:`) to their grantee when their
 ///   encryption context constraints hold, with or without identity policies.
 ///

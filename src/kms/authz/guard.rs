@@ -18,27 +18,18 @@
 
 use serde_json::json;
 
-use super::managed::VIA_SERVICE;
-use super::model::{KeyRecord, StoreState};
-use super::service::{err, Authz, Call, Service};
-use super::{ErrorKind, KmsError};
+use super::super::managed::VIA_SERVICE;
+use super::super::model::{KeyRecord, StoreState};
+use super::super::operations::data_operations;
+use super::super::service::{err, Call, Service};
+use super::super::{ErrorKind, KmsError};
+use super::Authz;
+use crate::policy::actions as act;
 use crate::policy::{Decision, EncryptionContext, Evaluation, Grant, PolicyDocument};
 use crate::principals::PrincipalKind;
 
 /// The kmsfs action that allows bypassing the escalation guard on a key.
-pub const BYPASS_ESCALATION_GUARD: &str = "kmsfs:BypassEscalationGuard";
-
-/// The data-plane operations the guard protects (grant operation names).
-pub const DATA_OPERATIONS: &[&str] = &[
-    "Decrypt",
-    "Encrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-];
+pub const BYPASS_ESCALATION_GUARD: &str = act::BYPASS_ESCALATION_GUARD.iam;
 
 impl Service {
     #[allow(clippy::too_many_arguments)]
@@ -74,7 +65,7 @@ impl Service {
             call,
             st,
             key,
-            "kms:PutKeyPolicy",
+            act::PUT_KEY_POLICY.iam,
             Some(new_policy),
             Some(&[]),
             None,
@@ -98,7 +89,7 @@ impl Service {
     ) -> Result<Vec<String>, KmsError> {
         let current = self.policy_of(key)?;
         let mut out = Vec::new();
-        for op in DATA_OPERATIONS {
+        for op in data_operations() {
             let action = format!("kms:{op}");
             for via in [None, Some(VIA_SERVICE)] {
                 let after =
@@ -145,7 +136,7 @@ impl Service {
     ) -> Result<Vec<String>, KmsError> {
         let mut out = Vec::new();
         for op in &grant.operations {
-            if !DATA_OPERATIONS.contains(&op.as_str()) {
+            if !act::lookup(op).is_some_and(|a| a.data) {
                 continue;
             }
             let action = format!("kms:{op}");
