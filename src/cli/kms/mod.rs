@@ -258,15 +258,19 @@ fn call(
     if let KmsVerb::WrapKeyMaterial(_) = args.verb {
         return run_local_wrap(&request);
     }
-    let caller_pages = request.contains_key("Limit") || request.contains_key("Marker");
     match paging::pagination_of(operation) {
-        Some(result_key) if !args.no_paginate && !caller_pages => {
+        // As in aws-cli, a caller who gives the marker or limit takes charge of paging.
+        Some(p)
+            if !args.no_paginate
+                && !request.contains_key(p.input_token)
+                && !request.contains_key(p.limit_key) =>
+        {
             let opts = paging::PageOpts {
                 max_items: args.max_items,
                 page_size: args.page_size,
                 starting_token: args.starting_token.clone(),
             };
-            paging::call_pages(backend, operation, &request, result_key, &opts)
+            paging::call_pages(backend, operation, &request, p, &opts)
         }
         _ => backend.call(operation, Value::Object(request)),
     }

@@ -3,22 +3,15 @@
 //! resumes from; `--page-size` sets each call's Limit.
 
 use crate::control::Backend;
+use crate::kms::operations::Pagination;
 use crate::kms::{ErrorKind, KmsError};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-/// The list member of each paginated operation (aws-cli's paginator `result_key`).
-// TODO(h15): derive from the operation table once it carries the pagination key.
-pub fn pagination_of(operation: &str) -> Option<&'static str> {
-    Some(match operation {
-        "ListKeys" => "Keys",
-        "ListAliases" => "Aliases",
-        "ListGrants" | "ListRetirableGrants" => "Grants",
-        "ListKeyPolicies" => "PolicyNames",
-        "ListResourceTags" => "Tags",
-        "ListKeyRotations" => "Rotations",
-        _ => return None,
-    })
+/// How an operation pages, from the key service's operation table (aws-cli's
+/// paginator model: input/output tokens, limit key, result key).
+pub fn pagination_of(operation: &str) -> Option<&'static Pagination> {
+    crate::kms::operations::lookup(operation).and_then(|o| o.pagination())
 }
 
 /// Upper bound on pages fetched for one command: a service that keeps answering
@@ -82,7 +75,7 @@ pub fn call_pages(
     backend: &dyn Backend,
     operation: &str,
     request: &Map<String, Value>,
-    result_key: &str,
+    paging: &Pagination,
     opts: &PageOpts,
 ) -> Result<Value, KmsError> {
     let mut at = match &opts.starting_token {
@@ -96,10 +89,10 @@ pub fn call_pages(
     for pages in 1.. {
         let mut req = request.clone();
         if let Some(size) = opts.page_size {
-            req.insert("Limit".into(), json!(size));
+            req.insert(paging.limit_key.into(), json!(size));
         }
         if let Some(marker) = &at.marker {
-            req.insert("Marker".into(), json!(marker));
+            req.insert(paging.input_token.into(), json!(marker));
         }
         let page = backend.call(operation, Value::Object(req))?;
         let Value::Object(mut page) = page else {
@@ -108,11 +101,11 @@ pub fn call_pages(
                 format!("{operation}: the response is not an object"),
             ));
         };
-        let truncated = page.remove("Truncated").and_then(|v| v.as_bool()) == Some(true);
+        let truncated = page.remove(paging.more_results).and_then(|v| v.as_bool()) == Some(true);
         let next_marker = page
-            .remove("NextMarker")
+            .remove(paging.output_token)
             .and_then(|v| v.as_str().map(str::to_string));
-        let page_items = match page.remove(result_key) {
+        let page_items = match page.remove(paging.result_key) {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
         };
@@ -159,7 +152,7 @@ pub fn call_pages(
         };
     }
     let mut merged = merged.unwrap_or_default();
-    merged.insert(result_key.to_string(), Value::Array(items));
+    merged.insert(paging.result_key.to_string(), Value::Array(items));
     if let Some(t) = next_token {
         merged.insert("NextToken".into(), json!(encode_token(&t)));
     }

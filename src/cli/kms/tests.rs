@@ -416,3 +416,25 @@ fn bad_parameters_name_their_flag() {
         assert_eq!(err.flag(), Some(*flag), "{argv:?}: {err}");
     }
 }
+
+#[test]
+fn every_verb_is_an_operation_of_the_service_table() {
+    use clap::Subcommand;
+    let verbs = KmsVerb::augment_subcommands(clap::Command::new("kms"));
+    let ops: Vec<String> = crate::kms::operations::names()
+        .map(|n| {
+            super::params::flag_of(n)
+                .trim_start_matches("--")
+                .to_string()
+        })
+        .collect();
+    for verb in verbs.get_subcommands().map(clap::Command::get_name) {
+        // kmsfs's one local verb never reaches the service.
+        if verb != "wrap-key-material" {
+            assert!(
+                ops.iter().any(|o| o == verb),
+                "{verb} is not in kms::operations"
+            );
+        }
+    }
+}
