@@ -3,6 +3,7 @@
 //! Read-only: never writes to the log.
 
 use crate::audit::{verify, AuditError, DecisionFilter, Filter, Follower, Reader};
+use crate::cli::output::{self, Doc};
 use crate::cli::{GlobalOpts, OutputFormat};
 use serde_json::Value;
 use std::io::Write;
@@ -101,40 +102,26 @@ fn run_verify(
 ) -> anyhow::Result<i32> {
     match verify(path) {
         Ok(report) => {
-            match output {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"Intact": true, "Records": report.records, "LastSeq": report.last_seq,
-                                       "LastHash": report.last_hash})
-                )?,
-                OutputFormat::Text => writeln!(
-                    out,
-                    "audit log {}: intact, {} records, last hash {}",
-                    path.display(),
-                    report.records,
-                    report.last_hash
-                )?,
-            }
+            let answer = serde_json::json!({"Intact": true, "Records": report.records,
+                                            "LastSeq": report.last_seq, "LastHash": report.last_hash});
+            let text = format!(
+                "audit log {}: intact, {} records, last hash {}\n",
+                path.display(),
+                report.records,
+                report.last_hash
+            );
+            out.write_all(render_answer(&answer, "Verify", text, output).as_bytes())?;
             Ok(0)
         }
         Err(AuditError::Corrupt { line, reason, .. }) => {
             let record = nth_line(path, line).unwrap_or_default();
-            match output {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"Intact": false, "BrokenLine": line, "Reason": reason, "Record": record})
-                )?,
-                OutputFormat::Text => {
-                    writeln!(
-                        out,
-                        "audit log {}: BROKEN at line {line}: {reason}",
-                        path.display()
-                    )?;
-                    writeln!(out, "{record}")?;
-                }
-            }
+            let answer = serde_json::json!({"Intact": false, "BrokenLine": line, "Reason": reason,
+                                            "Record": record});
+            let text = format!(
+                "audit log {}: BROKEN at line {line}: {reason}\n{record}\n",
+                path.display()
+            );
+            out.write_all(render_answer(&answer, "Verify", text, output).as_bytes())?;
             Ok(EXIT_BROKEN)
         }
         Err(e) => {
@@ -197,13 +184,27 @@ fn run_list(
     }
 }
 
+/// `verify`'s answer. JSON stays on one line, as `verify` has always printed it.
+fn render_answer(answer: &Value, title: &str, text: String, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => format!("{answer}\n"),
+        other => output::render(&Doc::own(answer, title, text), other, false),
+    }
+}
+
 /// JSON: the record as its one log line (so output can be piped to jq or another
-/// CloudTrail tool). Text: one summary line per record.
-fn print_record(record: &Value, output: OutputFormat, out: &mut dyn Write) -> std::io::Result<()> {
+/// CloudTrail tool). Text: one summary line per record. Table and YAML: one document
+/// per record.
+fn print_record(record: &Value, format: OutputFormat, out: &mut dyn Write) -> std::io::Result<()> {
     // One write per record, so a reader of our stdout never sees half a record.
-    let line = match output {
+    let line = match format {
         OutputFormat::Json => format!("{record}\n"),
         OutputFormat::Text => format!("{}\n", summary_line(record)),
+        OutputFormat::Yaml => format!(
+            "---\n{}",
+            output::render(&Doc::aws(record, "AuditRecord"), format, true)
+        ),
+        OutputFormat::Table => output::render(&Doc::aws(record, "AuditRecord"), format, true),
     };
     out.write_all(line.as_bytes())?;
     out.flush()

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::cli::service::{open_service, self_caller, RootKeyOpts};
-use crate::cli::{GlobalOpts, OutputFormat};
+use crate::cli::{output, GlobalOpts};
 use crate::format::{check_volume, FileOutcome, VolumeConfig, VolumeEntry, VolumeFinding};
 use crate::fs::authz::key_for_check;
 use crate::kms::provider::DataKeys;
@@ -61,30 +61,28 @@ pub fn run(args: &FsckArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::
         "Damaged": damaged,
         "ContentNotChecked": unchecked,
     });
-    match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        OutputFormat::Text => {
-            for r in &reports {
-                let path = match r["Path"].as_str() {
-                    Some(p) => format!("/{p}"),
-                    None => r["Backing"].as_str().unwrap_or("?").to_string(),
-                };
-                let mut line = format!("{:9} {path}", r["Status"].as_str().unwrap_or(""));
-                if let Some(d) = r["Detail"].as_str().filter(|d| !d.is_empty()) {
-                    line.push_str(&format!(": {d}"));
-                }
-                if r["Status"] == "damaged" && r["Path"].is_string() {
-                    line.push_str(&format!(" [{}]", r["Backing"].as_str().unwrap_or("?")));
-                }
-                println!("{line}");
-            }
-            println!(
-                "{} entries, {damaged} damaged, {unchecked} with content not checked \
-                 (key not usable by this user)",
-                reports.len()
-            );
+    let mut text = String::new();
+    for r in &reports {
+        let path = match r["Path"].as_str() {
+            Some(p) => format!("/{p}"),
+            None => r["Backing"].as_str().unwrap_or("?").to_string(),
+        };
+        let mut line = format!("{:9} {path}", r["Status"].as_str().unwrap_or(""));
+        if let Some(d) = r["Detail"].as_str().filter(|d| !d.is_empty()) {
+            line.push_str(&format!(": {d}"));
         }
+        if r["Status"] == "damaged" && r["Path"].is_string() {
+            line.push_str(&format!(" [{}]", r["Backing"].as_str().unwrap_or("?")));
+        }
+        text.push_str(&line);
+        text.push('\n');
     }
+    text.push_str(&format!(
+        "{} entries, {damaged} damaged, {unchecked} with content not checked \
+         (key not usable by this user)\n",
+        reports.len()
+    ));
+    output::print_own(&summary, "Fsck", text, global.output)?;
     Ok(if damaged > 0 { 1 } else { 0 })
 }
 

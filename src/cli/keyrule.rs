@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 
 use crate::cli::service::{connect_described, RootKeyOpts};
-use crate::cli::{GlobalOpts, OutputFormat};
+use crate::cli::{output, GlobalOpts};
 use crate::fs::{key_rule, FsError, KEY_RULE_XATTR};
 use crate::kms::ErrorKind;
 
@@ -144,16 +144,12 @@ pub fn run(args: &KeyRuleArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyho
         }
         KeyRuleCommand::Show { dir } => {
             let rule = key_rule::show(dir).map_err(|e| os_err("key-rule show", dir, &e))?;
-            match global.output {
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "Directory": dir.display().to_string(),
-                        "KeyId": rule,
-                    }))?
-                ),
-                OutputFormat::Text => println!("{}", rule.unwrap_or_else(|| "(inherited)".into())),
-            }
+            let answer = serde_json::json!({
+                "Directory": dir.display().to_string(),
+                "KeyId": rule,
+            });
+            let text = format!("{}\n", rule.unwrap_or_else(|| "(inherited)".into()));
+            output::print_own(&answer, "KeyRule", text, global.output)?;
             Ok(0)
         }
     }

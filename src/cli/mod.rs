@@ -3,6 +3,10 @@
 
 pub mod audit;
 pub mod kms;
+pub mod output;
+pub mod table;
+
+pub use output::OutputFormat;
 
 use std::path::PathBuf;
 
@@ -18,15 +22,9 @@ pub struct GlobalOpts {
     /// The key service's control socket.
     #[arg(long, global = true, env = "KMSFS_SOCKET")]
     pub socket: Option<PathBuf>,
-    /// Output format.
+    /// Output format, as aws-cli's: json, text (tab-separated), table (boxed) or yaml.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    Json,
-    Text,
 }
 
 pub mod daemon;
@@ -77,7 +75,7 @@ pub enum Command {
     /// Set or show the key that new files under a directory of a mount get.
     KeyRule(keyrule::KeyRuleArgs),
     /// The key service's API, mirroring `aws kms <verb>`.
-    Kms(kms::KmsArgs),
+    Kms(Box<kms::KmsArgs>),
     /// Evaluate a request against a key policy (and identity policies and grants) and
     /// explain the decision.
     Simulate(simulate::SimulateArgs),

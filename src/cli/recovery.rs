@@ -11,7 +11,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::cli::service::{service_config, RootKeyOpts};
-use crate::cli::{store_dir, GlobalOpts, OutputFormat};
+use crate::cli::{output, store_dir, GlobalOpts};
 use crate::kms::backup::{self, BackupInfo};
 use crate::kms::store::{self, NewRootKeySecret, SecretChangeStep, Store};
 use crate::kms::{RootKeySource, Service};
@@ -201,18 +201,14 @@ pub fn run_passwd(
         "RootKeyFile": key_file,
         "ShreddedKeyFile": shredded.map(|p| p.display().to_string()),
     });
-    match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        OutputFormat::Text => {
-            println!(
-                "store {} is now protected by a {protected_by}",
-                dir.display()
-            );
-            if let Some(k) = &key_file {
-                println!("root key file {k}");
-            }
-        }
+    let mut text = format!(
+        "store {} is now protected by a {protected_by}\n",
+        dir.display()
+    );
+    if let Some(k) = &key_file {
+        text.push_str(&format!("root key file {k}\n"));
     }
+    output::print_own(&out, "Passwd", text, global.output)?;
     Ok(0)
 }
 
@@ -253,16 +249,14 @@ fn run_backup(args: &BackupArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
         "Skipped": summary.skipped,
         "Bytes": summary.bytes,
     });
-    match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        OutputFormat::Text => println!(
-            "backup {} of store {} ({} files, {} bytes)",
-            args.file.display(),
-            dir.display(),
-            summary.files.len(),
-            summary.bytes
-        ),
-    }
+    let text = format!(
+        "backup {} of store {} ({} files, {} bytes)\n",
+        args.file.display(),
+        dir.display(),
+        summary.files.len(),
+        summary.bytes
+    );
+    output::print_own(&out, "Backup", text, global.output)?;
     Ok(0)
 }
 
@@ -332,15 +326,13 @@ fn run_restore(args: &RestoreArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         "RootKeyFileWritten": summary.root_key_file_written.map(|p| p.display().to_string()),
         "ReplacedStoreMovedTo": summary.replaced_store_moved_to.map(|p| p.display().to_string()),
     });
-    match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        OutputFormat::Text => println!(
-            "restored store {} ({}) from {}",
-            dir.display(),
-            out["StoreId"].as_str().unwrap_or(""),
-            args.file.display()
-        ),
-    }
+    let text = format!(
+        "restored store {} ({}) from {}\n",
+        dir.display(),
+        out["StoreId"].as_str().unwrap_or(""),
+        args.file.display()
+    );
+    output::print_own(&out, "Restore", text, global.output)?;
     Ok(0)
 }
 

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use zeroize::Zeroizing;
 
 use crate::cli::secrets::{self, SecretSource};
-use crate::cli::{daemon, logging, store_dir, GlobalOpts, OutputFormat};
+use crate::cli::{daemon, logging, store_dir, GlobalOpts};
 use crate::control::{self, Backend, SocketClient};
 use crate::fs::mount::is_mounted;
 use crate::kms::provider::{Caller, DataKeys};
@@ -280,24 +280,20 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
             "DefaultKey": args.key,
         });
     }
-    match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        OutputFormat::Text => {
-            println!(
-                "store {} ({})",
-                dir.display(),
-                if created { "created" } else { "exists" }
-            );
-            if let Some(v) = out.get("Volume") {
-                println!(
-                    "volume {} in {} (default key {})",
-                    v["VolumeId"].as_str().unwrap_or(""),
-                    v["Backing"].as_str().unwrap_or(""),
-                    args.key
-                );
-            }
-        }
+    let mut text = format!(
+        "store {} ({})\n",
+        dir.display(),
+        if created { "created" } else { "exists" }
+    );
+    if let Some(v) = out.get("Volume") {
+        text.push_str(&format!(
+            "volume {} in {} (default key {})\n",
+            v["VolumeId"].as_str().unwrap_or(""),
+            v["Backing"].as_str().unwrap_or(""),
+            args.key
+        ));
     }
+    crate::cli::output::print_own(&out, "Init", text, global.output)?;
     Ok(0)
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use crate::cli::{read_param_text, GlobalOpts, OutputFormat};
+use crate::cli::{output, read_param_text, GlobalOpts, OutputFormat};
 use crate::kms::simulate::{evaluate_offline, OfflineQuestion};
 use crate::policy::{EncryptionContext, PolicyDocument};
 use crate::principals::{parse_principal_arn, Principals, ResolvedPrincipal};
@@ -122,41 +122,37 @@ pub fn normalize_action(action: &str) -> anyhow::Result<String> {
 }
 
 /// Prints the simulator's answer: the JSON document, or one line for people.
-pub fn print_answer(answer: &serde_json::Value, output: OutputFormat) -> anyhow::Result<()> {
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(answer)?),
-        OutputFormat::Text => {
-            let decision = answer
-                .get("EvalDecision")
+pub fn print_answer(answer: &serde_json::Value, format: OutputFormat) -> anyhow::Result<()> {
+    let decision = answer
+        .get("EvalDecision")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown");
+    let mut reasons: Vec<String> = Vec::new();
+    if let Some(list) = answer.get("MatchedStatements").and_then(|v| v.as_array()) {
+        for m in list {
+            let kind = m
+                .get("SourcePolicyType")
                 .and_then(|v| v.as_str())
-                .unwrap_or("unknown");
-            let mut reasons: Vec<String> = Vec::new();
-            if let Some(list) = answer.get("MatchedStatements").and_then(|v| v.as_array()) {
-                for m in list {
-                    let kind = m
-                        .get("SourcePolicyType")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("?");
-                    let id = m
-                        .get("Sid")
-                        .and_then(|v| v.as_str())
-                        .or_else(|| m.get("SourcePolicyId").and_then(|v| v.as_str()))
-                        .unwrap_or("");
-                    reasons.push(format!("{kind} {id}").trim().to_string());
-                }
-            }
-            if let Some(notes) = answer.get("Notes").and_then(|v| v.as_array()) {
-                for n in notes.iter().filter_map(|n| n.as_str()) {
-                    reasons.push(n.to_string());
-                }
-            }
-            if reasons.is_empty() {
-                println!("{decision}");
-            } else {
-                println!("{decision}: {}", reasons.join("; "));
-            }
+                .unwrap_or("?");
+            let id = m
+                .get("Sid")
+                .and_then(|v| v.as_str())
+                .or_else(|| m.get("SourcePolicyId").and_then(|v| v.as_str()))
+                .unwrap_or("");
+            reasons.push(format!("{kind} {id}").trim().to_string());
         }
     }
+    if let Some(notes) = answer.get("Notes").and_then(|v| v.as_array()) {
+        for n in notes.iter().filter_map(|n| n.as_str()) {
+            reasons.push(n.to_string());
+        }
+    }
+    let text = if reasons.is_empty() {
+        format!("{decision}\n")
+    } else {
+        format!("{decision}: {}\n", reasons.join("; "))
+    };
+    output::print_own(answer, "Simulate", text, format)?;
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::cli::service::{connect_described, Endpoint, RootKeyOpts};
-use crate::cli::{GlobalOpts, OutputFormat};
+use crate::cli::{output, GlobalOpts};
+use std::fmt::Write as _;
 
 /// The actions a filesystem user cares about, with ViaService = kmsfs.
 const FS_ACTIONS: [&str; 3] = ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"];
@@ -61,33 +62,38 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
     }
     let answered_by = endpoint_json(&endpoint, me.get("Store").and_then(Value::as_str));
     let out = json!({"Principal": me, "AnsweredBy": answered_by, "Keys": keys_out});
-    match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-        OutputFormat::Text => {
-            println!(
-                "{}\t{}\tuid={}\tgid={}",
-                me.get("Arn").and_then(Value::as_str).unwrap_or("anonymous"),
-                me.get("Type").and_then(Value::as_str).unwrap_or(""),
-                me.get("Uid").cloned().unwrap_or_default(),
-                me.get("Gid").cloned().unwrap_or_default()
-            );
-            match &endpoint {
-                Endpoint::Socket(p) => println!(
-                    "answered by socket {} (store {})",
-                    p.display(),
-                    me.get("Store").and_then(Value::as_str).unwrap_or("?")
-                ),
-                Endpoint::Store(p) => println!("answered by store {} (direct)", p.display()),
-            }
-            for k in &keys_out {
-                let d = &k["Decisions"];
-                let list: Vec<String> = FS_ACTIONS
-                    .iter()
-                    .map(|a| format!("{a}={}", d[*a].as_str().unwrap_or("?")))
-                    .collect();
-                println!("{}\t{}", k["KeyId"].as_str().unwrap_or(""), list.join(" "));
-            }
-        }
+    // Writing into a String cannot fail.
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{}\t{}\tuid={}\tgid={}",
+        me.get("Arn").and_then(Value::as_str).unwrap_or("anonymous"),
+        me.get("Type").and_then(Value::as_str).unwrap_or(""),
+        me.get("Uid").cloned().unwrap_or_default(),
+        me.get("Gid").cloned().unwrap_or_default()
+    );
+    let _ = match &endpoint {
+        Endpoint::Socket(p) => writeln!(
+            text,
+            "answered by socket {} (store {})",
+            p.display(),
+            me.get("Store").and_then(Value::as_str).unwrap_or("?")
+        ),
+        Endpoint::Store(p) => writeln!(text, "answered by store {} (direct)", p.display()),
+    };
+    for k in &keys_out {
+        let d = &k["Decisions"];
+        let list: Vec<String> = FS_ACTIONS
+            .iter()
+            .map(|a| format!("{a}={}", d[*a].as_str().unwrap_or("?")))
+            .collect();
+        let _ = writeln!(
+            text,
+            "{}\t{}",
+            k["KeyId"].as_str().unwrap_or(""),
+            list.join(" ")
+        );
     }
+    output::print_own(&out, "Whoami", text, global.output)?;
     Ok(0)
 }
