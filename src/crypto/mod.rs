@@ -608,4 +608,22 @@ mod tests {
         assert_eq!(siv.decrypt(b"dir-2", &a), Err(CryptoError::Authentication));
         assert_eq!(siv.decrypt(b"dir-1", &a[..3]), Err(CryptoError::Truncated));
     }
+
+    #[test]
+    fn siv_of_empty_plaintext_is_the_bare_tag_and_opens() {
+        let siv = Siv::derive(&SealingKey::from_bytes([3; 32]), b"", b"test siv");
+        let tag_only = siv.encrypt(b"ad", b"").unwrap();
+        assert_eq!(tag_only.len(), SIV_TAG_LEN);
+        assert!(siv.decrypt(b"ad", &tag_only).unwrap().is_empty());
+        assert_eq!(
+            siv.decrypt(b"ad", &tag_only[..SIV_TAG_LEN - 1]),
+            Err(CryptoError::Truncated)
+        );
+    }
+
+    #[test]
+    fn siv_debug_never_shows_the_key() {
+        let siv = Siv::derive(&SealingKey::from_bytes([3; 32]), b"", b"test siv");
+        assert_eq!(format!("{siv:?}"), "Siv(..)");
+    }
 }

@@ -277,6 +277,40 @@ mod tests {
     }
 
     #[test]
+    fn only_base64url_names_classify_as_encrypted_or_long() {
+        // Long enough to be an encrypted name, but with characters base64url never
+        // produces: another program's file, which listings must leave alone.
+        let plain = "a-foreign-file-name-that-is-long-enough.txt";
+        assert!(plain.len() >= MIN_ENCODED_CHARS);
+        assert_eq!(classify(plain), EntryKind::Foreign);
+        assert_eq!(classify(&"A".repeat(60)), EntryKind::Encrypted);
+        for bad in ['+', '/', '=', ' ', '.', 'é'] {
+            let name = format!("{}{bad}", "A".repeat(50));
+            assert_eq!(classify(&name), EntryKind::Foreign, "{name}");
+            // A long-name hash of the right length with one such character.
+            let hash = format!("{}{bad}", "B".repeat(LONG_HASH_CHARS - 1));
+            assert_eq!(hash.chars().count(), LONG_HASH_CHARS);
+            if hash.len() == LONG_HASH_CHARS {
+                let entry = format!("{LONG_NAME_PREFIX}{hash}");
+                assert_eq!(classify(&entry), EntryKind::Reserved, "{entry}");
+                let sidecar = format!("{entry}{LONG_NAME_SIDECAR_SUFFIX}");
+                assert_eq!(classify(&sidecar), EntryKind::Reserved, "{sidecar}");
+            }
+        }
+        let hash = "B".repeat(LONG_HASH_CHARS);
+        assert_eq!(
+            classify(&format!("{LONG_NAME_PREFIX}{hash}")),
+            EntryKind::LongName
+        );
+        assert_eq!(
+            classify(&format!(
+                "{LONG_NAME_PREFIX}{hash}{LONG_NAME_SIDECAR_SUFFIX}"
+            )),
+            EntryKind::Sidecar
+        );
+    }
+
+    #[test]
     fn non_canonical_base64_is_not_an_encrypted_name() {
         let names = NameCipher::new(&SealingKey::from_bytes([1; 32]));
         let dir = DirId([2; 16]);

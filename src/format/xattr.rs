@@ -106,3 +106,40 @@ fn read_sized(call: impl Fn(*mut u8, usize) -> isize) -> std::io::Result<Vec<u8>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_user_attributes_are_sealed() {
+        for name in ["user.comment", "user.", "user.mime_type"] {
+            assert!(XattrCipher::is_sealed(OsStr::new(name)), "{name}");
+        }
+        // The kernel and other tools read these namespaces' values as they are
+        // (capabilities, ACLs, SELinux labels): sealing them would break them.
+        for name in [
+            "security.capability",
+            "system.posix_acl_access",
+            "trusted.overlay.opaque",
+            "user",
+            "User.comment",
+            "",
+        ] {
+            assert!(!XattrCipher::is_sealed(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn values_open_only_under_their_own_name() {
+        let cipher = XattrCipher::new(&SealingKey::from_bytes([5; 32]));
+        let name = OsStr::new("user.a");
+        let stored = cipher.seal(name, b"value").unwrap();
+        assert_ne!(&stored[..], b"value");
+        assert_eq!(cipher.open(name, &stored).unwrap(), b"value");
+        assert!(matches!(
+            cipher.open(OsStr::new("user.b"), &stored),
+            Err(FormatError::XattrAuthentication { name }) if name == "user.b"
+        ));
+    }
+}
