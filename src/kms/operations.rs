@@ -459,3 +459,7 @@ mod tests {
         assert!(lookup("ReEncryptFrom").is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "operations_gate_tests.rs"]
+mod gate_tests;
