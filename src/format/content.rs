@@ -7,7 +7,10 @@
 
 use crate::crypto::{hkdf_sealing_key, CryptoError, DataKey, Sealer, XSealer};
 
-use super::header::{EnvelopeVersion, FileHeader, FileId};
+use super::header::{FileHeader, FileId};
+// The version is a header field and lives there; re-exported so the path
+// `format::content::EnvelopeVersion` keeps working.
+pub use super::header::EnvelopeVersion;
 use super::{FormatError, BLOCK_SIZE};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
