@@ -295,12 +295,17 @@ impl Core {
         }
     }
 
-    /// The envelope version of a regular file, for its size: remembered in the node
-    /// (set by every open, create and re-key), else read from the header once. Both
-    /// versions agree on an empty file, so a header-only file needs no read. A header
-    /// that cannot be read gives version 1's arithmetic, not remembered: the size is a
-    /// guess then, and reads fail with EIO anyway.
+    /// The envelope version of a regular file, for its size: the volume's single
+    /// version when its volume file names one (no read: a cold `stat` costs no disk
+    /// read of the file; a file of another version is refused on open), else
+    /// remembered in the node (set by every open, create and re-key), else read from
+    /// the header once. Both versions agree on an empty file, so a header-only file
+    /// needs no read. A header that cannot be read gives version 1's arithmetic, not
+    /// remembered: the size is a guess then, and reads fail with EIO anyway.
     fn envelope_of(&self, node: &Node, backing_size: u64) -> EnvelopeVersion {
+        if let Some(version) = self.volume.envelopes {
+            return version;
+        }
         if backing_size <= HEADER_LEN as u64 {
             return EnvelopeVersion::V1;
         }
