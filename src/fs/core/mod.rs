@@ -407,21 +407,23 @@ impl Core {
 
     /// Opens a regular file's backing object for I/O through its `O_PATH` descriptor
     /// (so a name swapped in the backing directory since the lookup is never opened).
-    /// `O_NONBLOCK` and the type check make sure an open can never block a worker.
+    /// The type check comes first and needs no `fstat`: `node.kind` is the type `fstat`
+    /// gave for this very descriptor when the node was made, the descriptor pins its
+    /// inode, and an inode's type never changes; so a FIFO or device is never opened and
+    /// an open can never block a worker (`O_NONBLOCK` stays as a second guard).
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
-        let path = sys::proc_path(node.fd.as_fd());
-        let path = Path::new(OsStr::from_bytes(path.as_bytes()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)?;
-        if !file.metadata()?.file_type().is_file() {
+        if node.kind != NodeKind::File {
             return Err(FsError::refused(
                 libc::EIO,
                 "backing object is not a regular file",
             ));
         }
-        Ok(file)
+        let path = sys::proc_path(node.fd.as_fd());
+        let path = Path::new(OsStr::from_bytes(path.as_bytes()));
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)?)
     }
 }
