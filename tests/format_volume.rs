@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kmsfs::crypto::SealingKey;
-use kmsfs::format::{DirMeta, FormatError, MetadataKey, VolumeConfig, BLOCK_SIZE};
+use kmsfs::format::{DirMeta, EnvelopeVersion, FormatError, MetadataKey, VolumeConfig, BLOCK_SIZE};
 
 fn meta_key(seed: u8) -> MetadataKey {
     MetadataKey::new(&SealingKey::from_bytes([seed; 32]))
@@ -270,4 +270,54 @@ fn dir_meta_rejects_bad_key_rules_before_writing() {
         ));
     }
     assert!(!DirMeta::path(dir.path()).exists());
+}
+
+#[test]
+fn new_volumes_say_every_envelope_is_version_2_and_the_field_is_authenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = init(dir.path());
+    assert_eq!(cfg.envelopes, Some(EnvelopeVersion::V2));
+    let path = VolumeConfig::path(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\nenvelopes = 2\n"), "{text}");
+    let loaded = VolumeConfig::load(dir.path()).unwrap();
+    assert_eq!(loaded, cfg);
+    loaded.verify(dir.path(), &meta_key(1)).unwrap();
+    assert!(loaded.check_envelope(EnvelopeVersion::V2).is_ok());
+    assert!(matches!(
+        loaded.check_envelope(EnvelopeVersion::V1),
+        Err(FormatError::EnvelopeNotAllowed {
+            found: 1,
+            required: 2
+        })
+    ));
+
+    // Dropping the line (to have version-1 files accepted again) breaks the MAC.
+    std::fs::write(&path, text.replace("envelopes = 2\n", "")).unwrap();
+    let stripped = VolumeConfig::load(dir.path()).unwrap();
+    assert_eq!(stripped.envelopes, None);
+    assert!(stripped.check_envelope(EnvelopeVersion::V1).is_ok());
+    assert!(matches!(
+        stripped.verify(dir.path(), &meta_key(1)),
+        Err(FormatError::MetadataAuthentication { .. })
+    ));
+
+    // Only version 2 may be named.
+    for value in ["1", "3", "\"2\""] {
+        std::fs::write(
+            &path,
+            text.replace("envelopes = 2", &format!("envelopes = {value}")),
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                VolumeConfig::load(dir.path()),
+                Err(FormatError::BadMetadataField {
+                    field: "envelopes",
+                    ..
+                })
+            ),
+            "{value}"
+        );
+    }
 }

@@ -744,3 +744,55 @@ fn new_objects_get_the_callers_mode_and_ownership() {
         "{names:?}"
     );
 }
+
+/// `st_ino` of everything under the mount, by path.
+fn inode_numbers(root: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let st = fs::symlink_metadata(&path).unwrap();
+            if st.is_dir() {
+                todo.push(path.clone());
+            }
+            out.push((path, st.ino()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn inode_numbers_stay_the_same_after_the_kernel_forgets_them() {
+    // git's index, rsync and backup tools compare st_ino: a number that changes after
+    // the kernel evicted its inode makes them treat every file as changed.
+    let mut m = Mounted::new(&[]);
+    m.assert_live();
+    fs::create_dir(m.path("d")).unwrap();
+    for i in 0..20 {
+        fs::write(m.path(&format!("d/f{i}")), format!("file {i}")).unwrap();
+    }
+    fs::hard_link(m.path("d/f0"), m.path("link")).unwrap();
+    std::os::unix::fs::symlink("d/f1", m.path("sym")).unwrap();
+    let before = inode_numbers(&m.mnt);
+    assert_eq!(before.len(), 23);
+    let mut numbers: Vec<u64> = before.iter().map(|(_, n)| *n).collect();
+    numbers.sort();
+    numbers.dedup();
+    // Hard links share one number; everything else has its own, none the root's.
+    assert_eq!(numbers.len(), 22);
+    assert!(!numbers.contains(&fs::metadata(&m.mnt).unwrap().ino()));
+    assert_eq!(
+        fs::metadata(m.path("link")).unwrap().ino(),
+        fs::metadata(m.path("d/f0")).unwrap().ino()
+    );
+
+    // Evicted from the kernel's caches (FORGET), then a new daemon altogether.
+    std::process::Command::new("sync").status().unwrap();
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    assert_eq!(inode_numbers(&m.mnt), before);
+    m.remount(&[]);
+    m.assert_live();
+    assert_eq!(inode_numbers(&m.mnt), before);
+}

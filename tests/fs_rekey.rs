@@ -283,15 +283,28 @@ fn open_handles_follow_a_rekey_through_another_handle() {
     assert_eq!(fs::read(&path).unwrap(), b"new head+tail");
 }
 
-#[test]
-fn version_1_files_stay_version_1_until_truncated_to_zero() {
-    let mut m = Mounted::new(&[]);
-    // A version-1 file as an older kmsfs wrote it, placed in the backing root.
-    let vol = volume_id(&m);
+/// Makes the volume one made before the volume file's `envelopes` field: each file's
+/// header says its version, and version 1 is accepted. Unmounted while the volume file
+/// is rewritten (with its MAC, as an older kmsfs would have saved it).
+fn make_pre_envelopes_volume(m: &mut Mounted) {
+    m.unmount();
+    let mut cfg = VolumeConfig::load(&m.backing).unwrap();
+    assert_eq!(cfg.envelopes, Some(EnvelopeVersion::V2));
+    cfg.envelopes = None;
+    let secret = m.keys.volume_secret(&cfg.volume_id).unwrap();
+    cfg.save(&m.backing, &MetadataKey::new(&secret)).unwrap();
+    m.mount(&[]);
+}
+
+/// Places a version-1 file `name` holding `content` in the backing root, as an older
+/// kmsfs wrote it (authorized to root under the default key), and remounts. Returns its
+/// header and backing path.
+fn plant_version_1(m: &mut Mounted, name: &str, content: &[u8]) -> (FileHeader, PathBuf) {
+    let vol = volume_id(m);
     let secret = m.keys.volume_secret(&vol).unwrap();
     let root_dir = DirMeta::load(&m.backing, &MetadataKey::new(&secret)).unwrap();
     let name = NameCipher::new(&secret)
-        .encrypt(&root_dir.dir_id, b"old.txt")
+        .encrypt(&root_dir.dir_id, name.as_bytes())
         .unwrap();
     let id = FileHeader::generate_file_id().unwrap();
     let fresh = m
@@ -306,15 +319,24 @@ fn version_1_files_stay_version_1_until_truncated_to_zero() {
         &fresh.key,
     )
     .unwrap();
-    let content: Vec<u8> = Rng(9).bytes(5000);
     let mut bytes = header.encode();
     ContentCipher::new(&fresh.key, &header)
         .unwrap()
-        .seal_blocks(0, &content, &mut bytes)
+        .seal_blocks(0, content, &mut bytes)
         .unwrap();
     let backing = m.backing.join(name.name());
     fs::write(&backing, &bytes).unwrap();
     m.remount(&[]);
+    (header, backing)
+}
+
+#[test]
+fn version_1_files_stay_version_1_until_truncated_to_zero() {
+    let mut m = Mounted::new(&[]);
+    make_pre_envelopes_volume(&mut m);
+    let content: Vec<u8> = Rng(9).bytes(5000);
+    let (header, backing) = plant_version_1(&mut m, "old.txt", &content);
+    let id = header.file_id;
 
     // Read (its size from version 1's arithmetic) and appended to, it stays version 1.
     let path = m.path("old.txt");
@@ -343,4 +365,74 @@ fn version_1_files_stay_version_1_until_truncated_to_zero() {
     m.remount(&[]);
     assert_eq!(fs::metadata(&path).unwrap().len(), 13);
     assert_eq!(fs::read(&path).unwrap(), b"now version 2");
+}
+
+#[test]
+fn a_version_1_file_in_a_version_2_volume_is_refused_and_its_stat_reads_no_header() {
+    // `kmsfs init` makes volumes whose files are all version 2.
+    let mut m = Mounted::new(&[]);
+    let content: Vec<u8> = Rng(10).bytes(5000);
+    let (_, backing) = plant_version_1(&mut m, "planted.txt", &content);
+    m.assert_live();
+    let path = m.path("planted.txt");
+
+    // The size comes from version 2's arithmetic without reading the header: read,
+    // the header would have given version 1's (5000).
+    let backing_len = fs::metadata(&backing).unwrap().len();
+    let v2_size = EnvelopeVersion::V2.plaintext_size(backing_len).unwrap();
+    assert_ne!(v2_size, 5000);
+    assert_eq!(fs::metadata(&path).unwrap().len(), v2_size);
+
+    // Every open refuses it with EIO, before the key service is asked.
+    let opens = m.keys.opens();
+    for write in [false, true] {
+        let err = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&path)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "write={write}");
+    }
+    // A truncation without a handle reads the header too.
+    assert_eq!(
+        nix::unistd::truncate(&path, 10),
+        Err(nix::errno::Errno::EIO)
+    );
+    assert_eq!(m.keys.opens(), opens);
+    assert_eq!(fs::read(&backing).unwrap().len() as u64, backing_len);
+
+    // fsck reports it as damage.
+    m.unmount();
+    let secret = m.keys.volume_secret(&volume_id(&m)).unwrap();
+    let mut findings = Vec::new();
+    kmsfs::format::check_volume(
+        &m.backing,
+        &secret,
+        &mut |_| kmsfs::format::KeyLookup::Unavailable("not asked".into()),
+        &mut |f| findings.push(f),
+    )
+    .unwrap();
+    let planted = findings
+        .iter()
+        .find_map(|f| match f {
+            kmsfs::format::VolumeFinding::File {
+                backing: b,
+                outcome,
+                ..
+            } if *b == backing => Some(outcome),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        matches!(
+            planted,
+            kmsfs::format::FileOutcome::HeaderDamaged {
+                error: kmsfs::format::FormatError::EnvelopeNotAllowed {
+                    found: 1,
+                    required: 2
+                }
+            }
+        ),
+        "{planted:?}"
+    );
 }

@@ -172,6 +172,10 @@ pub enum FormatError {
     /// A version this code does not know.
     #[error("unsupported format version {found} (this kmsfs reads volume format {FORMAT_VERSION} and envelope versions 1 and 2)")]
     UnsupportedVersion { found: u32 },
+    /// A file whose envelope version is not the one its volume file requires
+    /// (`envelopes`): an older envelope planted in a newer volume, i.e. a downgrade.
+    #[error("envelope version {found} in a volume whose files are all version {required}")]
+    EnvelopeNotAllowed { found: u16, required: u16 },
     /// A header length field other than the version's fixed length.
     #[error("header length field is {found}, expected {HEADER_LEN}")]
     BadHeaderLength { found: u32 },
@@ -222,6 +226,7 @@ impl FormatError {
             HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {
                 true
             }
+            EnvelopeNotAllowed { .. } => true,
             BadHeaderField { .. } | NonZeroPadding | KeyCommitment => true,
             Authentication { .. } | BadBackingLength { .. } | BadBlockLength { .. } => true,
         }

@@ -109,7 +109,7 @@ enum KeySource<'a> {
 pub fn verify_file(path: &Path, data_key: Option<&DataKey>) -> FileReport {
     FileReport {
         path: path.to_path_buf(),
-        outcome: check(path, KeySource::Given(data_key)),
+        outcome: check(path, None, KeySource::Given(data_key)),
     }
 }
 
@@ -119,11 +119,11 @@ pub fn verify_file(path: &Path, data_key: Option<&DataKey>) -> FileReport {
 pub fn verify_file_with(path: &Path, keys: &mut dyn FnMut(&FileHeader) -> KeyLookup) -> FileReport {
     FileReport {
         path: path.to_path_buf(),
-        outcome: check(path, KeySource::Lookup(keys)),
+        outcome: check(path, None, KeySource::Lookup(keys)),
     }
 }
 
-fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
+fn check(path: &Path, volume: Option<&VolumeConfig>, keys: KeySource<'_>) -> FileOutcome {
     let io = |source| FormatError::Io {
         path: path.to_path_buf(),
         source,
@@ -142,6 +142,11 @@ fn check(path: &Path, keys: KeySource<'_>) -> FileOutcome {
         Err(FormatError::IoNoPath(e)) => return FileOutcome::Unreadable { error: io(e) },
         Err(error) => return FileOutcome::HeaderDamaged { error },
     };
+    if let Some(volume) = volume {
+        if let Err(error) = volume.check_envelope(header.version) {
+            return FileOutcome::HeaderDamaged { error };
+        }
+    }
     // The size arithmetic depends on the envelope version (its per-block overhead).
     let layout = header.version;
     let Ok(size) = layout.plaintext_size(backing_len) else {
@@ -333,7 +338,9 @@ pub fn check_volume(
         root,
         &mut |entry| match entry {
             VolumeEntry::File { backing, plain } => {
-                let outcome = verify_file_with(&backing, keys).outcome;
+                // In a volume whose files are all of one envelope version, another
+                // version is damage (the mount refuses it with EIO).
+                let outcome = check(&backing, Some(&config), KeySource::Lookup(&mut *keys));
                 visit(VolumeFinding::File {
                     backing,
                     plain,

@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{hkdf_sealing_key, hmac_sha256, hmac_sha256_verify, SealingKey};
 
+use super::EnvelopeVersion;
 use super::{atomic, FormatError, BLOCK_SIZE, FORMAT_VERSION, VOLUME_FILE_NAME};
 
 /// HKDF info label of the metadata MAC key (derived from the volume secret).
 pub const METADATA_KEY_INFO: &[u8] = b"kmsfs v1 metadata mac";
 /// Domain separator at the start of the volume file's MAC input.
 const VOLUME_MAC_LABEL: &[u8] = b"kmsfs v1 volume\0";
+/// Marks the optional `envelopes` field in the MAC input (after the default key, so the
+/// MAC of a volume file without the field is unchanged).
+const ENVELOPES_MAC_LABEL: &[u8] = b"envelopes\0";
 /// Longest key id / ARN / alias accepted as a default key or key rule (bytes).
 pub const MAX_KEY_ID_LEN: usize = 512;
 /// The default key of `kmsfs init` when none is given.
@@ -57,6 +61,11 @@ pub struct VolumeConfig {
     pub default_key: String,
     /// Plaintext block size ([`super::BLOCK_SIZE`] in version 1).
     pub block_size: u32,
+    /// `Some(v)`: every file of this volume has envelope version `v` (only 2 is
+    /// accepted), so a size needs no header read and a file of another version is
+    /// refused (a downgrade). `None` (volumes made before the field existed): each
+    /// file's header says its version, 1 or 2.
+    pub envelopes: Option<EnvelopeVersion>,
     /// The MAC as read from disk (`None` between `create` and the first `save`).
     mac: Option<[u8; 32]>,
 }
@@ -68,7 +77,8 @@ impl VolumeConfig {
     }
 
     /// Creates a new volume in `backing` (created if missing): a fresh random volume id,
-    /// `default_key`, version 1, block size 4096. Refuses a directory that already holds
+    /// `default_key`, version 1, block size 4096, every envelope of the current version
+    /// (`envelopes = 2`). Refuses a directory that already holds
     /// a volume ([`FormatError::AlreadyInitialized`]) or anything else
     /// ([`FormatError::NotEmpty`]). Writes the file without a MAC to claim the directory;
     /// the caller then gets the volume secret for `volume_id` and calls [`Self::save`]
@@ -103,6 +113,7 @@ impl VolumeConfig {
             volume_id: hex::encode(id),
             default_key: default_key.to_string(),
             block_size: BLOCK_SIZE as u32,
+            envelopes: Some(EnvelopeVersion::CURRENT),
             mac: None,
         };
         match atomic::write_atomic(backing, VOLUME_FILE_NAME, &config.encode(), true) {
@@ -154,6 +165,16 @@ impl VolumeConfig {
                 format!("{block_size} is not supported (version 1 uses {BLOCK_SIZE})"),
             ));
         }
+        let envelopes = match table.optional_u64("envelopes")? {
+            None => None,
+            Some(2) => Some(EnvelopeVersion::V2),
+            Some(n) => {
+                return Err(table.field_error(
+                    "envelopes",
+                    format!("{n} is not supported (only 2: every file of envelope version 2)"),
+                ))
+            }
+        };
         let mac = table.optional_mac("mac")?;
         table.finish()?;
         Ok(VolumeConfig {
@@ -161,6 +182,7 @@ impl VolumeConfig {
             volume_id,
             default_key,
             block_size,
+            envelopes,
             mac,
         })
     }
@@ -190,6 +212,18 @@ impl VolumeConfig {
         atomic::write_atomic(backing, VOLUME_FILE_NAME, &self.encode(), false)
     }
 
+    /// Refuses a file header of another envelope version than the volume's `envelopes`
+    /// ([`FormatError::EnvelopeNotAllowed`]); any known version when the field is absent.
+    pub fn check_envelope(&self, found: EnvelopeVersion) -> Result<(), FormatError> {
+        match self.envelopes {
+            Some(required) if required != found => Err(FormatError::EnvelopeNotAllowed {
+                found: found.number(),
+                required: required.number(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// True once the file carries a MAC (i.e. `save` ran after `create`).
     pub fn is_authenticated(&self) -> bool {
         self.mac.is_some()
@@ -210,6 +244,11 @@ impl VolumeConfig {
         }
         input.extend_from_slice(&self.block_size.to_be_bytes());
         push_len_prefixed(&mut input, self.default_key.as_bytes());
+        // Removing the field (to have v1 files accepted again) changes the MAC input.
+        if let Some(version) = self.envelopes {
+            input.extend_from_slice(ENVELOPES_MAC_LABEL);
+            input.extend_from_slice(&u32::from(version.number()).to_be_bytes());
+        }
         input
     }
 
@@ -225,6 +264,9 @@ impl VolumeConfig {
             toml_string(&self.default_key)
         ));
         out.push_str(&format!("block_size = {}\n", self.block_size));
+        if let Some(version) = self.envelopes {
+            out.push_str(&format!("envelopes = {}\n", version.number()));
+        }
         if let Some(mac) = self.mac {
             out.push_str(&format!("mac = \"{}\"\n", hex::encode(mac)));
         }

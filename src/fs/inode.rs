@@ -146,7 +146,42 @@ struct Entry {
 struct Inner {
     nodes: HashMap<u64, Entry>,
     by_backing: HashMap<(u64, u64), u64>,
+    /// The backing root's device: objects on it get their backing inode number.
+    root_dev: u64,
+    /// Next number for objects whose backing inode number cannot be used.
     next_ino: u64,
+}
+
+/// First FUSE inode number handed out from the counter, for backing objects on another
+/// device than the root (a mount inside the backing directory) or whose inode number is
+/// 1 (the FUSE root's). Backing inode numbers below this are used as they are.
+const COUNTER_INO_BASE: u64 = 1 << 63;
+
+impl Inner {
+    /// The FUSE inode number (also `st_ino`) of a backing object the table does not hold.
+    /// Its backing inode number where possible, so that the number is the same every
+    /// time the object is looked up again after the kernel forgot it: tools that
+    /// compare `st_ino` (git's index, rsync, backup tools, `find -inum`) then see an
+    /// unchanged file, and git does not reread every file after the kernel evicted its
+    /// inodes. Unique among live nodes: the table holds an `O_PATH` descriptor to each
+    /// object it knows, so no other object on that device can have the same number
+    /// until the kernel has forgotten the node and the node is gone.
+    fn number_for(&mut self, (dev, backing_ino): (u64, u64)) -> u64 {
+        if dev == self.root_dev
+            && backing_ino > ROOT_INO
+            && backing_ino < COUNTER_INO_BASE
+            && !self.nodes.contains_key(&backing_ino)
+        {
+            return backing_ino;
+        }
+        loop {
+            let ino = self.next_ino;
+            self.next_ino = self.next_ino.wrapping_add(1).max(COUNTER_INO_BASE);
+            if !self.nodes.contains_key(&ino) {
+                return ino;
+            }
+        }
+    }
 }
 
 /// All inodes the kernel currently holds references to.
@@ -172,7 +207,8 @@ impl InodeTable {
             inner: Mutex::new(Inner {
                 nodes,
                 by_backing,
-                next_ino: ROOT_INO + 1,
+                root_dev: id.0,
+                next_ino: COUNTER_INO_BASE,
             }),
         }
     }
@@ -205,8 +241,7 @@ impl InodeTable {
                 return Ok(entry.node.clone());
             }
         }
-        let ino = inner.next_ino;
-        inner.next_ino += 1;
+        let ino = inner.number_for(id);
         let node = Arc::new(Node::new(ino, kind, id, fd));
         inner.nodes.insert(
             ino,

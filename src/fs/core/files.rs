@@ -208,7 +208,9 @@ impl Core {
                 let file = self.reopen(node, true)?;
                 let (header, epoch) = {
                     let g = read_guard(node);
-                    (FileHeader::read_from(&file)?, g.epoch)
+                    let header = FileHeader::read_from(&file)?;
+                    self.volume.check_envelope(header.version)?;
+                    (header, g.epoch)
                 };
                 let cipher = Arc::new(authz::unlock(
                     self.keys.as_ref(),
@@ -290,6 +292,8 @@ impl Core {
         let (header, epoch) = {
             let g = read_guard(&node);
             let header = FileHeader::read_from(&file)?;
+            // A downgrade refused here: an older envelope in a volume that has none.
+            self.volume.check_envelope(header.version)?;
             node.set_envelope(header.version);
             (header, g.epoch)
         };

@@ -295,12 +295,17 @@ impl Core {
         }
     }
 
-    /// The envelope version of a regular file, for its size: remembered in the node
-    /// (set by every open, create and re-key), else read from the header once. Both
-    /// versions agree on an empty file, so a header-only file needs no read. A header
-    /// that cannot be read gives version 1's arithmetic, not remembered: the size is a
-    /// guess then, and reads fail with EIO anyway.
+    /// The envelope version of a regular file, for its size: the volume's single
+    /// version when its volume file names one (no read: a cold `stat` costs no disk
+    /// read of the file; a file of another version is refused on open), else
+    /// remembered in the node (set by every open, create and re-key), else read from
+    /// the header once. Both versions agree on an empty file, so a header-only file
+    /// needs no read. A header that cannot be read gives version 1's arithmetic, not
+    /// remembered: the size is a guess then, and reads fail with EIO anyway.
     fn envelope_of(&self, node: &Node, backing_size: u64) -> EnvelopeVersion {
+        if let Some(version) = self.volume.envelopes {
+            return version;
+        }
         if backing_size <= HEADER_LEN as u64 {
             return EnvelopeVersion::V1;
         }
@@ -402,21 +407,23 @@ impl Core {
 
     /// Opens a regular file's backing object for I/O through its `O_PATH` descriptor
     /// (so a name swapped in the backing directory since the lookup is never opened).
-    /// `O_NONBLOCK` and the type check make sure an open can never block a worker.
+    /// The type check comes first and needs no `fstat`: `node.kind` is the type `fstat`
+    /// gave for this very descriptor when the node was made, the descriptor pins its
+    /// inode, and an inode's type never changes; so a FIFO or device is never opened and
+    /// an open can never block a worker (`O_NONBLOCK` stays as a second guard).
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
-        let path = sys::proc_path(node.fd.as_fd());
-        let path = Path::new(OsStr::from_bytes(path.as_bytes()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)?;
-        if !file.metadata()?.file_type().is_file() {
+        if node.kind != NodeKind::File {
             return Err(FsError::refused(
                 libc::EIO,
                 "backing object is not a regular file",
             ));
         }
-        Ok(file)
+        let path = sys::proc_path(node.fd.as_fd());
+        let path = Path::new(OsStr::from_bytes(path.as_bytes()));
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)?)
     }
 }
