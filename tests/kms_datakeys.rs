@@ -7,6 +7,7 @@ mod support;
 use kmsfs::kms::provider::{DataAction, DataKeys};
 use kmsfs::kms::ErrorKind;
 use kmsfs::policy::EncryptionContext;
+use kmsfs::principals::Principals;
 use serde_json::{json, Value};
 use support::kms::*;
 
@@ -419,6 +420,40 @@ fn a_principals_file_other_users_can_edit_is_refused() {
     );
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(e.ok(ALICE, "WhoAmI", json!({}))["Arn"], arn("alice"));
+}
+
+#[test]
+fn principals_name_the_identity_policy_files_they_loaded() {
+    // The watcher stamps exactly these files, so they must come from the one parse of
+    // principals.toml, resolved against its directory, inline policies not among them.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("p")).unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:DescribeKey","Resource":"*"}]}"#;
+    std::fs::write(dir.path().join("a.json"), policy).unwrap();
+    std::fs::write(dir.path().join("p/b.json"), policy).unwrap();
+    let file = dir.path().join("principals.toml");
+    let toml = format!(
+        r#"account = "111122223333"
+
+[[principal]]
+arn = "arn:aws:iam::111122223333:user/a"
+uid = 1001
+policies = ["a.json"]
+
+[[principal]]
+arn = "arn:aws:iam::111122223333:user/b"
+uid = 1002
+policies = ["p/b.json"]
+policy = '''{policy}'''
+"#
+    );
+    std::fs::write(&file, toml).unwrap();
+    let p = Principals::load(&file).unwrap();
+    assert_eq!(
+        p.policy_files(),
+        [dir.path().join("a.json"), dir.path().join("p/b.json")]
+    );
+    assert!(Principals::single_user(0).policy_files().is_empty());
 }
 
 #[test]

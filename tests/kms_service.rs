@@ -374,8 +374,11 @@ fn rotation_keeps_old_ciphertexts_readable_and_new_ones_use_the_new_version() {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(service_events(&e, "RotateKey"), 0);
     e.clock.advance_days(2);
     e.svc.tick().unwrap();
+    // The automatic rotation is recorded as AWS records it: a RotateKey service event.
+    assert_eq!(service_events(&e, "RotateKey"), 1);
     let rots = e.ok(ADMIN, "ListKeyRotations", json!({ "KeyId": id }));
     assert_eq!(rots["Rotations"].as_array().unwrap().len(), 1);
     assert_eq!(rots["Rotations"][0]["RotationType"], "AUTOMATIC");
@@ -419,9 +422,12 @@ fn deletion_window_then_not_found_and_material_gone_from_disk() {
         &e.fails(ADMIN, "DescribeKey", json!({ "KeyId": id })),
         ErrorKind::NotFound,
     );
+    assert_eq!(service_events(&e, "DeleteKey"), 0);
     e.svc.tick().unwrap();
-    // ...and after it the sealed material is no longer on disk.
+    // ...and after it the sealed material is no longer on disk, and the deletion is
+    // recorded as a DeleteKey service event.
     assert!(!material.exists());
+    assert_eq!(service_events(&e, "DeleteKey"), 1);
     assert_kind(&e.decrypt(ALICE, &blob).unwrap_err(), ErrorKind::NotFound);
     assert_kind(
         &e.fails(ADMIN, "CancelKeyDeletion", json!({ "KeyId": id })),
@@ -506,6 +512,7 @@ fn imported_material_lifecycle() {
     );
     e.svc.tick().unwrap();
     assert!(!e.store().join("material").join(&id).exists());
+    assert_eq!(service_events(&e, "DeleteExpiredKeyMaterial"), 1);
     // A token from an expired window is refused.
     let p = e.ok(ROOT, "GetParametersForImport", json!({ "KeyId": id }));
     e.clock.advance(86_401);
@@ -1069,4 +1076,13 @@ fn tags_drive_abac_conditions() {
         ErrorKind::AccessDenied,
     );
     assert!(e.call(ADMIN, "CreateKey", json!({})).is_ok());
+}
+
+/// Audit records of service events (no caller) named `name`.
+fn service_events(e: &Env, name: &str) -> usize {
+    e.audit_text()
+        .lines()
+        .filter(|l| l.contains(&format!("\"eventName\":\"{name}\"")))
+        .filter(|l| l.contains("\"type\":\"AWSService\""))
+        .count()
 }

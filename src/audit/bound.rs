@@ -10,7 +10,7 @@
 //! with secret members already hidden). Someone holding the original request can
 //! recompute the hash and show that the record describes it.
 
-use super::record::{canonical_bytes_scrubbed, is_secret_member, HIDDEN};
+use super::canonical::{canonical_bytes_scrubbed, is_secret_member, HIDDEN};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 

@@ -55,12 +55,14 @@
 //! other process's last record.
 
 mod bound;
+mod canonical;
 mod reader;
 mod record;
 mod verify;
 
+pub use canonical::canonical_bytes;
 pub use reader::{DecisionFilter, Filter, Follower, Reader};
-pub use record::{canonical_bytes, uuid_v4, MAX_RECORD_BYTES};
+pub use record::{uuid_v4, MAX_RECORD_BYTES};
 pub use verify::{verify, VerifyReport};
 
 use std::fs::{File, OpenOptions};

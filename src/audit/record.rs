@@ -1,26 +1,11 @@
 //! Building one record's JSON from an [`Event`] and hashing it canonically.
 
 use super::bound::{self, cut_str};
+use super::canonical::{write_canonical_with, write_canonical_within, write_string};
 use super::Event;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-
-/// Written in place of a member whose name says it carries a secret, as CloudTrail does.
-pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
-
-/// Member names (lowercased) that must never reach the log with their value. The key
-/// service is not supposed to pass them at all; this catches a mistake before it
-/// becomes a permanent, replicated copy of a secret.
-const SECRET_MEMBERS: &[&str] = &[
-    "plaintext",
-    "keymaterial",
-    "encryptedkeymaterial",
-    "importtoken",
-    "privatekeyplaintext",
-    "passphrase",
-    "datakey",
-];
 
 /// Upper bound on one record line in bytes, whatever the event holds: every caller-
 /// supplied field is cut to fit (see [`super::bound`]).
@@ -230,97 +215,6 @@ impl Canon {
     }
 }
 
-/// The bytes a record's hash covers: compact JSON with every object's members sorted by
-/// name (byte order), strings escaped as serde_json escapes them. Sorting makes the hash
-/// independent of member order, so a reader that reformats a line does not break it
-/// while any change of a name or a value does. Callers remove `kmsfs.hash` first.
-pub fn canonical_bytes(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
-    write_canonical_with(value, &mut out, false);
-    out
-}
-
-/// [`canonical_bytes`] with secret members hidden, as a record writes them.
-pub(crate) fn canonical_bytes_scrubbed(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
-    write_canonical_with(value, &mut out, true);
-    out
-}
-
-pub(crate) fn is_secret_member(name: &str) -> bool {
-    SECRET_MEMBERS.iter().any(|s| s.eq_ignore_ascii_case(name))
-}
-
-/// Canonical form of `value`; with `scrub`, members named in SECRET_MEMBERS (at any
-/// depth) are written as HIDDEN instead of their value.
-fn write_canonical_with(value: &Value, out: &mut Vec<u8>, scrub: bool) {
-    write_canonical_within(value, out, scrub, usize::MAX);
-}
-
-/// [`write_canonical_with`] that gives up (returning false, with `out` partly written)
-/// as soon as `out` would grow past `limit` bytes, before writing a long string whole.
-fn write_canonical_within(value: &Value, out: &mut Vec<u8>, scrub: bool, limit: usize) -> bool {
-    let fits = |out: &Vec<u8>, more: usize| out.len().saturating_add(more) <= limit;
-    match value {
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (name, v)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                if !fits(out, name.len() + 3) {
-                    return false;
-                }
-                write_string(name, out);
-                out.push(b':');
-                let ok = if scrub && is_secret_member(name) {
-                    write_string(HIDDEN, out);
-                    true
-                } else {
-                    write_canonical_within(v, out, scrub, limit)
-                };
-                if !ok {
-                    return false;
-                }
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                if !write_canonical_within(v, out, scrub, limit) {
-                    return false;
-                }
-            }
-            out.push(b']');
-        }
-        Value::String(s) => {
-            // Escaping only lengthens a string: check before writing a long one.
-            if !fits(out, s.len() + 2) {
-                return false;
-            }
-            write_string(s, out);
-        }
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        // Writing into a Vec cannot fail.
-        Value::Number(n) => {
-            let _ = serde_json::to_writer(&mut *out, n);
-        }
-    }
-    out.len() <= limit
-}
-
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
 /// ISO 8601 UTC with seconds, as CloudTrail writes eventTime.
 pub(crate) fn event_time(now: i64) -> String {
     let t =
@@ -382,6 +276,7 @@ impl<'a> KeyArn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::canonical::{canonical_bytes, HIDDEN};
     use serde_json::json;
 
     #[test]

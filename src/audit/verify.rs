@@ -1,7 +1,7 @@
 //! Checking the chain from the first record to the last.
 
+use super::canonical::canonical_bytes;
 use super::reader::{chain_fields, Reader};
-use super::record::canonical_bytes;
 use super::{AuditError, GENESIS_HASH};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

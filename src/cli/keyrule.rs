@@ -17,6 +17,7 @@ use crate::cli::service::{connect_described, RootKeyOpts};
 use crate::cli::{output, GlobalOpts};
 use crate::fs::{key_rule, FsError, KEY_RULE_XATTR};
 use crate::kms::ErrorKind;
+use crate::policy::actions as act;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyRuleArgs {
@@ -78,7 +79,7 @@ fn check_key_usable(
             dir.display()
         )
     };
-    match backend.call("DescribeKey", json!({"KeyId": key})) {
+    match backend.call(act::DESCRIBE_KEY.name, json!({"KeyId": key})) {
         Err(e) if e.kind == ErrorKind::NotFound => {
             return Err(refuse(format!(
                 "the key {key} does not exist: {}",
@@ -95,7 +96,7 @@ fn check_key_usable(
         // simulated GenerateDataKey below still decides.
         Err(_) => {}
     }
-    let req = json!({"KeyId": key, "Action": "kms:GenerateDataKey", "ViaService": "kmsfs", "ForCaller": true});
+    let req = json!({"KeyId": key, "Action": act::GENERATE_DATA_KEY.iam, "ViaService": "kmsfs", "ForCaller": true});
     let answer = match backend.call("Simulate", req) {
         Ok(v) => v,
         Err(e) if e.kind == ErrorKind::NotFound => {

@@ -9,10 +9,15 @@ use serde_json::{json, Value};
 
 use crate::cli::service::{connect_described, Endpoint, RootKeyOpts};
 use crate::cli::{output, GlobalOpts};
+use crate::policy::actions as act;
 use std::fmt::Write as _;
 
 /// The actions a filesystem user cares about, with ViaService = kmsfs.
-const FS_ACTIONS: [&str; 3] = ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"];
+const FS_ACTIONS: [&str; 3] = [
+    act::GENERATE_DATA_KEY.iam,
+    act::DECRYPT.iam,
+    act::ENCRYPT.iam,
+];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WhoamiArgs {

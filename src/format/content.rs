@@ -5,15 +5,15 @@
 //! Never does I/O: the filesystem reads and writes the bytes, this module seals and
 //! opens them.
 
-use crate::crypto::{
-    hkdf_sealing_key, CryptoError, DataKey, Sealer, XSealer, SEAL_OVERHEAD, XSEAL_OVERHEAD,
-};
+use crate::crypto::{hkdf_sealing_key, CryptoError, DataKey, Sealer, XSealer};
 
 use super::header::{FileHeader, FileId};
-use super::{FormatError, BLOCK_SIZE, HEADER_LEN};
+// The version is a header field and lives there; re-exported so the path
+// `format::content::EnvelopeVersion` keeps working.
+pub use super::header::EnvelopeVersion;
+use super::{FormatError, BLOCK_SIZE};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
-const HEADER: u64 = HEADER_LEN as u64;
 
 /// HKDF info label of the version-1 content key (derived from the data key, salt =
 /// file id): the AES-256-GCM key of every block.
@@ -22,100 +22,6 @@ pub const CONTENT_KEY_INFO: &[u8] = b"kmsfs v1 content key";
 /// from which each block's subkey is derived. A separate label keeps the two versions'
 /// keys independent even for the same data key and file id.
 pub const CONTENT_KEY_INFO_V2: &[u8] = b"kmsfs v2 content key";
-
-/// The version of a file's envelope (header field `version`): it fixes how blocks are
-/// sealed and so the per-block overhead. Files keep the version they were written with
-/// until they are re-keyed (truncated to zero or first written while empty), which
-/// writes [`EnvelopeVersion::CURRENT`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EnvelopeVersion {
-    /// AES-256-GCM with a random 96-bit nonce per block: `nonce (12) || ct || tag (16)`.
-    V1,
-    /// XAES-256-GCM with a random 192-bit nonce per block: `nonce (24) || ct || tag (16)`.
-    V2,
-}
-
-impl EnvelopeVersion {
-    /// The version every new file (and every re-keyed file) gets.
-    pub const CURRENT: EnvelopeVersion = EnvelopeVersion::V2;
-
-    /// The header's `version` field.
-    pub const fn number(self) -> u16 {
-        match self {
-            EnvelopeVersion::V1 => 1,
-            EnvelopeVersion::V2 => 2,
-        }
-    }
-
-    /// The version a header's `version` field names, if this code knows it.
-    pub fn from_number(n: u16) -> Option<Self> {
-        match n {
-            1 => Some(EnvelopeVersion::V1),
-            2 => Some(EnvelopeVersion::V2),
-            _ => None,
-        }
-    }
-
-    /// Bytes a sealed block adds to its plaintext (nonce + tag): 28 (v1), 40 (v2).
-    pub const fn block_overhead(self) -> usize {
-        match self {
-            EnvelopeVersion::V1 => SEAL_OVERHEAD,
-            EnvelopeVersion::V2 => XSEAL_OVERHEAD,
-        }
-    }
-
-    /// Backing bytes of a full sealed block: 4124 (v1), 4136 (v2).
-    pub const fn sealed_block_size(self) -> usize {
-        BLOCK_SIZE + self.block_overhead()
-    }
-
-    /// Sealed length of a block holding `plain_len` (1..=4096) plaintext bytes.
-    pub const fn sealed_len(self, plain_len: usize) -> usize {
-        plain_len + self.block_overhead()
-    }
-
-    /// Plaintext size of a file of this version whose backing file is `backing_len`
-    /// bytes long (header included). [`FormatError::BadBackingLength`] for lengths no
-    /// file can have (shorter than the header, or a last block no longer than the
-    /// overhead).
-    pub fn plaintext_size(self, backing_len: u64) -> Result<u64, FormatError> {
-        let bad = FormatError::BadBackingLength { backing_len };
-        let sealed = self.sealed_block_size() as u64;
-        let overhead = self.block_overhead() as u64;
-        let Some(content) = backing_len.checked_sub(HEADER) else {
-            return Err(bad);
-        };
-        let (full, rest) = (content / sealed, content % sealed);
-        if rest == 0 {
-            Ok(full * BLOCK)
-        } else if rest <= overhead {
-            Err(bad)
-        } else {
-            Ok(full * BLOCK + rest - overhead)
-        }
-    }
-
-    /// Backing length of a file of this version with `plaintext_len` plaintext bytes
-    /// (header included).
-    pub fn backing_len(self, plaintext_len: u64) -> u64 {
-        let (full, rest) = (plaintext_len / BLOCK, plaintext_len % BLOCK);
-        let last = if rest == 0 {
-            0
-        } else {
-            rest + self.block_overhead() as u64
-        };
-        // Saturates for sizes no filesystem can hold rather than wrapping.
-        HEADER
-            .saturating_add(full.saturating_mul(self.sealed_block_size() as u64))
-            .saturating_add(last)
-    }
-
-    /// Backing offset where sealed block `index` starts.
-    pub fn block_offset(self, index: u64) -> u64 {
-        HEADER.saturating_add(index.saturating_mul(self.sealed_block_size() as u64))
-    }
-}
 
 /// [`EnvelopeVersion::plaintext_size`] of a version-1 file.
 pub fn plaintext_size(backing_len: u64) -> Result<u64, FormatError> {

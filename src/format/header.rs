@@ -1,7 +1,7 @@
 //! The envelope header at the start of every encrypted file: magic, version, file id,
 //! the CMK's ARN, the wrapped data key and the key commitment (see docs/FORMAT.md).
 //! Versions 1 and 2 share this layout; they differ in the magic's last byte, the
-//! version field, and how blocks are sealed (see [`super::content`]).
+//! version field, and how blocks are sealed (see [`ContentCipher`](crate::format::ContentCipher)).
 //! Owns encoding, strict decoding and the commitment; never unwraps a data key (that is
 //! the key service's job) and never sees content.
 
@@ -10,10 +10,108 @@ use std::fs::File;
 
 use std::os::unix::fs::FileExt;
 
-use crate::crypto::{hkdf_sealing_key, hmac_sha256, hmac_sha256_verify, DataKey};
+use crate::crypto::{
+    hkdf_sealing_key, hmac_sha256, hmac_sha256_verify, DataKey, SEAL_OVERHEAD, XSEAL_OVERHEAD,
+};
 
-use super::content::EnvelopeVersion;
-use super::{FormatError, HEADER_LEN};
+use super::{FormatError, BLOCK_SIZE, HEADER_LEN};
+
+const BLOCK: u64 = BLOCK_SIZE as u64;
+const HEADER: u64 = HEADER_LEN as u64;
+
+/// The version of a file's envelope (header field `version`): it fixes how blocks are
+/// sealed and so the per-block overhead. Files keep the version they were written with
+/// until they are re-keyed (truncated to zero or first written while empty), which
+/// writes [`EnvelopeVersion::CURRENT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EnvelopeVersion {
+    /// AES-256-GCM with a random 96-bit nonce per block: `nonce (12) || ct || tag (16)`.
+    V1,
+    /// XAES-256-GCM with a random 192-bit nonce per block: `nonce (24) || ct || tag (16)`.
+    V2,
+}
+
+impl EnvelopeVersion {
+    /// The version every new file (and every re-keyed file) gets.
+    pub const CURRENT: EnvelopeVersion = EnvelopeVersion::V2;
+
+    /// The header's `version` field.
+    pub const fn number(self) -> u16 {
+        match self {
+            EnvelopeVersion::V1 => 1,
+            EnvelopeVersion::V2 => 2,
+        }
+    }
+
+    /// The version a header's `version` field names, if this code knows it.
+    pub fn from_number(n: u16) -> Option<Self> {
+        match n {
+            1 => Some(EnvelopeVersion::V1),
+            2 => Some(EnvelopeVersion::V2),
+            _ => None,
+        }
+    }
+
+    /// Bytes a sealed block adds to its plaintext (nonce + tag): 28 (v1), 40 (v2).
+    pub const fn block_overhead(self) -> usize {
+        match self {
+            EnvelopeVersion::V1 => SEAL_OVERHEAD,
+            EnvelopeVersion::V2 => XSEAL_OVERHEAD,
+        }
+    }
+
+    /// Backing bytes of a full sealed block: 4124 (v1), 4136 (v2).
+    pub const fn sealed_block_size(self) -> usize {
+        BLOCK_SIZE + self.block_overhead()
+    }
+
+    /// Sealed length of a block holding `plain_len` (1..=4096) plaintext bytes.
+    pub const fn sealed_len(self, plain_len: usize) -> usize {
+        plain_len + self.block_overhead()
+    }
+
+    /// Plaintext size of a file of this version whose backing file is `backing_len`
+    /// bytes long (header included). [`FormatError::BadBackingLength`] for lengths no
+    /// file can have (shorter than the header, or a last block no longer than the
+    /// overhead).
+    pub fn plaintext_size(self, backing_len: u64) -> Result<u64, FormatError> {
+        let bad = FormatError::BadBackingLength { backing_len };
+        let sealed = self.sealed_block_size() as u64;
+        let overhead = self.block_overhead() as u64;
+        let Some(content) = backing_len.checked_sub(HEADER) else {
+            return Err(bad);
+        };
+        let (full, rest) = (content / sealed, content % sealed);
+        if rest == 0 {
+            Ok(full * BLOCK)
+        } else if rest <= overhead {
+            Err(bad)
+        } else {
+            Ok(full * BLOCK + rest - overhead)
+        }
+    }
+
+    /// Backing length of a file of this version with `plaintext_len` plaintext bytes
+    /// (header included).
+    pub fn backing_len(self, plaintext_len: u64) -> u64 {
+        let (full, rest) = (plaintext_len / BLOCK, plaintext_len % BLOCK);
+        let last = if rest == 0 {
+            0
+        } else {
+            rest + self.block_overhead() as u64
+        };
+        // Saturates for sizes no filesystem can hold rather than wrapping.
+        HEADER
+            .saturating_add(full.saturating_mul(self.sealed_block_size() as u64))
+            .saturating_add(last)
+    }
+
+    /// Backing offset where sealed block `index` starts.
+    pub fn block_offset(self, index: u64) -> u64 {
+        HEADER.saturating_add(index.saturating_mul(self.sealed_block_size() as u64))
+    }
+}
 
 /// Offsets of the fixed-position fields (docs/FORMAT.md, "Header").
 const VERSION_AT: usize = 8;

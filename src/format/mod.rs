@@ -25,10 +25,10 @@ use std::path::PathBuf;
 pub(crate) use atomic::{replace_file, write_atomic};
 pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
-    ContentCipher, EnvelopeVersion,
+    ContentCipher,
 };
 pub use dirmeta::{DirId, DirMeta};
-pub use header::{encryption_context, FileHeader, FileId};
+pub use header::{encryption_context, EnvelopeVersion, FileHeader, FileId};
 pub use keys::VolumeKeys;
 pub use metafile::{
     open_regular, open_regular_at, read_metadata, read_metadata_at, METADATA_MAX_LEN,

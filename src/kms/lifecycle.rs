@@ -10,6 +10,29 @@ use super::service::{lock, Call, Service};
 use super::{managed, KmsError};
 use crate::policy::actions as act;
 
+/// What the service does by itself when it is due, recorded under CloudTrail's event
+/// names for these service events. Not operations: no caller invokes them and no
+/// policy names them, so they are not in the operation table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceEvent {
+    /// A key's scheduled deletion date passed.
+    DeleteKey,
+    /// Imported key material reached its expiry (`ValidTo`).
+    DeleteExpiredKeyMaterial,
+    /// Automatic rotation gave the key new material.
+    RotateKey,
+}
+
+impl ServiceEvent {
+    fn name(self) -> &'static str {
+        match self {
+            ServiceEvent::DeleteKey => "DeleteKey",
+            ServiceEvent::DeleteExpiredKeyMaterial => "DeleteExpiredKeyMaterial",
+            ServiceEvent::RotateKey => "RotateKey",
+        }
+    }
+}
+
 impl Service {
     /// Creates the service-managed default key if it does not exist yet.
     pub(crate) fn ensure_default_key(&self, now: i64) -> Result<(), KmsError> {
@@ -76,7 +99,7 @@ impl Service {
                         let arn = k.arn.clone();
                         st.keys.remove(&id);
                         st.aliases.retain(|_, a| a.target_key_id != id);
-                        done.push(("DeleteKey", id.clone(), arn, json!({})));
+                        done.push((ServiceEvent::DeleteKey, id.clone(), arn, json!({})));
                         continue;
                     }
                     if let Some(vt) = k.import.as_ref().and_then(|i| i.valid_to) {
@@ -87,7 +110,7 @@ impl Service {
                                 k.state = KeyState::PendingImport;
                             }
                             done.push((
-                                "DeleteExpiredKeyMaterial",
+                                ServiceEvent::DeleteExpiredKeyMaterial,
                                 id.clone(),
                                 k.arn.clone(),
                                 json!({}),
@@ -107,7 +130,7 @@ impl Service {
                                 r.anchor = now;
                             }
                             done.push((
-                                "RotateKey",
+                                ServiceEvent::RotateKey,
                                 id.clone(),
                                 k.arn.clone(),
                                 json!({ "MaterialVersion": v }),
@@ -118,14 +141,14 @@ impl Service {
                 let changed = !done.is_empty();
                 Ok((done, changed))
             })?;
-            for (name, id, arn, detail) in done {
-                if name != "RotateKey" {
+            for (event, id, arn, detail) in done {
+                if event != ServiceEvent::RotateKey {
                     // After the commit: the state no longer names this material
                     // (a deleted key, or expired imported material), so shred it.
                     self.forget_material(&id);
                     self.store.shred_key(&id)?;
                 }
-                self.audit_service_event(name, &arn, now, detail);
+                self.audit_service_event(event.name(), &arn, now, detail);
             }
         }
         // Garbage is judged against the state read under the lock: a snapshot taken

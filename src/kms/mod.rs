@@ -2,13 +2,14 @@
 //! states, key policies, grants, aliases, tags, rotation, scheduled deletion, imported
 //! material, and the [`Service`] that authorizes (policy), acts and audits every call.
 //!
-//! [`Service::call`] speaks AWS KMS's JSON API: operation names ("CreateKey",
-//! "Decrypt", ...), PascalCase fields, base64 blobs, AWS's exceptions. The operations
-//! kmsfs implements are the rows of [`operations::TABLE`] (names and classification in
-//! [`crate::policy::actions`]), including two kmsfs extensions: "Simulate" (with
-//! `"ForCaller": true`, about the caller exactly as identified, groups included,
-//! without needing GetKeyPolicy) and "WhoAmI" (the caller's principal and the store
-//! that answered). kmsfs's own action `kmsfs:BypassEscalationGuard` is evaluated like
+//! [`Service::call`] speaks AWS KMS's JSON API: operation names as AWS spells them,
+//! PascalCase fields, base64 blobs, AWS's exceptions. The operations kmsfs implements
+//! are the rows of [`operations::TABLE`] (names and classification in
+//! [`crate::policy::actions`], the one place that spells them), including two kmsfs
+//! extensions: [`SIMULATE`](crate::policy::actions::SIMULATE) (with `"ForCaller": true`,
+//! about the caller exactly as identified, groups included, without needing the key
+//! policy) and [`WHO_AM_I`](crate::policy::actions::WHO_AM_I) (the caller's principal
+//! and the store that answered). kmsfs's own action `kmsfs:BypassEscalationGuard` is evaluated like
 //! the `kms:` actions (see `authz::guard`).
 //!
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.

@@ -1,7 +1,8 @@
 //! The key service's persistent state as plain data: keys (metadata, policy text,
 //! grants, tags, rotation, deletion, import state), aliases and volume secrets. This is
 //! what `state.json` holds. Key material is never here: it lives sealed in its own files
-//! (see [`super::store`]), so destroying a key can overwrite and remove exactly its bytes.
+//! (`material/<key-id>/v<N>` in the store), so destroying a key can overwrite and remove
+//! exactly its bytes.
 
 use std::collections::BTreeMap;
 

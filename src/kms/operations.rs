@@ -442,7 +442,7 @@ mod tests {
                 assert!(o.is_read_only(), "{n}");
             }
         }
-        assert!(!is_read_only("PutKeyPolicy"));
+        assert!(!is_read_only(act::PUT_KEY_POLICY.name));
     }
 
     #[test]
@@ -451,11 +451,15 @@ mod tests {
             assert!(o.pagination().is_some(), "{}", o.name());
         }
         assert_eq!(
-            lookup("ListGrants")
+            lookup(act::LIST_GRANTS.name)
                 .and_then(Operation::pagination)
                 .map(|p| p.result_key),
             Some("Grants")
         );
-        assert!(lookup("ReEncryptFrom").is_none());
+        assert!(lookup(act::RE_ENCRYPT_FROM.name).is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "operations_gate_tests.rs"]
+mod gate_tests;

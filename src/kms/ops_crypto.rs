@@ -415,8 +415,8 @@ fn fs_request(key_id: Option<&str>, context: &EncryptionContext, actions: &[Data
             let names: Vec<&str> = actions
                 .iter()
                 .map(|a| match a {
-                    DataAction::Decrypt => "Decrypt",
-                    DataAction::Encrypt => "Encrypt",
+                    DataAction::Decrypt => act::DECRYPT.name,
+                    DataAction::Encrypt => act::ENCRYPT.name,
                 })
                 .collect();
             o.insert("kmsfsOpenFor".into(), json!(names));
@@ -436,7 +436,7 @@ impl DataKeys for Service {
         let mut call = match self.begin(caller, Some(VIA_SERVICE)) {
             Ok(c) => c,
             Err(e) => {
-                self.audit_unidentified(caller, "GenerateDataKey", &e);
+                self.audit_unidentified(caller, act::GENERATE_DATA_KEY.name, &e);
                 return Err(e);
             }
         };
@@ -446,7 +446,7 @@ impl DataKeys for Service {
             Ok((v, k)) => (Ok(v), Some(k)),
             Err(e) => (Err(e), None),
         };
-        self.finish(&call, "GenerateDataKey", &req, res)?;
+        self.finish(&call, act::GENERATE_DATA_KEY.name, &req, res)?;
         out.ok_or_else(|| internal("data key missing after a successful call"))
     }
 
@@ -461,7 +461,7 @@ impl DataKeys for Service {
         let mut call = match self.begin(caller, Some(VIA_SERVICE)) {
             Ok(c) => c,
             Err(e) => {
-                self.audit_unidentified(caller, "Decrypt", &e);
+                self.audit_unidentified(caller, act::DECRYPT.name, &e);
                 return Err(e);
             }
         };
@@ -470,7 +470,7 @@ impl DataKeys for Service {
             Ok((v, k)) => (Ok(v), Some(k)),
             Err(e) => (Err(e), None),
         };
-        self.finish(&call, "Decrypt", &req, res)?;
+        self.finish(&call, act::DECRYPT.name, &req, res)?;
         out.ok_or_else(|| internal("data key missing after a successful call"))
     }
 

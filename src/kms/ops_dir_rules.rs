@@ -13,7 +13,7 @@ use super::request::validation;
 use super::service::{err, Service};
 use super::{ErrorKind, KmsError};
 
-/// The audit event of a recorded rule change (a kmsfs extension, like "Simulate").
+/// The audit event of a recorded rule change (a kmsfs extension, not an operation).
 const RECORD_EVENT: &str = "PutDirectoryKeyRule";
 
 fn check_volume_id(volume_id: &str) -> Result<(), KmsError> {

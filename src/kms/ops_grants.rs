@@ -468,7 +468,7 @@ fn retire_decision(call: &Call, g: &Grant) -> Evaluation {
         notes.push("the caller is the grant's retiring principal".to_string());
         true
     } else if arn == Some(g.grantee_principal.as_str())
-        && g.operations.iter().any(|o| o == "RetireGrant")
+        && g.operations.iter().any(|o| o == act::RETIRE_GRANT.name)
     {
         notes.push("the caller is the grantee and RetireGrant is a grant operation".to_string());
         true

@@ -51,12 +51,12 @@ fn key(svc: &Service, policy: Option<String>) -> String {
     if let Some(p) = policy {
         req["Policy"] = json!(p);
     }
-    let v = svc.call(&ROOT, "CreateKey", req).unwrap();
+    let v = svc.call(&ROOT, act::CREATE_KEY.name, req).unwrap();
     v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string()
 }
 
 fn grant_id(svc: &Service, who: &Caller, req: Value) -> Result<String, KmsError> {
-    svc.call(who, "CreateGrant", req)
+    svc.call(who, act::CREATE_GRANT.name, req)
         .map(|v| v["GrantId"].as_str().unwrap().to_string())
 }
 
@@ -125,7 +125,9 @@ fn a_name_returns_the_existing_grant_only_for_identical_parameters() {
     renamed["Name"] = json!("n2");
     let got = grant_id(&svc, &ROOT, renamed).unwrap();
     assert!(!ids.contains(&got), "another Name reused the grant");
-    let listed = svc.call(&ROOT, "ListGrants", json!({"KeyId": id})).unwrap();
+    let listed = svc
+        .call(&ROOT, act::LIST_GRANTS.name, json!({"KeyId": id}))
+        .unwrap();
     assert_eq!(listed["Grants"].as_array().unwrap().len(), 9);
 }
 
@@ -140,7 +142,11 @@ fn a_bare_account_id_grantee_is_accepted_and_serves_the_account() {
     )
     .unwrap();
     let listed = svc
-        .call(&ROOT, "ListGrants", json!({"KeyId": id, "GrantId": g}))
+        .call(
+            &ROOT,
+            act::LIST_GRANTS.name,
+            json!({"KeyId": id, "GrantId": g}),
+        )
         .unwrap();
     assert_eq!(listed["Grants"][0]["GranteePrincipal"], "111122223333");
     for bad in ["11112222333", "1111222233334", "11112222333a", "alice", ""] {

@@ -137,38 +137,26 @@ fn load_principals(explicit: Option<&Path>, store: &Store) -> Result<LoadedPrinc
     if stamp.is_some() {
         check_principals_file(&path)?;
     }
-    // Stamps taken before reading, so an edit during the load is seen next time.
-    let policy_stamps: Vec<(PathBuf, Option<FileStamp>)> = policy_files(&path)
-        .into_iter()
-        .map(|p| {
-            let s = file_stamp(&p);
-            (p, s)
+    // Each identity policy file is stamped just before it is read, so an edit during
+    // the load is seen by the next call.
+    let mut read_stamps: Vec<(PathBuf, Option<FileStamp>)> = Vec::new();
+    let p = Principals::load_or_default_with(explicit, store.dir(), store.owner_uid(), &mut |f| {
+        read_stamps.push((f.to_path_buf(), file_stamp(f)));
+        std::fs::read_to_string(f)
+    })
+    .map_err(|e| internal(format!("principals file: {e}")))?;
+    let policy_stamps = p
+        .policy_files()
+        .iter()
+        .map(|f| {
+            let stamp = read_stamps
+                .iter()
+                .find(|(r, _)| r == f)
+                .and_then(|(_, s)| *s);
+            (f.clone(), stamp)
         })
         .collect();
-    let p = Principals::load_or_default(explicit, store.dir(), store.owner_uid())
-        .map_err(|e| internal(format!("principals file: {e}")))?;
     Ok((p, stamp, policy_stamps))
-}
-
-/// The identity policy files a principals file names (`policies = [...]`, relative to
-/// it). Best effort: a file that does not parse names none (loading it fails anyway).
-fn policy_files(principals: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(principals) else {
-        return Vec::new();
-    };
-    let Ok(doc) = toml::from_str::<toml::Value>(&text) else {
-        return Vec::new();
-    };
-    let base = principals.parent().unwrap_or(Path::new("."));
-    doc.get("principal")
-        .and_then(toml::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.get("policies").and_then(toml::Value::as_array))
-        .flatten()
-        .filter_map(toml::Value::as_str)
-        .map(|f| base.join(f))
-        .collect()
 }
 
 /// The principals file decides who is whom: refuse one that another user could edit

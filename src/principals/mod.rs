@@ -117,6 +117,9 @@ pub struct Principals {
     /// Without a file: this uid is the account root.
     owner_uid: Option<u32>,
     source: Option<PathBuf>,
+    /// The identity policy files read while loading, resolved against the principals
+    /// file's directory, in the order the file names them.
+    policy_files: Vec<PathBuf>,
 }
 
 impl Principals {
@@ -128,6 +131,7 @@ impl Principals {
             entries: Vec::new(),
             owner_uid: Some(owner_uid),
             source: None,
+            policy_files: Vec::new(),
         }
     }
 
@@ -138,12 +142,25 @@ impl Principals {
         store_dir: &Path,
         owner_uid: u32,
     ) -> Result<Principals, PrincipalsError> {
+        Self::load_or_default_with(explicit, store_dir, owner_uid, &mut |path| {
+            std::fs::read_to_string(path)
+        })
+    }
+
+    /// [`Principals::load_or_default`] with the identity policy files read through
+    /// `read_policy` (a watcher stamps each file just before it is read).
+    pub(crate) fn load_or_default_with(
+        explicit: Option<&Path>,
+        store_dir: &Path,
+        owner_uid: u32,
+        read_policy: &mut dyn FnMut(&Path) -> std::io::Result<String>,
+    ) -> Result<Principals, PrincipalsError> {
         if let Some(p) = explicit {
-            return Principals::load(p);
+            return Principals::load_with(p, read_policy);
         }
         let default = store_dir.join("principals.toml");
         if default.exists() {
-            Principals::load(&default)
+            Principals::load_with(&default, read_policy)
         } else {
             Ok(Principals::single_user(owner_uid))
         }
@@ -151,13 +168,20 @@ impl Principals {
 
     /// Reads and validates a principals file; identity policy paths are relative to it.
     pub fn load(path: &Path) -> Result<Principals, PrincipalsError> {
+        Self::load_with(path, &mut |path| std::fs::read_to_string(path))
+    }
+
+    fn load_with(
+        path: &Path,
+        read_policy: &mut dyn FnMut(&Path) -> std::io::Result<String>,
+    ) -> Result<Principals, PrincipalsError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| PrincipalsError::Read {
             path: shown.clone(),
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut p = Principals::parse(&text, &shown, base)?;
+        let mut p = Principals::parse_with(&text, &shown, base, read_policy)?;
         p.source = Some(path.to_path_buf());
         Ok(p)
     }
@@ -195,6 +219,7 @@ impl Principals {
             });
         }
         let mut entries = Vec::new();
+        let mut policy_files = Vec::new();
         for (i, e) in raw.principal.into_iter().enumerate() {
             let index = i + 1;
             let arn = e.arn.get_ref().clone();
@@ -237,6 +262,7 @@ impl Principals {
                     name: file.get_ref().clone(),
                     document,
                 });
+                policy_files.push(full);
             }
             if let Some(inline) = &e.policy {
                 let document = PolicyDocument::parse_identity(inline.get_ref()).map_err(|pe| {
@@ -283,6 +309,7 @@ impl Principals {
             entries,
             owner_uid: None,
             source: None,
+            policy_files,
         })
     }
 
@@ -297,6 +324,13 @@ impl Principals {
     /// The file this mapping was read from, if any (for reload checks).
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
+    }
+
+    /// The identity policy files this mapping was built from (paths resolved against
+    /// the principals file), so a watcher can reload when one changes without parsing
+    /// the principals file again.
+    pub fn policy_files(&self) -> &[PathBuf] {
+        &self.policy_files
     }
 
     /// The account root's ARN.
