@@ -6,6 +6,7 @@
 //! text view predates aws-cli's layout passes that view in [`Doc::text`]. Never prints
 //! anything the document does not contain.
 
+use crate::cli::table::{is_scalar, scalar_text};
 use serde_json::Value;
 
 /// `--output`.
@@ -131,24 +132,6 @@ pub fn render(doc: &Doc<'_>, format: OutputFormat, queried: bool) -> String {
         }
         OutputFormat::Table => crate::cli::table::render(v, doc.title),
     }
-}
-
-fn scalar_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Null => "None".into(),
-        other => other.to_string(),
-    }
-}
-
-pub(crate) fn is_scalar(v: &Value) -> bool {
-    !matches!(v, Value::Object(_) | Value::Array(_))
-}
-
-pub(crate) fn cell_text(v: &Value) -> String {
-    scalar_text(v)
 }
 
 /// aws-cli's text format: an object prints its scalar members (sorted by name) on one

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::cli::service::{service_config, RootKeyOpts};
+use crate::cli::secrets::RootKeyOpts;
 use crate::cli::{output, store_dir, GlobalOpts};
 use crate::kms::backup::{self, BackupInfo};
 use crate::kms::store::{self, NewRootKeySecret, SecretChangeStep, Store};
@@ -163,7 +163,7 @@ pub fn run_passwd(
     keys: &RootKeyOpts,
 ) -> anyhow::Result<i32> {
     let dir = store_dir(global);
-    let old = service_config(global, keys)?.root_key;
+    let old = keys.source(&dir)?;
     let new = match &args.to_key_file {
         Some(path) => NewRootKeySecret::KeyFile(path.clone()),
         None => NewRootKeySecret::Passphrase(new_passphrase(args)?),
@@ -221,7 +221,7 @@ pub fn run_store(args: &StoreArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
 
 fn run_backup(args: &BackupArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
     let dir = store_dir(global);
-    let source = service_config(global, keys)?.root_key;
+    let source = keys.source(&dir)?;
     if let (Ok(file), Ok(store)) = (
         std::fs::canonicalize(args.file.parent().unwrap_or(Path::new("."))),
         std::fs::canonicalize(&dir),
@@ -268,7 +268,7 @@ fn restore_source(
     global: &GlobalOpts,
     keys: &RootKeyOpts,
 ) -> anyhow::Result<RootKeySource> {
-    let configured = service_config(global, keys)?.root_key;
+    let configured = keys.source(&store_dir(global))?;
     if info.passphrase {
         if let RootKeySource::Passphrase(_) = configured {
             return Ok(configured);

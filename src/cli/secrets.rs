@@ -1,13 +1,17 @@
 //! Getting the store's passphrase into the process and nowhere else: from a file, from
 //! `KMSFS_PASSPHRASE` (then scrubbed from the process's environment, including the
 //! initial environment block that `/proc/PID/environ` shows), or typed at the terminal
-//! without echo. Never prints or logs a secret.
+//! without echo. Never prints or logs a secret. [`RootKeyOpts`] is the flags every
+//! store-opening command takes for it.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use zeroize::Zeroizing;
+
+use crate::kms::RootKeySource;
 
 /// The environment variable that carries the passphrase itself (for CI).
 pub const PASSPHRASE_ENV: &str = "KMSFS_PASSPHRASE";
@@ -156,6 +160,67 @@ pub fn prompt(tty: &std::fs::File, question: &str) -> anyhow::Result<Zeroizing<S
         bail!("no passphrase given");
     }
     Ok(Zeroizing::new(text.to_string()))
+}
+
+/// Where the root key comes from, as every store-opening command accepts it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RootKeyOpts {
+    /// Unlock the store with the passphrase in this file (Argon2id) instead of the root
+    /// key file. Also KMSFS_PASSPHRASE (the passphrase itself) for CI.
+    #[arg(long, global = true, env = "KMSFS_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The root key file (default <store>/root.key).
+    #[arg(long, global = true, env = "KMSFS_ROOT_KEY")]
+    pub root_key_file: Option<PathBuf>,
+}
+
+impl RootKeyOpts {
+    /// The root key source: `--passphrase-file`, else `KMSFS_PASSPHRASE`, else a prompt
+    /// without echo (a passphrase store and a terminal), else the key file.
+    pub fn source(&self, store: &Path) -> anyhow::Result<RootKeySource> {
+        // Read (and scrubbed from the environment) whatever the source turns out to be,
+        // so the variable never outlives this call in a daemon's /proc/PID/environ.
+        let env = env_passphrase();
+        if let Some(f) = &self.passphrase_file {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("--passphrase-file {}", f.display()))?,
+            );
+            let pass = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string());
+            if pass.is_empty() {
+                bail!("--passphrase-file {}: the file is empty", f.display());
+            }
+            return Ok(RootKeySource::Passphrase(pass));
+        }
+        let wants_passphrase = crate::kms::store::Store::sealed_by_passphrase(store);
+        let tty = if env.is_none() && wants_passphrase {
+            terminal()
+        } else {
+            None
+        };
+        match choose(false, env.is_some(), wants_passphrase, tty.is_some()) {
+            SecretSource::PassphraseEnv => {
+                if let Some(p) = env {
+                    return Ok(RootKeySource::Passphrase(p));
+                }
+            }
+            SecretSource::Prompt => {
+                if let Some(tty) = &tty {
+                    let pass = prompt(
+                        tty,
+                        &format!("Passphrase of the kmsfs store {}: ", store.display()),
+                    )?;
+                    return Ok(RootKeySource::Passphrase(pass));
+                }
+            }
+            SecretSource::PassphraseFile | SecretSource::KeyFile => {}
+        }
+        Ok(RootKeySource::KeyFile(
+            self.root_key_file
+                .clone()
+                .unwrap_or_else(|| store.join("root.key")),
+        ))
+    }
 }
 
 #[cfg(test)]

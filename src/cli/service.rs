@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use zeroize::Zeroizing;
 
-use crate::cli::secrets::{self, SecretSource};
+pub use crate::cli::secrets::RootKeyOpts;
 use crate::cli::{daemon, logging, store_dir, GlobalOpts};
 use crate::control::{self, Backend, SocketClient};
 use crate::fs::mount::is_mounted;
@@ -18,67 +17,6 @@ use crate::kms::provider::{Caller, DataKeys};
 use crate::kms::KmsError;
 use crate::kms::RootKeySource;
 use crate::kms::{init_store, Service, ServiceConfig};
-
-/// Where the root key comes from, as every store-opening command accepts it.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct RootKeyOpts {
-    /// Unlock the store with the passphrase in this file (Argon2id) instead of the root
-    /// key file. Also KMSFS_PASSPHRASE (the passphrase itself) for CI.
-    #[arg(long, global = true, env = "KMSFS_PASSPHRASE_FILE")]
-    pub passphrase_file: Option<PathBuf>,
-    /// The root key file (default <store>/root.key).
-    #[arg(long, global = true, env = "KMSFS_ROOT_KEY")]
-    pub root_key_file: Option<PathBuf>,
-}
-
-impl RootKeyOpts {
-    /// The root key source: `--passphrase-file`, else `KMSFS_PASSPHRASE`, else a prompt
-    /// without echo (a passphrase store and a terminal), else the key file.
-    pub fn source(&self, store: &Path) -> anyhow::Result<RootKeySource> {
-        // Read (and scrubbed from the environment) whatever the source turns out to be,
-        // so the variable never outlives this call in a daemon's /proc/PID/environ.
-        let env = secrets::env_passphrase();
-        if let Some(f) = &self.passphrase_file {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("--passphrase-file {}", f.display()))?,
-            );
-            let pass = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string());
-            if pass.is_empty() {
-                bail!("--passphrase-file {}: the file is empty", f.display());
-            }
-            return Ok(RootKeySource::Passphrase(pass));
-        }
-        let wants_passphrase = crate::kms::store::Store::sealed_by_passphrase(store);
-        let tty = if env.is_none() && wants_passphrase {
-            secrets::terminal()
-        } else {
-            None
-        };
-        match secrets::choose(false, env.is_some(), wants_passphrase, tty.is_some()) {
-            SecretSource::PassphraseEnv => {
-                if let Some(p) = env {
-                    return Ok(RootKeySource::Passphrase(p));
-                }
-            }
-            SecretSource::Prompt => {
-                if let Some(tty) = &tty {
-                    let pass = secrets::prompt(
-                        tty,
-                        &format!("Passphrase of the kmsfs store {}: ", store.display()),
-                    )?;
-                    return Ok(RootKeySource::Passphrase(pass));
-                }
-            }
-            SecretSource::PassphraseFile | SecretSource::KeyFile => {}
-        }
-        Ok(RootKeySource::KeyFile(
-            self.root_key_file
-                .clone()
-                .unwrap_or_else(|| store.join("root.key")),
-        ))
-    }
-}
 
 /// The configuration to open the store named by the global options.
 pub fn service_config(global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<ServiceConfig> {

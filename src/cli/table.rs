@@ -2,7 +2,6 @@
 //! members as `name | value` rows (or, for a list of objects, one header row and one row
 //! per element), then each nested member as a section boxed inside it.
 
-use crate::cli::output::{cell_text, is_scalar};
 use serde_json::Value;
 
 /// One boxed section of the table.
@@ -35,14 +34,14 @@ fn build(title: &str, v: &Value) -> Section {
         Value::Object(m) => {
             for (name, child) in m {
                 if is_scalar(child) {
-                    s.rows.push(vec![name.clone(), cell_text(child)]);
+                    s.rows.push(vec![name.clone(), scalar_text(child)]);
                 } else {
                     s.children.push(build(name, child));
                 }
             }
         }
         Value::Array(items) if items.iter().all(is_scalar) => {
-            s.rows = items.iter().map(|i| vec![cell_text(i)]).collect();
+            s.rows = items.iter().map(|i| vec![scalar_text(i)]).collect();
         }
         Value::Array(items) => {
             // Columns: the scalar members of the elements, in first-seen order.
@@ -67,7 +66,7 @@ fn build(title: &str, v: &Value) -> Section {
                             s.rows.push(
                                 columns
                                     .iter()
-                                    .map(|c| m.get(c).map(cell_text).unwrap_or_default())
+                                    .map(|c| m.get(c).map(scalar_text).unwrap_or_default())
                                     .collect(),
                             );
                         }
@@ -79,9 +78,25 @@ fn build(title: &str, v: &Value) -> Section {
                 }
             }
         }
-        scalar => s.rows.push(vec![cell_text(scalar)]),
+        scalar => s.rows.push(vec![scalar_text(scalar)]),
     }
     s
+}
+
+/// A scalar as aws-cli prints it in text and table output (Python's spelling of
+/// booleans and null). Here, below `output`, so that both formats share it.
+pub(crate) fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn is_scalar(v: &Value) -> bool {
+    !matches!(v, Value::Object(_) | Value::Array(_))
 }
 
 fn len(s: &str) -> usize {

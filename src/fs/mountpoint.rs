@@ -1,11 +1,11 @@
 //! The mount point before a mount: it must exist, be a directory, be empty (unless
 //! `-o nonempty`) and not be mounted on already; a dead kmsfs mount left by a killed
 //! daemon is recognized (from /proc/self/mountinfo) so the CLI can clear it.
+//! After a mount: whether a path is mounted on, and unmounting it.
 
 use std::path::{Path, PathBuf};
 
 use super::error::FsError;
-use super::mount::unmount;
 
 /// Why a directory cannot be mounted on (as found before mounting).
 #[derive(Debug, thiserror::Error)]
@@ -129,4 +129,69 @@ pub fn unescape_mountinfo(s: &str) -> String {
 /// mount whose daemon is gone).
 pub fn clear_stale_mount(path: &Path) -> Result<(), FsError> {
     unmount(&absolute_without_stat(path))
+}
+
+/// Whether `path` is currently a mount point (from /proc/self/mountinfo); `path` is
+/// canonicalized first when it can be.
+pub fn is_mounted(path: &Path) -> bool {
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| Path::new(&unescape_mountinfo(m)) == want)
+    })
+}
+
+/// Unmounts `mountpoint` lazily (MNT_DETACH; via `fusermount3 -u -z` when not root):
+/// new accesses fail at once, open files keep working until closed.
+pub fn unmount(mountpoint: &Path) -> Result<(), FsError> {
+    unmount_with(mountpoint, true)
+}
+
+/// Unmounts `mountpoint` as umount(8) does: refused with [`FsError::Busy`] while a file
+/// is open or a process works inside it, unless `lazy` (then detached at once, and open
+/// files keep working until closed). Not root: through `fusermount3 -u [-z]`.
+pub fn unmount_with(mountpoint: &Path, lazy: bool) -> Result<(), FsError> {
+    let flags = if lazy {
+        nix::mount::MntFlags::MNT_DETACH
+    } else {
+        nix::mount::MntFlags::empty()
+    };
+    match nix::mount::umount2(mountpoint, flags) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EBUSY) => Err(FsError::Busy(mountpoint.to_path_buf())),
+        Err(nix::errno::Errno::EPERM) => {
+            let mut cmd = std::process::Command::new("fusermount3");
+            cmd.arg("-u");
+            if lazy {
+                cmd.arg("-z");
+            }
+            let out = cmd
+                .arg("--")
+                .arg(mountpoint)
+                .output()
+                .map_err(|e| FsError::Mount(format!("running fusermount3: {e}")))?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                Ok(())
+            } else if stderr.contains("busy") {
+                Err(FsError::Busy(mountpoint.to_path_buf()))
+            } else {
+                Err(FsError::Mount(format!(
+                    "fusermount3 -u {}: {}",
+                    mountpoint.display(),
+                    stderr.trim()
+                )))
+            }
+        }
+        // Already unmounted (or never was): nothing to do.
+        Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(e) => Err(FsError::Mount(format!(
+            "umount {}: {e}",
+            mountpoint.display()
+        ))),
+    }
 }

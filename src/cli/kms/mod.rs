@@ -14,9 +14,11 @@
 //!
 //! - `verbs`: the verb table and each verb's Args type (serialized to the request);
 //! - `params`: reading and converting flag values by member shape;
+//! - `checks`: the checks each verb names, as data (`Rule`);
 //! - `rules`: aws-cli's checks before sending, and the skeletons;
 //! - `paging`: merging pages, `--max-items` / `--starting-token`.
 
+mod checks;
 mod paging;
 mod params;
 mod rules;

@@ -6,7 +6,7 @@
 //! Args fields are named after the AWS members (`key_id` → `KeyId`); a value that needs
 //! reading (file://, base64, shorthand maps) is converted by member name in `params`.
 
-use super::rules::Rule;
+use super::checks::Rule;
 use serde::Serialize;
 
 /// An on/off flag pair (`--x` / `--no-x`) that sends its member only when given.
@@ -98,7 +98,7 @@ macro_rules! verbs {
     };
 }
 
-use super::rules::consts::*;
+use super::checks::consts::*;
 
 verbs! {
     /// Create a customer managed key (symmetric AES-256 unless --key-spec says otherwise).
