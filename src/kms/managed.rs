@@ -21,6 +21,7 @@ use super::model::{
 };
 use super::store::{internal, Store};
 use super::KmsError;
+use crate::policy::actions as act;
 
 pub const DEFAULT_ALIAS: &str = "alias/kmsfs/default";
 pub const DEFAULT_DESCRIPTION: &str =
@@ -42,11 +43,11 @@ pub fn default_key_policy(account: &str) -> String {
       "Effect": "Allow",
       "Principal": {{ "AWS": "*" }},
       "Action": [
-        "kms:Encrypt",
-        "kms:Decrypt",
+        "{encrypt}",
+        "{decrypt}",
         "kms:ReEncrypt*",
         "kms:GenerateDataKey*",
-        "kms:DescribeKey"
+        "{describe}"
       ],
       "Resource": "*",
       "Condition": {{
@@ -64,7 +65,10 @@ pub fn default_key_policy(account: &str) -> String {
       "Resource": "*"
     }}
   ]
-}}"#
+}}"#,
+        encrypt = act::ENCRYPT.iam,
+        decrypt = act::DECRYPT.iam,
+        describe = act::DESCRIBE_KEY.iam,
     )
 }
 
