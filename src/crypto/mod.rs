@@ -170,32 +170,28 @@ impl Sealer {
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
         use aes_gcm::aead::AeadInPlace;
-        if chunk == 0 {
-            return Err(CryptoError::Truncated);
-        }
-        let count = plaintext.len().div_ceil(chunk);
-        let mut nonces = vec![0u8; count * NONCE_LEN];
-        random_fill(&mut nonces)?;
-        out.reserve(plaintext.len() + count * SEAL_OVERHEAD);
-        for (i, (piece, nonce)) in plaintext
-            .chunks(chunk)
-            .zip(nonces.chunks_exact(NONCE_LEN))
-            .enumerate()
-        {
-            out.extend_from_slice(nonce);
-            let at = out.len();
-            out.extend_from_slice(piece);
-            let tag = self
-                .0
-                .encrypt_in_place_detached(
-                    Nonce::from_slice(nonce),
-                    aad(i).as_ref(),
-                    &mut out[at..],
-                )
-                .map_err(|_| CryptoError::Authentication)?;
-            out.extend_from_slice(&tag);
-        }
-        Ok(())
+        seal_chunks_with(
+            plaintext,
+            chunk,
+            NONCE_LEN,
+            SEAL_OVERHEAD,
+            out,
+            |i, piece, nonce, out| {
+                out.extend_from_slice(nonce);
+                let at = out.len();
+                out.extend_from_slice(piece);
+                let tag = self
+                    .0
+                    .encrypt_in_place_detached(
+                        Nonce::from_slice(nonce),
+                        aad(i).as_ref(),
+                        &mut out[at..],
+                    )
+                    .map_err(|_| CryptoError::Authentication)?;
+                out.extend_from_slice(&tag);
+                Ok(())
+            },
+        )
     }
 
     /// Like [`Sealer::open_into`], but appends the plaintext to `out`; on failure `out`
@@ -378,6 +374,35 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+/// The loop both sealers' `seal_chunks_into` share: cuts `plaintext` into chunks of
+/// `chunk` bytes, draws every chunk's nonce (`nonce_len` bytes each) from the OS in one
+/// call, and hands chunk `i` with its nonce to `seal_one`, which appends
+/// `nonce || ciphertext || tag` to `out`.
+fn seal_chunks_with(
+    plaintext: &[u8],
+    chunk: usize,
+    nonce_len: usize,
+    overhead: usize,
+    out: &mut Vec<u8>,
+    mut seal_one: impl FnMut(usize, &[u8], &[u8], &mut Vec<u8>) -> Result<(), CryptoError>,
+) -> Result<(), CryptoError> {
+    if chunk == 0 {
+        return Err(CryptoError::Truncated);
+    }
+    let count = plaintext.len().div_ceil(chunk);
+    let mut nonces = vec![0u8; count * nonce_len];
+    random_fill(&mut nonces)?;
+    out.reserve(plaintext.len() + count * overhead);
+    for (i, (piece, nonce)) in plaintext
+        .chunks(chunk)
+        .zip(nonces.chunks_exact(nonce_len))
+        .enumerate()
+    {
+        seal_one(i, piece, nonce, out)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -106,21 +106,14 @@ impl XSealer {
         aad: impl Fn(usize) -> A,
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        if chunk == 0 {
-            return Err(CryptoError::Truncated);
-        }
-        let count = plaintext.len().div_ceil(chunk);
-        let mut nonces = vec![0u8; count * XNONCE_LEN];
-        random_fill(&mut nonces)?;
-        out.reserve(plaintext.len() + count * XSEAL_OVERHEAD);
-        for (i, (piece, nonce)) in plaintext
-            .chunks(chunk)
-            .zip(nonces.chunks_exact(XNONCE_LEN))
-            .enumerate()
-        {
-            self.seal_one(nonce, aad(i).as_ref(), piece, out)?;
-        }
-        Ok(())
+        super::seal_chunks_with(
+            plaintext,
+            chunk,
+            XNONCE_LEN,
+            XSEAL_OVERHEAD,
+            out,
+            |i, piece, nonce, out| self.seal_one(nonce, aad(i).as_ref(), piece, out),
+        )
     }
 
     /// Opens one sealed message, appending the plaintext to `out`; on failure `out` is
