@@ -82,7 +82,13 @@ fn sign(e: &Env, key: &str, alg: &str, msg: &[u8], message_type: &str) -> Vec<u8
     unb64(v["Signature"].as_str().unwrap())
 }
 
-fn verify(e: &Env, key: &str, alg: &str, msg: &[u8], sig: &[u8]) -> Result<Value, kmsfs::kms::KmsError> {
+fn verify(
+    e: &Env,
+    key: &str,
+    alg: &str,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<Value, kmsfs::kms::KmsError> {
     e.call(
         ALICE,
         "Verify",
@@ -99,7 +105,9 @@ fn openssl_verifies(pubkey: &str, alg: &str, msg: &str, sig: &str) -> bool {
     } else {
         "-sha512"
     };
-    let mut args = vec!["pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", pubkey];
+    let mut args = vec![
+        "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", pubkey,
+    ];
     args.extend(["-rawin", "-in", msg, "-sigfile", sig]);
     if alg.starts_with("ED25519") {
         // Pure Ed25519 hashes inside the scheme.
@@ -150,7 +158,11 @@ fn every_signing_spec_signs_what_openssl_verifies() {
         assert_eq!(meta["CustomerMasterKeySpec"], *spec);
         assert_eq!(meta["KeyUsage"], "SIGN_VERIFY");
         assert_eq!(meta["SigningAlgorithms"], json!(algs), "{spec}");
-        for absent in ["EncryptionAlgorithms", "MacAlgorithms", "KeyAgreementAlgorithms"] {
+        for absent in [
+            "EncryptionAlgorithms",
+            "MacAlgorithms",
+            "KeyAgreementAlgorithms",
+        ] {
             assert!(meta.get(absent).is_none(), "{spec} has {absent}");
         }
         let described = e.ok(ALICE, "DescribeKey", json!({ "KeyId": key }))["KeyMetadata"].clone();
@@ -167,7 +179,10 @@ fn every_signing_spec_signs_what_openssl_verifies() {
                 openssl_verifies(&pubkey, alg, &msg_file, &sig_file),
                 "openssl rejects {spec} {alg}"
             );
-            assert_eq!(verify(&e, &key, alg, msg, &sig).unwrap()["SignatureValid"], true);
+            assert_eq!(
+                verify(&e, &key, alg, msg, &sig).unwrap()["SignatureValid"],
+                true
+            );
             // A tampered signature and a garbage one are KMSInvalidSignatureException.
             let mut bad = sig.clone();
             let mid = bad.len() / 2;
@@ -201,7 +216,10 @@ fn digest_messages_are_checked_and_match_raw_ones() {
     let digest = openssl_digest(msg);
     let sig = sign(&e, &key, "ECDSA_SHA_256", &digest, "DIGEST");
     // The same message, given raw to Verify, is the same message.
-    assert_eq!(verify(&e, &key, "ECDSA_SHA_256", msg, &sig).unwrap()["SignatureValid"], true);
+    assert_eq!(
+        verify(&e, &key, "ECDSA_SHA_256", msg, &sig).unwrap()["SignatureValid"],
+        true
+    );
     let short = e.fails(
         ALICE,
         "Sign",
@@ -249,11 +267,26 @@ fn rsa_keys_decrypt_what_openssl_encrypts_and_round_trip() {
     assert!(meta.get("SigningAlgorithms").is_none());
     let pubkey = public_key_file(&e, &key, dir.path());
     let plain = write(dir.path(), "plain", b"secret for RSA");
-    for (alg, md) in [("RSAES_OAEP_SHA_256", "sha256"), ("RSAES_OAEP_SHA_1", "sha1")] {
+    for (alg, md) in [
+        ("RSAES_OAEP_SHA_256", "sha256"),
+        ("RSAES_OAEP_SHA_1", "sha1"),
+    ] {
         let ct = openssl_ok(&[
-            "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", &pubkey, "-in", &plain,
-            "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", &format!("rsa_oaep_md:{md}"),
-            "-pkeyopt", &format!("rsa_mgf1_md:{md}"),
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-keyform",
+            "DER",
+            "-inkey",
+            &pubkey,
+            "-in",
+            &plain,
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &format!("rsa_oaep_md:{md}"),
+            "-pkeyopt",
+            &format!("rsa_mgf1_md:{md}"),
         ]);
         let v = e.ok(
             ALICE,
@@ -271,7 +304,11 @@ fn rsa_keys_decrypt_what_openssl_encrypts_and_round_trip() {
         assert_eq!(v["EncryptionAlgorithm"], alg);
         let blob = unb64(v["CiphertextBlob"].as_str().unwrap());
         assert_eq!(blob.len(), 256);
-        let other = if md == "sha1" { "RSAES_OAEP_SHA_256" } else { "RSAES_OAEP_SHA_1" };
+        let other = if md == "sha1" {
+            "RSAES_OAEP_SHA_256"
+        } else {
+            "RSAES_OAEP_SHA_1"
+        };
         let wrong = e.fails(
             ALICE,
             "Decrypt",
@@ -292,7 +329,11 @@ fn rsa_keys_decrypt_what_openssl_encrypts_and_round_trip() {
         assert_kind(&enc(max + 1).unwrap_err(), ErrorKind::Validation);
     }
     // Without an algorithm, or with a context: AWS's refusals.
-    let no_alg = e.fails(ALICE, "Encrypt", json!({ "KeyId": key, "Plaintext": b64(b"x") }));
+    let no_alg = e.fails(
+        ALICE,
+        "Encrypt",
+        json!({ "KeyId": key, "Plaintext": b64(b"x") }),
+    );
     assert_kind(&no_alg, ErrorKind::InvalidKeyUsage);
     let ctx = e.fails(
         ALICE,
@@ -315,8 +356,11 @@ fn rsa_keys_decrypt_what_openssl_encrypts_and_round_trip() {
     );
     assert_kind(&no_key, ErrorKind::InvalidCiphertext);
     // ReEncrypt from the RSA key to a symmetric key and back.
-    let sym = e.ok(ROOT, "CreateKey", json!({ "Policy": asym_policy(Value::Null) }))["KeyMetadata"]
-        ["KeyId"]
+    let sym = e.ok(
+        ROOT,
+        "CreateKey",
+        json!({ "Policy": asym_policy(Value::Null) }),
+    )["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -327,7 +371,10 @@ fn rsa_keys_decrypt_what_openssl_encrypts_and_round_trip() {
                 "DestinationKeyId": sym }),
     );
     assert_eq!(to_sym["SourceEncryptionAlgorithm"], "RSAES_OAEP_SHA_256");
-    assert_eq!(to_sym["DestinationEncryptionAlgorithm"], "SYMMETRIC_DEFAULT");
+    assert_eq!(
+        to_sym["DestinationEncryptionAlgorithm"],
+        "SYMMETRIC_DEFAULT"
+    );
     let back = e.ok(
         ALICE,
         "ReEncrypt",
@@ -452,16 +499,25 @@ fn usage_state_policy_and_grants_gate_signing() {
     )["KeyMetadata"]
         .clone();
     let key = meta["KeyId"].as_str().unwrap().to_string();
-    let req = |mt: &str, msg: &[u8]| {
-        json!({ "KeyId": key, "Message": b64(msg), "MessageType": mt, "SigningAlgorithm": "ECDSA_SHA_256" })
-    };
+    let req = |mt: &str, msg: &[u8]| json!({ "KeyId": key, "Message": b64(msg), "MessageType": mt, "SigningAlgorithm": "ECDSA_SHA_256" });
     // The deny on kms:MessageType RAW: alice signs digests only.
-    assert_kind(&e.fails(ALICE, "Sign", req("RAW", b"m")), ErrorKind::AccessDenied);
+    assert_kind(
+        &e.fails(ALICE, "Sign", req("RAW", b"m")),
+        ErrorKind::AccessDenied,
+    );
     let digest = openssl_digest(b"m");
-    let sig = unb64(e.ok(ALICE, "Sign", req("DIGEST", &digest))["Signature"].as_str().unwrap());
+    let sig = unb64(
+        e.ok(ALICE, "Sign", req("DIGEST", &digest))["Signature"]
+            .as_str()
+            .unwrap(),
+    );
     // Wrong usage: a signing key does not encrypt, rotate or make data keys.
     assert_kind(
-        &e.fails(ALICE, "Encrypt", json!({ "KeyId": key, "Plaintext": b64(b"x") })),
+        &e.fails(
+            ALICE,
+            "Encrypt",
+            json!({ "KeyId": key, "Plaintext": b64(b"x") }),
+        ),
         ErrorKind::InvalidKeyUsage,
     );
     assert_kind(
@@ -474,7 +530,10 @@ fn usage_state_policy_and_grants_gate_signing() {
     );
     // A condition on kms:SigningAlgorithm (and the key's kms:KeySpec) in a grant-less
     // policy: bob has nothing until a grant gives him Verify only.
-    assert_kind(&e.fails(BOB, "Sign", req("DIGEST", &digest)), ErrorKind::AccessDenied);
+    assert_kind(
+        &e.fails(BOB, "Sign", req("DIGEST", &digest)),
+        ErrorKind::AccessDenied,
+    );
     let bad_grant = e.fails(
         ADMIN,
         "CreateGrant",
@@ -493,10 +552,16 @@ fn usage_state_policy_and_grants_gate_signing() {
                 "SigningAlgorithm": "ECDSA_SHA_256", "Signature": b64(&sig) }),
     );
     assert_eq!(v["SignatureValid"], true);
-    assert_kind(&e.fails(BOB, "Sign", req("DIGEST", &digest)), ErrorKind::AccessDenied);
+    assert_kind(
+        &e.fails(BOB, "Sign", req("DIGEST", &digest)),
+        ErrorKind::AccessDenied,
+    );
     // A disabled key signs nothing.
     e.ok(ADMIN, "DisableKey", json!({ "KeyId": key }));
-    assert_kind(&e.fails(ALICE, "Sign", req("DIGEST", &digest)), ErrorKind::Disabled);
+    assert_kind(
+        &e.fails(ALICE, "Sign", req("DIGEST", &digest)),
+        ErrorKind::Disabled,
+    );
     e.ok(ADMIN, "EnableKey", json!({ "KeyId": key }));
     // Condition keys from the key: kms:KeySpec in an identity-free deny.
     let audit = e.audit_text();
@@ -544,7 +609,11 @@ fn key_pairs_survive_a_reopen_sealed_in_their_material_file() {
         .as_str()
         .unwrap()
         .to_string();
-    std::fs::copy(&file, e.store().join("material").join(&other_key).join("v1")).unwrap();
+    std::fs::copy(
+        &file,
+        e.store().join("material").join(&other_key).join("v1"),
+    )
+    .unwrap();
     let third = e.reopen();
     let err = third
         .call(
@@ -577,4 +646,92 @@ fn larger_rsa_keys_sign_and_encrypt() {
         );
         assert_eq!(unb64(v["Plaintext"].as_str().unwrap()), vec![9u8; max256]);
     }
+}
+
+#[test]
+fn cli_signs_with_fileb_and_verifies_with_openssl() {
+    use support::cli::{json as out_json, service_error, Served};
+    let s = Served::start("asym");
+    let created = out_json(&s.root(&[
+        "kms",
+        "create-key",
+        "--key-spec",
+        "ECC_NIST_P384",
+        "--key-usage",
+        "SIGN_VERIFY",
+    ]));
+    assert_eq!(
+        created["KeyMetadata"]["SigningAlgorithms"],
+        json!(["ECDSA_SHA_384"])
+    );
+    let key = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg = s.public_file("msg.bin", b"signed through the CLI\x00\xff");
+    let fileb = format!("fileb://{}", msg.display());
+    let signed = out_json(&s.root(&[
+        "kms",
+        "sign",
+        "--key-id",
+        &key,
+        "--message",
+        &fileb,
+        "--message-type",
+        "RAW",
+        "--signing-algorithm",
+        "ECDSA_SHA_384",
+    ]));
+    let sig = unb64(signed["Signature"].as_str().unwrap());
+    let sig_file = s.public_file("sig.bin", &sig);
+    let pk = out_json(&s.root(&["kms", "get-public-key", "--key-id", &key]));
+    assert_eq!(pk["KeyUsage"], "SIGN_VERIFY");
+    let der = s.public_file("pub.der", &unb64(pk["PublicKey"].as_str().unwrap()));
+    assert!(openssl_verifies(
+        &der.display().to_string(),
+        "ECDSA_SHA_384",
+        &msg.display().to_string(),
+        &sig_file.display().to_string()
+    ));
+    let verify_args = |sig: &str| {
+        vec![
+            "kms".to_string(),
+            "verify".into(),
+            "--key-id".into(),
+            key.clone(),
+            "--message".into(),
+            fileb.clone(),
+            "--signature".into(),
+            format!("fileb://{sig}"),
+            "--signing-algorithm".into(),
+            "ECDSA_SHA_384".into(),
+        ]
+    };
+    let args = verify_args(&sig_file.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(out_json(&s.root(&args))["SignatureValid"], true);
+    let mut bad = sig.clone();
+    let last = bad.len() - 3;
+    bad[last] ^= 1;
+    let bad_file = s.public_file("bad.bin", &bad);
+    let args = verify_args(&bad_file.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    service_error(&s.root(&args), "KMSInvalidSignatureException", "Verify");
+    // aws-cli's own check of the algorithm's enum, before anything is sent.
+    let out = s.root(&[
+        "kms",
+        "sign",
+        "--key-id",
+        &key,
+        "--message",
+        &fileb,
+        "--signing-algorithm",
+        "ECDSA_SHA_1",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(252),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

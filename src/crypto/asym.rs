@@ -7,6 +7,7 @@
 //! Never does I/O and never prints key bytes: [`PrivateKey`]'s `Debug` prints only
 //! its kind, and every parsed private key type zeroizes itself on drop.
 
+use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::OsRng;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
@@ -67,7 +68,7 @@ pub enum Hash {
 
 impl Hash {
     /// Output length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Hash::Sha1 => 20,
             Hash::Sha256 => 32,
@@ -186,8 +187,8 @@ impl PrivateKey {
     pub fn from_pkcs8(spec: PairSpec, der: &[u8]) -> Result<Self, AsymError> {
         let key = match spec {
             PairSpec::Rsa(bits) => {
-                let k = RsaPrivateKey::from_pkcs8_der(der)
-                    .map_err(|_| AsymError::PrivateKey("RSA"))?;
+                let k =
+                    RsaPrivateKey::from_pkcs8_der(der).map_err(|_| AsymError::PrivateKey("RSA"))?;
                 if rsa::traits::PublicKeyParts::size(&k) * 8 != bits {
                     return Err(AsymError::PrivateKey("RSA"));
                 }
@@ -245,10 +246,10 @@ impl PrivateKey {
         let h = scheme.hash().ok_or(AsymError::Scheme)?;
         match msg {
             Message::Raw(m) => Ok(h.digest(m)),
-            Message::Digest(d) if d.len() == h.len() => Ok(d.to_vec()),
+            Message::Digest(d) if d.len() == h.output_len() => Ok(d.to_vec()),
             Message::Digest(d) => Err(AsymError::DigestLength {
                 got: d.len(),
-                want: h.len(),
+                want: h.output_len(),
             }),
         }
     }
@@ -313,16 +314,40 @@ impl PrivateKey {
                 .verify(pkcs1(h)?, &digest, sig)
                 .is_ok(),
             (PrivateKey::P256(k), SignScheme::Ecdsa(_)) => {
-                ecdsa_verify!(p256::ecdsa::VerifyingKey, k.public_key(), &digest, sig, false)
+                ecdsa_verify!(
+                    p256::ecdsa::VerifyingKey,
+                    k.public_key(),
+                    &digest,
+                    sig,
+                    false
+                )
             }
             (PrivateKey::P384(k), SignScheme::Ecdsa(_)) => {
-                ecdsa_verify!(p384::ecdsa::VerifyingKey, k.public_key(), &digest, sig, false)
+                ecdsa_verify!(
+                    p384::ecdsa::VerifyingKey,
+                    k.public_key(),
+                    &digest,
+                    sig,
+                    false
+                )
             }
             (PrivateKey::P521(k), SignScheme::Ecdsa(_)) => {
-                ecdsa_verify!(p521::ecdsa::VerifyingKey, k.public_key(), &digest, sig, false)
+                ecdsa_verify!(
+                    p521::ecdsa::VerifyingKey,
+                    k.public_key(),
+                    &digest,
+                    sig,
+                    false
+                )
             }
             (PrivateKey::Secp256k1(k), SignScheme::Ecdsa(_)) => {
-                ecdsa_verify!(k256::ecdsa::VerifyingKey, k.public_key(), &digest, sig, true)
+                ecdsa_verify!(
+                    k256::ecdsa::VerifyingKey,
+                    k.public_key(),
+                    &digest,
+                    sig,
+                    true
+                )
             }
             _ => return Err(AsymError::Scheme),
         };
@@ -335,7 +360,7 @@ impl PrivateKey {
         match self {
             PrivateKey::Rsa(k) => {
                 let n = rsa::traits::PublicKeyParts::size(k.as_ref());
-                n.checked_sub(2 * hash.len() + 2)
+                n.checked_sub(2 * hash.output_len() + 2)
             }
             _ => None,
         }
@@ -346,7 +371,10 @@ impl PrivateKey {
         let PrivateKey::Rsa(k) = self else {
             return Err(AsymError::Scheme);
         };
-        if self.max_plaintext(hash).is_none_or(|max| plaintext.len() > max) {
+        if self
+            .max_plaintext(hash)
+            .is_none_or(|max| plaintext.len() > max)
+        {
             return Err(AsymError::TooLong);
         }
         RsaPublicKey::from(k.as_ref())
@@ -401,7 +429,10 @@ mod tests {
         let k = PrivateKey::from_pkcs8(spec, &der).unwrap();
         let msg = b"kmsfs signs this";
         let sig = k.sign(scheme, Message::Raw(msg)).unwrap();
-        assert!(k.verify(scheme, Message::Raw(msg), &sig).unwrap(), "{spec:?}");
+        assert!(
+            k.verify(scheme, Message::Raw(msg), &sig).unwrap(),
+            "{spec:?}"
+        );
         assert!(!k.verify(scheme, Message::Raw(b"other"), &sig).unwrap());
         let mut bad = sig.clone();
         if let Some(b) = bad.last_mut() {

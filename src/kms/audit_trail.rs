@@ -161,6 +161,9 @@ const SECRET_FIELDS: &[&str] = &[
     "GrantToken",
     "GrantTokens",
     "CiphertextForRecipient",
+    // Sign and Verify: CloudTrail records neither the message nor the signature.
+    "Message",
+    "Signature",
 ];
 
 fn sanitize(v: &Value) -> Value {

@@ -262,7 +262,11 @@ pub fn key_agreement_algorithms(usage: KeyUsage) -> &'static [&'static str] {
 
 /// Adds the algorithm lists AWS shows for this key to a DescribeKey or GetPublicKey
 /// object: each list only where AWS includes it (non-empty).
-pub fn add_algorithms(o: &mut serde_json::Map<String, serde_json::Value>, spec: KeySpec, usage: KeyUsage) {
+pub fn add_algorithms(
+    o: &mut serde_json::Map<String, serde_json::Value>,
+    spec: KeySpec,
+    usage: KeyUsage,
+) {
     use serde_json::json;
     let enc: Vec<&str> = encryption_algorithms(spec, usage)
         .iter()
@@ -276,7 +280,10 @@ pub fn add_algorithms(o: &mut serde_json::Map<String, serde_json::Value>, spec: 
         ("EncryptionAlgorithms", enc),
         ("SigningAlgorithms", sig),
         ("MacAlgorithms", mac_algorithms(spec).to_vec()),
-        ("KeyAgreementAlgorithms", key_agreement_algorithms(usage).to_vec()),
+        (
+            "KeyAgreementAlgorithms",
+            key_agreement_algorithms(usage).to_vec(),
+        ),
     ] {
         if !list.is_empty() {
             o.insert(name.into(), json!(list));
@@ -302,12 +309,31 @@ pub fn grant_operations(spec: KeySpec, usage: KeyUsage) -> &'static [&'static st
         "RetireGrant",
     ];
     const ASYMMETRIC_ENCRYPTION: &[&str] = &[
-        COMMON[0], COMMON[1], COMMON[2], "Decrypt", "Encrypt", "GetPublicKey", "ReEncryptFrom",
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+        "Decrypt",
+        "Encrypt",
+        "GetPublicKey",
+        "ReEncryptFrom",
         "ReEncryptTo",
     ];
-    const SIGNING: &[&str] = &[COMMON[0], COMMON[1], COMMON[2], "GetPublicKey", "Sign", "Verify"];
+    const SIGNING: &[&str] = &[
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+        "GetPublicKey",
+        "Sign",
+        "Verify",
+    ];
     const HMAC: &[&str] = &[COMMON[0], COMMON[1], COMMON[2], "GenerateMac", "VerifyMac"];
-    const AGREEMENT: &[&str] = &[COMMON[0], COMMON[1], COMMON[2], "DeriveSharedSecret", "GetPublicKey"];
+    const AGREEMENT: &[&str] = &[
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+        "DeriveSharedSecret",
+        "GetPublicKey",
+    ];
     match (spec.is_symmetric(), usage) {
         (true, _) => SYMMETRIC,
         (false, KeyUsage::EncryptDecrypt) => ASYMMETRIC_ENCRYPTION,
@@ -324,7 +350,10 @@ pub fn usage_refusal(op: &str, spec: KeySpec, usage: KeyUsage) -> Option<(ErrorK
         (usage != u).then(|| {
             (
                 ErrorKind::InvalidKeyUsage,
-                format!("key usage is {} which is not valid for {op}.", usage.as_str()),
+                format!(
+                    "key usage is {} which is not valid for {op}.",
+                    usage.as_str()
+                ),
             )
         })
     };
@@ -421,10 +450,7 @@ mod tests {
                     assert!(a.scheme().is_some(), "{a:?}");
                 }
                 for a in encryption_algorithms(*s, *u) {
-                    assert!(
-                        s.is_symmetric() || a.oaep_hash().is_some(),
-                        "{s:?} {a:?}"
-                    );
+                    assert!(s.is_symmetric() || a.oaep_hash().is_some(), "{s:?} {a:?}");
                 }
             }
         }

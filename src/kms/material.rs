@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::model::{KeyRecord, MaterialVersion, RotationRecord, RotationType};
+use super::service::err;
 use super::service::Service;
 use super::store::{internal, Store};
-use super::service::err;
 use super::{ciphertext, ErrorKind, KmsError};
 use crate::crypto::asym::{self, PrivateKey};
 use crate::crypto::{self, KeyMaterial, SealingKey};
@@ -82,9 +82,10 @@ impl Service {
 
     /// The parsed private key of an asymmetric key's current material (cached).
     pub(crate) fn private_key(&self, k: &KeyRecord) -> Result<Arc<PrivateKey>, KmsError> {
-        let pair = k.key_spec.pair_spec().ok_or_else(|| {
-            internal(format!("{} is not an asymmetric key", k.arn))
-        })?;
+        let pair = k
+            .key_spec
+            .pair_spec()
+            .ok_or_else(|| internal(format!("{} is not an asymmetric key", k.arn)))?;
         let version = k.current_version.ok_or_else(|| {
             err(
                 ErrorKind::KmsInvalidState,
@@ -114,6 +115,8 @@ impl Service {
     }
 
     /// An HMAC key's current key bytes (read and unsealed on each call).
+    // For GenerateMac and VerifyMac, which build on this model (issue 15, part 2).
+    #[allow(dead_code)]
     pub(crate) fn hmac_key(&self, k: &KeyRecord) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let version = k.current_version.ok_or_else(|| {
             err(

@@ -45,7 +45,10 @@ pub(crate) fn parse_encryption_algorithm(
     match r.opt_str(name)? {
         None => Ok(None),
         Some(s) => EncryptionAlgorithm::parse(s).map(Some).ok_or_else(|| {
-            let all: Vec<&str> = EncryptionAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+            let all: Vec<&str> = EncryptionAlgorithm::ALL
+                .iter()
+                .map(|a| a.as_str())
+                .collect();
             enum_error(name, s, &all)
         }),
     }
@@ -87,7 +90,8 @@ pub(crate) fn oaep_for(
 
 /// The kms:EncryptionAlgorithm value of a request (SYMMETRIC_DEFAULT when absent).
 pub(crate) fn algorithm_condition(alg: Option<EncryptionAlgorithm>) -> &'static str {
-    alg.unwrap_or(EncryptionAlgorithm::SymmetricDefault).as_str()
+    alg.unwrap_or(EncryptionAlgorithm::SymmetricDefault)
+        .as_str()
 }
 
 /// Sign's and Verify's MessageType.
@@ -130,7 +134,13 @@ fn parse_sign_request(r: &Req<'_>) -> Result<SignRequest, KmsError> {
                 "MessageType EXTERNAL_MU is for ML-DSA keys, which kmsfs does not have",
             ))
         }
-        Some(s) => return Err(enum_error("MessageType", s, &["RAW", "DIGEST", "EXTERNAL_MU"])),
+        Some(s) => {
+            return Err(enum_error(
+                "MessageType",
+                s,
+                &["RAW", "DIGEST", "EXTERNAL_MU"],
+            ))
+        }
     };
     let alg = r.str("SigningAlgorithm")?;
     let algorithm = SigningAlgorithm::parse(alg).ok_or_else(|| {
@@ -149,7 +159,10 @@ impl SignRequest {
     /// The signing algorithm must be one the key lists.
     fn check_key(&self, k: &KeyRecord) -> Result<crate::crypto::asym::SignScheme, KmsError> {
         let valid = keyspec::signing_algorithms(k.key_spec, k.key_usage);
-        let scheme = self.algorithm.scheme().filter(|_| valid.contains(&self.algorithm));
+        let scheme = self
+            .algorithm
+            .scheme()
+            .filter(|_| valid.contains(&self.algorithm));
         let Some(scheme) = scheme else {
             let list: Vec<&str> = valid.iter().map(|a| a.as_str()).collect();
             return Err(err(

@@ -10,8 +10,8 @@ use zeroize::Zeroizing;
 use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
-use super::ops_asym::{algorithm_condition, is_asymmetric, oaep_for, parse_encryption_algorithm};
 use super::model::{KeyRecord, StoreState};
+use super::ops_asym::{algorithm_condition, is_asymmetric, oaep_for, parse_encryption_algorithm};
 use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
 use super::service::{err, Call, Service};
@@ -198,7 +198,10 @@ impl Service {
             a = a.set("kms:RequestAlias", al);
         }
         admit(self, call, &snap.state, vec![(&act::DECRYPT, a)], Some(&r))?;
-        let plain = match (oaep_for(k, alg, "EncryptionAlgorithm", ctx.is_some())?, parsed) {
+        let plain = match (
+            oaep_for(k, alg, "EncryptionAlgorithm", ctx.is_some())?,
+            parsed,
+        ) {
             (Some(hash), _) => self.rsa_decrypt(k, hash, &blob)?,
             (None, Some(parsed)) => self.open_with(k, &parsed, ctx.as_ref())?,
             (None, None) => return Err(invalid_ciphertext("the ciphertext names no key")),
@@ -259,7 +262,12 @@ impl Service {
         let checks = vec![(&act::RE_ENCRYPT_FROM, from), (&act::RE_ENCRYPT_TO, a)];
         admit(self, call, &snap.state, checks, Some(&r))?;
         let src_hash = oaep_for(src, src_alg, "SourceEncryptionAlgorithm", src_ctx.is_some())?;
-        let dst_hash = oaep_for(dst, dst_alg, "DestinationEncryptionAlgorithm", dst_ctx.is_some())?;
+        let dst_hash = oaep_for(
+            dst,
+            dst_alg,
+            "DestinationEncryptionAlgorithm",
+            dst_ctx.is_some(),
+        )?;
         let plain = match (src_hash, parsed) {
             (Some(hash), _) => self.rsa_decrypt(src, hash, &blob)?,
             (None, Some(parsed)) => self.open_with(src, &parsed, src_ctx.as_ref())?,

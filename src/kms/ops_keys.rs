@@ -139,7 +139,11 @@ fn parse_spec_and_usage(r: &Req<'_>) -> Result<(KeySpec, KeyUsage), KmsError> {
         })?,
     };
     if !spec.usages().contains(&usage) {
-        let given = if r.has("KeyUsage") { "" } else { " (the default)" };
+        let given = if r.has("KeyUsage") {
+            ""
+        } else {
+            " (the default)"
+        };
         return Err(validation(format!(
             "KeyUsage {}{given} is not compatible with KeySpec {}; valid: {}",
             usage.as_str(),
