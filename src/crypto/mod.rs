@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub mod import_wrap;
 mod xaes;
 pub use xaes::{XSealer, XNONCE_LEN, XSEAL_OVERHEAD};
 
