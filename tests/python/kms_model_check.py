@@ -276,7 +276,32 @@ def samples(r, implemented):
     r.call("ListKeys", {"Limit": 1})
 
 
+def self_test():
+    """The validator must see what it claims to check, or its silence proves nothing."""
+    bad = {
+        "unknown member": ("DescribeKey", {"KeyMetadata": {"KeyId": "k", "Colour": "red"}}),
+        "missing required": ("DescribeKey", {"KeyMetadata": {"Arn": "a"}}),
+        "wrong enum": ("DescribeKey", {"KeyMetadata": {"KeyId": "k", "KeyState": "Happy"}}),
+        "iso timestamp": ("DescribeKey", {"KeyMetadata": {"KeyId": "k", "CreationDate": "2024-01-01"}}),
+        "bad base64": ("GenerateRandom", {"Plaintext": "not base64!"}),
+        "blob too long": ("GenerateRandom", {"Plaintext": b64(bytes(5000))}),
+        "string for bool": ("GetKeyRotationStatus", {"KeyRotationEnabled": "true"}),
+        "number as string": ("GetKeyRotationStatus", {"KeyRotationEnabled": True,
+                                                       "RotationPeriodInDays": "90"}),
+        "list expected": ("ListKeys", {"Keys": {"KeyId": "k"}}),
+        "output where none": ("EnableKey", {"Ok": True}),
+    }
+    for name, (op, response) in bad.items():
+        if not validate_output(op, response):
+            raise SystemExit(f"validator self-test: {name} ({op}) was not reported")
+    good = ("DescribeKey", {"KeyMetadata": {"KeyId": "k", "CreationDate": 1700000000,
+                                            "KeyState": "Enabled", "Enabled": True}})
+    if validate_output(*good):
+        raise SystemExit(f"validator self-test: a valid response was refused: {validate_output(*good)}")
+
+
 def main():
+    self_test()
     kmsfs, store, work, ops_file = sys.argv[1:5]
     with open(ops_file) as f:
         implemented = [line.strip() for line in f if line.strip()]
