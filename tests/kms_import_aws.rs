@@ -88,22 +88,27 @@ impl Runbook {
     /// Step 2: wrap `material` under `<tag>-PublicKey.bin` with openssl as AWS's guide
     /// does; returns `<tag>-EncryptedKeyMaterial.bin`.
     fn wrap(&self, alg: &str, material: &str, tag: &str) -> PathBuf {
+        self.wrap_as(alg, material, tag, tag)
+    }
+
+    /// [`Runbook::wrap`] into `<out_tag>-EncryptedKeyMaterial.bin`.
+    fn wrap_as(&self, alg: &str, material: &str, tag: &str, out_tag: &str) -> PathBuf {
         let md = if alg.ends_with("SHA_1") { "sha1" } else { "sha256" };
         let oaep = format!(
             "-inkey {tag}-PublicKey.bin -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep \
              -pkeyopt rsa_oaep_md:{md} -pkeyopt rsa_mgf1_md:{md}"
         );
-        let out = format!("{tag}-EncryptedKeyMaterial.bin");
+        let out = format!("{out_tag}-EncryptedKeyMaterial.bin");
         let script = if alg.starts_with("RSAES_OAEP") {
             format!("openssl pkeyutl -encrypt -in {material} -out {out} {oaep}")
         } else {
             format!(
-                "openssl rand -out {tag}-aes-key.bin 32\n\
-                 openssl pkeyutl -encrypt -in {tag}-aes-key.bin -out {tag}-EncryptedAesKey.bin {oaep}\n\
+                "openssl rand -out {out_tag}-aes-key.bin 32\n\
+                 openssl pkeyutl -encrypt -in {out_tag}-aes-key.bin -out {out_tag}-EncryptedAesKey.bin {oaep}\n\
                  openssl enc -id-aes256-wrap-pad -iv A65959A6 \
-                   -K \"$(hexdump -v -e '/1 \"%02x\"' < {tag}-aes-key.bin)\" \
-                   -in {material} -out {tag}-KeyMaterialWrapped.bin\n\
-                 cat {tag}-EncryptedAesKey.bin {tag}-KeyMaterialWrapped.bin > {out}"
+                   -K \"$(hexdump -v -e '/1 \"%02x\"' < {out_tag}-aes-key.bin)\" \
+                   -in {material} -out {out_tag}-KeyMaterialWrapped.bin\n\
+                 cat {out_tag}-EncryptedAesKey.bin {out_tag}-KeyMaterialWrapped.bin > {out}"
             )
         };
         sh(self.dir(), &script);
@@ -248,7 +253,7 @@ fn import_refuses_tampering_other_keys_tokens_other_material_and_pkcs1() {
         );
     }
     // Wrapped for another algorithm than the token's (SHA-1 OAEP for a SHA-256 token).
-    let sha1 = rb.wrap("RSA_AES_KEY_WRAP_SHA_1", "PlaintextKeyMaterial.bin", "k");
+    let sha1 = rb.wrap_as("RSA_AES_KEY_WRAP_SHA_1", "PlaintextKeyMaterial.bin", "k", "k-sha1");
     service_error(
         &rb.import(&key, &sha1, &token),
         "InvalidCiphertextException",
@@ -289,7 +294,7 @@ fn import_refuses_tampering_other_keys_tokens_other_material_and_pkcs1() {
     ok(&rb.import(&key, &wrapped, &token));
     assert_eq!(state(&key), "Enabled");
     // The token stays good for its 24 hours, but a reimport must bring the same bytes.
-    let different = rb.wrap("RSA_AES_KEY_WRAP_SHA_256", "Other.bin", "k");
+    let different = rb.wrap_as("RSA_AES_KEY_WRAP_SHA_256", "Other.bin", "k", "k-other");
     service_error(
         &rb.import(&key, &different, &token),
         "IncorrectKeyMaterialException",
