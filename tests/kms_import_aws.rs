@@ -64,7 +64,10 @@ impl Runbook {
             "json",
         ]));
         assert!(
-            p["KeyId"].as_str().unwrap().ends_with(&format!(":key/{key}")),
+            p["KeyId"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":key/{key}")),
             "KeyId must be the key ARN: {p}"
         );
         assert!(p["ParametersValidTo"].is_string(), "{p}");
@@ -93,7 +96,11 @@ impl Runbook {
 
     /// [`Runbook::wrap`] into `<out_tag>-EncryptedKeyMaterial.bin`.
     fn wrap_as(&self, alg: &str, material: &str, tag: &str, out_tag: &str) -> PathBuf {
-        let md = if alg.ends_with("SHA_1") { "sha1" } else { "sha256" };
+        let md = if alg.ends_with("SHA_1") {
+            "sha1"
+        } else {
+            "sha256"
+        };
         let oaep = format!(
             "-inkey {tag}-PublicKey.bin -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep \
              -pkeyopt rsa_oaep_md:{md} -pkeyopt rsa_mgf1_md:{md}"
@@ -253,7 +260,12 @@ fn import_refuses_tampering_other_keys_tokens_other_material_and_pkcs1() {
         );
     }
     // Wrapped for another algorithm than the token's (SHA-1 OAEP for a SHA-256 token).
-    let sha1 = rb.wrap_as("RSA_AES_KEY_WRAP_SHA_1", "PlaintextKeyMaterial.bin", "k", "k-sha1");
+    let sha1 = rb.wrap_as(
+        "RSA_AES_KEY_WRAP_SHA_1",
+        "PlaintextKeyMaterial.bin",
+        "k",
+        "k-sha1",
+    );
     service_error(
         &rb.import(&key, &sha1, &token),
         "InvalidCiphertextException",

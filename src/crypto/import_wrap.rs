@@ -241,12 +241,14 @@ pub fn wrap(
     algorithm: WrappingAlgorithm,
     material: &[u8],
 ) -> Result<Vec<u8>, ImportWrapError> {
-    let public =
-        RsaPublicKey::from_public_key_der(public_key_der).map_err(|_| ImportWrapError::PublicKey)?;
+    let public = RsaPublicKey::from_public_key_der(public_key_der)
+        .map_err(|_| ImportWrapError::PublicKey)?;
     if !algorithm.uses_aes_key_wrap() {
         return public
             .encrypt(&mut OsRng, algorithm.oaep(), material)
-            .map_err(|_| ImportWrapError::Wrap("the material is too long for RSA-OAEP with this key"));
+            .map_err(|_| {
+                ImportWrapError::Wrap("the material is too long for RSA-OAEP with this key")
+            });
     }
     let mut aes_key = Zeroizing::new([0u8; EPHEMERAL_AES_KEY_LEN]);
     super::random_fill(aes_key.as_mut_slice())
@@ -291,7 +293,9 @@ mod tests {
         }
         let again = WrappingKeyPair::from_pkcs8_der(&pair.to_pkcs8_der().unwrap()).unwrap();
         assert_eq!(again.public_key_der().unwrap(), der);
-        assert!(pair.unwrap(WrappingAlgorithm::RsaAesKeyWrapSha256, &[0u8; 256]).is_err());
+        assert!(pair
+            .unwrap(WrappingAlgorithm::RsaAesKeyWrapSha256, &[0u8; 256])
+            .is_err());
     }
 
     #[test]

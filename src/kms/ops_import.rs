@@ -53,8 +53,7 @@ pub fn wrap_key_material(
     material: &[u8],
 ) -> Result<Vec<u8>, KmsError> {
     let alg = parse_algorithm(algorithm)?;
-    crypto::import_wrap::wrap(public_key_der, alg, material)
-        .map_err(|e| validation(e.to_string()))
+    crypto::import_wrap::wrap(public_key_der, alg, material).map_err(|e| validation(e.to_string()))
 }
 
 fn parse_algorithm(name: &str) -> Result<WrappingAlgorithm, KmsError> {
@@ -168,8 +167,7 @@ impl Service {
         )?;
         self.gate(&act::GET_PARAMETERS_FOR_IMPORT, k, call.now)?;
         // After authorization: key generation is the expensive part of this call.
-        let wrapping_key =
-            WrappingKeyPair::generate(spec).map_err(|e| internal(e.to_string()))?;
+        let wrapping_key = WrappingKeyPair::generate(spec).map_err(|e| internal(e.to_string()))?;
         let public_key = wrapping_key
             .public_key_der()
             .map_err(|e| internal(e.to_string()))?;
