@@ -13,7 +13,7 @@ use support::cli::*;
 /// principal without any uid.
 fn principals() -> String {
     principals_toml().replace(
-        "\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}}]}'''",
+        "\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}]}'''",
         &format!(
             "\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}},\
              {{\"Effect\":\"Allow\",\"Action\":[\"iam:CreateAccessKey\",\"iam:ListAccessKeys\",\"iam:DeleteAccessKey\"],\"Resource\":\"{}\"}}]}}'''",
