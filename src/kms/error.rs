@@ -52,6 +52,10 @@ error_kinds! {
     DryRunOperation => "DryRunOperationException",
     KmsInvalidSignature => "KMSInvalidSignatureException",
     KmsInvalidMac => "KMSInvalidMacException",
+    // Access keys (issue 13): an unknown, inactive or orphaned access key id, and IAM's
+    // answer for a principal ARN the principals file does not list.
+    UnrecognizedClient => "UnrecognizedClientException",
+    NoSuchEntity => "NoSuchEntityException",
 }
 
 impl ErrorKind {
