@@ -347,6 +347,20 @@ fn a_trickled_request_head_is_cut_off_and_others_are_still_served() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_after_its_answer() {
+    let (_srv, addr) = endpoint(|c| c.idle_timeout = Duration::from_millis(300));
+    let mut c = connect(addr);
+    c.get_mut()
+        .write_all(&signed(addr, "Encrypt", "{}"))
+        .unwrap();
+    assert_eq!(read_answer(&mut c).status, 200);
+    // No second request: the server ends the connection instead of holding it forever.
+    assert!(closed_by_server(&mut c));
+    // A connection that never sends a byte is closed as well.
+    assert!(closed_by_server(&mut connect(addr)));
+}
+
+#[test]
 fn a_body_that_never_arrives_is_answered_408() {
     let (_srv, addr) = endpoint(|c| c.body_timeout = Duration::from_millis(300));
     let mut c = connect(addr);
