@@ -12,6 +12,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub mod keypair;
+pub mod mac;
 mod xaes;
 pub use xaes::{XSealer, XNONCE_LEN, XSEAL_OVERHEAD};
 
