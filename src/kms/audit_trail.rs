@@ -161,6 +161,11 @@ const SECRET_FIELDS: &[&str] = &[
     "GrantToken",
     "GrantTokens",
     "CiphertextForRecipient",
+    "Message",
+    "Mac",
+    "PrivateKeyPlaintext",
+    "PrivateKeyCiphertextBlob",
+    "SharedSecret",
 ];
 
 fn sanitize(v: &Value) -> Value {

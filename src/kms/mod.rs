@@ -32,6 +32,7 @@ mod ops_crypto;
 mod ops_dir_rules;
 pub(crate) mod ops_grants;
 mod ops_import;
+mod ops_key_pairs;
 mod ops_keys;
 mod principals_watch;
 pub mod provider;

@@ -294,6 +294,18 @@ pub static TABLE: &[Operation] = &[
         Gate::Enabled,
     ),
     op(
+        &act::GENERATE_DATA_KEY_PAIR,
+        |s, c, r| s.generate_data_key_pair_op(c, r, true),
+        RO,
+        Gate::Enabled,
+    ),
+    op(
+        &act::GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT,
+        |s, c, r| s.generate_data_key_pair_op(c, r, false),
+        RO,
+        Gate::Enabled,
+    ),
+    op(
         &act::GENERATE_RANDOM,
         |s, c, r| s.generate_random(c, r),
         RO,

@@ -42,7 +42,7 @@ fn invalid_ciphertext(msg: impl std::fmt::Display) -> KmsError {
     err(ErrorKind::InvalidCiphertext, msg.to_string())
 }
 
-fn dry_run() -> KmsError {
+pub(super) fn dry_run() -> KmsError {
     err(
         ErrorKind::DryRunOperation,
         "The request would have succeeded, but the DryRun option is set.",
@@ -54,7 +54,7 @@ static EMPTY_CONTEXT: std::sync::OnceLock<EncryptionContext> = std::sync::OnceLo
 /// The checks every cryptographic operation makes once it has resolved its keys, in
 /// AWS's order: authorize each action (recording each decision), then gate each key on
 /// its state, then honour the request's DryRun (`req`; the filesystem has none).
-fn admit(
+pub(super) fn admit(
     svc: &Service,
     call: &mut Call,
     st: &StoreState,

@@ -67,7 +67,9 @@ pub fn shape_of(member: &str) -> Shape {
         | "ImportToken"
         | "EncryptedKeyMaterial"
         | "PublicKey"
-        | "KeyMaterial" => Shape::Blob,
+        | "KeyMaterial"
+        | "Message"
+        | "Mac" => Shape::Blob,
         "EncryptionContext" | "SourceEncryptionContext" | "DestinationEncryptionContext" => {
             Shape::StringMap
         }
