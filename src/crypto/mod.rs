@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub mod asym;
 pub mod keypair;
 pub mod mac;
 mod xaes;

@@ -161,7 +161,10 @@ const SECRET_FIELDS: &[&str] = &[
     "GrantToken",
     "GrantTokens",
     "CiphertextForRecipient",
+    // Sign and Verify: CloudTrail records neither the message nor the signature.
     "Message",
+    "Signature",
+    // GenerateMac/VerifyMac, data key pairs, DeriveSharedSecret.
     "Mac",
     "PrivateKeyPlaintext",
     "PrivateKeyCiphertextBlob",

@@ -50,6 +50,8 @@ error_kinds! {
     KmsInternal => "KMSInternalException",
     InvalidMarker => "InvalidMarkerException",
     DryRunOperation => "DryRunOperationException",
+    KmsInvalidSignature => "KMSInvalidSignatureException",
+    KmsInvalidMac => "KMSInvalidMacException",
 }
 
 impl ErrorKind {

@@ -63,7 +63,11 @@ impl Service {
     /// Fails with the key-state exception AWS gives `op` on this key.
     pub(crate) fn gate(&self, action: &Action, k: &KeyRecord, now: i64) -> Result<(), KmsError> {
         let rule = super::operations::gate_of(action);
-        match states::gate(rule, effective_state(k, now), k.origin) {
+        if let Some((kind, msg)) = states::gate(rule, effective_state(k, now), k.origin) {
+            return Err(err(kind, format!("{} {msg}", k.arn)));
+        }
+        // Then what the key is: an operation its spec or usage does not allow.
+        match super::keyspec::usage_refusal(action.name, k.key_spec, k.key_usage) {
             None => Ok(()),
             Some((kind, msg)) => Err(err(kind, format!("{} {msg}", k.arn))),
         }

@@ -16,6 +16,7 @@
 //!
 //! Never holds material itself: it uses the same store functions as customer keys.
 
+use super::keyspec::{KeySpec, KeyUsage};
 use super::model::{
     AliasRecord, KeyManager, KeyRecord, KeyState, Origin, RotationSchedule, StoreState,
 };
@@ -105,6 +106,8 @@ pub fn create_default_key(
         deletion_date: None,
         pending_window_days: None,
         import: None,
+        key_spec: KeySpec::SymmetricDefault,
+        key_usage: KeyUsage::EncryptDecrypt,
     };
     super::material::add_material(store, &mut rec, now, None)?;
     st.keys.insert(key_id.clone(), rec);

@@ -5,10 +5,13 @@
 use std::sync::Arc;
 
 use super::model::{KeyRecord, MaterialVersion, RotationRecord, RotationType};
+use super::service::err;
 use super::service::Service;
 use super::store::{internal, Store};
-use super::{ciphertext, KmsError};
+use super::{ciphertext, ErrorKind, KmsError};
+use crate::crypto::asym::{self, PrivateKey};
 use crate::crypto::{self, KeyMaterial, SealingKey};
+use zeroize::Zeroizing;
 
 /// Generates a new material version of `rec` and makes it current; `rotation` says
 /// which kind of rotation made it (None for a key's first material). Every old version
@@ -20,8 +23,17 @@ pub(crate) fn add_material(
     rotation: Option<RotationType>,
 ) -> Result<u32, KmsError> {
     let v = rec.next_version();
-    let m = KeyMaterial::generate().map_err(|e| internal(e.to_string()))?;
-    store.write_material(&rec.key_id, v, &m)?;
+    let spec = rec.key_spec;
+    if let Some(pair) = spec.pair_spec() {
+        let der = asym::generate(pair).map_err(|e| internal(e.to_string()))?;
+        store.write_secret_material(&rec.key_id, v, spec.as_str(), &der)?;
+    } else if let Some(len) = spec.hmac_key_len() {
+        let key = Zeroizing::new(crypto::random_bytes(len).map_err(|e| internal(e.to_string()))?);
+        store.write_secret_material(&rec.key_id, v, spec.as_str(), &key)?;
+    } else {
+        let m = KeyMaterial::generate().map_err(|e| internal(e.to_string()))?;
+        store.write_material(&rec.key_id, v, &m)?;
+    }
     rec.materials.push(MaterialVersion {
         version: v,
         created: now,
@@ -68,8 +80,63 @@ impl Service {
         Ok(key)
     }
 
+    /// The parsed private key of an asymmetric key's current material (cached).
+    pub(crate) fn private_key(&self, k: &KeyRecord) -> Result<Arc<PrivateKey>, KmsError> {
+        let pair = k
+            .key_spec
+            .pair_spec()
+            .ok_or_else(|| internal(format!("{} is not an asymmetric key", k.arn)))?;
+        let version = k.current_version.ok_or_else(|| {
+            err(
+                ErrorKind::KmsInvalidState,
+                format!("{} has no key material", k.arn),
+            )
+        })?;
+        let id = (k.key_id.clone(), version);
+        if let Some(p) = self
+            .private_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(p.clone());
+        }
+        let der = self
+            .store
+            .read_secret_material(&k.key_id, version, k.key_spec.as_str())?;
+        let key = Arc::new(
+            PrivateKey::from_pkcs8(pair, &der).map_err(|e| internal(format!("{}: {e}", k.arn)))?,
+        );
+        self.private_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, key.clone());
+        Ok(key)
+    }
+
+    /// An HMAC key's current key bytes (read and unsealed on each call).
+    // For GenerateMac and VerifyMac, which build on this model (issue 15, part 2).
+    #[allow(dead_code)]
+    pub(crate) fn hmac_key(&self, k: &KeyRecord) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let version = k.current_version.ok_or_else(|| {
+            err(
+                ErrorKind::KmsInvalidState,
+                format!("{} has no key material", k.arn),
+            )
+        })?;
+        if !k.key_spec.is_hmac() {
+            return Err(internal(format!("{} is not an HMAC key", k.arn)));
+        }
+        self.store
+            .read_secret_material(&k.key_id, version, k.key_spec.as_str())
+    }
+
     pub(crate) fn forget_material(&self, key_id: &str) {
         self.cipher_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _), _| id != key_id);
+        self.private_keys
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(id, _), _| id != key_id);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::keyspec::{KeySpec, KeyUsage};
 use super::provider::DirRule;
 use crate::policy::Grant;
 
@@ -196,6 +197,23 @@ pub struct KeyRecord {
     pub deletion_date: Option<i64>,
     pub pending_window_days: Option<u32>,
     pub import: Option<ImportState>,
+    /// What the key is. Absent from states written before asymmetric and HMAC keys
+    /// existed: those keys are all SYMMETRIC_DEFAULT.
+    #[serde(default, skip_serializing_if = "is_symmetric")]
+    pub key_spec: KeySpec,
+    /// What the key is for (absent: ENCRYPT_DECRYPT, as above).
+    #[serde(default, skip_serializing_if = "is_encrypt_decrypt")]
+    pub key_usage: KeyUsage,
+}
+
+// Symmetric encryption keys are written as before, so that a store written by this
+// version still loads in one that predates key specs (and fixtures stay byte-stable).
+fn is_symmetric(s: &KeySpec) -> bool {
+    s.is_symmetric()
+}
+
+fn is_encrypt_decrypt(u: &KeyUsage) -> bool {
+    *u == KeyUsage::EncryptDecrypt
 }
 
 impl KeyRecord {

@@ -329,6 +329,14 @@ pub static TABLE: &[Operation] = &[
         RW,
         Gate::DeleteImport,
     ),
+    op(&act::SIGN, |s, c, r| s.sign(c, r), RO, Gate::Enabled),
+    op(&act::VERIFY, |s, c, r| s.verify(c, r), RO, Gate::Enabled),
+    op(
+        &act::GET_PUBLIC_KEY,
+        |s, c, r| s.get_public_key(c, r),
+        RO,
+        Gate::Enabled,
+    ),
     op(&act::SIMULATE, |s, c, r| s.simulate(c, r), RO, Gate::Any),
     op(&act::WHO_AM_I, |s, c, _| Ok(s.who_am_i(c)), RO, Gate::Any),
 ];

@@ -11,6 +11,7 @@ use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
 use super::model::{KeyRecord, StoreState};
+use super::ops_asym::{algorithm_condition, is_asymmetric, oaep_for, parse_encryption_algorithm};
 use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
 use super::service::{err, Call, Service};
@@ -22,21 +23,6 @@ use base64::Engine as _;
 
 const MAX_PLAINTEXT: usize = 4096;
 const MAX_CIPHERTEXT: usize = 6144;
-
-fn check_algorithm(r: &Req<'_>, name: &str) -> Result<(), KmsError> {
-    match r.opt_str(name)? {
-        None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-        Some(a @ ("RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE")) => Err(err(
-            ErrorKind::InvalidKeyUsage,
-            format!(
-                "{name} {a} is not valid for a symmetric encryption key; use SYMMETRIC_DEFAULT"
-            ),
-        )),
-        Some(a) => Err(validation(format!(
-            "{name} \"{a}\" is not a valid encryption algorithm"
-        ))),
-    }
-}
 
 fn invalid_ciphertext(msg: impl std::fmt::Display) -> KmsError {
     err(ErrorKind::InvalidCiphertext, msg.to_string())
@@ -54,7 +40,7 @@ static EMPTY_CONTEXT: std::sync::OnceLock<EncryptionContext> = std::sync::OnceLo
 /// The checks every cryptographic operation makes once it has resolved its keys, in
 /// AWS's order: authorize each action (recording each decision), then gate each key on
 /// its state, then honour the request's DryRun (`req`; the filesystem has none).
-pub(super) fn admit(
+pub(crate) fn admit(
     svc: &Service,
     call: &mut Call,
     st: &StoreState,
@@ -136,23 +122,26 @@ impl Service {
             )));
         }
         let ctx = r.opt_context("EncryptionContext")?;
-        check_algorithm(&r, "EncryptionAlgorithm")?;
+        let alg = parse_encryption_algorithm(&r, "EncryptionAlgorithm")?;
         super::ops_grants::check_grant_tokens(&r)?;
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
         let mut a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(ctx.as_ref())
-            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+            .set("kms:EncryptionAlgorithm", algorithm_condition(alg));
         if let Some(al) = alias {
             a = a.set("kms:RequestAlias", al);
         }
         admit(self, call, &snap.state, vec![(&act::ENCRYPT, a)], Some(&r))?;
-        let blob = self.seal_with(k, &plaintext, ctx.as_ref())?;
+        let blob = match oaep_for(k, alg, "EncryptionAlgorithm", ctx.is_some())? {
+            Some(hash) => self.rsa_encrypt(k, hash, &plaintext)?,
+            None => self.seal_with(k, &plaintext, ctx.as_ref())?,
+        };
         Ok(json!({
             "CiphertextBlob": b64().encode(blob),
             "KeyId": k.arn,
-            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithm": algorithm_condition(alg),
         }))
     }
 
@@ -165,7 +154,7 @@ impl Service {
             )));
         }
         let ctx = r.opt_context("EncryptionContext")?;
-        check_algorithm(&r, "EncryptionAlgorithm")?;
+        let alg = parse_encryption_algorithm(&r, "EncryptionAlgorithm")?;
         super::ops_grants::check_grant_tokens(&r)?;
         if r.has("Recipient") {
             return Err(err(
@@ -173,36 +162,54 @@ impl Service {
                 "kmsfs has no Nitro enclave attestation (Recipient)",
             ));
         }
-        let parsed = ciphertext::parse(&blob).map_err(invalid_ciphertext)?;
         let key_param = r.opt_str("KeyId")?;
         if let Some(kid) = key_param {
             self.ensure_default_if_named(call, kid)?;
         }
         let snap = self.snapshot()?;
-        let (k, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
-        let mut alias_used = None;
-        if let Some(kid) = key_param {
-            let (named, alias) = self.find_key(call, &snap.state, kid, true)?;
-            if named.key_id != k.key_id {
-                return Err(err(
-                    ErrorKind::IncorrectKey,
-                    "The key ID in the request does not identify a KMS key that can perform this operation.",
-                ));
+        // An asymmetric ciphertext is raw RSA output that names no key: the request's
+        // KeyId is the key (AWS requires it for asymmetric keys).
+        let named = match key_param {
+            Some(kid) => Some(self.find_key(call, &snap.state, kid, true)?),
+            None => None,
+        };
+        let (k, parsed, alias_used) = match named {
+            Some((nk, alias)) if is_asymmetric(nk) => (nk, None, alias),
+            _ => {
+                let parsed = ciphertext::parse(&blob).map_err(invalid_ciphertext)?;
+                let (k, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
+                let mut alias_used = None;
+                if let Some((nk, alias)) = named {
+                    if nk.key_id != k.key_id {
+                        return Err(err(
+                            ErrorKind::IncorrectKey,
+                            "The key ID in the request does not identify a KMS key that can perform this operation.",
+                        ));
+                    }
+                    alias_used = alias;
+                }
+                (k, Some(parsed), alias_used)
             }
-            alias_used = alias;
-        }
+        };
         let mut a = Authz::new(act::DECRYPT.iam, Some(k))
             .context(ctx.as_ref())
-            .set("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+            .set("kms:EncryptionAlgorithm", algorithm_condition(alg));
         if let Some(al) = alias_used {
             a = a.set("kms:RequestAlias", al);
         }
         admit(self, call, &snap.state, vec![(&act::DECRYPT, a)], Some(&r))?;
-        let plain = self.open_with(k, &parsed, ctx.as_ref())?;
+        let plain = match (
+            oaep_for(k, alg, "EncryptionAlgorithm", ctx.is_some())?,
+            parsed,
+        ) {
+            (Some(hash), _) => self.rsa_decrypt(k, hash, &blob)?,
+            (None, Some(parsed)) => self.open_with(k, &parsed, ctx.as_ref())?,
+            (None, None) => return Err(invalid_ciphertext("the ciphertext names no key")),
+        };
         Ok(json!({
             "KeyId": k.arn,
             "Plaintext": b64().encode(&*plain),
-            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithm": algorithm_condition(alg),
         }))
     }
 
@@ -212,46 +219,70 @@ impl Service {
         let src_ctx = r.opt_context("SourceEncryptionContext")?;
         let dst_ctx = r.opt_context("DestinationEncryptionContext")?;
         let dst_id = r.str("DestinationKeyId")?;
-        check_algorithm(&r, "SourceEncryptionAlgorithm")?;
-        check_algorithm(&r, "DestinationEncryptionAlgorithm")?;
+        let src_alg = parse_encryption_algorithm(&r, "SourceEncryptionAlgorithm")?;
+        let dst_alg = parse_encryption_algorithm(&r, "DestinationEncryptionAlgorithm")?;
         super::ops_grants::check_grant_tokens(&r)?;
-        let parsed = ciphertext::parse(&blob).map_err(invalid_ciphertext)?;
         self.ensure_default_if_named(call, dst_id)?;
         if let Some(s) = r.opt_str("SourceKeyId")? {
             self.ensure_default_if_named(call, s)?;
         }
         let snap = self.snapshot()?;
-        let (src, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
-        if let Some(s) = r.opt_str("SourceKeyId")? {
-            let (named, _) = self.find_key(call, &snap.state, s, true)?;
-            if named.key_id != src.key_id {
-                return Err(err(
-                    ErrorKind::IncorrectKey,
-                    "The key ID in the request does not identify a KMS key that can perform this operation.",
-                ));
+        let named = match r.opt_str("SourceKeyId")? {
+            Some(s) => Some(self.find_key(call, &snap.state, s, true)?.0),
+            None => None,
+        };
+        // As in Decrypt: an asymmetric source is the one SourceKeyId names.
+        let (src, parsed) = match named {
+            Some(nk) if is_asymmetric(nk) => (nk, None),
+            _ => {
+                let parsed = ciphertext::parse(&blob).map_err(invalid_ciphertext)?;
+                let (src, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
+                if named.is_some_and(|nk| nk.key_id != src.key_id) {
+                    return Err(err(
+                        ErrorKind::IncorrectKey,
+                        "The key ID in the request does not identify a KMS key that can perform this operation.",
+                    ));
+                }
+                (src, Some(parsed))
             }
-        }
+        };
         let (dst, dst_alias) = self.find_key(call, &snap.state, dst_id, true)?;
         let same = (src.key_id == dst.key_id).to_string();
         let from = Authz::new(act::RE_ENCRYPT_FROM.iam, Some(src))
             .context(src_ctx.as_ref())
-            .set("kms:ReEncryptOnSameKey", same.clone());
+            .set("kms:ReEncryptOnSameKey", same.clone())
+            .set("kms:EncryptionAlgorithm", algorithm_condition(src_alg));
         let mut a = Authz::new(act::RE_ENCRYPT_TO.iam, Some(dst))
             .context(dst_ctx.as_ref())
-            .set("kms:ReEncryptOnSameKey", same);
+            .set("kms:ReEncryptOnSameKey", same)
+            .set("kms:EncryptionAlgorithm", algorithm_condition(dst_alg));
         if let Some(al) = dst_alias {
             a = a.set("kms:RequestAlias", al);
         }
         let checks = vec![(&act::RE_ENCRYPT_FROM, from), (&act::RE_ENCRYPT_TO, a)];
         admit(self, call, &snap.state, checks, Some(&r))?;
-        let plain = self.open_with(src, &parsed, src_ctx.as_ref())?;
-        let out = self.seal_with(dst, &plain, dst_ctx.as_ref())?;
+        let src_hash = oaep_for(src, src_alg, "SourceEncryptionAlgorithm", src_ctx.is_some())?;
+        let dst_hash = oaep_for(
+            dst,
+            dst_alg,
+            "DestinationEncryptionAlgorithm",
+            dst_ctx.is_some(),
+        )?;
+        let plain = match (src_hash, parsed) {
+            (Some(hash), _) => self.rsa_decrypt(src, hash, &blob)?,
+            (None, Some(parsed)) => self.open_with(src, &parsed, src_ctx.as_ref())?,
+            (None, None) => return Err(invalid_ciphertext("the ciphertext names no key")),
+        };
+        let out = match dst_hash {
+            Some(hash) => self.rsa_encrypt(dst, hash, &plain)?,
+            None => self.seal_with(dst, &plain, dst_ctx.as_ref())?,
+        };
         Ok(json!({
             "CiphertextBlob": b64().encode(out),
             "SourceKeyId": src.arn,
             "KeyId": dst.arn,
-            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "SourceEncryptionAlgorithm": algorithm_condition(src_alg),
+            "DestinationEncryptionAlgorithm": algorithm_condition(dst_alg),
         }))
     }
 

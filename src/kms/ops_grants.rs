@@ -173,6 +173,35 @@ pub fn constraints_at_least_as_strict(
     true
 }
 
+/// AWS's grant operation lists per key type: a grant may list only operations the key
+/// can perform, and constraints only where an operation takes an encryption context.
+fn check_operations_for_key(
+    k: &KeyRecord,
+    operations: &[String],
+    constrained: bool,
+) -> Result<(), KmsError> {
+    let valid = super::keyspec::grant_operations(k.key_spec, k.key_usage);
+    for op in operations {
+        if !valid.contains(&op.as_str()) {
+            return Err(validation(format!(
+                "the grant operation {op} is not valid for {} (KeySpec {}, KeyUsage {}); valid: {}",
+                k.arn,
+                k.key_spec.as_str(),
+                k.key_usage.as_str(),
+                valid.join(", ")
+            )));
+        }
+    }
+    if constrained && !k.key_spec.is_symmetric() {
+        return Err(validation(format!(
+            "grant constraints are valid only for symmetric encryption keys; {} is {}",
+            k.arn,
+            k.key_spec.as_str()
+        )));
+    }
+    Ok(())
+}
+
 impl Service {
     pub(crate) fn create_grant(&self, call: &mut Call, req: &Value) -> Result<Value, KmsError> {
         let r = Req::new(req)?;
@@ -192,12 +221,8 @@ impl Service {
         }
         for op in &operations {
             match grant_use(op) {
-                GrantUse::Symmetric => {}
-                GrantUse::OtherKeyType => {
-                    return Err(validation(format!(
-                        "the grant operation {op} is not valid for a symmetric encryption key"
-                    )))
-                }
+                // Whether the key's type allows it is checked once the key is known.
+                GrantUse::Symmetric | GrantUse::OtherKeyType => {}
                 GrantUse::No => {
                     return Err(validation(format!(
                         "\"{op}\" is not a grant operation; valid: {}",
@@ -269,6 +294,7 @@ impl Service {
             }
             let ev = self.authorize(call, st, a)?;
             self.gate(&act::CREATE_GRANT, k, call.now)?;
+            check_operations_for_key(k, &operations, constraints.is_some())?;
             check_grant_subset(&ev, k, &operations, constraints.as_ref())?;
             // The grant as it would be stored (its id is drawn once it is certain).
             let mut grant = Grant {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::authz::Authz;
 use super::clock::DAY;
+use super::keyspec::{KeySpec, KeyUsage};
 use super::model::{
     KeyManager, KeyRecord, KeyState, Origin, RotationSchedule, RotationType, StoreState, Tag,
 };
@@ -33,16 +34,16 @@ pub fn key_metadata(k: &KeyRecord, now: i64) -> Value {
         "CreationDate": k.creation_date,
         "Enabled": state == KeyState::Enabled,
         "Description": k.description,
-        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyUsage": k.key_usage.as_str(),
         "KeyState": state.as_str(),
         "Origin": k.origin.as_str(),
         "KeyManager": k.manager.as_str(),
-        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-        "KeySpec": "SYMMETRIC_DEFAULT",
-        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-        "MultiRegion": false,
+        "CustomerMasterKeySpec": k.key_spec.as_str(),
+        "KeySpec": k.key_spec.as_str(),
     });
     if let Value::Object(o) = &mut m {
+        super::keyspec::add_algorithms(o, k.key_spec, k.key_usage);
+        o.insert("MultiRegion".into(), json!(false));
         if let Some(d) = k.deletion_date {
             o.insert("DeletionDate".into(), json!(d));
             if let Some(w) = k.pending_window_days {
@@ -95,6 +96,66 @@ pub(crate) fn parse_tags(r: &Req<'_>, name: &str) -> Result<Vec<Tag>, KmsError> 
         });
     }
     Ok(out)
+}
+
+/// CreateKey's KeySpec (or its deprecated alias CustomerMasterKeySpec) and KeyUsage,
+/// with AWS's defaults (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) and its validation: the
+/// usage must be one the spec allows.
+fn parse_spec_and_usage(r: &Req<'_>) -> Result<(KeySpec, KeyUsage), KmsError> {
+    let spec_text = match (r.opt_str("KeySpec")?, r.opt_str("CustomerMasterKeySpec")?) {
+        (Some(_), Some(_)) => {
+            return Err(validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec parameter is deprecated. Use KeySpec only.",
+            ))
+        }
+        (Some(s), None) | (None, Some(s)) => Some(s),
+        (None, None) => None,
+    };
+    let spec = match spec_text {
+        None => KeySpec::SymmetricDefault,
+        Some(s) => match KeySpec::parse(s) {
+            Some(spec) => spec,
+            None => {
+                if let Some(why) = super::keyspec::unsupported_spec(s) {
+                    return Err(err(
+                        ErrorKind::UnsupportedOperation,
+                        format!("KeySpec {s}: {why}"),
+                    ));
+                }
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{s}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                    KeySpec::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        },
+    };
+    let usage = match r.opt_str("KeyUsage")? {
+        None => KeyUsage::EncryptDecrypt,
+        Some(u) => KeyUsage::parse(u).ok_or_else(|| {
+            validation(format!(
+                "1 validation error detected: Value '{u}' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                KeyUsage::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?,
+    };
+    if !spec.usages().contains(&usage) {
+        let given = if r.has("KeyUsage") {
+            ""
+        } else {
+            " (the default)"
+        };
+        return Err(validation(format!(
+            "KeyUsage {}{given} is not compatible with KeySpec {}; valid: {}",
+            usage.as_str(),
+            spec.as_str(),
+            spec.usages()
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok((spec, usage))
 }
 
 fn managed_refusal(k: &KeyRecord, op: &str) -> KmsError {
@@ -155,24 +216,7 @@ impl Service {
         let r = Req::new(req)?;
         let description = r.opt_str("Description")?.unwrap_or("");
         check_len("Description", description, 0, 8192)?;
-        match r.opt_str("KeyUsage")? {
-            None | Some("ENCRYPT_DECRYPT") => {}
-            Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => {
-                return Err(err(ErrorKind::UnsupportedOperation, format!("KeyUsage {u}: kmsfs supports only symmetric encryption keys (ENCRYPT_DECRYPT)")))
-            }
-            Some(u) => return Err(validation(format!("KeyUsage \"{u}\" is not a valid key usage"))),
-        }
-        for field in ["KeySpec", "CustomerMasterKeySpec"] {
-            match r.opt_str(field)? {
-                None | Some("SYMMETRIC_DEFAULT") => {}
-                Some(s) => {
-                    return Err(err(
-                        ErrorKind::UnsupportedOperation,
-                        format!("{field} {s}: kmsfs supports only SYMMETRIC_DEFAULT keys"),
-                    ))
-                }
-            }
-        }
+        let (spec, usage) = parse_spec_and_usage(&r)?;
         let origin = match r.opt_str("Origin")? {
             None | Some("AWS_KMS") => Origin::AwsKms,
             Some("EXTERNAL") => Origin::External,
@@ -188,6 +232,15 @@ impl Service {
                 )))
             }
         };
+        if origin == Origin::External && !spec.is_symmetric() {
+            return Err(err(
+                ErrorKind::UnsupportedOperation,
+                format!(
+                    "KeySpec {} with Origin EXTERNAL: kmsfs imports key material into SYMMETRIC_DEFAULT keys only",
+                    spec.as_str()
+                ),
+            ));
+        }
         if r.flag("MultiRegion")? {
             return Err(err(
                 ErrorKind::UnsupportedOperation,
@@ -223,8 +276,8 @@ impl Service {
             Authz::new(act::CREATE_KEY.iam, None)
                 .set("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string())
                 .set("kms:KeyOrigin", origin.as_str())
-                .set("kms:KeySpec", "SYMMETRIC_DEFAULT")
-                .set("kms:KeyUsage", "ENCRYPT_DECRYPT")
+                .set("kms:KeySpec", spec.as_str())
+                .set("kms:KeyUsage", usage.as_str())
                 .set("kms:MultiRegion", "false")
                 .request_tags(&tags),
         )?;
@@ -260,6 +313,8 @@ impl Service {
             deletion_date: None,
             pending_window_days: None,
             import: (origin == Origin::External).then(Default::default),
+            key_spec: spec,
+            key_usage: usage,
         };
         if given_policy.is_some() {
             self.lockout_check(call, &snap.state, &rec, &doc, bypass)?;

@@ -21,6 +21,7 @@ use super::provider::Caller;
 use super::store::{internal, RootKeySource, StateIdent, Store};
 use super::{ErrorKind, KmsError};
 use crate::audit::AuditLog;
+use crate::crypto::asym::PrivateKey;
 use crate::crypto::SealingKey;
 use crate::policy::{Evaluation, PolicyDocument};
 use crate::principals::{Principals, ResolvedPrincipal};
@@ -86,6 +87,8 @@ pub struct Service {
     pub(super) writer: Mutex<()>,
     pub(super) policies: Mutex<HashMap<String, (String, Arc<PolicyDocument>)>>,
     pub(super) cipher_keys: RwLock<HashMap<(String, u32), Arc<SealingKey>>>,
+    /// Parsed private keys of asymmetric keys, by key id and version (zeroized on drop).
+    pub(super) private_keys: RwLock<HashMap<(String, u32), Arc<PrivateKey>>>,
     pub(crate) volume_secrets: Mutex<HashMap<String, Arc<SealingKey>>>,
 }
 
@@ -140,6 +143,7 @@ impl Service {
             writer: Mutex::new(()),
             policies: Mutex::new(HashMap::new()),
             cipher_keys: RwLock::new(HashMap::new()),
+            private_keys: RwLock::new(HashMap::new()),
             volume_secrets: Mutex::new(HashMap::new()),
         }))
     }
@@ -226,13 +230,17 @@ impl Service {
     fn install(&self, state: StoreState, ident: StateIdent) -> Arc<Snapshot> {
         // Forget unsealed material that the new state no longer lists.
         {
-            let mut ck = self.cipher_keys.write().unwrap_or_else(|e| e.into_inner());
-            ck.retain(|(id, v), _| {
+            let live = |id: &String, v: &u32| {
                 state.keys.get(id).is_some_and(|k| {
                     k.materials.iter().any(|m| m.version == *v)
                         && !(k.state == KeyState::PendingImport)
                 })
-            });
+            };
+            let mut ck = self.cipher_keys.write().unwrap_or_else(|e| e.into_inner());
+            ck.retain(|(id, v), _| live(id, v));
+            drop(ck);
+            let mut pk = self.private_keys.write().unwrap_or_else(|e| e.into_inner());
+            pk.retain(|(id, v), _| live(id, v));
         }
         lock(&self.policies).retain(|id, _| state.keys.contains_key(id));
         let snap = Arc::new(Snapshot { state, ident });

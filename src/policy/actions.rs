@@ -16,8 +16,8 @@ pub enum GrantUse {
     No,
     /// A grant operation valid on a symmetric encryption key.
     Symmetric,
-    /// A grant operation AWS knows, valid only on key types kmsfs does not have
-    /// (asymmetric or HMAC keys).
+    /// A grant operation valid only on asymmetric or HMAC keys (which operations a
+    /// grant may list is decided per key type by `kms::keyspec::grant_operations`).
     OtherKeyType,
 }
 
@@ -128,8 +128,7 @@ pub const GENERATE_RANDOM: Action = kms_action!("GenerateRandom");
 pub const GET_PARAMETERS_FOR_IMPORT: Action = kms_action!("GetParametersForImport");
 pub const IMPORT_KEY_MATERIAL: Action = kms_action!("ImportKeyMaterial");
 pub const DELETE_IMPORTED_KEY_MATERIAL: Action = kms_action!("DeleteImportedKeyMaterial");
-// Operations of asymmetric and HMAC keys: kmsfs has no such keys, but grants and
-// policies may name them, and AWS allows them across accounts.
+// Operations of asymmetric and HMAC keys; AWS allows them across accounts.
 pub const SIGN: Action = kms_action!("Sign").other_key_type().cross_account();
 pub const VERIFY: Action = kms_action!("Verify").other_key_type().cross_account();
 pub const GET_PUBLIC_KEY: Action = kms_action!("GetPublicKey").other_key_type().cross_account();

@@ -43,6 +43,10 @@ pub mod consts {
         "HMAC_384",
         "HMAC_512",
         "SM2",
+        "ML_DSA_44",
+        "ML_DSA_65",
+        "ML_DSA_87",
+        "ECC_NIST_EDWARDS25519",
     ];
     pub const CMK_SPEC: Rule = Rule::OneOf {
         member: "KeySpec",
@@ -82,6 +86,29 @@ pub mod consts {
     pub const DESTINATION_ENCRYPTION_ALGORITHM: Rule = Rule::OneOf {
         member: "DestinationEncryptionAlgorithm",
         values: ALGORITHMS,
+    };
+    const SIGNING_ALGORITHMS: &[&str] = &[
+        "RSASSA_PSS_SHA_256",
+        "RSASSA_PSS_SHA_384",
+        "RSASSA_PSS_SHA_512",
+        "RSASSA_PKCS1_V1_5_SHA_256",
+        "RSASSA_PKCS1_V1_5_SHA_384",
+        "RSASSA_PKCS1_V1_5_SHA_512",
+        "ECDSA_SHA_256",
+        "ECDSA_SHA_384",
+        "ECDSA_SHA_512",
+        "SM2DSA",
+        "ML_DSA_SHAKE_256",
+        "ED25519_SHA_512",
+        "ED25519_PH_SHA_512",
+    ];
+    pub const SIGNING_ALGORITHM: Rule = Rule::OneOf {
+        member: "SigningAlgorithm",
+        values: SIGNING_ALGORITHMS,
+    };
+    pub const MESSAGE_TYPE: Rule = Rule::OneOf {
+        member: "MessageType",
+        values: &["RAW", "DIGEST", "EXTERNAL_MU"],
     };
     pub const DATA_KEY_SPEC: Rule = Rule::OneOf {
         member: "KeySpec",

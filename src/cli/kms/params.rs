@@ -69,7 +69,8 @@ pub fn shape_of(member: &str) -> Shape {
         | "PublicKey"
         | "KeyMaterial"
         | "Message"
-        | "Mac" => Shape::Blob,
+        | "Mac"
+        | "Signature" => Shape::Blob,
         "EncryptionContext" | "SourceEncryptionContext" | "DestinationEncryptionContext" => {
             Shape::StringMap
         }

@@ -186,6 +186,15 @@ verbs! {
         checks [EXPIRATION_MODEL] returns [];
     /// Delete a key's imported material (the key becomes PendingImport).
     DeleteImportedKeyMaterial(KeyIdArgs) needs [KeyId] checks [] returns [];
+    /// Sign a message (RAW, up to 4096 bytes) or a digest (DIGEST) with an asymmetric SIGN_VERIFY key.
+    Sign(SignArgs) needs [KeyId, Message, SigningAlgorithm] checks [MESSAGE_TYPE, SIGNING_ALGORITHM]
+        returns [KeyId, Signature, SigningAlgorithm];
+    /// Verify a signature made with an asymmetric SIGN_VERIFY key.
+    Verify(VerifyArgs) needs [KeyId, Message, Signature, SigningAlgorithm] checks [MESSAGE_TYPE, SIGNING_ALGORITHM]
+        returns [KeyId, SignatureValid, SigningAlgorithm];
+    /// Download the public key of an asymmetric key (DER SubjectPublicKeyInfo).
+    GetPublicKey(DescribeKeyArgs) needs [KeyId] checks []
+        returns [KeyId, PublicKey, CustomerMasterKeySpec, KeySpec, KeyUsage, EncryptionAlgorithms, SigningAlgorithms, KeyAgreementAlgorithms];
     /// kmsfs extension, runs locally: wrap 32 bytes of key material with the wrapping
     /// key from get-parameters-for-import (scheme KMSFS_LOCAL_AES_256_GCM), giving the
     /// --encrypted-key-material for import-key-material.
@@ -603,6 +612,52 @@ pub struct WrapKeyMaterialArgs {
     /// The 32 bytes of key material (fileb://FILE, or base64).
     #[arg(long)]
     pub key_material: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// Base64 (aws-cli v2), or fileb://file for raw bytes.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// RAW (default) or DIGEST.
+    #[arg(long)]
+    pub message_type: Option<String>,
+    #[arg(long, num_args = 1..)]
+    pub grant_tokens: Vec<String>,
+    /// RSASSA_PSS_SHA_256, ECDSA_SHA_256, ED25519_SHA_512, ...
+    #[arg(long)]
+    pub signing_algorithm: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyArgs {
+    /// The key: key id or key ARN (or alias/NAME and alias ARN where AWS accepts them).
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// Base64 (aws-cli v2), or fileb://file for raw bytes.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// RAW (default) or DIGEST.
+    #[arg(long)]
+    pub message_type: Option<String>,
+    /// Base64, or fileb://signature.bin.
+    #[arg(long)]
+    pub signature: Option<String>,
+    #[arg(long)]
+    pub signing_algorithm: Option<String>,
+    #[arg(long, num_args = 1..)]
+    pub grant_tokens: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dry_run: DryRun,
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]

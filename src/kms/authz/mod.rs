@@ -122,8 +122,8 @@ impl Service {
                     rc.set(&format!("aws:ResourceTag/{}", t.key), t.value.clone());
                 }
                 rc.set("kms:KeyOrigin", k.origin.as_str());
-                rc.set("kms:KeySpec", "SYMMETRIC_DEFAULT");
-                rc.set("kms:KeyUsage", "ENCRYPT_DECRYPT");
+                rc.set("kms:KeySpec", k.key_spec.as_str());
+                rc.set("kms:KeyUsage", k.key_usage.as_str());
                 (k.arn.as_str(), k.account.as_str())
             }
             None => ("*", call.principals.account()),

@@ -14,6 +14,8 @@ use crate::kms::model::StoreState;
 use crate::kms::KmsError;
 
 const MATERIAL_MAGIC: &[u8; 4] = b"KMM1";
+/// Variable-length material: an asymmetric key's PKCS#8 private key or an HMAC key.
+const SECRET_MATERIAL_MAGIC: &[u8; 4] = b"KMV1";
 
 impl Store {
     fn material_path(&self, key_id: &str, version: u32) -> PathBuf {
@@ -27,6 +29,60 @@ impl Store {
         format!("kmsfs material v1|{}|{key_id}|{version}", self.store_id).into_bytes()
     }
 
+    /// The AAD of variable-length material also binds the key spec, so that material
+    /// cannot be read back as another kind of key.
+    fn secret_material_aad(&self, key_id: &str, version: u32, spec: &str) -> Vec<u8> {
+        format!(
+            "kmsfs material v2|{}|{key_id}|{version}|{spec}",
+            self.store_id
+        )
+        .into_bytes()
+    }
+
+    /// Seals `plain` under the material subkey and writes it as one material version
+    /// (before the state names it).
+    fn write_sealed_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        magic: &[u8; 4],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<(), KmsError> {
+        let kdir = self.dir.join(MATERIAL_DIR).join(key_id);
+        if !kdir.exists() {
+            make_private_dir(&kdir)?;
+            sync_dir(&self.dir.join(MATERIAL_DIR))?;
+        }
+        let sealed =
+            crypto::seal(&self.material_key, aad, plain).map_err(|e| internal(e.to_string()))?;
+        let mut bytes = magic.to_vec();
+        bytes.extend_from_slice(&sealed);
+        write_atomic(&self.material_path(key_id, version), &bytes)
+    }
+
+    /// Reads and unseals one material version written with `magic` and `aad`.
+    fn read_sealed_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        magic: &[u8; 4],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let p = self.material_path(key_id, version);
+        check_private(&p, false)?;
+        let bytes = read_file(&p)?;
+        let sealed = bytes
+            .strip_prefix(magic.as_slice())
+            .ok_or_else(|| internal(format!("store: {} is not a material file", p.display())))?;
+        crypto::open(&self.material_key, aad, sealed).map_err(|_| {
+            internal(format!(
+                "store: {} fails authentication (damaged or moved)",
+                p.display()
+            ))
+        })
+    }
+
     /// Seals and writes one material version (before the state names it).
     pub fn write_material(
         &self,
@@ -34,43 +90,46 @@ impl Store {
         version: u32,
         material: &KeyMaterial,
     ) -> Result<(), KmsError> {
-        let kdir = self.dir.join(MATERIAL_DIR).join(key_id);
-        if !kdir.exists() {
-            make_private_dir(&kdir)?;
-            sync_dir(&self.dir.join(MATERIAL_DIR))?;
-        }
-        let sealed = crypto::seal(
-            &self.material_key,
-            &self.material_aad(key_id, version),
-            material.expose(),
-        )
-        .map_err(|e| internal(e.to_string()))?;
-        let mut bytes = MATERIAL_MAGIC.to_vec();
-        bytes.extend_from_slice(&sealed);
-        write_atomic(&self.material_path(key_id, version), &bytes)
+        let aad = self.material_aad(key_id, version);
+        self.write_sealed_material(key_id, version, MATERIAL_MAGIC, &aad, material.expose())
+    }
+
+    /// Seals and writes variable-length material of a key of spec `spec` (a PKCS#8
+    /// private key, an HMAC key), with the same sealing, binding and crash safety as
+    /// [`Store::write_material`].
+    pub fn write_secret_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        spec: &str,
+        plain: &[u8],
+    ) -> Result<(), KmsError> {
+        let aad = self.secret_material_aad(key_id, version, spec);
+        self.write_sealed_material(key_id, version, SECRET_MATERIAL_MAGIC, &aad, plain)
+    }
+
+    /// Reads what [`Store::write_secret_material`] wrote for the same key, version and
+    /// spec.
+    pub fn read_secret_material(
+        &self,
+        key_id: &str,
+        version: u32,
+        spec: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let aad = self.secret_material_aad(key_id, version, spec);
+        self.read_sealed_material(key_id, version, SECRET_MATERIAL_MAGIC, &aad)
     }
 
     /// Reads and unseals one material version.
     pub fn read_material(&self, key_id: &str, version: u32) -> Result<KeyMaterial, KmsError> {
-        let p = self.material_path(key_id, version);
-        check_private(&p, false)?;
-        let bytes = read_file(&p)?;
-        let sealed = bytes
-            .strip_prefix(MATERIAL_MAGIC.as_slice())
-            .ok_or_else(|| internal(format!("store: {} is not a material file", p.display())))?;
-        let plain = crypto::open(
-            &self.material_key,
-            &self.material_aad(key_id, version),
-            sealed,
-        )
-        .map_err(|_| {
+        let aad = self.material_aad(key_id, version);
+        let plain = self.read_sealed_material(key_id, version, MATERIAL_MAGIC, &aad)?;
+        KeyMaterial::from_slice(&plain).ok_or_else(|| {
             internal(format!(
-                "store: {} fails authentication (damaged or moved)",
-                p.display()
+                "store: {} has the wrong length",
+                self.material_path(key_id, version).display()
             ))
-        })?;
-        KeyMaterial::from_slice(&plain)
-            .ok_or_else(|| internal(format!("store: {} has the wrong length", p.display())))
+        })
     }
 
     /// Destroys every material version of a key and its directory.
