@@ -337,6 +337,24 @@ pub static TABLE: &[Operation] = &[
         RO,
         Gate::Enabled,
     ),
+    op(
+        &act::GENERATE_MAC,
+        |s, c, r| s.generate_mac(c, r),
+        RO,
+        Gate::Enabled,
+    ),
+    op(
+        &act::VERIFY_MAC,
+        |s, c, r| s.verify_mac(c, r),
+        RO,
+        Gate::Enabled,
+    ),
+    op(
+        &act::DERIVE_SHARED_SECRET,
+        |s, c, r| s.derive_shared_secret(c, r),
+        RO,
+        Gate::Enabled,
+    ),
     op(&act::SIMULATE, |s, c, r| s.simulate(c, r), RO, Gate::Any),
     op(&act::WHO_AM_I, |s, c, _| Ok(s.who_am_i(c)), RO, Gate::Any),
 ];
