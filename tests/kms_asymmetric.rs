@@ -735,3 +735,74 @@ fn cli_signs_with_fileb_and_verifies_with_openssl() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn condition_keys_come_from_the_key_and_the_request() {
+    let e = env();
+    let deny = |action: &str, cond: Value| {
+        json!({ "Effect": "Deny", "Principal": { "AWS": arn("alice") }, "Action": action,
+                "Resource": "*", "Condition": cond })
+    };
+    let mut policy: Value = serde_json::from_str(&asym_policy(Value::Null)).unwrap();
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    statements.push(deny(
+        "kms:Sign",
+        json!({ "StringLike": { "kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_*" } }),
+    ));
+    statements.push(deny(
+        "kms:GetPublicKey",
+        json!({ "StringEquals": { "kms:KeyUsage": "ENCRYPT_DECRYPT", "kms:KeySpec": "RSA_2048" } }),
+    ));
+    statements.push(deny(
+        "kms:Decrypt",
+        json!({ "StringEquals": { "kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_1" } }),
+    ));
+    let policy = policy.to_string();
+    let key_of = |usage: &str| {
+        e.ok(
+            ROOT,
+            "CreateKey",
+            json!({ "KeySpec": "RSA_2048", "KeyUsage": usage, "Policy": policy }),
+        )["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let signing = key_of("SIGN_VERIFY");
+    let sign_with = |alg: &str| {
+        e.call(
+            ALICE,
+            "Sign",
+            json!({ "KeyId": signing, "Message": b64(b"m"), "SigningAlgorithm": alg }),
+        )
+    };
+    assert_kind(
+        &sign_with("RSASSA_PKCS1_V1_5_SHA_256").unwrap_err(),
+        ErrorKind::AccessDenied,
+    );
+    assert!(sign_with("RSASSA_PSS_SHA_256").is_ok());
+    // kms:KeySpec and kms:KeyUsage are the key's own: the signing key's public key is
+    // readable, the encryption key's is not.
+    assert!(e
+        .call(ALICE, "GetPublicKey", json!({ "KeyId": signing }))
+        .is_ok());
+    let enc = key_of("ENCRYPT_DECRYPT");
+    assert_kind(
+        &e.fails(ALICE, "GetPublicKey", json!({ "KeyId": enc })),
+        ErrorKind::AccessDenied,
+    );
+    for (alg, allowed) in [("RSAES_OAEP_SHA_256", true), ("RSAES_OAEP_SHA_1", false)] {
+        let ct = e.ok(
+            ALICE,
+            "Encrypt",
+            json!({ "KeyId": enc, "Plaintext": b64(b"p"), "EncryptionAlgorithm": alg }),
+        )["CiphertextBlob"]
+            .clone();
+        let r = e.call(
+            ALICE,
+            "Decrypt",
+            json!({ "KeyId": enc, "CiphertextBlob": ct, "EncryptionAlgorithm": alg }),
+        );
+        assert_eq!(r.is_ok(), allowed, "{alg}: {r:?}");
+    }
+}

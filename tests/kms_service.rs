@@ -871,7 +871,11 @@ fn validation_errors_name_the_field() {
         ErrorKind::InvalidCiphertext,
     );
     assert_kind(
-        &e.fails(ROOT, "CreateKey", json!({ "KeySpec": "RSA_2048" })),
+        &e.fails(
+            ROOT,
+            "CreateKey",
+            json!({ "KeySpec": "ML_DSA_44", "KeyUsage": "SIGN_VERIFY" }),
+        ),
         ErrorKind::UnsupportedOperation,
     );
     assert_kind(
