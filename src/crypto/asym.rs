@@ -373,7 +373,7 @@ impl PrivateKey {
         };
         if self
             .max_plaintext(hash)
-            .is_none_or(|max| plaintext.len() > max)
+            .map_or(true, |max| plaintext.len() > max)
         {
             return Err(AsymError::TooLong);
         }

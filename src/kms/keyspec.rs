@@ -102,6 +102,8 @@ impl Default for KeySpec {
     }
 }
 
+// Written out rather than derived: `aws_enum!` declares the enum and takes no `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for KeyUsage {
     fn default() -> Self {
         KeyUsage::EncryptDecrypt
