@@ -866,3 +866,51 @@ mod through_the_cli {
         );
     }
 }
+
+#[test]
+fn key_last_usage_comes_from_the_audit_log() {
+    let e = env();
+    let id = e.split_key();
+    let last = |e: &Env| e.ok(ADMIN, "GetKeyLastUsage", json!({ "KeyId": id }));
+    let fresh = last(&e);
+    assert_eq!(fresh["KeyLastUsage"], json!({}));
+    assert_eq!(fresh["KeyCreationDate"], json!(START));
+    assert!(fresh["TrackingStartDate"].as_i64().unwrap() <= START);
+    e.encrypt(ALICE, &id, b"x").unwrap();
+    e.clock.advance(60);
+    e.ok(
+        ALICE,
+        "GenerateDataKeyPairWithoutPlaintext",
+        json!({ "KeyId": id, "KeyPairSpec": "ECC_NIST_P256" }),
+    );
+    // Refused and management calls are not use.
+    e.fails(
+        BOB,
+        "Encrypt",
+        json!({ "KeyId": id, "Plaintext": b64(b"x") }),
+    );
+    e.ok(ADMIN, "DescribeKey", json!({ "KeyId": id }));
+    let v = last(&e);
+    assert_eq!(
+        v["KeyLastUsage"]["Operation"],
+        "GenerateDataKeyPairWithoutPlaintext"
+    );
+    assert_eq!(v["KeyLastUsage"]["Timestamp"], json!(START + 60));
+    assert!(v["KeyLastUsage"]["CloudTrailEventId"].as_str().is_some());
+    assert!(v["KeyId"].as_str().unwrap().ends_with(&id));
+    // Alice may use the key but not ask this; aliases are not accepted.
+    assert_kind(
+        &e.fails(ALICE, "GetKeyLastUsage", json!({ "KeyId": id })),
+        ErrorKind::AccessDenied,
+    );
+    e.ok(
+        ROOT,
+        "CreateAlias",
+        json!({ "AliasName": "alias/used", "TargetKeyId": id }),
+    );
+    assert_kind(
+        &e.fails(ADMIN, "GetKeyLastUsage", json!({ "KeyId": "alias/used" })),
+        ErrorKind::NotFound,
+    );
+    assert_valid_outputs(&[("GetKeyLastUsage", &fresh), ("GetKeyLastUsage", &v)]);
+}

@@ -37,6 +37,7 @@ pub(crate) mod ops_grants;
 mod ops_import;
 mod ops_key_pairs;
 mod ops_keys;
+mod ops_last_usage;
 mod ops_mac;
 mod principals_watch;
 pub mod provider;

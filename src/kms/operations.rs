@@ -355,6 +355,12 @@ pub static TABLE: &[Operation] = &[
         RO,
         Gate::Enabled,
     ),
+    op(
+        &act::GET_KEY_LAST_USAGE,
+        |s, c, r| s.get_key_last_usage(c, r),
+        RO,
+        Gate::Any,
+    ),
     op(&act::SIMULATE, |s, c, r| s.simulate(c, r), RO, Gate::Any),
     op(&act::WHO_AM_I, |s, c, _| Ok(s.who_am_i(c)), RO, Gate::Any),
 ];

@@ -215,6 +215,9 @@ verbs! {
     /// ECDH between a KEY_AGREEMENT key's private key and a peer's public key; returns the raw shared secret.
     DeriveSharedSecret(DeriveSharedSecretArgs) needs [KeyId, KeyAgreementAlgorithm, PublicKey]
         checks [KEY_AGREEMENT_ALGORITHM] returns [KeyId, SharedSecret, KeyAgreementAlgorithm, KeyOrigin];
+    /// The last successful cryptographic operation with a key (from the audit log).
+    GetKeyLastUsage(KeyIdArgs) needs [KeyId] checks []
+        returns [KeyId, KeyLastUsage, TrackingStartDate, KeyCreationDate];
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
