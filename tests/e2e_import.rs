@@ -1,6 +1,7 @@
 //! Imported key material end to end through the real binary, following AWS's documented
-//! three steps (get-parameters-for-import, wrap, import-key-material) with kmsfs's local
-//! wrapping scheme, then deleting the material.
+//! three steps (get-parameters-for-import, wrap, import-key-material), wrapping with
+//! kmsfs's own `wrap-key-material` helper (AWS's RSAES_OAEP_SHA_256), then deleting the
+//! material. tests/kms_import_aws.rs wraps with openssl instead.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -66,9 +67,9 @@ fn imported_material_can_be_wrapped_imported_used_and_deleted() {
             "--key-id",
             &key,
             "--wrapping-algorithm",
-            "KMSFS_LOCAL_AES_256_GCM",
+            "RSAES_OAEP_SHA_256",
             "--wrapping-key-spec",
-            "KMSFS_LOCAL_SYMMETRIC_256",
+            "RSA_2048",
         ],
     ));
     let params: serde_json::Value = serde_json::from_str(&params).unwrap();

@@ -460,14 +460,50 @@ fn imported_material_lifecycle() {
         &e.fails(ROOT, "EnableKeyRotation", json!({ "KeyId": id })),
         ErrorKind::UnsupportedOperation,
     );
+    // AWS withdrew PKCS #1 v1.5 wrapping; unknown values and missing members are
+    // validation errors, as botocore's model makes both members required.
+    let params = |alg: &str, spec: &str| json!({ "KeyId": id, "WrappingAlgorithm": alg, "WrappingKeySpec": spec });
     assert_kind(
-        &e.fails(ROOT, "GetParametersForImport", json!({ "KeyId": id, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048" })),
+        &e.fails(
+            ROOT,
+            "GetParametersForImport",
+            params("RSAES_PKCS1_V1_5", "RSA_2048"),
+        ),
         ErrorKind::UnsupportedOperation,
+    );
+    assert_kind(
+        &e.fails(
+            ROOT,
+            "GetParametersForImport",
+            params("KMSFS_LOCAL_AES_256_GCM", "RSA_2048"),
+        ),
+        ErrorKind::Validation,
+    );
+    assert_kind(
+        &e.fails(
+            ROOT,
+            "GetParametersForImport",
+            params("RSAES_OAEP_SHA_256", "RSA_1024"),
+        ),
+        ErrorKind::Validation,
+    );
+    assert_kind(
+        &e.fails(ROOT, "GetParametersForImport", json!({ "KeyId": id })),
+        ErrorKind::Validation,
     );
     let material = [7u8; 32];
     let import = |mat: &[u8], extra: serde_json::Value| {
-        let p = e.ok(ROOT, "GetParametersForImport", json!({ "KeyId": id }));
-        let wrapped = wrap_key_material(&unb64(p["PublicKey"].as_str().unwrap()), mat).unwrap();
+        let p = e.ok(
+            ROOT,
+            "GetParametersForImport",
+            params("RSAES_OAEP_SHA_256", "RSA_2048"),
+        );
+        let wrapped = wrap_key_material(
+            &unb64(p["PublicKey"].as_str().unwrap()),
+            "RSAES_OAEP_SHA_256",
+            mat,
+        )
+        .unwrap();
         let mut req = json!({ "KeyId": id, "ImportToken": p["ImportToken"], "EncryptedKeyMaterial": b64(&wrapped) });
         for (k, v) in extra.as_object().unwrap() {
             req[k] = v.clone();
@@ -514,9 +550,18 @@ fn imported_material_lifecycle() {
     assert!(!e.store().join("material").join(&id).exists());
     assert_eq!(service_events(&e, "DeleteExpiredKeyMaterial"), 1);
     // A token from an expired window is refused.
-    let p = e.ok(ROOT, "GetParametersForImport", json!({ "KeyId": id }));
+    let p = e.ok(
+        ROOT,
+        "GetParametersForImport",
+        params("RSA_AES_KEY_WRAP_SHA_256", "RSA_2048"),
+    );
     e.clock.advance(86_401);
-    let wrapped = wrap_key_material(&unb64(p["PublicKey"].as_str().unwrap()), &material).unwrap();
+    let wrapped = wrap_key_material(
+        &unb64(p["PublicKey"].as_str().unwrap()),
+        "RSA_AES_KEY_WRAP_SHA_256",
+        &material,
+    )
+    .unwrap();
     let err = e.fails(ROOT, "ImportKeyMaterial", json!({ "KeyId": id, "ImportToken": p["ImportToken"], "EncryptedKeyMaterial": b64(&wrapped) }));
     assert_kind(&err, ErrorKind::ExpiredImportToken);
     // Imported keys cannot use the AWS_KMS-only rotation; AWS_KMS keys cannot import.
@@ -525,7 +570,7 @@ fn imported_material_lifecycle() {
         .unwrap()
         .to_string();
     assert_kind(
-        &e.fails(ROOT, "GetParametersForImport", json!({ "KeyId": normal })),
+        &e.fails(ROOT, "GetParametersForImport", json!({ "KeyId": normal, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048" })),
         ErrorKind::UnsupportedOperation,
     );
 }

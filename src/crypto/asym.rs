@@ -371,10 +371,8 @@ impl PrivateKey {
         let PrivateKey::Rsa(k) = self else {
             return Err(AsymError::Scheme);
         };
-        if self
-            .max_plaintext(hash)
-            .map_or(true, |max| plaintext.len() > max)
-        {
+        let fits = matches!(self.max_plaintext(hash), Some(max) if plaintext.len() <= max);
+        if !fits {
             return Err(AsymError::TooLong);
         }
         RsaPublicKey::from(k.as_ref())

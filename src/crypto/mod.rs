@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub mod asym;
+pub mod import_wrap;
 pub mod keypair;
 pub mod mac;
 mod xaes;

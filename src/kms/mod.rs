@@ -49,7 +49,7 @@ pub(crate) mod store;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{ErrorKind, KmsError};
-pub use ops_import::{wrap_key_material, LOCAL_WRAPPING_ALGORITHM, LOCAL_WRAPPING_KEY_SPEC};
+pub use ops_import::wrap_key_material;
 pub use principals_watch::root_delegation_policy;
 pub use service::{init_store, simulate_json, Service, ServiceConfig};
 pub use store::RootKeySource;

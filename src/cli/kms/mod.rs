@@ -294,6 +294,10 @@ fn run_local_wrap(request: &Map<String, Value>) -> Result<Value, KmsError> {
     };
     let key = field("PublicKey")?;
     let material = field("KeyMaterial")?;
-    let wrapped = crate::kms::wrap_key_material(&key, &material)?;
+    let algorithm = request
+        .get("WrappingAlgorithm")
+        .and_then(Value::as_str)
+        .unwrap_or("RSAES_OAEP_SHA_256");
+    let wrapped = crate::kms::wrap_key_material(&key, algorithm, &material)?;
     Ok(serde_json::json!({ "EncryptedKeyMaterial": b64.encode(wrapped) }))
 }

@@ -195,9 +195,9 @@ verbs! {
     /// Download the public key of an asymmetric key (DER SubjectPublicKeyInfo).
     GetPublicKey(DescribeKeyArgs) needs [KeyId] checks []
         returns [KeyId, PublicKey, CustomerMasterKeySpec, KeySpec, KeyUsage, EncryptionAlgorithms, SigningAlgorithms, KeyAgreementAlgorithms];
-    /// kmsfs extension, runs locally: wrap 32 bytes of key material with the wrapping
-    /// key from get-parameters-for-import (scheme KMSFS_LOCAL_AES_256_GCM), giving the
-    /// --encrypted-key-material for import-key-material.
+    /// kmsfs extension, runs locally: wrap key material under the PublicKey from
+    /// get-parameters-for-import as AWS's import guide does with openssl (default
+    /// RSAES_OAEP_SHA_256), giving the --encrypted-key-material for import-key-material.
     WrapKeyMaterial(WrapKeyMaterialArgs) needs [PublicKey, KeyMaterial] checks [] returns [EncryptedKeyMaterial];
     /// Compute the HMAC of up to 4 KiB with an HMAC key.
     GenerateMac(GenerateMacArgs) needs [Message, KeyId, MacAlgorithm] checks [MAC_ALGORITHM]
@@ -609,12 +609,16 @@ pub struct ImportKeyMaterialArgs {
 #[derive(Debug, Clone, clap::Args, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WrapKeyMaterialArgs {
-    /// The PublicKey returned by get-parameters-for-import (base64, or fileb://).
+    /// The PublicKey returned by get-parameters-for-import: DER SubjectPublicKeyInfo
+    /// (base64, or fileb://PublicKey.bin).
     #[arg(long)]
     pub public_key: Option<String>,
     /// The 32 bytes of key material (fileb://FILE, or base64).
     #[arg(long)]
     pub key_material: Option<String>,
+    /// The WrappingAlgorithm given to get-parameters-for-import (default RSAES_OAEP_SHA_256).
+    #[arg(long)]
+    pub wrapping_algorithm: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
