@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 
 pub mod asym;
 pub mod import_wrap;
+pub mod keypair;
+pub mod mac;
 mod xaes;
 pub use xaes::{XSealer, XNONCE_LEN, XSEAL_OVERHEAD};
 

@@ -172,6 +172,11 @@ const SECRET_FIELDS: &[&str] = &[
     "Message",
     "Signature",
     "SecretAccessKey",
+    // GenerateMac/VerifyMac, data key pairs, DeriveSharedSecret.
+    "Mac",
+    "PrivateKeyPlaintext",
+    "PrivateKeyCiphertextBlob",
+    "SharedSecret",
 ];
 
 fn sanitize(v: &Value) -> Value {

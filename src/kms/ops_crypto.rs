@@ -28,7 +28,7 @@ fn invalid_ciphertext(msg: impl std::fmt::Display) -> KmsError {
     err(ErrorKind::InvalidCiphertext, msg.to_string())
 }
 
-fn dry_run() -> KmsError {
+pub(super) fn dry_run() -> KmsError {
     err(
         ErrorKind::DryRunOperation,
         "The request would have succeeded, but the DryRun option is set.",

@@ -137,6 +137,8 @@ pub const VERIFY_MAC: Action = kms_action!("VerifyMac").other_key_type().cross_a
 pub const DERIVE_SHARED_SECRET: Action = kms_action!("DeriveSharedSecret")
     .other_key_type()
     .cross_account();
+// Key usage tracking (read from the audit log); not callable across accounts.
+pub const GET_KEY_LAST_USAGE: Action = kms_action!("GetKeyLastUsage");
 // kmsfs extensions: evaluated like the kms: actions, never grant operations.
 pub const SIMULATE: Action = Action {
     name: "Simulate",
@@ -205,6 +207,7 @@ pub const ALL: &[Action] = &[
     GENERATE_MAC,
     VERIFY_MAC,
     DERIVE_SHARED_SECRET,
+    GET_KEY_LAST_USAGE,
     SIMULATE,
     WHO_AM_I,
     BYPASS_ESCALATION_GUARD,

@@ -130,4 +130,34 @@ pub mod consts {
     pub const GRANT_TO_RETIRE: Rule = Rule::AnyOf {
         groups: &[&["GrantToken"], &["KeyId", "GrantId"]],
     };
+    pub const MAC_ALGORITHM: Rule = Rule::OneOf {
+        member: "MacAlgorithm",
+        values: &[
+            "HMAC_SHA_224",
+            "HMAC_SHA_256",
+            "HMAC_SHA_384",
+            "HMAC_SHA_512",
+        ],
+    };
+    pub const KEY_PAIR_SPEC: Rule = Rule::OneOf {
+        member: "KeyPairSpec",
+        values: &[
+            "RSA_2048",
+            "RSA_3072",
+            "RSA_4096",
+            "ECC_NIST_P256",
+            "ECC_NIST_P384",
+            "ECC_NIST_P521",
+            "ECC_SECG_P256K1",
+            "SM2",
+            "ECC_NIST_EDWARDS25519",
+            "ML_KEM_512",
+            "ML_KEM_768",
+            "ML_KEM_1024",
+        ],
+    };
+    pub const KEY_AGREEMENT_ALGORITHM: Rule = Rule::OneOf {
+        member: "KeyAgreementAlgorithm",
+        values: &["ECDH"],
+    };
 }

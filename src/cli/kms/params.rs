@@ -69,6 +69,7 @@ pub fn shape_of(member: &str) -> Shape {
         | "PublicKey"
         | "KeyMaterial"
         | "Message"
+        | "Mac"
         | "Signature" => Shape::Blob,
         "EncryptionContext" | "SourceEncryptionContext" | "DestinationEncryptionContext" => {
             Shape::StringMap

@@ -199,6 +199,25 @@ verbs! {
     /// get-parameters-for-import as AWS's import guide does with openssl (default
     /// RSAES_OAEP_SHA_256), giving the --encrypted-key-material for import-key-material.
     WrapKeyMaterial(WrapKeyMaterialArgs) needs [PublicKey, KeyMaterial] checks [] returns [EncryptedKeyMaterial];
+    /// Compute the HMAC of up to 4 KiB with an HMAC key.
+    GenerateMac(GenerateMacArgs) needs [Message, KeyId, MacAlgorithm] checks [MAC_ALGORITHM]
+        returns [Mac, MacAlgorithm, KeyId];
+    /// Check an HMAC against a message with an HMAC key (KMSInvalidMacException if it does not match).
+    VerifyMac(VerifyMacArgs) needs [Message, KeyId, MacAlgorithm, Mac] checks [MAC_ALGORITHM]
+        returns [KeyId, MacValid, MacAlgorithm];
+    /// Return a new RSA or ECC key pair: the private key in plaintext (PKCS#8 DER) and
+    /// encrypted under a symmetric key, and the public key (DER SubjectPublicKeyInfo).
+    GenerateDataKeyPair(GenerateDataKeyPairArgs) needs [KeyId, KeyPairSpec] checks [KEY_PAIR_SPEC]
+        returns [PrivateKeyCiphertextBlob, PrivateKeyPlaintext, PublicKey, KeyId, KeyPairSpec];
+    /// Return a new key pair: the private key encrypted under a symmetric key only, and the public key.
+    GenerateDataKeyPairWithoutPlaintext(GenerateDataKeyPairArgs) needs [KeyId, KeyPairSpec] checks [KEY_PAIR_SPEC]
+        returns [PrivateKeyCiphertextBlob, PublicKey, KeyId, KeyPairSpec];
+    /// ECDH between a KEY_AGREEMENT key's private key and a peer's public key; returns the raw shared secret.
+    DeriveSharedSecret(DeriveSharedSecretArgs) needs [KeyId, KeyAgreementAlgorithm, PublicKey]
+        checks [KEY_AGREEMENT_ALGORITHM] returns [KeyId, SharedSecret, KeyAgreementAlgorithm, KeyOrigin];
+    /// The last successful cryptographic operation with a key (from the audit log).
+    GetKeyLastUsage(KeyIdArgs) needs [KeyId] checks []
+        returns [KeyId, KeyLastUsage, TrackingStartDate, KeyCreationDate];
 }
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -641,6 +660,86 @@ pub struct VerifyArgs {
     pub signature: Option<String>,
     #[arg(long)]
     pub signing_algorithm: Option<String>,
+    #[arg(long, num_args = 1..)]
+    pub grant_tokens: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateMacArgs {
+    /// The message: fileb://FILE for raw bytes, or base64.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// The HMAC key: key id, key ARN, alias/NAME or alias ARN.
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// HMAC_SHA_224, HMAC_SHA_256, HMAC_SHA_384 or HMAC_SHA_512 (the key spec's own).
+    #[arg(long)]
+    pub mac_algorithm: Option<String>,
+    #[arg(long, num_args = 1..)]
+    pub grant_tokens: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyMacArgs {
+    /// The message: fileb://FILE for raw bytes, or base64.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// The HMAC key: key id, key ARN, alias/NAME or alias ARN.
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// The algorithm the MAC was computed with.
+    #[arg(long)]
+    pub mac_algorithm: Option<String>,
+    /// The MAC to check: fileb://FILE, or base64.
+    #[arg(long)]
+    pub mac: Option<String>,
+    #[arg(long, num_args = 1..)]
+    pub grant_tokens: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateDataKeyPairArgs {
+    /// k=v,k2=v2 or JSON: bound to the encrypted private key (Decrypt needs the same).
+    #[arg(long)]
+    pub encryption_context: Option<String>,
+    /// The symmetric encryption key that encrypts the private key.
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521,
+    /// ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519.
+    #[arg(long)]
+    pub key_pair_spec: Option<String>,
+    #[arg(long, num_args = 1..)]
+    pub grant_tokens: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeriveSharedSecretArgs {
+    /// The KEY_AGREEMENT key: key id, key ARN, alias/NAME or alias ARN.
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// ECDH.
+    #[arg(long)]
+    pub key_agreement_algorithm: Option<String>,
+    /// The peer's public key, DER SubjectPublicKeyInfo: fileb://FILE, or base64.
+    #[arg(long)]
+    pub public_key: Option<String>,
     #[arg(long, num_args = 1..)]
     pub grant_tokens: Vec<String>,
     #[command(flatten)]
