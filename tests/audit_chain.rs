@@ -452,23 +452,20 @@ fn reader_filters_and_follower_sees_new_records() {
     assert_eq!(fresh[0]["kmsfs"]["seq"], 10);
 }
 
+/// Data-path records from several threads at once (a multithreaded FUSE session) form one
+/// valid chain with none lost or interleaved. The append rate is a benchmark
+/// (`cargo bench --bench open_authz`), never a timed assertion here.
 #[test]
-fn data_path_appends_sustain_twenty_thousand_records_per_second() {
+fn concurrent_data_path_appends_form_one_valid_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let log = AuditLog::open(&path).unwrap();
     let e = event(1, false);
-    let n = 20_000;
-    let start = std::time::Instant::now();
+    let n = 4_000;
     for _ in 0..n {
         log.append(&e, NOW).unwrap();
     }
-    let secs = start.elapsed().as_secs_f64();
-    let rate = n as f64 / secs;
-    eprintln!("audit append: {n} read-only records in {secs:.3}s = {rate:.0} records/s");
-    // The same from 4 threads at once (a multithreaded FUSE session).
     let log = std::sync::Arc::new(log);
-    let start = std::time::Instant::now();
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (log, e) = (log.clone(), e.clone());
@@ -482,14 +479,12 @@ fn data_path_appends_sustain_twenty_thousand_records_per_second() {
     for t in threads {
         t.join().unwrap();
     }
-    let threaded = n as f64 / start.elapsed().as_secs_f64();
-    eprintln!("audit append: 4 threads, {n} records = {threaded:.0} records/s");
     drop(log);
-    assert_eq!(verify(&path).unwrap().records, 2 * n as u64);
-    // The target is >20k/s in release builds; the unoptimized test build on a shared
-    // 2-core machine gets a generous floor so the test guards against regressions
-    // (an fsync per read-only record would give a few hundred per second).
-    assert!(rate > 3_000.0, "{rate:.0} records/s");
+    let report = verify(&path).unwrap();
+    assert_eq!(
+        (report.records, report.last_seq),
+        (2 * n as u64, 2 * n as u64)
+    );
 }
 
 #[test]
