@@ -9,6 +9,7 @@
 //! - [`kms`]: keys, store, grants, the service (authorize → act → audit)
 //! - [`control`]: the Unix-socket protocol, server and client
 //! - [`fs`]: the FUSE filesystem; talks to kms only through [`kms::provider::DataKeys`]
+//! - [`wire`]: AWS KMS's HTTP protocol (JSON 1.1, SigV4) in front of the service
 //! - [`cli`]: the `kmsfs` command line (anyhow lives only here)
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -24,3 +25,4 @@ pub mod fuzzing;
 pub mod kms;
 pub mod policy;
 pub mod principals;
+pub mod wire;

@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod exec;
 pub mod fsck;
 pub mod keyrule;
+pub mod listen;
 pub mod logging;
 pub mod manual;
 pub mod mount_helper;

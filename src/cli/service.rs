@@ -289,6 +289,8 @@ pub struct ServeArgs {
     pub daemon: bool,
     #[command(flatten)]
     pub log: logging::LogOpts,
+    #[command(flatten)]
+    pub listen: crate::cli::listen::ListenOpts,
 }
 
 pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
@@ -319,10 +321,11 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
             .with_context(|| format!("listening on {}", path.display()))?
             .with_privileged_uid(service.store_owner_uid());
         let running = server.spawn()?;
+        let wire = args.listen.start(&service)?;
         spawn_ticker(service);
-        Ok((running, path))
+        Ok((running, wire, path))
     })();
-    let (running, path) = match started {
+    let (running, wire, path) = match started {
         Ok(x) => x,
         Err(e) => {
             ready.failed(&format!("{e:#}"));
@@ -335,6 +338,9 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
     log::info!("key service listening on {}", path.display());
     ready.ready();
     daemon::wait_for_signal_or(|| false);
+    if let Some(w) = wire {
+        w.stop();
+    }
     running.stop()?;
     Ok(0)
 }
@@ -362,6 +368,8 @@ pub struct MountArgs {
     pub no_socket: bool,
     #[command(flatten)]
     pub log: logging::LogOpts,
+    #[command(flatten)]
+    pub listen: crate::cli::listen::ListenOpts,
 }
 
 /// Checks the mount point before anything starts, so the reason reaches the terminal. A
@@ -392,12 +400,16 @@ pub(crate) fn prepare_mountpoint(path: &Path, nonempty: bool) -> anyhow::Result<
 pub(crate) struct Running {
     session: crate::fs::MountSession,
     server: Option<control::RunningServer>,
+    wire: Option<crate::wire::Running>,
     hold: Option<MountpointHold>,
 }
 
 impl Running {
     pub(crate) fn stop(self) -> anyhow::Result<()> {
         let result = self.session.umount();
+        if let Some(w) = self.wire {
+            w.stop();
+        }
         if let Some(s) = self.server {
             let _ = s.stop();
         }
@@ -461,6 +473,17 @@ pub(crate) fn start_mount(
     global: &GlobalOpts,
     cfg: ServiceConfig,
 ) -> anyhow::Result<Running> {
+    start_mount_listening(spec, no_socket, None, global, cfg)
+}
+
+/// [`start_mount`], also serving AWS KMS's HTTP API when `listen` asks for it.
+pub(crate) fn start_mount_listening(
+    spec: &crate::fs::mount::MountSpec,
+    no_socket: bool,
+    listen: Option<&crate::cli::listen::ListenOpts>,
+    global: &GlobalOpts,
+    cfg: ServiceConfig,
+) -> anyhow::Result<Running> {
     let service = Service::open(cfg).map_err(kms_err)?;
     crate::cli::recovery::ensure_volume_of_this_store(&service, &spec.backing)?;
     let server = if no_socket {
@@ -477,6 +500,10 @@ pub(crate) fn start_mount(
             }
         }
     };
+    let wire = match listen {
+        Some(l) => l.start(&service)?,
+        None => None,
+    };
     spawn_ticker(service.clone());
     let keys_provider: Arc<dyn DataKeys> = service;
     let hold = MountpointHold::take(&spec.mountpoint);
@@ -485,6 +512,7 @@ pub(crate) fn start_mount(
     Ok(Running {
         session,
         server,
+        wire,
         hold,
     })
 }
@@ -538,7 +566,7 @@ pub fn run_mount(args: &MountArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
             options,
             threads: args.threads,
         };
-        start_mount(&spec, args.no_socket, global, cfg)
+        start_mount_listening(&spec, args.no_socket, Some(&args.listen), global, cfg)
     })();
     let running = match started {
         Ok(x) => x,
