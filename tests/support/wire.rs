@@ -273,6 +273,58 @@ impl WireServer {
         Scenario(v)
     }
 
+    /// One request signed with `key` (SigV4 by `kmsfs::wire::sigv4`, as an SDK signs) on a
+    /// fresh connection; returns the HTTP status and the JSON body. For what the AWS
+    /// clients cannot be made to do at an exact moment.
+    pub fn signed_call(&self, key: &AccessKey, operation: &str, input: &Value) -> (u16, Value) {
+        use kmsfs::wire::sigv4::{authorization_header, format_amz_date, SignableRequest};
+        let body = input.to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let headers = vec![
+            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            ("host".to_string(), self.addr().to_string()),
+            ("x-amz-date".to_string(), format_amz_date(now)),
+            ("x-amz-target".to_string(), format!("TrentService.{operation}")),
+        ];
+        let auth = authorization_header(
+            &SignableRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+                body: body.as_bytes(),
+            },
+            &key.id,
+            &key.secret,
+            "local",
+            "kms",
+        );
+        let mut req = String::from("POST / HTTP/1.1\r\n");
+        for (name, value) in &headers {
+            req += &format!("{name}: {value}\r\n");
+        }
+        req += &format!(
+            "authorization: {auth}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = std::net::TcpStream::connect(self.addr()).unwrap();
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text}"));
+        let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+        (status, body)
+    }
+
     /// Writes `bytes` to a file in the fixture's directory (for `fileb://`).
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.dir.join(name);
