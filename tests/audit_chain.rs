@@ -41,6 +41,7 @@ fn event(n: usize, denied: bool) -> Event {
         })),
         via_service: Some("kmsfs".into()),
         fs: Some(json!({"volumeId": "v1", "fileId": format!("f{n}")})),
+        remote: None,
     }
 }
 

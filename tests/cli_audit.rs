@@ -65,6 +65,7 @@ fn write_log(path: &Path) {
             decision: Some(json!({"decision": decision, "matched": [], "notes": []})),
             via_service: None,
             fs: None,
+            remote: None,
         };
         log.append(&e, 1_795_000_000 + i as i64).unwrap();
     }

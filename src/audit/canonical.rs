@@ -18,6 +18,7 @@ const SECRET_MEMBERS: &[&str] = &[
     "privatekeyplaintext",
     "passphrase",
     "datakey",
+    "secretaccesskey",
 ];
 
 /// The bytes a record's hash covers: compact JSON with every object's members sorted by

@@ -116,6 +116,20 @@ pub struct Event {
     pub via_service: Option<String>,
     /// Path-free filesystem identifiers (volume id, file id, inode), if any.
     pub fs: Option<serde_json::Value>,
+    /// Set when the call came over the network, signed with an access key.
+    #[serde(default)]
+    pub remote: Option<RemoteOrigin>,
+}
+
+/// Where a signed network call came from: CloudTrail's `sourceIPAddress`, `userAgent`,
+/// `requestID` and `userIdentity.accessKeyId`. Local calls have none (their records say
+/// `"sourceIPAddress":"local"` and carry the kernel's uid, gid and pid instead).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteOrigin {
+    pub access_key_id: String,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+    pub request_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -85,18 +85,25 @@ pub(crate) fn build(
     w.bounded_value(event.decision.as_ref().unwrap_or(&Value::Null), false);
     w.key("fs");
     w.bounded_value(event.fs.as_ref().unwrap_or(&Value::Null), true);
+    // A network caller has no uid, gid or pid the kernel vouched for: null, so that
+    // `kmsfs audit --principal 0` never matches a remote call.
+    let remote = event.remote.as_ref();
+    let local_id = |w: &mut Canon, n: u32| match remote {
+        Some(_) => w.raw(b"null"),
+        None => w.number(u64::from(n)),
+    };
     w.key("gid");
-    w.number(u64::from(id.gid));
+    local_id(&mut w, id.gid);
     // "hash" sorts here; it is spliced in once the rest is hashed.
     let hash_at = w.out.len();
     w.key("pid");
-    w.number(u64::from(id.pid));
+    local_id(&mut w, id.pid);
     w.key("prevHash");
     w.string(prev_hash);
     w.key("seq");
     w.number(seq);
     w.key("uid");
-    w.number(u64::from(id.uid));
+    local_id(&mut w, id.uid);
     w.key("viaService");
     match &event.via_service {
         Some(v) => w.string(&cut_str(v)),
@@ -110,6 +117,10 @@ pub(crate) fn build(
     if let Some(acct) = recipient {
         w.key("recipientAccountId");
         w.string(acct);
+    }
+    if let Some(r) = remote {
+        w.key("requestID");
+        w.string(&cut_str(&r.request_id));
     }
     w.key("requestParameters");
     w.bounded_value(&event.request_parameters, true);
@@ -135,11 +146,19 @@ pub(crate) fn build(
     w.key("responseElements");
     w.bounded_value(&event.response_elements, true);
     w.key("sourceIPAddress");
-    w.string("local");
+    let source = remote.map_or(Cow::Borrowed("local"), |r| cut_str(&r.source_ip));
+    w.string(&source);
     w.key("userAgent");
-    w.string("kmsfs");
+    match remote {
+        Some(r) => w.string(&cut_str(r.user_agent.as_deref().unwrap_or(""))),
+        None => w.string("kmsfs"),
+    }
     w.key("userIdentity");
     w.open_obj();
+    if let Some(r) = remote {
+        w.key("accessKeyId");
+        w.string(&cut_str(&r.access_key_id));
+    }
     if let Some(a) = &id.account_id {
         w.key("accountId");
         w.string(&cut_str(a));

@@ -27,6 +27,7 @@ pub struct GlobalOpts {
     pub output: OutputFormat,
 }
 
+pub mod credentials;
 pub mod daemon;
 pub mod exec;
 pub mod fsck;
@@ -91,6 +92,8 @@ pub enum Command {
     Passwd(recovery::PasswdArgs),
     /// Back up the store to one sealed file, or restore it (docs/RECOVERY.md).
     Store(recovery::StoreArgs),
+    /// Access keys of principals, for signed requests to `kmsfs serve --listen`.
+    Credentials(credentials::CredentialsArgs),
 }
 
 /// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
@@ -148,5 +151,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Man(a) => manual::run_man(a),
         Command::Passwd(a) => recovery::run_passwd(a, g, rk),
         Command::Store(a) => recovery::run_store(a, g, rk),
+        Command::Credentials(a) => credentials::run(a, g, rk),
     }
 }

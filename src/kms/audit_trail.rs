@@ -16,7 +16,13 @@ impl Service {
     // ----- audit --------------------------------------------------------------------
 
     fn identity(call: &Call) -> Identity {
-        identity_of(&call.who, &call.caller)
+        let mut id = identity_of(&call.who, &call.caller);
+        if let Some(r) = &call.remote {
+            // No uid: the principal is named by its access key (CloudTrail's principalId
+            // of an IAM user is its unique id; the key id is the closest kmsfs has).
+            id.principal_id = Some(r.access_key_id.clone());
+        }
+        id
     }
 
     /// Appends the call's audit records; an audit failure fails the call (closed).
@@ -40,6 +46,7 @@ impl Service {
             decision: None,
             via_service: call.via.map(str::to_string),
             fs: call.fs.clone(),
+            remote: call.remote.as_ref().map(super::credentials::remote_origin),
         };
         let mut events = Vec::new();
         let n = call.decisions.len();
@@ -161,6 +168,7 @@ const SECRET_FIELDS: &[&str] = &[
     "GrantToken",
     "GrantTokens",
     "CiphertextForRecipient",
+    "SecretAccessKey",
 ];
 
 fn sanitize(v: &Value) -> Value {

@@ -50,6 +50,10 @@ error_kinds! {
     KmsInternal => "KMSInternalException",
     InvalidMarker => "InvalidMarkerException",
     DryRunOperation => "DryRunOperationException",
+    // Access keys (issue 13): an unknown, inactive or orphaned access key id, and IAM's
+    // answer for a principal ARN the principals file does not list.
+    UnrecognizedClient => "UnrecognizedClientException",
+    NoSuchEntity => "NoSuchEntityException",
 }
 
 impl ErrorKind {

@@ -20,6 +20,7 @@ mod authz;
 pub mod backup;
 pub mod ciphertext;
 pub mod clock;
+pub mod credentials;
 pub mod error;
 mod lifecycle;
 mod lookup;
@@ -42,6 +43,7 @@ mod states;
 pub(crate) mod store;
 
 pub use clock::{Clock, SystemClock, TestClock};
+pub use credentials::{AccessKey, RemoteCaller};
 pub use error::{ErrorKind, KmsError};
 pub use ops_import::{wrap_key_material, LOCAL_WRAPPING_ALGORITHM, LOCAL_WRAPPING_KEY_SPEC};
 pub use principals_watch::root_delegation_policy;

@@ -29,6 +29,34 @@ pub struct StoreState {
     /// `kmsfs.dir`). Absent from states written before it existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dir_rules: BTreeMap<String, VolumeDirRules>,
+    /// Access key id → its record (the secret sealed under the root key). Absent when
+    /// empty, and from states written before access keys existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub access_keys: BTreeMap<String, AccessKeyRecord>,
+}
+
+/// One access key of a principal (docs/STORE.md).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub principal_arn: String,
+    /// "Active" (the only status kmsfs creates; deleting removes the record).
+    pub status: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// base64 of seal(secret key, AD = `kmsfs secret v1|<store id>|access-key:<id>|<principal ARN>`,
+    /// the secret access key's 40 ASCII bytes).
+    pub sealed_secret: String,
+}
+
+impl std::fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The sealed secret is not the secret, but it has no business in logs either.
+        f.debug_struct("AccessKeyRecord")
+            .field("principal_arn", &self.principal_arn)
+            .field("status", &self.status)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The key rules of one volume's directories.

@@ -365,11 +365,17 @@ impl Service {
                 return Err(e);
             }
         };
+        // Access-key management (IAM's operations) shares the socket, not the table.
+        if super::credentials::IAM_OPERATIONS.contains(&operation) {
+            let result = self.iam_dispatch(&mut call, operation, &request);
+            let name = super::credentials::event_name(operation);
+            return self.finish(&call, name, &request, result);
+        }
         let result = self.dispatch(&mut call, operation, &request);
         self.finish(&call, operation, &request, result)
     }
 
-    fn dispatch(&self, call: &mut Call, op: &str, req: &Value) -> Result<Value, KmsError> {
+    pub(crate) fn dispatch(&self, call: &mut Call, op: &str, req: &Value) -> Result<Value, KmsError> {
         match lookup(op).and_then(|o| o.handler()) {
             Some(handler) => handler(self, call, req),
             None => Err(err(
@@ -385,9 +391,10 @@ pub(crate) fn gate_by_name(name: &str) -> Gate {
     act::lookup(name).map_or(Gate::Any, gate_of)
 }
 
-/// CloudTrail's `readOnly` for an operation name (false for unknown operations).
+/// CloudTrail's `readOnly` for an operation name (false for unknown operations); also
+/// for IAM's ListAccessKeys, the one read-only access-key operation (`credentials`).
 pub(crate) fn is_read_only(name: &str) -> bool {
-    lookup(name).is_some_and(Operation::is_read_only)
+    lookup(name).is_some_and(Operation::is_read_only) || name == "ListAccessKeys"
 }
 
 /// The operations kmsfs implements, by name, in the table's order.

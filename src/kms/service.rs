@@ -91,7 +91,10 @@ pub struct Service {
 
 /// One call in flight: who, when, and the decisions made so far (for the audit).
 pub(crate) struct Call {
+    /// The kernel's ids of a local caller; for a remote call, [`REMOTE_CALLER`].
     pub caller: Caller,
+    /// Set for a call signed with an access key (then `caller` is [`REMOTE_CALLER`]).
+    pub remote: Option<super::credentials::RemoteCaller>,
     pub who: ResolvedPrincipal,
     pub principals: Arc<Principals>,
     pub root_policy: Arc<PolicyDocument>,
@@ -104,6 +107,14 @@ pub(crate) struct Call {
     /// Extra audit response elements (the escalation-guard bypass).
     pub audit_notes: Map<String, Value>,
 }
+
+/// The `caller` of a remote call: ids no local process has (`(uid_t)-1`), so nothing
+/// keyed by a kernel uid can match it; the audit writes them as null.
+pub(crate) const REMOTE_CALLER: Caller = Caller {
+    uid: u32::MAX,
+    gid: u32::MAX,
+    pid: 0,
+};
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread cannot leave these maps half-updated in a way that
@@ -196,6 +207,7 @@ impl Service {
         });
         Ok(Call {
             caller: *caller,
+            remote: None,
             who,
             principals,
             root_policy,

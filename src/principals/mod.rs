@@ -424,6 +424,25 @@ impl Principals {
         })
     }
 
+    /// A principal that exists for access keys: a `[[principal]]` entry (with or without
+    /// uids) or the account root. Its uid and gid are unset: whoever acts as it through
+    /// an access key has no uid the kernel vouched for.
+    pub fn listed_by_arn(&self, arn: &str) -> Option<ResolvedPrincipal> {
+        if let Some(e) = self.entries.iter().find(|e| e.arn == arn) {
+            return Some(self.resolved(e, None, None));
+        }
+        (arn == self.root_arn()).then(|| ResolvedPrincipal {
+            principal: Principal {
+                arn: Some(arn.to_string()),
+                account: self.account.clone(),
+                uid: None,
+                gid: None,
+            },
+            identity_policies: Vec::new(),
+            kind: PrincipalKind::Root,
+        })
+    }
+
     /// Every listed principal ARN with its uids (for `kmsfs whoami` and docs).
     pub fn listed(&self) -> impl Iterator<Item = (&str, &[u32], &[u32])> {
         self.entries
@@ -577,6 +596,40 @@ mod tests {
         .to_string();
         assert!(inline.starts_with("p.toml:4: principal #1"), "{inline}");
         assert!(inline.contains("field `policy`"), "{inline}");
+    }
+
+    #[test]
+    fn a_principal_without_uid_or_gid_is_reachable_only_by_arn() {
+        let p = Principals::parse(
+            r#"[[principal]]
+arn = "arn:aws:iam::111122223333:user/ci"
+policy = '''{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}'''
+"#,
+            "p.toml",
+            Path::new("."),
+        )
+        .unwrap();
+        let ci_arn = "arn:aws:iam::111122223333:user/ci";
+        let listed: Vec<_> = p.listed().collect();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].1.is_empty() && listed[0].2.is_empty());
+        // No uid or gid resolves to it...
+        for uid in [0, 1000, u32::MAX] {
+            assert_ne!(p.resolve(uid, uid).principal.arn.as_deref(), Some(ci_arn));
+        }
+        // ...but its ARN does, with its policies and without ids.
+        let ci = p.listed_by_arn(ci_arn).unwrap();
+        assert_eq!(ci.kind, PrincipalKind::User);
+        assert_eq!(ci.identity_policies.len(), 1);
+        assert_eq!((ci.principal.uid, ci.principal.gid), (None, None));
+        assert_eq!(
+            p.listed_by_arn("arn:aws:iam::111122223333:root")
+                .map(|r| r.kind),
+            Some(PrincipalKind::Root)
+        );
+        assert!(p
+            .listed_by_arn("arn:aws:iam::111122223333:user/ghost")
+            .is_none());
     }
 
     #[test]

@@ -205,8 +205,9 @@ impl Service {
         json!({
             "Arn": call.who.principal.arn,
             "Account": if call.who.principal.account.is_empty() { Value::Null } else { Value::String(call.who.principal.account.clone()) },
-            "Uid": call.caller.uid,
-            "Gid": call.caller.gid,
+            "Uid": if call.remote.is_some() { Value::Null } else { json!(call.caller.uid) },
+            "Gid": if call.remote.is_some() { Value::Null } else { json!(call.caller.gid) },
+            "AccessKeyId": call.remote.as_ref().map(|r| r.access_key_id.clone()),
             "Type": kind_name(call.who.kind),
             "Store": self.store.dir().display().to_string(),
         })
