@@ -13,7 +13,7 @@ use support::cli::*;
 /// principal without any uid.
 fn principals() -> String {
     principals_toml().replace(
-        "\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}}]}'''",
+        "\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}]}'''",
         &format!(
             "\"kms:CreateKey\",\"kms:List*\"],\"Resource\":\"*\"}},\
              {{\"Effect\":\"Allow\",\"Action\":[\"iam:CreateAccessKey\",\"iam:ListAccessKeys\",\"iam:DeleteAccessKey\"],\"Resource\":\"{}\"}}]}}'''",
@@ -62,7 +62,10 @@ fn root_and_permitted_users_create_list_and_delete_access_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("iam:CreateAccessKey"), "{err}");
     // bob may not create keys for others either.
-    let out = s.as_uid(BOB, &["credentials", "create", "--principal", &arn("alice")]);
+    let out = s.as_uid(
+        BOB,
+        &["credentials", "create", "--principal", &arn("alice")],
+    );
     service_error(&out, "AccessDeniedException", "CreateAccessKey");
     // An unknown principal is named.
     let ghost = "arn:aws:iam::111122223333:user/ghost";

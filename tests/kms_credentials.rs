@@ -65,7 +65,10 @@ fn root_and_policy_holders_manage_access_keys_and_secrets_never_leak() {
     let made = svc
         .call(&ROOT, CREATE, json!({ "PrincipalArn": ci }))
         .unwrap();
-    let id = made["AccessKey"]["AccessKeyId"].as_str().unwrap().to_string();
+    let id = made["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let secret = made["AccessKey"]["SecretAccessKey"]
         .as_str()
         .unwrap()
@@ -73,7 +76,9 @@ fn root_and_policy_holders_manage_access_keys_and_secrets_never_leak() {
     assert_eq!(id.len(), 20, "{id}");
     assert!(id.starts_with("AKIA"), "{id}");
     assert!(
-        id[4..].bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)),
+        id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)),
         "{id}"
     );
     assert_eq!(secret.len(), 40);
@@ -92,7 +97,10 @@ fn root_and_policy_holders_manage_access_keys_and_secrets_never_leak() {
     let state = std::fs::read_to_string(e.store().join("state.json")).unwrap();
     assert!(state.contains(&id), "the record is in state.json");
     assert!(!state.contains(&secret), "the secret is sealed");
-    assert!(!e.audit_text().contains(&secret), "the secret is not audited");
+    assert!(
+        !e.audit_text().contains(&secret),
+        "the secret is not audited"
+    );
     let audited = audit_records(&e);
     let created = audited
         .iter()
@@ -128,14 +136,19 @@ fn root_and_policy_holders_manage_access_keys_and_secrets_never_leak() {
     // bob's identity policy allows his own ARN only.
     let bobs = svc.call(&BOB, CREATE, json!({})).unwrap();
     assert_eq!(bobs["AccessKey"]["PrincipalArn"], arn("bob").as_str());
-    let bob_id = bobs["AccessKey"]["AccessKeyId"].as_str().unwrap().to_string();
+    let bob_id = bobs["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let other = svc
         .call(&BOB, CREATE, json!({ "PrincipalArn": arn("alice") }))
         .unwrap_err();
     assert_kind(&other, ErrorKind::AccessDenied);
     let own = svc.call(&BOB, LIST, json!({})).unwrap();
     assert_eq!(own["AccessKeyMetadata"].as_array().unwrap().len(), 1);
-    let not_his = svc.call(&BOB, DELETE, json!({ "AccessKeyId": id })).unwrap_err();
+    let not_his = svc
+        .call(&BOB, DELETE, json!({ "AccessKeyId": id }))
+        .unwrap_err();
     assert_kind(&not_his, ErrorKind::AccessDenied);
 
     // An ARN the principals file does not list: IAM's NoSuchEntity, naming it.
@@ -152,7 +165,8 @@ fn root_and_policy_holders_manage_access_keys_and_secrets_never_leak() {
     assert_kind(&third, ErrorKind::LimitExceeded);
 
     // Deleting: the key authenticates nothing any more.
-    svc.call(&BOB, DELETE, json!({ "AccessKeyId": bob_id })).unwrap();
+    svc.call(&BOB, DELETE, json!({ "AccessKeyId": bob_id }))
+        .unwrap();
     assert!(svc.access_key(&bob_id).unwrap().is_none());
     let gone = svc
         .call(&ROOT, DELETE, json!({ "AccessKeyId": bob_id }))

@@ -514,3 +514,96 @@ fn kmsfs_serve_listen_prints_its_address_and_answers() {
         "{out:?}"
     );
 }
+
+/// `kmsfs serve --listen 127.0.0.1:0` on `s`'s store and socket; returns the process
+/// (killed on drop) and the endpoint's address, read from the start-up line.
+fn serve_listening(s: &Served) -> (KillOnDrop, SocketAddr) {
+    let _ = std::fs::remove_file(s.socket());
+    let mut child = Command::new(KMSFS)
+        .args(s.globals())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let guard = KillOnDrop(child);
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("kmsfs serve exited before listening")
+            .unwrap();
+        if let Some(u) = line.strip_prefix("kmsfs: listening on ") {
+            break u.to_string();
+        }
+    };
+    // Keep draining stderr so the service never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (guard, url.strip_prefix("http://").unwrap().parse().unwrap())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The real key service: a signed request acts as its access key's principal, with that
+/// principal's policies, and the response's request id is the audit record's.
+#[test]
+fn signed_calls_act_as_the_access_keys_principal() {
+    use support::cli::{arn, json as out_json, BOB};
+    let s = Served::init("wire-e2e");
+    let (_serve, addr) = serve_listening(&s);
+    let key_id = s.create_key();
+    let creds = |user: &str| {
+        let v = out_json(&s.root(&["credentials", "create", "--principal", &arn(user)]));
+        (
+            v["AccessKeyId"].as_str().unwrap().to_string(),
+            v["SecretAccessKey"].as_str().unwrap().to_string(),
+        )
+    };
+    let (alice_id, alice_secret) = creds("alice");
+    let (bob_id, bob_secret) = creds("bob");
+    let call = |who: (&str, &str), op: &str, body: Value| {
+        send(addr, &request(addr, op, &body.to_string(), Some(who)))
+    };
+    let alice = (alice_id.as_str(), alice_secret.as_str());
+    let enc = call(
+        alice,
+        "Encrypt",
+        json!({"KeyId": key_id, "Plaintext": b64(b"over http")}),
+    );
+    assert_eq!(enc.status, 200, "{enc:?}");
+    let blob = enc.body["CiphertextBlob"].as_str().unwrap().to_string();
+    let dec = call(alice, "Decrypt", json!({"CiphertextBlob": blob}));
+    assert_eq!(
+        (dec.status, dec.body["Plaintext"].as_str()),
+        (200, Some(b64(b"over http").as_str()))
+    );
+    // The key administrator may not decrypt, over HTTP as over the socket.
+    let denied = call(
+        (bob_id.as_str(), bob_secret.as_str()),
+        "Decrypt",
+        json!({"CiphertextBlob": blob}),
+    );
+    denied.error(400, "AccessDeniedException");
+    let _ = BOB;
+    // Each answer's request id is in the audit log.
+    let audit = ok_text(&s.root(&["audit"]));
+    for a in [&enc, &dec, &denied] {
+        let rid = a.header("x-amzn-RequestId").unwrap();
+        assert!(audit.contains(rid), "request id {rid} not audited");
+    }
+    assert!(audit.contains(&alice_id));
+    // A wrong secret for a real key, and a key unknown to the service.
+    call((alice_id.as_str(), "not-the-secret"), "ListKeys", json!({}))
+        .error(400, "InvalidSignatureException");
+    call(("AKIANOSUCHKEY0000000", "x"), "ListKeys", json!({}))
+        .error(400, "UnrecognizedClientException");
+    call(alice, "DescribeKey", json!({"KeyId": 5})).error(400, "SerializationException");
+}
+
+fn ok_text(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -398,8 +398,17 @@ mod tests {
 
     #[test]
     fn record_line_is_in_canonical_form_and_hash_covers_it() {
-        for full in [false, true] {
-            let (line, hash) = build(&sample(full), 0, "local", 7, &"0".repeat(64), "id");
+        // A signed network call adds requestID and userIdentity.accessKeyId and nulls
+        // the local ids: the hand-written order must stay sorted for it too.
+        let mut remote = sample(true);
+        remote.remote = Some(crate::audit::RemoteOrigin {
+            access_key_id: "AKIAEXAMPLE".into(),
+            source_ip: "192.0.2.1".into(),
+            user_agent: None,
+            request_id: "r-1".into(),
+        });
+        for event in [sample(false), sample(true), remote] {
+            let (line, hash) = build(&event, 0, "local", 7, &"0".repeat(64), "id");
             let mut v: Value = serde_json::from_slice(&line).unwrap();
             assert_eq!(
                 canonical_bytes(&v),
@@ -409,6 +418,16 @@ mod tests {
             assert_eq!(v["kmsfs"]["hash"], hash.as_str());
             v["kmsfs"].as_object_mut().unwrap().remove("hash");
             assert_eq!(hex::encode(Sha256::digest(canonical_bytes(&v))), hash);
+            if event.remote.is_some() {
+                assert_eq!(v["requestID"], "r-1");
+                assert_eq!(v["sourceIPAddress"], "192.0.2.1");
+                assert_eq!(v["userAgent"], "");
+                assert_eq!(v["userIdentity"]["accessKeyId"], "AKIAEXAMPLE");
+                assert_eq!(v["kmsfs"]["uid"], Value::Null);
+            } else {
+                assert_eq!(v["sourceIPAddress"], "local");
+                assert!(v.get("requestID").is_none());
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
-use crate::cli::kms::{EXIT_SERVICE_ERROR};
+use crate::cli::kms::EXIT_SERVICE_ERROR;
 use crate::cli::service::{connect, RootKeyOpts};
 use crate::cli::{output, GlobalOpts, OutputFormat};
 use crate::control::Backend;
@@ -137,7 +137,9 @@ pub fn run_with(
         return Ok(0);
     }
     let title = name;
-    out.write_all(output::render(&output::Doc::own(&value, title, text), format, false).as_bytes())?;
+    out.write_all(
+        output::render(&output::Doc::own(&value, title, text), format, false).as_bytes(),
+    )?;
     out.flush()?;
     Ok(0)
 }

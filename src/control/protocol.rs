@@ -4,6 +4,7 @@
 //! frame    = length:u32 (big-endian, bytes of body) body
 //! body     = UTF-8 JSON, at most MAX_FRAME bytes
 //! request  = {"Version":1,"Operation":"Decrypt","Request":{ ...AWS KMS JSON request... }}
+//!            (Operation: an AWS KMS operation name, or "iam:" and an IAM one)
 //! response = {"Ok":{ ...AWS KMS JSON response... }}
 //!          | {"Error":{"__type":"AccessDeniedException","message":"..."}}
 //! ```
@@ -148,11 +149,17 @@ pub fn parse_request(body: &[u8]) -> Result<RequestFrame, ResponseFrame> {
     let frame: RequestFrame = serde_json::from_value(value).map_err(|e| {
         ResponseFrame::error("ValidationException", format!("malformed request: {e}"))
     })?;
-    if frame.operation.is_empty() || !frame.operation.chars().all(|c| c.is_ascii_alphanumeric()) {
+    // An AWS KMS operation name, or an IAM one in the `iam:` namespace (access keys,
+    // `kmsfs credentials`), which the HTTP endpoint's `TrentService.<name>` cannot spell.
+    let name = frame
+        .operation
+        .strip_prefix("iam:")
+        .unwrap_or(&frame.operation);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ResponseFrame::error(
             "ValidationException",
             format!(
-                "\"Operation\" must be an AWS KMS operation name, got {:?}",
+                "\"Operation\" must be an AWS KMS operation name (or iam:<IAM operation>), got {:?}",
                 frame.operation
             ),
         ));

@@ -84,7 +84,10 @@ fn new_access_key_id() -> Result<String, KmsError> {
     let mut id = String::from("AKIA");
     for b in raw {
         // 5 bits of each byte: uniform over the 32 characters (`b & 31` is always an index).
-        let c = ID_ALPHABET.get(usize::from(b & 31)).copied().unwrap_or(b'A');
+        let c = ID_ALPHABET
+            .get(usize::from(b & 31))
+            .copied()
+            .unwrap_or(b'A');
         id.push(char::from(c));
     }
     Ok(id)
@@ -182,7 +185,11 @@ impl Service {
         id: &str,
         rec: &AccessKeyRecord,
     ) -> Result<Zeroizing<String>, KmsError> {
-        let damaged = || internal(format!("store: the secret of access key {id} fails authentication"));
+        let damaged = || {
+            internal(format!(
+                "store: the secret of access key {id} fails authentication"
+            ))
+        };
         let sealed = super::request::b64()
             .decode(&rec.sealed_secret)
             .map_err(|_| damaged())?;
@@ -287,10 +294,7 @@ impl Service {
 
     /// The principal an access-key operation is about: `PrincipalArn` if given (it
     /// must be listed), else the caller itself (IAM's implicit user).
-    fn target_principal(
-        call: &Call,
-        req: &Req<'_>,
-    ) -> Result<Option<ResolvedPrincipal>, KmsError> {
+    fn target_principal(call: &Call, req: &Req<'_>) -> Result<Option<ResolvedPrincipal>, KmsError> {
         match req.opt_str("PrincipalArn")? {
             Some(arn) => call
                 .principals
@@ -338,7 +342,9 @@ impl Service {
             None => format!("anonymous (uid {})", call.caller.uid),
         };
         let why = match ev.decision {
-            Decision::ExplicitDeny => "with an explicit deny in an identity-based policy".to_string(),
+            Decision::ExplicitDeny => {
+                "with an explicit deny in an identity-based policy".to_string()
+            }
             _ => "because no identity-based policy allows the action".to_string(),
         };
         Err(err(
@@ -470,7 +476,9 @@ fn no_such_principal(arn: &str, principals: &Principals) -> KmsError {
         });
     err(
         ErrorKind::NoSuchEntity,
-        format!("The principal with ARN {arn} cannot be found: {file} (and it is not the account root)"),
+        format!(
+            "The principal with ARN {arn} cannot be found: {file} (and it is not the account root)"
+        ),
     )
 }
 

@@ -54,6 +54,8 @@ error_kinds! {
     // answer for a principal ARN the principals file does not list.
     UnrecognizedClient => "UnrecognizedClientException",
     NoSuchEntity => "NoSuchEntityException",
+    // A member of the wrong JSON type (AWS's JSON protocol rejects it before validation).
+    Serialization => "SerializationException",
 }
 
 impl ErrorKind {

@@ -375,7 +375,12 @@ impl Service {
         self.finish(&call, operation, &request, result)
     }
 
-    pub(crate) fn dispatch(&self, call: &mut Call, op: &str, req: &Value) -> Result<Value, KmsError> {
+    pub(crate) fn dispatch(
+        &self,
+        call: &mut Call,
+        op: &str,
+        req: &Value,
+    ) -> Result<Value, KmsError> {
         match lookup(op).and_then(|o| o.handler()) {
             Some(handler) => handler(self, call, req),
             None => Err(err(

@@ -1,7 +1,8 @@
 //! Reading AWS KMS JSON requests: typed accessors over the request object that turn a
-//! missing, mistyped or out-of-range field into the ValidationException AWS would send
-//! (naming the field). Blobs are base64 strings, as in AWS's JSON protocol. Owns no
-//! state and never logs values (they can be plaintext).
+//! missing, mistyped or out-of-range field into the error AWS would send, naming the
+//! field (SerializationException for a wrong JSON type, else ValidationException).
+//! Blobs are base64 strings, as in AWS's JSON protocol. Owns no state and never logs
+//! values (they can be plaintext).
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -16,6 +17,12 @@ pub fn b64() -> base64::engine::GeneralPurpose {
 
 pub fn validation(msg: impl Into<String>) -> KmsError {
     KmsError::new(ErrorKind::Validation, msg)
+}
+
+/// A member of the wrong JSON type: AWS answers SerializationException, not
+/// ValidationException (its deserializer fails before any constraint is checked).
+fn mistyped(msg: impl Into<String>) -> KmsError {
+    KmsError::new(ErrorKind::Serialization, msg)
 }
 
 /// AWS's wording for a missing required member.
@@ -67,7 +74,7 @@ impl<'a> Req<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(validation(format!("{name} must be a string"))),
+            Some(_) => Err(mistyped(format!("{name} must be a string"))),
         }
     }
 
@@ -86,7 +93,7 @@ impl<'a> Req<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(validation(format!("{name} must be true or false"))),
+            Some(_) => Err(mistyped(format!("{name} must be true or false"))),
         }
     }
 
@@ -101,7 +108,7 @@ impl<'a> Req<'a> {
             Some(v) => {
                 let n = v
                     .as_i64()
-                    .ok_or_else(|| validation(format!("{name} must be an integer")))?;
+                    .ok_or_else(|| mistyped(format!("{name} must be an integer")))?;
                 if n < min || n > max {
                     return Err(validation(format!(
                         "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value between {min} and {max}",
@@ -160,11 +167,11 @@ impl<'a> Req<'a> {
                 .map(|v| {
                     v.as_str()
                         .map(str::to_string)
-                        .ok_or_else(|| validation(format!("{name} must be a list of strings")))
+                        .ok_or_else(|| mistyped(format!("{name} must be a list of strings")))
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(_) => Err(validation(format!("{name} must be a list of strings"))),
+            Some(_) => Err(mistyped(format!("{name} must be a list of strings"))),
         }
     }
 
@@ -180,7 +187,7 @@ impl<'a> Req<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Object(map)) => Ok(Some(Req { map })),
-            Some(_) => Err(validation(format!("{name} must be an object"))),
+            Some(_) => Err(mistyped(format!("{name} must be an object"))),
         }
     }
 
@@ -188,7 +195,7 @@ impl<'a> Req<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
-            Some(_) => Err(validation(format!("{name} must be a list"))),
+            Some(_) => Err(mistyped(format!("{name} must be a list"))),
         }
     }
 
@@ -254,7 +261,7 @@ pub fn context_from_text(name: &str, text: &str) -> Result<EncryptionContext, Km
 
 pub fn context_from(name: &str, v: &Value) -> Result<EncryptionContext, KmsError> {
     let Value::Object(m) = v else {
-        return Err(validation(format!(
+        return Err(mistyped(format!(
             "{name} must be a map of strings to strings"
         )));
     };
@@ -276,7 +283,7 @@ pub fn context_from(name: &str, v: &Value) -> Result<EncryptionContext, KmsError
     let mut out = EncryptionContext::new();
     for (k, v) in m {
         let Value::String(s) = v else {
-            return Err(validation(format!(
+            return Err(mistyped(format!(
                 "{name}: the value of \"{k}\" must be a string"
             )));
         };

@@ -19,33 +19,7 @@ pub use server::{Running, TlsFiles, WireConfig, WireError, WireServer};
 
 use crate::kms::KmsError;
 
-/// An active access key: its secret and the principal it acts as.
-pub struct AccessKey {
-    pub access_key_id: String,
-    pub principal_arn: String,
-    pub secret: zeroize::Zeroizing<String>,
-}
-
-impl std::fmt::Debug for AccessKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKey")
-            .field("access_key_id", &self.access_key_id)
-            .field("principal_arn", &self.principal_arn)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Who is calling over HTTP, as far as the request proves it (the access key) and as
-/// the audit record reports it (address, user agent, request id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteCaller {
-    pub access_key_id: String,
-    pub source_ip: String,
-    pub user_agent: Option<String>,
-    /// The `x-amzn-RequestId` of the response, and CloudTrail's `requestID`.
-    pub request_id: String,
-}
+pub use crate::kms::credentials::{AccessKey, RemoteCaller};
 
 /// What the endpoint needs from the key service.
 pub trait WireBackend: Send + Sync + 'static {
