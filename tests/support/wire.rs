@@ -90,22 +90,31 @@ impl WireServer {
             tmpfs: Some(tmpfs),
         };
         ok(&s.kmsfs(&["init"]));
-        // The keys are made before the server starts (on the store directly): the server
-        // must find keys it did not make itself.
-        for name in PRINCIPALS {
-            let out = s.kmsfs(&["credentials", "create", "--principal", &arn(name)]);
-            let v: Value = serde_json::from_str(&ok(&out)).expect("credentials create prints JSON");
-            let key = AccessKey {
-                id: v["AccessKeyId"].as_str().expect("AccessKeyId").to_string(),
-                secret: v["SecretAccessKey"]
-                    .as_str()
-                    .expect("SecretAccessKey")
-                    .to_string(),
-            };
-            s.keys.insert(name, key);
+        // Most keys are made before the server starts (on the store directly), dave's
+        // while it serves (through its socket): a server must find both at once.
+        let (before, after) = PRINCIPALS.split_at(PRINCIPALS.len() - 1);
+        for &name in before {
+            s.create_access_key(name);
         }
         s.serve();
+        for &name in after {
+            s.create_access_key(name);
+        }
         s
+    }
+
+    /// `kmsfs credentials create --principal ARN` for `name`, kept in `keys`.
+    fn create_access_key(&mut self, name: &'static str) {
+        let out = self.kmsfs(&["credentials", "create", "--principal", &arn(name)]);
+        let v: Value = serde_json::from_str(&ok(&out)).expect("credentials create prints JSON");
+        let key = AccessKey {
+            id: v["AccessKeyId"].as_str().expect("AccessKeyId").to_string(),
+            secret: v["SecretAccessKey"]
+                .as_str()
+                .expect("SecretAccessKey")
+                .to_string(),
+        };
+        self.keys.insert(name, key);
     }
 
     pub fn store(&self) -> PathBuf {
