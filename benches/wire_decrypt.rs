@@ -47,8 +47,7 @@ fn main() {
 
     // The key and the blob, over HTTP as the bench principal.
     let mut setup = Client::connect(&server.addr, creds.clone());
-    let key = setup.call("CreateKey", &json!({"Description": "bench"}))["KeyMetadata"]
-        ["KeyId"]
+    let key = setup.call("CreateKey", &json!({"Description": "bench"}))["KeyMetadata"]["KeyId"]
         .as_str()
         .expect("KeyId")
         .to_string();
@@ -277,7 +276,10 @@ fn sign(host: &str, target: &str, body: &[u8], creds: &Credentials) -> Vec<(Stri
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let signed = vec![
-        ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
         ("host".to_string(), host.to_string()),
         ("x-amz-date".to_string(), format_amz_date(now)),
         ("x-amz-target".to_string(), target.to_string()),

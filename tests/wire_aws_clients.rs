@@ -41,7 +41,10 @@ fn key_user_decrypts_and_key_administrator_is_refused_through_boto3_and_aws_cli(
         b64(b"wire secret").as_str()
     );
     let msg = run.error("bob decrypts", "AccessDeniedException");
-    assert!(msg.contains(&arn("bob")), "the refusal names the caller: {msg}");
+    assert!(
+        msg.contains(&arn("bob")),
+        "the refusal names the caller: {msg}"
+    );
     run.error("dave decrypts", "AccessDeniedException");
     run.error("bob encrypts", "AccessDeniedException");
     // The administrator administers; the user does not.
@@ -61,11 +64,7 @@ fn key_user_decrypts_and_key_administrator_is_refused_through_boto3_and_aws_cli(
         &[&decrypt[..], &["--query", "Plaintext", "--output", "text"]].concat(),
     );
     assert_eq!(b64_decode(&ok(&out)), b"wire secret");
-    aws_service_error(
-        &s.aws("bob", &decrypt),
-        "AccessDeniedException",
-        "Decrypt",
-    );
+    aws_service_error(&s.aws("bob", &decrypt), "AccessDeniedException", "Decrypt");
 
     // The refusal is audited as bob's, through his access key, from the loopback client.
     let records = audit(&s);
@@ -245,7 +244,11 @@ fn sigv4_rejects_a_wrong_secret_an_unknown_key_an_old_request_and_a_tampered_bod
 
     // aws-cli with a wrong secret: its exit status and message for a service error.
     let mut wrong = s.key("bob").clone();
-    let first = if wrong.secret.starts_with('x') { "y" } else { "x" };
+    let first = if wrong.secret.starts_with('x') {
+        "y"
+    } else {
+        "x"
+    };
     wrong.secret = format!("{first}{}", &wrong.secret[1..]);
     aws_service_error(
         &s.aws_with(&wrong, &["list-keys"]),
@@ -324,7 +327,10 @@ fn open_sockets(pid: u32) -> usize {
 #[test]
 fn a_normal_call_is_answered_while_1000_idle_connections_are_open() {
     const IDLE: usize = 1000;
-    assert!(raise_nofile() > IDLE as u64 + 64, "RLIMIT_NOFILE hard limit too low");
+    assert!(
+        raise_nofile() > IDLE as u64 + 64,
+        "RLIMIT_NOFILE hard limit too low"
+    );
     let mut s = WireServer::start("idle");
     let idle: Vec<TcpStream> = (0..IDLE)
         .map(|i| {

@@ -42,7 +42,9 @@ pub fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python-env");
-        let out = Command::new(script).output().expect("scripts/python-env runs");
+        let out = Command::new(script)
+            .output()
+            .expect("scripts/python-env runs");
         let dir = ok(&out);
         let dir = PathBuf::from(dir.lines().last().unwrap_or_default());
         assert!(
@@ -175,7 +177,10 @@ impl WireServer {
         // listens fails the test instead of hanging it.
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => self.endpoint = url,
-            Err(_) => panic!("kmsfs serve --listen never printed its address:\n{}", self.log()),
+            Err(_) => panic!(
+                "kmsfs serve --listen never printed its address:\n{}",
+                self.log()
+            ),
         }
     }
 
@@ -299,10 +304,16 @@ impl WireServer {
             .unwrap()
             .as_secs() as i64;
         let headers = vec![
-            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            (
+                "content-type".to_string(),
+                "application/x-amz-json-1.1".to_string(),
+            ),
             ("host".to_string(), self.addr().to_string()),
             ("x-amz-date".to_string(), format_amz_date(now)),
-            ("x-amz-target".to_string(), format!("TrentService.{operation}")),
+            (
+                "x-amz-target".to_string(),
+                format!("TrentService.{operation}"),
+            ),
         ];
         let auth = authorization_header(
             &SignableRequest {
@@ -418,7 +429,11 @@ pub fn aws_service_error(o: &Output, exception: &str, operation: &str) {
     assert_eq!(o.status.code(), Some(255), "stderr: {err}");
     let line = format!("An error occurred ({exception}) when calling the {operation} operation: ");
     assert!(err.contains(&line), "expected `{line}`, got: {err}");
-    assert!(o.stdout.is_empty(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// Base64 text, as boto3's output (through the script) and aws-cli's `--output text` give it.
