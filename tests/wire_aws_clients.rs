@@ -296,7 +296,7 @@ fn boto3_paginators_walk_150_keys_and_150_grants() {
     let out = s.aws("bob", &["list-keys", "--page-size", "60"]);
     let all: Value = serde_json::from_str(&ok(&out)).unwrap();
     let n = all["Keys"].as_array().map_or(0, Vec::len);
-    assert!(n > 150, "aws-cli listed {n} keys");
+    assert!(n >= 150, "aws-cli listed {n} keys");
 }
 
 /// Raises this process's open-files soft limit to its hard limit (the test holds a
