@@ -347,6 +347,20 @@ fn a_trickled_request_head_is_cut_off_and_others_are_still_served() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_after_its_answer() {
+    let (_srv, addr) = endpoint(|c| c.idle_timeout = Duration::from_millis(300));
+    let mut c = connect(addr);
+    c.get_mut()
+        .write_all(&signed(addr, "Encrypt", "{}"))
+        .unwrap();
+    assert_eq!(read_answer(&mut c).status, 200);
+    // No second request: the server ends the connection instead of holding it forever.
+    assert!(closed_by_server(&mut c));
+    // A connection that never sends a byte is closed as well.
+    assert!(closed_by_server(&mut connect(addr)));
+}
+
+#[test]
 fn a_body_that_never_arrives_is_answered_408() {
     let (_srv, addr) = endpoint(|c| c.body_timeout = Duration::from_millis(300));
     let mut c = connect(addr);
@@ -479,7 +493,7 @@ fn kmsfs_serve_listen_prints_its_address_and_answers() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let _guard = KillOnDrop(child);
+    let mut guard = KillOnDrop(child);
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
         let line = lines
@@ -512,6 +526,56 @@ fn kmsfs_serve_listen_prints_its_address_and_answers() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
         "{out:?}"
+    );
+    // SIGTERM stops the endpoint with the rest of the service, cleanly.
+    let pid = nix::unistd::Pid::from_raw(guard.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(guard.0.wait().unwrap().success());
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening after SIGTERM"
+    );
+}
+
+/// `kmsfs mount --listen`: the mount process's own key service answers HTTP too, and
+/// stops answering once unmounted.
+#[test]
+fn kmsfs_mount_listen_serves_http_from_the_mount_process() {
+    use support::cli::Mounted;
+    let s = Served::init("wire-mount");
+    let backing = s.dir.join("backing");
+    let mnt = s.dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    support::ok(&s.root(&["init", &backing.display().to_string()]));
+    let out = s.root(&[
+        "mount",
+        &backing.display().to_string(),
+        &mnt.display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let _guard = Mounted(mnt.clone());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(mounts.contains(&mnt.display().to_string()), "not mounted");
+    let url = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("kmsfs: listening on http://"))
+        .unwrap_or_else(|| panic!("no listening line: {stderr}"));
+    let addr: SocketAddr = url.trim().parse().unwrap();
+    send(addr, &request(addr, "ListKeys", "{}", None))
+        .error(400, "MissingAuthenticationTokenException");
+    support::ok(
+        &Command::new(KMSFS)
+            .arg("umount")
+            .arg(&mnt)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening after umount"
     );
 }
 

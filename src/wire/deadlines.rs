@@ -12,8 +12,8 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -27,15 +27,33 @@ const BUSY: u64 = 2;
 /// the rest counts transitions, so the reader notices an idle → busy → idle round trip
 /// that happened between two of its polls.
 #[derive(Debug, Default)]
-pub struct Phase(AtomicU64);
+pub struct Phase {
+    word: AtomicU64,
+    /// The reader waiting on the connection: a phase change re-arms its deadline, and
+    /// nothing else would wake it to do so (it may be parked on an older, longer timer).
+    reader: Mutex<Option<Waker>>,
+}
 
 impl Phase {
     fn set(&self, phase: u64) {
         let _ = self
-            .0
+            .word
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
                 Some(((w >> 2).wrapping_add(1) << 2) | phase)
             });
+        let parked = self.reader.lock().map(|mut r| r.take()).unwrap_or(None);
+        if let Some(w) = parked {
+            w.wake();
+        }
+    }
+
+    fn park(&self, waker: &Waker) {
+        if let Ok(mut r) = self.reader.lock() {
+            match r.as_ref() {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *r = Some(waker.clone()),
+            }
+        }
     }
 
     /// The handler has a request head: no head or idle deadline until it answers.
@@ -49,13 +67,13 @@ impl Phase {
     }
 
     fn load(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.word.load(Ordering::Acquire)
     }
 
     /// Idle → head, unless the handler moved the phase meanwhile.
     fn start_head(&self, seen: u64) -> bool {
         let next = (((seen >> 2).wrapping_add(1)) << 2) | HEAD;
-        self.0
+        self.word
             .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
@@ -135,6 +153,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for DeadlineIo<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                this.phase.park(cx.waker());
                 if this.read_armed && this.read_timer.as_mut().poll(cx).is_ready() {
                     let what = if word & 3 == HEAD {
                         "request head"

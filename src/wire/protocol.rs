@@ -200,6 +200,7 @@ pub fn new_request_id() -> String {
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
+    // 16 bytes are always 32 hex digits, so these ranges are in bounds.
     let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
