@@ -111,16 +111,24 @@ fn root_and_permitted_users_create_list_and_delete_access_keys() {
 
 #[test]
 fn principals_without_uids_load_and_are_listed() {
-    let s = Served::init("credentials-nouid");
+    let mut s = Served::init("credentials-nouid");
     std::fs::write(s.principals(), principals()).unwrap();
-    // `kmsfs whoami` (which loads and validates the file) still works for the
-    // uid-mapped users, and the root's answer names the uid-less principal nowhere as
-    // a uid.
-    let me = json(&s.root(&["whoami"]));
-    assert_eq!(
-        me["Principal"]["Arn"],
-        format!("arn:aws:iam::{ACCOUNT}:root").as_str()
-    );
+    std::fs::set_permissions(s.principals(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The service starts with a uid-less entry in the file...
+    s.serve();
+    assert!(s.is_serving());
+    // ...no uid resolves to it: an unmapped uid stays anonymous, a mapped one is itself.
+    let stranger = json(&s.as_uid(STRANGER, &["whoami"]));
+    assert_eq!(stranger["Principal"]["Type"], "Anonymous", "{stranger}");
+    let alice = json(&s.as_uid(ALICE, &["whoami"]));
+    assert_eq!(alice["Principal"]["Arn"], arn("alice").as_str());
+    // ...and it is listed by ARN, for access keys.
     let made = json(&s.root(&["credentials", "create", "--principal", &arn("ci")]));
-    assert!(made["AccessKeyId"].is_string());
+    let id = made["AccessKeyId"].as_str().unwrap().to_string();
+    let listed = json(&s.root(&["credentials", "list", "--principal", &arn("ci")]));
+    assert_eq!(listed["AccessKeyMetadata"][0]["AccessKeyId"], id.as_str());
+    assert_eq!(listed["AccessKeyMetadata"][0]["UserName"], "ci");
+    // An anonymous caller has no principal of its own to list keys for.
+    let out = s.as_uid(STRANGER, &["credentials", "list"]);
+    service_error(&out, "ValidationException", "ListAccessKeys");
 }

@@ -294,6 +294,39 @@ fn a_remote_call_acts_as_the_keys_principal_and_is_audited_with_its_origin() {
         .unwrap_err();
     assert_kind(&via, ErrorKind::AccessDenied);
 
+    // The principal's own attributes come along: a Deny on alice's uid denies her
+    // access key too, exactly as it denies her uid.
+    let uid_deny = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Use", "Effect": "Allow", "Principal": {"AWS": arn("alice")},
+             "Action": "kms:Encrypt", "Resource": "*"},
+            {"Sid": "NotUid2002", "Effect": "Deny", "Principal": "*",
+             "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kmsfs:uid": "2002"}}}
+        ]
+    })
+    .to_string();
+    let uid_key = e.ok(ROOT, "CreateKey", json!({ "Policy": uid_deny }))["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_kind(
+        &e.encrypt(ALICE, &uid_key, b"x").unwrap_err(),
+        ErrorKind::AccessDenied,
+    );
+    let denied = svc
+        .call_remote(
+            &remote(&alice_key, 9),
+            "Encrypt",
+            json!({ "KeyId": uid_key, "Plaintext": b64(b"x") }),
+        )
+        .unwrap_err();
+    assert_kind(&denied, ErrorKind::AccessDenied);
+    assert!(denied.message.contains("explicit deny"), "{denied}");
+
     // Management operations are not KMS operations: not reachable remotely.
     let iam = svc
         .call_remote(&remote(&alice_key, 7), CREATE, json!({}))

@@ -425,11 +425,13 @@ impl Principals {
     }
 
     /// A principal that exists for access keys: a `[[principal]]` entry (with or without
-    /// uids) or the account root. Its uid and gid are unset: whoever acts as it through
-    /// an access key has no uid the kernel vouched for.
+    /// uids) or the account root (None for anything else). An entry carries its first
+    /// uid and gid, as [`Self::by_arn`] does: an access key acts as the principal exactly
+    /// as a uid mapped to it would, so `aws:userid` and `kmsfs:uid` conditions see the
+    /// same values (none for a principal without uids, or the root).
     pub fn listed_by_arn(&self, arn: &str) -> Option<ResolvedPrincipal> {
         if let Some(e) = self.entries.iter().find(|e| e.arn == arn) {
-            return Some(self.resolved(e, None, None));
+            return Some(self.resolved(e, e.uids.first().copied(), e.gids.first().copied()));
         }
         (arn == self.root_arn()).then(|| ResolvedPrincipal {
             principal: Principal {
