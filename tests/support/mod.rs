@@ -5,7 +5,9 @@
 //!   without a key service;
 //! - [`kms`] (`kms_*.rs`): a temp store and a `Service` called directly;
 //! - [`e2e`] (`e2e_*.rs`): a real key service in this process behind a real mount;
-//! - [`cli`] (`cli_*.rs`): the real binary, `kmsfs serve` as a child process.
+//! - [`cli`] (`cli_*.rs`): the real binary, `kmsfs serve` as a child process;
+//! - [`wire`] (`wire_*.rs`): `kmsfs serve --listen` and the real AWS clients (aws-cli,
+//!   boto3) with access keys.
 //!
 //! What every fixture shares lives here: the one way a test runs a command as another
 //! uid ([`as_user`]), assertions on command output, and small file helpers. Each
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod e2e;
 pub mod fs;
 pub mod kms;
+pub mod wire;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
