@@ -361,30 +361,49 @@ pub fn volume_file(data: &[u8]) -> Result<(), Violation> {
     })
 }
 
-/// The control socket's byte stream: frames read one after another (with the real and
-/// with a tiny size limit); each body is written as a frame and read back unchanged, and
-/// goes through the request target.
+/// The control socket's byte stream: frames read one after another with the real size
+/// limit; each body is written as a frame and read back unchanged, and goes through the
+/// request target. Read again with a tiny limit, the stream must give exactly the
+/// leading bodies that fit it (a limit only ever stops the stream earlier).
 pub fn control_frames(data: &[u8]) -> Result<(), Violation> {
     const T: &str = "control_frames";
-    for max in [MAX_FRAME, 64] {
-        let mut stream = data;
-        // Bounded: every frame consumes at least its 4-byte length.
-        while let Ok(Some(body)) = protocol::read_frame(&mut stream, max) {
-            check(T, body.len() <= max, || {
-                format!("a {}-byte frame passed a {max}-byte limit", body.len())
-            })?;
-            let mut wire = Vec::new();
-            if protocol::write_frame(&mut wire, &body).is_err() {
-                return fail(T, "a frame that was read cannot be written");
-            }
-            match protocol::read_frame(&mut &wire[..], max) {
-                Ok(Some(again)) if again == body => {}
-                other => return fail(T, format!("a written frame read back as {other:?}")),
-            }
-            control_request(&body)?;
+    const SMALL: usize = 64;
+    let bodies = read_frames(T, data, MAX_FRAME)?;
+    for body in &bodies {
+        let mut wire = Vec::new();
+        if protocol::write_frame(&mut wire, body).is_err() {
+            return fail(T, "a frame that was read cannot be written");
         }
+        match protocol::read_frame(&mut &wire[..], MAX_FRAME) {
+            Ok(Some(again)) if again == *body => {}
+            other => return fail(T, format!("a written frame read back as {other:?}")),
+        }
+        control_request(body)?;
     }
-    Ok(())
+    // The small-limit bodies are a prefix of those above, already checked as requests:
+    // comparing them is enough (checking them again made every input cost twice).
+    let small = read_frames(T, data, SMALL)?;
+    let fitting = bodies.iter().take_while(|b| b.len() <= SMALL).count();
+    check(T, bodies.get(..fitting) == Some(&small[..]), || {
+        format!(
+            "a {SMALL}-byte limit read {} frames, not the {fitting} leading ones that fit",
+            small.len()
+        )
+    })
+}
+
+/// Every frame of `data` up to the first that cannot be read under `max`.
+fn read_frames(target: &'static str, data: &[u8], max: usize) -> Result<Vec<Vec<u8>>, Violation> {
+    let mut stream = data;
+    let mut bodies = Vec::new();
+    // Bounded: every frame consumes at least its 4-byte length.
+    while let Ok(Some(body)) = protocol::read_frame(&mut stream, max) {
+        check(target, body.len() <= max, || {
+            format!("a {}-byte frame passed a {max}-byte limit", body.len())
+        })?;
+        bodies.push(body);
+    }
+    Ok(bodies)
 }
 
 /// One request body: the protocol's parse, its refusals' shape, a serialize/parse round

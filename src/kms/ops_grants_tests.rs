@@ -325,3 +325,52 @@ fn child_constraints_must_be_at_least_as_strict() {
         Some(&sub(&[("a", "2")]))
     ));
 }
+
+#[test]
+fn grant_constraints_may_reach_aws_limits_but_not_pass_them() {
+    let ctx = |pairs: usize, value: &str| -> crate::policy::EncryptionContext {
+        (0..pairs)
+            .map(|i| (format!("k{i}"), value.to_string()))
+            .collect()
+    };
+    let name = "EncryptionContextSubset";
+    check_constraint(name, None).unwrap();
+    // AWS's limits are inclusive: 8 pairs, values of 384 characters (not bytes).
+    check_constraint(name, Some(&ctx(MAX_CONSTRAINT_PAIRS, "v"))).unwrap();
+    let longest = "é".repeat(MAX_CONSTRAINT_VALUE_CHARS);
+    check_constraint(name, Some(&ctx(1, &longest))).unwrap();
+    let too_many = check_constraint(name, Some(&ctx(MAX_CONSTRAINT_PAIRS + 1, "v"))).unwrap_err();
+    assert_eq!(too_many.kind, ErrorKind::Validation, "{too_many}");
+    let too_long = "v".repeat(MAX_CONSTRAINT_VALUE_CHARS + 1);
+    let e = check_constraint(name, Some(&ctx(1, &too_long))).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Validation, "{e}");
+}
+
+#[test]
+fn list_grants_filters_by_grantee() {
+    let (_dir, svc) = service();
+    let id = key(&svc, None);
+    let for_alice = grant_id(
+        &svc,
+        &ROOT,
+        json!({"KeyId": id, "GranteePrincipal": ALICE, "Operations": ["Decrypt"]}),
+    )
+    .unwrap();
+    grant_id(
+        &svc,
+        &ROOT,
+        json!({"KeyId": id, "GranteePrincipal": BOB, "Operations": ["Decrypt"]}),
+    )
+    .unwrap();
+    let listed = svc
+        .call(
+            &ROOT,
+            act::LIST_GRANTS.name,
+            json!({"KeyId": id, "GranteePrincipal": ALICE}),
+        )
+        .unwrap();
+    let grants = listed["Grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{listed}");
+    assert_eq!(grants[0]["GrantId"], for_alice.as_str());
+    assert_eq!(grants[0]["GranteePrincipal"], ALICE);
+}
