@@ -10,6 +10,14 @@ use crate::kms::states::gate;
 /// (operation, Enabled, Disabled, PendingImport, PendingDeletion) for an AWS_KMS key
 /// ("-" means allowed), then the same for an EXTERNAL key. The AWS key state table.
 const OK: &str = "-";
+/// The row of the cryptographic operations: Enabled only, DisabledException when
+/// disabled, KMSInvalidStateException when pending import or deletion.
+const ENABLED_ONLY: [&str; 4] = [
+    OK,
+    "DisabledException",
+    "KMSInvalidStateException",
+    "KMSInvalidStateException",
+];
 const TABLE: &[(&str, [&str; 4], [&str; 4])] = &[
     (
         "Encrypt",
@@ -155,6 +163,23 @@ const TABLE: &[(&str, [&str; 4], [&str; 4])] = &[
     ("PutKeyPolicy", [OK, OK, OK, OK], [OK, OK, OK, OK]),
     ("RevokeGrant", [OK, OK, OK, OK], [OK, OK, OK, OK]),
     ("DeleteAlias", [OK, OK, OK, OK], [OK, OK, OK, OK]),
+    // Issue 15's operations: every one that uses the key's material (or, for
+    // GetPublicKey, hands out part of it) needs an Enabled key, as Encrypt does.
+    ("Sign", ENABLED_ONLY, ENABLED_ONLY),
+    ("Verify", ENABLED_ONLY, ENABLED_ONLY),
+    ("GetPublicKey", ENABLED_ONLY, ENABLED_ONLY),
+    ("GenerateMac", ENABLED_ONLY, ENABLED_ONLY),
+    ("VerifyMac", ENABLED_ONLY, ENABLED_ONLY),
+    ("GenerateDataKeyPair", ENABLED_ONLY, ENABLED_ONLY),
+    (
+        "GenerateDataKeyPairWithoutPlaintext",
+        ENABLED_ONLY,
+        ENABLED_ONLY,
+    ),
+    ("DeriveSharedSecret", ENABLED_ONLY, ENABLED_ONLY),
+    // GetKeyLastUsage reads metadata kmsfs keeps about the key, not its material; it is
+    // not in AWS's table, so it follows DescribeKey (every state).
+    ("GetKeyLastUsage", [OK, OK, OK, OK], [OK, OK, OK, OK]),
 ];
 
 #[test]

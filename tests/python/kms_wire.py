@@ -396,6 +396,108 @@ def one_call(cfg, run):
     run.call("bob lists keys", client(cfg, "bob").list_keys, Limit=5)
 
 
+def asymmetric(cfg, run):
+    """Issue 15's operations over HTTP: sign/verify with an ECC key, RSA public-key
+    encryption, HMAC, data key pairs and ECDH, each cross-checked with `cryptography`
+    (an implementation independent of kmsfs). The checks' results go to `extra` as
+    booleans so the Rust test asserts them with the transcript."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+
+    bob, alice, dave = (client(cfg, n) for n in ("bob", "alice", "dave"))
+    policy = cfg["key_policy"]
+    checks = run.extra.setdefault("checks", {})
+
+    def create(step, spec, usage):
+        r = run.call(step, bob.create_key, need=True, Policy=policy, KeySpec=spec, KeyUsage=usage)
+        return r["KeyMetadata"]["KeyId"]
+
+    # ECDSA P-256: Sign RAW and DIGEST, Verify valid and tampered, GetPublicKey.
+    ecc = create("bob creates an ECC_NIST_P256 signing key", "ECC_NIST_P256", "SIGN_VERIFY")
+    run.extra["sign_key"] = ecc
+    message = b"kmsfs signs over http"
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(message)
+    digest = digest.finalize()
+    raw = run.call("alice signs RAW", alice.sign, need=True, KeyId=ecc, Message=message,
+                   MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    dig = run.call("alice signs DIGEST", alice.sign, need=True, KeyId=ecc, Message=digest,
+                   MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    run.call("alice verifies RAW", alice.verify, KeyId=ecc, Message=message, MessageType="RAW",
+             Signature=raw, SigningAlgorithm="ECDSA_SHA_256")
+    run.call("alice verifies DIGEST", alice.verify, KeyId=ecc, Message=digest,
+             MessageType="DIGEST", Signature=dig, SigningAlgorithm="ECDSA_SHA_256")
+    run.call("alice verifies a tampered message", alice.verify, KeyId=ecc,
+             Message=message + b"!", MessageType="RAW", Signature=raw,
+             SigningAlgorithm="ECDSA_SHA_256")
+    pub = run.call("alice gets the public key", alice.get_public_key, need=True, KeyId=ecc)
+    public = serialization.load_der_public_key(pub["PublicKey"])
+    checks["public key is P-256"] = isinstance(public, ec.EllipticCurvePublicKey) and \
+        public.curve.name == "secp256r1"
+    for name, sig, data, algo in (
+        ("RAW signature verifies in cryptography", raw, message, hashes.SHA256()),
+        ("DIGEST signature verifies in cryptography", dig, digest,
+         utils.Prehashed(hashes.SHA256())),
+    ):
+        try:
+            public.verify(sig, data, ec.ECDSA(algo))
+            checks[name] = True
+        except InvalidSignature:
+            checks[name] = False
+    run.call("dave signs", dave.sign, KeyId=ecc, Message=message, MessageType="RAW",
+             SigningAlgorithm="ECDSA_SHA_256")
+
+    # RSA: encrypted outside kmsfs under the exported public key, decrypted by kmsfs.
+    rsa_key = create("bob creates an RSA_2048 encryption key", "RSA_2048", "ENCRYPT_DECRYPT")
+    pub = run.call("alice gets the RSA public key", alice.get_public_key, need=True,
+                   KeyId=rsa_key)
+    rsa_public = serialization.load_der_public_key(pub["PublicKey"])
+    secret = b"sealed by cryptography"
+    blob = rsa_public.encrypt(secret, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                   algorithm=hashes.SHA256(), label=None))
+    out = run.call("alice decrypts the RSA blob", alice.decrypt, KeyId=rsa_key,
+                   CiphertextBlob=blob, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    checks["RSA plaintext round-trips"] = bool(out) and out["Plaintext"] == secret
+
+    # HMAC_256.
+    mac_key = create("bob creates an HMAC_256 key", "HMAC_256", "GENERATE_VERIFY_MAC")
+    mac = run.call("alice generates a MAC", alice.generate_mac, need=True, KeyId=mac_key,
+                   Message=message, MacAlgorithm="HMAC_SHA_256")["Mac"]
+    run.call("alice verifies the MAC", alice.verify_mac, KeyId=mac_key, Message=message,
+             MacAlgorithm="HMAC_SHA_256", Mac=mac)
+    run.call("alice verifies a tampered MAC", alice.verify_mac, KeyId=mac_key,
+             Message=message, MacAlgorithm="HMAC_SHA_256", Mac=bytes([mac[0] ^ 1]) + mac[1:])
+
+    # A data key pair under a symmetric key: the halves match, the sealed half decrypts.
+    sym = new_key(run, bob, cfg, step="bob creates a symmetric key", policy=policy)
+    pair = run.call("alice generates a data key pair", alice.generate_data_key_pair,
+                    need=True, KeyId=sym, KeyPairSpec="ECC_NIST_P256")
+    private = serialization.load_der_private_key(pair["PrivateKeyPlaintext"], password=None)
+    public_der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    checks["data key pair halves match"] = public_der == pair["PublicKey"]
+    opened = run.call("alice decrypts the sealed private key", alice.decrypt,
+                      CiphertextBlob=pair["PrivateKeyCiphertextBlob"])
+    checks["sealed private key is the plaintext one"] = bool(opened) and \
+        opened["Plaintext"] == pair["PrivateKeyPlaintext"]
+    run.call("alice generates a data key pair without plaintext",
+             alice.generate_data_key_pair_without_plaintext, KeyId=sym, KeyPairSpec="RSA_2048")
+
+    # ECDH: kmsfs's shared secret equals the one `cryptography` derives.
+    agree = create("bob creates an ECC_NIST_P256 agreement key", "ECC_NIST_P256", "KEY_AGREEMENT")
+    pub = run.call("alice gets the agreement public key", alice.get_public_key, need=True,
+                   KeyId=agree)
+    mine = ec.generate_private_key(ec.SECP256R1())
+    mine_der = mine.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    shared = run.call("alice derives a shared secret", alice.derive_shared_secret, KeyId=agree,
+                      KeyAgreementAlgorithm="ECDH", PublicKey=mine_der)
+    expected = mine.exchange(ec.ECDH(), serialization.load_der_public_key(pub["PublicKey"]))
+    checks["ECDH secret equals cryptography's"] = bool(shared) and \
+        shared["SharedSecret"] == expected
+
+
 SCENARIOS = {
     "roles": roles,
     "grants": grants,
@@ -404,6 +506,7 @@ SCENARIOS = {
     "auth": auth,
     "many": many,
     "one_call": one_call,
+    "asymmetric": asymmetric,
 }
 
 
