@@ -85,6 +85,9 @@ fn asymmetric_hmac_pair_and_agreement_operations_work_through_boto3_and_aws_cli(
     // HMAC.
     assert_eq!(run.ok("alice verifies the MAC")["MacValid"], true);
     run.error("alice verifies a tampered MAC", "KMSInvalidMacException");
+    // GetKeyLastUsage (in botocore's model): the last successful use was VerifyMac.
+    let usage = run.ok("bob reads the MAC key's last usage");
+    assert_eq!(usage["KeyLastUsage"]["Operation"], "VerifyMac", "{usage}");
 
     // Data key pairs.
     let pair = run.ok("alice generates a data key pair");

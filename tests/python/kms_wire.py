@@ -466,6 +466,7 @@ def asymmetric(cfg, run):
                    Message=message, MacAlgorithm="HMAC_SHA_256")["Mac"]
     run.call("alice verifies the MAC", alice.verify_mac, KeyId=mac_key, Message=message,
              MacAlgorithm="HMAC_SHA_256", Mac=mac)
+    run.call("bob reads the MAC key's last usage", bob.get_key_last_usage, KeyId=mac_key)
     run.call("alice verifies a tampered MAC", alice.verify_mac, KeyId=mac_key,
              Message=message, MacAlgorithm="HMAC_SHA_256", Mac=bytes([mac[0] ^ 1]) + mac[1:])
 
