@@ -70,6 +70,18 @@ impl<'a> Req<'a> {
         self.get(name).is_some()
     }
 
+    /// Refuses `Recipient` (Decrypt, GenerateDataKey*, DeriveSharedSecret): it asks for
+    /// the answer sealed to a Nitro enclave's attested key, which kmsfs cannot check.
+    pub fn refuse_recipient(&self) -> Result<(), KmsError> {
+        if self.has("Recipient") {
+            return Err(KmsError::new(
+                ErrorKind::UnsupportedOperation,
+                "kmsfs has no Nitro enclave attestation (Recipient)",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn opt_str(&self, name: &str) -> Result<Option<&'a str>, KmsError> {
         match self.get(name) {
             None => Ok(None),

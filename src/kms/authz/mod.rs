@@ -45,6 +45,13 @@ impl<'x> Authz<'x> {
         self.extra.set(k, v);
         self
     }
+    /// kms:RequestAlias, when the caller named the key by an alias.
+    pub fn request_alias(self, alias: Option<impl Into<String>>) -> Self {
+        match alias {
+            Some(al) => self.set("kms:RequestAlias", al),
+            None => self,
+        }
+    }
     pub fn set_multi(mut self, k: &str, v: Vec<String>) -> Self {
         self.extra.set_multi(k, v);
         self
