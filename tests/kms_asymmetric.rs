@@ -138,7 +138,10 @@ fn every_signing_spec_signs_what_openssl_verifies() {
         ("ECC_NIST_P384", &["ECDSA_SHA_384"]),
         ("ECC_NIST_P521", &["ECDSA_SHA_512"]),
         ("ECC_SECG_P256K1", &["ECDSA_SHA_256"]),
-        ("ECC_NIST_EDWARDS25519", &["ED25519_SHA_512"]),
+        (
+            "ECC_NIST_EDWARDS25519",
+            &["ED25519_SHA_512", "ED25519_PH_SHA_512"],
+        ),
         (
             "RSA_2048",
             &[
@@ -175,8 +178,11 @@ fn every_signing_spec_signs_what_openssl_verifies() {
         for alg in *algs {
             let sig = sign(&e, &key, alg, msg, "RAW");
             let sig_file = write(dir.path(), "sig", &sig);
+            // OpenSSL 3.0 has no Ed25519ph; the RFC 8032 vector in crypto::asym's unit
+            // tests checks that scheme instead.
             assert!(
-                openssl_verifies(&pubkey, alg, &msg_file, &sig_file),
+                *alg == "ED25519_PH_SHA_512"
+                    || openssl_verifies(&pubkey, alg, &msg_file, &sig_file),
                 "openssl rejects {spec} {alg}"
             );
             assert_eq!(
