@@ -606,6 +606,32 @@ fn key_pairs_survive_a_reopen_sealed_in_their_material_file() {
         )
         .unwrap_err();
     assert_kind(&err, ErrorKind::Validation);
+    // Ed25519ph takes the message (kmsfs cannot hand ed25519-dalek a finished SHA-512),
+    // and its signature is not a pure Ed25519 one.
+    let err = other
+        .call(
+            &ALICE,
+            "Sign",
+            json!({ "KeyId": key, "Message": b64(&[0u8; 64]), "MessageType": "DIGEST",
+                    "SigningAlgorithm": "ED25519_PH_SHA_512" }),
+        )
+        .unwrap_err();
+    assert_kind(&err, ErrorKind::Validation);
+    let ph = sign(&e, &key, "ED25519_PH_SHA_512", b"kept", "RAW");
+    assert_ne!(ph, sig);
+    for (alg, valid) in [("ED25519_PH_SHA_512", true), ("ED25519_SHA_512", false)] {
+        let v = other.call(
+            &ALICE,
+            "Verify",
+            json!({ "KeyId": key, "Message": b64(b"kept"), "SigningAlgorithm": alg,
+                        "Signature": b64(&ph) }),
+        );
+        match (v, valid) {
+            (Ok(v), true) => assert_eq!(v["SignatureValid"], true),
+            (Err(err), false) => assert_kind(&err, ErrorKind::KmsInvalidSignature),
+            (other, _) => panic!("{alg}: {other:?}"),
+        }
+    }
     // Moved to another key's directory, the material no longer authenticates.
     let sym = e.ok(ROOT, "CreateKey", json!({}))["KeyMetadata"]["KeyId"]
         .as_str()
