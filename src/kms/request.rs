@@ -326,3 +326,18 @@ pub fn with_marker(mut v: Value, marker: Option<String>) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipient_is_refused_only_when_present() {
+        let with =
+            serde_json::json!({ "KeyId": "k", "Recipient": { "AttestationDocument": "AA==" } });
+        let err = Req::new(&with).unwrap().refuse_recipient().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::UnsupportedOperation);
+        let without = serde_json::json!({ "KeyId": "k" });
+        assert!(Req::new(&without).unwrap().refuse_recipient().is_ok());
+    }
+}

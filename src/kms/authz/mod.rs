@@ -291,3 +291,19 @@ fn kind_name(k: PrincipalKind) -> &'static str {
         PrincipalKind::Anonymous => "Anonymous",
     }
 }
+
+#[cfg(test)]
+mod request_alias_tests {
+    use super::Authz;
+
+    #[test]
+    fn request_alias_is_set_only_for_an_alias() {
+        let a = Authz::new("kms:Sign", None).request_alias(Some("alias/signer"));
+        assert_eq!(
+            a.extra.get("kms:RequestAlias"),
+            Some(&["alias/signer".to_string()][..])
+        );
+        let a = Authz::new("kms:Sign", None).request_alias(None::<&str>);
+        assert_eq!(a.extra.get("kms:RequestAlias"), None);
+    }
+}
