@@ -476,6 +476,22 @@ mod tests {
         round_trip(PairSpec::Ed25519, SignScheme::Ed25519Ph);
     }
 
+    /// Stores written before the generators were merged hold Ed25519 keys as PKCS#8
+    /// version 2 (with the public key); they must still sign.
+    #[test]
+    fn ed25519_keys_stored_as_pkcs8_v2_still_parse() {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
+        let v2 = sk.to_pkcs8_der().unwrap();
+        assert_ne!(v2.as_bytes().len(), 48, "not the v1 encoding");
+        let k = PrivateKey::from_pkcs8(PairSpec::Ed25519, v2.as_bytes()).unwrap();
+        let sig = k.sign(SignScheme::Ed25519, Message::Raw(b"old")).unwrap();
+        assert_eq!(
+            sig,
+            ed25519_dalek::Signer::sign(&sk, b"old").to_bytes().to_vec()
+        );
+    }
+
     /// RFC 8032 section 7.3, test vector "abc" of Ed25519ph: the key signs to the
     /// published signature, and the two Ed25519 schemes do not accept each other's.
     #[test]
