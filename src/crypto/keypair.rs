@@ -14,6 +14,8 @@ use rand_core::OsRng;
 use spki::{DecodePublicKey, EncodePublicKey};
 use zeroize::Zeroizing;
 
+use super::asym::{Curve, PairSpec};
+
 /// Errors of this module. Carries no key bytes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -87,6 +89,20 @@ impl KeyPairSpec {
     /// The spec AWS names `name`, if this build supports it.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The mathematics of the spec, as the signing and encryption code names it.
+    pub fn pair_spec(self) -> PairSpec {
+        match self {
+            Self::Rsa2048 => PairSpec::Rsa(2048),
+            Self::Rsa3072 => PairSpec::Rsa(3072),
+            Self::Rsa4096 => PairSpec::Rsa(4096),
+            Self::EccNistP256 => PairSpec::Ec(Curve::P256),
+            Self::EccNistP384 => PairSpec::Ec(Curve::P384),
+            Self::EccNistP521 => PairSpec::Ec(Curve::P521),
+            Self::EccSecgP256k1 => PairSpec::Ec(Curve::Secp256k1),
+            Self::EccNistEdwards25519 => PairSpec::Ed25519,
+        }
     }
 
     /// AWS's name of the spec (`DataKeyPairSpec`).

@@ -8,7 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::ErrorKind;
-use crate::crypto::asym::{Curve, Hash, PairSpec, SignScheme};
+use crate::crypto::asym::{Hash, PairSpec, SignScheme};
+use crate::crypto::keypair::KeyPairSpec;
+use crate::crypto::mac::MacAlgorithm;
 use crate::policy::actions as act;
 
 /// Declares an enum whose variants carry AWS's spelling once (serde, `as_str`, `parse`).
@@ -142,29 +144,14 @@ impl KeySpec {
 
     /// The key pair kind of an asymmetric spec.
     pub fn pair_spec(self) -> Option<PairSpec> {
-        use KeySpec::*;
-        Some(match self {
-            Rsa2048 => PairSpec::Rsa(2048),
-            Rsa3072 => PairSpec::Rsa(3072),
-            Rsa4096 => PairSpec::Rsa(4096),
-            EccNistP256 => PairSpec::Ec(Curve::P256),
-            EccNistP384 => PairSpec::Ec(Curve::P384),
-            EccNistP521 => PairSpec::Ec(Curve::P521),
-            EccSecgP256k1 => PairSpec::Ec(Curve::Secp256k1),
-            EccNistEdwards25519 => PairSpec::Ed25519,
-            _ => return None,
-        })
+        // One table: the generator's spec list decides which key specs are pairs.
+        KeyPairSpec::parse(self.as_str()).map(KeyPairSpec::pair_spec)
     }
 
     /// An HMAC key's length in bytes (AWS: as long as the hash's output).
     pub fn hmac_key_len(self) -> Option<usize> {
-        match self {
-            KeySpec::Hmac224 => Some(28),
-            KeySpec::Hmac256 => Some(32),
-            KeySpec::Hmac384 => Some(48),
-            KeySpec::Hmac512 => Some(64),
-            _ => None,
-        }
+        // The MAC algorithm owns the length, so the key spec and MacKey::generate agree.
+        MacAlgorithm::for_key_spec(self.as_str()).map(MacAlgorithm::key_len)
     }
 
     pub fn is_hmac(self) -> bool {
@@ -191,7 +178,8 @@ impl SigningAlgorithm {
             EcdsaSha384 => SignScheme::Ecdsa(Hash::Sha384),
             EcdsaSha512 => SignScheme::Ecdsa(Hash::Sha512),
             Ed25519Sha512 => SignScheme::Ed25519,
-            Ed25519PhSha512 | MlDsaShake256 | Sm2Dsa => return None,
+            Ed25519PhSha512 => SignScheme::Ed25519Ph,
+            MlDsaShake256 | Sm2Dsa => return None,
         })
     }
 }
@@ -227,7 +215,7 @@ pub fn signing_algorithms(spec: KeySpec, usage: KeyUsage) -> &'static [SigningAl
         EccNistP256 | EccSecgP256k1 => &[EcdsaSha256],
         EccNistP384 => &[EcdsaSha384],
         EccNistP521 => &[EcdsaSha512],
-        EccNistEdwards25519 => &[Ed25519Sha512],
+        EccNistEdwards25519 => &[Ed25519Sha512, Ed25519PhSha512],
         _ => &[],
     }
 }

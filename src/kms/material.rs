@@ -9,7 +9,8 @@ use super::service::err;
 use super::service::Service;
 use super::store::{internal, Store};
 use super::{ciphertext, ErrorKind, KmsError};
-use crate::crypto::asym::{self, PrivateKey};
+use crate::crypto::asym::PrivateKey;
+use crate::crypto::keypair::{self, KeyPairSpec};
 use crate::crypto::{self, KeyMaterial, SealingKey};
 use zeroize::Zeroizing;
 
@@ -24,9 +25,11 @@ pub(crate) fn add_material(
 ) -> Result<u32, KmsError> {
     let v = rec.next_version();
     let spec = rec.key_spec;
-    if let Some(pair) = spec.pair_spec() {
-        let der = asym::generate(pair).map_err(|e| internal(e.to_string()))?;
-        store.write_secret_material(&rec.key_id, v, spec.as_str(), &der)?;
+    if let Some(pair) = KeyPairSpec::parse(spec.as_str()) {
+        // The same generator as GenerateDataKeyPair: Ed25519 as PKCS#8 v1 (the reader
+        // still accepts the v2 keys older stores hold).
+        let pair = keypair::generate_key_pair(pair).map_err(|e| internal(e.to_string()))?;
+        store.write_secret_material(&rec.key_id, v, spec.as_str(), pair.private.expose())?;
     } else if let Some(len) = spec.hmac_key_len() {
         let key = Zeroizing::new(crypto::random_bytes(len).map_err(|e| internal(e.to_string()))?);
         store.write_secret_material(&rec.key_id, v, spec.as_str(), &key)?;

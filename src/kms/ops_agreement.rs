@@ -42,20 +42,13 @@ impl Service {
             )));
         }
         super::ops_grants::check_grant_tokens(&r)?;
-        if r.has("Recipient") {
-            return Err(err(
-                ErrorKind::UnsupportedOperation,
-                "kmsfs has no Nitro enclave attestation (Recipient)",
-            ));
-        }
+        r.refuse_recipient()?;
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(act::DERIVE_SHARED_SECRET.iam, Some(k))
-            .set("kms:KeyAgreementAlgorithm", ECDH);
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+        let a = Authz::new(act::DERIVE_SHARED_SECRET.iam, Some(k))
+            .set("kms:KeyAgreementAlgorithm", ECDH)
+            .request_alias(alias);
         // The gate refuses keys whose usage is not KEY_AGREEMENT.
         admit(
             self,

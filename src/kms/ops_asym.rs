@@ -178,7 +178,7 @@ impl SignRequest {
         };
         if self.message_type == MessageType::Digest && scheme.hash().is_none() {
             return Err(validation(format!(
-                "SigningAlgorithm {} signs the message itself: use MessageType RAW",
+                "SigningAlgorithm {} takes the message itself in kmsfs: use MessageType RAW",
                 self.algorithm.as_str()
             )));
         }
@@ -216,12 +216,10 @@ impl Service {
     ) -> Result<&'s KeyRecord, KmsError> {
         let key_id = r.str("KeyId")?;
         let (k, alias) = self.find_key(call, st, key_id, true)?;
-        let mut a = Authz::new(op.iam, Some(k))
+        let a = Authz::new(op.iam, Some(k))
             .set("kms:SigningAlgorithm", s.algorithm.as_str())
-            .set("kms:MessageType", s.message_type.as_str());
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+            .set("kms:MessageType", s.message_type.as_str())
+            .request_alias(alias);
         admit(self, call, st, vec![(op, a)], Some(r))?;
         Ok(k)
     }
@@ -282,10 +280,7 @@ impl Service {
         super::ops_grants::check_grant_tokens(&r)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(act::GET_PUBLIC_KEY.iam, Some(k));
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+        let a = Authz::new(act::GET_PUBLIC_KEY.iam, Some(k)).request_alias(alias);
         admit(
             self,
             call,

@@ -127,12 +127,10 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(act::ENCRYPT.iam, Some(k))
+        let a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(ctx.as_ref())
-            .set("kms:EncryptionAlgorithm", algorithm_condition(alg));
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+            .set("kms:EncryptionAlgorithm", algorithm_condition(alg))
+            .request_alias(alias);
         admit(self, call, &snap.state, vec![(&act::ENCRYPT, a)], Some(&r))?;
         let blob = match oaep_for(k, alg, "EncryptionAlgorithm", ctx.is_some())? {
             Some(hash) => self.rsa_encrypt(k, hash, &plaintext)?,
@@ -156,12 +154,7 @@ impl Service {
         let ctx = r.opt_context("EncryptionContext")?;
         let alg = parse_encryption_algorithm(&r, "EncryptionAlgorithm")?;
         super::ops_grants::check_grant_tokens(&r)?;
-        if r.has("Recipient") {
-            return Err(err(
-                ErrorKind::UnsupportedOperation,
-                "kmsfs has no Nitro enclave attestation (Recipient)",
-            ));
-        }
+        r.refuse_recipient()?;
         let key_param = r.opt_str("KeyId")?;
         if let Some(kid) = key_param {
             self.ensure_default_if_named(call, kid)?;
@@ -191,12 +184,10 @@ impl Service {
                 (k, Some(parsed), alias_used)
             }
         };
-        let mut a = Authz::new(act::DECRYPT.iam, Some(k))
+        let a = Authz::new(act::DECRYPT.iam, Some(k))
             .context(ctx.as_ref())
-            .set("kms:EncryptionAlgorithm", algorithm_condition(alg));
-        if let Some(al) = alias_used {
-            a = a.set("kms:RequestAlias", al);
-        }
+            .set("kms:EncryptionAlgorithm", algorithm_condition(alg))
+            .request_alias(alias_used);
         admit(self, call, &snap.state, vec![(&act::DECRYPT, a)], Some(&r))?;
         let plain = match (
             oaep_for(k, alg, "EncryptionAlgorithm", ctx.is_some())?,
@@ -252,13 +243,11 @@ impl Service {
             .context(src_ctx.as_ref())
             .set("kms:ReEncryptOnSameKey", same.clone())
             .set("kms:EncryptionAlgorithm", algorithm_condition(src_alg));
-        let mut a = Authz::new(act::RE_ENCRYPT_TO.iam, Some(dst))
+        let a = Authz::new(act::RE_ENCRYPT_TO.iam, Some(dst))
             .context(dst_ctx.as_ref())
             .set("kms:ReEncryptOnSameKey", same)
-            .set("kms:EncryptionAlgorithm", algorithm_condition(dst_alg));
-        if let Some(al) = dst_alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+            .set("kms:EncryptionAlgorithm", algorithm_condition(dst_alg))
+            .request_alias(dst_alias);
         let checks = vec![(&act::RE_ENCRYPT_FROM, from), (&act::RE_ENCRYPT_TO, a)];
         admit(self, call, &snap.state, checks, Some(&r))?;
         let src_hash = oaep_for(src, src_alg, "SourceEncryptionAlgorithm", src_ctx.is_some())?;
@@ -314,12 +303,7 @@ impl Service {
         };
         let ctx = r.opt_context("EncryptionContext")?;
         super::ops_grants::check_grant_tokens(&r)?;
-        if r.has("Recipient") {
-            return Err(err(
-                ErrorKind::UnsupportedOperation,
-                "kmsfs has no Nitro enclave attestation (Recipient)",
-            ));
-        }
+        r.refuse_recipient()?;
         let op = if with_plaintext {
             &act::GENERATE_DATA_KEY
         } else {
@@ -328,10 +312,9 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(op.iam, Some(k)).context(ctx.as_ref());
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+        let a = Authz::new(op.iam, Some(k))
+            .context(ctx.as_ref())
+            .request_alias(alias);
         admit(self, call, &snap.state, vec![(op, a)], Some(&r))?;
         let data = Zeroizing::new(crypto::random_bytes(len).map_err(|e| internal(e.to_string()))?);
         let blob = self.seal_with(k, &data, ctx.as_ref())?;
@@ -379,10 +362,9 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k)).context(Some(context));
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+        let a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k))
+            .context(Some(context))
+            .request_alias(alias);
         admit(
             self,
             call,

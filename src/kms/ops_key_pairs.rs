@@ -56,11 +56,8 @@ impl Service {
         let spec = key_pair_spec(&r)?;
         let ctx = r.opt_context("EncryptionContext")?;
         super::ops_grants::check_grant_tokens(&r)?;
-        if with_plaintext && r.has("Recipient") {
-            return Err(err(
-                ErrorKind::UnsupportedOperation,
-                "kmsfs has no Nitro enclave attestation (Recipient)",
-            ));
+        if with_plaintext {
+            r.refuse_recipient()?;
         }
         let op = if with_plaintext {
             &act::GENERATE_DATA_KEY_PAIR
@@ -70,12 +67,10 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(op.iam, Some(k))
+        let a = Authz::new(op.iam, Some(k))
             .context(ctx.as_ref())
-            .set("kms:DataKeyPairSpec", spec.name());
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+            .set("kms:DataKeyPairSpec", spec.name())
+            .request_alias(alias);
         admit(self, call, &snap.state, vec![(op, a)], Some(&r))?;
         // Generated only once the caller is admitted: an RSA_4096 pair costs real CPU.
         let pair = keypair::generate_key_pair(spec).map_err(|e| internal(e.to_string()))?;

@@ -337,10 +337,7 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(act::DESCRIBE_KEY.iam, Some(k));
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+        let a = Authz::new(act::DESCRIBE_KEY.iam, Some(k)).request_alias(alias);
         self.authorize(call, &snap.state, a)?;
         Ok(json!({ "KeyMetadata": key_metadata(k, call.now) }))
     }

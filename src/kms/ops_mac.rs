@@ -60,10 +60,9 @@ impl Service {
         self.ensure_default_if_named(call, key_id)?;
         let snap = self.snapshot()?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
-        let mut a = Authz::new(op.iam, Some(k)).set("kms:MacAlgorithm", alg.name());
-        if let Some(al) = alias {
-            a = a.set("kms:RequestAlias", al);
-        }
+        let a = Authz::new(op.iam, Some(k))
+            .set("kms:MacAlgorithm", alg.name())
+            .request_alias(alias);
         // DryRun is answered only after the algorithm check: a dry run must fail as the
         // real call would.
         admit(self, call, &snap.state, vec![(op, a)], None)?;

@@ -70,6 +70,18 @@ impl<'a> Req<'a> {
         self.get(name).is_some()
     }
 
+    /// Refuses `Recipient` (Decrypt, GenerateDataKey*, DeriveSharedSecret): it asks for
+    /// the answer sealed to a Nitro enclave's attested key, which kmsfs cannot check.
+    pub fn refuse_recipient(&self) -> Result<(), KmsError> {
+        if self.has("Recipient") {
+            return Err(KmsError::new(
+                ErrorKind::UnsupportedOperation,
+                "kmsfs has no Nitro enclave attestation (Recipient)",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn opt_str(&self, name: &str) -> Result<Option<&'a str>, KmsError> {
         match self.get(name) {
             None => Ok(None),
@@ -313,4 +325,19 @@ pub fn with_marker(mut v: Value, marker: Option<String>) -> Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipient_is_refused_only_when_present() {
+        let with =
+            serde_json::json!({ "KeyId": "k", "Recipient": { "AttestationDocument": "AA==" } });
+        let err = Req::new(&with).unwrap().refuse_recipient().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::UnsupportedOperation);
+        let without = serde_json::json!({ "KeyId": "k" });
+        assert!(Req::new(&without).unwrap().refuse_recipient().is_ok());
+    }
 }

@@ -220,6 +220,11 @@ verbs! {
         returns [KeyId, KeyLastUsage, TrackingStartDate, KeyCreationDate];
 }
 
+// The Args structs below repeat `key_id`, `grant_tokens` and `dry_run` on purpose: the
+// field order is both the order of `--help` and the order of the request's JSON members,
+// and `key_id` stands first in some verbs and after the message or context in others
+// (Decrypt, GenerateMac, VerifyMac, GenerateDataKeyPair, RetireGrant), with help texts
+// that differ. One flattened struct would reorder one or the other.
 #[derive(Debug, Clone, clap::Args, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyIdArgs {

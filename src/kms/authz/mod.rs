@@ -45,6 +45,13 @@ impl<'x> Authz<'x> {
         self.extra.set(k, v);
         self
     }
+    /// kms:RequestAlias, when the caller named the key by an alias.
+    pub fn request_alias(self, alias: Option<impl Into<String>>) -> Self {
+        match alias {
+            Some(al) => self.set("kms:RequestAlias", al),
+            None => self,
+        }
+    }
     pub fn set_multi(mut self, k: &str, v: Vec<String>) -> Self {
         self.extra.set_multi(k, v);
         self
@@ -282,5 +289,21 @@ fn kind_name(k: PrincipalKind) -> &'static str {
         PrincipalKind::AssumedRole => "AssumedRole",
         PrincipalKind::FederatedUser => "FederatedUser",
         PrincipalKind::Anonymous => "Anonymous",
+    }
+}
+
+#[cfg(test)]
+mod request_alias_tests {
+    use super::Authz;
+
+    #[test]
+    fn request_alias_is_set_only_for_an_alias() {
+        let a = Authz::new("kms:Sign", None).request_alias(Some("alias/signer"));
+        assert_eq!(
+            a.extra.get("kms:RequestAlias"),
+            Some(&["alias/signer".to_string()][..])
+        );
+        let a = Authz::new("kms:Sign", None).request_alias(None::<&str>);
+        assert_eq!(a.extra.get("kms:RequestAlias"), None);
     }
 }
