@@ -48,14 +48,7 @@ impl std::fmt::Debug for AccessKey {
     }
 }
 
-/// Who sent a network request, as the transport saw it (after its signature verified).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteCaller {
-    pub access_key_id: String,
-    pub source_ip: String,
-    pub user_agent: Option<String>,
-    pub request_id: String,
-}
+pub use super::provider::RemoteCaller;
 
 /// Control-socket operation names of access-key management.
 pub const CREATE_ACCESS_KEY: &str = "iam:CreateAccessKey";

@@ -15,6 +15,7 @@
 //! `error` and `provider` are the contracts the filesystem, socket and CLI code against.
 //! Never returns or logs key material; never acts before authorizing and auditing.
 
+mod admission;
 mod audit_trail;
 mod authz;
 pub mod backup;

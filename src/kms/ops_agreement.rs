@@ -5,8 +5,8 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::admission::{admit, dry_run};
 use super::authz::Authz;
-use super::ops_crypto::{admit, dry_run};
 use super::request::{b64, lower_first, validation, Req};
 use super::service::{err, Call, Service};
 use super::store::internal;

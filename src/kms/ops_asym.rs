@@ -9,10 +9,10 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use super::admission::admit;
 use super::authz::Authz;
 use super::keyspec::{self, EncryptionAlgorithm, KeySpec, SigningAlgorithm};
 use super::model::KeyRecord;
-use super::ops_crypto::admit;
 use super::request::{b64, validation, Req};
 use super::service::{err, Call, Service};
 use super::{ErrorKind, KmsError};

@@ -3,14 +3,15 @@
 //! snapshot and cached material only (one `stat` to notice other writers); its only
 //! disk write is the audit record. Plaintext never reaches the audit log.
 
-use crate::policy::actions::{self as act, Action};
+use crate::policy::actions as act;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use super::admission::admit;
 use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
-use super::model::{KeyRecord, StoreState};
+use super::model::KeyRecord;
 use super::ops_asym::{algorithm_condition, is_asymmetric, oaep_for, parse_encryption_algorithm};
 use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
 use super::request::{b64, validation, Req};
@@ -28,40 +29,7 @@ fn invalid_ciphertext(msg: impl std::fmt::Display) -> KmsError {
     err(ErrorKind::InvalidCiphertext, msg.to_string())
 }
 
-pub(super) fn dry_run() -> KmsError {
-    err(
-        ErrorKind::DryRunOperation,
-        "The request would have succeeded, but the DryRun option is set.",
-    )
-}
-
 static EMPTY_CONTEXT: std::sync::OnceLock<EncryptionContext> = std::sync::OnceLock::new();
-
-/// The checks every cryptographic operation makes once it has resolved its keys, in
-/// AWS's order: authorize each action (recording each decision), then gate each key on
-/// its state, then honour the request's DryRun (`req`; the filesystem has none).
-pub(crate) fn admit(
-    svc: &Service,
-    call: &mut Call,
-    st: &StoreState,
-    checks: Vec<(&'static Action, Authz<'_>)>,
-    req: Option<&Req<'_>>,
-) -> Result<(), KmsError> {
-    let gates: Vec<(&Action, Option<&KeyRecord>)> =
-        checks.iter().map(|(op, a)| (*op, a.key)).collect();
-    for (_, a) in checks {
-        svc.authorize(call, st, a)?;
-    }
-    for (op, k) in gates {
-        if let Some(k) = k {
-            svc.gate(op, k, call.now)?;
-        }
-    }
-    match req {
-        Some(r) if r.flag("DryRun")? => Err(dry_run()),
-        _ => Ok(()),
-    }
-}
 
 fn ctx_or_empty(ctx: Option<&EncryptionContext>) -> &EncryptionContext {
     ctx.unwrap_or_else(|| EMPTY_CONTEXT.get_or_init(EncryptionContext::new))

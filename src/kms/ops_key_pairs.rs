@@ -6,8 +6,8 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::admission::admit;
 use super::authz::Authz;
-use super::ops_crypto::admit;
 use super::request::{b64, validation, Req};
 use super::service::{err, Call, Service};
 use super::store::internal;

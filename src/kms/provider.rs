@@ -20,6 +20,15 @@ pub struct Caller {
     pub pid: u32,
 }
 
+/// Who sent a network request, as the transport saw it (after its signature verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCaller {
+    pub access_key_id: String,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+    pub request_id: String,
+}
+
 /// The data-plane permission an open needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataAction {

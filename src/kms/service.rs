@@ -97,7 +97,7 @@ pub(crate) struct Call {
     /// The kernel's ids of a local caller; for a remote call, [`REMOTE_CALLER`].
     pub caller: Caller,
     /// Set for a call signed with an access key (then `caller` is [`REMOTE_CALLER`]).
-    pub remote: Option<super::credentials::RemoteCaller>,
+    pub remote: Option<super::provider::RemoteCaller>,
     pub who: ResolvedPrincipal,
     pub principals: Arc<Principals>,
     pub root_policy: Arc<PolicyDocument>,
