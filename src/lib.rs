@@ -25,4 +25,5 @@ pub mod fuzzing;
 pub mod kms;
 pub mod policy;
 pub mod principals;
+pub mod remote;
 pub mod wire;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::policy::{IdentityPolicy, PolicyDocument, Principal};
+use crate::remote::Profile;
 
 /// The account id used when there is no principals file.
 pub const DEFAULT_ACCOUNT: &str = "111122223333";
@@ -63,6 +64,9 @@ pub struct ResolvedPrincipal {
     pub principal: Principal,
     pub identity_policies: Vec<IdentityPolicy>,
     pub kind: PrincipalKind,
+    /// The AWS identity this principal uses toward a remote KMS (`aws_profile`), if any.
+    /// Root and anonymous callers have none unless root is listed with one.
+    pub aws_profile: Option<Profile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +74,11 @@ pub struct ResolvedPrincipal {
 struct FileToml {
     account: Option<String>,
     region: Option<String>,
+    /// Shared AWS config and credentials files for every `aws_profile` (relative to the
+    /// principals file). Without them: `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE`,
+    /// else the mount's user's `~/.aws/config` and `~/.aws/credentials`.
+    aws_config_file: Option<String>,
+    aws_credentials_file: Option<String>,
     #[serde(default)]
     principal: Vec<EntryToml>,
 }
@@ -88,6 +97,9 @@ struct EntryToml {
     #[serde(default)]
     policies: Vec<Spanned<String>>,
     policy: Option<Spanned<String>>,
+    /// A profile name of the shared AWS config files: the identity this principal's
+    /// calls to a remote KMS are signed as.
+    aws_profile: Option<Spanned<String>>,
 }
 
 /// The 1-based line of byte offset `at` in `text`.
@@ -106,6 +118,7 @@ struct Entry {
     uids: Vec<u32>,
     gids: Vec<u32>,
     policies: Vec<IdentityPolicy>,
+    aws_profile: Option<Profile>,
 }
 
 /// The uid/gid → principal mapping in force.
@@ -120,6 +133,18 @@ pub struct Principals {
     /// The identity policy files read while loading, resolved against the principals
     /// file's directory, in the order the file names them.
     policy_files: Vec<PathBuf>,
+}
+
+/// Resolves `aws_config_file` / `aws_credentials_file` against the principals file's
+/// directory, then the SDK's environment variables; `None` leaves the SDK's default
+/// location (the mount's user's `~/.aws/...`).
+fn aws_file(named: Option<&str>, base: &Path, env: &str) -> Option<PathBuf> {
+    match named {
+        Some(p) => Some(base.join(p)),
+        None => std::env::var_os(env)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    }
 }
 
 impl Principals {
@@ -218,6 +243,12 @@ impl Principals {
                 message: format!("field `region`: \"{region}\" is not a valid region name"),
             });
         }
+        let config_file = aws_file(raw.aws_config_file.as_deref(), base, "AWS_CONFIG_FILE");
+        let credentials_file = aws_file(
+            raw.aws_credentials_file.as_deref(),
+            base,
+            "AWS_SHARED_CREDENTIALS_FILE",
+        );
         let mut entries = Vec::new();
         let mut policy_files = Vec::new();
         for (i, e) in raw.principal.into_iter().enumerate() {
@@ -276,6 +307,26 @@ impl Principals {
                     document,
                 });
             }
+            let aws_profile = match &e.aws_profile {
+                None => None,
+                Some(name) => {
+                    let n = name.get_ref();
+                    if n.is_empty() || n.contains(['[', ']', '\n', '\r']) || n.trim() != n {
+                        return Err(err(
+                            line_of(text, name.span().start),
+                            format!(
+                                "field `aws_profile`: \"{n}\" is not a profile name of the \
+                                 shared AWS config files"
+                            ),
+                        ));
+                    }
+                    Some(Profile {
+                        name: n.clone(),
+                        config_file: config_file.clone(),
+                        credentials_file: credentials_file.clone(),
+                    })
+                }
+            };
             if entries.iter().any(|x: &Entry| x.arn == arn) {
                 return Err(err(arn_line, "this ARN is listed twice".to_string()));
             }
@@ -301,6 +352,7 @@ impl Principals {
                 uids,
                 gids,
                 policies,
+                aws_profile,
             });
         }
         Ok(Principals {
@@ -389,6 +441,7 @@ impl Principals {
                 },
                 identity_policies: Vec::new(),
                 kind: PrincipalKind::Root,
+                aws_profile: None,
             };
         }
         ResolvedPrincipal {
@@ -400,6 +453,7 @@ impl Principals {
             },
             identity_policies: Vec::new(),
             kind: PrincipalKind::Anonymous,
+            aws_profile: None,
         }
     }
 
@@ -421,6 +475,7 @@ impl Principals {
             },
             identity_policies: Vec::new(),
             kind: parsed.kind,
+            aws_profile: None,
         })
     }
 
@@ -442,6 +497,7 @@ impl Principals {
             },
             identity_policies: Vec::new(),
             kind: PrincipalKind::Root,
+            aws_profile: None,
         })
     }
 
@@ -462,6 +518,7 @@ impl Principals {
             },
             identity_policies: e.policies.clone(),
             kind: e.parsed.kind,
+            aws_profile: e.aws_profile.clone(),
         }
     }
 }
@@ -661,5 +718,49 @@ policy = '''{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms
         )
         .unwrap();
         assert_eq!(listed.resolve(0, 0).kind, PrincipalKind::User);
+    }
+
+    #[test]
+    fn aws_profile_names_a_profile_of_the_files_next_to_the_principals_file() {
+        let text = "aws_config_file = \"aws/config\"\n\
+                    aws_credentials_file = \"aws/credentials\"\n\
+                    [[principal]]\n\
+                    arn = \"arn:aws:iam::111122223333:user/alice\"\n\
+                    uid = 1001\n\
+                    aws_profile = \"alice\"\n\
+                    [[principal]]\n\
+                    arn = \"arn:aws:iam::111122223333:user/bob\"\n\
+                    uid = 1002\n";
+        let p = Principals::parse(text, "p.toml", Path::new("/etc/kmsfs")).unwrap();
+        let alice = p
+            .resolve(1001, 1001)
+            .aws_profile
+            .expect("alice has a profile");
+        assert_eq!(alice.name, "alice");
+        assert_eq!(
+            alice.config_file.as_deref(),
+            Some(Path::new("/etc/kmsfs/aws/config"))
+        );
+        assert_eq!(
+            alice.credentials_file.as_deref(),
+            Some(Path::new("/etc/kmsfs/aws/credentials"))
+        );
+        assert_eq!(p.resolve(1002, 1002).aws_profile, None, "bob has none");
+        assert_eq!(p.resolve(0, 0).aws_profile, None, "unlisted root has none");
+        assert_eq!(
+            p.resolve(4242, 4242).aws_profile,
+            None,
+            "anonymous has none"
+        );
+    }
+
+    #[test]
+    fn a_malformed_aws_profile_is_refused_with_its_line() {
+        let text = "[[principal]]\narn = \"arn:aws:iam::111122223333:user/alice\"\nuid = 1\naws_profile = \"\"\n";
+        let err = Principals::parse(text, "p.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p.toml:4:"), "{err}");
+        assert!(err.contains("aws_profile"), "{err}");
     }
 }
