@@ -37,6 +37,7 @@ pub mod logging;
 pub mod manual;
 pub mod mount_helper;
 pub mod recovery;
+pub mod rewrap;
 pub mod secrets;
 pub mod service;
 pub mod simulate;
@@ -94,6 +95,9 @@ pub enum Command {
     Store(recovery::StoreArgs),
     /// Access keys of principals, for signed requests to `kmsfs serve --listen`.
     Credentials(credentials::CredentialsArgs),
+    /// Re-wrap each file's data key under another key (or its own key's current
+    /// material), replacing only headers; prints {"Rewrapped","Unchanged","Failed"}.
+    Rewrap(rewrap::RewrapArgs),
 }
 
 /// The store directory: --store / KMSFS_STORE, else /var/lib/kmsfs for root, else
@@ -152,5 +156,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Passwd(a) => recovery::run_passwd(a, g, rk),
         Command::Store(a) => recovery::run_store(a, g, rk),
         Command::Credentials(a) => credentials::run(a, g, rk),
+        Command::Rewrap(a) => rewrap::run(a, g, rk),
     }
 }

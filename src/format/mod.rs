@@ -74,6 +74,10 @@ pub const RESERVED_PREFIX: &str = "kmsfs.";
 pub const LONG_NAME_PREFIX: &str = "kmsfs.ln.";
 /// Suffix of a long-name sidecar; `kmsfs.ln.<hash>.name`.
 pub const LONG_NAME_SIDECAR_SUFFIX: &str = ".name";
+/// The journal of an interrupted `kmsfs rewrap` (backing root only; docs/FORMAT.md).
+pub const REWRAP_JOURNAL_NAME: &str = "kmsfs.rewrap";
+/// The lock file that keeps two `kmsfs rewrap` runs of a volume apart (backing root).
+pub const REWRAP_LOCK_NAME: &str = "kmsfs.rewrap.lock";
 /// Prefix of temporary files of atomic writes; `kmsfs.tmp.<hex>`.
 pub const TEMP_PREFIX: &str = "kmsfs.tmp.";
 /// Longest plaintext name (bytes), as on Linux.

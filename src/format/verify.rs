@@ -435,6 +435,12 @@ fn walk_tree(
                             backing: path,
                             what: "a temporary file left by an interrupted write",
                         });
+                    } else if name == super::REWRAP_JOURNAL_NAME && dir.as_path() == backing {
+                        visit(VolumeEntry::Stray {
+                            backing: path,
+                            what: "the journal of an interrupted kmsfs rewrap (a rerun or the \
+                                   next mount completes it)",
+                        });
                     } else if name.starts_with(SYMLINK_STORE_PREFIX) {
                         if dir.as_path() == backing {
                             stored_targets.push((name.to_string(), path));

@@ -39,6 +39,7 @@ mod handle;
 mod inode;
 pub mod key_rule;
 pub mod mount;
+pub mod rewrap;
 mod mountpoint;
 mod names;
 mod sys;

@@ -214,6 +214,18 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
         n => n.min(16),
     };
     let lock = BackingLock::acquire(&spec.backing)?;
+    // A header torn by a power loss during `kmsfs rewrap` is completed before any open
+    // can read it (a running rewrap keeps its own journal: then nothing is done).
+    if !parsed.read_only {
+        match super::rewrap::replay_journal(&spec.backing) {
+            Ok(super::rewrap::Replay::Completed(path)) => log::warn!(
+                "completed the header of {} from an interrupted kmsfs rewrap",
+                path.display()
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!("the journal of an interrupted kmsfs rewrap: {e}"),
+        }
+    }
     let mut core = Core::open_volume(&spec.backing, keys, parsed.read_only)?;
     if let Some(key) = &parsed.default_key {
         core.override_default_key(key.clone());

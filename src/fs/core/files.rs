@@ -20,6 +20,7 @@ use crate::fs::error::FsError;
 use crate::fs::handle::OpenFile;
 use crate::fs::inode::{ContentKey, Node, NodeKind};
 use crate::fs::names;
+use crate::fs::rewrap::HeaderLock;
 use crate::fs::{content, sys};
 
 use super::{read_guard, write_guard, Core};
@@ -132,12 +133,16 @@ impl Core {
         let key_id = self.key_for_rekey(node)?;
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
-        if !header_only(file)? {
-            file.set_len(HEADER_LEN as u64)?;
+        {
+            // Excludes a `kmsfs rewrap` swapping this header from another process.
+            let _lock = HeaderLock::exclusive(file)?;
+            if !header_only(file)? {
+                file.set_len(HEADER_LEN as u64)?;
+                file.sync_data()?;
+            }
+            file.write_all_at(&header.encode(), 0)?;
             file.sync_data()?;
         }
-        file.write_all_at(&header.encode(), 0)?;
-        file.sync_data()?;
         let cipher = Arc::new(cipher);
         key.epoch += 1;
         key.cipher = Some(cipher.clone());
@@ -291,7 +296,11 @@ impl Core {
         // handle is either already in the header or shows as a newer epoch.
         let (header, epoch) = {
             let g = read_guard(&node);
-            let header = FileHeader::read_from(&file)?;
+            // Never a header half-written by a `kmsfs rewrap` in another process.
+            let header = {
+                let _lock = HeaderLock::shared(&file)?;
+                FileHeader::read_from(&file)?
+            };
             // A downgrade refused here: an older envelope in a volume that has none.
             self.volume.check_envelope(header.version)?;
             node.set_envelope(header.version);
