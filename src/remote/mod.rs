@@ -127,3 +127,8 @@ pub trait RemoteKeys: Send + Sync {
         target: &Target,
     ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError>;
 }
+
+mod errors;
+pub mod sdk;
+
+pub use sdk::{RemoteSettings, SdkRemote};
