@@ -151,10 +151,7 @@ where
         _ => ErrorKind::KmsInternal,
     };
     RemoteError {
-        error: KmsError::new(
-            kind,
-            format!("remote KMS call failed: {}", chain(&err)),
-        ),
+        error: KmsError::new(kind, format!("remote KMS call failed: {}", chain(&err))),
         receipt,
     }
 }

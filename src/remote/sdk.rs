@@ -125,7 +125,11 @@ impl SdkRemote {
     }
 
     /// The client for `profile` toward `target`, made once.
-    fn client(&self, profile: &Profile, target: &Target) -> Result<aws_sdk_kms::Client, RemoteError> {
+    fn client(
+        &self,
+        profile: &Profile,
+        target: &Target,
+    ) -> Result<aws_sdk_kms::Client, RemoteError> {
         let region = arn_region(&target.key_arn).ok_or_else(|| {
             errors::local(
                 ErrorKind::InvalidArn,
@@ -160,7 +164,12 @@ impl SdkRemote {
             .build()
     }
 
-    fn build_client(&self, profile: &Profile, endpoint: Option<&str>, region: &str) -> aws_sdk_kms::Client {
+    fn build_client(
+        &self,
+        profile: &Profile,
+        endpoint: Option<&str>,
+        region: &str,
+    ) -> aws_sdk_kms::Client {
         let region = Region::new(region.to_string());
         let retry = RetryConfig::standard().with_max_attempts(self.settings.max_attempts.max(1));
         // What STS / SSO clients of the profile's chain use (assume role, SSO): the
@@ -215,7 +224,10 @@ impl SdkRemote {
         F: Future<Output = Result<T, RemoteError>> + Send + 'static,
     {
         let Some(runtime) = &self.runtime else {
-            return Err(errors::local(ErrorKind::KmsInternal, "remote KMS runtime stopped"));
+            return Err(errors::local(
+                ErrorKind::KmsInternal,
+                "remote KMS runtime stopped",
+            ));
         };
         let timeout = self.settings.timeout;
         let late = errors::timed_out(profile, timeout);
@@ -293,7 +305,12 @@ fn receipt(id: Option<&str>) -> RemoteReceipt {
 }
 
 fn context_map(context: &Context) -> Option<HashMap<String, String>> {
-    (!context.is_empty()).then(|| context.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    (!context.is_empty()).then(|| {
+        context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }
 
 /// A dry run's error: `DryRunOperationException` means the real call would have passed.
@@ -335,7 +352,11 @@ impl RemoteKeys for SdkRemote {
         context: &Context,
     ) -> Result<RemoteDataKey, RemoteError> {
         let client = self.client(profile, target)?;
-        let (p, key, ctx) = (profile.clone(), target.key_arn.clone(), context_map(context));
+        let (p, key, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            context_map(context),
+        );
         self.run(profile, async move {
             let out = client
                 .generate_data_key()
@@ -349,13 +370,15 @@ impl RemoteKeys for SdkRemote {
             let key_arn = out.key_id.clone().unwrap_or(key);
             let wrapped = out.ciphertext_blob.clone().map(Blob::into_inner);
             let data = data_key(out.plaintext, &receipt)?;
-            let wrapped = wrapped.filter(|w| !w.is_empty()).ok_or_else(|| RemoteError {
-                error: crate::kms::KmsError::new(
-                    ErrorKind::KmsInternal,
-                    "the remote KMS returned no CiphertextBlob",
-                ),
-                receipt: receipt.clone(),
-            })?;
+            let wrapped = wrapped
+                .filter(|w| !w.is_empty())
+                .ok_or_else(|| RemoteError {
+                    error: crate::kms::KmsError::new(
+                        ErrorKind::KmsInternal,
+                        "the remote KMS returned no CiphertextBlob",
+                    ),
+                    receipt: receipt.clone(),
+                })?;
             Ok(RemoteDataKey {
                 key: data,
                 wrapped,
@@ -402,7 +425,11 @@ impl RemoteKeys for SdkRemote {
         context: &Context,
     ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
         let client = self.client(profile, target)?;
-        let (p, arn, ctx) = (profile.clone(), target.key_arn.clone(), context_map(context));
+        let (p, arn, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            context_map(context),
+        );
         // The SDK's request buffer is not zeroizing; it lives only for this call.
         let plaintext = Blob::new(key.expose().to_vec());
         self.run(profile, async move {
@@ -435,7 +462,11 @@ impl RemoteKeys for SdkRemote {
         context: &Context,
     ) -> Result<RemoteReceipt, RemoteError> {
         let client = self.client(profile, target)?;
-        let (p, arn, ctx) = (profile.clone(), target.key_arn.clone(), context_map(context));
+        let (p, arn, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            context_map(context),
+        );
         self.run(profile, async move {
             // A throwaway plaintext: with DryRun nothing is wrapped, and a KMS that
             // ignores DryRun wraps only these zeros.
