@@ -448,3 +448,128 @@ fn a_hung_call_does_not_block_a_call_to_a_live_remote() {
     relay.release();
     let _ = within_watchdog(move || in_flight.join().unwrap());
 }
+
+/// `kmsfs whoami` on a client machine whose principals map uids to profiles: for the
+/// volume's remote key, each principal's profile and what the central KMS answers for
+/// it (DescribeKey, and a Decrypt dry run of a real file's wrapped key).
+#[test]
+fn whoami_shows_each_principals_profile_and_the_remote_answers() {
+    use kmsfs::format::{encryption_context, FileHeader, VolumeConfig};
+    let s = WireServer::start("remote-sdk-whoami");
+    let files = profiles(&s);
+    let arn = create_key(&s);
+    let client = s.dir.join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    let principals = client.join("principals.toml");
+    std::fs::write(
+        &principals,
+        format!(
+            "account = \"{acct}\"\naws_config_file = \"../aws-config\"\n\
+             aws_credentials_file = \"../aws-credentials\"\n\n\
+             [[principal]]\narn = \"{a}\"\nuid = 1001\naws_profile = \"alice\"\n\n\
+             [[principal]]\narn = \"{b}\"\nuid = 1002\naws_profile = \"bob\"\n\n\
+             [[principal]]\narn = \"{c}\"\nuid = 1003\n",
+            acct = support::ACCOUNT,
+            a = support::arn("alice"),
+            b = support::arn("bob"),
+            c = support::arn("carol"),
+        ),
+    )
+    .unwrap();
+    let globals = [
+        "--store".to_string(),
+        client.join("store").display().to_string(),
+        "--principals".to_string(),
+        principals.display().to_string(),
+        // Nothing listens there: the client opens its own store directly.
+        "--socket".to_string(),
+        client.join("none.sock").display().to_string(),
+    ];
+    let kmsfs = |args: &[&str]| {
+        std::process::Command::new(support::wire::KMSFS)
+            .args(&globals)
+            .args(args)
+            .env_remove("KMSFS_PASSPHRASE")
+            .output()
+            .unwrap()
+    };
+    ok(&kmsfs(&["init"]));
+
+    // A volume whose default key is the remote one, with one file under it (its header
+    // written as the filesystem writes it, the data key from the central KMS as alice).
+    let backing = client.join("vol");
+    let volume = VolumeConfig::create(&backing, &arn).unwrap();
+    let remote = SdkRemote::new(RemoteSettings::default()).unwrap();
+    let file_id = FileHeader::generate_file_id().unwrap();
+    let dk = remote
+        .generate_data_key(
+            &profile("alice", &files),
+            &target(&arn, &s.endpoint),
+            &encryption_context(&volume.volume_id, &file_id),
+        )
+        .unwrap();
+    let header = FileHeader::new(file_id, arn.clone(), dk.wrapped, &dk.key).unwrap();
+    std::fs::write(backing.join("sample"), header.encode()).unwrap();
+
+    let out = ok(&kmsfs(&[
+        "whoami",
+        "--volume",
+        backing.to_str().unwrap(),
+        "--kms-endpoint",
+        &s.endpoint,
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let key = &v["Keys"][0];
+    assert_eq!(key["KeyId"], arn.as_str(), "{v:#}");
+    assert_eq!(key["Remote"]["Endpoint"], s.endpoint.as_str());
+    let rows = key["Remote"]["Principals"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["Arn"] == support::arn(name).as_str())
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    let alice = row("alice");
+    assert_eq!(alice["AwsProfile"], "alice");
+    assert_eq!(alice["Uids"], serde_json::json!([1001]));
+    assert_eq!(
+        alice["DescribeKey"]["KeyMetadata"]["KeyState"], "Enabled",
+        "{v:#}"
+    );
+    assert_eq!(alice["DecryptDryRun"]["Allowed"], true, "{v:#}");
+    assert!(alice["DecryptDryRun"]["RequestId"].is_string(), "{v:#}");
+    // bob administers the key (DescribeKey) but may not decrypt.
+    let bob = row("bob");
+    assert_eq!(
+        bob["DescribeKey"]["KeyMetadata"]["KeyState"], "Enabled",
+        "{v:#}"
+    );
+    assert_eq!(
+        bob["DecryptDryRun"]["Error"], "AccessDeniedException",
+        "{v:#}"
+    );
+    assert!(bob["DecryptDryRun"]["RequestId"].is_string(), "{v:#}");
+    let carol = row("carol");
+    assert!(carol["AwsProfile"].is_null(), "{v:#}");
+    assert!(carol["DescribeKey"]["Error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no aws_profile")));
+
+    // By key id, no volume: no file to test; the text output names each profile.
+    let out = ok(&kmsfs(&[
+        "--output",
+        "text",
+        "whoami",
+        "--key-id",
+        &arn,
+        "--kms-endpoint",
+        &s.endpoint,
+    ]));
+    let alice_line = out
+        .lines()
+        .find(|l| l.contains(&support::arn("alice")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(alice_line.contains("profile=alice"), "{out}");
+    assert!(alice_line.contains("DescribeKey=Enabled"), "{out}");
+    assert!(alice_line.contains("no file to test"), "{out}");
+    assert!(out.contains("profile=none"), "{out}");
+}
