@@ -50,8 +50,11 @@ fn profiles(s: &WireServer) -> (PathBuf, PathBuf) {
     std::fs::write(
         &config,
         format!(
-            "[profile proc]\ncredential_process = {}\n",
-            script.display()
+            "[profile proc]\ncredential_process = {}\n\n\
+             [profile envsrc]\nrole_arn = arn:aws:iam::{}:role/r\n\
+             credential_source = Environment\n",
+            script.display(),
+            support::ACCOUNT
         ),
     )
     .unwrap();
@@ -243,6 +246,26 @@ fn only_the_named_profile_signs_never_the_process_environment() {
         "names the files: {}",
         e.error.message
     );
+    // A profile may not borrow the process's environment as its source either.
+    let e = remote
+        .describe_key(&profile("envsrc", &files), &t)
+        .unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::AccessDenied, "{e:?}");
+    assert!(
+        e.error.message.contains("credential_source = Environment"),
+        "{}",
+        e.error.message
+    );
+    // The administrator adds the missing profile: the same SdkRemote picks it up.
+    let mut creds = std::fs::read_to_string(&files.1).unwrap();
+    creds += &format!(
+        "\n[nobody]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        a.id, a.secret
+    );
+    std::fs::write(&files.1, creds).unwrap();
+    remote
+        .generate_data_key(&missing, &t, &context("f"))
+        .unwrap_or_else(|e| panic!("the new profile is not used: {e:?}"));
     // No files at all.
     let absent = Profile {
         name: "alice".into(),

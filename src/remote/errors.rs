@@ -38,6 +38,9 @@ pub(crate) fn kind_of_code(code: &str) -> ErrorKind {
     }
 }
 
+/// How the message of an identity failure starts (the client is rebuilt after one).
+pub(crate) const NO_CREDENTIALS: &str = "no AWS credentials for profile";
+
 /// A hard-timeout expiry (the SDK did not give up by itself in time).
 pub(crate) fn timed_out(profile: &Profile, timeout: std::time::Duration) -> RemoteError {
     RemoteError {
@@ -134,7 +137,7 @@ where
             error: KmsError::new(
                 kind,
                 format!(
-                    "no AWS credentials for profile \"{}\" ({}): {}",
+                    "{NO_CREDENTIALS} \"{}\" ({}): {}",
                     profile.name,
                     profile_files(profile),
                     chain(c)

@@ -14,19 +14,16 @@ use std::future::Future;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use aws_config::provider_config::ProviderConfig;
-use aws_sdk_kms::config::{
-    BehaviorVersion, IdentityCache, Region, SharedCredentialsProvider, SharedHttpClient,
-};
+use aws_sdk_kms::config::SharedHttpClient;
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use aws_smithy_http_client::tls;
-use aws_smithy_types::retry::RetryConfig;
-use aws_smithy_types::timeout::TimeoutConfig;
 use serde_json::{json, Value};
 use zeroize::Zeroize;
 
+pub use super::clients::arn_region;
+use super::clients::build_client;
 use super::errors::{self, from_sdk};
 use super::{Context, Profile, RemoteDataKey, RemoteError, RemoteKeys, RemoteReceipt, Target};
 use crate::crypto::{DataKey, KEY_LEN};
@@ -74,22 +71,6 @@ impl std::fmt::Debug for SdkRemote {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-/// The region of a KMS key or alias ARN (`arn:PARTITION:kms:REGION:ACCOUNT:...`).
-pub fn arn_region(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("kms"), Some(region), Some(_account), Some(_)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    (!region.is_empty()).then_some(region)
 }
 
 impl SdkRemote {
@@ -149,72 +130,38 @@ impl SdkRemote {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = self.build_client(profile, target.endpoint.as_deref(), region);
+        let client = build_client(
+            &self.settings,
+            &self.http,
+            profile,
+            target.endpoint.as_deref(),
+            region,
+        );
         clients.insert(key, client.clone());
         Ok(client)
     }
 
-    fn timeouts(&self) -> TimeoutConfig {
-        let t = self.settings.timeout;
-        TimeoutConfig::builder()
-            .operation_timeout(t)
-            // Shorter attempts leave room for a retry within the operation's bound.
-            .operation_attempt_timeout((t / 2).max(Duration::from_millis(200)))
-            .connect_timeout(t)
-            .build()
-    }
-
-    fn build_client(
-        &self,
-        profile: &Profile,
-        endpoint: Option<&str>,
-        region: &str,
-    ) -> aws_sdk_kms::Client {
-        let region = Region::new(region.to_string());
-        let retry = RetryConfig::standard().with_max_attempts(self.settings.max_attempts.max(1));
-        // What STS / SSO clients of the profile's chain use (assume role, SSO): the
-        // same HTTP client, region and bounds; their endpoints may come from the
-        // profile's own `endpoint_url` / `services` section.
-        let provider_config = ProviderConfig::without_region()
-            .with_region(Some(region.clone()))
-            .with_http_client(self.http.clone())
-            .with_retry_config(retry.clone())
-            .with_timeout_config(self.timeouts());
-        #[allow(deprecated)] // the replacement type lives in aws-runtime, not a dependency
-        let files = {
-            use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
-            let mut b = ProfileFiles::builder();
-            b = match &profile.config_file {
-                Some(p) => b.with_file(ProfileFileKind::Config, p),
-                None => b.include_default_config_file(true),
-            };
-            b = match &profile.credentials_file {
-                Some(p) => b.with_file(ProfileFileKind::Credentials, p),
-                None => b.include_default_credentials_file(true),
-            };
-            b.build()
-        };
-        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
-            .configure(&provider_config)
-            .profile_name(&profile.name)
-            .profile_files(files)
-            .build();
-        let mut config = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(region)
-            .http_client(self.http.clone())
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .identity_cache(
-                IdentityCache::lazy()
-                    .load_timeout(self.settings.timeout)
-                    .build(),
-            )
-            .retry_config(retry)
-            .timeout_config(self.timeouts());
-        if let Some(url) = endpoint {
-            config = config.endpoint_url(url);
+    /// Runs `call` on the runtime; on an identity failure, forgets the client so that the
+    /// next call reads the profile files again (the SDK parses them once per client, and
+    /// an administrator may add the missing profile without remounting).
+    fn call<T, F>(&self, profile: &Profile, target: &Target, call: F) -> Result<T, RemoteError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, RemoteError>> + Send + 'static,
+    {
+        let result = self.run(profile, call);
+        if let Err(e) = &result {
+            if e.error.message.starts_with(errors::NO_CREDENTIALS) {
+                if let Some(region) = arn_region(&target.key_arn) {
+                    let key = (profile.clone(), target.endpoint.clone(), region.to_string());
+                    self.clients
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&key);
+                }
+            }
         }
-        aws_sdk_kms::Client::from_conf(config.build())
+        result
     }
 
     /// Runs `call` on the runtime and waits for it here, at most the timeout.
@@ -249,44 +196,6 @@ impl SdkRemote {
                 "remote KMS call was dropped",
             )),
         }
-    }
-
-    /// `Decrypt` of `wrapped` with `DryRun = true`: whether `profile` may decrypt it, for
-    /// `kmsfs whoami`. `DryRunOperationException` is a yes; a KMS without DryRun that
-    /// decrypts is a yes too (the plaintext is dropped at once).
-    pub fn decrypt_dry_run(
-        &self,
-        profile: &Profile,
-        target: &Target,
-        wrapped: &[u8],
-        context: &Context,
-    ) -> Result<RemoteReceipt, RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, key, blob, ctx) = (
-            profile.clone(),
-            target.key_arn.clone(),
-            Blob::new(wrapped.to_vec()),
-            context_map(context),
-        );
-        self.run(profile, async move {
-            let out = client
-                .decrypt()
-                .key_id(key)
-                .ciphertext_blob(blob)
-                .set_encryption_context(ctx)
-                .dry_run(true)
-                .send()
-                .await;
-            match out {
-                Ok(mut o) => {
-                    if let Some(pt) = o.plaintext.take() {
-                        pt.into_inner().zeroize();
-                    }
-                    Ok(receipt(o.request_id()))
-                }
-                Err(e) => dry_run_answer(&p, e),
-            }
-        })
     }
 }
 
@@ -357,7 +266,7 @@ impl RemoteKeys for SdkRemote {
             target.key_arn.clone(),
             context_map(context),
         );
-        self.run(profile, async move {
+        self.call(profile, target, async move {
             let out = client
                 .generate_data_key()
                 .key_id(&key)
@@ -402,7 +311,7 @@ impl RemoteKeys for SdkRemote {
             Blob::new(wrapped.to_vec()),
             context_map(context),
         );
-        self.run(profile, async move {
+        self.call(profile, target, async move {
             let out = client
                 .decrypt()
                 .key_id(key)
@@ -432,7 +341,7 @@ impl RemoteKeys for SdkRemote {
         );
         // The SDK's request buffer is not zeroizing; it lives only for this call.
         let plaintext = Blob::new(key.expose().to_vec());
-        self.run(profile, async move {
+        self.call(profile, target, async move {
             let out = client
                 .encrypt()
                 .key_id(arn)
@@ -467,7 +376,7 @@ impl RemoteKeys for SdkRemote {
             target.key_arn.clone(),
             context_map(context),
         );
-        self.run(profile, async move {
+        self.call(profile, target, async move {
             // A throwaway plaintext: with DryRun nothing is wrapped, and a KMS that
             // ignores DryRun wraps only these zeros.
             let out = client
@@ -485,6 +394,44 @@ impl RemoteKeys for SdkRemote {
         })
     }
 
+    /// `Decrypt` of `wrapped` with `DryRun = true`: whether `profile` may decrypt it, for
+    /// `kmsfs whoami`. `DryRunOperationException` is a yes; a KMS without DryRun that
+    /// decrypts is a yes too (the plaintext is dropped at once).
+    fn decrypt_dry_run(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        wrapped: &[u8],
+        context: &Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, key, blob, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            Blob::new(wrapped.to_vec()),
+            context_map(context),
+        );
+        self.call(profile, target, async move {
+            let out = client
+                .decrypt()
+                .key_id(key)
+                .ciphertext_blob(blob)
+                .set_encryption_context(ctx)
+                .dry_run(true)
+                .send()
+                .await;
+            match out {
+                Ok(mut o) => {
+                    if let Some(pt) = o.plaintext.take() {
+                        pt.into_inner().zeroize();
+                    }
+                    Ok(receipt(o.request_id()))
+                }
+                Err(e) => dry_run_answer(&p, e),
+            }
+        })
+    }
+
     fn describe_key(
         &self,
         profile: &Profile,
@@ -492,7 +439,7 @@ impl RemoteKeys for SdkRemote {
     ) -> Result<(Value, RemoteReceipt), RemoteError> {
         let client = self.client(profile, target)?;
         let (p, arn) = (profile.clone(), target.key_arn.clone());
-        self.run(profile, async move {
+        self.call(profile, target, async move {
             let out = client
                 .describe_key()
                 .key_id(arn)
@@ -515,25 +462,5 @@ impl RemoteKeys for SdkRemote {
             });
             Ok((meta, receipt))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_region_comes_from_the_key_arn() {
-        assert_eq!(
-            arn_region("arn:aws:kms:eu-west-1:111122223333:key/abc"),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            arn_region("arn:aws-cn:kms:cn-north-1:111122223333:alias/x"),
-            Some("cn-north-1")
-        );
-        assert_eq!(arn_region("arn:aws:kms::111122223333:key/abc"), None);
-        assert_eq!(arn_region("alias/x"), None);
-        assert_eq!(arn_region("arn:aws:s3:us-east-1:1:bucket"), None);
     }
 }
