@@ -52,7 +52,8 @@ fn profiles(s: &WireServer) -> (PathBuf, PathBuf) {
         format!(
             "[profile proc]\ncredential_process = {}\n\n\
              [profile envsrc]\nrole_arn = arn:aws:iam::{}:role/r\n\
-             credential_source = Environment\n",
+             credential_source = Environment\n\n\
+             [profile slow]\ncredential_process = sleep 5\n",
             script.display(),
             support::ACCOUNT
         ),
@@ -402,6 +403,16 @@ fn a_silent_remote_times_out_and_the_same_client_recovers() {
     let e = within_watchdog(move || r.generate_data_key(&p, &tt, &context("f")).unwrap_err());
     assert_eq!(e.error.kind, ErrorKind::DependencyTimeout, "{e:?}");
     assert!(relay.accepted.load(Ordering::SeqCst) >= 1);
+
+    // Credential resolution is inside the bound too: a credential_process that does
+    // not answer in time is a timeout as well.
+    let (r, p, tt) = (
+        remote.clone(),
+        profile("slow", &files),
+        target(&arn, &s.endpoint),
+    );
+    let e = within_watchdog(move || r.describe_key(&p, &tt).unwrap_err());
+    assert_eq!(e.error.kind, ErrorKind::DependencyTimeout, "{e:?}");
 
     // Closes every connection: a network failure (EIO in the filesystem).
     relay.set(REFUSE);
