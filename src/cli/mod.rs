@@ -41,6 +41,7 @@ pub mod secrets;
 pub mod service;
 pub mod simulate;
 pub mod whoami;
+pub mod whoami_remote;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -8,8 +8,10 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::cli::service::{connect_described, Endpoint, RootKeyOpts};
+use crate::cli::whoami_remote;
 use crate::cli::{output, GlobalOpts};
 use crate::policy::actions as act;
+use crate::principals::Principals;
 use std::fmt::Write as _;
 
 /// The actions a filesystem user cares about, with ViaService = kmsfs.
@@ -27,6 +29,32 @@ pub struct WhoamiArgs {
     /// Also show what you may do with this key (repeatable).
     #[arg(long)]
     pub key_id: Vec<String>,
+    /// The remote KMS endpoint for remote keys (default: AWS's regional endpoint of the
+    /// key's region).
+    #[arg(long, value_name = "URL")]
+    pub kms_endpoint: Option<String>,
+    /// The longest each remote call may take, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::remote::DEFAULT_TIMEOUT.as_secs())]
+    pub kms_timeout: u64,
+}
+
+/// Whether the key service answers that it does not hold `key` while `key` is a full
+/// KMS key ARN: a key of a remote KMS.
+fn is_remote(backend: &dyn crate::control::Backend, key: &str) -> bool {
+    use crate::kms::ErrorKind;
+    whoami_remote::is_key_arn(key)
+        && matches!(
+            backend.call("DescribeKey", json!({"KeyId": key})),
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidArn)
+        )
+}
+
+/// The principals file as the mount would read it (for each principal's aws_profile).
+fn load_principals(global: &GlobalOpts) -> anyhow::Result<Principals> {
+    let store = crate::cli::store_dir(global);
+    let owner = nix::unistd::getuid().as_raw();
+    Principals::load_or_default(global.principals.as_deref(), &store, owner)
+        .map_err(|e| anyhow!("{e}"))
 }
 
 fn endpoint_json(endpoint: &Endpoint, served_store: Option<&str>) -> Value {
@@ -42,12 +70,34 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
         .call("WhoAmI", json!({}))
         .map_err(|e| anyhow!("{} answered {}: {}", endpoint, e.kind.aws_name(), e.message))?;
     let mut key_ids = args.key_id.clone();
+    let mut volume = None;
     if let Some(v) = &args.volume {
-        let volume = crate::format::VolumeConfig::load(v).map_err(|e| anyhow!("{e}"))?;
-        key_ids.push(volume.default_key);
+        let config = crate::format::VolumeConfig::load(v).map_err(|e| anyhow!("{e}"))?;
+        key_ids.push(config.default_key.clone());
+        volume = Some((v.clone(), config));
     }
     let mut keys_out = Vec::new();
+    let mut principals = None;
     for key in &key_ids {
+        if is_remote(backend.as_ref(), key) {
+            if principals.is_none() {
+                principals = Some(load_principals(global)?);
+            }
+            let Some(principals) = &principals else {
+                continue;
+            };
+            let sample = volume
+                .as_ref()
+                .and_then(|(dir, config)| whoami_remote::find_sample(dir, config, key));
+            let query = whoami_remote::RemoteQuery {
+                key_arn: key,
+                endpoint: args.kms_endpoint.as_deref(),
+                timeout: std::time::Duration::from_secs(args.kms_timeout.max(1)),
+                sample: sample.as_ref(),
+            };
+            keys_out.push(whoami_remote::remote_key(principals, &query));
+            continue;
+        }
         let mut actions = serde_json::Map::new();
         for action in FS_ACTIONS {
             // ForCaller: the service evaluates for the caller exactly as it identified
@@ -87,6 +137,10 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
         Endpoint::Store(p) => writeln!(text, "answered by store {} (direct)", p.display()),
     };
     for k in &keys_out {
+        if k.get("Remote").is_some() {
+            whoami_remote::text_lines(k, &mut text);
+            continue;
+        }
         let d = &k["Decisions"];
         let list: Vec<String> = FS_ACTIONS
             .iter()

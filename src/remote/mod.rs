@@ -121,6 +121,28 @@ pub trait RemoteKeys: Send + Sync {
         context: &Context,
     ) -> Result<RemoteReceipt, RemoteError>;
 
+    /// `Decrypt` of `wrapped` with `DryRun = true`: whether `profile` may unwrap it,
+    /// without unwrapping (`DryRunOperationException` is a yes), for `kmsfs whoami`. A
+    /// KMS that ignores DryRun and decrypts is a yes too (the plaintext is dropped at
+    /// once). Added after the first shape of this trait, hence the default: a remote
+    /// that cannot tell answers `UnsupportedOperationException`.
+    fn decrypt_dry_run(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        wrapped: &[u8],
+        context: &Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        let _ = (profile, target, wrapped, context);
+        Err(RemoteError {
+            error: KmsError::new(
+                crate::kms::ErrorKind::UnsupportedOperation,
+                "this remote KMS cannot dry-run Decrypt",
+            ),
+            receipt: RemoteReceipt::default(),
+        })
+    }
+
     /// `DescribeKey` of `target.key_arn` as `profile`: the KMS's JSON answer
     /// (`KeyMetadata`), for `kmsfs whoami`.
     fn describe_key(
@@ -129,3 +151,9 @@ pub trait RemoteKeys: Send + Sync {
         target: &Target,
     ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError>;
 }
+
+mod clients;
+mod errors;
+pub mod sdk;
+
+pub use sdk::{RemoteSettings, SdkRemote};

@@ -1,0 +1,466 @@
+//! [`RemoteKeys`] over the official AWS SDK for Rust: SigV4, retries and every credential
+//! source a shared-config profile can name (static keys, `role_arn` + `source_profile`,
+//! `credential_process`, SSO) are the SDK's, never hand-written.
+//!
+//! Owns one small tokio runtime; the sync trait methods are called from FUSE worker
+//! threads, hand the call to that runtime and wait on a channel, so they work from any
+//! thread (even one inside another runtime) and never hold a lock across a call.
+//! Credentials come only from the named profile: there is no default chain, so nothing
+//! of the process (environment keys, instance metadata) can sign a user's request.
+//! Plaintext data keys go straight into [`DataKey`] and are never logged.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_kms::config::SharedHttpClient;
+use aws_sdk_kms::operation::RequestId;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
+use aws_smithy_http_client::tls;
+use serde_json::{json, Value};
+use zeroize::Zeroize;
+
+pub use super::clients::arn_region;
+use super::clients::build_client;
+use super::errors::{self, from_sdk};
+use super::{Context, Profile, RemoteDataKey, RemoteError, RemoteKeys, RemoteReceipt, Target};
+use crate::crypto::{DataKey, KEY_LEN};
+use crate::kms::ErrorKind;
+
+/// How [`SdkRemote`] calls a remote KMS.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// The longest one call takes, retries and credential resolution included
+    /// (`-o kms_timeout`).
+    pub timeout: Duration,
+    /// Attempts per call (standard retry mode), within `timeout`.
+    pub max_attempts: u32,
+    /// Worker threads of the runtime that drives the calls (they only wait on sockets).
+    pub worker_threads: usize,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        RemoteSettings {
+            timeout: super::DEFAULT_TIMEOUT,
+            max_attempts: 3,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// The SDK clients are per (profile, endpoint, region): each has its own identity cache,
+/// so a profile's credentials are resolved once and refreshed by the SDK.
+type ClientKey = (Profile, Option<String>, String);
+
+/// A remote KMS reached through the AWS SDK.
+pub struct SdkRemote {
+    settings: RemoteSettings,
+    // `Option` only so that Drop can shut it down without blocking (dropping a runtime
+    // from inside another runtime's thread would panic).
+    runtime: Option<tokio::runtime::Runtime>,
+    http: SharedHttpClient,
+    clients: Mutex<HashMap<ClientKey, aws_sdk_kms::Client>>,
+}
+
+impl std::fmt::Debug for SdkRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdkRemote")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SdkRemote {
+    pub fn new(settings: RemoteSettings) -> Result<SdkRemote, RemoteError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.worker_threads.max(1))
+            .thread_name("kmsfs-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                errors::local(
+                    ErrorKind::KmsInternal,
+                    format!("cannot start the remote KMS runtime: {e}"),
+                )
+            })?;
+        // rustls with ring (as the server side), the system's roots; an `http://`
+        // endpoint (a loopback central kmsfs) connects in the clear.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        Ok(SdkRemote {
+            settings,
+            runtime: Some(runtime),
+            http,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// The client for `profile` toward `target`, made once.
+    fn client(
+        &self,
+        profile: &Profile,
+        target: &Target,
+    ) -> Result<aws_sdk_kms::Client, RemoteError> {
+        let region = arn_region(&target.key_arn).ok_or_else(|| {
+            errors::local(
+                ErrorKind::InvalidArn,
+                format!(
+                    "\"{}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
+                    target.key_arn
+                ),
+            )
+        })?;
+        let key = (profile.clone(), target.endpoint.clone(), region.to_string());
+        // The lock covers a map lookup or a client's construction (no I/O): calls
+        // themselves run unlocked, so concurrent calls never serialize here.
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = build_client(
+            &self.settings,
+            &self.http,
+            profile,
+            target.endpoint.as_deref(),
+            region,
+        );
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Runs `call` on the runtime; on an identity failure, forgets the client so that the
+    /// next call reads the profile files again (the SDK parses them once per client, and
+    /// an administrator may add the missing profile without remounting).
+    fn call<T, F>(&self, profile: &Profile, target: &Target, call: F) -> Result<T, RemoteError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, RemoteError>> + Send + 'static,
+    {
+        let result = self.run(profile, call);
+        if let Err(e) = &result {
+            if e.error.message.starts_with(errors::NO_CREDENTIALS) {
+                if let Some(region) = arn_region(&target.key_arn) {
+                    let key = (profile.clone(), target.endpoint.clone(), region.to_string());
+                    self.clients
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&key);
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs `call` on the runtime and waits for it here, at most the timeout.
+    fn run<T, F>(&self, profile: &Profile, call: F) -> Result<T, RemoteError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, RemoteError>> + Send + 'static,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(errors::local(
+                ErrorKind::KmsInternal,
+                "remote KMS runtime stopped",
+            ));
+        };
+        let timeout = self.settings.timeout;
+        let late = errors::timed_out(profile, timeout);
+        let (tx, rx) = mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let result = tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or(Err(late));
+            // The caller may have given up already: nothing to tell then.
+            let _ = tx.send(result);
+        });
+        // The task above always answers within `timeout`; the margin only covers a
+        // runtime too busy to run it, so a worker still never hangs.
+        match rx.recv_timeout(timeout + Duration::from_millis(500)) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(errors::timed_out(profile, timeout)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(errors::local(
+                ErrorKind::KmsInternal,
+                "remote KMS call was dropped",
+            )),
+        }
+    }
+}
+
+impl Drop for SdkRemote {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn receipt(id: Option<&str>) -> RemoteReceipt {
+    RemoteReceipt {
+        request_id: id.map(str::to_string),
+    }
+}
+
+fn context_map(context: &Context) -> Option<HashMap<String, String>> {
+    (!context.is_empty()).then(|| {
+        context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+/// A dry run's error: `DryRunOperationException` means the real call would have passed.
+fn dry_run_answer<E>(
+    profile: &Profile,
+    err: aws_sdk_kms::error::SdkError<E>,
+) -> Result<RemoteReceipt, RemoteError>
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let mapped = from_sdk(profile, err);
+    if mapped.error.kind == ErrorKind::DryRunOperation {
+        Ok(mapped.receipt)
+    } else {
+        Err(mapped)
+    }
+}
+
+/// A 32-byte plaintext from the remote as a [`DataKey`]; the SDK's buffer is wiped.
+fn data_key(plaintext: Option<Blob>, receipt: &RemoteReceipt) -> Result<DataKey, RemoteError> {
+    let mut bytes = plaintext.map(Blob::into_inner).unwrap_or_default();
+    let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map(DataKey::from_bytes);
+    let len = bytes.len();
+    bytes.zeroize();
+    key.map_err(|_| RemoteError {
+        error: crate::kms::KmsError::new(
+            ErrorKind::KmsInternal,
+            format!("the remote KMS returned a {len}-byte data key, not {KEY_LEN}"),
+        ),
+        receipt: receipt.clone(),
+    })
+}
+
+impl RemoteKeys for SdkRemote {
+    fn generate_data_key(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        context: &Context,
+    ) -> Result<RemoteDataKey, RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, key, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            context_map(context),
+        );
+        self.call(profile, target, async move {
+            let out = client
+                .generate_data_key()
+                .key_id(&key)
+                .key_spec(DataKeySpec::Aes256)
+                .set_encryption_context(ctx)
+                .send()
+                .await
+                .map_err(|e| from_sdk(&p, e))?;
+            let receipt = receipt(out.request_id());
+            let key_arn = out.key_id.clone().unwrap_or(key);
+            let wrapped = out.ciphertext_blob.clone().map(Blob::into_inner);
+            let data = data_key(out.plaintext, &receipt)?;
+            let wrapped = wrapped
+                .filter(|w| !w.is_empty())
+                .ok_or_else(|| RemoteError {
+                    error: crate::kms::KmsError::new(
+                        ErrorKind::KmsInternal,
+                        "the remote KMS returned no CiphertextBlob",
+                    ),
+                    receipt: receipt.clone(),
+                })?;
+            Ok(RemoteDataKey {
+                key: data,
+                wrapped,
+                key_arn,
+                receipt,
+            })
+        })
+    }
+
+    fn decrypt(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        wrapped: &[u8],
+        context: &Context,
+    ) -> Result<(DataKey, RemoteReceipt), RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, key, blob, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            Blob::new(wrapped.to_vec()),
+            context_map(context),
+        );
+        self.call(profile, target, async move {
+            let out = client
+                .decrypt()
+                .key_id(key)
+                .ciphertext_blob(blob)
+                .set_encryption_context(ctx)
+                .send()
+                .await
+                .map_err(|e| from_sdk(&p, e))?;
+            let receipt = receipt(out.request_id());
+            let data = data_key(out.plaintext, &receipt)?;
+            Ok((data, receipt))
+        })
+    }
+
+    fn encrypt(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        key: &DataKey,
+        context: &Context,
+    ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, arn, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            context_map(context),
+        );
+        // The SDK's request buffer is not zeroizing; it lives only for this call.
+        let plaintext = Blob::new(key.expose().to_vec());
+        self.call(profile, target, async move {
+            let out = client
+                .encrypt()
+                .key_id(arn)
+                .plaintext(plaintext)
+                .set_encryption_context(ctx)
+                .send()
+                .await
+                .map_err(|e| from_sdk(&p, e))?;
+            let receipt = receipt(out.request_id());
+            match out.ciphertext_blob.map(Blob::into_inner) {
+                Some(w) if !w.is_empty() => Ok((w, receipt)),
+                _ => Err(RemoteError {
+                    error: crate::kms::KmsError::new(
+                        ErrorKind::KmsInternal,
+                        "the remote KMS returned no CiphertextBlob",
+                    ),
+                    receipt,
+                }),
+            }
+        })
+    }
+
+    fn encrypt_allowed(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        context: &Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, arn, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            context_map(context),
+        );
+        self.call(profile, target, async move {
+            // A throwaway plaintext: with DryRun nothing is wrapped, and a KMS that
+            // ignores DryRun wraps only these zeros.
+            let out = client
+                .encrypt()
+                .key_id(arn)
+                .plaintext(Blob::new(vec![0u8; KEY_LEN]))
+                .set_encryption_context(ctx)
+                .dry_run(true)
+                .send()
+                .await;
+            match out {
+                Ok(o) => Ok(receipt(o.request_id())),
+                Err(e) => dry_run_answer(&p, e),
+            }
+        })
+    }
+
+    /// `Decrypt` of `wrapped` with `DryRun = true`: whether `profile` may decrypt it, for
+    /// `kmsfs whoami`. `DryRunOperationException` is a yes; a KMS without DryRun that
+    /// decrypts is a yes too (the plaintext is dropped at once).
+    fn decrypt_dry_run(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        wrapped: &[u8],
+        context: &Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, key, blob, ctx) = (
+            profile.clone(),
+            target.key_arn.clone(),
+            Blob::new(wrapped.to_vec()),
+            context_map(context),
+        );
+        self.call(profile, target, async move {
+            let out = client
+                .decrypt()
+                .key_id(key)
+                .ciphertext_blob(blob)
+                .set_encryption_context(ctx)
+                .dry_run(true)
+                .send()
+                .await;
+            match out {
+                Ok(mut o) => {
+                    if let Some(pt) = o.plaintext.take() {
+                        pt.into_inner().zeroize();
+                    }
+                    Ok(receipt(o.request_id()))
+                }
+                Err(e) => dry_run_answer(&p, e),
+            }
+        })
+    }
+
+    fn describe_key(
+        &self,
+        profile: &Profile,
+        target: &Target,
+    ) -> Result<(Value, RemoteReceipt), RemoteError> {
+        let client = self.client(profile, target)?;
+        let (p, arn) = (profile.clone(), target.key_arn.clone());
+        self.call(profile, target, async move {
+            let out = client
+                .describe_key()
+                .key_id(arn)
+                .send()
+                .await
+                .map_err(|e| from_sdk(&p, e))?;
+            let receipt = receipt(out.request_id());
+            let meta = out.key_metadata.as_ref().map_or(Value::Null, |m| {
+                json!({
+                    "KeyId": m.key_id(),
+                    "Arn": m.arn(),
+                    "KeyState": m.key_state().map(|s| s.as_str()),
+                    "KeyUsage": m.key_usage().map(|s| s.as_str()),
+                    "KeySpec": m.key_spec().map(|s| s.as_str()),
+                    "Enabled": m.enabled(),
+                    "Description": m.description(),
+                    "KeyManager": m.key_manager().map(|s| s.as_str()),
+                    "Origin": m.origin().map(|s| s.as_str()),
+                })
+            });
+            Ok((meta, receipt))
+        })
+    }
+}
