@@ -248,7 +248,10 @@ fn to_key_on_a_mounted_volume_changes_headers_only() {
         // Same file id (bytes 12..28), same version (0..12).
         assert_eq!(now[..28], bytes[..28]);
         assert_eq!((st.ino(), st.nlink()), (meta.ino(), meta.nlink()));
-        assert_eq!((st.mtime(), st.mtime_nsec()), (meta.mtime(), meta.mtime_nsec()));
+        assert_eq!(
+            (st.mtime(), st.mtime_nsec()),
+            (meta.mtime(), meta.mtime_nsec())
+        );
         assert_eq!((st.uid(), st.mode()), (meta.uid(), meta.mode()));
     }
     // The handle opened before the rewrap keeps working: the data key did not change.
@@ -326,7 +329,12 @@ fn a_file_the_caller_may_not_encrypt_under_the_destination_fails_alone() {
     ]));
 
     let out = v.rewrap(&["--to-key", &k2]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sum = summary(&out);
     assert_eq!(sum["Rewrapped"], files.len() as u64 - 1, "{sum}");
     let failed = sum["Failed"].as_array().unwrap();
@@ -342,7 +350,10 @@ fn a_file_the_caller_may_not_encrypt_under_the_destination_fails_alone() {
     // The refused file is intact, under its old key; the default key did not move.
     assert!(std::fs::read(&victim).unwrap() == victim_bytes);
     let volume = std::fs::read_to_string(v.backing.join("kmsfs.volume")).unwrap();
-    assert!(volume.contains(&format!("default_key = \"{k1}\"")), "{volume}");
+    assert!(
+        volume.contains(&format!("default_key = \"{k1}\"")),
+        "{volume}"
+    );
     v.assert_readable(&files);
     v.fsck_clean();
 }

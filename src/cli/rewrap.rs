@@ -6,7 +6,9 @@
 //! owner or root), and the key decisions are made by the key service this command
 //! reaches: a running mount's or `serve`'s control socket (as the calling user, by its
 //! peer credentials), else the store opened here. Neither carries `kms:ViaService`: a
-//! rewrap is the user's own request, not the filesystem's.
+//! rewrap is the user's own request, not the filesystem's. A remote key (a full key ARN
+//! the store does not hold) goes through the key router, signed as the user's own
+//! `aws_profile` from principals.toml.
 
 use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
@@ -23,9 +25,10 @@ use crate::control::Backend;
 use crate::crypto::DataKey;
 use crate::format::{walk_volume, FileHeader, MetadataKey, VolumeConfig, VolumeEntry};
 use crate::fs::rewrap::{Destination, Outcome, Rewrap, RewrapKeys, Step, Wrapped};
-use crate::kms::provider::DataKeys;
-use crate::kms::{ErrorKind, KmsError};
+use crate::kms::provider::{Caller, DataAction, DataKeys};
+use crate::kms::{ErrorKind, KmsError, Service};
 use crate::policy::EncryptionContext;
+use crate::remote::router::is_key_arn;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RewrapArgs {
@@ -39,15 +42,25 @@ pub struct RewrapArgs {
     /// Only files under this plaintext path inside the volume (a directory or a file).
     #[arg(long)]
     pub path: Option<PathBuf>,
+    /// The endpoint of the remote KMS (an AWS-compatible URL, e.g. a central
+    /// `kmsfs serve --listen`) instead of the volume's `kms_endpoint` or AWS's regional
+    /// one. Moving the whole volume to a remote key also stores it in the volume file.
+    #[arg(long)]
+    pub kms_endpoint: Option<String>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// Decrypt and Encrypt through a key service's AWS API.
-struct BackendKeys<'a> {
+/// Decrypt and Encrypt as the calling user: a key the local store holds through a key
+/// service's AWS API (the mount's socket, or the store), a remote key (a full key ARN
+/// the store does not hold) through the key router, signed as the user's `aws_profile`.
+struct CliKeys<'a> {
     backend: &'a dyn Backend,
+    router: &'a dyn DataKeys,
+    service: &'a Service,
+    caller: Caller,
 }
 
 fn bad_answer(what: &str) -> KmsError {
@@ -57,12 +70,27 @@ fn bad_answer(what: &str) -> KmsError {
     )
 }
 
-impl RewrapKeys for BackendKeys<'_> {
+impl CliKeys<'_> {
+    fn is_remote(&self, key_ref: &str) -> Result<bool, KmsError> {
+        Ok(is_key_arn(key_ref) && !self.service.holds_key(key_ref)?)
+    }
+}
+
+impl RewrapKeys for CliKeys<'_> {
     fn unwrap(
         &self,
         header: &FileHeader,
         context: &EncryptionContext,
     ) -> Result<DataKey, KmsError> {
+        if self.is_remote(&header.key_arn)? {
+            return self.router.open_data_key(
+                &self.caller,
+                &header.key_arn,
+                &header.wrapped_key,
+                context,
+                &[DataAction::Decrypt],
+            );
+        }
         let answer = self.backend.call(
             "Decrypt",
             json!({
@@ -91,6 +119,15 @@ impl RewrapKeys for BackendKeys<'_> {
         key: &DataKey,
         context: &EncryptionContext,
     ) -> Result<Wrapped, KmsError> {
+        if self.is_remote(key_id)? {
+            let w = self
+                .router
+                .wrap_data_key(&self.caller, key_id, key, context)?;
+            return Ok(Wrapped {
+                blob: w.wrapped,
+                key_arn: w.key_arn,
+            });
+        }
         let answer = self.backend.call(
             "Encrypt",
             json!({
@@ -118,7 +155,10 @@ fn subdir(path: &Path) -> anyhow::Result<PathBuf> {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(n) => out.push(n),
-            _ => bail!("--path {}: give a path inside the volume without '..'", path.display()),
+            _ => bail!(
+                "--path {}: give a path inside the volume without '..'",
+                path.display()
+            ),
         }
     }
     Ok(out)
@@ -212,8 +252,25 @@ pub fn run(args: &RewrapArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
         ),
     };
     log::debug!("rewrap: key decisions by {endpoint}");
-    let rewrap_keys = BackendKeys {
+    if let Some(url) = &args.kms_endpoint {
+        crate::format::volume::validate_endpoint(url)
+            .map_err(|r| anyhow!("--kms-endpoint {url}: {r}"))?;
+    }
+    // One call per file: a cache would only keep keys in memory longer.
+    let router = crate::remote::router::for_volume(
+        Arc::clone(&service),
+        &volume,
+        &crate::fs::mount::RemoteOptions {
+            endpoint: args.kms_endpoint.clone(),
+            cache_ttl: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        },
+    );
+    let rewrap_keys = CliKeys {
         backend: backend.as_ref(),
+        router: router.as_ref(),
+        service: service.as_ref(),
+        caller: crate::cli::service::self_caller(),
     };
     let rewrap = Rewrap::begin(backing, &volume.volume_id, &rewrap_keys)
         .map_err(|e| anyhow!("{}: {e}", backing.display()))?
@@ -245,10 +302,12 @@ pub fn run(args: &RewrapArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
     if let (Some(key), None) = (&args.to_key, &args.path) {
         if failed.is_empty() && volume.default_key != *key {
             let meta = MetadataKey::new(&secret);
-            volume
-                .verify(backing, &meta)
-                .map_err(|e| anyhow!("{e}"))?;
+            volume.verify(backing, &meta).map_err(|e| anyhow!("{e}"))?;
             volume.default_key = key.clone();
+            // The remote KMS the volume's files now need, for the mounts to come.
+            if args.kms_endpoint.is_some() && rewrap_keys.is_remote(key).unwrap_or(false) {
+                volume.kms_endpoint = args.kms_endpoint.clone();
+            }
             volume.save(backing, &meta).map_err(|e| anyhow!("{e}"))?;
             eprintln!(
                 "kmsfs: the volume's default key is now {key} (a running mount uses it once remounted)"

@@ -39,9 +39,9 @@ mod handle;
 mod inode;
 pub mod key_rule;
 pub mod mount;
-pub mod rewrap;
 mod mountpoint;
 mod names;
+pub mod rewrap;
 mod sys;
 
 pub use error::FsError;
