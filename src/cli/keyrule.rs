@@ -80,6 +80,15 @@ fn check_key_usable(
         )
     };
     match backend.call(act::DESCRIBE_KEY.name, json!({"KeyId": key})) {
+        // A full key ARN the local store does not hold is a remote key: its KMS decides
+        // at each create, as each user's own AWS identity, so there is nothing to ask here.
+        Err(e) if e.kind == ErrorKind::NotFound && crate::remote::router::is_key_arn(key) => {
+            eprintln!(
+                "kmsfs: {key} is not in the local store: a remote key, used through the \
+                 remote KMS as each user's own aws_profile (not checked here)"
+            );
+            return Ok(());
+        }
         Err(e) if e.kind == ErrorKind::NotFound => {
             return Err(refuse(format!(
                 "the key {key} does not exist: {}",

@@ -65,8 +65,12 @@ impl Service {
     /// holds is never sent to a remote KMS, even once disabled or pending deletion.
     pub fn holds_key(&self, key_ref: &str) -> Result<bool, KmsError> {
         let snap = self.snapshot()?;
-        if snap.state.keys.values().any(|k| k.arn == key_ref) {
-            return Ok(true);
+        // Every file header names a key ARN, so this is the path of every local open:
+        // one map lookup by the ARN's key id, no scan.
+        if let Some((_, id)) = key_ref.rsplit_once(":key/") {
+            if snap.state.keys.get(id).is_some_and(|k| k.arn == key_ref) {
+                return Ok(true);
+            }
         }
         let (account, region) = self.account_region()?;
         let Ok((id, alias)) = parse_key_ref(key_ref, &account, &region) else {

@@ -582,14 +582,28 @@ pub fn for_volume(
     Arc::new(KeyRouter::new(service, remote, &options))
 }
 
-/// The remote KMS client over the AWS SDK, each call bounded by `timeout`.
+/// The remote KMS client over the AWS SDK ([`super::SdkRemote`]), each call bounded by
+/// `timeout`. Should its runtime fail to start, a client that fails every remote call
+/// with the reason (EIO): local keys keep working.
 pub fn remote_client(timeout: Duration) -> Arc<dyn RemoteKeys> {
-    Arc::new(NoRemoteClient { _timeout: timeout })
+    let settings = super::RemoteSettings {
+        timeout,
+        ..super::RemoteSettings::default()
+    };
+    match super::SdkRemote::new(settings) {
+        Ok(client) => Arc::new(client),
+        Err(e) => {
+            log::error!("remote keys unavailable: {}", e.error.message);
+            Arc::new(NoRemoteClient {
+                reason: e.error.message,
+            })
+        }
+    }
 }
 
-/// Stands in for the SDK client until it is wired: every remote call fails (EIO).
+/// Stands in for the SDK client when it cannot start: every remote call fails (EIO).
 struct NoRemoteClient {
-    _timeout: Duration,
+    reason: String,
 }
 
 impl NoRemoteClient {
@@ -597,7 +611,7 @@ impl NoRemoteClient {
         Err(RemoteError {
             error: KmsError::new(
                 ErrorKind::KmsInternal,
-                "this build has no remote KMS client",
+                format!("no remote KMS client: {}", self.reason),
             ),
             receipt: RemoteReceipt::default(),
         })

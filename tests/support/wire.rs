@@ -149,9 +149,28 @@ impl WireServer {
     /// test fails through [`WireServer::log`]); draining it also keeps the server from
     /// ever blocking on a full pipe.
     fn serve(&mut self) {
+        self.serve_on("127.0.0.1:0");
+    }
+
+    /// Kills the server (as a crash or a network cut would look to its clients).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the address it had.
+    pub fn restart(&mut self) {
+        self.stop();
+        let addr = self.addr().to_string();
+        self.serve_on(&addr);
+    }
+
+    fn serve_on(&mut self, addr: &str) {
         let mut child = Command::new(KMSFS)
             .args(self.globals())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", addr])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
