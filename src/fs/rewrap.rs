@@ -69,7 +69,7 @@ pub enum Outcome {
     /// A new header was written.
     Rewrapped,
     /// The data key was already wrapped under the destination's current material (a
-    /// local key whose material version did not change): nothing written.
+    /// kmsfs key whose material version did not change): nothing written.
     Unchanged,
 }
 
@@ -294,9 +294,9 @@ impl<'a> Rewrap<'a> {
     }
 }
 
-/// True when `wrapped` is the same local key and material version as the header's
-/// wrapped key: re-wrapping would change nothing but the nonce. Remote blobs are opaque,
-/// so a remote key is always re-wrapped.
+/// True when `wrapped` is the same key and material version as the header's wrapped
+/// key: re-wrapping would change nothing but the nonce. Known for kmsfs blobs (a local
+/// key, or a central kmsfs's); AWS KMS's blobs are opaque, so they are always re-wrapped.
 fn same_material(old: &FileHeader, wrapped: &Wrapped) -> bool {
     match (
         ciphertext::parse(&old.wrapped_key),
