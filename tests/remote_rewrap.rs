@@ -184,7 +184,7 @@ fn a_local_key_volume_moves_to_a_central_kms_and_back() {
     };
     std::fs::create_dir(&c.mnt).unwrap();
     ok(&s.root(&["init", &c.backing.display().to_string(), "--key", &local]));
-    let mut rng = support::Rng(0xce47_a1);
+    let mut rng = support::Rng(0x00ce_47a1);
     let files = BTreeMap::from([
         ("a.txt", b"to the central and back".to_vec()),
         ("d/big", rng.bytes(2 * 4096 + 99)),
