@@ -134,8 +134,9 @@ impl Core {
         let (header, cipher) =
             authz::new_file(self.keys.as_ref(), caller, &self.volume.volume_id, &key_id)?;
         {
-            // Excludes a `kmsfs rewrap` swapping this header from another process.
-            let _lock = HeaderLock::exclusive(file)?;
+            // Excludes a `kmsfs rewrap` swapping this header from another process. A
+            // backing filesystem without POSIX locks only loses that exclusion.
+            let _lock = HeaderLock::exclusive(file).ok();
             if !header_only(file)? {
                 file.set_len(HEADER_LEN as u64)?;
                 file.sync_data()?;
@@ -296,9 +297,10 @@ impl Core {
         // handle is either already in the header or shows as a newer epoch.
         let (header, epoch) = {
             let g = read_guard(&node);
-            // Never a header half-written by a `kmsfs rewrap` in another process.
+            // Never a header half-written by a `kmsfs rewrap` in another process (best
+            // effort: a backing filesystem without POSIX locks only loses that).
             let header = {
-                let _lock = HeaderLock::shared(&file)?;
+                let _lock = HeaderLock::shared(&file).ok();
                 FileHeader::read_from(&file)?
             };
             // A downgrade refused here: an older envelope in a volume that has none.
