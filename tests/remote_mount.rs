@@ -320,6 +320,16 @@ fn one_volume_mixes_a_local_default_key_and_a_remote_key_rule() {
         .map(|v| v["eventName"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(asked, ["GenerateDataKey", "Decrypt"], "{asked:?}");
+    // fsck asks as its caller: root has no aws_profile, so the remote file is listed
+    // unchecked (not damaged) and the local one checked.
+    let out = c.kmsfs(&["fsck", &c.backing.display().to_string(), "--output", "json"]);
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["Damaged"], 0, "{report}");
+    assert_eq!(report["ContentNotChecked"], 1, "{report}");
+    assert!(
+        report.to_string().contains("AccessDeniedException"),
+        "{report}"
+    );
     // Without the central the local file still opens; the remote one is EIO.
     central.stop();
     assert_eq!(ok(&sh_bounded(USER, &format!("cat {local}"))), "L");
