@@ -78,7 +78,7 @@ fn bench(c: &mut Criterion) {
     let nk = svc.generate_data_key(&me, &id, &ctx).expect("fs gdk");
     g.bench_function("open_data_key Decrypt (DataKeys)", |b| {
         b.iter(|| {
-            svc.open_data_key(&me, &nk.wrapped, &ctx, &[DataAction::Decrypt])
+            svc.open_data_key(&me, &nk.key_arn, &nk.wrapped, &ctx, &[DataAction::Decrypt])
                 .expect("fs open")
         })
     });

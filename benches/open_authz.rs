@@ -138,7 +138,7 @@ fn main() {
             grants += 1;
         }
         let (p50, p99) = percentiles(args.iters, || {
-            svc.open_data_key(&me, &wrapped, &ctx, &[DataAction::Decrypt])
+            svc.open_data_key(&me, &key_arn, &wrapped, &ctx, &[DataAction::Decrypt])
                 .expect("open data key");
         });
         println!(
