@@ -201,7 +201,7 @@ fn the_user_reads_and_writes_the_administrator_and_an_unmapped_uid_get_eacces() 
     let mut central = WireServer::start("rm-users");
     let arn = create_central_key(&central);
     let c = Client::new("users", &central, &arn);
-    c.mount("kms_cache_ttl=0,kms_timeout=5");
+    c.mount("kms_cache_ttl=0,kms_timeout=2");
     let f = c.path("f");
 
     let out = sh_bounded(USER, &format!("echo hello > {f} && cat {f}"));
@@ -245,6 +245,21 @@ fn the_user_reads_and_writes_the_administrator_and_an_unmapped_uid_get_eacces() 
     assert_failed_with(&sh_bounded(USER, &format!("cat {f}")), libc::EKEYREVOKED);
     ok(&central.kmsfs(&["kms", "enable-key", "--key-id", &arn]));
     assert_eq!(ok(&sh_bounded(USER, &format!("cat {f}"))), "hello");
+
+    // The central frozen (it accepts connections, never answers): EIO once the
+    // timeout passes, not a hung process (the watchdog in sh_bounded).
+    // SAFETY: kill(2) on the central server process this test started.
+    assert_eq!(
+        unsafe { libc::kill(central.pid() as i32, libc::SIGSTOP) },
+        0
+    );
+    let frozen = sh_bounded(USER, &format!("cat {f}"));
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(central.pid() as i32, libc::SIGCONT) },
+        0
+    );
+    assert_failed_with(&frozen, libc::EIO);
 
     // The central stopped: EIO within the timeout, and no hung process; it recovers by
     // itself once the central is back on the same port.
