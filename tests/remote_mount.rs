@@ -350,3 +350,40 @@ fn one_volume_mixes_a_local_default_key_and_a_remote_key_rule() {
     assert_eq!(ok(&sh_bounded(USER, &format!("cat {local}"))), "L");
     assert_failed_with(&sh_bounded(USER, &format!("cat {remote}")), libc::EIO);
 }
+
+/// Figures, not a check (`cargo test --test remote_mount -- --ignored --nocapture`):
+/// open+read+close latency of a remote-key file as the key user, without and with the
+/// cache, against a central on loopback; and of a local-key file for comparison.
+#[test]
+#[ignore]
+fn open_latency_figures() {
+    let central = WireServer::start("rm-figures");
+    let arn = create_central_key(&central);
+    for (key, ttl) in [
+        (arn.as_str(), 0),
+        (arn.as_str(), 3600),
+        ("alias/kmsfs/default", 0),
+    ] {
+        let c = Client::new(&format!("figures-{ttl}-{}", key.len()), &central, key);
+        c.mount(&format!("kms_cache_ttl={ttl},kms_timeout=10"));
+        let f = c.mnt.join("f");
+        ok(&sh_bounded(USER, &format!("echo x > {}", q(&f))));
+        let python = support::wire::venv().join("bin/python");
+        let script = format!(
+            "import os, time\n\
+             t = []\n\
+             for _ in range(300):\n\
+             \x20   s = time.perf_counter()\n\
+             \x20   fd = os.open({:?}, os.O_RDONLY); os.read(fd, 16); os.close(fd)\n\
+             \x20   t.append(time.perf_counter() - s)\n\
+             t.sort()\n\
+             print('p50 %.2f ms, p99 %.2f ms' % (t[150] * 1e3, t[296] * 1e3))\n",
+            f.display().to_string()
+        );
+        let out = support::as_user(USER, USER, python)
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        println!("{key}, kms_cache_ttl={ttl}: {}", ok(&out));
+    }
+}
