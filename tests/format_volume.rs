@@ -321,3 +321,50 @@ fn new_volumes_say_every_envelope_is_version_2_and_the_field_is_authenticated() 
         );
     }
 }
+
+#[test]
+fn kms_endpoint_is_optional_authenticated_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("vol");
+    let mut cfg = init(&backing);
+    let without = std::fs::read_to_string(VolumeConfig::path(&backing)).unwrap();
+    assert!(
+        !without.contains("kms_endpoint"),
+        "old volumes stay as they were"
+    );
+    cfg.kms_endpoint = Some("http://127.0.0.1:4566".into());
+    cfg.save(&backing, &meta_key(1)).unwrap();
+    let loaded = VolumeConfig::load(&backing).unwrap();
+    assert_eq!(
+        loaded.kms_endpoint.as_deref(),
+        Some("http://127.0.0.1:4566")
+    );
+    loaded.verify(&backing, &meta_key(1)).unwrap();
+    // Pointing the volume at another KMS without the volume secret is caught...
+    let path = VolumeConfig::path(&backing);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("127.0.0.1:4566", "evil.example:443")).unwrap();
+    assert!(matches!(
+        VolumeConfig::load(&backing)
+            .unwrap()
+            .verify(&backing, &meta_key(1)),
+        Err(FormatError::MetadataAuthentication { .. })
+    ));
+    // ...and so is removing the field.
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.starts_with("kms_endpoint"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, stripped).unwrap();
+    assert!(matches!(
+        VolumeConfig::load(&backing)
+            .unwrap()
+            .verify(&backing, &meta_key(1)),
+        Err(FormatError::MetadataAuthentication { .. })
+    ));
+    // Not a URL: refused by name.
+    std::fs::write(&path, text.replace("http://127.0.0.1:4566", "ftp://x")).unwrap();
+    let e = VolumeConfig::load(&backing).unwrap_err().to_string();
+    assert!(e.contains("kms_endpoint"), "{e}");
+}

@@ -72,7 +72,13 @@ fn volume_id(m: &Mounted) -> String {
 fn data_key(m: &Mounted, header: &FileHeader) -> DataKey {
     let context = encryption_context(&volume_id(m), &header.file_id);
     m.keys
-        .open_data_key(&ROOT, &header.wrapped_key, &context, &[DataAction::Decrypt])
+        .open_data_key(
+            &ROOT,
+            &header.key_arn,
+            &header.wrapped_key,
+            &context,
+            &[DataAction::Decrypt],
+        )
         .unwrap()
 }
 

@@ -153,6 +153,7 @@ fn kill_9_during_rekeys_leaves_old_content_or_an_empty_file_never_eio() {
             .keys
             .open_data_key(
                 &caller,
+                &header.key_arn,
                 &header.wrapped_key,
                 &encryption_context(&volume_id, &header.file_id),
                 &[DataAction::Decrypt],

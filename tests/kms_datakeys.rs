@@ -37,6 +37,7 @@ fn fs_data_keys_authorize_each_action_on_the_key_in_the_blob() {
         .svc
         .open_data_key(
             &ALICE,
+            &nk.key_arn,
             &nk.wrapped,
             &ctx("f1"),
             &[DataAction::Decrypt, DataAction::Encrypt],
@@ -47,14 +48,20 @@ fn fs_data_keys_authorize_each_action_on_the_key_in_the_blob() {
     for actions in [&[DataAction::Decrypt][..], &[DataAction::Encrypt][..]] {
         let err = e
             .svc
-            .open_data_key(&ADMIN, &nk.wrapped, &ctx("f1"), actions)
+            .open_data_key(&ADMIN, &nk.key_arn, &nk.wrapped, &ctx("f1"), actions)
             .unwrap_err();
         assert_kind(&err, ErrorKind::AccessDenied);
     }
     // The context is bound to the wrapped key (a moved envelope does not open).
     assert_kind(
         &e.svc
-            .open_data_key(&ALICE, &nk.wrapped, &ctx("f2"), &[DataAction::Decrypt])
+            .open_data_key(
+                &ALICE,
+                &nk.key_arn,
+                &nk.wrapped,
+                &ctx("f2"),
+                &[DataAction::Decrypt],
+            )
             .unwrap_err(),
         ErrorKind::InvalidCiphertext,
     );
@@ -66,12 +73,19 @@ fn fs_data_keys_authorize_each_action_on_the_key_in_the_blob() {
     );
     assert!(e
         .svc
-        .open_data_key(&BOB, &nk.wrapped, &ctx("f1"), &[DataAction::Encrypt])
+        .open_data_key(
+            &BOB,
+            &nk.key_arn,
+            &nk.wrapped,
+            &ctx("f1"),
+            &[DataAction::Encrypt]
+        )
         .is_ok());
     assert_kind(
         &e.svc
             .open_data_key(
                 &BOB,
+                &nk.key_arn,
                 &nk.wrapped,
                 &ctx("f1"),
                 &[DataAction::Encrypt, DataAction::Decrypt],
@@ -83,13 +97,19 @@ fn fs_data_keys_authorize_each_action_on_the_key_in_the_blob() {
     e.ok(ADMIN, "DisableKey", json!({ "KeyId": id }));
     let err = e
         .svc
-        .open_data_key(&ALICE, &nk.wrapped, &ctx("f1"), &[DataAction::Decrypt])
+        .open_data_key(
+            &ALICE,
+            &nk.key_arn,
+            &nk.wrapped,
+            &ctx("f1"),
+            &[DataAction::Decrypt],
+        )
         .unwrap_err();
     assert_kind(&err, ErrorKind::Disabled);
     assert_eq!(kmsfs::fs::error::kms_errno(err.kind), libc::EKEYREVOKED);
     assert_kind(
         &e.svc
-            .open_data_key(&ALICE, b"garbage", &ctx("f1"), &[DataAction::Decrypt])
+            .open_data_key(&ALICE, "", b"garbage", &ctx("f1"), &[DataAction::Decrypt])
             .unwrap_err(),
         ErrorKind::InvalidCiphertext,
     );
@@ -113,7 +133,13 @@ fn fs_calls_carry_via_service_so_policies_can_require_it() {
     let nk = e.svc.generate_data_key(&ALICE, &id, &ctx("f")).unwrap();
     assert!(e
         .svc
-        .open_data_key(&ALICE, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+        .open_data_key(
+            &ALICE,
+            &nk.key_arn,
+            &nk.wrapped,
+            &ctx("f"),
+            &[DataAction::Decrypt]
+        )
         .is_ok());
     // The same wrapped key through the API directly: no ViaService, denied.
     let err = e.fails(
@@ -146,7 +172,13 @@ fn default_key_is_service_managed_and_usable_only_through_kmsfs() {
             .generate_data_key(&who, "alias/kmsfs/default", &ctx("f"))
             .unwrap();
         e.svc
-            .open_data_key(&who, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+            .open_data_key(
+                &who,
+                &nk.key_arn,
+                &nk.wrapped,
+                &ctx("f"),
+                &[DataAction::Decrypt],
+            )
             .unwrap();
     }
     // ...an anonymous uid cannot, and nobody can directly.
@@ -208,7 +240,13 @@ fn default_key_is_created_on_first_use_when_init_did_not() {
         .generate_data_key(&ROOT, "alias/kmsfs/default", &ctx("f"))
         .unwrap();
     assert!(svc
-        .open_data_key(&ROOT, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+        .open_data_key(
+            &ROOT,
+            &nk.key_arn,
+            &nk.wrapped,
+            &ctx("f"),
+            &[DataAction::Decrypt]
+        )
         .is_ok());
 }
 
@@ -244,6 +282,7 @@ fn every_call_and_decision_is_audited_without_plaintext() {
         .unwrap();
     let _ = e.svc.open_data_key(
         &ALICE,
+        &nk.key_arn,
         &nk.wrapped,
         &ctx("file-7"),
         &[DataAction::Decrypt, DataAction::Encrypt],
@@ -402,7 +441,13 @@ fn the_default_key_rotates_yearly_and_keeps_old_data_readable() {
     );
     let k = e
         .svc
-        .open_data_key(&ALICE, &nk.wrapped, &ctx("f"), &[DataAction::Decrypt])
+        .open_data_key(
+            &ALICE,
+            &nk.key_arn,
+            &nk.wrapped,
+            &ctx("f"),
+            &[DataAction::Decrypt],
+        )
         .unwrap();
     assert_eq!(k.expose(), nk.key.expose());
 }

@@ -29,12 +29,18 @@ pub fn run(args: &FsckArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::
         .volume_secret(&volume.volume_id)
         .map_err(|e| anyhow!("volume {}: {e}", volume.volume_id))?;
     let caller = self_caller();
+    // As the mount does: a remote-key file is checked as the caller's own AWS profile.
+    let router = crate::remote::router::for_volume(
+        service.clone(),
+        &volume,
+        &crate::fs::mount::RemoteOptions::default(),
+    );
     let mut reports = Vec::new();
     let (mut damaged, mut unchecked) = (0usize, 0usize);
     check_volume(
         &args.backing,
         &secret,
-        &mut |header| key_for_check(service.as_ref(), &caller, &volume.volume_id, header),
+        &mut |header| key_for_check(router.as_ref(), &caller, &volume.volume_id, header),
         &mut |finding| {
             if finding.is_damaged() {
                 damaged += 1;

@@ -194,6 +194,11 @@ pub struct InitArgs {
     /// The default key of the new volume's files (key id, ARN, alias).
     #[arg(long, default_value = "alias/kmsfs/default", requires = "backing")]
     pub key: String,
+    /// The remote KMS of the volume's remote keys (an AWS-compatible endpoint URL, e.g.
+    /// a central `kmsfs serve --listen`), stored in the volume file. Default: AWS's
+    /// regional endpoint of each key ARN's region.
+    #[arg(long, requires = "backing")]
+    pub kms_endpoint: Option<String>,
 }
 
 pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow::Result<i32> {
@@ -210,13 +215,21 @@ pub fn run_init(args: &InitArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> any
     });
     if let Some(backing) = &args.backing {
         let service = Service::open(cfg).map_err(kms_err)?;
-        let volume = crate::fs::mount::init_volume(backing, &args.key, service.as_ref())
-            .map_err(|e| anyhow!("{e}"))?;
+        let volume = crate::fs::mount::init_volume_with(
+            backing,
+            &args.key,
+            args.kms_endpoint.as_deref(),
+            service.as_ref(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
         out["Volume"] = serde_json::json!({
             "Backing": backing.display().to_string(),
             "VolumeId": volume.volume_id,
             "DefaultKey": args.key,
         });
+        if let Some(url) = &volume.kms_endpoint {
+            out["Volume"]["KmsEndpoint"] = serde_json::json!(url);
+        }
     }
     let mut text = format!(
         "store {} ({})\n",
@@ -505,7 +518,12 @@ pub(crate) fn start_mount_listening(
         None => None,
     };
     spawn_ticker(service.clone());
-    let keys_provider: Arc<dyn DataKeys> = service;
+    // Every open goes through the key router: local keys to this service as before,
+    // remote key ARNs to the remote KMS as the caller's own AWS profile.
+    let parsed = crate::fs::mount::parse_options(&spec.options).map_err(|e| anyhow!("{e}"))?;
+    let volume = crate::format::VolumeConfig::load(&spec.backing).map_err(|e| anyhow!("{e}"))?;
+    let keys_provider: Arc<dyn DataKeys> =
+        crate::remote::router::for_volume(service, &volume, &parsed.remote);
     let hold = MountpointHold::take(&spec.mountpoint);
     let session = crate::fs::mount::mount(spec, keys_provider)
         .map_err(|e| anyhow!("mounting {}: {e}", spec.mountpoint.display()))?;

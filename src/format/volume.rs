@@ -16,6 +16,11 @@ const VOLUME_MAC_LABEL: &[u8] = b"kmsfs v1 volume\0";
 /// Marks the optional `envelopes` field in the MAC input (after the default key, so the
 /// MAC of a volume file without the field is unchanged).
 const ENVELOPES_MAC_LABEL: &[u8] = b"envelopes\0";
+/// Marks the optional `kms_endpoint` field in the MAC input (after `envelopes`, so the
+/// MAC of a volume file without the field is unchanged).
+const KMS_ENDPOINT_MAC_LABEL: &[u8] = b"kms_endpoint\0";
+/// Longest `kms_endpoint` URL accepted (bytes).
+pub const MAX_ENDPOINT_LEN: usize = 2048;
 /// Longest key id / ARN / alias accepted as a default key or key rule (bytes).
 pub const MAX_KEY_ID_LEN: usize = 512;
 /// The default key of `kmsfs init` when none is given.
@@ -66,6 +71,11 @@ pub struct VolumeConfig {
     /// refused (a downgrade). `None` (volumes made before the field existed): each
     /// file's header says its version, 1 or 2.
     pub envelopes: Option<EnvelopeVersion>,
+    /// The endpoint of the remote KMS holding this volume's remote keys (an
+    /// `http://` or `https://` URL of an AWS-compatible KMS, e.g. a central
+    /// `kmsfs serve --listen`). `None`: AWS's regional endpoint of each key ARN's region.
+    /// `-o kms_endpoint` at mount time overrides it.
+    pub kms_endpoint: Option<String>,
     /// The MAC as read from disk (`None` between `create` and the first `save`).
     mac: Option<[u8; 32]>,
 }
@@ -114,6 +124,7 @@ impl VolumeConfig {
             default_key: default_key.to_string(),
             block_size: BLOCK_SIZE as u32,
             envelopes: Some(EnvelopeVersion::CURRENT),
+            kms_endpoint: None,
             mac: None,
         };
         match atomic::write_atomic(backing, VOLUME_FILE_NAME, &config.encode(), true) {
@@ -175,6 +186,10 @@ impl VolumeConfig {
                 ))
             }
         };
+        let kms_endpoint = table.optional_string("kms_endpoint")?;
+        if let Some(url) = &kms_endpoint {
+            validate_endpoint(url).map_err(|r| table.field_error("kms_endpoint", r))?;
+        }
         let mac = table.optional_mac("mac")?;
         table.finish()?;
         Ok(VolumeConfig {
@@ -183,6 +198,7 @@ impl VolumeConfig {
             default_key,
             block_size,
             envelopes,
+            kms_endpoint,
             mac,
         })
     }
@@ -208,6 +224,13 @@ impl VolumeConfig {
             field: "default_key",
             reason,
         })?;
+        if let Some(url) = &self.kms_endpoint {
+            validate_endpoint(url).map_err(|reason| FormatError::BadMetadataField {
+                path: Self::path(backing),
+                field: "kms_endpoint",
+                reason,
+            })?;
+        }
         self.mac = Some(self.compute_mac(key));
         atomic::write_atomic(backing, VOLUME_FILE_NAME, &self.encode(), false)
     }
@@ -249,6 +272,10 @@ impl VolumeConfig {
             input.extend_from_slice(ENVELOPES_MAC_LABEL);
             input.extend_from_slice(&u32::from(version.number()).to_be_bytes());
         }
+        if let Some(url) = &self.kms_endpoint {
+            input.extend_from_slice(KMS_ENDPOINT_MAC_LABEL);
+            push_len_prefixed(&mut input, url.as_bytes());
+        }
         input
     }
 
@@ -266,6 +293,9 @@ impl VolumeConfig {
         out.push_str(&format!("block_size = {}\n", self.block_size));
         if let Some(version) = self.envelopes {
             out.push_str(&format!("envelopes = {}\n", version.number()));
+        }
+        if let Some(url) = &self.kms_endpoint {
+            out.push_str(&format!("kms_endpoint = {}\n", toml_string(url)));
         }
         if let Some(mac) = self.mac {
             out.push_str(&format!("mac = \"{}\"\n", hex::encode(mac)));
@@ -289,6 +319,28 @@ pub(crate) fn validate_key_id(key: &str) -> Result<(), String> {
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain whitespace or control characters".into());
+    }
+    Ok(())
+}
+
+/// A `kms_endpoint`: an `http://` or `https://` URL with a host, at most
+/// [`MAX_ENDPOINT_LEN`] bytes, no whitespace or control characters.
+pub fn validate_endpoint(url: &str) -> Result<(), String> {
+    if url.len() > MAX_ENDPOINT_LEN {
+        return Err(format!(
+            "{} bytes is longer than the {MAX_ENDPOINT_LEN}-byte limit",
+            url.len()
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace or control characters".into());
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must be an http:// or https:// URL")?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("must name a host".into());
     }
     Ok(())
 }

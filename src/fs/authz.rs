@@ -77,7 +77,13 @@ pub fn open_file_key(
     actions: &[DataAction],
 ) -> Result<DataKey, KmsError> {
     let context = encryption_context(volume_id, &header.file_id);
-    keys.open_data_key(caller, &header.wrapped_key, &context, actions)
+    keys.open_data_key(
+        caller,
+        &header.key_arn,
+        &header.wrapped_key,
+        &context,
+        actions,
+    )
 }
 
 /// The data key of a file for `kmsfs fsck`: [`open_file_key`] for `kms:Decrypt`, exactly

@@ -59,6 +59,27 @@ pub struct ParsedOptions {
     pub default_key: Option<String>,
     /// `nonempty`: mount over a directory that holds files (they are hidden meanwhile).
     pub nonempty: bool,
+    /// `kms_endpoint=URL`, `kms_timeout=SECONDS`, `kms_cache_ttl=SECONDS`: how remote
+    /// keys are reached (`None`: the volume's endpoint, or the defaults).
+    pub remote: RemoteOptions,
+}
+
+/// The remote-key mount options, as given (`None`: not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteOptions {
+    pub endpoint: Option<String>,
+    pub timeout: Option<std::time::Duration>,
+    pub cache_ttl: Option<std::time::Duration>,
+}
+
+/// Whole seconds of a `kms_timeout` / `kms_cache_ttl` option.
+fn seconds_option(name: &str, value: &str, min: u64) -> Result<std::time::Duration, FsError> {
+    match value.parse::<u64>() {
+        Ok(n) if n >= min && n <= 86_400 => Ok(std::time::Duration::from_secs(n)),
+        _ => Err(FsError::Mount(format!(
+            "mount option `{name}={value}`: expected whole seconds from {min} to 86400"
+        ))),
+    }
 }
 
 /// Parses `-o` options (each element may itself be comma-separated). Unknown options are
@@ -71,6 +92,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
     let mut nonempty = false;
     let mut fsname = None;
     let mut subtype = None;
+    let mut remote = RemoteOptions::default();
     for opt in options.iter().flat_map(|o| o.split(',')).map(str::trim) {
         match opt {
             "" => {}
@@ -98,6 +120,19 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
             o if o.starts_with("key=") && o.len() > 4 => default_key = Some(o[4..].to_string()),
             o if o.starts_with("fsname=") => fsname = Some(o["fsname=".len()..].to_string()),
             o if o.starts_with("subtype=") => subtype = Some(o["subtype=".len()..].to_string()),
+            o if o.starts_with("kms_endpoint=") => {
+                let url = &o["kms_endpoint=".len()..];
+                crate::format::volume::validate_endpoint(url).map_err(|r| {
+                    FsError::Mount(format!("mount option `kms_endpoint={url}`: {r}"))
+                })?;
+                remote.endpoint = Some(url.to_string());
+            }
+            o if o.starts_with("kms_timeout=") => {
+                remote.timeout = Some(seconds_option("kms_timeout", &o[12..], 1)?);
+            }
+            o if o.starts_with("kms_cache_ttl=") => {
+                remote.cache_ttl = Some(seconds_option("kms_cache_ttl", &o[14..], 0)?);
+            }
             o => return Err(FsError::Mount(format!("unknown mount option `{o}`"))),
         }
     }
@@ -117,6 +152,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
         read_only,
         default_key,
         nonempty,
+        remote,
     })
 }
 
@@ -513,7 +549,24 @@ pub fn init_volume(
     default_key: &str,
     keys: &dyn DataKeys,
 ) -> Result<VolumeConfig, FsError> {
+    init_volume_with(backing, default_key, None, keys)
+}
+
+/// [`init_volume`], also recording `kms_endpoint` (the remote KMS of the volume's remote
+/// keys) in the authenticated volume file. The default key is not looked up: it may be
+/// a remote key ARN that the local store does not hold.
+pub fn init_volume_with(
+    backing: &Path,
+    default_key: &str,
+    kms_endpoint: Option<&str>,
+    keys: &dyn DataKeys,
+) -> Result<VolumeConfig, FsError> {
+    if let Some(url) = kms_endpoint {
+        crate::format::volume::validate_endpoint(url)
+            .map_err(|r| FsError::Mount(format!("--kms-endpoint {url}: {r}")))?;
+    }
     let mut volume = VolumeConfig::create(backing, default_key)?;
+    volume.kms_endpoint = kms_endpoint.map(str::to_string);
     let secret = keys.volume_secret(&volume.volume_id)?;
     let key = MetadataKey::new(&secret);
     volume.save(backing, &key)?;

@@ -117,6 +117,67 @@ impl Service {
         let _ = self.audit.append(&ev, self.clock.now());
     }
 
+    /// The identity the audit log gives `caller` and the AWS profile its principal uses
+    /// toward a remote KMS (`aws_profile` in principals.toml, reloaded as for every
+    /// call), for the key router.
+    pub fn remote_identity(
+        &self,
+        caller: &Caller,
+    ) -> Result<crate::remote::router::RemoteIdentity, KmsError> {
+        let call = self.begin(caller, Some(super::managed::VIA_SERVICE))?;
+        Ok(crate::remote::router::RemoteIdentity {
+            identity: identity_of(&call.who, caller),
+            profile: call.who.aws_profile.clone(),
+        })
+    }
+
+    /// Records a decision a remote KMS made (or a refusal before asking it: no profile)
+    /// for a file operation, with its request id, profile, key ARN and endpoint, in this
+    /// service's audit log. Fails (closed) when the record cannot be written.
+    pub fn audit_remote(
+        &self,
+        d: &crate::remote::router::RemoteDecision<'_>,
+    ) -> Result<(), KmsError> {
+        let mut request = json!({ "KeyId": d.key_arn, "EncryptionContext": d.context });
+        if !d.actions.is_empty() {
+            let names: Vec<&str> = d
+                .actions
+                .iter()
+                .map(|a| match a {
+                    super::provider::DataAction::Decrypt => "Decrypt",
+                    super::provider::DataAction::Encrypt => "Encrypt",
+                })
+                .collect();
+            request["kmsfsOpenFor"] = json!(names);
+        }
+        let remote = json!({
+            "Endpoint": d.endpoint,
+            "Profile": d.profile,
+            "RequestId": d.request_id,
+            "Cached": d.cached,
+        });
+        let ev = Event {
+            event_name: d.operation.to_string(),
+            identity: d.identity.clone(),
+            request_parameters: request,
+            response_elements: json!({ "kmsfsRemoteKms": remote }),
+            error_code: d.error.map(|e| e.kind.aws_name().to_string()),
+            error_message: d.error.map(|e| e.message.clone()),
+            resources: vec![d.key_arn.to_string()],
+            read_only: super::operations::is_read_only(d.operation),
+            decision: None,
+            via_service: Some(super::managed::VIA_SERVICE.to_string()),
+            fs: Some(json!(d.context)),
+            remote: None,
+        };
+        self.audit.append(&ev, self.clock.now()).map_err(|ae| {
+            internal(format!(
+                "the audit log could not record a remote KMS decision: {ae}"
+            ))
+        })?;
+        Ok(())
+    }
+
     /// Audits a background action of the service itself (rotation, deletion).
     pub(crate) fn audit_service_event(&self, name: &str, key_arn: &str, now: i64, detail: Value) {
         let ev = Event {

@@ -60,6 +60,24 @@ impl Service {
         }
     }
 
+    /// Whether this store holds the key `key_ref` names (key id, key ARN, alias name or
+    /// alias ARN of this store's account and region), whatever its state: a key it
+    /// holds is never sent to a remote KMS, even once disabled or pending deletion.
+    pub fn holds_key(&self, key_ref: &str) -> Result<bool, KmsError> {
+        let snap = self.snapshot()?;
+        if snap.state.keys.values().any(|k| k.arn == key_ref) {
+            return Ok(true);
+        }
+        let (account, region) = self.account_region()?;
+        let Ok((id, alias)) = parse_key_ref(key_ref, &account, &region) else {
+            return Ok(false);
+        };
+        Ok(match alias {
+            Some(name) => snap.state.aliases.contains_key(&name),
+            None => snap.state.keys.contains_key(&id),
+        })
+    }
+
     /// Fails with the key-state exception AWS gives `op` on this key.
     pub(crate) fn gate(&self, action: &Action, k: &KeyRecord, now: i64) -> Result<(), KmsError> {
         let rule = super::operations::gate_of(action);

@@ -13,7 +13,7 @@ use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
 use super::model::KeyRecord;
 use super::ops_asym::{algorithm_condition, is_asymmetric, oaep_for, parse_encryption_algorithm};
-use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
+use super::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey, WrappedDataKey};
 use super::request::{b64, validation, Req};
 use super::service::{err, Call, Service};
 use super::store::internal;
@@ -352,6 +352,30 @@ impl Service {
         ))
     }
 
+    fn fs_wrap(
+        &self,
+        call: &mut Call,
+        key_id: &str,
+        key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<(Value, WrappedDataKey), KmsError> {
+        self.ensure_default_if_named(call, key_id)?;
+        let snap = self.snapshot()?;
+        let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
+        let a = Authz::new(act::ENCRYPT.iam, Some(k))
+            .context(Some(context))
+            .request_alias(alias);
+        admit(self, call, &snap.state, vec![(&act::ENCRYPT, a)], None)?;
+        let wrapped = self.seal_with(k, key.expose(), Some(context))?;
+        Ok((
+            json!({ "KeyId": k.arn }),
+            WrappedDataKey {
+                wrapped,
+                key_arn: k.arn.clone(),
+            },
+        ))
+    }
+
     fn fs_open(
         &self,
         call: &mut Call,
@@ -434,6 +458,7 @@ impl DataKeys for Service {
     fn open_data_key(
         &self,
         caller: &Caller,
+        _key_arn: &str,
         wrapped: &[u8],
         context: &EncryptionContext,
         actions: &[DataAction],
@@ -453,6 +478,34 @@ impl DataKeys for Service {
         };
         self.finish(&call, act::DECRYPT.name, &req, res)?;
         out.ok_or_else(|| internal("data key missing after a successful call"))
+    }
+
+    fn wrap_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedDataKey, KmsError> {
+        let mut req = fs_request(Some(key_id), context, &[]);
+        if let Value::Object(o) = &mut req {
+            // Encrypt takes a plaintext, not a key spec.
+            o.remove("KeySpec");
+        }
+        let mut call = match self.begin(caller, Some(VIA_SERVICE)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.audit_unidentified(caller, act::ENCRYPT.name, &e);
+                return Err(e);
+            }
+        };
+        call.fs = Some(json!(context));
+        let (res, out) = match self.fs_wrap(&mut call, key_id, key, context) {
+            Ok((v, w)) => (Ok(v), Some(w)),
+            Err(e) => (Err(e), None),
+        };
+        self.finish(&call, act::ENCRYPT.name, &req, res)?;
+        out.ok_or_else(|| internal("wrapped key missing after a successful call"))
     }
 
     fn volume_secret(&self, volume_id: &str) -> Result<SealingKey, KmsError> {

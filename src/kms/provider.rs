@@ -48,6 +48,14 @@ pub struct NewDataKey {
     pub key_arn: String,
 }
 
+/// An existing data key wrapped anew under a key (by [`DataKeys::wrap_data_key`]): the
+/// KMS ciphertext blob for the file's envelope and the ARN of the key that wrapped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedDataKey {
+    pub wrapped: Vec<u8>,
+    pub key_arn: String,
+}
+
 /// The store's record of one directory's key rule: which rule (if any) and its version,
 /// the number of times it was set or cleared through kmsfs. A directory the store has
 /// no record of is version 0 with no rule.
@@ -87,13 +95,29 @@ pub trait DataKeys: Send + Sync {
 
     /// Authorizes every action in `actions` on the CMK named inside `wrapped` (never one
     /// chosen by path), then unwraps the data key. Fails with the first denial.
+    /// `key_arn` is the ARN the file's header names (never a path): a key router uses it
+    /// to send a file whose key lives in a remote KMS there; the local service opens by
+    /// the key inside `wrapped` and ignores it.
     fn open_data_key(
         &self,
         caller: &Caller,
+        key_arn: &str,
         wrapped: &[u8],
         context: &EncryptionContext,
         actions: &[DataAction],
     ) -> Result<DataKey, KmsError>;
+
+    /// Authorizes `kms:Encrypt` on `key_id` (key id, ARN, alias name or alias ARN) with
+    /// `context`, then wraps the existing data `key` under it: what `kmsfs rewrap` writes
+    /// into a file's envelope (ReEncrypt semantics together with the Decrypt of
+    /// [`Self::open_data_key`]). The file's content is untouched.
+    fn wrap_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedDataKey, KmsError>;
 
     /// The volume's name-encryption secret, sealed in the store under the root key and
     /// created on first use. Not a per-caller decision: names are listed without a KMS

@@ -11,6 +11,8 @@
 //! - The router (which key is local, which uid uses which profile, the per-(uid, file)
 //!   cache, audit records) is built on this trait and never sees the SDK.
 
+pub mod router;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

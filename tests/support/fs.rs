@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use kmsfs::crypto::{hkdf_sealing_key, DataKey, Sealer, SealingKey};
 use kmsfs::fs::{MountSession, MountSpec};
-use kmsfs::kms::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey};
+use kmsfs::kms::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey, WrappedDataKey};
 use kmsfs::kms::{ErrorKind, KmsError};
 use kmsfs::policy::EncryptionContext;
 
@@ -254,6 +254,7 @@ impl DataKeys for TestKeys {
     fn open_data_key(
         &self,
         caller: &Caller,
+        _key_arn: &str,
         wrapped: &[u8],
         context: &EncryptionContext,
         actions: &[DataAction],
@@ -278,6 +279,28 @@ impl DataKeys for TestKeys {
             .open(&Self::aad(arn, context), &wrapped[2 + len..])
             .map_err(|_| bad())?;
         DataKey::from_slice(&plain).ok_or_else(bad)
+    }
+
+    fn wrap_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedDataKey, KmsError> {
+        let arn = self.resolve(key_id);
+        self.decide(caller, &arn, Op::Encrypt, context)?;
+        let sealed = self
+            .wrapping
+            .seal(&Self::aad(&arn, context), key.expose())
+            .unwrap();
+        let mut wrapped = (arn.len() as u16).to_be_bytes().to_vec();
+        wrapped.extend_from_slice(arn.as_bytes());
+        wrapped.extend_from_slice(&sealed);
+        Ok(WrappedDataKey {
+            wrapped,
+            key_arn: arn,
+        })
     }
 
     fn dir_rule(&self, volume_id: &str, dir_id: &[u8; 16]) -> Result<Option<DirRule>, KmsError> {
