@@ -532,7 +532,16 @@ fn whoami_shows_each_principals_profile_and_the_remote_answers() {
     // A volume whose default key is the remote one, with one file under it (its header
     // written as the filesystem writes it, the data key from the central KMS as alice).
     let backing = client.join("vol");
-    let volume = VolumeConfig::create(&backing, &arn).unwrap();
+    ok(&kmsfs(&[
+        "init",
+        backing.to_str().unwrap(),
+        "--key",
+        &arn,
+        "--kms-endpoint",
+        &s.endpoint,
+    ]));
+    let volume = VolumeConfig::load(&backing).unwrap();
+    assert_eq!(volume.kms_endpoint.as_deref(), Some(s.endpoint.as_str()));
     let remote = SdkRemote::new(RemoteSettings::default()).unwrap();
     let file_id = FileHeader::generate_file_id().unwrap();
     let dk = remote
@@ -545,13 +554,8 @@ fn whoami_shows_each_principals_profile_and_the_remote_answers() {
     let header = FileHeader::new(file_id, arn.clone(), dk.wrapped, &dk.key).unwrap();
     std::fs::write(backing.join("sample"), header.encode()).unwrap();
 
-    let out = ok(&kmsfs(&[
-        "whoami",
-        "--volume",
-        backing.to_str().unwrap(),
-        "--kms-endpoint",
-        &s.endpoint,
-    ]));
+    // The endpoint is the volume's own.
+    let out = ok(&kmsfs(&["whoami", "--volume", backing.to_str().unwrap()]));
     let v: Value = serde_json::from_str(&out).unwrap();
     let key = &v["Keys"][0];
     assert_eq!(key["KeyId"], arn.as_str(), "{v:#}");
