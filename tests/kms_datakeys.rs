@@ -517,3 +517,43 @@ fn editing_an_identity_policy_file_takes_effect_without_restart() {
         ErrorKind::AccessDenied,
     );
 }
+
+#[test]
+fn wrap_data_key_needs_encrypt_and_wraps_the_same_key_anew() {
+    let e = env();
+    let id = e.split_key();
+    let nk = e.svc.generate_data_key(&ALICE, &id, &ctx("f1")).unwrap();
+    let w = e
+        .svc
+        .wrap_data_key(&ALICE, &id, &nk.key, &ctx("f1"))
+        .unwrap();
+    assert_eq!(w.key_arn, nk.key_arn);
+    assert_ne!(w.wrapped, nk.wrapped, "a fresh blob");
+    let back = e
+        .svc
+        .open_data_key(
+            &ALICE,
+            &w.key_arn,
+            &w.wrapped,
+            &ctx("f1"),
+            &[DataAction::Decrypt],
+        )
+        .unwrap();
+    assert_eq!(back.expose(), nk.key.expose());
+    // The key administrator may not Encrypt under it.
+    let err = e
+        .svc
+        .wrap_data_key(&BOB, &id, &nk.key, &ctx("f1"))
+        .unwrap_err();
+    assert_kind(&err, ErrorKind::AccessDenied);
+    let last = audit_records(&e).pop().unwrap();
+    assert_eq!(last["eventName"], "Encrypt");
+    assert_eq!(last["errorCode"], "AccessDeniedException");
+    // Which references the store holds (the key router's locality rule).
+    assert!(e.svc.holds_key(&nk.key_arn).unwrap());
+    assert!(e.svc.holds_key(&id).unwrap());
+    assert!(!e
+        .svc
+        .holds_key("arn:aws:kms:eu-west-1:444455556666:key/0987dcba-09fe-87dc-65ba-ab0987654321")
+        .unwrap());
+}

@@ -201,7 +201,7 @@ fn the_user_reads_and_writes_the_administrator_and_an_unmapped_uid_get_eacces() 
     let mut central = WireServer::start("rm-users");
     let arn = create_central_key(&central);
     let c = Client::new("users", &central, &arn);
-    c.mount("kms_cache_ttl=0,kms_timeout=5");
+    c.mount("kms_cache_ttl=0,kms_timeout=2");
     let f = c.path("f");
 
     let out = sh_bounded(USER, &format!("echo hello > {f} && cat {f}"));
@@ -245,6 +245,21 @@ fn the_user_reads_and_writes_the_administrator_and_an_unmapped_uid_get_eacces() 
     assert_failed_with(&sh_bounded(USER, &format!("cat {f}")), libc::EKEYREVOKED);
     ok(&central.kmsfs(&["kms", "enable-key", "--key-id", &arn]));
     assert_eq!(ok(&sh_bounded(USER, &format!("cat {f}"))), "hello");
+
+    // The central frozen (it accepts connections, never answers): EIO once the
+    // timeout passes, not a hung process (the watchdog in sh_bounded).
+    // SAFETY: kill(2) on the central server process this test started.
+    assert_eq!(
+        unsafe { libc::kill(central.pid() as i32, libc::SIGSTOP) },
+        0
+    );
+    let frozen = sh_bounded(USER, &format!("cat {f}"));
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(central.pid() as i32, libc::SIGCONT) },
+        0
+    );
+    assert_failed_with(&frozen, libc::EIO);
 
     // The central stopped: EIO within the timeout, and no hung process; it recovers by
     // itself once the central is back on the same port.
@@ -320,8 +335,55 @@ fn one_volume_mixes_a_local_default_key_and_a_remote_key_rule() {
         .map(|v| v["eventName"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(asked, ["GenerateDataKey", "Decrypt"], "{asked:?}");
+    // fsck asks as its caller: root has no aws_profile, so the remote file is listed
+    // unchecked (not damaged) and the local one checked.
+    let out = c.kmsfs(&["fsck", &c.backing.display().to_string(), "--output", "json"]);
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["Damaged"], 0, "{report}");
+    assert_eq!(report["ContentNotChecked"], 1, "{report}");
+    assert!(
+        report.to_string().contains("AccessDeniedException"),
+        "{report}"
+    );
     // Without the central the local file still opens; the remote one is EIO.
     central.stop();
     assert_eq!(ok(&sh_bounded(USER, &format!("cat {local}"))), "L");
     assert_failed_with(&sh_bounded(USER, &format!("cat {remote}")), libc::EIO);
+}
+
+/// Figures, not a check (`cargo test --test remote_mount -- --ignored --nocapture`):
+/// open+read+close latency of a remote-key file as the key user, without and with the
+/// cache, against a central on loopback; and of a local-key file for comparison.
+#[test]
+#[ignore]
+fn open_latency_figures() {
+    let central = WireServer::start("rm-figures");
+    let arn = create_central_key(&central);
+    for (key, ttl) in [
+        (arn.as_str(), 0),
+        (arn.as_str(), 3600),
+        ("alias/kmsfs/default", 0),
+    ] {
+        let c = Client::new(&format!("figures-{ttl}-{}", key.len()), &central, key);
+        c.mount(&format!("kms_cache_ttl={ttl},kms_timeout=10"));
+        let f = c.mnt.join("f");
+        ok(&sh_bounded(USER, &format!("echo x > {}", q(&f))));
+        let python = support::wire::venv().join("bin/python");
+        let script = format!(
+            "import os, time\n\
+             t = []\n\
+             for _ in range(300):\n\
+             \x20   s = time.perf_counter()\n\
+             \x20   fd = os.open({:?}, os.O_RDONLY); os.read(fd, 16); os.close(fd)\n\
+             \x20   t.append(time.perf_counter() - s)\n\
+             t.sort()\n\
+             print('p50 %.2f ms, p99 %.2f ms' % (t[150] * 1e3, t[296] * 1e3))\n",
+            f.display().to_string()
+        );
+        let out = support::as_user(USER, USER, python)
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        println!("{key}, kms_cache_ttl={ttl}: {}", ok(&out));
+    }
 }

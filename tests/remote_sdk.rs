@@ -532,7 +532,16 @@ fn whoami_shows_each_principals_profile_and_the_remote_answers() {
     // A volume whose default key is the remote one, with one file under it (its header
     // written as the filesystem writes it, the data key from the central KMS as alice).
     let backing = client.join("vol");
-    let volume = VolumeConfig::create(&backing, &arn).unwrap();
+    ok(&kmsfs(&[
+        "init",
+        backing.to_str().unwrap(),
+        "--key",
+        &arn,
+        "--kms-endpoint",
+        &s.endpoint,
+    ]));
+    let volume = VolumeConfig::load(&backing).unwrap();
+    assert_eq!(volume.kms_endpoint.as_deref(), Some(s.endpoint.as_str()));
     let remote = SdkRemote::new(RemoteSettings::default()).unwrap();
     let file_id = FileHeader::generate_file_id().unwrap();
     let dk = remote
@@ -545,13 +554,8 @@ fn whoami_shows_each_principals_profile_and_the_remote_answers() {
     let header = FileHeader::new(file_id, arn.clone(), dk.wrapped, &dk.key).unwrap();
     std::fs::write(backing.join("sample"), header.encode()).unwrap();
 
-    let out = ok(&kmsfs(&[
-        "whoami",
-        "--volume",
-        backing.to_str().unwrap(),
-        "--kms-endpoint",
-        &s.endpoint,
-    ]));
+    // The endpoint is the volume's own.
+    let out = ok(&kmsfs(&["whoami", "--volume", backing.to_str().unwrap()]));
     let v: Value = serde_json::from_str(&out).unwrap();
     let key = &v["Keys"][0];
     assert_eq!(key["KeyId"], arn.as_str(), "{v:#}");
@@ -606,4 +610,98 @@ fn whoami_shows_each_principals_profile_and_the_remote_answers() {
     assert!(alice_line.contains("DescribeKey=Enabled"), "{out}");
     assert!(alice_line.contains("no file to test"), "{out}");
     assert!(out.contains("profile=none"), "{out}");
+}
+
+/// A central kmsfs on `https://` with a certificate of a private CA: trusted through
+/// `RemoteSettings::ca_bundle`, refused (a failure, not a silent downgrade) without it.
+#[test]
+fn an_https_central_with_a_private_ca_is_trusted_through_the_ca_bundle() {
+    use std::io::BufRead;
+    let mut s = WireServer::start("remote-sdk-tls");
+    let files = profiles(&s);
+    let arn = create_key(&s);
+    // A private CA, and a server certificate for 127.0.0.1 signed by it.
+    let (ca, cert, key) = (
+        s.dir.join("ca.pem"),
+        s.dir.join("tls-cert.pem"),
+        s.dir.join("tls-key.pem"),
+    );
+    std::fs::write(
+        s.dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let script = "set -e\n\
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+          -subj '/CN=kmsfs test CA' -keyout ca-key.pem -out ca.pem\n\
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+          -subj '/CN=127.0.0.1' -keyout tls-key.pem -out tls.csr\n\
+        openssl x509 -req -in tls.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+          -days 1 -extfile leaf.ext -out tls-cert.pem\n";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&s.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {out:?}");
+
+    // The same store, now served over TLS only.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    while s.is_serving() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut child = std::process::Command::new(support::wire::KMSFS)
+        .args(s.globals())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let guard = support::cli::KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let endpoint = loop {
+        let line = lines
+            .next()
+            .expect("kmsfs serve exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("listening on https://") {
+            let url = &line[at + "listening on ".len()..];
+            break url.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining its stderr so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let t = target(&arn, &endpoint);
+    let alice = profile("alice", &files);
+    let trusted = SdkRemote::new(RemoteSettings {
+        ca_bundle: Some(ca),
+        ..RemoteSettings::default()
+    })
+    .unwrap();
+    let dk = trusted
+        .generate_data_key(&alice, &t, &context("tls"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (back, _) = trusted
+        .decrypt(&alice, &t, &dk.wrapped, &context("tls"))
+        .unwrap();
+    assert_eq!(back.expose(), dk.key.expose());
+
+    let untrusted = SdkRemote::new(RemoteSettings {
+        timeout: Duration::from_secs(5),
+        ..RemoteSettings::default()
+    })
+    .unwrap();
+    let e = within_watchdog(move || untrusted.describe_key(&alice, &t).unwrap_err());
+    assert_eq!(e.error.kind, ErrorKind::KmsInternal, "{e:?}");
+    assert!(e.receipt.request_id.is_none(), "{e:?}");
+    drop(guard);
 }

@@ -29,8 +29,8 @@ pub struct WhoamiArgs {
     /// Also show what you may do with this key (repeatable).
     #[arg(long)]
     pub key_id: Vec<String>,
-    /// The remote KMS endpoint for remote keys (default: AWS's regional endpoint of the
-    /// key's region).
+    /// The remote KMS endpoint for remote keys (default: the volume's `kms_endpoint`,
+    /// else AWS's regional endpoint of the key's region).
     #[arg(long, value_name = "URL")]
     pub kms_endpoint: Option<String>,
     /// The longest each remote call may take, in seconds.
@@ -89,9 +89,15 @@ pub fn run(args: &WhoamiArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> anyhow
             let sample = volume
                 .as_ref()
                 .and_then(|(dir, config)| whoami_remote::find_sample(dir, config, key));
+            // The flag, else the volume's own endpoint (as a mount without -o would).
+            let endpoint = args.kms_endpoint.clone().or_else(|| {
+                volume
+                    .as_ref()
+                    .and_then(|(_, config)| config.kms_endpoint.clone())
+            });
             let query = whoami_remote::RemoteQuery {
                 key_arn: key,
-                endpoint: args.kms_endpoint.as_deref(),
+                endpoint: endpoint.as_deref(),
                 timeout: std::time::Duration::from_secs(args.kms_timeout.max(1)),
                 sample: sample.as_ref(),
             };

@@ -17,10 +17,9 @@ use crate::remote::{Context, Profile, RemoteError, RemoteKeys, RemoteSettings, S
 /// large volume is not walked to the end for one sample.
 const MAX_VISITED: usize = 10_000;
 
-/// Whether `key` names a key by full KMS ARN (the only way a remote key is named).
-pub fn is_key_arn(key: &str) -> bool {
-    crate::remote::sdk::arn_region(key).is_some() && key.contains(":key/")
-}
+/// Whether `key` names a key by full KMS ARN (the only way a remote key is named), as
+/// the mount's key router decides it.
+pub use crate::remote::router::is_key_arn;
 
 /// A file of the volume whose envelope names `key_arn`: its wrapped key and the
 /// context it was wrapped with.

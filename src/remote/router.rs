@@ -277,6 +277,22 @@ impl KeyRouter {
         }
     }
 
+    /// The remote KMS client (for `kmsfs whoami`'s DescribeKey and dry runs).
+    pub fn remote_keys(&self) -> &Arc<dyn RemoteKeys> {
+        &self.remote
+    }
+
+    /// The endpoint remote calls go to (`None`: each key's regional AWS endpoint).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Whether `key_ref` names a remote key here: a full key ARN the local store does
+    /// not hold (the rule every operation of the router follows).
+    pub fn is_remote(&self, key_ref: &str) -> Result<bool, KmsError> {
+        Ok(self.locality(key_ref)? == Locality::Remote)
+    }
+
     /// Number of (uid, file) entries cached now (for tests and `kmsfs whoami`).
     pub fn cached_entries(&self) -> usize {
         self.cache.len()
@@ -583,21 +599,94 @@ pub fn for_volume(
 }
 
 /// The remote KMS client over the AWS SDK ([`super::SdkRemote`]), each call bounded by
-/// `timeout`. Should its runtime fail to start, a client that fails every remote call
-/// with the reason (EIO): local keys keep working.
+/// `timeout`. Started on the first remote call, so that a volume with only local keys
+/// runs no SDK runtime. Should it fail to start, every remote call fails with the
+/// reason (EIO) and local keys keep working.
 pub fn remote_client(timeout: Duration) -> Arc<dyn RemoteKeys> {
-    let settings = super::RemoteSettings {
+    Arc::new(LazySdk {
         timeout,
-        ..super::RemoteSettings::default()
-    };
-    match super::SdkRemote::new(settings) {
-        Ok(client) => Arc::new(client),
-        Err(e) => {
-            log::error!("remote keys unavailable: {}", e.error.message);
-            Arc::new(NoRemoteClient {
-                reason: e.error.message,
+        client: std::sync::OnceLock::new(),
+    })
+}
+
+struct LazySdk {
+    timeout: Duration,
+    client: std::sync::OnceLock<Box<dyn RemoteKeys>>,
+}
+
+impl LazySdk {
+    fn get(&self) -> &dyn RemoteKeys {
+        self.client
+            .get_or_init(|| {
+                let settings = super::RemoteSettings {
+                    timeout: self.timeout,
+                    ..super::RemoteSettings::default()
+                };
+                match super::SdkRemote::new(settings) {
+                    Ok(client) => Box::new(client),
+                    Err(e) => {
+                        log::error!("remote keys unavailable: {}", e.error.message);
+                        Box::new(NoRemoteClient {
+                            reason: e.error.message,
+                        })
+                    }
+                }
             })
-        }
+            .as_ref()
+    }
+}
+
+impl RemoteKeys for LazySdk {
+    fn generate_data_key(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        context: &super::Context,
+    ) -> Result<super::RemoteDataKey, RemoteError> {
+        self.get().generate_data_key(profile, target, context)
+    }
+    fn decrypt(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        wrapped: &[u8],
+        context: &super::Context,
+    ) -> Result<(DataKey, RemoteReceipt), RemoteError> {
+        self.get().decrypt(profile, target, wrapped, context)
+    }
+    fn encrypt(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        key: &DataKey,
+        context: &super::Context,
+    ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
+        self.get().encrypt(profile, target, key, context)
+    }
+    fn encrypt_allowed(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        context: &super::Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        self.get().encrypt_allowed(profile, target, context)
+    }
+    fn describe_key(
+        &self,
+        profile: &Profile,
+        target: &Target,
+    ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError> {
+        self.get().describe_key(profile, target)
+    }
+    fn decrypt_dry_run(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        wrapped: &[u8],
+        context: &super::Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        self.get()
+            .decrypt_dry_run(profile, target, wrapped, context)
     }
 }
 

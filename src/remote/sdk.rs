@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ pub struct RemoteSettings {
     pub max_attempts: u32,
     /// Worker threads of the runtime that drives the calls (they only wait on sockets).
     pub worker_threads: usize,
+    /// PEM certificates trusted besides the system's roots, for an `https://` endpoint
+    /// with a private CA (a central `kmsfs serve --listen --tls-cert`). `None`: the
+    /// `AWS_CA_BUNDLE` environment variable if set, else the system's roots only.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for RemoteSettings {
@@ -47,6 +52,7 @@ impl Default for RemoteSettings {
             timeout: super::DEFAULT_TIMEOUT,
             max_attempts: 3,
             worker_threads: 2,
+            ca_bundle: None,
         }
     }
 }
@@ -86,12 +92,13 @@ impl SdkRemote {
                     format!("cannot start the remote KMS runtime: {e}"),
                 )
             })?;
-        // rustls with ring (as the server side), the system's roots; an `http://`
-        // endpoint (a loopback central kmsfs) connects in the clear.
+        // rustls with ring (as the server side), the system's roots and the CA bundle;
+        // an `http://` endpoint (a loopback central kmsfs) connects in the clear.
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))
+            .tls_context(tls_context(&settings)?)
             .build_https();
         Ok(SdkRemote {
             settings,
@@ -197,6 +204,34 @@ impl SdkRemote {
             )),
         }
     }
+}
+
+/// The system's roots plus the settings' (or `AWS_CA_BUNDLE`'s) PEM certificates.
+fn tls_context(settings: &RemoteSettings) -> Result<tls::TlsContext, RemoteError> {
+    let bundle = settings.ca_bundle.clone().or_else(|| {
+        std::env::var_os("AWS_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let mut trust = tls::TrustStore::default();
+    if let Some(path) = &bundle {
+        let pem = std::fs::read(path).map_err(|e| {
+            errors::local(
+                ErrorKind::KmsInternal,
+                format!("cannot read the CA bundle {}: {e}", path.display()),
+            )
+        })?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| {
+            errors::local(
+                ErrorKind::KmsInternal,
+                format!("TLS settings of the remote KMS client: {e}"),
+            )
+        })
 }
 
 impl Drop for SdkRemote {
