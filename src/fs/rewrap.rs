@@ -502,6 +502,71 @@ fn is_torn(current: &[u8], old: &[u8], new: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{verify_file, EnvelopeVersion, FileOutcome};
+
+    /// The data key of the format-v1 fixture's `/hello.txt` (tests/fixtures/format-v1).
+    struct FixtureKeys;
+
+    impl RewrapKeys for FixtureKeys {
+        fn unwrap(&self, _: &FileHeader, _: &EncryptionContext) -> Result<DataKey, KmsError> {
+            Ok(DataKey::from_bytes([0x42; 32]))
+        }
+        fn wrap(
+            &self,
+            key_id: &str,
+            _: &DataKey,
+            _: &EncryptionContext,
+        ) -> Result<Wrapped, KmsError> {
+            Ok(Wrapped {
+                blob: b"a new wrapped key".to_vec(),
+                key_arn: key_id.to_string(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_envelope_version_and_blocks() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1/backing");
+        let dir = tempfile::tempdir().unwrap();
+        let mut hello = None;
+        for e in std::fs::read_dir(&fixture).unwrap() {
+            let e = e.unwrap();
+            if !e.file_type().unwrap().is_file() {
+                continue;
+            }
+            let to = dir.path().join(e.file_name());
+            std::fs::copy(e.path(), &to).unwrap();
+            let bytes = std::fs::read(&to).unwrap();
+            if bytes.len() > HEADER_LEN
+                && FileHeader::decode(&bytes[..HEADER_LEN]).is_ok_and(|h| h.file_id == [0x51; 16])
+            {
+                hello = Some(to);
+            }
+        }
+        let hello = hello.expect("the fixture's hello.txt");
+        let before = std::fs::read(&hello).unwrap();
+        let rewrap =
+            Rewrap::begin(dir.path(), "000102030405060708090a0b0c0d0e0f", &FixtureKeys).unwrap();
+        let arn = "arn:aws:kms:local:111122223333:key/00000000-0000-0000-0000-000000000001";
+        assert_eq!(
+            rewrap.file(&hello, Destination::Key(arn)).unwrap(),
+            Outcome::Rewrapped
+        );
+        let after = std::fs::read(&hello).unwrap();
+        assert_eq!(after[HEADER_LEN..], before[HEADER_LEN..]);
+        let header = FileHeader::decode(&after[..HEADER_LEN]).unwrap();
+        assert_eq!(header.version, EnvelopeVersion::V1);
+        assert_eq!(&after[..8], b"KMSFS\0v1");
+        assert_eq!((header.file_id, header.key_arn.as_str()), ([0x51; 16], arn));
+        let key = DataKey::from_bytes([0x42; 32]);
+        header.verify_commitment(&key).unwrap();
+        match verify_file(&hello, Some(&key)).outcome {
+            FileOutcome::Ok { blocks_checked, .. } => assert_eq!(blocks_checked, 3),
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join(JOURNAL_NAME).exists());
+    }
 
     #[test]
     fn only_a_mix_of_old_and_new_bytes_is_torn() {
