@@ -142,6 +142,8 @@ pub fn is_key_arn(key_ref: &str) -> bool {
 struct CacheKey {
     uid: u32,
     gid: u32,
+    /// A uid whose principal now names another profile is asked again as that one.
+    profile: Profile,
     key_arn: String,
     wrapped: Vec<u8>,
     context: Vec<(String, String)>,
@@ -167,6 +169,8 @@ struct Cache {
 struct Hit {
     key: DataKey,
     encrypt_allowed: bool,
+    /// When the remote decision behind it was asked for.
+    fetched: Instant,
 }
 
 impl Cache {
@@ -182,6 +186,7 @@ impl Cache {
                 Some(Hit {
                     key: e.key.duplicate(),
                     encrypt_allowed: e.encrypt_allowed,
+                    fetched: e.fetched,
                 })
             }
             Some(_) => {
@@ -403,6 +408,7 @@ impl KeyRouter {
         let cache_key = CacheKey {
             uid: caller.uid,
             gid: caller.gid,
+            profile: profile.clone(),
             key_arn: key_arn.to_string(),
             wrapped: wrapped.to_vec(),
             context: context
@@ -429,11 +435,16 @@ impl KeyRouter {
                 return Ok(hit.key.duplicate());
             }
         }
-        let started = Instant::now();
+        let mut fetched = Instant::now();
         // Any open needs the data key, so Decrypt is asked even for a write-only open;
         // a write also needs Encrypt, as for local keys.
         let key = match hit {
-            Some(h) => h.key,
+            // The cached Decrypt answer keeps its age: asking Encrypt now does not
+            // extend it past the TTL.
+            Some(h) => {
+                fetched = h.fetched;
+                h.key
+            }
             None => {
                 let answer = self.remote.decrypt(&profile, &target, wrapped, context);
                 self.audited(
@@ -450,7 +461,7 @@ impl KeyRouter {
                 "Encrypt", &identity, &profile, key_arn, context, actions, answer,
             )?;
         }
-        self.cache.store(cache_key, &key, wants_encrypt, started);
+        self.cache.store(cache_key, &key, wants_encrypt, fetched);
         Ok(key)
     }
 }

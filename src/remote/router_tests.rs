@@ -39,7 +39,7 @@ struct Audited {
 #[derive(Default)]
 struct FakeLocal {
     held: HashSet<String>,
-    profiles: HashMap<u32, Profile>,
+    profiles: Mutex<HashMap<u32, Profile>>,
     audit: Mutex<Vec<Audited>>,
     opens: AtomicUsize,
 }
@@ -119,7 +119,7 @@ impl LocalKeys for FakeLocal {
                 uid: caller.uid,
                 ..Identity::default()
             },
-            profile: self.profiles.get(&caller.uid).cloned(),
+            profile: self.profiles.lock().unwrap().get(&caller.uid).cloned(),
         })
     }
     fn audit_remote(&self, d: &RemoteDecision<'_>) -> Result<(), KmsError> {
@@ -238,11 +238,11 @@ fn profile(name: &str) -> Profile {
 fn setup(ttl: u64) -> (Arc<FakeLocal>, Arc<FakeRemote>, KeyRouter) {
     let local = Arc::new(FakeLocal {
         held: HashSet::from([LOCAL_ARN.to_string()]),
-        profiles: HashMap::from([
+        profiles: Mutex::new(HashMap::from([
             (1001, profile("user")),
             (1002, profile("reader")),
             (1003, profile("admin")),
-        ]),
+        ])),
         ..FakeLocal::default()
     });
     let remote = Arc::new(FakeRemote {
@@ -506,4 +506,25 @@ fn remote_wrap_asks_encrypt_as_the_caller() {
         .wrap_data_key(&caller(1004), LOCAL_ARN, &key, &ctx("f"))
         .unwrap();
     assert_eq!(w.wrapped, b"local");
+}
+
+#[test]
+fn a_uid_whose_profile_changes_is_not_served_the_old_profiles_answer() {
+    let (local, remote, router) = setup(600);
+    open(&router, 1001, "f", &[DataAction::Decrypt]).unwrap();
+    local
+        .profiles
+        .lock()
+        .unwrap()
+        .insert(1001, profile("admin"));
+    let e = open(&router, 1001, "f", &[DataAction::Decrypt]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    local.profiles.lock().unwrap().remove(&1001);
+    let e = open(&router, 1001, "f", &[DataAction::Decrypt]).unwrap_err();
+    assert_eq!(
+        e.kind,
+        ErrorKind::AccessDenied,
+        "no profile: refused at once"
+    );
+    assert_eq!(remote.calls.load(Ordering::SeqCst), 2);
 }
