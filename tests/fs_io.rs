@@ -832,5 +832,8 @@ fn the_mount_reads_ahead_one_whole_request_and_large_cold_reads_match() {
         }
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(got == data, "cold sequential read differs from what was written");
+    assert!(
+        got == data,
+        "cold sequential read differs from what was written"
+    );
 }

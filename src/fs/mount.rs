@@ -553,10 +553,7 @@ fn widen_readahead(mountpoint: &Path) {
     }
     match std::fs::write(&knob, format!("{READ_AHEAD_KB}\n")) {
         Ok(()) => log::debug!("{}: read-ahead {READ_AHEAD_KB} KiB", knob.display()),
-        Err(e) => log::debug!(
-            "{}: read-ahead left at the default ({e})",
-            knob.display()
-        ),
+        Err(e) => log::debug!("{}: read-ahead left at the default ({e})", knob.display()),
     }
 }
 
