@@ -14,7 +14,7 @@ const KEY_ARN: &str = "arn:aws:kms:eu-west-3:111122223333:key/1234abcd-12ab-34cd
 
 fn event(n: usize, denied: bool) -> Event {
     Event {
-        event_name: if n % 2 == 0 {
+        event_name: if n.is_multiple_of(2) {
             "Decrypt".into()
         } else {
             "GenerateDataKey".into()

@@ -513,7 +513,7 @@ fn truncated_files_error_or_read_short_consistently_with_plaintext_size() {
                 // Only a cut at a block boundary can read; it yields a prefix.
                 assert_eq!(got.len() as u64, plaintext_size(cut as u64).unwrap());
                 assert_eq!(&plain[..got.len()], &got[..], "cut at {cut}");
-                assert!(cut == HEADER_LEN || (cut - HEADER_LEN) % SEALED_BLOCK_SIZE == 0);
+                assert!(cut == HEADER_LEN || (cut - HEADER_LEN).is_multiple_of(SEALED_BLOCK_SIZE));
             }
             Err(e) => assert!(e.is_integrity_failure(), "cut at {cut}: {e}"),
         }

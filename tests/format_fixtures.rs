@@ -43,7 +43,7 @@ fn long_name() -> String {
 
 fn files() -> Vec<FixtureFile> {
     let mut hello: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
-    hello.extend(std::iter::repeat(0).take(BLOCK_SIZE)); // block 1: a hole
+    hello.extend(std::iter::repeat_n(0, BLOCK_SIZE)); // block 1: a hole
     hello.extend_from_slice(&[b'z'; 100]); // block 2: partial
     vec![
         FixtureFile {

@@ -56,7 +56,7 @@ fn kill_9_during_a_burst_of_policy_and_grant_writes_leaves_a_whole_store() {
                         "PutKeyPolicy",
                         json!({ "KeyId": id, "Policy": policy }),
                     );
-                    if i % 7 == 0 {
+                    if i.is_multiple_of(7) {
                         let _ = svc.call(&ADMIN, "RotateKeyOnDemand", json!({ "KeyId": id }));
                     }
                     i += 1;

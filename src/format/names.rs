@@ -218,7 +218,9 @@ impl NameCipher {
                 .map_err(|_| FormatError::NotEncryptedName {
                     reason: "not canonical base64url",
                 })?;
-        if sealed.len() < SIV_TAG_LEN + NAME_PAD || (sealed.len() - SIV_TAG_LEN) % NAME_PAD != 0 {
+        if sealed.len() < SIV_TAG_LEN + NAME_PAD
+            || !(sealed.len() - SIV_TAG_LEN).is_multiple_of(NAME_PAD)
+        {
             return Err(FormatError::NotEncryptedName {
                 reason: "ciphertext length is not a padded name",
             });

@@ -363,7 +363,7 @@ pub fn write(
         // The common streaming case: the write starts on a block boundary and ends on
         // one or at the (new) end of file, so every block it touches is wholly replaced
         // by `data`: seal straight from `data`, no staging copy, no edge reads.
-        if offset % B == 0 && (end % B == 0 || end == new_size) {
+        if offset.is_multiple_of(B) && (end.is_multiple_of(B) || end == new_size) {
             seal_and_write(file, cipher, first, data, s)?;
             return Ok(new_size);
         }
@@ -431,7 +431,7 @@ pub fn truncate(file: &File, cipher: &ContentCipher, new_size: u64) -> Result<()
         write(file, cipher, new_size - 1, &[0])?;
         return Ok(());
     }
-    if new_size < old && new_size % B != 0 {
+    if new_size < old && !new_size.is_multiple_of(B) {
         let k = new_size / B;
         with_scratch(|s| {
             load_block(

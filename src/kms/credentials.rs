@@ -423,7 +423,7 @@ impl Service {
             .state
             .access_keys
             .iter()
-            .filter(|(_, k)| filter.as_ref().map_or(true, |a| *a == k.principal_arn))
+            .filter(|(_, k)| filter.as_ref().is_none_or(|a| *a == k.principal_arn))
             .map(|(id, k)| metadata(id, k))
             .collect();
         Ok(json!({ "AccessKeyMetadata": keys, "IsTruncated": false }))

@@ -165,7 +165,7 @@ impl Service {
             .state
             .aliases
             .values()
-            .filter(|a| filter.as_deref().map_or(true, |f| a.target_key_id == f))
+            .filter(|a| filter.as_deref().is_none_or(|f| a.target_key_id == f))
             .filter(|a| {
                 snap.state
                     .keys

@@ -362,8 +362,8 @@ impl Service {
         let grants: Vec<Value> = k
             .grants
             .iter()
-            .filter(|g| grant_id.map_or(true, |id| g.grant_id == id))
-            .filter(|g| grantee.map_or(true, |p| g.grantee_principal == p))
+            .filter(|g| grant_id.is_none_or(|id| g.grant_id == id))
+            .filter(|g| grantee.is_none_or(|p| g.grantee_principal == p))
             .map(grant_json)
             .collect();
         let (grants, marker) = paginate(grants, page);
