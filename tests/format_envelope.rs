@@ -712,3 +712,38 @@ fn batched_sealing_and_appending_opens_match_the_per_block_format() {
 }
 
 const NONCE_LEN_FOR_TEST: usize = 12;
+
+#[test]
+fn opening_in_place_gives_the_same_plaintext_and_refuses_every_flipped_byte() {
+    for version in [EnvelopeVersion::V1, EnvelopeVersion::V2] {
+        let key = DataKey::from_bytes([13; 32]);
+        let id = FileHeader::generate_file_id().unwrap();
+        let header = FileHeader::with_version(version, id, ARN.into(), vec![1, 2], &key).unwrap();
+        let cipher = ContentCipher::new(&key, &header).unwrap();
+        for plain in [pattern(4096, 3), pattern(1, 4), pattern(777, 5)] {
+            let mut sealed = Vec::new();
+            cipher.seal_block(9, &plain, &mut sealed).unwrap();
+            let mut buf = sealed.clone();
+            let range = cipher.open_block_in_place(9, &mut buf).unwrap();
+            assert_eq!(&buf[range], &plain[..], "{version:?}");
+            for i in (0..sealed.len()).step_by(7) {
+                let mut bad = sealed.clone();
+                bad[i] ^= 0x10;
+                assert!(
+                    matches!(
+                        cipher.open_block_in_place(9, &mut bad),
+                        Err(FormatError::Authentication { block: 9 })
+                    ),
+                    "{version:?} byte {i}"
+                );
+            }
+            // At another index: the same bytes do not open.
+            let mut moved = sealed.clone();
+            assert!(cipher.open_block_in_place(10, &mut moved).is_err());
+        }
+        // A hole is its own (zero) plaintext.
+        let mut hole = vec![0u8; version.sealed_len(100)];
+        let range = cipher.open_block_in_place(0, &mut hole).unwrap();
+        assert_eq!(&hole[range], &[0u8; 100][..]);
+    }
+}

@@ -796,3 +796,44 @@ fn inode_numbers_stay_the_same_after_the_kernel_forgets_them() {
     m.assert_live();
     assert_eq!(inode_numbers(&m.mnt), before);
 }
+
+#[test]
+fn the_mount_reads_ahead_one_whole_request_and_large_cold_reads_match() {
+    let m = Mounted::new(&[]);
+    m.assert_live();
+    // The kernel's window for this mount (its backing device info), raised by the mount
+    // from the 128 KiB default so that sequential reads arrive as 1 MiB requests.
+    let dev = fs::metadata(&m.mnt).unwrap().dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let kb: u64 = fs::read_to_string(&knob).unwrap().trim().parse().unwrap();
+    assert_eq!(kb, kmsfs::fs::mount::READ_AHEAD_KB, "{knob}");
+
+    // A file read through that window after its pages were dropped: every 1 MiB
+    // request is opened across cores and must give back exactly what was written.
+    let p = m.path("big");
+    let data = Rng(0x5eed_0ead).bytes(6 * (1 << 20) + 12345);
+    fs::write(&p, &data).unwrap();
+    let f = File::open(&p).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; fadvise only drops this file's cached pages.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut r = &f;
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got == data,
+        "cold sequential read differs from what was written"
+    );
+}

@@ -227,6 +227,27 @@ impl Sealer {
         Ok(())
     }
 
+    /// Opens `sealed` (`nonce || ciphertext || tag`) where it lies, without a copy: on
+    /// success the plaintext is `sealed[NONCE_LEN..sealed.len() - TAG_LEN]`. On failure
+    /// that range holds no plaintext to rely on, and the caller must not return it.
+    pub fn open_in_place(&self, aad: &[u8], sealed: &mut [u8]) -> Result<(), CryptoError> {
+        use aes_gcm::aead::AeadInPlace;
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(CryptoError::Truncated);
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let at = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at_mut(at);
+        self.0
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                aad,
+                ct,
+                aes_gcm::Tag::from_slice(tag),
+            )
+            .map_err(|_| CryptoError::Authentication)
+    }
+
     /// Opens what [`Sealer::seal`] produced; fails unless key, aad and every byte match.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.len() < SEAL_OVERHEAD {

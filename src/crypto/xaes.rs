@@ -146,6 +146,29 @@ impl XSealer {
         Ok(())
     }
 
+    /// Opens `sealed` (`nonce (24) || ciphertext || tag`) where it lies, without a
+    /// copy: on success the plaintext is `sealed[XNONCE_LEN..sealed.len() - TAG_LEN]`.
+    /// On failure that range holds no plaintext to rely on, and the caller must not
+    /// return it.
+    pub fn open_in_place(&self, aad: &[u8], sealed: &mut [u8]) -> Result<(), CryptoError> {
+        use aes_gcm::aead::AeadInPlace;
+        if sealed.len() < XSEAL_OVERHEAD {
+            return Err(CryptoError::Truncated);
+        }
+        let (nonce, rest) = sealed.split_at_mut(XNONCE_LEN);
+        let (kdf_nonce, gcm_nonce) = nonce.split_at(XNONCE_KDF_LEN);
+        let at = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at_mut(at);
+        self.subkey(kdf_nonce)
+            .decrypt_in_place_detached(
+                Nonce::from_slice(gcm_nonce),
+                aad,
+                ct,
+                aes_gcm::Tag::from_slice(tag),
+            )
+            .map_err(|_| CryptoError::Authentication)
+    }
+
     /// Opens into a caller buffer (cleared first).
     pub fn open_into(
         &self,

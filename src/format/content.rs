@@ -5,7 +5,7 @@
 //! Never does I/O: the filesystem reads and writes the bytes, this module seals and
 //! opens them.
 
-use crate::crypto::{hkdf_sealing_key, CryptoError, DataKey, Sealer, XSealer};
+use crate::crypto::{hkdf_sealing_key, CryptoError, DataKey, Sealer, XSealer, TAG_LEN};
 
 use super::header::{FileHeader, FileId};
 // The version is a header field and lives there; re-exported so the path
@@ -238,6 +238,30 @@ impl ContentCipher {
             BlockSealer::V2(s) => s.open_append(&aad, sealed, out),
         }
         .map_err(|_| FormatError::Authentication { block: index })
+    }
+
+    /// Opens sealed block `index` where it lies in `sealed` (the read path's buffer),
+    /// returning the range of `sealed` that then holds its plaintext (after the nonce,
+    /// before the tag). A hole (all zeros) is already its zero plaintext. On
+    /// [`FormatError::Authentication`] the caller must discard the buffer.
+    pub fn open_block_in_place(
+        &self,
+        index: u64,
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, FormatError> {
+        self.check_sealed_len(index, sealed)?;
+        let nonce_len = self.version.block_overhead() - TAG_LEN;
+        let plain = nonce_len..sealed.len() - TAG_LEN;
+        if sealed.iter().all(|&b| b == 0) {
+            return Ok(plain);
+        }
+        let aad = self.aad(index);
+        match &self.sealer {
+            BlockSealer::V1(s) => s.open_in_place(&aad, sealed),
+            BlockSealer::V2(s) => s.open_in_place(&aad, sealed),
+        }
+        .map_err(|_| FormatError::Authentication { block: index })?;
+        Ok(plain)
     }
 
     /// Opens sealed block `index` into `out` (cleared first). An all-zero region is a

@@ -146,51 +146,90 @@ fn seal_and_write(
 }
 
 /// Opens blocks `first..=last`, whose sealed bytes are `sealed` (back to back, as in
-/// the file), appending their plaintext to `plain` (cleared first). Split across cores
-/// like [`seal_and_write`]; any block failing authentication fails the whole range.
-fn open_range(
+/// the file), in place: each block is decrypted where it lies, then the plaintexts are
+/// moved together to the front. Returns the plaintext length (`sealed[..len]`). No
+/// second buffer: a read holds one request's bytes, not two (peak RSS). Split across
+/// cores like [`seal_and_write`], each thread on its own run of whole blocks; any block
+/// failing authentication fails the whole range.
+fn open_range_in_place(
     cipher: &ContentCipher,
     first: u64,
     last: u64,
-    sealed: &[u8],
-    plain: &mut Vec<u8>,
-    parts: &mut Vec<Vec<u8>>,
-) -> Result<(), FsError> {
+    sealed: &mut [u8],
+) -> Result<usize, FsError> {
     let layout = cipher.version();
-    let start = layout.block_offset(first);
-    let open_blocks = |from: u64, to: u64, out: &mut Vec<u8>| -> Result<(), FsError> {
-        out.clear();
-        for index in from..to {
-            let at = usize_of(layout.block_offset(index) - start)?;
-            let end = (at + layout.sealed_block_size()).min(sealed.len());
-            let block = sealed
-                .get(at..end)
-                .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
-            // Decrypted straight into the output buffer: one copy per block.
-            cipher.open_block_append(index, block, out)?;
+    let step = layout.sealed_block_size();
+    let open_run = |from: u64, run: &mut [u8]| -> Result<(), FsError> {
+        for (n, block) in run.chunks_mut(step).enumerate() {
+            cipher.open_block_in_place(from + n as u64, block)?;
         }
         Ok(())
     };
     let blocks = usize_of(last - first + 1)?;
+    if sealed.len() > blocks * step || sealed.len() + step <= blocks * step {
+        return Err(FsError::refused(libc::EIO, "block range"));
+    }
     let threads = threads_for(blocks);
     if threads <= 1 {
-        return open_blocks(first, last + 1, plain);
+        open_run(first, sealed)?;
+    } else {
+        let per = blocks.div_ceil(threads);
+        // Each run behind its own lock, so that a run whose helper could not be
+        // started is still reachable here (uncontended: one user each).
+        let runs: Vec<std::sync::Mutex<(u64, &mut [u8])>> = sealed
+            .chunks_mut(per * step)
+            .enumerate()
+            .map(|(n, run)| std::sync::Mutex::new((first + (n * per) as u64, run)))
+            .collect();
+        let work = |n: usize| -> Result<(), FsError> {
+            let cell = runs
+                .get(n)
+                .ok_or_else(|| FsError::refused(libc::EIO, "run index"))?;
+            let mut guard = cell
+                .lock()
+                .map_err(|_| FsError::refused(libc::EIO, "opening thread failed"))?;
+            let (from, run) = &mut *guard;
+            open_run(*from, run)
+        };
+        std::thread::scope(|scope| {
+            let work = &work;
+            let mut helpers = Vec::new();
+            let mut inline = Vec::new();
+            for n in 1..runs.len() {
+                match std::thread::Builder::new()
+                    .name("kmsfs-seal".into())
+                    .spawn_scoped(scope, move || work(n))
+                {
+                    Ok(h) => helpers.push(h),
+                    Err(_) => inline.push(n),
+                }
+            }
+            let mut result = work(0);
+            for n in inline {
+                result = result.and(work(n));
+            }
+            for h in helpers {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(FsError::refused(libc::EIO, "opening thread failed")));
+                result = result.and(r);
+            }
+            result
+        })?;
     }
-    let per = blocks.div_ceil(threads) as u64;
-    let run = |part: usize| {
-        let from = first + part as u64 * per;
-        (from, (from + per).min(last + 1))
-    };
-    let helpers = blocks.div_ceil(per as usize) - 1;
-    parts.resize_with(helpers, Vec::new);
-    split_work(plain, parts, |part, out| {
-        let (from, to) = run(part);
-        open_blocks(from, to, out)
-    })?;
-    for p in parts.iter() {
-        plain.extend_from_slice(p);
+    // Block i's plaintext lies after its nonce at i * step; it moves to i * BLOCK_SIZE.
+    // Each move goes towards the front and never overtakes the next block's bytes.
+    let nonce_len = layout.block_overhead() - crate::crypto::TAG_LEN;
+    let mut len = 0;
+    for i in 0..blocks {
+        let at = i * step;
+        let end = (at + step).min(sealed.len());
+        let plain = at + nonce_len..end - crate::crypto::TAG_LEN;
+        let n = plain.len();
+        sealed.copy_within(plain, len);
+        len += n;
     }
-    Ok(())
+    Ok(len)
 }
 
 thread_local! {
@@ -271,19 +310,13 @@ pub fn read<R>(
         s.range_sealed.resize(usize_of(stop - start)?, 0);
         file.read_exact_at(&mut s.range_sealed, start)
             .map_err(io_eio)?;
-        open_range(
-            cipher,
-            first,
-            last,
-            &s.range_sealed,
-            &mut s.range_plain,
-            &mut s.parts,
-        )?;
+        let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed)?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
         let bytes = s
-            .range_plain
+            .range_sealed
             .get(skip..skip + take)
+            .filter(|_| skip + take <= plain_len)
             .ok_or_else(|| FsError::refused(libc::EIO, "short block"))?;
         Ok(done(bytes))
     })
@@ -330,7 +363,7 @@ pub fn write(
         // The common streaming case: the write starts on a block boundary and ends on
         // one or at the (new) end of file, so every block it touches is wholly replaced
         // by `data`: seal straight from `data`, no staging copy, no edge reads.
-        if offset.is_multiple_of(B) && (end % B == 0 || end == new_size) {
+        if offset.is_multiple_of(B) && (end.is_multiple_of(B) || end == new_size) {
             seal_and_write(file, cipher, first, data, s)?;
             return Ok(new_size);
         }
@@ -533,6 +566,26 @@ mod tests {
             }
             model[off..off + len].copy_from_slice(&data);
             assert_eq!(read_all(&file, &cipher), model, "write {n}");
+        }
+    }
+
+    #[test]
+    fn a_split_read_across_holes_and_a_partial_last_block_is_exact() {
+        // 300 blocks, opened in place on several threads: a hole (never written, all
+        // zeros on disk) in the middle of every run and a partial last block.
+        for version in [EnvelopeVersion::V1, EnvelopeVersion::V2] {
+            let (file, cipher) = new_file_of(version);
+            let mut model = vec![0u8; 299 * BLOCK_SIZE + 77];
+            for (at, len) in [(0, 3 * BLOCK_SIZE + 5), (150 * BLOCK_SIZE - 9, 20)] {
+                let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8 + 1).collect();
+                write(&file, &cipher, at as u64, &data).unwrap();
+                model[at..at + len].copy_from_slice(&data);
+            }
+            write(&file, &cipher, model.len() as u64 - 1, &[9]).unwrap();
+            *model.last_mut().unwrap() = 9;
+            assert_eq!(read_all(&file, &cipher), model, "{version:?}");
+            let got = read(&file, &cipher, 100, (200 * B) as u32, |b| b.to_vec()).unwrap();
+            assert_eq!(got, &model[100..100 + 200 * BLOCK_SIZE], "{version:?}");
         }
     }
 

@@ -290,6 +290,7 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
     } else {
         spawn_via_fusermount(&core, &spec.mountpoint, config)?
     };
+    widen_readahead(&spec.mountpoint);
     log::info!(
         "mounted {} at {}",
         spec.backing.display(),
@@ -586,6 +587,69 @@ pub fn init_volume_with(
     // A new volume has no format-1 key rules: nothing to import, no first-mount window.
     keys.import_dir_rules(&volume.volume_id, &[])?;
     Ok(volume)
+}
+
+/// The kernel's read-ahead window for a kmsfs mount, in KiB: one request's worth
+/// ([`super::fuse::MAX_WRITE`]), so a sequential read arrives as 1 MiB requests, each
+/// opened on several cores with one backing `pread`; and a page fault on a mapped file
+/// reads around it at most one request, not more.
+pub const READ_AHEAD_KB: u64 = (super::fuse::MAX_WRITE as u64) / 1024;
+
+/// Raises the mount's read-ahead window to [`READ_AHEAD_KB`].
+///
+/// A FUSE mount gets the kernel's default window (128 KiB), and the `max_readahead` of
+/// FUSE_INIT may only lower it: a sequential read then reaches the daemon as 128 to
+/// 256 KiB requests, each one `pread`, one reply and too few blocks to spread across
+/// cores (docs/PERFORMANCE.md, round 3). Only the backing device info's
+/// `read_ahead_kb` in sysfs raises it (root only); elsewhere the mount keeps the
+/// default, which is slower, not wrong. INIT clamps the window when the kernel
+/// processes the daemon's reply, so this waits for a request answered after INIT (a
+/// forced `statx` of the mount's root) before writing.
+fn widen_readahead(mountpoint: &Path) {
+    let Some((major, minor)) = mount_device(mountpoint) else {
+        return;
+    };
+    let knob = PathBuf::from(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"));
+    let current = std::fs::read_to_string(&knob)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if current.is_some_and(|kb| kb >= READ_AHEAD_KB) {
+        return;
+    }
+    match std::fs::write(&knob, format!("{READ_AHEAD_KB}\n")) {
+        Ok(()) => log::debug!("{}: read-ahead {READ_AHEAD_KB} KiB", knob.display()),
+        Err(e) => log::debug!("{}: read-ahead left at the default ({e})", knob.display()),
+    }
+}
+
+/// The device number of the file system mounted at `mountpoint`, once its daemon has
+/// answered a request (so INIT is done); None if the mount does not answer.
+fn mount_device(mountpoint: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is plain data; all-zero is a valid value that the call overwrites.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `stx` a valid out-pointer,
+    // both outliving the call. AT_STATX_FORCE_SYNC makes the kernel ask the daemon
+    // (a GETATTR, which the kernel holds back until INIT is processed).
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_STATX_FORCE_SYNC,
+            libc::STATX_TYPE,
+            &mut stx,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "{}: statx after mounting: {}",
+            mountpoint.display(),
+            std::io::Error::last_os_error()
+        );
+        return None;
+    }
+    Some((stx.stx_dev_major, stx.stx_dev_minor))
 }
 
 /// Each inode the kernel holds costs one `O_PATH` descriptor: raise the soft limit to
