@@ -152,8 +152,11 @@ pub trait RemoteKeys: Send + Sync {
     ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError>;
 }
 
+mod arn;
+mod cache;
 mod clients;
 mod errors;
+mod lazy_sdk;
 pub mod sdk;
 
 pub use sdk::{RemoteSettings, SdkRemote};
