@@ -229,66 +229,72 @@ fn a_file_the_caller_may_not_encrypt_under_the_destination_fails_alone() {
     fsck_clean(&v);
 }
 
-#[test]
-fn an_interrupted_rewrap_reruns_to_completion() {
-    let s = Served::init("rewrap-crash");
+/// A volume under a first key holding [`files`], whose `kmsfs rewrap --to-key` to a
+/// second key was killed with the journal written and the old header still in place;
+/// `then` gets the volume, the second key and the files.
+fn killed_after_the_journal(
+    name: &str,
+    then: impl FnOnce(&Volume<'_>, &str, &BTreeMap<&'static str, Vec<u8>>),
+) {
+    let s = Served::init(name);
     let (k1, k2) = (create_key(&s), create_key(&s));
     let v = Volume::init(&s, "vol", &k1, &[]);
     let files = files();
     v.populate(&files);
-    let journal = v.backing.join("kmsfs.rewrap");
-
-    // Killed with the journal written and the old header still in place.
     v.rewrap_killed_at("rewrap-journal-written", &["--to-key", &k2]);
-    assert!(journal.exists());
-    let fsck = s.root(&["fsck", &v.backing.display().to_string()]);
-    assert!(
-        String::from_utf8_lossy(&fsck.stdout).contains("interrupted kmsfs rewrap"),
-        "fsck does not report the journal"
-    );
-    v.assert_readable(&files);
-    assert!(!journal.exists(), "the mount did not clear a stale journal");
+    then(&v, &k2, &files);
+}
 
-    // Killed with the new header written and the journal not yet removed.
-    v.rewrap_killed_at("rewrap-header-written", &["--to-key", &k2]);
-    assert!(journal.exists());
-    let moved = v
-        .backing_files()
-        .iter()
-        .filter(|p| header_key(p) == key_arn(&k2))
-        .count();
-    assert_eq!(moved, 1, "exactly one file has its new header");
+#[test]
+fn an_interrupted_rewrap_reruns_to_completion() {
+    killed_after_the_journal("rewrap-crash", |v, k2, files| {
+        let journal = v.backing.join("kmsfs.rewrap");
+        assert!(journal.exists());
+        let fsck = v.s.root(&["fsck", &v.backing.display().to_string()]);
+        assert!(
+            String::from_utf8_lossy(&fsck.stdout).contains("interrupted kmsfs rewrap"),
+            "fsck does not report the journal"
+        );
+        v.assert_readable(files);
+        assert!(!journal.exists(), "the mount did not clear a stale journal");
 
-    // The rerun completes: the moved file is already wrapped under k2's material.
-    assert_rewrap_counts(&v.rewrap(&["--to-key", &k2]), files.len() as u64 - 1, 1);
-    assert!(!journal.exists());
-    v.assert_readable(&files);
-    fsck_clean(&v);
+        // Killed with the new header written and the journal not yet removed.
+        v.rewrap_killed_at("rewrap-header-written", &["--to-key", k2]);
+        assert!(journal.exists());
+        let moved = v
+            .backing_files()
+            .iter()
+            .filter(|p| header_key(p) == key_arn(k2))
+            .count();
+        assert_eq!(moved, 1, "exactly one file has its new header");
+
+        // The rerun completes: the moved file is already wrapped under k2's material.
+        assert_rewrap_counts(&v.rewrap(&["--to-key", k2]), files.len() as u64 - 1, 1);
+        assert!(!journal.exists());
+        v.assert_readable(files);
+        fsck_clean(v);
+    });
 }
 
 #[test]
 fn a_torn_header_is_completed_from_the_journal_by_the_next_mount() {
-    let s = Served::init("rewrap-torn");
-    let (k1, k2) = (create_key(&s), create_key(&s));
-    let v = Volume::init(&s, "vol", &k1, &[]);
-    let files = files();
-    v.populate(&files);
-    let journal = v.backing.join("kmsfs.rewrap");
-    v.rewrap_killed_at("rewrap-journal-written", &["--to-key", &k2]);
-    // What a power loss in the middle of the header write could leave: the first
-    // sector of the new header over the old one.
-    let j: Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
-    let target = v.backing.join(j["path"].as_str().unwrap());
-    let new = unhex(j["new"].as_str().unwrap());
-    let mut torn = std::fs::read(&target).unwrap();
-    torn[..512].copy_from_slice(&new[..512]);
-    std::fs::write(&target, &torn).unwrap();
+    killed_after_the_journal("rewrap-torn", |v, k2, files| {
+        let journal = v.backing.join("kmsfs.rewrap");
+        // What a power loss in the middle of the header write could leave: the first
+        // sector of the new header over the old one.
+        let j: Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+        let target = v.backing.join(j["path"].as_str().unwrap());
+        let new = unhex(j["new"].as_str().unwrap());
+        let mut torn = std::fs::read(&target).unwrap();
+        torn[..512].copy_from_slice(&new[..512]);
+        std::fs::write(&target, &torn).unwrap();
 
-    v.assert_readable(&files);
-    assert!(!journal.exists());
-    assert!(std::fs::read(&target).unwrap()[..HEADER] == new[..]);
-    assert_eq!(header_key(&target), key_arn(&k2));
-    fsck_clean(&v);
+        v.assert_readable(files);
+        assert!(!journal.exists());
+        assert!(std::fs::read(&target).unwrap()[..HEADER] == new[..]);
+        assert_eq!(header_key(&target), key_arn(k2));
+        fsck_clean(v);
+    });
 }
 
 fn hex(bytes: &[u8]) -> String {
