@@ -2,38 +2,41 @@
 //! runs no SDK runtime, and a client that cannot start fails remote calls (EIO) while
 //! local keys keep working.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::{Context, Profile, RemoteDataKey, RemoteError, RemoteKeys, RemoteReceipt, Target};
+use super::{
+    Context, Profile, RemoteDataKey, RemoteError, RemoteKeys, RemoteReceipt, RemoteSettings,
+    SdkRemote, Target,
+};
 use crate::crypto::DataKey;
 use crate::kms::{ErrorKind, KmsError};
 
-/// The remote KMS client over the AWS SDK ([`super::SdkRemote`]), each call bounded by
+/// The remote KMS client over the AWS SDK ([`SdkRemote`]), each call bounded by
 /// `timeout`. Started on the first remote call, so that a volume with only local keys
 /// runs no SDK runtime. Should it fail to start, every remote call fails with the
 /// reason (EIO) and local keys keep working.
 pub fn remote_client(timeout: Duration) -> Arc<dyn RemoteKeys> {
     Arc::new(LazySdk {
         timeout,
-        client: std::sync::OnceLock::new(),
+        client: OnceLock::new(),
     })
 }
 
 struct LazySdk {
     timeout: Duration,
-    client: std::sync::OnceLock<Box<dyn RemoteKeys>>,
+    client: OnceLock<Box<dyn RemoteKeys>>,
 }
 
 impl LazySdk {
     fn get(&self) -> &dyn RemoteKeys {
         self.client
             .get_or_init(|| {
-                let settings = super::RemoteSettings {
+                let settings = RemoteSettings {
                     timeout: self.timeout,
-                    ..super::RemoteSettings::default()
+                    ..RemoteSettings::default()
                 };
-                match super::SdkRemote::new(settings) {
+                match SdkRemote::new(settings) {
                     Ok(client) => Box::new(client),
                     Err(e) => {
                         log::error!("remote keys unavailable: {}", e.error.message);
