@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use aws_sdk_kms::config::SharedHttpClient;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::operation::decrypt::builders::DecryptFluentBuilder;
+use aws_sdk_kms::operation::encrypt::builders::EncryptFluentBuilder;
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
@@ -321,6 +323,34 @@ fn data_key(plaintext: Option<Blob>, receipt: &RemoteReceipt) -> Result<DataKey,
     key.map_err(|_| incomplete(&format!("a {len}-byte data key, not {KEY_LEN}"), receipt))
 }
 
+/// `Decrypt` of `wrapped` with `KeyId = target.key_arn` and `context`, to send as is or
+/// as a dry run.
+fn decrypt_request(
+    c: &Client,
+    target: &Target,
+    wrapped: &[u8],
+    context: &Context,
+) -> DecryptFluentBuilder {
+    c.decrypt()
+        .key_id(&target.key_arn)
+        .ciphertext_blob(Blob::new(wrapped.to_vec()))
+        .set_encryption_context(context_map(context))
+}
+
+/// `Encrypt` of `plaintext` under `target.key_arn` with `context`, to send as is or as a
+/// dry run.
+fn encrypt_request(
+    c: &Client,
+    target: &Target,
+    plaintext: Blob,
+    context: &Context,
+) -> EncryptFluentBuilder {
+    c.encrypt()
+        .key_id(&target.key_arn)
+        .plaintext(plaintext)
+        .set_encryption_context(context_map(context))
+}
+
 impl RemoteKeys for SdkRemote {
     fn generate_data_key(
         &self,
@@ -356,13 +386,7 @@ impl RemoteKeys for SdkRemote {
         wrapped: &[u8],
         context: &Context,
     ) -> Result<(DataKey, RemoteReceipt), RemoteError> {
-        let request = |c: Client| {
-            c.decrypt()
-                .key_id(&target.key_arn)
-                .ciphertext_blob(Blob::new(wrapped.to_vec()))
-                .set_encryption_context(context_map(context))
-                .send()
-        };
+        let request = |c: Client| decrypt_request(&c, target, wrapped, context).send();
         self.send(profile, target, request, |out, receipt| {
             let data = data_key(out.plaintext, &receipt)?;
             Ok((data, receipt))
@@ -377,13 +401,8 @@ impl RemoteKeys for SdkRemote {
         context: &Context,
     ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
         // The SDK's request buffer is not zeroizing; it lives only for this call.
-        let request = |c: Client| {
-            c.encrypt()
-                .key_id(&target.key_arn)
-                .plaintext(Blob::new(key.expose().to_vec()))
-                .set_encryption_context(context_map(context))
-                .send()
-        };
+        let plaintext = Blob::new(key.expose().to_vec());
+        let request = |c: Client| encrypt_request(&c, target, plaintext, context).send();
         self.send(profile, target, request, |out, receipt| {
             Ok((wrapped_blob(out.ciphertext_blob, &receipt)?, receipt))
         })
@@ -397,11 +416,9 @@ impl RemoteKeys for SdkRemote {
     ) -> Result<RemoteReceipt, RemoteError> {
         // A throwaway plaintext: with DryRun nothing is wrapped, and a KMS that ignores
         // DryRun wraps only these zeros.
+        let zeros = Blob::new(vec![0u8; KEY_LEN]);
         let request = |c: Client| {
-            c.encrypt()
-                .key_id(&target.key_arn)
-                .plaintext(Blob::new(vec![0u8; KEY_LEN]))
-                .set_encryption_context(context_map(context))
+            encrypt_request(&c, target, zeros, context)
                 .dry_run(true)
                 .send()
         };
@@ -419,10 +436,7 @@ impl RemoteKeys for SdkRemote {
         context: &Context,
     ) -> Result<RemoteReceipt, RemoteError> {
         let request = |c: Client| {
-            c.decrypt()
-                .key_id(&target.key_arn)
-                .ciphertext_blob(Blob::new(wrapped.to_vec()))
-                .set_encryption_context(context_map(context))
+            decrypt_request(&c, target, wrapped, context)
                 .dry_run(true)
                 .send()
         };
