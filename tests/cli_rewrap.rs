@@ -6,118 +6,22 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::cli::*;
+use support::remote::{assert_rewrap_counts, header_key, rewrap_summary, Volume};
 
 const HEADER: usize = 1024;
 
-struct Volume<'a> {
-    s: &'a Served,
-    backing: PathBuf,
-    mnt: PathBuf,
-}
-
-impl<'a> Volume<'a> {
-    fn init(s: &'a Served, name: &str, key: &str) -> Volume<'a> {
-        let backing = s.dir.join(format!("{name}-backing"));
-        let mnt = s.dir.join(format!("{name}-mnt"));
-        std::fs::create_dir(&mnt).unwrap();
-        ok(&s.root(&["init", &backing.display().to_string(), "--key", key]));
-        Volume { s, backing, mnt }
-    }
-
-    fn mount(&self) -> Mounted {
-        let out = self.s.root(&[
-            "mount",
-            &self.backing.display().to_string(),
-            &self.mnt.display().to_string(),
-        ]);
-        let guard = Mounted(self.mnt.clone());
-        ok(&out);
-        // Nothing is written into a mountpoint that is not live.
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        assert!(
-            mounts.contains(&format!(" {} fuse", self.mnt.display())),
-            "{} is not mounted",
-            self.mnt.display()
-        );
-        guard
-    }
-
-    fn umount(&self, guard: Mounted) {
-        ok(&Command::new(KMSFS)
-            .arg("umount")
-            .arg(&self.mnt)
-            .output()
-            .unwrap());
-        drop(guard);
-    }
-
-    fn rewrap(&self, extra: &[&str]) -> Output {
-        let b = self.backing.display().to_string();
-        let mut args = vec!["rewrap", b.as_str()];
-        args.extend_from_slice(extra);
-        self.s.root(&args)
-    }
-
-    fn rewrap_crashing_at(&self, step: &str, extra: &[&str]) -> Output {
-        let mut cmd = Command::new(KMSFS);
-        cmd.args(self.s.globals())
-            .arg("rewrap")
-            .arg(&self.backing)
-            .args(extra)
-            .env("KMSFS_TEST_CRASH_AT", step);
-        cmd.output().unwrap()
-    }
-
-    /// Writes `files` (plaintext path → content) through a fresh mount.
-    fn populate(&self, files: &BTreeMap<&str, Vec<u8>>) {
-        let m = self.mount();
-        for (name, bytes) in files {
-            let p = self.mnt.join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, bytes).unwrap();
-        }
-        self.umount(m);
-    }
-
-    /// Reads every file through a fresh mount and compares it.
-    fn assert_readable(&self, files: &BTreeMap<&str, Vec<u8>>) {
-        let m = self.mount();
-        for (name, bytes) in files {
-            let got = std::fs::read(self.mnt.join(name))
-                .unwrap_or_else(|e| panic!("reading {name} through a fresh mount: {e}"));
-            assert!(got == *bytes, "{name}: content differs after rewrap");
-        }
-        self.umount(m);
-    }
-
-    fn fsck_clean(&self) {
-        let out = self.s.root(&["fsck", &self.backing.display().to_string()]);
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "fsck: {report}");
-        assert!(
-            !report.contains("\"unchecked\""),
-            "fsck could not check every file: {report}"
-        );
-    }
-
-    /// Backing path of every regular file (journal and metadata excluded).
-    fn backing_files(&self) -> Vec<PathBuf> {
-        let mut all = Vec::new();
-        support::walk(&self.backing, &mut all);
-        all.retain(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("kmsfs.")
-        });
-        all.sort();
-        all
-    }
+/// `kmsfs fsck` of the volume is clean and could check every file.
+fn fsck_clean(v: &Volume) {
+    let out = v.s.root(&["fsck", &v.backing.display().to_string()]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "fsck: {report}");
+    assert!(
+        !report.contains("\"unchecked\""),
+        "fsck could not check every file: {report}"
+    );
 }
 
 fn create_key(s: &Served) -> String {
@@ -135,39 +39,6 @@ fn key_arn(id: &str) -> String {
     format!("arn:aws:kms:local:{ACCOUNT}:key/{id}")
 }
 
-/// The key ARN a backing file's header names.
-fn header_key(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    let len = usize::from(u16::from_be_bytes([bytes[28], bytes[29]]));
-    String::from_utf8(bytes[30..30 + len].to_vec()).unwrap()
-}
-
-fn summary(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "rewrap printed no JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-#[track_caller]
-fn assert_counts(out: &Output, rewrapped: u64, unchanged: u64) {
-    let v = summary(out);
-    assert_eq!(
-        (
-            v["Rewrapped"].as_u64(),
-            v["Unchanged"].as_u64(),
-            v["Failed"].as_array().map(Vec::len)
-        ),
-        (Some(rewrapped), Some(unchanged), Some(0)),
-        "summary {v}, stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0));
-}
-
 fn files() -> BTreeMap<&'static str, Vec<u8>> {
     let mut rng = support::Rng(0x5eed_7e57);
     BTreeMap::from([
@@ -182,7 +53,7 @@ fn files() -> BTreeMap<&'static str, Vec<u8>> {
 fn rotation_then_rewrap_counts_unchanged_and_rewrapped() {
     let s = Served::init("rewrap-rotate");
     let k1 = create_key(&s);
-    let v = Volume::init(&s, "vol", &k1);
+    let v = Volume::init(&s, "vol", &k1, &[]);
     let files = files();
     v.populate(&files);
 
@@ -192,7 +63,7 @@ fn rotation_then_rewrap_counts_unchanged_and_rewrapped() {
         .iter()
         .map(|p| std::fs::read(p).unwrap())
         .collect();
-    assert_counts(&v.rewrap(&[]), 0, files.len() as u64);
+    assert_rewrap_counts(&v.rewrap(&[]), 0, files.len() as u64);
     let after: Vec<Vec<u8>> = v
         .backing_files()
         .iter()
@@ -201,23 +72,23 @@ fn rotation_then_rewrap_counts_unchanged_and_rewrapped() {
     assert!(before == after, "an Unchanged file was written");
 
     ok(&s.root(&["kms", "rotate-key-on-demand", "--key-id", &k1]));
-    assert_counts(&v.rewrap(&[]), files.len() as u64, 0);
-    assert_counts(&v.rewrap(&[]), 0, files.len() as u64);
+    assert_rewrap_counts(&v.rewrap(&[]), files.len() as u64, 0);
+    assert_rewrap_counts(&v.rewrap(&[]), 0, files.len() as u64);
     // --path limits the walk to a subtree.
     ok(&s.root(&["kms", "rotate-key-on-demand", "--key-id", &k1]));
-    assert_counts(&v.rewrap(&["--path", "/dir"]), 2, 0);
-    assert_counts(&v.rewrap(&[]), 2, 2);
+    assert_rewrap_counts(&v.rewrap(&["--path", "/dir"]), 2, 0);
+    assert_rewrap_counts(&v.rewrap(&[]), 2, 2);
     let missing = v.rewrap(&["--path", "nowhere"]);
     assert_ne!(missing.status.code(), Some(0));
     v.assert_readable(&files);
-    v.fsck_clean();
+    fsck_clean(&v);
 }
 
 #[test]
 fn to_key_on_a_mounted_volume_changes_headers_only() {
     let s = Served::init("rewrap-to-key");
     let (k1, k2) = (create_key(&s), create_key(&s));
-    let v = Volume::init(&s, "vol", &k1);
+    let v = Volume::init(&s, "vol", &k1, &[]);
     let files = files();
     v.populate(&files);
     let m = v.mount();
@@ -236,7 +107,7 @@ fn to_key_on_a_mounted_volume_changes_headers_only() {
 
     // Through the mount's control socket (the mount serves it on --socket).
     assert!(s.socket().exists(), "the mount serves no control socket");
-    assert_counts(&v.rewrap(&["--to-key", &k2]), files.len() as u64, 0);
+    assert_rewrap_counts(&v.rewrap(&["--to-key", &k2]), files.len() as u64, 0);
 
     for (p, (bytes, meta)) in paths.iter().zip(&before) {
         let now = std::fs::read(p).unwrap();
@@ -283,15 +154,15 @@ fn to_key_on_a_mounted_volume_changes_headers_only() {
     assert_eq!(header_key(&new), key_arn(&k2));
     // Rotating k1 now changes nothing: no file uses it.
     ok(&s.root(&["kms", "rotate-key-on-demand", "--key-id", &k1]));
-    assert_counts(&v.rewrap(&[]), 0, files.len() as u64 + 1);
-    v.fsck_clean();
+    assert_rewrap_counts(&v.rewrap(&[]), 0, files.len() as u64 + 1);
+    fsck_clean(&v);
 }
 
 #[test]
 fn a_file_the_caller_may_not_encrypt_under_the_destination_fails_alone() {
     let s = Served::init("rewrap-denied");
     let k1 = create_key(&s);
-    let v = Volume::init(&s, "vol", &k1);
+    let v = Volume::init(&s, "vol", &k1, &[]);
     let files = files();
     v.populate(&files);
     let victim = v
@@ -335,7 +206,7 @@ fn a_file_the_caller_may_not_encrypt_under_the_destination_fails_alone() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sum = summary(&out);
+    let sum = rewrap_summary(&out);
     assert_eq!(sum["Rewrapped"], files.len() as u64 - 1, "{sum}");
     let failed = sum["Failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{sum}");
@@ -355,83 +226,75 @@ fn a_file_the_caller_may_not_encrypt_under_the_destination_fails_alone() {
         "{volume}"
     );
     v.assert_readable(&files);
-    v.fsck_clean();
+    fsck_clean(&v);
+}
+
+/// A volume under a first key holding [`files`], whose `kmsfs rewrap --to-key` to a
+/// second key was killed with the journal written and the old header still in place;
+/// `then` gets the volume, the second key and the files.
+fn killed_after_the_journal(
+    name: &str,
+    then: impl FnOnce(&Volume<'_>, &str, &BTreeMap<&'static str, Vec<u8>>),
+) {
+    let s = Served::init(name);
+    let (k1, k2) = (create_key(&s), create_key(&s));
+    let v = Volume::init(&s, "vol", &k1, &[]);
+    let files = files();
+    v.populate(&files);
+    v.rewrap_killed_at("rewrap-journal-written", &["--to-key", &k2]);
+    then(&v, &k2, &files);
 }
 
 #[test]
 fn an_interrupted_rewrap_reruns_to_completion() {
-    let s = Served::init("rewrap-crash");
-    let (k1, k2) = (create_key(&s), create_key(&s));
-    let v = Volume::init(&s, "vol", &k1);
-    let files = files();
-    v.populate(&files);
-    let journal = v.backing.join("kmsfs.rewrap");
+    killed_after_the_journal("rewrap-crash", |v, k2, files| {
+        let journal = v.backing.join("kmsfs.rewrap");
+        assert!(journal.exists());
+        let fsck = v.s.root(&["fsck", &v.backing.display().to_string()]);
+        assert!(
+            String::from_utf8_lossy(&fsck.stdout).contains("interrupted kmsfs rewrap"),
+            "fsck does not report the journal"
+        );
+        v.assert_readable(files);
+        assert!(!journal.exists(), "the mount did not clear a stale journal");
 
-    // Killed with the journal written and the old header still in place.
-    let out = v.rewrap_crashing_at("rewrap-journal-written", &["--to-key", &k2]);
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(journal.exists());
-    let fsck = s.root(&["fsck", &v.backing.display().to_string()]);
-    assert!(
-        String::from_utf8_lossy(&fsck.stdout).contains("interrupted kmsfs rewrap"),
-        "fsck does not report the journal"
-    );
-    v.assert_readable(&files);
-    assert!(!journal.exists(), "the mount did not clear a stale journal");
+        // Killed with the new header written and the journal not yet removed.
+        v.rewrap_killed_at("rewrap-header-written", &["--to-key", k2]);
+        assert!(journal.exists());
+        let moved = v
+            .backing_files()
+            .iter()
+            .filter(|p| header_key(p) == key_arn(k2))
+            .count();
+        assert_eq!(moved, 1, "exactly one file has its new header");
 
-    // Killed with the new header written and the journal not yet removed.
-    let out = v.rewrap_crashing_at("rewrap-header-written", &["--to-key", &k2]);
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9)
-    );
-    assert!(journal.exists());
-    let moved = v
-        .backing_files()
-        .iter()
-        .filter(|p| header_key(p) == key_arn(&k2))
-        .count();
-    assert_eq!(moved, 1, "exactly one file has its new header");
-
-    // The rerun completes: the moved file is already wrapped under k2's material.
-    assert_counts(&v.rewrap(&["--to-key", &k2]), files.len() as u64 - 1, 1);
-    assert!(!journal.exists());
-    v.assert_readable(&files);
-    v.fsck_clean();
+        // The rerun completes: the moved file is already wrapped under k2's material.
+        assert_rewrap_counts(&v.rewrap(&["--to-key", k2]), files.len() as u64 - 1, 1);
+        assert!(!journal.exists());
+        v.assert_readable(files);
+        fsck_clean(v);
+    });
 }
 
 #[test]
 fn a_torn_header_is_completed_from_the_journal_by_the_next_mount() {
-    let s = Served::init("rewrap-torn");
-    let (k1, k2) = (create_key(&s), create_key(&s));
-    let v = Volume::init(&s, "vol", &k1);
-    let files = files();
-    v.populate(&files);
-    let journal = v.backing.join("kmsfs.rewrap");
-    let out = v.rewrap_crashing_at("rewrap-journal-written", &["--to-key", &k2]);
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9)
-    );
-    // What a power loss in the middle of the header write could leave: the first
-    // sector of the new header over the old one.
-    let j: Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
-    let target = v.backing.join(j["path"].as_str().unwrap());
-    let new = unhex(j["new"].as_str().unwrap());
-    let mut torn = std::fs::read(&target).unwrap();
-    torn[..512].copy_from_slice(&new[..512]);
-    std::fs::write(&target, &torn).unwrap();
+    killed_after_the_journal("rewrap-torn", |v, k2, files| {
+        let journal = v.backing.join("kmsfs.rewrap");
+        // What a power loss in the middle of the header write could leave: the first
+        // sector of the new header over the old one.
+        let j: Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+        let target = v.backing.join(j["path"].as_str().unwrap());
+        let new = unhex(j["new"].as_str().unwrap());
+        let mut torn = std::fs::read(&target).unwrap();
+        torn[..512].copy_from_slice(&new[..512]);
+        std::fs::write(&target, &torn).unwrap();
 
-    v.assert_readable(&files);
-    assert!(!journal.exists());
-    assert!(std::fs::read(&target).unwrap()[..HEADER] == new[..]);
-    assert_eq!(header_key(&target), key_arn(&k2));
-    v.fsck_clean();
+        v.assert_readable(files);
+        assert!(!journal.exists());
+        assert!(std::fs::read(&target).unwrap()[..HEADER] == new[..]);
+        assert_eq!(header_key(&target), key_arn(k2));
+        fsck_clean(v);
+    });
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -450,7 +313,7 @@ fn rewrap_and_the_mounts_rekey_never_break_a_file_between_them() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let s = Served::init("rewrap-race");
     let (k1, k2) = (create_key(&s), create_key(&s));
-    let v = Volume::init(&s, "vol", &k1);
+    let v = Volume::init(&s, "vol", &k1, &[]);
     let m = v.mount();
     let hot = v.mnt.join("hot");
     let content = |i: u64| -> Vec<u8> {
@@ -475,7 +338,7 @@ fn rewrap_and_the_mounts_rekey_never_break_a_file_between_them() {
         for round in 0..6 {
             let key = if round % 2 == 0 { &k2 } else { &k1 };
             let out = v.rewrap(&["--to-key", key]);
-            let sum = summary(&out);
+            let sum = rewrap_summary(&out);
             // The only acceptable failure: the header kept changing under the rewrap.
             for f in sum["Failed"].as_array().unwrap() {
                 assert!(
@@ -492,5 +355,5 @@ fn rewrap_and_the_mounts_rekey_never_break_a_file_between_them() {
     v.umount(m);
     let files = BTreeMap::from([("hot", content(last))]);
     v.assert_readable(&files);
-    v.fsck_clean();
+    fsck_clean(&v);
 }

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::wire::{key_policy, ok, WireServer, KMSFS};
+use support::remote::{central_key, client_files, ok, ClientPrincipal, WireServer, KMSFS};
 use support::{assert_failed_with, q, sh_as};
 
 /// Acts as the central's key user (profile "alice").
@@ -24,29 +24,6 @@ const ADMIN: u32 = 63102;
 const UNMAPPED: u32 = 63109;
 /// The client store's account, unlike the central's: its keys are not the central's.
 const CLIENT_ACCOUNT: &str = "999988887777";
-
-/// Root creates a key on the central store: bob administers, alice uses, plus the
-/// account statement that delegates to identity policies (neither gives more).
-fn create_central_key(s: &WireServer) -> String {
-    let mut policy: Value = serde_json::from_str(&key_policy()).unwrap();
-    policy["Statement"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "Sid": "Account", "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{}:root", support::ACCOUNT)},
-            "Action": "kms:*", "Resource": "*"
-        }));
-    let policy = s.file("key-policy.json", policy.to_string().as_bytes());
-    let out = ok(&s.kmsfs(&[
-        "kms",
-        "create-key",
-        "--policy",
-        &format!("file://{}", policy.display()),
-    ]));
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["KeyMetadata"]["Arn"].as_str().unwrap().to_string()
-}
 
 /// A client machine: its own store and principals, the AWS profiles, a volume, and a
 /// mount (unmounted and removed on drop, also when the test fails).
@@ -64,30 +41,29 @@ impl Client {
             std::env::temp_dir().join(format!("kmsfs-remote-mount-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (a, b) = (central.key("alice"), central.key("bob"));
-        std::fs::write(
-            dir.join("aws-credentials"),
-            format!(
-                "[alice]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n\
-                 [bob]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-                a.id, a.secret, b.id, b.secret
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("aws-config"), "").unwrap();
-        std::fs::write(
-            dir.join("principals.toml"),
-            format!(
-                "account = \"{CLIENT_ACCOUNT}\"\n\
-                 aws_config_file = \"aws-config\"\n\
-                 aws_credentials_file = \"aws-credentials\"\n\
-                 [[principal]]\narn = \"arn:aws:iam::{CLIENT_ACCOUNT}:user/user\"\n\
-                 uid = {USER}\naws_profile = \"alice\"\n\
-                 [[principal]]\narn = \"arn:aws:iam::{CLIENT_ACCOUNT}:user/admin\"\n\
-                 uid = {ADMIN}\naws_profile = \"bob\"\n"
-            ),
-        )
-        .unwrap();
+        let (user, admin) = (
+            format!("arn:aws:iam::{CLIENT_ACCOUNT}:user/user"),
+            format!("arn:aws:iam::{CLIENT_ACCOUNT}:user/admin"),
+        );
+        client_files(
+            &dir,
+            &dir.join("principals.toml"),
+            central,
+            &["alice", "bob"],
+            CLIENT_ACCOUNT,
+            &[
+                ClientPrincipal {
+                    arn: &user,
+                    uid: USER,
+                    profile: "alice",
+                },
+                ClientPrincipal {
+                    arn: &admin,
+                    uid: ADMIN,
+                    profile: "bob",
+                },
+            ],
+        );
         let c = Client {
             backing: dir.join("backing"),
             mnt: dir.join("mnt"),
@@ -199,7 +175,7 @@ fn sh_bounded(uid: u32, script: &str) -> Output {
 #[test]
 fn the_user_reads_and_writes_the_administrator_and_an_unmapped_uid_get_eacces() {
     let mut central = WireServer::start("rm-users");
-    let arn = create_central_key(&central);
+    let arn = central_key(&central);
     let c = Client::new("users", &central, &arn);
     c.mount("kms_cache_ttl=0,kms_timeout=2");
     let f = c.path("f");
@@ -272,7 +248,7 @@ fn the_user_reads_and_writes_the_administrator_and_an_unmapped_uid_get_eacces() 
 #[test]
 fn within_the_ttl_a_second_open_is_served_from_the_cache() {
     let central = WireServer::start("rm-cache");
-    let arn = create_central_key(&central);
+    let arn = central_key(&central);
     let c = Client::new("cache", &central, &arn);
     c.mount("kms_cache_ttl=3600,kms_timeout=5");
     let f = c.path("f");
@@ -302,7 +278,7 @@ fn within_the_ttl_a_second_open_is_served_from_the_cache() {
 #[test]
 fn one_volume_mixes_a_local_default_key_and_a_remote_key_rule() {
     let mut central = WireServer::start("rm-mixed");
-    let arn = create_central_key(&central);
+    let arn = central_key(&central);
     let c = Client::new("mixed", &central, "alias/kmsfs/default");
     c.mount("kms_cache_ttl=0,kms_timeout=5");
     let remote_dir = c.mnt.join("remote");

@@ -19,23 +19,15 @@ use std::time::Duration;
 use kmsfs::kms::ErrorKind;
 use kmsfs::remote::{Context, Profile, RemoteKeys, RemoteSettings, SdkRemote, Target};
 use serde_json::Value;
-use support::wire::{key_policy, ok, WireServer};
+use support::remote::{central_key, credentials, ok, WireServer};
 
 /// Writes the shared config and credentials files of the test's profiles: `alice` and
 /// `bob` with static keys, `proc` whose keys come from a `credential_process` script
 /// (alice's key, printed by the script).
 fn profiles(s: &WireServer) -> (PathBuf, PathBuf) {
-    let (a, b) = (s.key("alice"), s.key("bob"));
+    let a = s.key("alice");
     let creds = s.dir.join("aws-credentials");
-    std::fs::write(
-        &creds,
-        format!(
-            "[alice]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n\
-             [bob]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            a.id, a.secret, b.id, b.secret
-        ),
-    )
-    .unwrap();
+    std::fs::write(&creds, credentials(s, &["alice", "bob"])).unwrap();
     let script = s.dir.join("creds-process.sh");
     std::fs::write(
         &script,
@@ -70,30 +62,6 @@ fn profile(name: &str, files: &(PathBuf, PathBuf)) -> Profile {
     }
 }
 
-/// Root creates a key on the central store with `key_policy()` (bob administers, alice
-/// uses) plus AWS's default statement for the account (which delegates to identity
-/// policies: neither alice's nor bob's gives more); returns its ARN.
-fn create_key(s: &WireServer) -> String {
-    let mut policy: Value = serde_json::from_str(&key_policy()).unwrap();
-    policy["Statement"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "Sid": "Account", "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{}:root", support::ACCOUNT)},
-            "Action": "kms:*", "Resource": "*"
-        }));
-    let policy = s.file("key-policy.json", policy.to_string().as_bytes());
-    let out = ok(&s.kmsfs(&[
-        "kms",
-        "create-key",
-        "--policy",
-        &format!("file://{}", policy.display()),
-    ]));
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["KeyMetadata"]["Arn"].as_str().unwrap().to_string()
-}
-
 fn target(arn: &str, endpoint: &str) -> Target {
     Target {
         key_arn: arn.into(),
@@ -120,7 +88,7 @@ fn assert_request_id(id: &Option<String>) {
 fn remote_calls_are_signed_as_the_profile_and_decided_by_the_central_kms() {
     let s = WireServer::start("remote-sdk");
     let files = profiles(&s);
-    let arn = create_key(&s);
+    let arn = central_key(&s);
     let remote = SdkRemote::new(RemoteSettings::default()).unwrap();
     let (alice, bob) = (profile("alice", &files), profile("bob", &files));
     let t = target(&arn, &s.endpoint);
@@ -222,7 +190,7 @@ fn remote_calls_are_signed_as_the_profile_and_decided_by_the_central_kms() {
 fn only_the_named_profile_signs_never_the_process_environment() {
     let s = WireServer::start("remote-sdk-env");
     let files = profiles(&s);
-    let arn = create_key(&s);
+    let arn = central_key(&s);
     let t = target(&arn, &s.endpoint);
     // The process has alice's valid keys in its environment: the default chain would
     // sign with them. A profile the files do not define must still be refused. (There is
@@ -386,7 +354,7 @@ fn within_watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) ->
 fn a_silent_remote_times_out_and_the_same_client_recovers() {
     let s = WireServer::start("remote-sdk-timeout");
     let files = profiles(&s);
-    let arn = create_key(&s);
+    let arn = central_key(&s);
     let relay = Relay::start(s.addr());
     let remote = Arc::new(
         SdkRemote::new(RemoteSettings {
@@ -442,7 +410,7 @@ fn a_silent_remote_times_out_and_the_same_client_recovers() {
 fn a_hung_call_does_not_block_a_call_to_a_live_remote() {
     let s = WireServer::start("remote-sdk-concurrent");
     let files = profiles(&s);
-    let arn = create_key(&s);
+    let arn = central_key(&s);
     let relay = Relay::start(s.addr());
     // A long timeout: the hung call stays in flight until the test releases it.
     let remote = Arc::new(
@@ -491,7 +459,7 @@ fn whoami_shows_each_principals_profile_and_the_remote_answers() {
     use kmsfs::format::{encryption_context, FileHeader, VolumeConfig};
     let s = WireServer::start("remote-sdk-whoami");
     let files = profiles(&s);
-    let arn = create_key(&s);
+    let arn = central_key(&s);
     let client = s.dir.join("client");
     std::fs::create_dir_all(&client).unwrap();
     let principals = client.join("principals.toml");
@@ -619,7 +587,7 @@ fn an_https_central_with_a_private_ca_is_trusted_through_the_ca_bundle() {
     use std::io::BufRead;
     let mut s = WireServer::start("remote-sdk-tls");
     let files = profiles(&s);
-    let arn = create_key(&s);
+    let arn = central_key(&s);
     // A private CA, and a server certificate for 127.0.0.1 signed by it.
     let (ca, cert, key) = (
         s.dir.join("ca.pem"),

@@ -2,6 +2,7 @@
 //! shared-config profile only, its bounds from [`RemoteSettings`]. Building one does no
 //! I/O (the profile files are read at the first call).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::provider_config::ProviderConfig;
@@ -11,8 +12,34 @@ use aws_sdk_kms::config::{
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::sdk::RemoteSettings;
 use super::Profile;
+
+/// How [`super::SdkRemote`] calls a remote KMS.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// The longest one call takes, retries and credential resolution included
+    /// (`-o kms_timeout`).
+    pub timeout: Duration,
+    /// Attempts per call (standard retry mode), within `timeout`.
+    pub max_attempts: u32,
+    /// Worker threads of the runtime that drives the calls (they only wait on sockets).
+    pub worker_threads: usize,
+    /// PEM certificates trusted besides the system's roots, for an `https://` endpoint
+    /// with a private CA (a central `kmsfs serve --listen --tls-cert`). `None`: the
+    /// `AWS_CA_BUNDLE` environment variable if set, else the system's roots only.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        RemoteSettings {
+            timeout: super::DEFAULT_TIMEOUT,
+            max_attempts: 3,
+            worker_threads: 2,
+            ca_bundle: None,
+        }
+    }
+}
 
 /// The `credential_source` values of a profile that would sign with an identity of the
 /// machine (its environment, instance or container role) rather than the user's own.
@@ -38,22 +65,6 @@ impl aws_credential_types::provider::ProvideCredentials for MachineSourceRefused
             )),
         ))
     }
-}
-
-/// The region of a KMS key or alias ARN (`arn:PARTITION:kms:REGION:ACCOUNT:...`).
-pub fn arn_region(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("kms"), Some(region), Some(_account), Some(_)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    (!region.is_empty()).then_some(region)
 }
 
 pub(crate) fn timeouts(settings: &RemoteSettings) -> TimeoutConfig {
@@ -119,24 +130,4 @@ pub(crate) fn build_client(
         config = config.endpoint_url(url);
     }
     aws_sdk_kms::Client::from_conf(config.build())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_region_comes_from_the_key_arn() {
-        assert_eq!(
-            arn_region("arn:aws:kms:eu-west-1:111122223333:key/abc"),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            arn_region("arn:aws-cn:kms:cn-north-1:111122223333:alias/x"),
-            Some("cn-north-1")
-        );
-        assert_eq!(arn_region("arn:aws:kms::111122223333:key/abc"), None);
-        assert_eq!(arn_region("alias/x"), None);
-        assert_eq!(arn_region("arn:aws:s3:us-east-1:1:bucket"), None);
-    }
 }

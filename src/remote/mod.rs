@@ -10,6 +10,11 @@
 //!   the official AWS SDK for Rust lives in this module's `sdk` part.
 //! - The router (which key is local, which uid uses which profile, the per-(uid, file)
 //!   cache, audit records) is built on this trait and never sees the SDK.
+//!
+//! Its parts: `arn` (what a KMS ARN is), `sdk` over `clients` (one SDK client per
+//! profile, endpoint and region) and `errors` (SDK failures as [`RemoteError`]);
+//! `router` over `cache` (remote answers per uid and file) and `lazy_sdk` (the SDK
+//! client, started on the first remote call).
 
 pub mod router;
 
@@ -152,8 +157,11 @@ pub trait RemoteKeys: Send + Sync {
     ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError>;
 }
 
+mod arn;
+mod cache;
 mod clients;
 mod errors;
+mod lazy_sdk;
 pub mod sdk;
 
 pub use sdk::{RemoteSettings, SdkRemote};

@@ -15,8 +15,7 @@
 //! the SDK (only the trait). It never holds a lock across a remote call, so opens of
 //! different files proceed in parallel however slow the remote is.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::audit::Identity;
@@ -25,16 +24,11 @@ use crate::kms::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey, Wr
 use crate::kms::{ErrorKind, KmsError, Service};
 use crate::policy::EncryptionContext;
 
+pub use super::arn::is_key_arn;
+use super::cache::{Cache, CacheKey};
+pub use super::cache::{CACHE_CAPACITY, DEFAULT_CACHE_TTL};
+pub use super::lazy_sdk::remote_client;
 use super::{Profile, RemoteError, RemoteKeys, RemoteReceipt, Target, DEFAULT_TIMEOUT};
-
-/// Default `-o kms_cache_ttl`: how long a remote answer (an unwrapped data key, and that
-/// Encrypt is allowed) serves further opens of the same file by the same uid. Long
-/// enough that a build or `tar` opening each file a few times pays one remote call,
-/// short enough that a revocation at the remote KMS takes effect within half a minute.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
-
-/// At most this many (uid, file) entries are cached; the least recently used go first.
-pub const CACHE_CAPACITY: usize = 4096;
 
 /// How a router reaches remote keys (from the volume file and the mount options).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,132 +106,6 @@ impl LocalKeys for Service {
     }
 }
 
-/// Whether `key_ref` is a full KMS key ARN: `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`
-/// with every part present. Only such a reference can name a remote key (an alias or a
-/// bare key id means nothing without an account and region).
-pub fn is_key_arn(key_ref: &str) -> bool {
-    let mut parts = key_ref.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("kms"), Some(region), Some(account), Some(res)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    let id = res.strip_prefix("key/").unwrap_or("");
-    !partition.is_empty()
-        && !region.is_empty()
-        && !account.is_empty()
-        && !id.is_empty()
-        && !id.contains(['/', ':'])
-        && !key_ref.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// Cache entries are keyed by the caller and everything that identifies the file's key:
-/// a re-wrapped or re-keyed file (new blob) or another volume (context) never hits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CacheKey {
-    uid: u32,
-    gid: u32,
-    /// A uid whose principal now names another profile is asked again as that one.
-    profile: Profile,
-    key_arn: String,
-    wrapped: Vec<u8>,
-    context: Vec<(String, String)>,
-}
-
-struct CacheEntry {
-    key: DataKey,
-    /// The remote allowed Encrypt (a write open) for this caller and file.
-    encrypt_allowed: bool,
-    fetched: Instant,
-    used: Instant,
-}
-
-/// The per-(uid, file) cache: bounded, least recently used evicted first, data keys in
-/// zeroizing storage (dropping an entry wipes its key). Only allowed answers are stored:
-/// a denial is asked again on the next open, so a grant takes effect at once.
-struct Cache {
-    ttl: Duration,
-    entries: Mutex<HashMap<CacheKey, CacheEntry>>,
-}
-
-/// What the cache knows for one open.
-struct Hit {
-    key: DataKey,
-    encrypt_allowed: bool,
-    /// When the remote decision behind it was asked for.
-    fetched: Instant,
-}
-
-impl Cache {
-    fn lookup(&self, k: &CacheKey) -> Option<Hit> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match map.get_mut(k) {
-            Some(e) if now.duration_since(e.fetched) < self.ttl => {
-                e.used = now;
-                Some(Hit {
-                    key: e.key.duplicate(),
-                    encrypt_allowed: e.encrypt_allowed,
-                    fetched: e.fetched,
-                })
-            }
-            Some(_) => {
-                map.remove(k);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Stores a fresh answer. `fetched` is when the remote call that proved it started,
-    /// so an entry never outlives the TTL counted from the remote's decision.
-    fn store(&self, k: CacheKey, key: &DataKey, encrypt_allowed: bool, fetched: Instant) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if !map.contains_key(&k) && map.len() >= CACHE_CAPACITY {
-            map.retain(|_, e| now.duration_since(e.fetched) < self.ttl);
-            if map.len() >= CACHE_CAPACITY {
-                let oldest = map
-                    .iter()
-                    .min_by_key(|(_, e)| e.used)
-                    .map(|(k, _)| k.clone());
-                if let Some(o) = oldest {
-                    map.remove(&o);
-                }
-            }
-        }
-        // An Encrypt answer learned earlier for the same key stays valid with it.
-        let encrypt_allowed = encrypt_allowed
-            || map
-                .get(&k)
-                .is_some_and(|e| e.encrypt_allowed && e.key.expose() == key.expose());
-        map.insert(
-            k,
-            CacheEntry {
-                key: key.duplicate(),
-                encrypt_allowed,
-                fetched,
-                used: now,
-            },
-        );
-    }
-
-    fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
-
 /// Routes each key operation to the local store or to the remote KMS (module docs).
 pub struct KeyRouter {
     local: Arc<dyn LocalKeys>,
@@ -250,7 +118,7 @@ impl std::fmt::Debug for KeyRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRouter")
             .field("endpoint", &self.endpoint)
-            .field("cache_ttl", &self.cache.ttl)
+            .field("cache_ttl", &self.cache.ttl())
             .finish_non_exhaustive()
     }
 }
@@ -275,10 +143,7 @@ impl KeyRouter {
             local,
             remote,
             endpoint: options.endpoint.clone(),
-            cache: Cache {
-                ttl: options.cache_ttl,
-                entries: Mutex::new(HashMap::new()),
-            },
+            cache: Cache::new(options.cache_ttl),
         }
     }
 
@@ -319,6 +184,30 @@ impl KeyRouter {
         }
     }
 
+    /// The audit record of `operation` on `key_arn` toward this router's endpoint: no
+    /// profile, request id or error yet, not from the cache (each site sets what it knows).
+    fn decision<'a>(
+        &'a self,
+        operation: &'static str,
+        identity: &'a Identity,
+        key_arn: &'a str,
+        context: &'a EncryptionContext,
+        actions: &'a [DataAction],
+    ) -> RemoteDecision<'a> {
+        RemoteDecision {
+            operation,
+            identity,
+            key_arn,
+            endpoint: self.endpoint.as_deref(),
+            profile: None,
+            context,
+            actions,
+            request_id: None,
+            cached: false,
+            error: None,
+        }
+    }
+
     /// The caller's identity and profile; a caller without a profile is refused
     /// (AccessDenied, audited with the reason) and no remote call is made.
     fn identify(
@@ -342,16 +231,8 @@ impl KeyRouter {
                     ),
                 );
                 self.local.audit_remote(&RemoteDecision {
-                    operation,
-                    identity: &who.identity,
-                    key_arn,
-                    endpoint: self.endpoint.as_deref(),
-                    profile: None,
-                    context,
-                    actions,
-                    request_id: None,
-                    cached: false,
                     error: Some(&e),
+                    ..self.decision(operation, &who.identity, key_arn, context, actions)
                 })?;
                 Err(e)
             }
@@ -375,16 +256,10 @@ impl KeyRouter {
             Err(e) => (Err(e.error), e.receipt),
         };
         self.local.audit_remote(&RemoteDecision {
-            operation,
-            identity,
-            key_arn,
-            endpoint: self.endpoint.as_deref(),
             profile: Some(&profile.name),
-            context,
-            actions,
             request_id: receipt.request_id.as_deref(),
-            cached: false,
             error: result.as_ref().err(),
+            ..self.decision(operation, identity, key_arn, context, actions)
         })?;
         result
     }
@@ -421,16 +296,9 @@ impl KeyRouter {
         if let Some(hit) = &hit {
             if hit.encrypt_allowed || !wants_encrypt {
                 self.local.audit_remote(&RemoteDecision {
-                    operation: "Decrypt",
-                    identity: &identity,
-                    key_arn,
-                    endpoint: self.endpoint.as_deref(),
                     profile: Some(&profile.name),
-                    context,
-                    actions,
-                    request_id: None,
                     cached: true,
-                    error: None,
+                    ..self.decision("Decrypt", &identity, key_arn, context, actions)
                 })?;
                 return Ok(hit.key.duplicate());
             }
@@ -607,159 +475,6 @@ pub fn for_volume(
     };
     let remote = remote_client(options.timeout);
     Arc::new(KeyRouter::new(service, remote, &options))
-}
-
-/// The remote KMS client over the AWS SDK ([`super::SdkRemote`]), each call bounded by
-/// `timeout`. Started on the first remote call, so that a volume with only local keys
-/// runs no SDK runtime. Should it fail to start, every remote call fails with the
-/// reason (EIO) and local keys keep working.
-pub fn remote_client(timeout: Duration) -> Arc<dyn RemoteKeys> {
-    Arc::new(LazySdk {
-        timeout,
-        client: std::sync::OnceLock::new(),
-    })
-}
-
-struct LazySdk {
-    timeout: Duration,
-    client: std::sync::OnceLock<Box<dyn RemoteKeys>>,
-}
-
-impl LazySdk {
-    fn get(&self) -> &dyn RemoteKeys {
-        self.client
-            .get_or_init(|| {
-                let settings = super::RemoteSettings {
-                    timeout: self.timeout,
-                    ..super::RemoteSettings::default()
-                };
-                match super::SdkRemote::new(settings) {
-                    Ok(client) => Box::new(client),
-                    Err(e) => {
-                        log::error!("remote keys unavailable: {}", e.error.message);
-                        Box::new(NoRemoteClient {
-                            reason: e.error.message,
-                        })
-                    }
-                }
-            })
-            .as_ref()
-    }
-}
-
-impl RemoteKeys for LazySdk {
-    fn generate_data_key(
-        &self,
-        profile: &Profile,
-        target: &Target,
-        context: &super::Context,
-    ) -> Result<super::RemoteDataKey, RemoteError> {
-        self.get().generate_data_key(profile, target, context)
-    }
-    fn decrypt(
-        &self,
-        profile: &Profile,
-        target: &Target,
-        wrapped: &[u8],
-        context: &super::Context,
-    ) -> Result<(DataKey, RemoteReceipt), RemoteError> {
-        self.get().decrypt(profile, target, wrapped, context)
-    }
-    fn encrypt(
-        &self,
-        profile: &Profile,
-        target: &Target,
-        key: &DataKey,
-        context: &super::Context,
-    ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
-        self.get().encrypt(profile, target, key, context)
-    }
-    fn encrypt_allowed(
-        &self,
-        profile: &Profile,
-        target: &Target,
-        context: &super::Context,
-    ) -> Result<RemoteReceipt, RemoteError> {
-        self.get().encrypt_allowed(profile, target, context)
-    }
-    fn describe_key(
-        &self,
-        profile: &Profile,
-        target: &Target,
-    ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError> {
-        self.get().describe_key(profile, target)
-    }
-    fn decrypt_dry_run(
-        &self,
-        profile: &Profile,
-        target: &Target,
-        wrapped: &[u8],
-        context: &super::Context,
-    ) -> Result<RemoteReceipt, RemoteError> {
-        self.get()
-            .decrypt_dry_run(profile, target, wrapped, context)
-    }
-}
-
-/// Stands in for the SDK client when it cannot start: every remote call fails (EIO).
-struct NoRemoteClient {
-    reason: String,
-}
-
-impl NoRemoteClient {
-    fn refuse<T>(&self) -> Result<T, RemoteError> {
-        Err(RemoteError {
-            error: KmsError::new(
-                ErrorKind::KmsInternal,
-                format!("no remote KMS client: {}", self.reason),
-            ),
-            receipt: RemoteReceipt::default(),
-        })
-    }
-}
-
-impl RemoteKeys for NoRemoteClient {
-    fn generate_data_key(
-        &self,
-        _: &Profile,
-        _: &Target,
-        _: &super::Context,
-    ) -> Result<super::RemoteDataKey, RemoteError> {
-        self.refuse()
-    }
-    fn decrypt(
-        &self,
-        _: &Profile,
-        _: &Target,
-        _: &[u8],
-        _: &super::Context,
-    ) -> Result<(DataKey, RemoteReceipt), RemoteError> {
-        self.refuse()
-    }
-    fn encrypt(
-        &self,
-        _: &Profile,
-        _: &Target,
-        _: &DataKey,
-        _: &super::Context,
-    ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
-        self.refuse()
-    }
-    fn encrypt_allowed(
-        &self,
-        _: &Profile,
-        _: &Target,
-        _: &super::Context,
-    ) -> Result<RemoteReceipt, RemoteError> {
-        self.refuse()
-    }
-    fn describe_key(
-        &self,
-        _: &Profile,
-        _: &Target,
-    ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError> {
-        self.refuse()
-    }
 }
 
 #[cfg(test)]

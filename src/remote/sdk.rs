@@ -10,52 +10,31 @@
 //! Plaintext data keys go straight into [`DataKey`] and are never logged.
 
 use std::collections::HashMap;
+use std::error::Error as StdError;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_kms::config::SharedHttpClient;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::operation::decrypt::builders::DecryptFluentBuilder;
+use aws_sdk_kms::operation::encrypt::builders::EncryptFluentBuilder;
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_kms::Client;
 use aws_smithy_http_client::tls;
 use serde_json::{json, Value};
 use zeroize::Zeroize;
 
-pub use super::clients::arn_region;
+pub use super::arn::arn_region;
 use super::clients::build_client;
+pub use super::clients::RemoteSettings;
 use super::errors::{self, from_sdk};
 use super::{Context, Profile, RemoteDataKey, RemoteError, RemoteKeys, RemoteReceipt, Target};
 use crate::crypto::{DataKey, KEY_LEN};
 use crate::kms::ErrorKind;
-
-/// How [`SdkRemote`] calls a remote KMS.
-#[derive(Debug, Clone)]
-pub struct RemoteSettings {
-    /// The longest one call takes, retries and credential resolution included
-    /// (`-o kms_timeout`).
-    pub timeout: Duration,
-    /// Attempts per call (standard retry mode), within `timeout`.
-    pub max_attempts: u32,
-    /// Worker threads of the runtime that drives the calls (they only wait on sockets).
-    pub worker_threads: usize,
-    /// PEM certificates trusted besides the system's roots, for an `https://` endpoint
-    /// with a private CA (a central `kmsfs serve --listen --tls-cert`). `None`: the
-    /// `AWS_CA_BUNDLE` environment variable if set, else the system's roots only.
-    pub ca_bundle: Option<PathBuf>,
-}
-
-impl Default for RemoteSettings {
-    fn default() -> Self {
-        RemoteSettings {
-            timeout: super::DEFAULT_TIMEOUT,
-            max_attempts: 3,
-            worker_threads: 2,
-            ca_bundle: None,
-        }
-    }
-}
 
 /// The SDK clients are per (profile, endpoint, region): each has its own identity cache,
 /// so a profile's credentials are resolved once and refreshed by the SDK.
@@ -68,7 +47,7 @@ pub struct SdkRemote {
     // from inside another runtime's thread would panic).
     runtime: Option<tokio::runtime::Runtime>,
     http: SharedHttpClient,
-    clients: Mutex<HashMap<ClientKey, aws_sdk_kms::Client>>,
+    clients: Mutex<HashMap<ClientKey, Client>>,
 }
 
 impl std::fmt::Debug for SdkRemote {
@@ -113,11 +92,7 @@ impl SdkRemote {
     }
 
     /// The client for `profile` toward `target`, made once.
-    fn client(
-        &self,
-        profile: &Profile,
-        target: &Target,
-    ) -> Result<aws_sdk_kms::Client, RemoteError> {
+    fn client(&self, profile: &Profile, target: &Target) -> Result<Client, RemoteError> {
         let region = arn_region(&target.key_arn).ok_or_else(|| {
             errors::local(
                 ErrorKind::InvalidArn,
@@ -169,6 +144,48 @@ impl SdkRemote {
             }
         }
         result
+    }
+
+    /// One SDK call of `profile` toward `target`: `request` builds it on the client
+    /// (outside the runtime, so it may borrow the caller's arguments), it runs under the
+    /// hard timeout, and `answer` reads its outcome as `profile`.
+    fn exchange<O, E, Fut, T, A>(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        request: impl FnOnce(Client) -> Fut,
+        answer: A,
+    ) -> Result<T, RemoteError>
+    where
+        Fut: Future<Output = Result<O, SdkError<E>>> + Send + 'static,
+        A: FnOnce(&Profile, Result<O, SdkError<E>>) -> Result<T, RemoteError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pending = request(self.client(profile, target)?);
+        let p = profile.clone();
+        self.call(profile, target, async move { answer(&p, pending.await) })
+    }
+
+    /// [`Self::exchange`] of a call whose every failure is an error: `answer` gets the
+    /// output and its request id.
+    fn send<O, E, Fut, T>(
+        &self,
+        profile: &Profile,
+        target: &Target,
+        request: impl FnOnce(Client) -> Fut,
+        answer: impl FnOnce(O, RemoteReceipt) -> Result<T, RemoteError> + Send + 'static,
+    ) -> Result<T, RemoteError>
+    where
+        O: RequestId,
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, SdkError<E>>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.exchange(profile, target, request, |p, out| {
+            let out = out.map_err(|e| from_sdk(p, e))?;
+            let receipt = receipt(out.request_id());
+            answer(out, receipt)
+        })
     }
 
     /// Runs `call` on the runtime and waits for it here, at most the timeout.
@@ -257,14 +274,20 @@ fn context_map(context: &Context) -> Option<HashMap<String, String>> {
     })
 }
 
-/// A dry run's error: `DryRunOperationException` means the real call would have passed.
-fn dry_run_answer<E>(
+/// A dry run's outcome: `DryRunOperationException` means the real call would have
+/// passed, and so does a KMS that ignores DryRun and answers.
+fn dry_run_answer<O, E>(
     profile: &Profile,
-    err: aws_sdk_kms::error::SdkError<E>,
+    out: Result<O, SdkError<E>>,
 ) -> Result<RemoteReceipt, RemoteError>
 where
-    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    O: RequestId,
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+    let err = match out {
+        Ok(o) => return Ok(receipt(o.request_id())),
+        Err(e) => e,
+    };
     let mapped = from_sdk(profile, err);
     if mapped.error.kind == ErrorKind::DryRunOperation {
         Ok(mapped.receipt)
@@ -273,19 +296,59 @@ where
     }
 }
 
+/// An answer without what the call must return (`what`): the remote is not usable.
+fn incomplete(what: &str, receipt: &RemoteReceipt) -> RemoteError {
+    RemoteError {
+        error: crate::kms::KmsError::new(
+            ErrorKind::KmsInternal,
+            format!("the remote KMS returned {what}"),
+        ),
+        receipt: receipt.clone(),
+    }
+}
+
+/// The non-empty ciphertext blob of an answer.
+fn wrapped_blob(blob: Option<Blob>, receipt: &RemoteReceipt) -> Result<Vec<u8>, RemoteError> {
+    blob.map(Blob::into_inner)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| incomplete("no CiphertextBlob", receipt))
+}
+
 /// A 32-byte plaintext from the remote as a [`DataKey`]; the SDK's buffer is wiped.
 fn data_key(plaintext: Option<Blob>, receipt: &RemoteReceipt) -> Result<DataKey, RemoteError> {
     let mut bytes = plaintext.map(Blob::into_inner).unwrap_or_default();
     let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map(DataKey::from_bytes);
     let len = bytes.len();
     bytes.zeroize();
-    key.map_err(|_| RemoteError {
-        error: crate::kms::KmsError::new(
-            ErrorKind::KmsInternal,
-            format!("the remote KMS returned a {len}-byte data key, not {KEY_LEN}"),
-        ),
-        receipt: receipt.clone(),
-    })
+    key.map_err(|_| incomplete(&format!("a {len}-byte data key, not {KEY_LEN}"), receipt))
+}
+
+/// `Decrypt` of `wrapped` with `KeyId = target.key_arn` and `context`, to send as is or
+/// as a dry run.
+fn decrypt_request(
+    c: &Client,
+    target: &Target,
+    wrapped: &[u8],
+    context: &Context,
+) -> DecryptFluentBuilder {
+    c.decrypt()
+        .key_id(&target.key_arn)
+        .ciphertext_blob(Blob::new(wrapped.to_vec()))
+        .set_encryption_context(context_map(context))
+}
+
+/// `Encrypt` of `plaintext` under `target.key_arn` with `context`, to send as is or as a
+/// dry run.
+fn encrypt_request(
+    c: &Client,
+    target: &Target,
+    plaintext: Blob,
+    context: &Context,
+) -> EncryptFluentBuilder {
+    c.encrypt()
+        .key_id(&target.key_arn)
+        .plaintext(plaintext)
+        .set_encryption_context(context_map(context))
 }
 
 impl RemoteKeys for SdkRemote {
@@ -295,34 +358,18 @@ impl RemoteKeys for SdkRemote {
         target: &Target,
         context: &Context,
     ) -> Result<RemoteDataKey, RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, key, ctx) = (
-            profile.clone(),
-            target.key_arn.clone(),
-            context_map(context),
-        );
-        self.call(profile, target, async move {
-            let out = client
-                .generate_data_key()
-                .key_id(&key)
+        let request = |c: Client| {
+            c.generate_data_key()
+                .key_id(&target.key_arn)
                 .key_spec(DataKeySpec::Aes256)
-                .set_encryption_context(ctx)
+                .set_encryption_context(context_map(context))
                 .send()
-                .await
-                .map_err(|e| from_sdk(&p, e))?;
-            let receipt = receipt(out.request_id());
-            let key_arn = out.key_id.clone().unwrap_or(key);
-            let wrapped = out.ciphertext_blob.clone().map(Blob::into_inner);
+        };
+        let key = target.key_arn.clone();
+        self.send(profile, target, request, move |out, receipt| {
+            let key_arn = out.key_id.unwrap_or(key);
             let data = data_key(out.plaintext, &receipt)?;
-            let wrapped = wrapped
-                .filter(|w| !w.is_empty())
-                .ok_or_else(|| RemoteError {
-                    error: crate::kms::KmsError::new(
-                        ErrorKind::KmsInternal,
-                        "the remote KMS returned no CiphertextBlob",
-                    ),
-                    receipt: receipt.clone(),
-                })?;
+            let wrapped = wrapped_blob(out.ciphertext_blob, &receipt)?;
             Ok(RemoteDataKey {
                 key: data,
                 wrapped,
@@ -339,23 +386,8 @@ impl RemoteKeys for SdkRemote {
         wrapped: &[u8],
         context: &Context,
     ) -> Result<(DataKey, RemoteReceipt), RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, key, blob, ctx) = (
-            profile.clone(),
-            target.key_arn.clone(),
-            Blob::new(wrapped.to_vec()),
-            context_map(context),
-        );
-        self.call(profile, target, async move {
-            let out = client
-                .decrypt()
-                .key_id(key)
-                .ciphertext_blob(blob)
-                .set_encryption_context(ctx)
-                .send()
-                .await
-                .map_err(|e| from_sdk(&p, e))?;
-            let receipt = receipt(out.request_id());
+        let request = |c: Client| decrypt_request(&c, target, wrapped, context).send();
+        self.send(profile, target, request, |out, receipt| {
             let data = data_key(out.plaintext, &receipt)?;
             Ok((data, receipt))
         })
@@ -368,34 +400,11 @@ impl RemoteKeys for SdkRemote {
         key: &DataKey,
         context: &Context,
     ) -> Result<(Vec<u8>, RemoteReceipt), RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, arn, ctx) = (
-            profile.clone(),
-            target.key_arn.clone(),
-            context_map(context),
-        );
         // The SDK's request buffer is not zeroizing; it lives only for this call.
         let plaintext = Blob::new(key.expose().to_vec());
-        self.call(profile, target, async move {
-            let out = client
-                .encrypt()
-                .key_id(arn)
-                .plaintext(plaintext)
-                .set_encryption_context(ctx)
-                .send()
-                .await
-                .map_err(|e| from_sdk(&p, e))?;
-            let receipt = receipt(out.request_id());
-            match out.ciphertext_blob.map(Blob::into_inner) {
-                Some(w) if !w.is_empty() => Ok((w, receipt)),
-                _ => Err(RemoteError {
-                    error: crate::kms::KmsError::new(
-                        ErrorKind::KmsInternal,
-                        "the remote KMS returned no CiphertextBlob",
-                    ),
-                    receipt,
-                }),
-            }
+        let request = |c: Client| encrypt_request(&c, target, plaintext, context).send();
+        self.send(profile, target, request, |out, receipt| {
+            Ok((wrapped_blob(out.ciphertext_blob, &receipt)?, receipt))
         })
     }
 
@@ -405,28 +414,15 @@ impl RemoteKeys for SdkRemote {
         target: &Target,
         context: &Context,
     ) -> Result<RemoteReceipt, RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, arn, ctx) = (
-            profile.clone(),
-            target.key_arn.clone(),
-            context_map(context),
-        );
-        self.call(profile, target, async move {
-            // A throwaway plaintext: with DryRun nothing is wrapped, and a KMS that
-            // ignores DryRun wraps only these zeros.
-            let out = client
-                .encrypt()
-                .key_id(arn)
-                .plaintext(Blob::new(vec![0u8; KEY_LEN]))
-                .set_encryption_context(ctx)
+        // A throwaway plaintext: with DryRun nothing is wrapped, and a KMS that ignores
+        // DryRun wraps only these zeros.
+        let zeros = Blob::new(vec![0u8; KEY_LEN]);
+        let request = |c: Client| {
+            encrypt_request(&c, target, zeros, context)
                 .dry_run(true)
                 .send()
-                .await;
-            match out {
-                Ok(o) => Ok(receipt(o.request_id())),
-                Err(e) => dry_run_answer(&p, e),
-            }
-        })
+        };
+        self.exchange(profile, target, request, dry_run_answer)
     }
 
     /// `Decrypt` of `wrapped` with `DryRun = true`: whether `profile` may decrypt it, for
@@ -439,31 +435,19 @@ impl RemoteKeys for SdkRemote {
         wrapped: &[u8],
         context: &Context,
     ) -> Result<RemoteReceipt, RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, key, blob, ctx) = (
-            profile.clone(),
-            target.key_arn.clone(),
-            Blob::new(wrapped.to_vec()),
-            context_map(context),
-        );
-        self.call(profile, target, async move {
-            let out = client
-                .decrypt()
-                .key_id(key)
-                .ciphertext_blob(blob)
-                .set_encryption_context(ctx)
+        let request = |c: Client| {
+            decrypt_request(&c, target, wrapped, context)
                 .dry_run(true)
                 .send()
-                .await;
-            match out {
-                Ok(mut o) => {
-                    if let Some(pt) = o.plaintext.take() {
-                        pt.into_inner().zeroize();
-                    }
-                    Ok(receipt(o.request_id()))
+        };
+        self.exchange(profile, target, request, |p, out| {
+            let wiped = out.map(|mut o| {
+                if let Some(pt) = o.plaintext.take() {
+                    pt.into_inner().zeroize();
                 }
-                Err(e) => dry_run_answer(&p, e),
-            }
+                o
+            });
+            dry_run_answer(p, wiped)
         })
     }
 
@@ -472,16 +456,8 @@ impl RemoteKeys for SdkRemote {
         profile: &Profile,
         target: &Target,
     ) -> Result<(Value, RemoteReceipt), RemoteError> {
-        let client = self.client(profile, target)?;
-        let (p, arn) = (profile.clone(), target.key_arn.clone());
-        self.call(profile, target, async move {
-            let out = client
-                .describe_key()
-                .key_id(arn)
-                .send()
-                .await
-                .map_err(|e| from_sdk(&p, e))?;
-            let receipt = receipt(out.request_id());
+        let request = |c: Client| c.describe_key().key_id(&target.key_arn).send();
+        self.send(profile, target, request, |out, receipt| {
             let meta = out.key_metadata.as_ref().map_or(Value::Null, |m| {
                 json!({
                     "KeyId": m.key_id(),

@@ -7,7 +7,9 @@
 //! - [`e2e`] (`e2e_*.rs`): a real key service in this process behind a real mount;
 //! - [`cli`] (`cli_*.rs`): the real binary, `kmsfs serve` as a child process;
 //! - [`wire`] (`wire_*.rs`): `kmsfs serve --listen` and the real AWS clients (aws-cli,
-//!   boto3) with access keys.
+//!   boto3) with access keys;
+//! - [`remote`] (`remote_*.rs`): a central `kmsfs serve --listen` and a client signing
+//!   through AWS profiles, and the rewrap tests' backing-file helpers.
 //!
 //! What every fixture shares lives here: the one way a test runs a command as another
 //! uid ([`as_user`]), assertions on command output, and small file helpers. Each
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod e2e;
 pub mod fs;
 pub mod kms;
+pub mod remote;
 pub mod wire;
 
 use std::ffi::OsStr;
