@@ -163,4 +163,14 @@ impl RemoteKeys for NoRemoteClient {
     ) -> Result<(serde_json::Value, RemoteReceipt), RemoteError> {
         self.refuse()
     }
+    // Not the trait's default ("cannot dry-run"): the reason is that no client started.
+    fn decrypt_dry_run(
+        &self,
+        _: &Profile,
+        _: &Target,
+        _: &[u8],
+        _: &Context,
+    ) -> Result<RemoteReceipt, RemoteError> {
+        self.refuse()
+    }
 }
