@@ -38,6 +38,7 @@ mod ops_dir_rules;
 pub(crate) mod ops_grants;
 mod ops_import;
 mod ops_key_pairs;
+mod ops_key_policies;
 mod ops_keys;
 mod ops_last_usage;
 mod ops_mac;

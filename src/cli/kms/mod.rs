@@ -18,6 +18,7 @@
 //! - `rules`: aws-cli's checks before sending, and the skeletons;
 //! - `paging`: merging pages, `--max-items` / `--starting-token`.
 
+mod args;
 mod checks;
 mod paging;
 mod params;
@@ -29,6 +30,7 @@ mod tests;
 #[cfg(test)]
 mod tests_run;
 
+pub use args::*;
 pub use params::ParamError;
 pub use verbs::*;
 
