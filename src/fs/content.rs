@@ -4,15 +4,15 @@
 //! A request touches blocks `first..=last`; their sealed bytes are contiguous in the
 //! backing file, so a read is one `pread` of the whole range followed by `open_block` of
 //! each block, and a write is at most two edge-block reads (read-modify-write of partial
-//! blocks), sealing every block of the range, and one `pwrite`. Buffers are per thread
-//! and reused, so the hot path neither allocates nor derives keys (the cipher holds the
-//! ready key schedule).
+//! blocks), sealing every block of the range, and one `pwrite`. Buffers are reused from
+//! a small pool shared by all threads (not one set per thread: that kept a megabyte per
+//! FUSE worker resident for the whole mount), so the hot path neither allocates nor
+//! derives keys (the cipher holds the ready key schedule).
 //!
 //! Callers hold the node's content lock (shared for reads, exclusive for everything
 //! else): this module assumes nobody else changes the file meanwhile. It never asks for
 //! keys and never returns bytes that failed authentication.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -30,7 +30,12 @@ const BLOCKS_PER_THREAD: usize = 32;
 /// Most threads one request is split across.
 const MAX_THREADS: usize = 4;
 
-/// Reusable per-thread buffers.
+/// Scratch sets kept between requests. One request at a time (a sequential reader or
+/// writer) always finds one; concurrent requests beyond this many allocate their own,
+/// freed when they end, so a burst does not stay resident for the life of the mount.
+const SPARE_SCRATCH: usize = 2;
+
+/// Reusable request buffers.
 #[derive(Default)]
 struct Scratch {
     /// Sealed bytes of a whole request range.
@@ -232,16 +237,26 @@ fn open_range_in_place(
     Ok(len)
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
+static SPARE: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
 
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> Result<R, FsError>) -> Result<R, FsError> {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => f(&mut s),
-        // Only reachable if a callback re-entered this module; use fresh buffers then.
-        Err(_) => f(&mut Scratch::default()),
-    })
+    // A poisoned pool only means a request panicked while taking or giving back a set;
+    // the list itself is always whole.
+    let spare = || SPARE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut scratch = spare().pop().unwrap_or_default();
+    let result = f(&mut scratch);
+    let extra = {
+        let mut pool = spare();
+        if pool.len() < SPARE_SCRATCH {
+            pool.push(scratch);
+            None
+        } else {
+            Some(scratch)
+        }
+    };
+    // Freed outside the lock.
+    drop(extra);
+    result
 }
 
 fn io_eio(e: std::io::Error) -> FsError {

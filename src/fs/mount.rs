@@ -268,6 +268,7 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
     }
     let core = Arc::new(core);
     raise_fd_limit();
+    fixed_mmap_threshold();
     let mut config = Config::default();
     config.mount_options = parsed.mount_options;
     config.acl = parsed.acl;
@@ -650,6 +651,20 @@ fn mount_device(mountpoint: &Path) -> Option<(u32, u32)> {
         return None;
     }
     Some((stx.stx_dev_major, stx.stx_dev_minor))
+}
+
+/// Request buffers (up to a megabyte each) are allocated and freed as requests come
+/// and go; glibc's default threshold rises to the largest block ever freed, after
+/// which such buffers come from the heap and stay resident once freed (peak RSS).
+/// Fixed at glibc's starting value, every allocation from 128 KiB up is its own
+/// mapping, returned to the kernel when freed.
+fn fixed_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes the allocator's tuning; any value is accepted or
+    // refused (returns 0), never undefined.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 /// Each inode the kernel holds costs one `O_PATH` descriptor: raise the soft limit to
