@@ -5,6 +5,8 @@
 use clap::Parser;
 
 fn main() {
+    // Before any thread exists (the mount's peak RSS depends on it).
+    kmsfs::fs::mount::tune_allocator();
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args
         .first()

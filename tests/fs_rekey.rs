@@ -289,6 +289,71 @@ fn open_handles_follow_a_rekey_through_another_handle() {
     assert_eq!(fs::read(&path).unwrap(), b"new head+tail");
 }
 
+#[test]
+fn open_handles_follow_a_rekey_after_the_rekeying_handle_is_closed() {
+    // The node keeps the newer key only while something is open: here the re-keying
+    // handle is gone before the older handles next use the file, and they still must
+    // seal and open under the key in the header, not their own.
+    let mut m = Mounted::new(&[]);
+    let path = m.path("f");
+    let old: Vec<u8> = Rng(5).bytes(2 * 4096 + 3);
+    let backing = new_backing(&m, || fs::write(&path, &old).unwrap());
+    let old_id = header_of(&backing).file_id;
+    m.remount(&[]);
+    let open = |write: bool, trunc: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .truncate(trunc)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .unwrap()
+    };
+    let reader = open(false, false);
+    let writer = open(true, false);
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(reader.read_at(&mut buf, 0).unwrap(), 8192);
+    assert_eq!(buf, old[..8192]);
+    {
+        let truncating = open(true, true);
+        truncating.write_all_at(b"fresh", 0).unwrap();
+    }
+    assert_ne!(header_of(&backing).file_id, old_id);
+    writer.write_all_at(b"+more", 5).unwrap();
+    let n = reader.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], b"fresh+more");
+    drop((reader, writer));
+    // Everything closed (the node's copy of the key is dropped): a new open reads the
+    // key from the header and sees the same bytes, also after a remount.
+    assert_eq!(fs::read(&path).unwrap(), b"fresh+more");
+    m.remount(&[]);
+    assert_eq!(fs::read(&path).unwrap(), b"fresh+more");
+}
+
+#[test]
+fn a_file_created_here_and_closed_empty_keeps_its_key_on_the_first_write() {
+    // The mount remembers which key it generated even after the file's last handle
+    // closed (by file id, not by keeping the cipher): the first write into the empty
+    // file needs no re-key, while an empty file it did not create gets one.
+    let m = Mounted::new(&[]);
+    let path = m.path("empty");
+    let backing = new_backing(&m, || drop(fs::File::create(&path).unwrap()));
+    let id = header_of(&backing).file_id;
+    for _ in 0..3 {
+        // Other files' opens and closes in between.
+        fs::write(m.path("other"), b"x").unwrap();
+    }
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(b"first", 0).unwrap();
+    drop(f);
+    assert_eq!(
+        header_of(&backing).file_id,
+        id,
+        "no re-key of a key made here"
+    );
+    assert_eq!(fs::read(&path).unwrap(), b"first");
+}
+
 /// Makes the volume one made before the volume file's `envelopes` field: each file's
 /// header says its version, and version 1 is accepted. Unmounted while the volume file
 /// is rewritten (with its MAC, as an older kmsfs would have saved it).

@@ -4,15 +4,15 @@
 //! A request touches blocks `first..=last`; their sealed bytes are contiguous in the
 //! backing file, so a read is one `pread` of the whole range followed by `open_block` of
 //! each block, and a write is at most two edge-block reads (read-modify-write of partial
-//! blocks), sealing every block of the range, and one `pwrite`. Buffers are per thread
-//! and reused, so the hot path neither allocates nor derives keys (the cipher holds the
-//! ready key schedule).
+//! blocks), sealing every block of the range, and one `pwrite`. Buffers are reused from
+//! a small pool shared by all threads (not one set per thread: that kept a megabyte per
+//! FUSE worker resident for the whole mount), so the hot path neither allocates nor
+//! derives keys (the cipher holds the ready key schedule).
 //!
 //! Callers hold the node's content lock (shared for reads, exclusive for everything
 //! else): this module assumes nobody else changes the file meanwhile. It never asks for
 //! keys and never returns bytes that failed authentication.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -30,7 +30,12 @@ const BLOCKS_PER_THREAD: usize = 32;
 /// Most threads one request is split across.
 const MAX_THREADS: usize = 4;
 
-/// Reusable per-thread buffers.
+/// Scratch sets kept between requests. One request at a time (a sequential reader or
+/// writer) always finds one; concurrent requests beyond this many allocate their own,
+/// freed when they end, so a burst does not stay resident for the life of the mount.
+const SPARE_SCRATCH: usize = 2;
+
+/// Reusable request buffers.
 #[derive(Default)]
 struct Scratch {
     /// Sealed bytes of a whole request range.
@@ -232,16 +237,26 @@ fn open_range_in_place(
     Ok(len)
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
+static SPARE: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
 
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> Result<R, FsError>) -> Result<R, FsError> {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => f(&mut s),
-        // Only reachable if a callback re-entered this module; use fresh buffers then.
-        Err(_) => f(&mut Scratch::default()),
-    })
+    // A poisoned pool only means a request panicked while taking or giving back a set;
+    // the list itself is always whole.
+    let spare = || SPARE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut scratch = spare().pop().unwrap_or_default();
+    let result = f(&mut scratch);
+    let extra = {
+        let mut pool = spare();
+        if pool.len() < SPARE_SCRATCH {
+            pool.push(scratch);
+            None
+        } else {
+            Some(scratch)
+        }
+    };
+    // Freed outside the lock.
+    drop(extra);
+    result
 }
 
 fn io_eio(e: std::io::Error) -> FsError {
@@ -637,5 +652,34 @@ mod tests {
         // A write that must read the damaged block back refuses too.
         let err = write(&file, &cipher, B + 1, b"x").unwrap_err();
         assert_eq!(err.errno(), libc::EIO);
+    }
+
+    #[test]
+    fn more_concurrent_requests_than_kept_buffers_each_get_their_own() {
+        // Six threads at once, more than SPARE_SCRATCH: sets beyond the pool are
+        // allocated for the request and freed after it; no two requests ever share one.
+        // Large unaligned writes (edge blocks read back) and whole reads, many rounds.
+        std::thread::scope(|scope| {
+            for t in 0..6u8 {
+                scope.spawn(move || {
+                    let (file, cipher) = new_file();
+                    let mut model = vec![0u8; 0];
+                    for round in 0..5usize {
+                        let offset = round * 70_001 % 200_000;
+                        let data: Vec<u8> = (0..150_000 + round * 13)
+                            .map(|i| (i as u8) ^ t ^ round as u8)
+                            .collect();
+                        write(&file, &cipher, offset as u64, &data).unwrap();
+                        if model.len() < offset + data.len() {
+                            model.resize(offset + data.len(), 0);
+                        }
+                        model[offset..offset + data.len()].copy_from_slice(&data);
+                        assert_eq!(read_all(&file, &cipher), model, "thread {t} round {round}");
+                    }
+                });
+            }
+        });
+        let kept = SPARE.lock().map(|p| p.len()).unwrap_or(0);
+        assert!(kept <= SPARE_SCRATCH, "{kept} sets kept");
     }
 }

@@ -18,7 +18,7 @@ use crate::format::ContentCipher;
 
 use super::authz::Access;
 use super::error::FsError;
-use super::inode::{ContentKey, Node, NodeKind};
+use super::inode::{CipherPin, ContentKey, Node, NodeKind};
 
 /// One open regular file.
 #[derive(Debug)]
@@ -32,6 +32,9 @@ pub struct OpenFile {
     pub access: Access,
     /// `O_APPEND`: every write goes to the current end of file.
     pub append: bool,
+    /// Keeps the node's newer cipher (if the file is re-keyed) for as long as this open
+    /// lives; taken before `epoch` was read.
+    pub _pin: CipherPin<Arc<Node>>,
 }
 
 impl OpenFile {

@@ -10,13 +10,14 @@
 //! This module never sees plaintext or keys; it owns lookup counts and `forget`.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use nix::sys::stat::{FileStat, SFlag};
 
-use crate::format::{ContentCipher, EnvelopeVersion};
+use crate::format::{ContentCipher, EnvelopeVersion, FileId};
 
 use super::error::FsError;
 use super::names::DirNames;
@@ -62,13 +63,65 @@ impl NodeKind {
 /// this mount did not generate) writes a new header and bumps `epoch` under the write
 /// lock; a handle whose epoch is older then uses `cipher` instead of its own, so every
 /// handle seals and opens under the key in the header on disk.
+///
+/// `cipher` is only needed while something that read `epoch` may still use it: an open
+/// handle, or an open or truncation in progress, each holding a [`CipherPin`]. When the
+/// last pin goes, the cipher (over 500 bytes of key schedule) is dropped: the kernel keeps
+/// the nodes of closed files for as long as it likes (every file an untar created), and
+/// the next open reads the key from the header on disk anyway. Which key this mount
+/// generated is kept as its file id alone.
 #[derive(Debug, Default)]
 pub struct ContentKey {
     /// Bumped by every key this mount generates for the file (create and re-key).
     pub epoch: u64,
-    /// The cipher of the key this mount generated last for the file; `None` until it
-    /// generates one (the file's key then came from its header on disk).
+    /// The cipher of the key this mount generated last for the file, while pinned;
+    /// `None` if it generated none (the file's key came from its header on disk) or
+    /// nothing pins it any more.
     pub cipher: Option<Arc<ContentCipher>>,
+    /// The file id of the key this mount generated last for the file (kept after
+    /// `cipher` is dropped).
+    pub generated: Option<FileId>,
+}
+
+impl ContentKey {
+    /// Records a key this mount just generated (and wrote into the header): bumps the
+    /// epoch, which it returns. The caller holds a [`CipherPin`] of the node.
+    pub fn generated(&mut self, cipher: Arc<ContentCipher>) -> u64 {
+        self.epoch += 1;
+        self.generated = Some(*cipher.file_id());
+        self.cipher = Some(cipher);
+        self.epoch
+    }
+
+    /// True when `cipher` holds the key this mount generated last for the file.
+    pub fn is_generated(&self, cipher: &ContentCipher) -> bool {
+        self.generated.as_ref() == Some(cipher.file_id())
+    }
+}
+
+/// Keeps a node's [`ContentKey::cipher`] alive: taken before reading the epoch, held for
+/// as long as the epoch read may be compared (an open handle holds one for its life).
+#[derive(Debug)]
+pub struct CipherPin<N: Deref<Target = Node>>(N);
+
+impl<N: Deref<Target = Node>> CipherPin<N> {
+    pub fn new(node: N) -> Self {
+        node.pins.fetch_add(1, Ordering::AcqRel);
+        CipherPin(node)
+    }
+}
+
+impl<N: Deref<Target = Node>> Drop for CipherPin<N> {
+    fn drop(&mut self) {
+        // Under the write lock: no holder of the lock can be between reading `epoch`
+        // and using `cipher` without a pin, so the last pin may drop the cipher. A pin
+        // taken meanwhile (without the lock) reads the epoch only afterwards, together
+        // with the header on disk, which already holds the newest key.
+        let mut key = self.0.content.write().unwrap_or_else(|p| p.into_inner());
+        if self.0.pins.fetch_sub(1, Ordering::AcqRel) == 1 {
+            key.cipher = None;
+        }
+    }
 }
 
 /// One inode the kernel knows about.
@@ -94,6 +147,8 @@ pub struct Node {
     pub version_at_open: AtomicU64,
     /// Directories only: the directory's id and name cipher, read on first use.
     pub dir: OnceLock<Arc<DirNames>>,
+    /// Live [`CipherPin`]s of this node.
+    pins: AtomicU32,
 }
 
 impl Node {
@@ -108,6 +163,7 @@ impl Node {
             version: AtomicU64::new(0),
             version_at_open: AtomicU64::new(u64::MAX),
             dir: OnceLock::new(),
+            pins: AtomicU32::new(0),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::kms::provider::{Caller, DataAction};
 use crate::fs::authz::{self, Access};
 use crate::fs::error::FsError;
 use crate::fs::handle::OpenFile;
-use crate::fs::inode::{ContentKey, Node, NodeKind};
+use crate::fs::inode::{CipherPin, ContentKey, Node, NodeKind};
 use crate::fs::names;
 use crate::fs::rewrap::HeaderLock;
 use crate::fs::{content, sys};
@@ -43,9 +43,7 @@ pub(super) fn current_cipher<'a>(
 /// header on disk is one this mount wrote (not, say, a header-only envelope someone
 /// copied over the file in the backing directory).
 pub(super) fn generated_here(key: &ContentKey, cipher: &ContentCipher) -> bool {
-    key.cipher
-        .as_ref()
-        .is_some_and(|c| c.file_id() == cipher.file_id())
+    key.is_generated(cipher)
 }
 
 /// True when the backing file is its header alone (an empty file).
@@ -145,8 +143,7 @@ impl Core {
             file.sync_data()?;
         }
         let cipher = Arc::new(cipher);
-        key.epoch += 1;
-        key.cipher = Some(cipher.clone());
+        key.generated(cipher.clone());
         node.set_envelope(header.version);
         node.changed();
         Ok(cipher)
@@ -211,6 +208,8 @@ impl Core {
                 self.truncate_locked(caller, node, &h.file, cipher, &mut g, size)?;
             }
             None => {
+                // Declared before the guards below: its drop takes the write lock.
+                let _pin = CipherPin::new(node);
                 let file = self.reopen(node, true)?;
                 let (header, epoch) = {
                     let g = read_guard(node);
@@ -258,12 +257,8 @@ impl Core {
         // The node remembers that this mount generated the key, so the first write
         // needs no re-key.
         let cipher = Arc::new(cipher);
-        let epoch = {
-            let mut g = write_guard(&node);
-            g.epoch += 1;
-            g.cipher = Some(cipher.clone());
-            g.epoch
-        };
+        let pin = CipherPin::new(node.clone());
+        let epoch = write_guard(&node).generated(cipher.clone());
         node.set_envelope(header.version);
         node.changed();
         let _ = node.unchanged_since_last_open();
@@ -274,6 +269,7 @@ impl Core {
             epoch,
             access: Access::from_flags(flags),
             append: flags & libc::O_APPEND != 0,
+            _pin: pin,
         });
         Ok((attr, fh))
     }
@@ -293,6 +289,8 @@ impl Core {
             self.writable()?;
         }
         let file = self.reopen(&node, access.write)?;
+        // Before the epoch is read, and declared before the guards below.
+        let pin = CipherPin::new(node.clone());
         // The header and the epoch are read together, so a re-key through another
         // handle is either already in the header or shows as a newer epoch.
         let (header, epoch) = {
@@ -329,6 +327,7 @@ impl Core {
             epoch,
             access,
             append: flags & libc::O_APPEND != 0,
+            _pin: pin,
         });
         Ok((fh, keep_cache))
     }
