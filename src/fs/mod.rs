@@ -43,6 +43,7 @@ mod mountpoint;
 mod names;
 pub mod rewrap;
 mod sys;
+mod tuning;
 
 pub use error::FsError;
 
