@@ -71,7 +71,10 @@ fn create_gives_the_asked_mode_and_owner_and_a_later_stat_agrees() {
     ];
     for (line, (name, attrs)) in answered.lines().zip(&want) {
         let shown = format!("{} {attrs} ", m.path(name).display());
-        assert!(line.starts_with(&shown), "{line:?} should start with {shown:?}");
+        assert!(
+            line.starts_with(&shown),
+            "{line:?} should start with {shown:?}"
+        );
         assert!(line.ends_with(" 0"), "{line:?}: a new file is empty");
     }
     assert_eq!(answered.lines().count(), want.len(), "{answered}");

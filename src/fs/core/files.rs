@@ -75,8 +75,8 @@ impl Core {
         header: &[u8],
         caller: &Caller,
     ) -> Result<File, FsError> {
-        let owner = self.owner_for_new(dir, caller)?;
         let special = perm.bits() & 0o7000 != 0;
+        let owner = self.owner_for_new(dir, caller, special)?;
         let finish = |file: &File| -> Result<(), FsError> {
             file.write_all_at(header, 0)?;
             if special {
@@ -490,8 +490,9 @@ impl Core {
                         libc::dev_t::from(rdev),
                     )?)
                 })?;
+                let special = mode & 0o7000 != 0;
                 self.exact_mode(&dir, backing.name(), mode & !umask)
-                    .and_then(|()| self.chown_new(&dir, backing.name(), caller))
+                    .and_then(|()| self.chown_new(&dir, backing.name(), caller, special))
                     .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }
