@@ -52,12 +52,19 @@ pub(super) fn header_only(file: &File) -> Result<bool, FsError> {
 }
 
 impl Core {
-    /// Creates regular file `dir/name` holding exactly `header`, owned by the caller and
-    /// with exactly `perm` (the kernel already applied the caller's umask; the daemon's
-    /// own umask must not apply again). Preferably an unnamed `O_TMPFILE` that is linked
-    /// into place only once complete, so no reader (and no crash) ever sees a file
-    /// without its header; on file systems without `O_TMPFILE`, created in place and
-    /// removed again if the header cannot be written.
+    /// Creates regular file `dir/name` holding exactly `header`, owned by the caller.
+    /// Preferably an unnamed `O_TMPFILE` that is linked into place only once complete,
+    /// so no reader (and no crash) ever sees a file without its header; on file systems
+    /// without `O_TMPFILE`, created in place and removed again if the header cannot be
+    /// written.
+    ///
+    /// The mode: the kernel already applied the caller's umask to `perm`, and the
+    /// daemon's own umask must not apply again. Set-id and sticky bits are set here,
+    /// before the name appears. Plain permission bits are left to the `open`, which
+    /// gives exactly `perm` unless the daemon's umask strips some of them; the caller
+    /// checks the file's mode afterwards and sets it only then ([`Self::settle_mode`]):
+    /// one `fchmod` fewer per create in the common case, and until then the file can
+    /// only have fewer permissions than asked for, never more.
     fn create_with_header(
         &self,
         dir: &Node,
@@ -66,10 +73,13 @@ impl Core {
         header: &[u8],
         caller: &Caller,
     ) -> Result<File, FsError> {
-        let owner = self.owner_for_new(dir, caller)?;
+        let special = perm.bits() & 0o7000 != 0;
+        let owner = self.owner_for_new(dir, caller, special)?;
         let finish = |file: &File| -> Result<(), FsError> {
             file.write_all_at(header, 0)?;
-            nix::sys::stat::fchmod(file, perm)?;
+            if special {
+                nix::sys::stat::fchmod(file, perm)?;
+            }
             if let Some((uid, gid)) = owner {
                 nix::unistd::fchown(file, Some(uid), Some(gid))?;
             }
@@ -233,6 +243,25 @@ impl Core {
         Ok(())
     }
 
+    /// Gives a file just made by [`Self::create_with_header`] without set-id or sticky
+    /// bits exactly `perm` if its mode (in `attr`, from the `fstat` the create makes
+    /// anyway) differs, and returns the attributes after that.
+    fn settle_mode(
+        &self,
+        node: &Node,
+        file: &File,
+        attr: FileAttr,
+        perm: Mode,
+    ) -> Result<FileAttr, FsError> {
+        // Set-id and sticky bits were set before the link (and a chown may have
+        // cleared some since, as it does on any file): nothing to settle for those.
+        if perm.bits() & 0o7000 != 0 || u32::from(attr.perm) == perm.bits() {
+            return Ok(attr);
+        }
+        nix::sys::stat::fchmod(file, perm)?;
+        Ok(self.attr(node, &super::stat_fd(&node.fd)?))
+    }
+
     /// Creates and opens a regular file: `kms:GenerateDataKey` under the directory's key.
     pub fn create(
         &self,
@@ -254,6 +283,7 @@ impl Core {
             .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
             .inspect_err(|_| names::undo_sidecar(&dir.fd, &backing, sidecar))?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
+        let attr = self.settle_mode(&node, &file, attr, perm)?;
         // The node remembers that this mount generated the key, so the first write
         // needs no re-key.
         let cipher = Arc::new(cipher);
@@ -459,8 +489,9 @@ impl Core {
                         libc::dev_t::from(rdev),
                     )?)
                 })?;
+                let special = mode & 0o7000 != 0;
                 self.exact_mode(&dir, backing.name(), mode & !umask)
-                    .and_then(|()| self.chown_new(&dir, backing.name(), caller))
+                    .and_then(|()| self.chown_new(&dir, backing.name(), caller, special))
                     .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }

@@ -96,6 +96,10 @@ pub struct Core {
     read_only: bool,
     /// The daemon runs as root: new files are chowned to their creator.
     as_root: bool,
+    /// The daemon's effective group: the group the backing file system gives a new
+    /// object outside a set-group-id directory (so no `chown` is needed when the creator
+    /// has it too).
+    own_gid: Gid,
     /// Effective key rule per directory (FUSE inode → key id), valid while
     /// `rules_generation` still has the value it had before the lookup walked the
     /// ancestors. See [`Core::key_for_new_file`].
@@ -209,6 +213,7 @@ impl Core {
             root_id: backing_id(&root_stat),
             read_only,
             as_root: nix::unistd::geteuid().is_root(),
+            own_gid: nix::unistd::getegid(),
             rule_cache: Mutex::new(HashMap::new()),
             rules_generation: AtomicU64::new(0),
         })
@@ -338,8 +343,15 @@ impl Core {
 
     /// Gives a new backing object to its creator (when running as root), inheriting the
     /// group of a set-group-id directory as POSIX does.
-    fn chown_new(&self, dir: &Node, name: &str, caller: &Caller) -> Result<(), FsError> {
-        if let Some((uid, gid)) = self.owner_for_new(dir, caller)? {
+    /// `special`: see [`Self::owner_for_new`].
+    fn chown_new(
+        &self,
+        dir: &Node,
+        name: &str,
+        caller: &Caller,
+        special: bool,
+    ) -> Result<(), FsError> {
+        if let Some((uid, gid)) = self.owner_for_new(dir, caller, special)? {
             fchownat(
                 &dir.fd,
                 name,
@@ -390,18 +402,33 @@ impl Core {
         }
     }
 
-    /// The owner a new object in `dir` gets when the daemon runs as root (`None`
-    /// otherwise: it then belongs to the daemon's user).
-    fn owner_for_new(&self, dir: &Node, caller: &Caller) -> Result<Option<(Uid, Gid)>, FsError> {
+    /// The owner a new object in `dir` must be given when the daemon runs as root.
+    /// `None` when no `chown` is needed: the daemon is not root (the object then belongs
+    /// to the daemon's user), or the backing file system already gave the object that
+    /// owner (the creator is root with the daemon's group, or has the group a
+    /// set-group-id directory hands down) — one `chown` fewer per create, e.g. for
+    /// `tar` run as root. Not skipped for a non-directory whose mode has set-id or
+    /// sticky bits (`special`): a `chown` clears set-id bits, which such a create has
+    /// always had done to it; whether it should is the set-id handling's question, not
+    /// this shortcut's.
+    fn owner_for_new(
+        &self,
+        dir: &Node,
+        caller: &Caller,
+        special: bool,
+    ) -> Result<Option<(Uid, Gid)>, FsError> {
         if !self.as_root {
             return Ok(None);
         }
         let dir_st = stat_fd(&dir.fd)?;
-        let gid = if dir_st.st_mode & libc::S_ISGID != 0 {
-            dir_st.st_gid
+        let (gid, given) = if dir_st.st_mode & libc::S_ISGID != 0 {
+            (dir_st.st_gid, dir_st.st_gid)
         } else {
-            caller.gid
+            (caller.gid, self.own_gid.as_raw())
         };
+        if !special && caller.uid == 0 && gid == given {
+            return Ok(None);
+        }
         Ok(Some((Uid::from_raw(caller.uid), Gid::from_raw(gid))))
     }
 
