@@ -248,17 +248,62 @@ pub(crate) fn event_time(now: i64) -> String {
 pub fn uuid_v4() -> std::io::Result<String> {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(format_uuid_v4(b))
+}
+
+/// Random bytes for event ids, fetched 256 ids at a time: one `getrandom` per 256
+/// records instead of one per record. Bytes are taken once and never reused, and the
+/// pool remembers the process it was filled in: a forked child (same memory, new pid)
+/// discards it, so two processes never write the same event id.
+struct IdPool {
+    pid: u32,
+    bytes: [u8; 16 * ID_POOL_IDS],
+    next: usize,
+}
+
+const ID_POOL_IDS: usize = 256;
+
+static ID_POOL: std::sync::Mutex<IdPool> = std::sync::Mutex::new(IdPool {
+    pid: 0,
+    bytes: [0; 16 * ID_POOL_IDS],
+    next: 16 * ID_POOL_IDS,
+});
+
+/// A random (version 4) UUID for an audit event id, from [`IdPool`].
+pub(crate) fn event_id() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    {
+        // A panic while holding the lock cannot hand out a byte twice: `next` moves
+        // past the bytes before they are used.
+        let mut pool = ID_POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if pool.pid != pid || pool.next + 16 > pool.bytes.len() {
+            getrandom::getrandom(&mut pool.bytes)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            pool.pid = pid;
+            pool.next = 0;
+        }
+        let at = pool.next;
+        pool.next = at + 16;
+        if let Some(src) = pool.bytes.get(at..at + 16) {
+            b.copy_from_slice(src);
+        }
+    }
+    Ok(format_uuid_v4(b))
+}
+
+fn format_uuid_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    Ok(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    ))
+    )
 }
 
 /// The parts of `arn:aws:kms:REGION:ACCOUNT:key/ID` the record needs.
