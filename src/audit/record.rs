@@ -295,15 +295,16 @@ pub(crate) fn event_id() -> std::io::Result<String> {
 fn format_uuid_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(HEX[usize::from(byte >> 4)]));
+        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    s
 }
 
 /// The parts of `arn:aws:kms:REGION:ACCOUNT:key/ID` the record needs.
@@ -368,6 +369,34 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(u, uuid_v4().unwrap());
+    }
+
+    #[test]
+    fn event_ids_from_the_pool_are_distinct_v4_uuids_and_refilled_after_a_fork() {
+        let mut seen = std::collections::HashSet::new();
+        // More than one pool's worth, so a refill happens on the way.
+        for _ in 0..(ID_POOL_IDS * 2 + 3) {
+            let u = event_id().unwrap();
+            assert_eq!(u.len(), 36);
+            assert_eq!(u.matches('-').count(), 4);
+            assert_eq!(&u[14..15], "4");
+            assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+            assert!(seen.insert(u));
+        }
+        // A pool filled by another process (what a forked child inherits) is not used:
+        // the next id comes from fresh randomness, not from the inherited bytes.
+        let inherited = {
+            let mut pool = ID_POOL.lock().unwrap();
+            pool.pid = std::process::id().wrapping_add(1);
+            pool.next = 0;
+            pool.bytes = [0; 16 * ID_POOL_IDS];
+            pool.bytes
+        };
+        let u = event_id().unwrap();
+        assert_ne!(u, format_uuid_v4([0; 16]));
+        let pool = ID_POOL.lock().unwrap();
+        assert_eq!(pool.pid, std::process::id());
+        assert_ne!(pool.bytes, inherited);
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl DecisionCache {
 
     /// Entries held (for tests).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn entries(&self) -> usize {
         self.lock().entries.len()
     }
 }

@@ -7,6 +7,9 @@
 pub(crate) mod cache;
 pub(crate) mod guard;
 
+#[cfg(test)]
+mod cache_tests;
+
 use std::sync::Arc;
 
 use cache::{DecisionKey, Rendered};
