@@ -208,8 +208,11 @@ impl Canon {
             self.out.push(b',');
         }
         self.first = false;
-        write_string(name, &mut self.out);
-        self.out.push(b':');
+        // Member names are this module's own literals: nothing in them needs escaping.
+        debug_assert!(!name.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
     fn string(&mut self, s: &str) {
         write_string(s, &mut self.out);
@@ -236,6 +239,25 @@ impl Canon {
 
 /// ISO 8601 UTC with seconds, as CloudTrail writes eventTime.
 pub(crate) fn event_time(now: i64) -> String {
+    // Records come many per second: format each second once per thread.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((t, s)) if *t == now => s.clone(),
+            _ => {
+                let s = format_event_time(now);
+                *last = Some((now, s.clone()));
+                s
+            }
+        }
+    })
+}
+
+fn format_event_time(now: i64) -> String {
     let t =
         time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
@@ -360,6 +382,9 @@ mod tests {
     fn event_time_is_iso8601_utc_seconds() {
         assert_eq!(event_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(event_time(1_795_000_000), "2026-11-18T11:06:40Z");
+        // Again (from the per-thread copy), and the next second.
+        assert_eq!(event_time(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(event_time(1_795_000_001), "2026-11-18T11:06:41Z");
     }
 
     #[test]
