@@ -117,9 +117,9 @@ pub(super) fn write_string(s: &str, out: &mut Vec<u8>) {
     // with none of them (ids, ARNs, names: almost every string of a record) is written
     // as it is, byte for byte what serde_json writes, without its per-byte escape loop.
     // A fold without early exit: the compiler vectorizes it, and record strings are short.
-    let plain = !s
-        .bytes()
-        .fold(false, |esc, b| esc | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let plain = !s.bytes().fold(false, |esc, b| {
+        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');

@@ -76,7 +76,10 @@ fn fixture() -> Fixture {
     let ctx: EncryptionContext = [("kmsfs:file".to_string(), "f1".to_string())]
         .into_iter()
         .collect();
-    let wrapped = svc.generate_data_key(&ROOT, &key_arn, &ctx).unwrap().wrapped;
+    let wrapped = svc
+        .generate_data_key(&ROOT, &key_arn, &ctx)
+        .unwrap()
+        .wrapped;
     Fixture {
         _dir: dir,
         cfg,
@@ -92,7 +95,13 @@ fn fixture() -> Fixture {
 impl Fixture {
     fn open(&self, who: &Caller) -> Result<(), crate::kms::KmsError> {
         self.svc
-            .open_data_key(who, &self.key_arn, &self.wrapped, &self.ctx, &[DataAction::Decrypt])
+            .open_data_key(
+                who,
+                &self.key_arn,
+                &self.wrapped,
+                &self.ctx,
+                &[DataAction::Decrypt],
+            )
             .map(|_| ())
     }
     fn grant(&self, via: &Service, grantee: &str) -> (String, String) {
@@ -173,7 +182,10 @@ fn a_reused_decision_is_audited_exactly_as_an_evaluated_one() {
         assert_eq!(first, second);
         let recs = f.records();
         assert_eq!(recs.len(), before + 2, "one record per decision");
-        let (a, b) = (stable(recs[before].clone()), stable(recs[before + 1].clone()));
+        let (a, b) = (
+            stable(recs[before].clone()),
+            stable(recs[before + 1].clone()),
+        );
         assert_eq!(a, b);
         assert!(a["kmsfs"]["decision"]["decision"].is_string(), "{a}");
     }
@@ -199,7 +211,11 @@ fn grant_changes_through_another_service_are_seen_on_the_next_open() {
     f.open(&ALICE).unwrap();
     // Revoke (by the CLI): denied at once.
     f.cli
-        .call(&ROOT, "RevokeGrant", json!({"KeyId": f.key_arn, "GrantId": id}))
+        .call(
+            &ROOT,
+            "RevokeGrant",
+            json!({"KeyId": f.key_arn, "GrantId": id}),
+        )
         .unwrap();
     assert!(f.denied(&ALICE));
     // Retire (by the grantee itself, through the CLI).
@@ -213,7 +229,11 @@ fn grant_changes_through_another_service_are_seen_on_the_next_open() {
     let (id, _) = f.grant(&f.svc, BOB_ARN);
     f.open(&BOB).unwrap();
     f.svc
-        .call(&ROOT, "RevokeGrant", json!({"KeyId": f.key_arn, "GrantId": id}))
+        .call(
+            &ROOT,
+            "RevokeGrant",
+            json!({"KeyId": f.key_arn, "GrantId": id}),
+        )
         .unwrap();
     assert!(f.denied(&BOB));
 }
@@ -254,9 +274,12 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
         .call(&ROOT, "DeleteAlias", json!({"AliasName": "alias/open"}))
         .unwrap();
     assert!(f.denied(&ALICE));
-    f.policy(&f.cli, json!({"Sid": "nothing", "Effect": "Allow",
+    f.policy(
+        &f.cli,
+        json!({"Sid": "nothing", "Effect": "Allow",
         "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
-        "Action": "kms:DescribeKey", "Resource": "*"}));
+        "Action": "kms:DescribeKey", "Resource": "*"}),
+    );
     f.open(&ALICE).unwrap();
 
     // Key state (by the CLI): disabled, enabled, scheduled for deletion.
@@ -290,7 +313,10 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
         &principals("arn:aws:iam::111122223333:user/carol"),
     );
     assert!(f.denied(&ALICE));
-    replace(&f.cfg.store_dir.join("principals.toml"), &principals(ALICE_ARN));
+    replace(
+        &f.cfg.store_dir.join("principals.toml"),
+        &principals(ALICE_ARN),
+    );
     f.open(&ALICE).unwrap();
 }
 
@@ -310,7 +336,11 @@ fn a_decision_that_reads_the_time_is_never_reused() {
     );
     f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
-    assert_eq!(f.svc.decisions.entries(), 0, "a time-conditioned allow was stored");
+    assert_eq!(
+        f.svc.decisions.entries(),
+        0,
+        "a time-conditioned allow was stored"
+    );
     f.clock.set(until + 1);
     assert!(f.denied(&ALICE));
     // Same with aws:EpochTime.

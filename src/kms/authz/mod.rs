@@ -234,8 +234,7 @@ impl Service {
             self.evaluate_traced(call, &snap.state, &a, &who, None, None, call.via)?;
         let r = render(call, &a, &ev);
         if !read_time {
-            self.decisions
-                .put(snap, &call.principals, key, r.clone());
+            self.decisions.put(snap, &call.principals, key, r.clone());
         }
         record(call, &a, r)
     }
