@@ -249,7 +249,7 @@ impl AuditLog {
         let path = &self.path;
         let ids = events
             .iter()
-            .map(|_| record::uuid_v4())
+            .map(|_| record::event_id())
             .collect::<std::io::Result<Vec<String>>>()
             .map_err(|e| AuditError::io(path, e))?;
         let mut chain = self

@@ -208,8 +208,11 @@ impl Canon {
             self.out.push(b',');
         }
         self.first = false;
-        write_string(name, &mut self.out);
-        self.out.push(b':');
+        // Member names are this module's own literals: nothing in them needs escaping.
+        debug_assert!(!name.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
     fn string(&mut self, s: &str) {
         write_string(s, &mut self.out);
@@ -236,6 +239,25 @@ impl Canon {
 
 /// ISO 8601 UTC with seconds, as CloudTrail writes eventTime.
 pub(crate) fn event_time(now: i64) -> String {
+    // Records come many per second: format each second once per thread.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((t, s)) if *t == now => s.clone(),
+            _ => {
+                let s = format_event_time(now);
+                *last = Some((now, s.clone()));
+                s
+            }
+        }
+    })
+}
+
+fn format_event_time(now: i64) -> String {
     let t =
         time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
@@ -248,17 +270,63 @@ pub(crate) fn event_time(now: i64) -> String {
 pub fn uuid_v4() -> std::io::Result<String> {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(format_uuid_v4(b))
+}
+
+/// Random bytes for event ids, fetched 256 ids at a time: one `getrandom` per 256
+/// records instead of one per record. Bytes are taken once and never reused, and the
+/// pool remembers the process it was filled in: a forked child (same memory, new pid)
+/// discards it, so two processes never write the same event id.
+struct IdPool {
+    pid: u32,
+    bytes: [u8; 16 * ID_POOL_IDS],
+    next: usize,
+}
+
+const ID_POOL_IDS: usize = 256;
+
+static ID_POOL: std::sync::Mutex<IdPool> = std::sync::Mutex::new(IdPool {
+    pid: 0,
+    bytes: [0; 16 * ID_POOL_IDS],
+    next: 16 * ID_POOL_IDS,
+});
+
+/// A random (version 4) UUID for an audit event id, from [`IdPool`].
+pub(crate) fn event_id() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    {
+        // A panic while holding the lock cannot hand out a byte twice: `next` moves
+        // past the bytes before they are used.
+        let mut pool = ID_POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if pool.pid != pid || pool.next + 16 > pool.bytes.len() {
+            getrandom::getrandom(&mut pool.bytes)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            pool.pid = pid;
+            pool.next = 0;
+        }
+        let at = pool.next;
+        pool.next = at + 16;
+        if let Some(src) = pool.bytes.get(at..at + 16) {
+            b.copy_from_slice(src);
+        }
+    }
+    Ok(format_uuid_v4(b))
+}
+
+fn format_uuid_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(HEX[usize::from(byte >> 4)]));
+        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    s
 }
 
 /// The parts of `arn:aws:kms:REGION:ACCOUNT:key/ID` the record needs.
@@ -314,6 +382,9 @@ mod tests {
     fn event_time_is_iso8601_utc_seconds() {
         assert_eq!(event_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(event_time(1_795_000_000), "2026-11-18T11:06:40Z");
+        // Again (from the per-thread copy), and the next second.
+        assert_eq!(event_time(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(event_time(1_795_000_001), "2026-11-18T11:06:41Z");
     }
 
     #[test]
@@ -323,6 +394,34 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(u, uuid_v4().unwrap());
+    }
+
+    #[test]
+    fn event_ids_from_the_pool_are_distinct_v4_uuids_and_refilled_after_a_fork() {
+        let mut seen = std::collections::HashSet::new();
+        // More than one pool's worth, so a refill happens on the way.
+        for _ in 0..(ID_POOL_IDS * 2 + 3) {
+            let u = event_id().unwrap();
+            assert_eq!(u.len(), 36);
+            assert_eq!(u.matches('-').count(), 4);
+            assert_eq!(&u[14..15], "4");
+            assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+            assert!(seen.insert(u));
+        }
+        // A pool filled by another process (what a forked child inherits) is not used:
+        // the next id comes from fresh randomness, not from the inherited bytes.
+        let inherited = {
+            let mut pool = ID_POOL.lock().unwrap();
+            pool.pid = std::process::id().wrapping_add(1);
+            pool.next = 0;
+            pool.bytes = [0; 16 * ID_POOL_IDS];
+            pool.bytes
+        };
+        let u = event_id().unwrap();
+        assert_ne!(u, format_uuid_v4([0; 16]));
+        let pool = ID_POOL.lock().unwrap();
+        assert_eq!(pool.pid, std::process::id());
+        assert_ne!(pool.bytes, inherited);
     }
 
     #[test]

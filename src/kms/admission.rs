@@ -8,7 +8,7 @@ use crate::policy::actions::Action;
 use super::authz::Authz;
 use super::model::{KeyRecord, StoreState};
 use super::request::Req;
-use super::service::{err, Call, Service};
+use super::service::{err, Call, Service, Snapshot};
 use super::{ErrorKind, KmsError};
 
 /// The answer to a request whose checks all passed but that asked for DryRun.
@@ -17,6 +17,28 @@ pub(crate) fn dry_run() -> KmsError {
         ErrorKind::DryRunOperation,
         "The request would have succeeded, but the DryRun option is set.",
     )
+}
+
+/// [`admit`] for the filesystem's data path (no DryRun): the same checks in the same
+/// order, with each decision through the decision cache (see
+/// [`Service::authorize_cached`]). `snap` is the snapshot the keys come from.
+pub(crate) fn admit_cached(
+    svc: &Service,
+    call: &mut Call,
+    snap: &std::sync::Arc<Snapshot>,
+    checks: Vec<(&'static Action, Authz<'_>)>,
+) -> Result<(), KmsError> {
+    let gates: Vec<(&Action, Option<&KeyRecord>)> =
+        checks.iter().map(|(op, a)| (*op, a.key)).collect();
+    for (_, a) in checks {
+        svc.authorize_cached(call, snap, a)?;
+    }
+    for (op, k) in gates {
+        if let Some(k) = k {
+            svc.gate(op, k, call.now)?;
+        }
+    }
+    Ok(())
 }
 
 /// The checks every cryptographic operation makes once it has resolved its keys, in

@@ -7,7 +7,7 @@ use crate::policy::actions as act;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::admission::admit;
+use super::admission::{admit, admit_cached};
 use super::authz::Authz;
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
@@ -333,13 +333,7 @@ impl Service {
         let a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k))
             .context(Some(context))
             .request_alias(alias);
-        admit(
-            self,
-            call,
-            &snap.state,
-            vec![(&act::GENERATE_DATA_KEY, a)],
-            None,
-        )?;
+        admit_cached(self, call, &snap, vec![(&act::GENERATE_DATA_KEY, a)])?;
         let key = DataKey::generate().map_err(|e| internal(e.to_string()))?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
@@ -365,7 +359,7 @@ impl Service {
         let a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(Some(context))
             .request_alias(alias);
-        admit(self, call, &snap.state, vec![(&act::ENCRYPT, a)], None)?;
+        admit_cached(self, call, &snap, vec![(&act::ENCRYPT, a)])?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
             json!({ "KeyId": k.arn }),
@@ -401,7 +395,7 @@ impl Service {
                 (op, Authz::new(op.iam, Some(k)).context(Some(context)))
             })
             .collect();
-        admit(self, call, &snap.state, checks, None)?;
+        admit_cached(self, call, &snap, checks)?;
         let plain = self.open_with(k, &parsed, Some(context))?;
         let key = DataKey::from_slice(&plain)
             .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;

@@ -90,6 +90,8 @@ pub struct Service {
     /// Parsed private keys of asymmetric keys, by key id and version (zeroized on drop).
     pub(super) private_keys: RwLock<HashMap<(String, u32), Arc<PrivateKey>>>,
     pub(crate) volume_secrets: Mutex<HashMap<String, Arc<SealingKey>>>,
+    /// Decisions of the data path, valid for one snapshot and principals load.
+    pub(super) decisions: super::authz::cache::DecisionCache,
 }
 
 /// One call in flight: who, when, and the decisions made so far (for the audit).
@@ -156,6 +158,7 @@ impl Service {
             cipher_keys: RwLock::new(HashMap::new()),
             private_keys: RwLock::new(HashMap::new()),
             volume_secrets: Mutex::new(HashMap::new()),
+            decisions: Default::default(),
         }))
     }
 

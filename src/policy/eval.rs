@@ -139,6 +139,9 @@ fn principal_match(spec: &PrincipalSpec, caller: &Caller<'_>) -> PrincipalMatch 
 pub(crate) struct Ctx<'r, 'a> {
     req: &'r Request<'a>,
     caller: Caller<'a>,
+    /// Set when a condition read the request's time: such a decision holds only for
+    /// this instant, so the key service must not reuse it.
+    read_time: std::cell::Cell<bool>,
 }
 
 impl<'r, 'a> Ctx<'r, 'a> {
@@ -169,8 +172,14 @@ impl<'r, 'a> Ctx<'r, 'a> {
                 (Some(_), Some(uid)) => one(uid.to_string()),
                 (Some(_), None) => None,
             },
-            "aws:currenttime" => one(format_time(self.req.now)),
-            "aws:epochtime" => one(self.req.now.to_string()),
+            "aws:currenttime" => {
+                self.read_time.set(true);
+                one(format_time(self.req.now))
+            }
+            "aws:epochtime" => {
+                self.read_time.set(true);
+                one(self.req.now.to_string())
+            }
             "kmsfs:uid" => self.req.principal.uid.and_then(|u| one(u.to_string())),
             "kmsfs:gid" => self.req.principal.gid.and_then(|g| one(g.to_string())),
             "kms:encryptioncontextkeys" => {
@@ -344,10 +353,34 @@ pub(crate) fn evaluate(
     identity_policies: &[IdentityPolicy],
     grants: &[Grant],
 ) -> Evaluation {
+    evaluate_traced(req, key_policy, identity_policies, grants).0
+}
+
+/// [`evaluate`], also saying whether the decision read the request's time
+/// (`aws:CurrentTime`, `aws:EpochTime`): only a decision that did not may be reused
+/// for a later request with the same inputs.
+pub(crate) fn evaluate_traced(
+    req: &Request<'_>,
+    key_policy: &PolicyDocument,
+    identity_policies: &[IdentityPolicy],
+    grants: &[Grant],
+) -> (Evaluation, bool) {
     let ctx = Ctx {
         req,
         caller: Caller::new(req),
+        read_time: std::cell::Cell::new(false),
     };
+    let ev = evaluate_in(&ctx, key_policy, identity_policies, grants);
+    (ev, ctx.read_time.get())
+}
+
+fn evaluate_in(
+    ctx: &Ctx<'_, '_>,
+    key_policy: &PolicyDocument,
+    identity_policies: &[IdentityPolicy],
+    grants: &[Grant],
+) -> Evaluation {
+    let req = ctx.req;
     let caller = &ctx.caller;
     let action = req.action;
     let caller_name = caller.arn.unwrap_or("the anonymous principal");
@@ -365,7 +398,7 @@ pub(crate) fn evaluate(
             Some(spec) => principal_match(spec, caller),
             None => PrincipalMatch::None,
         };
-        if pm == PrincipalMatch::None || !resource_matches(st, &ctx) || !conditions_hold(st, &ctx) {
+        if pm == PrincipalMatch::None || !resource_matches(st, ctx) || !conditions_hold(st, ctx) {
             continue;
         }
         let reason = Reason::KeyPolicy {
@@ -386,8 +419,8 @@ pub(crate) fn evaluate(
         for ip in identity_policies {
             for st in &ip.document.parsed.statements {
                 if !action_matches(st, action)
-                    || !resource_matches(st, &ctx)
-                    || !conditions_hold(st, &ctx)
+                    || !resource_matches(st, ctx)
+                    || !conditions_hold(st, ctx)
                 {
                     continue;
                 }

@@ -202,7 +202,7 @@ pub struct GrantConstraints {
 /// kms:ResourceAliases, kms:KeySpec, ... Global keys (aws:PrincipalArn, aws:username,
 /// aws:CurrentTime, kms:CallerAccount, kmsfs:Uid, kms:EncryptionContext:*, ...) are
 /// derived by the evaluator from the [`Request`]'s other fields.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RequestContext {
     /// Keys are stored lowercased (condition key names are case-insensitive).
     values: BTreeMap<String, Vec<String>>,
@@ -303,6 +303,19 @@ pub fn evaluate(
     grants: &[Grant],
 ) -> Evaluation {
     eval::evaluate(req, key_policy, identity_policies, grants)
+}
+
+/// [`evaluate`], and whether the decision read the request's time (`aws:CurrentTime`,
+/// `aws:EpochTime`). Every other input of a decision is in `req` and the documents; a
+/// decision that did not read the time is the same for a later request with equal
+/// inputs, so a caller may reuse it (the key service's decision cache does).
+pub fn evaluate_traced(
+    req: &Request<'_>,
+    key_policy: &PolicyDocument,
+    identity_policies: &[IdentityPolicy],
+    grants: &[Grant],
+) -> (Evaluation, bool) {
+    eval::evaluate_traced(req, key_policy, identity_policies, grants)
 }
 
 impl Reason {

@@ -4,14 +4,20 @@
 //! audit. Also the kmsfs extensions that ask such questions (Simulate, WhoAmI). Never
 //! changes state.
 
+pub(crate) mod cache;
 pub(crate) mod guard;
 
+#[cfg(test)]
+mod cache_tests;
+
 use std::sync::Arc;
+
+use cache::{DecisionKey, Rendered};
 
 use serde_json::{json, Value};
 
 use super::model::{KeyRecord, StoreState};
-use super::service::{err, lock, Call, Service};
+use super::service::{err, lock, Call, Service, Snapshot};
 use super::store::internal;
 use super::{ErrorKind, KmsError};
 use crate::policy::actions as act;
@@ -110,6 +116,22 @@ impl Service {
         grants: Option<&[Grant]>,
         via: Option<&str>,
     ) -> Result<Evaluation, KmsError> {
+        self.evaluate_traced(call, st, a, who, policy, grants, via)
+            .map(|(ev, _)| ev)
+    }
+
+    /// [`Self::evaluate_with`], and whether the decision read the request's time.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_traced(
+        &self,
+        call: &Call,
+        st: &StoreState,
+        a: &Authz<'_>,
+        who: &ResolvedPrincipal,
+        policy: Option<&PolicyDocument>,
+        grants: Option<&[Grant]>,
+        via: Option<&str>,
+    ) -> Result<(Evaluation, bool), KmsError> {
         let mut rc = a.extra.clone();
         if let Some(v) = via {
             rc.set("kms:ViaService", v);
@@ -158,7 +180,12 @@ impl Service {
             context: &rc,
             now: call.now,
         };
-        Ok(policy::evaluate(&req, doc, &who.identity_policies, grants))
+        Ok(policy::evaluate_traced(
+            &req,
+            doc,
+            &who.identity_policies,
+            grants,
+        ))
     }
 
     /// Authorizes `a` for the caller, records the decision, and fails with
@@ -171,39 +198,45 @@ impl Service {
     ) -> Result<Evaluation, KmsError> {
         let who = call.who.clone();
         let ev = self.evaluate_with(call, st, &a, &who, None, None, call.via)?;
-        let resource = a.key.map(|k| k.arn.clone()).unwrap_or_else(|| "*".into());
-        let mut dv = serde_json::to_value(&ev).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut dv {
-            m.insert("action".into(), Value::String(a.action.to_string()));
-            m.insert("resource".into(), Value::String(resource.clone()));
-        }
-        call.decisions.push(dv);
-        if let Some(k) = a.key {
-            if !call.resources.contains(&k.arn) {
-                call.resources.push(k.arn.clone());
-            }
-        }
-        if ev.decision == Decision::Allowed {
-            return Ok(ev);
-        }
-        let user = match &who.principal.arn {
-            Some(arn) => arn.clone(),
-            None => format!("anonymous (uid {})", call.caller.uid),
+        let r = render(call, &a, &ev);
+        record(call, &a, r)?;
+        Ok(ev)
+    }
+
+    /// [`Self::authorize`] for the data path, through the decision cache
+    /// ([`cache`]): a decision made on the same snapshot and principals load for the
+    /// same inputs is reused with its rendered reasons, so the audit record is the
+    /// one an evaluation would give. `snap` must be the snapshot `a.key` comes from.
+    pub(crate) fn authorize_cached(
+        &self,
+        call: &mut Call,
+        snap: &Arc<Snapshot>,
+        a: Authz<'_>,
+    ) -> Result<(), KmsError> {
+        let Some(k) = a.key else {
+            self.authorize(call, &snap.state, a)?;
+            return Ok(());
         };
-        let why = match ev.decision {
-            Decision::ExplicitDeny => "with an explicit deny in a policy".to_string(),
-            _ => format!(
-                "because no key policy, identity policy or grant allows the {} action",
-                a.action
-            ),
-        };
-        Err(err(
-            ErrorKind::AccessDenied,
-            format!(
-                "User: {user} is not authorized to perform: {} on resource: {resource} {why}",
-                a.action
-            ),
-        ))
+        let key = DecisionKey::new(
+            a.action,
+            &k.key_id,
+            a.context,
+            &a.extra,
+            call.via,
+            &call.who,
+            call.caller.uid,
+        );
+        if let Some(r) = self.decisions.get(snap, &call.principals, &key) {
+            return record(call, &a, r);
+        }
+        let who = call.who.clone();
+        let (ev, read_time) =
+            self.evaluate_traced(call, &snap.state, &a, &who, None, None, call.via)?;
+        let r = render(call, &a, &ev);
+        if !read_time {
+            self.decisions.put(snap, &call.principals, key, r.clone());
+        }
+        record(call, &a, r)
     }
 
     // ----- extension operations -------------------------------------------------------
@@ -278,6 +311,58 @@ impl Service {
             m.insert("KeyArn".into(), json!(k.arn));
         }
         Ok(out)
+    }
+}
+
+/// The decision as the audit records it (the evaluation with `action` and `resource`)
+/// and, for a denial, the error the caller gets.
+fn render(call: &Call, a: &Authz<'_>, ev: &Evaluation) -> Rendered {
+    let resource = a.key.map(|k| k.arn.as_str()).unwrap_or("*");
+    let mut dv = serde_json::to_value(ev).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut dv {
+        m.insert("action".into(), Value::String(a.action.to_string()));
+        m.insert("resource".into(), Value::String(resource.to_string()));
+    }
+    if ev.decision == Decision::Allowed {
+        return Rendered {
+            decision: dv,
+            denial: None,
+        };
+    }
+    let user = match &call.who.principal.arn {
+        Some(arn) => arn.clone(),
+        None => format!("anonymous (uid {})", call.caller.uid),
+    };
+    let why = match ev.decision {
+        Decision::ExplicitDeny => "with an explicit deny in a policy".to_string(),
+        _ => format!(
+            "because no key policy, identity policy or grant allows the {} action",
+            a.action
+        ),
+    };
+    Rendered {
+        decision: dv,
+        denial: Some(err(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: {user} is not authorized to perform: {} on resource: {resource} {why}",
+                a.action
+            ),
+        )),
+    }
+}
+
+/// Records a rendered decision on the call (for its audit records) and answers it.
+fn record(call: &mut Call, a: &Authz<'_>, r: Rendered) -> Result<(), KmsError> {
+    call.decisions.push(r.decision);
+    if let Some(k) = a.key {
+        if !call.resources.contains(&k.arn) {
+            call.resources.push(k.arn.clone());
+        }
+    }
+    match r.denial {
+        None => Ok(()),
+        Some(e) => Err(e),
     }
 }
 

@@ -1,0 +1,384 @@
+//! Tests of the decision cache: every kind of change is seen on the next call (also a
+//! change made through a second `Service` on the same store, as the CLI makes it),
+//! time-conditioned decisions are never reused, and a reused decision is audited
+//! exactly as an evaluated one.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::kms::provider::{Caller, DataAction, DataKeys};
+use crate::kms::{init_store, ErrorKind, RootKeySource, Service, ServiceConfig, TestClock};
+use crate::policy::EncryptionContext;
+
+const NOW: i64 = 1_800_000_000;
+const ROOT: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+const ALICE: Caller = Caller {
+    uid: 4002,
+    gid: 4002,
+    pid: 2,
+};
+const BOB: Caller = Caller {
+    uid: 4003,
+    gid: 4003,
+    pid: 3,
+};
+const ALICE_ARN: &str = "arn:aws:iam::111122223333:user/alice";
+const BOB_ARN: &str = "arn:aws:iam::111122223333:user/bob";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    cfg: ServiceConfig,
+    clock: Arc<TestClock>,
+    svc: Arc<Service>,
+    /// A second service on the same store: what the CLI is to a mount.
+    cli: Arc<Service>,
+    key_arn: String,
+    wrapped: Vec<u8>,
+    ctx: EncryptionContext,
+}
+
+fn principals(alice_arn: &str) -> String {
+    format!(
+        "account = \"111122223333\"\n[[principal]]\narn = \"{alice_arn}\"\nuid = 4002\n[[principal]]\narn = \"{BOB_ARN}\"\nuid = 4003\n"
+    )
+}
+
+/// Replaces a file the way an editor or the CLI does (new inode, renamed into place).
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A key with the default policy (the account root may do anything, IAM delegation)
+/// and a data key wrapped under it for one file.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let clock = Arc::new(TestClock::new(NOW));
+    let cfg = ServiceConfig {
+        store_dir: store.clone(),
+        principals_path: None,
+        root_key: RootKeySource::KeyFile(store.join("root.key")),
+        clock: clock.clone(),
+    };
+    assert!(init_store(&cfg).unwrap());
+    replace(&store.join("principals.toml"), &principals(ALICE_ARN));
+    let svc = Service::open(cfg.clone()).unwrap();
+    let cli = Service::open(cfg.clone()).unwrap();
+    let created = svc.call(&ROOT, "CreateKey", json!({})).unwrap();
+    let key_arn = created["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    let ctx: EncryptionContext = [("kmsfs:file".to_string(), "f1".to_string())]
+        .into_iter()
+        .collect();
+    let wrapped = svc
+        .generate_data_key(&ROOT, &key_arn, &ctx)
+        .unwrap()
+        .wrapped;
+    Fixture {
+        _dir: dir,
+        cfg,
+        clock,
+        svc,
+        cli,
+        key_arn,
+        wrapped,
+        ctx,
+    }
+}
+
+impl Fixture {
+    fn open(&self, who: &Caller) -> Result<(), crate::kms::KmsError> {
+        self.svc
+            .open_data_key(
+                who,
+                &self.key_arn,
+                &self.wrapped,
+                &self.ctx,
+                &[DataAction::Decrypt],
+            )
+            .map(|_| ())
+    }
+    fn grant(&self, via: &Service, grantee: &str) -> (String, String) {
+        let v = via
+            .call(
+                &ROOT,
+                "CreateGrant",
+                json!({"KeyId": self.key_arn, "GranteePrincipal": grantee,
+                       "RetiringPrincipal": grantee, "Operations": ["Decrypt"]}),
+            )
+            .unwrap();
+        (
+            v["GrantId"].as_str().unwrap().to_string(),
+            v["GrantToken"].as_str().unwrap().to_string(),
+        )
+    }
+    fn denied(&self, who: &Caller) -> bool {
+        match self.open(who) {
+            Ok(()) => false,
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::AccessDenied, "{e}");
+                true
+            }
+        }
+    }
+    /// The audit records so far, parsed.
+    fn records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.svc.store.audit_path()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+    fn policy(&self, via: &Service, extra_statement: Value) {
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "root", "Effect": "Allow",
+                 "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                 "Action": "kms:*", "Resource": "*"},
+                extra_statement
+            ]
+        });
+        via.call(
+            &ROOT,
+            "PutKeyPolicy",
+            json!({"KeyId": self.key_arn, "PolicyName": "default", "Policy": policy.to_string()}),
+        )
+        .unwrap();
+    }
+}
+
+/// A record without what differs between two records of the same decision: its id,
+/// time, place in the chain and the caller's pid.
+fn stable(mut r: Value) -> Value {
+    let o = r.as_object_mut().unwrap();
+    o.remove("eventID");
+    o.remove("eventTime");
+    let k = o.get_mut("kmsfs").unwrap().as_object_mut().unwrap();
+    for f in ["hash", "prevHash", "seq"] {
+        k.remove(f);
+    }
+    r
+}
+
+#[test]
+fn a_reused_decision_is_audited_exactly_as_an_evaluated_one() {
+    let f = fixture();
+    f.grant(&f.svc, ALICE_ARN);
+    for who in [&ALICE, &BOB] {
+        let before = f.records().len();
+        let first = f.open(who);
+        assert_eq!(f.svc.decisions.entries(), if who == &ALICE { 1 } else { 2 });
+        let second = f.open(who);
+        // The second call was answered from the cache (nothing new was stored) ...
+        assert_eq!(f.svc.decisions.entries(), if who == &ALICE { 1 } else { 2 });
+        // ... with the same answer and the same records, reasons included.
+        assert_eq!(first.is_ok(), who == &ALICE);
+        assert_eq!(first, second);
+        let recs = f.records();
+        assert_eq!(recs.len(), before + 2, "one record per decision");
+        let (a, b) = (
+            stable(recs[before].clone()),
+            stable(recs[before + 1].clone()),
+        );
+        assert_eq!(a, b);
+        assert!(a["kmsfs"]["decision"]["decision"].is_string(), "{a}");
+    }
+    // The grant is named as the reason of Alice's allow; Bob's denial has its notes.
+    let recs = f.records();
+    let alice = &recs[recs.len() - 3]["kmsfs"]["decision"];
+    assert!(alice.to_string().contains("grant"), "{alice}");
+    assert_eq!(
+        recs[recs.len() - 1]["errorCode"],
+        json!("AccessDeniedException")
+    );
+    crate::audit::verify(&f.svc.store.audit_path()).unwrap();
+}
+
+#[test]
+fn grant_changes_through_another_service_are_seen_on_the_next_open() {
+    let f = fixture();
+    assert!(f.denied(&ALICE));
+    assert!(f.denied(&ALICE), "a cached denial");
+    // Create (by the CLI): allowed at once.
+    let (id, _) = f.grant(&f.cli, ALICE_ARN);
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    // Revoke (by the CLI): denied at once.
+    f.cli
+        .call(
+            &ROOT,
+            "RevokeGrant",
+            json!({"KeyId": f.key_arn, "GrantId": id}),
+        )
+        .unwrap();
+    assert!(f.denied(&ALICE));
+    // Retire (by the grantee itself, through the CLI).
+    let (_, token) = f.grant(&f.cli, ALICE_ARN);
+    f.open(&ALICE).unwrap();
+    f.cli
+        .call(&ALICE, "RetireGrant", json!({"GrantToken": token}))
+        .unwrap();
+    assert!(f.denied(&ALICE));
+    // The same changes through this service.
+    let (id, _) = f.grant(&f.svc, BOB_ARN);
+    f.open(&BOB).unwrap();
+    f.svc
+        .call(
+            &ROOT,
+            "RevokeGrant",
+            json!({"KeyId": f.key_arn, "GrantId": id}),
+        )
+        .unwrap();
+    assert!(f.denied(&BOB));
+}
+
+#[test]
+fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
+    let f = fixture();
+    f.grant(&f.svc, ALICE_ARN);
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+
+    // Key policy (by the CLI): an explicit deny overrides the grant.
+    f.policy(
+        &f.cli,
+        json!({"Sid": "no-alice", "Effect": "Deny", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:Decrypt", "Resource": "*"}),
+    );
+    assert!(f.denied(&ALICE));
+    // An alias the policy reads (kms:ResourceAliases): created, then deleted.
+    f.policy(
+        &f.cli,
+        json!({"Sid": "no-alice-unless-alias", "Effect": "Deny",
+               "Principal": {"AWS": ALICE_ARN}, "Action": "kms:Decrypt", "Resource": "*",
+               "Condition": {"ForAllValues:StringNotEquals":
+                   {"kms:ResourceAliases": "alias/open"}}}),
+    );
+    assert!(f.denied(&ALICE));
+    f.cli
+        .call(
+            &ROOT,
+            "CreateAlias",
+            json!({"AliasName": "alias/open", "TargetKeyId": f.key_arn}),
+        )
+        .unwrap();
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    f.cli
+        .call(&ROOT, "DeleteAlias", json!({"AliasName": "alias/open"}))
+        .unwrap();
+    assert!(f.denied(&ALICE));
+    f.policy(
+        &f.cli,
+        json!({"Sid": "nothing", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "Action": "kms:DescribeKey", "Resource": "*"}),
+    );
+    f.open(&ALICE).unwrap();
+
+    // Key state (by the CLI): disabled, enabled, scheduled for deletion.
+    f.cli
+        .call(&ROOT, "DisableKey", json!({"KeyId": f.key_arn}))
+        .unwrap();
+    assert_eq!(f.open(&ALICE).unwrap_err().kind, ErrorKind::Disabled);
+    f.cli
+        .call(&ROOT, "EnableKey", json!({"KeyId": f.key_arn}))
+        .unwrap();
+    f.open(&ALICE).unwrap();
+    f.cli
+        .call(
+            &ROOT,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": f.key_arn, "PendingWindowInDays": 7}),
+        )
+        .unwrap();
+    assert_eq!(f.open(&ALICE).unwrap_err().kind, ErrorKind::KmsInvalidState);
+    f.cli
+        .call(&ROOT, "CancelKeyDeletion", json!({"KeyId": f.key_arn}))
+        .unwrap();
+    f.cli
+        .call(&ROOT, "EnableKey", json!({"KeyId": f.key_arn}))
+        .unwrap();
+    f.open(&ALICE).unwrap();
+
+    // Principals file: uid 4002 is now someone else, whom the grant does not name.
+    replace(
+        &f.cfg.store_dir.join("principals.toml"),
+        &principals("arn:aws:iam::111122223333:user/carol"),
+    );
+    assert!(f.denied(&ALICE));
+    replace(
+        &f.cfg.store_dir.join("principals.toml"),
+        &principals(ALICE_ARN),
+    );
+    f.open(&ALICE).unwrap();
+}
+
+#[test]
+fn a_decision_that_reads_the_time_is_never_reused() {
+    let f = fixture();
+    let until = NOW + 60;
+    let until_text = time::OffsetDateTime::from_unix_timestamp(until)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-until", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:Decrypt", "Resource": "*",
+               "Condition": {"DateLessThan": {"aws:CurrentTime": until_text}}}),
+    );
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    assert_eq!(
+        f.svc.decisions.entries(),
+        0,
+        "a time-conditioned allow was stored"
+    );
+    f.clock.set(until + 1);
+    assert!(f.denied(&ALICE));
+    // Same with aws:EpochTime.
+    f.clock.set(NOW);
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-until", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:Decrypt", "Resource": "*",
+               "Condition": {"NumericLessThan": {"aws:EpochTime": until.to_string()}}}),
+    );
+    f.open(&ALICE).unwrap();
+    f.clock.set(until + 1);
+    assert!(f.denied(&ALICE));
+    assert_eq!(f.svc.decisions.entries(), 0);
+}
+
+#[test]
+fn interleaved_appends_from_two_services_keep_the_chain() {
+    let f = fixture();
+    f.grant(&f.svc, ALICE_ARN);
+    let cli_open = |who: &Caller| {
+        f.cli
+            .open_data_key(who, &f.key_arn, &f.wrapped, &f.ctx, &[DataAction::Decrypt])
+            .map(|_| ())
+    };
+    for _ in 0..20 {
+        f.open(&ALICE).unwrap();
+        cli_open(&ALICE).unwrap();
+        assert!(f.denied(&BOB));
+        assert!(cli_open(&BOB).is_err());
+    }
+    let report = crate::audit::verify(&f.svc.store.audit_path()).unwrap();
+    assert_eq!(report.records as usize, f.records().len());
+    // Every event id is distinct.
+    let ids: std::collections::HashSet<String> = f
+        .records()
+        .iter()
+        .map(|r| r["eventID"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), f.records().len());
+}
