@@ -4,19 +4,20 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
+    ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::kms::provider::Caller;
 
-use super::core::{Core, SetAttr, XattrReply};
+use super::core::{caller_keeps_privs, Core, SetAttr, XattrReply};
 use super::error::FsError;
 
 /// How long the kernel may cache names (also the absence of a name) and attributes.
@@ -32,11 +33,43 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// The filesystem as the FUSE session sees it.
 pub struct KmsFs {
     core: Arc<Core>,
+    /// FUSE_HANDLE_KILLPRIV_V2 was negotiated: dropping set-uid/set-gid on writes,
+    /// truncates and fallocate is this daemon's job (see `core::killpriv`).
+    killpriv: bool,
+    /// The session's channel for telling the kernel that a cached mode went stale; set
+    /// by the mount before the first request is served.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl KmsFs {
-    pub fn new(core: Arc<Core>) -> Self {
-        KmsFs { core }
+    /// `notifier` is the slot the mount fills with the session's [`Notifier`].
+    pub fn with_notifier(core: Arc<Core>, notifier: Arc<OnceLock<Notifier>>) -> Self {
+        KmsFs {
+            core,
+            killpriv: false,
+            notifier,
+        }
+    }
+
+    /// Whether a change by the caller of `req` must drop set-uid/set-gid here. Only
+    /// asked where fuser 0.18 does not pass the kernel's own answer on.
+    fn drops_privs(&self, req: &Request) -> bool {
+        self.killpriv && !caller_keeps_privs(req.pid(), req.uid())
+    }
+
+    /// After set-uid/set-gid were dropped: the kernel's cached mode still has them (a
+    /// write, a truncating open and fallocate refresh only size and times), and exec
+    /// reads the cached mode. Sent before the reply, so no later request sees it stale.
+    fn mode_changed(&self, ino: INodeNo) {
+        match self.notifier.get() {
+            // Offset -1: the attributes only, no page of the cache.
+            Some(n) => {
+                if let Err(e) = n.inval_inode(ino, -1, 0) {
+                    log::warn!("inode {}: cannot invalidate the cached mode: {e}", ino.0);
+                }
+            }
+            None => log::warn!("inode {}: no notifier for the cached mode", ino.0),
+        }
     }
 }
 
@@ -109,6 +142,13 @@ impl Filesystem for KmsFs {
         ] {
             let _ = config.add_capabilities(flag);
         }
+        // Without it the kernel asks for `security.capability` before every write (a
+        // FUSE superblock never keeps the "no privileges" mark), two round trips per
+        // write; with it the kernel asks once per inode and leaves dropping
+        // set-uid/set-gid to this daemon. Taken when offered.
+        self.killpriv = config
+            .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_ok();
         Ok(())
     }
 
@@ -161,6 +201,10 @@ impl Filesystem for KmsFs {
             size,
             atime,
             mtime,
+            // The kernel's FATTR_KILL_SUIDGID for a truncate, which fuser 0.18 drops.
+            // (On a change of owner the backing fchown drops the bits itself.) The
+            // reply carries the new mode.
+            drop_privs: size.is_some() && self.drops_privs(req),
         };
         match self
             .core
@@ -274,8 +318,15 @@ impl Filesystem for KmsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.open(&caller(req), ino.0, flags.0) {
-            Ok((fh, keep)) => reply.opened(FileHandle(fh), open_flags(keep)),
+        // The kernel's FUSE_OPEN_KILL_SUIDGID, which fuser 0.18 drops.
+        let drop_privs = flags.0 & libc::O_TRUNC != 0 && self.drops_privs(req);
+        match self.core.open(&caller(req), ino.0, flags.0, drop_privs) {
+            Ok((fh, keep, dropped)) => {
+                if dropped {
+                    self.mode_changed(ino);
+                }
+                reply.opened(FileHandle(fh), open_flags(keep))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -306,17 +357,28 @@ impl Filesystem for KmsFs {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.core.write(&caller(req), fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+        // The kernel's own answer (set only with FUSE_HANDLE_KILLPRIV_V2, for a caller
+        // without CAP_FSETID).
+        let drop_privs = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self
+            .core
+            .write(&caller(req), fh.0, offset, data, drop_privs)
+        {
+            Ok((n, dropped)) => {
+                if dropped {
+                    self.mode_changed(ino);
+                }
+                reply.written(n)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -522,18 +584,27 @@ impl Filesystem for KmsFs {
     fn fallocate(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        // The kernel drops the bits before any fallocate by a caller without
+        // CAP_FSETID, but with FUSE_HANDLE_KILLPRIV_V2 only asks the daemon to (an
+        // empty setattr): decided here.
+        let drop_privs = self.drops_privs(req);
         match self
             .core
-            .fallocate(&caller(req), fh.0, offset, length, mode)
+            .fallocate(&caller(req), fh.0, offset, length, mode, drop_privs)
         {
-            Ok(()) => reply.ok(),
+            Ok(dropped) => {
+                if dropped {
+                    self.mode_changed(ino);
+                }
+                reply.ok()
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

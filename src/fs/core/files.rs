@@ -23,7 +23,7 @@ use crate::fs::names;
 use crate::fs::rewrap::HeaderLock;
 use crate::fs::{content, sys};
 
-use super::{read_guard, write_guard, Core};
+use super::{killpriv, read_guard, write_guard, Core};
 
 /// The cipher to use for a file, given one obtained at `epoch` (from the header on disk
 /// or a create) and the node's key state now: the node's newer key if the file was
@@ -194,12 +194,15 @@ impl Core {
 
     /// Truncation: through a writable handle it uses that open's authorization; without
     /// one it asks the key service for `kms:Encrypt` on the file's own key.
+    /// With `drop_privs`, set-uid/set-gid go first (see [`killpriv`]), once the
+    /// truncation is authorized.
     pub(super) fn truncate(
         &self,
         caller: &Caller,
         node: &Node,
         fh: Option<u64>,
         size: u64,
+        drop_privs: bool,
     ) -> Result<(), FsError> {
         let handle = fh
             .and_then(|fh| self.files.get(fh).ok())
@@ -208,6 +211,9 @@ impl Core {
             Some(h) => {
                 let mut g = write_guard(node);
                 let cipher = h.cipher(&g).clone();
+                if drop_privs {
+                    killpriv::drop_privs(h.file.as_fd())?;
+                }
                 self.truncate_locked(caller, node, &h.file, cipher, &mut g, size)?;
             }
             None => {
@@ -227,6 +233,9 @@ impl Core {
                 )?);
                 let mut g = write_guard(node);
                 let cipher = current_cipher(&cipher, epoch, &g).clone();
+                if drop_privs {
+                    killpriv::drop_privs(file.as_fd())?;
+                }
                 self.truncate_locked(caller, node, &file, cipher, &mut g, size)?;
             }
         }
@@ -279,9 +288,17 @@ impl Core {
     }
 
     /// Opens a regular file: asks the key service for the actions the flags need on the
-    /// key in the file's own envelope. Returns the handle and whether the kernel may keep
-    /// its cached pages.
-    pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> Result<(u64, bool), FsError> {
+    /// key in the file's own envelope. Returns the handle, whether the kernel may keep
+    /// its cached pages, and whether set-uid/set-gid were dropped (`drop_privs`: an
+    /// `O_TRUNC` open by a caller without CAP_FSETID, see [`killpriv`]), which leaves the
+    /// kernel's cached mode stale.
+    pub fn open(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        flags: i32,
+        drop_privs: bool,
+    ) -> Result<(u64, bool, bool), FsError> {
         let node = self.inodes.get(ino)?;
         match node.kind {
             NodeKind::File => {}
@@ -315,9 +332,13 @@ impl Core {
             &header,
             access.actions(),
         )?);
+        let mut dropped = false;
         if flags & libc::O_TRUNC != 0 {
             let mut g = write_guard(&node);
             let current = current_cipher(&cipher, epoch, &g).clone();
+            if drop_privs {
+                dropped = killpriv::drop_privs(file.as_fd())?;
+            }
             self.truncate_locked(caller, &node, &file, current, &mut g, 0)?;
             node.changed();
         }
@@ -330,7 +351,7 @@ impl Core {
             access,
             append: flags & libc::O_APPEND != 0,
         });
-        Ok((fh, keep_cache))
+        Ok((fh, keep_cache, dropped))
     }
 
     /// Reads plaintext and hands it to `reply` (no copy into an owned buffer).
@@ -350,14 +371,18 @@ impl Core {
     }
 
     /// Writes through a handle. The first write into an empty file whose key this mount
-    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
+    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]). With
+    /// `drop_privs` (the kernel's FUSE_WRITE_KILL_SUIDGID) set-uid/set-gid go first;
+    /// returns the count written and whether they did (the kernel's cached mode is then
+    /// stale).
     pub fn write(
         &self,
         caller: &Caller,
         fh: u64,
         offset: u64,
         data: &[u8],
-    ) -> Result<u32, FsError> {
+        drop_privs: bool,
+    ) -> Result<(u32, bool), FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
             return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
@@ -365,6 +390,9 @@ impl Core {
         let written = u32::try_from(data.len())
             .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
         let mut g = write_guard(&h.node);
+        // Before the content changes: a crash in between leaves the bits dropped, never
+        // new content under them.
+        let dropped = drop_privs && killpriv::drop_privs(h.file.as_fd())?;
         let mut cipher = h.cipher(&g).clone();
         if !data.is_empty() {
             cipher = self.cipher_for_sealing(caller, &h.node, &h.file, cipher, &mut g)?;
@@ -376,11 +404,13 @@ impl Core {
         };
         content::write(&h.file, &cipher, offset, data)?;
         h.node.changed();
-        Ok(written)
+        Ok((written, dropped))
     }
 
     /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
     /// as a no-op; punching holes is not supported (a hole must stay sealed-zero).
+    /// With `drop_privs` (a caller without CAP_FSETID; the kernel drops the bits on any
+    /// fallocate) set-uid/set-gid go first; returns whether they did.
     pub fn fallocate(
         &self,
         caller: &Caller,
@@ -388,11 +418,16 @@ impl Core {
         offset: u64,
         length: u64,
         mode: i32,
-    ) -> Result<(), FsError> {
+        drop_privs: bool,
+    ) -> Result<bool, FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
             return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
         }
+        if mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE {
+            return Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode"));
+        }
+        let dropped = drop_privs && killpriv::drop_privs(h.file.as_fd())?;
         match mode {
             0 => {
                 let end = offset
@@ -404,9 +439,9 @@ impl Core {
                     self.truncate_locked(caller, &h.node, &h.file, cipher, &mut g, end)?;
                     h.node.changed();
                 }
-                Ok(())
+                Ok(dropped)
             }
-            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            libc::FALLOC_FL_KEEP_SIZE => Ok(dropped),
             _ => Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode")),
         }
     }

@@ -50,8 +50,11 @@ mod attributes;
 mod directories;
 mod files;
 mod keyrules;
+mod killpriv;
 mod links;
 mod xattrs;
+
+pub use killpriv::caller_keeps_privs;
 
 /// Attribute changes of one `setattr`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,6 +65,9 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
+    /// A size change must drop set-uid/set-gid (the caller lacks CAP_FSETID, on a mount
+    /// where the daemon does that: see `killpriv`).
+    pub drop_privs: bool,
 }
 
 /// `statfs` figures of the backing file system.
