@@ -182,3 +182,52 @@ fn unprivileged_changes_drop_set_id_bits_and_root_keeps_them() {
         assert_eq!(*cached, want, "{step} from {mode:o}: cached mode {cached:o}");
     }
 }
+
+/// The file capabilities `getcap` shows for `p` (empty when none).
+fn caps(p: &Path) -> String {
+    let out = std::process::Command::new("getcap").arg(p).output().unwrap();
+    assert!(out.status.success(), "getcap {}", p.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).unwrap_or("").to_string()
+}
+
+/// `security.capability` goes on every change, by root too (the kernel still removes
+/// it itself: the daemon stores it as any other extended attribute).
+#[test]
+fn file_capabilities_go_on_every_change() {
+    let m = Mounted::new(MULTI_USER);
+    m.assert_live();
+    m.keys
+        .allow(ALICE, DEFAULT_KEY, &[Op::Generate, Op::Decrypt, Op::Encrypt]);
+    let dir = m.path("d");
+    fs::create_dir(&dir).unwrap();
+    set_mode(&dir, 0o777);
+    let plain = tempfile::Builder::new()
+        .prefix("kmsfs-killpriv-plain-")
+        .tempdir()
+        .unwrap();
+    set_mode(plain.path(), 0o777);
+    for d in [dir.as_path(), plain.path()] {
+        for (i, step) in STEPS.iter().enumerate() {
+            let p = alice_file(d, &format!("c{i}"), 0o755);
+            let set = std::process::Command::new("setcap")
+                .arg("cap_net_raw+ep")
+                .arg(&p)
+                .status()
+                .unwrap();
+            assert!(set.success());
+            assert_eq!(caps(&p), "cap_net_raw=ep", "{}", p.display());
+            let script = step.script.replace('F', &q(&p));
+            let res = if step.root {
+                std::process::Command::new("sh")
+                    .args(["-c", &script])
+                    .output()
+                    .unwrap()
+            } else {
+                sh_as(ALICE, &script)
+            };
+            assert_ok(&res);
+            assert_eq!(caps(&p), "", "{} after {}", p.display(), step.name);
+        }
+    }
+}
