@@ -98,15 +98,7 @@ fn alice_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
 fn cached_mode(p: &Path) -> u32 {
     let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            0,
-            libc::STATX_MODE,
-            &mut stx,
-        )
-    };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), 0, libc::STATX_MODE, &mut stx) };
     assert_eq!(rc, 0, "statx {}", p.display());
     u32::from(stx.stx_mode) & 0o7777
 }
@@ -152,8 +144,11 @@ fn expected(step: &Step, mode: u32) -> u32 {
 fn unprivileged_changes_drop_set_id_bits_and_root_keeps_them() {
     let m = Mounted::new(MULTI_USER);
     m.assert_live();
-    m.keys
-        .allow(ALICE, DEFAULT_KEY, &[Op::Generate, Op::Decrypt, Op::Encrypt]);
+    m.keys.allow(
+        ALICE,
+        DEFAULT_KEY,
+        &[Op::Generate, Op::Decrypt, Op::Encrypt],
+    );
     let dir = m.path("d");
     fs::create_dir(&dir).unwrap();
     set_mode(&dir, 0o777);
@@ -179,13 +174,19 @@ fn unprivileged_changes_drop_set_id_bits_and_root_keeps_them() {
             "{step} from {mode:o}: kmsfs {now:o}, plain directory {native:o}, expected {want:o}"
         );
         // The kernel must not keep the dropped bits in its cache (exec reads them).
-        assert_eq!(*cached, want, "{step} from {mode:o}: cached mode {cached:o}");
+        assert_eq!(
+            *cached, want,
+            "{step} from {mode:o}: cached mode {cached:o}"
+        );
     }
 }
 
 /// The file capabilities `getcap` shows for `p` (empty when none).
 fn caps(p: &Path) -> String {
-    let out = std::process::Command::new("getcap").arg(p).output().unwrap();
+    let out = std::process::Command::new("getcap")
+        .arg(p)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "getcap {}", p.display());
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace().nth(1).unwrap_or("").to_string()
@@ -197,8 +198,11 @@ fn caps(p: &Path) -> String {
 fn file_capabilities_go_on_every_change() {
     let m = Mounted::new(MULTI_USER);
     m.assert_live();
-    m.keys
-        .allow(ALICE, DEFAULT_KEY, &[Op::Generate, Op::Decrypt, Op::Encrypt]);
+    m.keys.allow(
+        ALICE,
+        DEFAULT_KEY,
+        &[Op::Generate, Op::Decrypt, Op::Encrypt],
+    );
     let dir = m.path("d");
     fs::create_dir(&dir).unwrap();
     set_mode(&dir, 0o777);
@@ -228,6 +232,45 @@ fn file_capabilities_go_on_every_change() {
             };
             assert_ok(&res);
             assert_eq!(caps(&p), "", "{} after {}", p.display(), step.name);
+        }
+    }
+}
+
+/// Root inside a user namespace holds every capability only there: the kernel (and so
+/// the daemon) treats it as a caller without CAP_FSETID.
+#[test]
+fn root_in_a_user_namespace_drops_the_bits() {
+    let m = Mounted::new(MULTI_USER);
+    m.assert_live();
+    let plain = tempfile::Builder::new()
+        .prefix("kmsfs-killpriv-plain-")
+        .tempdir()
+        .unwrap();
+    for d in [m.mnt.as_path(), plain.path()] {
+        for (i, script) in [
+            "printf y | dd of=F conv=notrunc status=none",
+            "truncate -s 1 F",
+            ": > F",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let p = d.join(format!("ns{i}"));
+            fs::write(&p, b"original content").unwrap();
+            set_mode(&p, 0o6775);
+            let out = std::process::Command::new("unshare")
+                .args(["--user", "--map-root-user", "sh", "-c"])
+                .arg(script.replace('F', &q(&p)))
+                .output()
+                .unwrap();
+            assert_ok(&out);
+            assert_eq!(
+                fs::metadata(&p).unwrap().mode() & 0o7777,
+                0o775,
+                "{script} in {}",
+                d.display()
+            );
+            assert_eq!(cached_mode(&p), 0o775, "{script} in {}", d.display());
         }
     }
 }
