@@ -16,7 +16,7 @@ use fuser::{
 
 use crate::kms::provider::Caller;
 
-use super::core::{caller_keeps_privs, Core, SetAttr, XattrReply};
+use super::core::{Core, KillPriv, SetAttr, XattrReply};
 use super::error::FsError;
 
 /// How long the kernel may cache names (also the absence of a name) and attributes.
@@ -50,10 +50,18 @@ impl KmsFs {
         }
     }
 
-    /// Whether a change by the caller of `req` must drop set-uid/set-gid here. Only
-    /// asked where fuser 0.18 does not pass the kernel's own answer on.
-    fn drops_privs(&self, req: &Request) -> bool {
-        self.killpriv && !caller_keeps_privs(req.pid(), req.uid())
+    /// Whether a truncate, a truncating open or a fallocate by the caller of `req`
+    /// drops set-uid/set-gid here: the kernel's own answer is in fields fuser 0.18 does
+    /// not pass on (or, for fallocate, nowhere), so it is asked again of the caller.
+    fn kill_priv(&self, req: &Request) -> KillPriv {
+        if self.killpriv {
+            KillPriv::UnlessCallerHasFsetid {
+                pid: req.pid(),
+                uid: req.uid(),
+            }
+        } else {
+            KillPriv::Keep
+        }
     }
 
     /// After set-uid/set-gid were dropped: the kernel's cached mode still has them (a
@@ -203,7 +211,7 @@ impl Filesystem for KmsFs {
             // The kernel's FATTR_KILL_SUIDGID for a truncate, which fuser 0.18 drops.
             // (On a change of owner the backing fchown drops the bits itself.) The
             // reply carries the new mode.
-            drop_privs: size.is_some() && self.drops_privs(req),
+            kill_priv: self.kill_priv(req),
         };
         match self
             .core
@@ -317,9 +325,11 @@ impl Filesystem for KmsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        // The kernel's FUSE_OPEN_KILL_SUIDGID, which fuser 0.18 drops.
-        let drop_privs = flags.0 & libc::O_TRUNC != 0 && self.drops_privs(req);
-        match self.core.open(&caller(req), ino.0, flags.0, drop_privs) {
+        // For O_TRUNC: the kernel's FUSE_OPEN_KILL_SUIDGID, which fuser 0.18 drops.
+        match self
+            .core
+            .open(&caller(req), ino.0, flags.0, self.kill_priv(req))
+        {
             Ok((fh, keep, dropped)) => {
                 if dropped {
                     self.mode_changed(ino);
@@ -367,11 +377,12 @@ impl Filesystem for KmsFs {
     ) {
         // The kernel's own answer (set only with FUSE_HANDLE_KILLPRIV_V2, for a caller
         // without CAP_FSETID).
-        let drop_privs = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self
-            .core
-            .write(&caller(req), fh.0, offset, data, drop_privs)
-        {
+        let kill_priv = if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            KillPriv::Drop
+        } else {
+            KillPriv::Keep
+        };
+        match self.core.write(&caller(req), fh.0, offset, data, kill_priv) {
             Ok((n, dropped)) => {
                 if dropped {
                     self.mode_changed(ino);
@@ -593,11 +604,14 @@ impl Filesystem for KmsFs {
         // The kernel drops the bits before any fallocate by a caller without
         // CAP_FSETID, except with FUSE_HANDLE_KILLPRIV_V2, and then sends no flag for
         // it either (measured on 6.18: the bits stayed): decided here.
-        let drop_privs = self.drops_privs(req);
-        match self
-            .core
-            .fallocate(&caller(req), fh.0, offset, length, mode, drop_privs)
-        {
+        match self.core.fallocate(
+            &caller(req),
+            fh.0,
+            offset,
+            length,
+            mode,
+            self.kill_priv(req),
+        ) {
             Ok(dropped) => {
                 if dropped {
                     self.mode_changed(ino);

@@ -23,7 +23,8 @@ use crate::fs::names;
 use crate::fs::rewrap::HeaderLock;
 use crate::fs::{content, sys};
 
-use super::{killpriv, read_guard, write_guard, Core};
+use super::killpriv::{self, KillPriv};
+use super::{read_guard, write_guard, Core};
 
 /// The cipher to use for a file, given one obtained at `epoch` (from the header on disk
 /// or a create) and the node's key state now: the node's newer key if the file was
@@ -194,15 +195,14 @@ impl Core {
 
     /// Truncation: through a writable handle it uses that open's authorization; without
     /// one it asks the key service for `kms:Encrypt` on the file's own key.
-    /// With `drop_privs`, set-uid/set-gid go first (see [`killpriv`]), once the
-    /// truncation is authorized.
+    /// Set-uid/set-gid go first as `kill_priv` says, once the truncation is authorized.
     pub(super) fn truncate(
         &self,
         caller: &Caller,
         node: &Node,
         fh: Option<u64>,
         size: u64,
-        drop_privs: bool,
+        kill_priv: KillPriv,
     ) -> Result<(), FsError> {
         let handle = fh
             .and_then(|fh| self.files.get(fh).ok())
@@ -211,9 +211,7 @@ impl Core {
             Some(h) => {
                 let mut g = write_guard(node);
                 let cipher = h.cipher(&g).clone();
-                if drop_privs {
-                    killpriv::drop_privs(h.file.as_fd())?;
-                }
+                killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
                 self.truncate_locked(caller, node, &h.file, cipher, &mut g, size)?;
             }
             None => {
@@ -233,9 +231,7 @@ impl Core {
                 )?);
                 let mut g = write_guard(node);
                 let cipher = current_cipher(&cipher, epoch, &g).clone();
-                if drop_privs {
-                    killpriv::drop_privs(file.as_fd())?;
-                }
+                killpriv::drop_privs(file.as_fd(), kill_priv)?;
                 self.truncate_locked(caller, node, &file, cipher, &mut g, size)?;
             }
         }
@@ -289,15 +285,14 @@ impl Core {
 
     /// Opens a regular file: asks the key service for the actions the flags need on the
     /// key in the file's own envelope. Returns the handle, whether the kernel may keep
-    /// its cached pages, and whether set-uid/set-gid were dropped (`drop_privs`: an
-    /// `O_TRUNC` open by a caller without CAP_FSETID, see [`killpriv`]), which leaves the
-    /// kernel's cached mode stale.
+    /// its cached pages, and whether set-uid/set-gid were dropped (by an `O_TRUNC` open,
+    /// as `kill_priv` says), which leaves the kernel's cached mode stale.
     pub fn open(
         &self,
         caller: &Caller,
         ino: u64,
         flags: i32,
-        drop_privs: bool,
+        kill_priv: KillPriv,
     ) -> Result<(u64, bool, bool), FsError> {
         let node = self.inodes.get(ino)?;
         match node.kind {
@@ -336,9 +331,7 @@ impl Core {
         if flags & libc::O_TRUNC != 0 {
             let mut g = write_guard(&node);
             let current = current_cipher(&cipher, epoch, &g).clone();
-            if drop_privs {
-                dropped = killpriv::drop_privs(file.as_fd())?;
-            }
+            dropped = killpriv::drop_privs(file.as_fd(), kill_priv)?;
             self.truncate_locked(caller, &node, &file, current, &mut g, 0)?;
             node.changed();
         }
@@ -371,17 +364,16 @@ impl Core {
     }
 
     /// Writes through a handle. The first write into an empty file whose key this mount
-    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]). With
-    /// `drop_privs` (the kernel's FUSE_WRITE_KILL_SUIDGID) set-uid/set-gid go first;
-    /// returns the count written and whether they did (the kernel's cached mode is then
-    /// stale).
+    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
+    /// Set-uid/set-gid go before the content changes, as `kill_priv` says; returns the
+    /// count written and whether they went (the kernel's cached mode is then stale).
     pub fn write(
         &self,
         caller: &Caller,
         fh: u64,
         offset: u64,
         data: &[u8],
-        drop_privs: bool,
+        kill_priv: KillPriv,
     ) -> Result<(u32, bool), FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
@@ -390,9 +382,6 @@ impl Core {
         let written = u32::try_from(data.len())
             .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
         let mut g = write_guard(&h.node);
-        // Before the content changes: a crash in between leaves the bits dropped, never
-        // new content under them.
-        let dropped = drop_privs && killpriv::drop_privs(h.file.as_fd())?;
         let mut cipher = h.cipher(&g).clone();
         if !data.is_empty() {
             cipher = self.cipher_for_sealing(caller, &h.node, &h.file, cipher, &mut g)?;
@@ -402,6 +391,9 @@ impl Core {
         } else {
             offset
         };
+        // Before the content changes: a crash in between leaves the bits dropped, never
+        // new content under them.
+        let dropped = killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
         content::write(&h.file, &cipher, offset, data)?;
         h.node.changed();
         Ok((written, dropped))
@@ -409,8 +401,8 @@ impl Core {
 
     /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
     /// as a no-op; punching holes is not supported (a hole must stay sealed-zero).
-    /// With `drop_privs` (a caller without CAP_FSETID; the kernel drops the bits on any
-    /// fallocate) set-uid/set-gid go first; returns whether they did.
+    /// Set-uid/set-gid go first as `kill_priv` says (the kernel drops them on any
+    /// fallocate by a caller without CAP_FSETID); returns whether they went.
     pub fn fallocate(
         &self,
         caller: &Caller,
@@ -418,7 +410,7 @@ impl Core {
         offset: u64,
         length: u64,
         mode: i32,
-        drop_privs: bool,
+        kill_priv: KillPriv,
     ) -> Result<bool, FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
@@ -427,7 +419,7 @@ impl Core {
         if mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE {
             return Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode"));
         }
-        let dropped = drop_privs && killpriv::drop_privs(h.file.as_fd())?;
+        let dropped = killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
         match mode {
             0 => {
                 let end = offset

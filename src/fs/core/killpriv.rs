@@ -38,7 +38,7 @@ const INIT_USER_NS: &str = "user:[4026531837]";
 /// here. This can answer false where the kernel says capable (a non-root caller holding
 /// CAP_FSETID, or credentials the kernel overrode for the call): the bits are then
 /// dropped where ext4 would keep them, never kept where it would drop them.
-pub fn caller_keeps_privs(pid: u32, uid: u32) -> bool {
+fn caller_keeps_privs(pid: u32, uid: u32) -> bool {
     if uid != 0 || pid == 0 {
         return false;
     }
@@ -66,9 +66,26 @@ pub fn without_privs(mode: u32) -> Option<u32> {
     (kept != perm).then_some(kept)
 }
 
-/// Drops set-uid/set-gid of the regular file behind `fd` as [`without_privs`] says.
-/// Returns whether a bit was dropped (the kernel's cached mode is then stale).
-pub(super) fn drop_privs(fd: BorrowedFd<'_>) -> Result<bool, FsError> {
+/// Whether a change to a file's content drops its set-uid/set-gid bits.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum KillPriv {
+    /// Never (the kernel keeps that job, or said the caller holds CAP_FSETID).
+    #[default]
+    Keep,
+    /// Yes (the kernel said so: FUSE_WRITE_KILL_SUIDGID).
+    Drop,
+    /// Unless the calling thread `pid` (request uid `uid`) holds CAP_FSETID
+    /// ([`caller_keeps_privs`]), asked only of a file that has a bit to drop.
+    UnlessCallerHasFsetid { pid: u32, uid: u32 },
+}
+
+/// Drops set-uid/set-gid of the regular file behind `fd` as `kill` and
+/// [`without_privs`] say. Returns whether a bit was dropped (the kernel's cached mode is
+/// then stale).
+pub(super) fn drop_privs(fd: BorrowedFd<'_>, kill: KillPriv) -> Result<bool, FsError> {
+    if kill == KillPriv::Keep {
+        return Ok(false);
+    }
     let st = stat_fd(fd)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(false);
@@ -76,6 +93,11 @@ pub(super) fn drop_privs(fd: BorrowedFd<'_>) -> Result<bool, FsError> {
     let Some(kept) = without_privs(st.st_mode) else {
         return Ok(false);
     };
+    if let KillPriv::UnlessCallerHasFsetid { pid, uid } = kill {
+        if caller_keeps_privs(pid, uid) {
+            return Ok(false);
+        }
+    }
     // Through /proc/self/fd: `fd` may be an O_PATH descriptor, which fchmod refuses.
     fchmodat(
         nix::fcntl::AT_FDCWD,
@@ -100,6 +122,38 @@ mod tests {
         assert_eq!(without_privs(0o6745), Some(0o2745));
         assert_eq!(without_privs(0o100644), None);
         assert_eq!(without_privs(0o1777), None);
+    }
+
+    #[test]
+    fn drops_only_what_the_decision_says() {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::File::create(&path).unwrap();
+        let mode = || std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        let set = |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
+        set(0o6755).unwrap();
+        assert!(!drop_privs(file.as_fd(), KillPriv::Keep).unwrap());
+        assert_eq!(mode(), 0o6755);
+        assert!(drop_privs(file.as_fd(), KillPriv::Drop).unwrap());
+        assert_eq!(mode(), 0o755);
+        assert!(!drop_privs(file.as_fd(), KillPriv::Drop).unwrap());
+        set(0o4755).unwrap();
+        let other = KillPriv::UnlessCallerHasFsetid {
+            pid: std::process::id(),
+            uid: 1000,
+        };
+        assert!(drop_privs(file.as_fd(), other).unwrap());
+        assert_eq!(mode(), 0o755);
+        // This process, as root with CAP_FSETID (as the tests run), keeps them.
+        set(0o4755).unwrap();
+        let me = KillPriv::UnlessCallerHasFsetid {
+            pid: std::process::id(),
+            uid: 0,
+        };
+        let root = nix::unistd::geteuid().is_root();
+        assert_eq!(drop_privs(file.as_fd(), me).unwrap(), !root);
     }
 
     #[test]

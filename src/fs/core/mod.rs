@@ -54,7 +54,7 @@ mod killpriv;
 mod links;
 mod xattrs;
 
-pub use killpriv::caller_keeps_privs;
+pub use killpriv::KillPriv;
 
 /// Attribute changes of one `setattr`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,9 +65,8 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
-    /// A size change must drop set-uid/set-gid (the caller lacks CAP_FSETID, on a mount
-    /// where the daemon does that: see `killpriv`).
-    pub drop_privs: bool,
+    /// Whether a size change drops set-uid/set-gid (see `killpriv`).
+    pub kill_priv: KillPriv,
 }
 
 /// `statfs` figures of the backing file system.
