@@ -4,19 +4,19 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::kms::provider::Caller;
 
-use super::core::{Core, SetAttr, XattrReply};
+use super::core::{Core, KillPriv, SetAttr, XattrReply};
 use super::error::FsError;
 
 /// How long the kernel may cache names (also the absence of a name) and attributes.
@@ -32,11 +32,51 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// The filesystem as the FUSE session sees it.
 pub struct KmsFs {
     core: Arc<Core>,
+    /// FUSE_HANDLE_KILLPRIV_V2 was negotiated: dropping set-uid/set-gid on writes,
+    /// truncates and fallocate is this daemon's job (see `core::killpriv`).
+    killpriv: bool,
+    /// The session's channel for telling the kernel that a cached mode went stale; set
+    /// by the mount before the first request is served.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl KmsFs {
-    pub fn new(core: Arc<Core>) -> Self {
-        KmsFs { core }
+    /// `notifier` is the slot the mount fills with the session's [`Notifier`].
+    pub fn with_notifier(core: Arc<Core>, notifier: Arc<OnceLock<Notifier>>) -> Self {
+        KmsFs {
+            core,
+            killpriv: false,
+            notifier,
+        }
+    }
+
+    /// Whether a truncate, a truncating open or a fallocate by the caller of `req`
+    /// drops set-uid/set-gid here: the kernel's own answer is in fields fuser 0.18 does
+    /// not pass on (or, for fallocate, nowhere), so it is asked again of the caller.
+    fn kill_priv(&self, req: &Request) -> KillPriv {
+        if self.killpriv {
+            KillPriv::UnlessCallerHasFsetid {
+                pid: req.pid(),
+                uid: req.uid(),
+            }
+        } else {
+            KillPriv::Keep
+        }
+    }
+
+    /// After set-uid/set-gid were dropped: the kernel's cached mode still has them (a
+    /// write, a truncating open and fallocate refresh only size and times), and exec
+    /// reads the cached mode. Sent before the reply, so no later request sees it stale.
+    fn mode_changed(&self, ino: INodeNo) {
+        match self.notifier.get() {
+            // Offset -1: the attributes only, no page of the cache.
+            Some(n) => {
+                if let Err(e) = n.inval_inode(ino, -1, 0) {
+                    log::warn!("inode {}: cannot invalidate the cached mode: {e}", ino.0);
+                }
+            }
+            None => log::warn!("inode {}: no notifier for the cached mode", ino.0),
+        }
     }
 }
 
@@ -109,6 +149,13 @@ impl Filesystem for KmsFs {
         ] {
             let _ = config.add_capabilities(flag);
         }
+        // Without it the kernel asks for `security.capability` before every write (a
+        // FUSE superblock never keeps the "no privileges" mark), two round trips per
+        // write; with it the kernel asks once per inode and leaves dropping
+        // set-uid/set-gid to this daemon. Taken when offered.
+        self.killpriv = config
+            .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_ok();
         Ok(())
     }
 
@@ -161,6 +208,10 @@ impl Filesystem for KmsFs {
             size,
             atime,
             mtime,
+            // The kernel's FATTR_KILL_SUIDGID for a truncate, which fuser 0.18 drops.
+            // (On a change of owner the backing fchown drops the bits itself.) The
+            // reply carries the new mode.
+            kill_priv: self.kill_priv(req),
         };
         match self
             .core
@@ -274,8 +325,17 @@ impl Filesystem for KmsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.open(&caller(req), ino.0, flags.0) {
-            Ok((fh, keep)) => reply.opened(FileHandle(fh), open_flags(keep)),
+        // For O_TRUNC: the kernel's FUSE_OPEN_KILL_SUIDGID, which fuser 0.18 drops.
+        match self
+            .core
+            .open(&caller(req), ino.0, flags.0, self.kill_priv(req))
+        {
+            Ok((fh, keep, dropped)) => {
+                if dropped {
+                    self.mode_changed(ino);
+                }
+                reply.opened(FileHandle(fh), open_flags(keep))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -306,17 +366,29 @@ impl Filesystem for KmsFs {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.core.write(&caller(req), fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+        // The kernel's own answer (set only with FUSE_HANDLE_KILLPRIV_V2, for a caller
+        // without CAP_FSETID).
+        let kill_priv = if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            KillPriv::Drop
+        } else {
+            KillPriv::Keep
+        };
+        match self.core.write(&caller(req), fh.0, offset, data, kill_priv) {
+            Ok((n, dropped)) => {
+                if dropped {
+                    self.mode_changed(ino);
+                }
+                reply.written(n)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -522,18 +594,30 @@ impl Filesystem for KmsFs {
     fn fallocate(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self
-            .core
-            .fallocate(&caller(req), fh.0, offset, length, mode)
-        {
-            Ok(()) => reply.ok(),
+        // The kernel drops the bits before any fallocate by a caller without
+        // CAP_FSETID, except with FUSE_HANDLE_KILLPRIV_V2, and then sends no flag for
+        // it either (measured on 6.18: the bits stayed): decided here.
+        match self.core.fallocate(
+            &caller(req),
+            fh.0,
+            offset,
+            length,
+            mode,
+            self.kill_priv(req),
+        ) {
+            Ok(dropped) => {
+                if dropped {
+                    self.mode_changed(ino);
+                }
+                reply.ok()
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

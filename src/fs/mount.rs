@@ -14,7 +14,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 
@@ -285,7 +285,9 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
     // device or mount(2) is refused (a confined container).
     let direct = device_open && nix::unistd::geteuid().is_root();
     let (session, auto_unmount) = if direct {
-        match fuser::spawn_mount(KmsFs::new(core.clone()), &spec.mountpoint, &config) {
+        let slot = Arc::new(OnceLock::new());
+        let fs = KmsFs::with_notifier(core.clone(), slot.clone());
+        match fuser::Session::new(fs, &spec.mountpoint, &config).and_then(|s| serve(s, &slot)) {
             Ok(s) => (s, None),
             Err(e) if is_refusal(&e) => spawn_via_fusermount(&core, &spec.mountpoint, config)?,
             Err(e) => return Err(mounted(e)),
@@ -306,6 +308,17 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
         auto_unmount,
         _lock: lock,
     })
+}
+
+/// Starts serving `session`, its notifier put in the filesystem's `slot` first: no
+/// request is answered before the filesystem can tell the kernel about a stale cached
+/// mode (see [`KmsFs`]).
+fn serve(
+    session: fuser::Session<KmsFs>,
+    slot: &OnceLock<fuser::Notifier>,
+) -> std::io::Result<BackgroundSession> {
+    let _ = slot.set(session.notifier());
+    session.spawn()
 }
 
 fn is_refusal(e: &std::io::Error) -> bool {
@@ -335,8 +348,10 @@ fn spawn_via_fusermount(
 ) -> Result<(BackgroundSession, AutoUnmount), FsError> {
     let (fd, auto_unmount) = fusermount_mount(mountpoint, &config.mount_options, config.acl)?;
     let acl = config.acl;
-    let session = fuser::Session::from_fd(KmsFs::new(core.clone()), fd, acl, config)
-        .and_then(fuser::Session::spawn)
+    let slot = Arc::new(OnceLock::new());
+    let fs = KmsFs::with_notifier(core.clone(), slot.clone());
+    let session = fuser::Session::from_fd(fs, fd, acl, config)
+        .and_then(|s| serve(s, &slot))
         .map_err(|e| FsError::Mount(format!("{}: {e}", mountpoint.display())))?;
     Ok((session, auto_unmount))
 }

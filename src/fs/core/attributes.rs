@@ -35,7 +35,7 @@ impl Core {
             if node.kind != NodeKind::File {
                 return Err(FsError::refused(libc::EISDIR, "truncate of a non-file"));
             }
-            self.truncate(caller, &node, fh, size)?;
+            self.truncate(caller, &node, fh, size, change.kill_priv)?;
         }
         // Only the owner (or root) changes modes and ownership; only root gives a file
         // away. (With default_permissions the kernel checks this before we see it.)

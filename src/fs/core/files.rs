@@ -23,6 +23,7 @@ use crate::fs::names;
 use crate::fs::rewrap::HeaderLock;
 use crate::fs::{content, sys};
 
+use super::killpriv::{self, KillPriv};
 use super::{read_guard, write_guard, Core};
 
 /// The cipher to use for a file, given one obtained at `epoch` (from the header on disk
@@ -201,12 +202,14 @@ impl Core {
 
     /// Truncation: through a writable handle it uses that open's authorization; without
     /// one it asks the key service for `kms:Encrypt` on the file's own key.
+    /// Set-uid/set-gid go first as `kill_priv` says, once the truncation is authorized.
     pub(super) fn truncate(
         &self,
         caller: &Caller,
         node: &Node,
         fh: Option<u64>,
         size: u64,
+        kill_priv: KillPriv,
     ) -> Result<(), FsError> {
         let handle = fh
             .and_then(|fh| self.files.get(fh).ok())
@@ -215,6 +218,7 @@ impl Core {
             Some(h) => {
                 let mut g = write_guard(node);
                 let cipher = h.cipher(&g).clone();
+                killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
                 self.truncate_locked(caller, node, &h.file, cipher, &mut g, size)?;
             }
             None => {
@@ -236,6 +240,7 @@ impl Core {
                 )?);
                 let mut g = write_guard(node);
                 let cipher = current_cipher(&cipher, epoch, &g).clone();
+                killpriv::drop_privs(file.as_fd(), kill_priv)?;
                 self.truncate_locked(caller, node, &file, cipher, &mut g, size)?;
             }
         }
@@ -305,9 +310,16 @@ impl Core {
     }
 
     /// Opens a regular file: asks the key service for the actions the flags need on the
-    /// key in the file's own envelope. Returns the handle and whether the kernel may keep
-    /// its cached pages.
-    pub fn open(&self, caller: &Caller, ino: u64, flags: i32) -> Result<(u64, bool), FsError> {
+    /// key in the file's own envelope. Returns the handle, whether the kernel may keep
+    /// its cached pages, and whether set-uid/set-gid were dropped (by an `O_TRUNC` open,
+    /// as `kill_priv` says), which leaves the kernel's cached mode stale.
+    pub fn open(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        flags: i32,
+        kill_priv: KillPriv,
+    ) -> Result<(u64, bool, bool), FsError> {
         let node = self.inodes.get(ino)?;
         match node.kind {
             NodeKind::File => {}
@@ -343,9 +355,11 @@ impl Core {
             &header,
             access.actions(),
         )?);
+        let mut dropped = false;
         if flags & libc::O_TRUNC != 0 {
             let mut g = write_guard(&node);
             let current = current_cipher(&cipher, epoch, &g).clone();
+            dropped = killpriv::drop_privs(file.as_fd(), kill_priv)?;
             self.truncate_locked(caller, &node, &file, current, &mut g, 0)?;
             node.changed();
         }
@@ -359,7 +373,7 @@ impl Core {
             append: flags & libc::O_APPEND != 0,
             _pin: pin,
         });
-        Ok((fh, keep_cache))
+        Ok((fh, keep_cache, dropped))
     }
 
     /// Reads plaintext and hands it to `reply` (no copy into an owned buffer).
@@ -380,13 +394,16 @@ impl Core {
 
     /// Writes through a handle. The first write into an empty file whose key this mount
     /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
+    /// Set-uid/set-gid go before the content changes, as `kill_priv` says; returns the
+    /// count written and whether they went (the kernel's cached mode is then stale).
     pub fn write(
         &self,
         caller: &Caller,
         fh: u64,
         offset: u64,
         data: &[u8],
-    ) -> Result<u32, FsError> {
+        kill_priv: KillPriv,
+    ) -> Result<(u32, bool), FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
             return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
@@ -403,13 +420,18 @@ impl Core {
         } else {
             offset
         };
+        // Before the content changes: a crash in between leaves the bits dropped, never
+        // new content under them.
+        let dropped = killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
         content::write(&h.file, &cipher, offset, data)?;
         h.node.changed();
-        Ok(written)
+        Ok((written, dropped))
     }
 
     /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
     /// as a no-op; punching holes is not supported (a hole must stay sealed-zero).
+    /// Set-uid/set-gid go first as `kill_priv` says (the kernel drops them on any
+    /// fallocate by a caller without CAP_FSETID); returns whether they went.
     pub fn fallocate(
         &self,
         caller: &Caller,
@@ -417,11 +439,16 @@ impl Core {
         offset: u64,
         length: u64,
         mode: i32,
-    ) -> Result<(), FsError> {
+        kill_priv: KillPriv,
+    ) -> Result<bool, FsError> {
         let h = self.files.get(fh)?;
         if !h.access.write {
             return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
         }
+        if mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE {
+            return Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode"));
+        }
+        let dropped = killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
         match mode {
             0 => {
                 let end = offset
@@ -433,9 +460,9 @@ impl Core {
                     self.truncate_locked(caller, &h.node, &h.file, cipher, &mut g, end)?;
                     h.node.changed();
                 }
-                Ok(())
+                Ok(dropped)
             }
-            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            libc::FALLOC_FL_KEEP_SIZE => Ok(dropped),
             _ => Err(FsError::refused(libc::EOPNOTSUPP, "fallocate mode")),
         }
     }

@@ -50,8 +50,11 @@ mod attributes;
 mod directories;
 mod files;
 mod keyrules;
+mod killpriv;
 mod links;
 mod xattrs;
+
+pub use killpriv::KillPriv;
 
 /// Attribute changes of one `setattr`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,6 +65,8 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
+    /// Whether a size change drops set-uid/set-gid (see `killpriv`).
+    pub kill_priv: KillPriv,
 }
 
 /// `statfs` figures of the backing file system.
