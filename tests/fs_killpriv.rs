@@ -280,3 +280,66 @@ fn root_in_a_user_namespace_drops_the_bits() {
         }
     }
 }
+
+/// Creates `name` in `dir` with `mode` through open(O_CREAT) (umask 0), as `uid`, and
+/// makes a FIFO beside it with the same mode through mknod; returns both modes as
+/// `stat` shows them, with their owners.
+fn create_with_mode(dir: &Path, name: &str, mode: u32, uid: u32) -> (String, String) {
+    let file = q(&dir.join(name));
+    let fifo = q(&dir.join(format!("{name}.fifo")));
+    let script = format!(
+        "perl -MFcntl -e 'umask 0; sysopen(my $f, $ARGV[0], O_CREAT|O_EXCL|O_WRONLY, {mode:#o}) \
+         or die \"create: $!\\n\"' {file} && perl -e 'umask 0; \
+         require POSIX; POSIX::mkfifo($ARGV[0], {mode:#o}) or die \"mkfifo: $!\\n\"' {fifo} \
+         && stat -c '%a %u' {file} {fifo}"
+    );
+    let out = if uid == 0 {
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap()
+    } else {
+        sh_as(uid, &script)
+    };
+    let shown = assert_ok(&out);
+    let mut lines = shown.lines().map(str::to_string);
+    (lines.next().unwrap(), lines.next().unwrap())
+}
+
+#[test]
+fn a_create_keeps_the_set_id_and_sticky_bits_it_asks_for() {
+    // A chown clears set-id bits: the daemon (root) gives a new object its owner and
+    // must set the mode after that, or a create of 04755 would come out 0755.
+    let m = Mounted::new(MULTI_USER);
+    m.assert_live();
+    m.keys.allow(
+        ALICE,
+        DEFAULT_KEY,
+        &[Op::Generate, Op::Decrypt, Op::Encrypt],
+    );
+    let dir = m.path("d");
+    fs::create_dir(&dir).unwrap();
+    set_mode(&dir, 0o777);
+    let plain = tempfile::Builder::new()
+        .prefix("kmsfs-create-mode-plain-")
+        .tempdir()
+        .unwrap();
+    set_mode(plain.path(), 0o777);
+    for uid in [0, ALICE] {
+        for mode in [0o4755, 0o2755, 0o6755, 0o1755, 0o4711] {
+            let name = format!("c{uid}-{mode:o}");
+            let on_mount = create_with_mode(&dir, &name, mode, uid);
+            let native = create_with_mode(plain.path(), &name, mode, uid);
+            let want = format!("{:o} {uid}", mode);
+            assert_eq!(
+                on_mount.0, want,
+                "create of {mode:o} as {uid} through the mount"
+            );
+            assert_eq!(
+                native.0, want,
+                "create of {mode:o} as {uid} in a plain directory"
+            );
+            assert_eq!(on_mount.1, native.1, "mkfifo of {mode:o} as {uid}");
+        }
+    }
+}

@@ -62,8 +62,7 @@ impl Core {
             })
             .and_then(|new_dir| {
                 let meta = names::create_dir_meta(&new_dir, &self.secrets.metadata)?;
-                // A chown never clears a directory's set-id bits: nothing special.
-                if let Err(e) = self.chown_new(&dir, backing.name(), caller, false) {
+                if let Err(e) = self.chown_new(&dir, backing.name(), caller) {
                     let _ = unlinkat(&new_dir, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
                     return Err(e);
                 }

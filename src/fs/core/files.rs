@@ -75,14 +75,15 @@ impl Core {
         caller: &Caller,
     ) -> Result<File, FsError> {
         let special = perm.bits() & 0o7000 != 0;
-        let owner = self.owner_for_new(dir, caller, special)?;
+        let owner = self.owner_for_new(dir, caller)?;
         let finish = |file: &File| -> Result<(), FsError> {
             file.write_all_at(header, 0)?;
-            if special {
-                nix::sys::stat::fchmod(file, perm)?;
-            }
+            // Owner first: a `chown` clears set-id bits, so they are set after it.
             if let Some((uid, gid)) = owner {
                 nix::unistd::fchown(file, Some(uid), Some(gid))?;
+            }
+            if special {
+                nix::sys::stat::fchmod(file, perm)?;
             }
             Ok(())
         };
@@ -516,9 +517,9 @@ impl Core {
                         libc::dev_t::from(rdev),
                     )?)
                 })?;
-                let special = mode & 0o7000 != 0;
-                self.exact_mode(&dir, backing.name(), mode & !umask)
-                    .and_then(|()| self.chown_new(&dir, backing.name(), caller, special))
+                // Owner first: a `chown` clears set-id bits, so the mode is set after it.
+                self.chown_new(&dir, backing.name(), caller)
+                    .and_then(|()| self.exact_mode(&dir, backing.name(), mode & !umask))
                     .inspect_err(|_| self.unmake_entry(&dir, &backing, false))?;
                 Ok(self.remember_child(&dir, backing.name())?.1)
             }

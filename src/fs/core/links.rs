@@ -71,7 +71,7 @@ impl Core {
                 )?)
             })
             .and_then(|()| {
-                self.chown_new(&dir, backing.name(), caller, false)
+                self.chown_new(&dir, backing.name(), caller)
                     .inspect_err(|_| self.unmake_entry(&dir, &backing, false))
             });
         if let Err(e) = made {

@@ -348,15 +348,8 @@ impl Core {
 
     /// Gives a new backing object to its creator (when running as root), inheriting the
     /// group of a set-group-id directory as POSIX does.
-    /// `special`: see [`Self::owner_for_new`].
-    fn chown_new(
-        &self,
-        dir: &Node,
-        name: &str,
-        caller: &Caller,
-        special: bool,
-    ) -> Result<(), FsError> {
-        if let Some((uid, gid)) = self.owner_for_new(dir, caller, special)? {
+    fn chown_new(&self, dir: &Node, name: &str, caller: &Caller) -> Result<(), FsError> {
+        if let Some((uid, gid)) = self.owner_for_new(dir, caller)? {
             fchownat(
                 &dir.fd,
                 name,
@@ -412,16 +405,9 @@ impl Core {
     /// to the daemon's user), or the backing file system already gave the object that
     /// owner (the creator is root with the daemon's group, or has the group a
     /// set-group-id directory hands down) — one `chown` fewer per create, e.g. for
-    /// `tar` run as root. Not skipped for a non-directory whose mode has set-id or
-    /// sticky bits (`special`): a `chown` clears set-id bits, which such a create has
-    /// always had done to it; whether it should is the set-id handling's question, not
-    /// this shortcut's.
-    fn owner_for_new(
-        &self,
-        dir: &Node,
-        caller: &Caller,
-        special: bool,
-    ) -> Result<Option<(Uid, Gid)>, FsError> {
+    /// `tar` run as root. A `chown` clears a file's set-id bits, so callers set the
+    /// mode after it.
+    fn owner_for_new(&self, dir: &Node, caller: &Caller) -> Result<Option<(Uid, Gid)>, FsError> {
         if !self.as_root {
             return Ok(None);
         }
@@ -431,7 +417,7 @@ impl Core {
         } else {
             (caller.gid, self.own_gid.as_raw())
         };
-        if !special && caller.uid == 0 && gid == given {
+        if caller.uid == 0 && gid == given {
             return Ok(None);
         }
         Ok(Some((Uid::from_raw(caller.uid), Gid::from_raw(gid))))
