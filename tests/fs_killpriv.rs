@@ -83,6 +83,39 @@ const STEPS: &[Step] = &[
 /// set-gid without group execute (mandatory locking, never dropped on write).
 const MODES: &[u32] = &[0o4755, 0o2775, 0o6775, 0o2745];
 
+/// Runs `script` with `sh -c` as `uid`: root runs it directly, with every capability.
+fn run_as(uid: u32, script: &str) -> std::process::Output {
+    if uid == 0 {
+        std::process::Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .unwrap()
+    } else {
+        sh_as(uid, script)
+    }
+}
+
+/// A live mount where ALICE may use the default key, a directory `d` in it that anyone
+/// may write, and a plain directory of the host that anyone may write: the reference.
+fn mount_and_plain() -> (Mounted, PathBuf, tempfile::TempDir) {
+    let m = Mounted::new(MULTI_USER);
+    m.assert_live();
+    m.keys.allow(
+        ALICE,
+        DEFAULT_KEY,
+        &[Op::Generate, Op::Decrypt, Op::Encrypt],
+    );
+    let dir = m.path("d");
+    fs::create_dir(&dir).unwrap();
+    set_mode(&dir, 0o777);
+    let plain = tempfile::Builder::new()
+        .prefix("kmsfs-killpriv-plain-")
+        .tempdir()
+        .unwrap();
+    set_mode(plain.path(), 0o777);
+    (m, dir, plain)
+}
+
 /// A file of ALICE's, with `mode` (set after the chown, which drops the bits).
 fn alice_file(dir: &Path, name: &str, mode: u32) -> PathBuf {
     let p = dir.join(name);
@@ -117,15 +150,7 @@ fn run_steps(dir: &Path) -> Vec<(&'static str, u32, u32, u32)> {
         for &mode in MODES {
             let p = alice_file(dir, &format!("f{i}-{mode:o}"), mode);
             let script = step.script.replace('F', &q(&p));
-            let res = if step.root {
-                std::process::Command::new("sh")
-                    .args(["-c", &script])
-                    .output()
-                    .unwrap()
-            } else {
-                sh_as(ALICE, &script)
-            };
-            assert_ok(&res);
+            assert_ok(&run_as(if step.root { 0 } else { ALICE }, &script));
             let cached = cached_mode(&p);
             let now = fs::metadata(&p).unwrap().mode() & 0o7777;
             out.push((step.name, mode, cached, now));
@@ -148,24 +173,9 @@ fn expected(step: &Step, mode: u32) -> u32 {
 
 #[test]
 fn unprivileged_changes_drop_set_id_bits_and_root_keeps_them() {
-    let m = Mounted::new(MULTI_USER);
-    m.assert_live();
-    m.keys.allow(
-        ALICE,
-        DEFAULT_KEY,
-        &[Op::Generate, Op::Decrypt, Op::Encrypt],
-    );
-    let dir = m.path("d");
-    fs::create_dir(&dir).unwrap();
-    set_mode(&dir, 0o777);
+    let (_m, dir, plain) = mount_and_plain();
     let on_mount = run_steps(&dir);
-
     // The same steps in a plain directory of the host: the reference.
-    let plain = tempfile::Builder::new()
-        .prefix("kmsfs-killpriv-plain-")
-        .tempdir()
-        .unwrap();
-    set_mode(plain.path(), 0o777);
     let reference = run_steps(plain.path());
 
     for (((step, mode, cached, now), (_, _, _, native)), def) in on_mount
@@ -202,21 +212,7 @@ fn caps(p: &Path) -> String {
 /// it itself: the daemon stores it as any other extended attribute).
 #[test]
 fn file_capabilities_go_on_every_change() {
-    let m = Mounted::new(MULTI_USER);
-    m.assert_live();
-    m.keys.allow(
-        ALICE,
-        DEFAULT_KEY,
-        &[Op::Generate, Op::Decrypt, Op::Encrypt],
-    );
-    let dir = m.path("d");
-    fs::create_dir(&dir).unwrap();
-    set_mode(&dir, 0o777);
-    let plain = tempfile::Builder::new()
-        .prefix("kmsfs-killpriv-plain-")
-        .tempdir()
-        .unwrap();
-    set_mode(plain.path(), 0o777);
+    let (_m, dir, plain) = mount_and_plain();
     for d in [dir.as_path(), plain.path()] {
         for (i, step) in STEPS.iter().enumerate() {
             let p = alice_file(d, &format!("c{i}"), 0o755);
@@ -228,15 +224,7 @@ fn file_capabilities_go_on_every_change() {
             assert!(set.success());
             assert_eq!(caps(&p), "cap_net_raw=ep", "{}", p.display());
             let script = step.script.replace('F', &q(&p));
-            let res = if step.root {
-                std::process::Command::new("sh")
-                    .args(["-c", &script])
-                    .output()
-                    .unwrap()
-            } else {
-                sh_as(ALICE, &script)
-            };
-            assert_ok(&res);
+            assert_ok(&run_as(if step.root { 0 } else { ALICE }, &script));
             assert_eq!(caps(&p), "", "{} after {}", p.display(), step.name);
         }
     }
@@ -293,15 +281,7 @@ fn create_with_mode(dir: &Path, name: &str, mode: u32, uid: u32) -> (String, Str
          require POSIX; POSIX::mkfifo($ARGV[0], {mode:#o}) or die \"mkfifo: $!\\n\"' {fifo} \
          && stat -c '%a %u' {file} {fifo}"
     );
-    let out = if uid == 0 {
-        std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap()
-    } else {
-        sh_as(uid, &script)
-    };
-    let shown = assert_ok(&out);
+    let shown = assert_ok(&run_as(uid, &script));
     let mut lines = shown.lines().map(str::to_string);
     (lines.next().unwrap(), lines.next().unwrap())
 }
@@ -310,21 +290,7 @@ fn create_with_mode(dir: &Path, name: &str, mode: u32, uid: u32) -> (String, Str
 fn a_create_keeps_the_set_id_and_sticky_bits_it_asks_for() {
     // A chown clears set-id bits: the daemon (root) gives a new object its owner and
     // must set the mode after that, or a create of 04755 would come out 0755.
-    let m = Mounted::new(MULTI_USER);
-    m.assert_live();
-    m.keys.allow(
-        ALICE,
-        DEFAULT_KEY,
-        &[Op::Generate, Op::Decrypt, Op::Encrypt],
-    );
-    let dir = m.path("d");
-    fs::create_dir(&dir).unwrap();
-    set_mode(&dir, 0o777);
-    let plain = tempfile::Builder::new()
-        .prefix("kmsfs-create-mode-plain-")
-        .tempdir()
-        .unwrap();
-    set_mode(plain.path(), 0o777);
+    let (_m, dir, plain) = mount_and_plain();
     for uid in [0, ALICE] {
         for mode in [0o4755, 0o2755, 0o6755, 0o1755, 0o4711] {
             let name = format!("c{uid}-{mode:o}");

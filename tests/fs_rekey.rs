@@ -249,6 +249,18 @@ fn truncation_to_zero_draws_a_new_file_id_and_key_under_the_current_rule() {
     assert_eq!(header_of(&backing).key_arn, k2);
 }
 
+/// Opens `path` for reading (and writing, truncating) with O_DIRECT: every read and
+/// write of the handle goes to the daemon, not the page cache.
+fn open_direct(path: &Path, write: bool, trunc: bool) -> fs::File {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .truncate(trunc)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap()
+}
+
 #[test]
 fn open_handles_follow_a_rekey_through_another_handle() {
     let mut m = Mounted::new(&[]);
@@ -257,16 +269,7 @@ fn open_handles_follow_a_rekey_through_another_handle() {
     let backing = new_backing(&m, || fs::write(&path, &old).unwrap());
     let old_id = header_of(&backing).file_id;
     m.remount(&[]);
-    // O_DIRECT: every read and write goes to the daemon, not the page cache.
-    let open = |write: bool, trunc: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .truncate(trunc)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .unwrap()
-    };
+    let open = |write: bool, trunc: bool| open_direct(&path, write, trunc);
     let reader = open(false, false);
     let writer = open(true, false);
     let mut buf = vec![0u8; 8192];
@@ -300,15 +303,7 @@ fn open_handles_follow_a_rekey_after_the_rekeying_handle_is_closed() {
     let backing = new_backing(&m, || fs::write(&path, &old).unwrap());
     let old_id = header_of(&backing).file_id;
     m.remount(&[]);
-    let open = |write: bool, trunc: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .truncate(trunc)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .unwrap()
-    };
+    let open = |write: bool, trunc: bool| open_direct(&path, write, trunc);
     let reader = open(false, false);
     let writer = open(true, false);
     let mut buf = vec![0u8; 8192];
