@@ -170,11 +170,14 @@ fn a_handle_lists_at_its_first_read_not_at_opendir() {
     assert_eq!(got, set(&[".", "..", "a"]));
 }
 
+/// A step run on (`d`, `other`).
+type Step = Box<dyn Fn(&Path, &Path)>;
+
 /// One change through the mount, and the names it adds to and removes from `d` and
 /// `other`.
 struct Change {
     what: &'static str,
-    run: Box<dyn Fn(&Path, &Path)>,
+    run: Step,
     added: &'static [&'static str],
     removed: &'static [&'static str],
     added_other: &'static [&'static str],
