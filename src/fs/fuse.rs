@@ -439,9 +439,27 @@ impl Filesystem for KmsFs {
         }
     }
 
+    /// The kernel keeps this directory's entries in its page cache (`FOPEN_CACHE_DIR`)
+    /// and, with `FOPEN_KEEP_CACHE`, does not drop them at the next open, so a warm
+    /// `opendir` + `readdir` costs this one round trip and no listing. The kernel's rules
+    /// (fs/fuse/readdir.c, dir.c): the cache is filled only by reads from offset 0 onward
+    /// in order, and served only once complete (a read reached the end); a read at
+    /// offset 0 (a new open or `rewinddir`) drops it when the directory's change counter
+    /// or mtime differs from when filling began. Every create, mknod, mkdir, symlink,
+    /// link, unlink, rmdir and rename through this mount that succeeds bumps the counter
+    /// of its directory (of both, for a rename; an answer with an error bumps nothing);
+    /// the mtime compared is the one of the directory's cached attributes, refreshed
+    /// after their `TTL`. So a change through the mount shows in the next listing at
+    /// once, and a change made to the backing directory behind the daemon's back shows
+    /// once the kernel refreshes the directory's attributes, as for lookups. The cached
+    /// entries are names, inode numbers and types, the same for every caller
+    /// (`Core::opendir`), and every open of a directory still reaches the daemon.
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.core.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(errno(&e)),
         }
     }

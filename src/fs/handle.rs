@@ -6,13 +6,14 @@
 //! through another handle (see [`super::inode::ContentKey`]): the file then has a new
 //! key, generated for it under the directory's key rule by an authorized caller, and
 //! open handles follow it, as POSIX handles survive another opener's truncation. A directory handle holds the decrypted
-//! listing taken at `opendir`, so offsets stay stable while the directory changes.
+//! listing taken at its first read (and again at each read from offset 0), so offsets
+//! stay stable while the directory changes.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::format::ContentCipher;
 
@@ -59,10 +60,12 @@ pub struct DirEntry {
     pub backing_ino: u64,
 }
 
-/// One open directory.
-#[derive(Debug)]
+/// One open directory. The listing is taken on the handle's first `READDIR` (and again
+/// on every read from offset 0, i.e. after `rewinddir`), not at `opendir`: an `opendir`
+/// whose entries the kernel serves from its own cache then costs no listing at all.
+#[derive(Debug, Default)]
 pub struct OpenDir {
-    pub entries: Vec<DirEntry>,
+    pub listing: Mutex<Option<Arc<Vec<DirEntry>>>>,
 }
 
 /// Handle numbers → open files and directories.

@@ -265,7 +265,41 @@ impl Core {
         Ok(())
     }
 
+    /// Opens a directory handle. Nothing is listed yet (see [`Self::listing`]): with the
+    /// kernel's directory cache (`FOPEN_CACHE_DIR`, `fs/fuse.rs`) most opens are served
+    /// from that cache and never read through the handle. A listing holds no per-caller
+    /// decision: names are decrypted with the volume's name secret, the same for every
+    /// caller, and opening a directory authorizes nothing (only file opens ask the key
+    /// service), so a listing cached by the kernel and shown to another user shows what
+    /// this daemon would have listed for that user.
     pub fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        let node = self.inodes.get(ino)?;
+        // Refuses a non-directory and loads (once per node) the directory's name
+        // metadata, so a damaged directory still fails at open as before.
+        self.dir_names(&node)?;
+        Ok(self.dirs.insert(OpenDir::default()))
+    }
+
+    /// The listing a read at `offset` continues: taken afresh at offset 0 (the first read
+    /// of a handle, or a `rewinddir`, which must show the directory as it is now), kept
+    /// for every later offset so that offsets (`telldir`/`seekdir`) stay stable. A
+    /// handle's first read may come at a non-zero offset (the kernel read the start from
+    /// its cache and asks for the rest, or a `seekdir` on a fresh handle): it lists then.
+    fn listing(&self, ino: u64, dir: &OpenDir, offset: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
+        let mut slot = dir.listing.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(entries) if offset != 0 => Ok(entries.clone()),
+            _ => {
+                let entries = Arc::new(self.list(ino)?);
+                *slot = Some(entries.clone());
+                Ok(entries)
+            }
+        }
+    }
+
+    /// Lists and decrypts backing directory `ino`, leaving out kmsfs's own files and
+    /// names that do not decrypt.
+    fn list(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
         let node = self.inodes.get(ino)?;
         let names = self.dir_names(&node)?;
         let mut entries = Vec::new();
@@ -302,7 +336,7 @@ impl Core {
                 });
             }
         }
-        Ok(self.dirs.insert(OpenDir { entries }))
+        Ok(entries)
     }
 
     /// Lists from `offset` (0 = start), calling `add(ino, next_offset, type, name)` until
@@ -315,13 +349,14 @@ impl Core {
         mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
     ) -> Result<(), FsError> {
         let dir = self.dirs.get(fh)?;
+        let entries = self.listing(ino, &dir, offset)?;
         let dots = [(ino, OsStr::new(".")), (ROOT_INO, OsStr::new(".."))];
         let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
-        while index < dots.len() + dir.entries.len() {
+        while index < dots.len() + entries.len() {
             let next = index as u64 + 1;
             let full = match dots.get(index) {
                 Some((ino, name)) => add(*ino, next, FileType::Directory, name),
-                None => match dir.entries.get(index - dots.len()) {
+                None => match entries.get(index - dots.len()) {
                     Some(e) => add(e.backing_ino, next, file_type(e.kind), &e.name),
                     None => break,
                 },
@@ -346,15 +381,16 @@ impl Core {
     ) -> Result<(), FsError> {
         let dir = self.dirs.get(fh)?;
         let node = self.inodes.get(ino)?;
+        let entries = self.listing(ino, &dir, offset)?;
         let own = self.getattr(ino)?;
         let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
-        while index < 2 + dir.entries.len() {
+        while index < 2 + entries.len() {
             let next = index as u64 + 1;
             let full = match index {
                 0 => add(ino, next, OsStr::new("."), &own),
                 1 => add(ROOT_INO, next, OsStr::new(".."), &own),
                 _ => {
-                    let Some(e) = dir.entries.get(index - 2) else {
+                    let Some(e) = entries.get(index - 2) else {
                         break;
                     };
                     match self.remember_child(&node, &e.backing_name) {
@@ -365,7 +401,7 @@ impl Core {
                             }
                             full
                         }
-                        // Removed since opendir: leave it out.
+                        // Removed since it was listed: leave it out.
                         Err(_) => false,
                     }
                 }
