@@ -476,3 +476,65 @@ fn telldir_and_seekdir_stay_consistent() {
     drop(partial);
     assert_eq!(walk(&mut Stream::open(&d)), reference);
 }
+
+/// Clears the immutable attribute on drop (also when the test fails), so the temporary
+/// backing directory can be removed.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Immutable {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "chattr +i {} (the backing store must be ext4)",
+            path.display()
+        );
+        Immutable(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// An unlink that answers an error after its backing entry is already gone (a long
+/// name's sidecar that cannot be removed) still drops the kernel's cached listing: the
+/// kernel itself drops it only when the unlink succeeds.
+#[test]
+fn a_failed_unlink_that_removed_the_entry_still_drops_the_cached_listing() {
+    let m = Mounted::new(&[]);
+    m.assert_live();
+    let d = m.path("d");
+    let backing_d = backing_object_made(&m.backing, || fs::create_dir(&d).unwrap());
+    let long = "l".repeat(240);
+    fs::write(d.join("a"), b"a").unwrap();
+    fs::write(d.join(&long), b"long").unwrap();
+    assert_eq!(listing(&d), set(&["a", &long]));
+    let sidecar = fs::read_dir(&backing_d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".name"))
+        .expect("the long name's sidecar in the backing directory");
+    let _guard = Immutable::set(&sidecar);
+    // The backing directory's mtime put back after the unlink: a new mtime seen on an
+    // attribute refresh would drop the cached listing by itself.
+    let mtime = fs::metadata(&backing_d).unwrap().modified().unwrap();
+    let err = fs::remove_file(d.join(&long)).expect_err("the sidecar cannot be removed");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    set_mtime(&backing_d, mtime);
+    assert_eq!(
+        listing(&d),
+        set(&["a"]),
+        "the listing cached before the failed unlink was served"
+    );
+}

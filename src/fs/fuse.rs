@@ -78,6 +78,22 @@ impl KmsFs {
             None => log::warn!("inode {}: no notifier for the cached mode", ino.0),
         }
     }
+
+    /// After an unlink, rmdir or rename that answers an error: the kernel drops a
+    /// directory's cached listing (FOPEN_CACHE_DIR) only when such a request succeeds,
+    /// but the backing change may have happened before the error (a long name whose
+    /// sidecar could not be removed). Dropping the listing costs one relisting.
+    fn listing_may_have_changed(&self, dirs: &[INodeNo]) {
+        let Some(n) = self.notifier.get() else {
+            return;
+        };
+        for &dir in dirs {
+            // Offset 0, length 0: every cached page of the directory, and its attributes.
+            if let Err(e) = n.inval_inode(dir, 0, 0) {
+                log::debug!("directory {}: cannot drop the cached listing: {e}", dir.0);
+            }
+        }
+    }
 }
 
 fn caller(req: &Request) -> Caller {
@@ -266,14 +282,20 @@ impl Filesystem for KmsFs {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.core.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => {
+                self.listing_may_have_changed(&[parent]);
+                reply.error(errno(&e))
+            }
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.core.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => {
+                self.listing_may_have_changed(&[parent]);
+                reply.error(errno(&e))
+            }
         }
     }
 
@@ -306,7 +328,10 @@ impl Filesystem for KmsFs {
             .rename(parent.0, name, newparent.0, newname, flags.bits())
         {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => {
+                self.listing_may_have_changed(&[parent, newparent]);
+                reply.error(errno(&e))
+            }
         }
     }
 
