@@ -105,6 +105,15 @@ fn backing_object_made(dir: &Path, make: impl FnOnce()) -> PathBuf {
     new.into_iter().next().unwrap()
 }
 
+/// A live mount with a directory `d` made through it: (mount, `d`, its backing object).
+fn live_mount_with_dir() -> (Mounted, PathBuf, PathBuf) {
+    let m = Mounted::new(&[]);
+    m.assert_live();
+    let d = m.path("d");
+    let backing_d = backing_object_made(&m.backing, || fs::create_dir(&d).unwrap());
+    (m, d, backing_d)
+}
+
 /// Sets `path`'s mtime (its atime unchanged).
 fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
     let since = mtime.duration_since(std::time::UNIX_EPOCH).unwrap();
@@ -128,10 +137,7 @@ fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
 /// back still shows), and the next change through the mount drops that cache.
 #[test]
 fn a_second_listing_comes_from_the_kernel_cache_until_a_change_through_the_mount() {
-    let m = Mounted::new(&[]);
-    m.assert_live();
-    let d = m.path("d");
-    let backing_d = backing_object_made(&m.backing, || fs::create_dir(&d).unwrap());
+    let (_m, d, backing_d) = live_mount_with_dir();
     fs::write(d.join("a"), b"a").unwrap();
     let backing_b = backing_object_made(&backing_d, || fs::write(d.join("b"), b"b").unwrap());
     assert_eq!(listing(&d), set(&["a", "b"]));
@@ -154,10 +160,7 @@ fn a_second_listing_comes_from_the_kernel_cache_until_a_change_through_the_mount
 /// An open handle lists when it is first read, not at opendir.
 #[test]
 fn a_handle_lists_at_its_first_read_not_at_opendir() {
-    let m = Mounted::new(&[]);
-    m.assert_live();
-    let d = m.path("d");
-    let backing_d = backing_object_made(&m.backing, || fs::create_dir(&d).unwrap());
+    let (_m, d, backing_d) = live_mount_with_dir();
     fs::write(d.join("a"), b"a").unwrap();
     let backing_b = backing_object_made(&backing_d, || fs::write(d.join("b"), b"b").unwrap());
     // Never listed, so the kernel has no cached listing: the first read asks the daemon.
@@ -512,10 +515,7 @@ impl Drop for Immutable {
 /// kernel itself drops it only when the unlink succeeds.
 #[test]
 fn a_failed_unlink_that_removed_the_entry_still_drops_the_cached_listing() {
-    let m = Mounted::new(&[]);
-    m.assert_live();
-    let d = m.path("d");
-    let backing_d = backing_object_made(&m.backing, || fs::create_dir(&d).unwrap());
+    let (_m, d, backing_d) = live_mount_with_dir();
     let long = "l".repeat(240);
     fs::write(d.join("a"), b"a").unwrap();
     fs::write(d.join(&long), b"long").unwrap();
