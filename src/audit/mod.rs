@@ -33,9 +33,19 @@
 //! answering a request has its record in the kernel. Records that change state
 //! (`readOnly: false`: CreateKey, PutKeyPolicy, CreateGrant, ...) are `fdatasync`ed
 //! before `append` returns. Read-only records (the data path: Decrypt, GenerateDataKey,
-//! DescribeKey, ...) are `fdatasync`ed at most every [`DATA_SYNC_INTERVAL`], by the next
-//! append after the interval, by [`AuditLog::sync`] or on drop; a power loss can lose at
-//! most that window of read-only records, never a state change.
+//! DescribeKey, ...) are `fdatasync`ed later, so that an open does not wait for the disk:
+//! - in a long-running service (`kmsfs serve`, `kmsfs mount`: [`AuditLog::start_syncer`])
+//!   by a background thread, once the oldest unsynced record is [`DATA_SYNC_INTERVAL`]
+//!   old, whether or not more calls come: a power loss loses at most that window (plus
+//!   the sync's own time) of read-only records, never a state change. The thread holds
+//!   neither the mutex nor the `flock` while it syncs. If its `fdatasync` fails, the
+//!   error is logged (error level, with the path) and the next append fails closed with
+//!   it (no record; the call fails), once: later appends are written again, as after a
+//!   failed inline sync.
+//! - in a one-shot command (no syncer), by the next append after the interval and on
+//!   drop, before the command exits.
+//!
+//! [`AuditLog::sync`] syncs at once (the daemons call it at shutdown), as does drop.
 //!
 //! A failed append (a full disk: [`AuditError::NoSpace`], or a failed `fdatasync`) is
 //! cut back to where the file ended before it, so the log never keeps a torn line; the
@@ -58,6 +68,7 @@ mod bound;
 mod canonical;
 mod reader;
 mod record;
+mod syncer;
 mod verify;
 
 pub use canonical::canonical_bytes;
@@ -70,13 +81,13 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The `prevHash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Upper bound on how long a read-only record may stay unsynced while appends continue.
+/// Upper bound on how long a read-only record may stay unsynced (see # Durability).
 pub const DATA_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Who made the call (CloudTrail `userIdentity`), plus the local process ids.
@@ -176,6 +187,9 @@ pub struct AuditLog {
     /// Used when no resource ARN names a region (calls like ListKeys, GenerateRandom).
     region: String,
     inner: Mutex<Chain>,
+    /// What is written and what is synced, shared with the background syncer.
+    sync: Arc<syncer::SyncShared>,
+    syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The chain state as this process last saw it, and the descriptor it appends through.
@@ -186,8 +200,6 @@ struct Chain {
     end: u64,
     seq: u64,
     prev_hash: String,
-    last_sync: Instant,
-    unsynced: bool,
 }
 
 impl AuditLog {
@@ -209,17 +221,18 @@ impl AuditLog {
             end: 0,
             seq: 0,
             prev_hash: GENESIS_HASH.to_string(),
-            last_sync: Instant::now(),
-            unsynced: false,
         };
         {
             let _lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
             chain.reload_tail(path)?;
         }
+        let dup = chain.file.try_clone().map_err(|e| AuditError::io(path, e))?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             region: "local".to_string(),
             inner: Mutex::new(chain),
+            sync: Arc::new(syncer::SyncShared::new(path.to_path_buf(), dup)),
+            syncer: Mutex::new(None),
         })
     }
 
@@ -232,6 +245,17 @@ impl AuditLog {
     /// The log's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Starts the background thread that syncs read-only records (see # Durability);
+    /// for processes that serve requests. Without it, appends sync them inline. A second
+    /// call does nothing.
+    pub fn start_syncer(&self) -> Result<(), AuditError> {
+        let mut slot = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = self.sync.start().map_err(|e| AuditError::io(&self.path, e))? {
+            *slot = Some(handle);
+        }
+        Ok(())
     }
 
     /// Appends one record (adds time, id and chain fields); `now` is seconds since epoch.
@@ -268,6 +292,11 @@ impl AuditLog {
             chain.reload_tail(path)?;
             size = chain.end;
         }
+        // A background fdatasync failed since the last append: records already answered
+        // may be lost, so this call fails closed (once; the error was logged).
+        if let Some(e) = self.sync.state().failed.take() {
+            return Err(AuditError::io(path, e));
+        }
         let (mut seq, mut prev) = (chain.seq, chain.prev_hash.clone());
         let mut bytes = Vec::with_capacity(1024 * events.len());
         for (event, id) in events.iter().zip(&ids) {
@@ -278,7 +307,14 @@ impl AuditLog {
             prev = hash;
         }
         let state_change = events.iter().any(|e| !e.read_only);
-        let must_sync = state_change || chain.last_sync.elapsed() >= DATA_SYNC_INTERVAL;
+        let must_sync = state_change || {
+            // Without a syncer thread, the append after the interval syncs.
+            let st = self.sync.state();
+            !st.running
+                && st
+                    .pending_since
+                    .is_some_and(|t| t.elapsed() >= DATA_SYNC_INTERVAL)
+        };
         let written = chain.file.write_all(&bytes).and_then(|()| {
             if must_sync {
                 chain.file.sync_data()
@@ -295,23 +331,20 @@ impl AuditLog {
         chain.end = size + bytes.len() as u64;
         chain.seq = seq;
         chain.prev_hash = prev;
-        if must_sync {
-            chain.unsynced = false;
-            chain.last_sync = Instant::now();
-        } else {
-            chain.unsynced = true;
-        }
+        self.sync.note_written(must_sync);
         drop(lock);
         Ok(())
     }
 
     /// Forces every record appended so far to disk.
+    /// Reports a failed background sync not yet reported to an append.
     pub fn sync(&self) -> Result<(), AuditError> {
-        let mut chain = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        chain.sync(&self.path)
+        if let Some(e) = self.sync.state().failed.take() {
+            return Err(AuditError::io(&self.path, e));
+        }
+        self.sync
+            .sync_now()
+            .map_err(|e| AuditError::io(&self.path, e))
     }
 
     /// The sequence number and hash of the last record this process knows of.
@@ -326,23 +359,21 @@ impl AuditLog {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        // Best effort: a failing fdatasync at shutdown has nobody left to report to.
-        if let Ok(mut chain) = self.inner.lock() {
-            let _ = chain.sync(&self.path);
+        self.sync.stop();
+        if let Some(handle) = self.syncer.get_mut().ok().and_then(Option::take) {
+            let _ = handle.join();
+        }
+        // Nobody is left to fail a call for a failing sync at shutdown: log it.
+        if let Err(e) = self.sync.sync_now() {
+            log::error!(
+                "audit log {}: fdatasync at close failed: {e}",
+                self.path.display()
+            );
         }
     }
 }
 
 impl Chain {
-    fn sync(&mut self, path: &Path) -> Result<(), AuditError> {
-        if self.unsynced {
-            self.file.sync_data().map_err(|e| AuditError::io(path, e))?;
-            self.unsynced = false;
-        }
-        self.last_sync = Instant::now();
-        Ok(())
-    }
-
     /// Cuts the file back to `size` after a failed append (under the file lock).
     fn roll_back(&mut self, path: &Path, size: u64) {
         if let Err(e) = self.file.set_len(size) {

@@ -275,6 +275,10 @@ pub fn backup_advice(dir: &Path, root_key: &RootKeySource) -> String {
 const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn spawn_ticker(service: Arc<Service>) {
+    // The audit log's syncer too: every long-running service starts here.
+    if let Err(e) = service.start_audit_syncer() {
+        log::warn!("{e}; audit records are synced by the calls instead");
+    }
     let spawned = std::thread::Builder::new()
         .name("kmsfs-tick".into())
         .spawn(move || loop {
@@ -335,10 +339,10 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
             .with_privileged_uid(service.store_owner_uid());
         let running = server.spawn()?;
         let wire = args.listen.start(&service)?;
-        spawn_ticker(service);
-        Ok((running, wire, path))
+        spawn_ticker(service.clone());
+        Ok((running, wire, path, service))
     })();
-    let (running, wire, path) = match started {
+    let (running, wire, path, service) = match started {
         Ok(x) => x,
         Err(e) => {
             ready.failed(&format!("{e:#}"));
@@ -355,7 +359,15 @@ pub fn run_serve(args: &ServeArgs, global: &GlobalOpts, keys: &RootKeyOpts) -> a
         w.stop();
     }
     running.stop()?;
+    sync_audit_at_exit(&service);
     Ok(0)
+}
+
+/// The records of the last interval reach the disk before the process exits.
+fn sync_audit_at_exit(service: &Service) {
+    if let Err(e) = service.sync_audit() {
+        log::error!("{e}");
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -415,6 +427,7 @@ pub(crate) struct Running {
     server: Option<control::RunningServer>,
     wire: Option<crate::wire::Running>,
     hold: Option<MountpointHold>,
+    service: Arc<Service>,
 }
 
 impl Running {
@@ -426,6 +439,7 @@ impl Running {
         if let Some(s) = self.server {
             let _ = s.stop();
         }
+        sync_audit_at_exit(&self.service);
         // Only now, with the socket closed, may a waiting `kmsfs umount` return.
         drop(self.hold);
         result.map_err(|e| anyhow!("{e}"))
@@ -523,7 +537,7 @@ pub(crate) fn start_mount_listening(
     let parsed = crate::fs::mount::parse_options(&spec.options).map_err(|e| anyhow!("{e}"))?;
     let volume = crate::format::VolumeConfig::load(&spec.backing).map_err(|e| anyhow!("{e}"))?;
     let keys_provider: Arc<dyn DataKeys> =
-        crate::remote::router::for_volume(service, &volume, &parsed.remote);
+        crate::remote::router::for_volume(service.clone(), &volume, &parsed.remote);
     let hold = MountpointHold::take(&spec.mountpoint);
     let session = crate::fs::mount::mount(spec, keys_provider)
         .map_err(|e| anyhow!("mounting {}: {e}", spec.mountpoint.display()))?;
@@ -532,6 +546,7 @@ pub(crate) fn start_mount_listening(
         server,
         wire,
         hold,
+        service,
     })
 }
 

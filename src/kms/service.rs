@@ -172,6 +172,22 @@ impl Service {
         self.store.owner_uid()
     }
 
+    /// Starts the audit log's background syncer (long-running processes: `serve`,
+    /// `mount`); see `audit` # Durability.
+    pub fn start_audit_syncer(&self) -> Result<(), KmsError> {
+        self.audit
+            .start_syncer()
+            .map_err(|e| internal(format!("cannot start the audit log's syncer: {e}")))
+    }
+
+    /// Syncs every audit record written so far (at shutdown: the service itself is
+    /// never dropped while its threads hold it).
+    pub fn sync_audit(&self) -> Result<(), KmsError> {
+        self.audit
+            .sync()
+            .map_err(|e| internal(format!("audit log: {e}")))
+    }
+
     /// The store's id (`store.json`), which names it in messages.
     pub fn store_id(&self) -> &str {
         self.store.store_id()
