@@ -87,6 +87,8 @@ fn main() {
     };
     init_store(&cfg).expect("init store");
     let svc = Service::open(cfg).expect("open store");
+    // As `kmsfs mount` and `kmsfs serve` run it: read-only records synced in the background.
+    svc.start_audit_syncer().expect("audit syncer");
     // The store's owner: the account root, allowed by the key's default policy. Grants
     // to other principals do not change the decision, but every open still walks them
     // (the evaluation lists every grant that applies).

@@ -59,10 +59,7 @@ pub(super) fn write_canonical_within(
     let fits = |out: &Vec<u8>, more: usize| out.len().saturating_add(more) <= limit;
     match value {
         Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (name, v)) in members.into_iter().enumerate() {
+            let member = |i: usize, name: &str, v: &Value, out: &mut Vec<u8>| {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -71,14 +68,33 @@ pub(super) fn write_canonical_within(
                 }
                 write_string(name, out);
                 out.push(b':');
-                let ok = if scrub && is_secret_member(name) {
+                if scrub && is_secret_member(name) {
                     write_string(HIDDEN, out);
                     true
                 } else {
                     write_canonical_within(v, out, scrub, limit)
-                };
-                if !ok {
-                    return false;
+                }
+            };
+            out.push(b'{');
+            // Maps keep insertion order, and most are built sorted (or have one
+            // member): then they are written as they are, without a sorted copy.
+            let sorted = map
+                .keys()
+                .zip(map.keys().skip(1))
+                .all(|(a, b)| a.as_bytes() < b.as_bytes());
+            if sorted {
+                for (i, (name, v)) in map.iter().enumerate() {
+                    if !member(i, name, v, out) {
+                        return false;
+                    }
+                }
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                for (i, (name, v)) in members.into_iter().enumerate() {
+                    if !member(i, name, v, out) {
+                        return false;
+                    }
                 }
             }
             out.push(b'}');

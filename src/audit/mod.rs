@@ -200,7 +200,13 @@ struct Chain {
     end: u64,
     seq: u64,
     prev_hash: String,
+    /// The lines of the append in progress; kept between appends (see
+    /// [`KEPT_BUFFER_BYTES`]) so that a record costs no allocation for its bytes.
+    buf: Vec<u8>,
 }
+
+/// The largest append buffer kept for the next append.
+const KEPT_BUFFER_BYTES: usize = 64 * 1024;
 
 impl AuditLog {
     /// Opens (creating with mode 0600) the log at `path`, continuing its chain.
@@ -221,12 +227,16 @@ impl AuditLog {
             end: 0,
             seq: 0,
             prev_hash: GENESIS_HASH.to_string(),
+            buf: Vec::new(),
         };
         {
             let _lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
             chain.reload_tail(path)?;
         }
-        let dup = chain.file.try_clone().map_err(|e| AuditError::io(path, e))?;
+        let dup = chain
+            .file
+            .try_clone()
+            .map_err(|e| AuditError::io(path, e))?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             region: "local".to_string(),
@@ -252,7 +262,11 @@ impl AuditLog {
     /// call does nothing.
     pub fn start_syncer(&self) -> Result<(), AuditError> {
         let mut slot = self.syncer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(handle) = self.sync.start().map_err(|e| AuditError::io(&self.path, e))? {
+        if let Some(handle) = self
+            .sync
+            .start()
+            .map_err(|e| AuditError::io(&self.path, e))?
+        {
             *slot = Some(handle);
         }
         Ok(())
@@ -271,11 +285,6 @@ impl AuditLog {
             return Ok(());
         }
         let path = &self.path;
-        let ids = events
-            .iter()
-            .map(|_| record::event_id())
-            .collect::<std::io::Result<Vec<String>>>()
-            .map_err(|e| AuditError::io(path, e))?;
         let mut chain = self
             .inner
             .lock()
@@ -292,29 +301,38 @@ impl AuditLog {
             chain.reload_tail(path)?;
             size = chain.end;
         }
-        // A background fdatasync failed since the last append: records already answered
-        // may be lost, so this call fails closed (once; the error was logged).
-        if let Some(e) = self.sync.state().failed.take() {
-            return Err(AuditError::io(path, e));
-        }
-        let (mut seq, mut prev) = (chain.seq, chain.prev_hash.clone());
-        let mut bytes = Vec::with_capacity(1024 * events.len());
-        for (event, id) in events.iter().zip(&ids) {
-            seq += 1;
-            let (line, hash) = record::build(event, now, &self.region, seq, &prev, id);
-            bytes.extend_from_slice(&line);
-            bytes.push(b'\n');
-            prev = hash;
-        }
         let state_change = events.iter().any(|e| !e.read_only);
-        let must_sync = state_change || {
+        let must_sync = {
+            let mut st = self.sync.state();
+            // A background fdatasync failed since the last append: records already
+            // answered may be lost, so this call fails closed (once; it was logged).
+            if let Some(e) = st.failed.take() {
+                return Err(AuditError::io(path, e));
+            }
             // Without a syncer thread, the append after the interval syncs.
-            let st = self.sync.state();
-            !st.running
-                && st
-                    .pending_since
-                    .is_some_and(|t| t.elapsed() >= DATA_SYNC_INTERVAL)
+            state_change
+                || (!st.running
+                    && st
+                        .pending_since
+                        .is_some_and(|t| t.elapsed() >= DATA_SYNC_INTERVAL))
         };
+        // The lines go into the chain's reused buffer, each built in place.
+        let mut bytes = std::mem::take(&mut chain.buf);
+        bytes.clear();
+        let mut seq = chain.seq;
+        let mut last: Option<[u8; record::HASH_HEX_LEN]> = None;
+        for event in events {
+            seq += 1;
+            let id = record::event_id_bytes().map_err(|e| AuditError::io(path, e))?;
+            let prev = match &last {
+                Some(h) => std::str::from_utf8(h).unwrap_or_default(),
+                None => chain.prev_hash.as_str(),
+            };
+            let id = std::str::from_utf8(&id).unwrap_or_default();
+            let hash = record::build_into(event, now, &self.region, seq, prev, id, &mut bytes);
+            bytes.push(b'\n');
+            last = Some(hash);
+        }
         let written = chain.file.write_all(&bytes).and_then(|()| {
             if must_sync {
                 chain.file.sync_data()
@@ -330,7 +348,16 @@ impl AuditLog {
         }
         chain.end = size + bytes.len() as u64;
         chain.seq = seq;
-        chain.prev_hash = prev;
+        if let Some(h) = &last {
+            chain.prev_hash.clear();
+            chain
+                .prev_hash
+                .push_str(std::str::from_utf8(h).unwrap_or_default());
+        }
+        // Keep the buffer for the next append, unless an outsized record grew it.
+        if bytes.capacity() <= KEPT_BUFFER_BYTES {
+            chain.buf = bytes;
+        }
         self.sync.note_written(must_sync);
         drop(lock);
         Ok(())

@@ -15,12 +15,7 @@ pub const MAX_RECORD_BYTES: usize = 160 * 1024;
 const MAX_RESOURCES: usize = 8;
 
 /// Builds the record line (compact JSON, without newline) and returns it with its hash.
-///
-/// The line is written directly in canonical form (members sorted, compact), so the
-/// bytes the hash covers are the line itself minus the `"hash":"...",` member: one pass,
-/// no intermediate JSON tree (this is the data path's per-call cost). A unit test checks
-/// that the line equals `canonical_bytes` of its own parse, i.e. the hand-written member
-/// order below is the sorted order.
+#[cfg(test)]
 pub(crate) fn build(
     event: &Event,
     now: i64,
@@ -29,6 +24,39 @@ pub(crate) fn build(
     prev_hash: &str,
     event_id: &str,
 ) -> (Vec<u8>, String) {
+    let mut line = Vec::new();
+    let hash = build_into(
+        event,
+        now,
+        default_region,
+        seq,
+        prev_hash,
+        event_id,
+        &mut line,
+    );
+    (line, String::from_utf8_lossy(&hash).into_owned())
+}
+
+/// The length of a record's hash in hex.
+pub(crate) const HASH_HEX_LEN: usize = 64;
+
+/// Appends the record line (compact JSON, without newline) to `out` and returns its hash
+/// in hex.
+///
+/// The line is written directly in canonical form (members sorted, compact), so the
+/// bytes the hash covers are the line itself minus the `"hash":"...",` member: one pass,
+/// no intermediate JSON tree, written in place into the caller's buffer (this is the
+/// data path's per-call cost). A unit test checks that the line equals `canonical_bytes`
+/// of its own parse, i.e. the hand-written member order below is the sorted order.
+pub(crate) fn build_into(
+    event: &Event,
+    now: i64,
+    default_region: &str,
+    seq: u64,
+    prev_hash: &str,
+    event_id: &str,
+    out: &mut Vec<u8>,
+) -> [u8; HASH_HEX_LEN] {
     let id = &event.identity;
     let resources: Vec<Cow<'_, str>> = event
         .resources
@@ -50,10 +78,9 @@ pub(crate) fn build(
         .next()
         .or(id.account_id.as_deref());
 
-    let mut w = Canon {
-        out: Vec::with_capacity(1024),
-        first: true,
-    };
+    let start = out.len();
+    out.reserve(1024);
+    let mut w = Canon { out, first: true };
     w.open_obj();
     w.key("awsRegion");
     w.string(region);
@@ -74,7 +101,7 @@ pub(crate) fn build(
     w.key("eventSource");
     w.string("kms.amazonaws.com");
     w.key("eventTime");
-    w.string(&event_time(now));
+    with_event_time(now, |t| w.string(t));
     w.key("eventType");
     w.string("AwsApiCall");
     w.key("eventVersion");
@@ -176,25 +203,25 @@ pub(crate) fn build(
     w.close_obj();
     w.close_obj();
 
-    let canonical = w.out;
-    let hash = hex::encode(Sha256::digest(&canonical));
-    let mut line = Vec::with_capacity(canonical.len() + 80);
-    line.extend_from_slice(&canonical[..hash_at]);
-    line.extend_from_slice(b",\"hash\":\"");
-    line.extend_from_slice(hash.as_bytes());
-    line.push(b'"');
-    line.extend_from_slice(&canonical[hash_at..]);
-    (line, hash)
+    let digest = Sha256::digest(out.get(start..).unwrap_or_default());
+    let mut hash = [0u8; HASH_HEX_LEN];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(digest, &mut hash);
+    // The hash member goes in where it sorts: one move of the bytes after it.
+    const OPEN: &[u8] = b",\"hash\":\"";
+    let member = OPEN.iter().chain(&hash).chain(b"\"");
+    out.splice(hash_at..hash_at, member.copied());
+    hash
 }
 
 /// A compact JSON writer that the caller drives in sorted member order.
-struct Canon {
-    out: Vec<u8>,
+struct Canon<'o> {
+    out: &'o mut Vec<u8>,
     /// No member written yet in the current object (no comma needed).
     first: bool,
 }
 
-impl Canon {
+impl Canon<'_> {
     fn open_obj(&mut self) {
         self.out.push(b'{');
         self.first = true;
@@ -215,10 +242,25 @@ impl Canon {
         self.out.extend_from_slice(b"\":");
     }
     fn string(&mut self, s: &str) {
-        write_string(s, &mut self.out);
+        write_string(s, self.out);
     }
     fn number(&mut self, n: u64) {
-        self.out.extend_from_slice(n.to_string().as_bytes());
+        // Digits into a stack buffer, last first: no String per number.
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            if let Some(d) = buf.get_mut(at) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        self.out
+            .extend_from_slice(buf.get(at..).unwrap_or_default());
     }
     fn raw(&mut self, b: &[u8]) {
         self.out.extend_from_slice(b);
@@ -229,31 +271,33 @@ impl Canon {
         let start = self.out.len();
         // The common case: the value fits and is written once.
         let limit = start.saturating_add(bound::MAX_FIELD_BYTES);
-        if !write_canonical_within(v, &mut self.out, scrub, limit) {
+        if !write_canonical_within(v, self.out, scrub, limit) {
             self.out.truncate(start);
-            write_canonical_with(&bound::bounded(v, scrub), &mut self.out, scrub);
+            write_canonical_with(&bound::bounded(v, scrub), self.out, scrub);
         }
         self.first = false;
     }
 }
 
 /// ISO 8601 UTC with seconds, as CloudTrail writes eventTime.
+#[cfg(test)]
 pub(crate) fn event_time(now: i64) -> String {
+    with_event_time(now, str::to_string)
+}
+
+/// Calls `f` with [`event_time`]'s text, without copying it.
+fn with_event_time<R>(now: i64, f: impl FnOnce(&str) -> R) -> R {
     // Records come many per second: format each second once per thread.
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(i64, String)>> =
-            const { std::cell::RefCell::new(None) };
+        static LAST: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        match &*last {
-            Some((t, s)) if *t == now => s.clone(),
-            _ => {
-                let s = format_event_time(now);
-                *last = Some((now, s.clone()));
-                s
-            }
+        if last.0 != now || last.1.is_empty() {
+            *last = (now, format_event_time(now));
         }
+        f(&last.1)
     })
 }
 
@@ -292,7 +336,14 @@ static ID_POOL: std::sync::Mutex<IdPool> = std::sync::Mutex::new(IdPool {
 });
 
 /// A random (version 4) UUID for an audit event id, from [`IdPool`].
+#[cfg(test)]
 pub(crate) fn event_id() -> std::io::Result<String> {
+    let id = event_id_bytes()?;
+    Ok(String::from_utf8_lossy(&id).into_owned())
+}
+
+/// [`event_id`]'s text, on the stack.
+pub(crate) fn event_id_bytes() -> std::io::Result<[u8; 36]> {
     let mut b = [0u8; 16];
     {
         // A panic while holding the lock cannot hand out a byte twice: `next` moves
@@ -311,20 +362,27 @@ pub(crate) fn event_id() -> std::io::Result<String> {
             b.copy_from_slice(src);
         }
     }
-    Ok(format_uuid_v4(b))
+    Ok(format_uuid_v4_bytes(b))
 }
 
-fn format_uuid_v4(mut b: [u8; 16]) -> String {
+fn format_uuid_v4(b: [u8; 16]) -> String {
+    String::from_utf8_lossy(&format_uuid_v4_bytes(b)).into_owned()
+}
+
+fn format_uuid_v4_bytes(mut b: [u8; 16]) -> [u8; 36] {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(36);
+    let mut s = [0u8; 36];
+    let mut at = 0;
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
+            s[at] = b'-';
+            at += 1;
         }
-        s.push(char::from(HEX[usize::from(byte >> 4)]));
-        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        s[at] = HEX[usize::from(byte >> 4)];
+        s[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
     s
 }
@@ -528,5 +586,45 @@ mod tests {
                 assert!(v.get("requestID").is_none());
             }
         }
+    }
+
+    /// Lines and hashes written by the builder before it wrote in place (main `48c8945`):
+    /// the same events must give the same bytes, so old logs and new ones chain alike.
+    #[test]
+    fn records_are_byte_identical_to_the_earlier_builder() {
+        let golden = include_str!("golden_records.txt");
+        let mut want = golden.lines();
+        let mut remote = sample(true);
+        remote.remote = Some(crate::audit::RemoteOrigin {
+            access_key_id: "AKIAEXAMPLE".into(),
+            source_ip: "192.0.2.1".into(),
+            user_agent: Some("aws-cli/1.46".into()),
+            request_id: "r-1".into(),
+        });
+        // Built after other bytes in the buffer, as the second record of an append.
+        let mut out = b"earlier line\n".to_vec();
+        for (n, e) in [sample(false), sample(true), remote]
+            .into_iter()
+            .enumerate()
+        {
+            let n = n as u64;
+            let start = out.len();
+            let hash = build_into(
+                &e,
+                1_795_000_000 + n as i64,
+                "local",
+                7 + n * 1000,
+                &"ab".repeat(32),
+                "11111111-2222-4333-8444-555555555555",
+                &mut out,
+            );
+            assert_eq!(
+                std::str::from_utf8(&out[start..]).unwrap(),
+                want.next().unwrap()
+            );
+            assert_eq!(std::str::from_utf8(&hash).unwrap(), want.next().unwrap());
+            out.push(b'\n');
+        }
+        assert!(out.starts_with(b"earlier line\n"));
     }
 }

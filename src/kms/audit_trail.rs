@@ -33,33 +33,72 @@ impl Service {
         req: &Value,
         result: Result<Value, KmsError>,
     ) -> Result<Value, KmsError> {
+        let parts = Recorded {
+            request: sanitize(req),
+            decisions: call.decisions.clone(),
+            resources: call.resources.clone(),
+            fs: call.fs.clone(),
+        };
+        self.finish_with(call, op, parts, result)
+    }
+
+    /// [`Service::finish`] for a call that ends here (the data path, once per open): its
+    /// request, decisions, resources and filesystem ids move into the records instead of
+    /// being copied. The records are the same.
+    pub(crate) fn finish_owned(
+        &self,
+        mut call: Call,
+        op: &str,
+        req: Value,
+        result: Result<Value, KmsError>,
+    ) -> Result<Value, KmsError> {
+        let parts = Recorded {
+            request: sanitize_owned(req),
+            decisions: std::mem::take(&mut call.decisions),
+            resources: std::mem::take(&mut call.resources),
+            fs: call.fs.take(),
+        };
+        self.finish_with(&call, op, parts, result)
+    }
+
+    fn finish_with(
+        &self,
+        call: &Call,
+        op: &str,
+        parts: Recorded,
+        result: Result<Value, KmsError>,
+    ) -> Result<Value, KmsError> {
         let read_only = super::operations::is_read_only(op);
+        let Recorded {
+            request,
+            mut decisions,
+            resources,
+            fs,
+        } = parts;
         let base = Event {
             event_name: op.to_string(),
             identity: Self::identity(call),
-            request_parameters: sanitize(req),
+            request_parameters: request,
             response_elements: Value::Null,
             error_code: None,
             error_message: None,
-            resources: call.resources.clone(),
+            resources,
             read_only,
             decision: None,
             via_service: call.via.map(str::to_string),
-            fs: call.fs.clone(),
+            fs,
             remote: call.remote.as_ref().map(super::credentials::remote_origin),
         };
-        let mut events = Vec::new();
-        let n = call.decisions.len();
-        for (i, d) in call.decisions.iter().enumerate() {
-            if i + 1 < n {
-                let mut e = base.clone();
-                e.decision = Some(d.clone());
-                e.response_elements = json!({ "kmsfsPartialDecision": true });
-                events.push(e);
-            }
+        let mut events = Vec::with_capacity(decisions.len().max(1));
+        let last_decision = decisions.pop();
+        for d in decisions {
+            let mut e = base.clone();
+            e.decision = Some(d);
+            e.response_elements = json!({ "kmsfsPartialDecision": true });
+            events.push(e);
         }
         let mut last = base;
-        last.decision = call.decisions.last().cloned();
+        last.decision = last_decision;
         match &result {
             Ok(v) => {
                 let mut resp = if read_only { Value::Null } else { sanitize(v) };
@@ -240,6 +279,23 @@ const SECRET_FIELDS: &[&str] = &[
     "SharedSecret",
 ];
 
+/// What a call's records hold besides the call's identity: see [`Service::finish_owned`].
+struct Recorded {
+    request: Value,
+    decisions: Vec<Value>,
+    resources: Vec<String>,
+    fs: Option<Value>,
+}
+
+/// [`sanitize`] of a value the caller gives up: the secret fields are removed in place
+/// (the remaining members keep their order).
+fn sanitize_owned(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.retain(|k, _| !SECRET_FIELDS.contains(&k.as_str()));
+    }
+    v
+}
+
 fn sanitize(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
@@ -249,5 +305,25 @@ fn sanitize(v: &Value) -> Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sanitize, sanitize_owned};
+    use serde_json::json;
+
+    #[test]
+    fn sanitizing_in_place_keeps_what_sanitizing_a_copy_keeps() {
+        let req = json!({"KeyId": "k", "Plaintext": "c2VjcmV0", "EncryptionContext": {"a": "1"},
+                         "GrantTokens": ["t"], "zeta": null});
+        let copied = sanitize(&req);
+        let owned = sanitize_owned(req);
+        assert_eq!(
+            serde_json::to_string(&copied).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+        assert!(owned.get("Plaintext").is_none() && owned.get("GrantTokens").is_none());
+        assert_eq!(sanitize_owned(json!("x")), json!("x"));
     }
 }

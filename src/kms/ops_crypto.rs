@@ -445,7 +445,7 @@ impl DataKeys for Service {
             Ok((v, k)) => (Ok(v), Some(k)),
             Err(e) => (Err(e), None),
         };
-        self.finish(&call, act::GENERATE_DATA_KEY.name, &req, res)?;
+        self.finish_owned(call, act::GENERATE_DATA_KEY.name, req, res)?;
         out.ok_or_else(|| internal("data key missing after a successful call"))
     }
 
@@ -470,7 +470,7 @@ impl DataKeys for Service {
             Ok((v, k)) => (Ok(v), Some(k)),
             Err(e) => (Err(e), None),
         };
-        self.finish(&call, act::DECRYPT.name, &req, res)?;
+        self.finish_owned(call, act::DECRYPT.name, req, res)?;
         out.ok_or_else(|| internal("data key missing after a successful call"))
     }
 
@@ -498,7 +498,7 @@ impl DataKeys for Service {
             Ok((v, w)) => (Ok(v), Some(w)),
             Err(e) => (Err(e), None),
         };
-        self.finish(&call, act::ENCRYPT.name, &req, res)?;
+        self.finish_owned(call, act::ENCRYPT.name, req, res)?;
         out.ok_or_else(|| internal("wrapped key missing after a successful call"))
     }
 
