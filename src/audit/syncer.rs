@@ -107,16 +107,13 @@ impl SyncShared {
             if fail {
                 return Err(std::io::Error::from_raw_os_error(libc::EIO));
             }
-            let r = self.file.sync_data();
             self.background_syncs.fetch_add(1, SeqCst);
-            return r;
         }
-        #[cfg(not(test))]
         self.file.sync_data()
     }
 
-    /// Starts the thread; false if it cannot be started (appends then keep syncing
-    /// inline). A second call does nothing.
+    /// Starts the thread, returning its handle (`None` if one runs already); an error if
+    /// it cannot be started (appends then keep syncing inline).
     pub(super) fn start(self: &Arc<Self>) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
         if self.state().running {
             return Ok(None);
