@@ -120,7 +120,7 @@ impl SyncShared {
         }
         let shared = Arc::clone(self);
         let handle = std::thread::Builder::new()
-            .name("kmsfs-audit-sync".into())
+            .name("kmsfs-auditsync".into())
             .spawn(move || shared.run())?;
         let mut st = self.state();
         st.running = true;

@@ -118,6 +118,11 @@ impl Served {
         }
     }
 
+    /// The `kmsfs serve` process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_serving(&mut self) -> bool {
         self.child
             .as_mut()
