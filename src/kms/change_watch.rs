@@ -116,7 +116,8 @@ pub(super) fn local_fs_type(f_type: i64) -> bool {
 struct Active {
     inotify: OwnedFd,
     /// `/proc/self/mountinfo`: POLLPRI when the mount table changed since the last poll.
-    mounts: File,
+    /// None only in unit tests, which must not see other processes' mounts.
+    mounts: Option<File>,
     roles: BTreeMap<i32, Role>,
 }
 
@@ -133,6 +134,7 @@ struct Inner {
     store_files: Vec<PathBuf>,
     /// The principals file and the identity policy files it names.
     principal_files: Vec<PathBuf>,
+    watch_mounts: bool,
 }
 
 /// One per [`Service`](super::Service): the generation counter of "maybe changed".
@@ -173,10 +175,20 @@ impl ChangeWatch {
                 mode: Mode::NotYet,
                 store_files,
                 principal_files,
+                watch_mounts: true,
             }),
             changes: AtomicU64::new(1),
             full_checks: AtomicU64::new(0),
         }
+    }
+
+    /// Without the mount table: for unit tests that assert "no change" while other
+    /// processes on the machine mount and unmount.
+    #[cfg(test)]
+    fn without_mount_table(store_files: Vec<PathBuf>, principal_files: Vec<PathBuf>) -> Self {
+        let w = Self::new(store_files, principal_files);
+        w.lock().watch_mounts = false;
+        w
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -247,7 +259,7 @@ impl Inner {
         let plan = plan(&files)?;
         let mut active = match std::mem::replace(&mut self.mode, Mode::Off) {
             Mode::Active(a) => a,
-            Mode::NotYet | Mode::Off => Active::new()?,
+            Mode::NotYet | Mode::Off => Active::new(self.watch_mounts)?,
         };
         let mut roles: BTreeMap<i32, Role> = BTreeMap::new();
         for (path, (mask, role)) in &plan {
@@ -278,7 +290,7 @@ impl Inner {
 }
 
 impl Active {
-    fn new() -> Result<Self, WatchOff> {
+    fn new(watch_mounts: bool) -> Result<Self, WatchOff> {
         // SAFETY: plain system call; the descriptor is owned at once.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
@@ -286,7 +298,11 @@ impl Active {
         }
         // SAFETY: `fd` is a fresh descriptor nothing else owns.
         let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mounts = File::open("/proc/self/mountinfo").map_err(sys("open /proc/self/mountinfo"))?;
+        let mounts = if watch_mounts {
+            Some(File::open("/proc/self/mountinfo").map_err(sys("open /proc/self/mountinfo"))?)
+        } else {
+            None
+        };
         Ok(Active {
             inotify,
             mounts,
@@ -304,7 +320,8 @@ impl Active {
                 revents: 0,
             },
             libc::pollfd {
-                fd: self.mounts.as_raw_fd(),
+                // A negative descriptor is skipped by poll(2).
+                fd: self.mounts.as_ref().map_or(-1, |m| m.as_raw_fd()),
                 events: libc::POLLPRI,
                 revents: 0,
             },
@@ -641,7 +658,7 @@ mod tests {
         let dir = std::fs::canonicalize(d.path()).unwrap();
         let f = dir.join("state.json");
         std::fs::write(&f, "1").unwrap();
-        let w = ChangeWatch::new(vec![f.clone()], Vec::new());
+        let w = ChangeWatch::without_mount_table(vec![f.clone()], Vec::new());
         let g0 = w.poll().expect("inotify on a local directory");
         assert_eq!(w.poll(), Some(g0));
         // Noise beside the file: no change.
@@ -681,7 +698,7 @@ mod tests {
         std::fs::create_dir(&other).unwrap();
         std::fs::write(store.join("state.json"), "old").unwrap();
         std::fs::write(other.join("state.json"), "new").unwrap();
-        let w = ChangeWatch::new(vec![store.join("state.json")], Vec::new());
+        let w = ChangeWatch::without_mount_table(vec![store.join("state.json")], Vec::new());
         let g0 = w.poll().unwrap();
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
@@ -722,7 +739,7 @@ mod tests {
         let d = tmp();
         let top = std::fs::canonicalize(d.path()).unwrap();
         std::fs::write(top.join("principals.toml"), "").unwrap();
-        let w = ChangeWatch::new(Vec::new(), vec![top.join("principals.toml")]);
+        let w = ChangeWatch::without_mount_table(Vec::new(), vec![top.join("principals.toml")]);
         let g0 = w.poll().unwrap();
         w.set_principal_files(vec![top.join("principals.toml")]);
         assert_eq!(w.poll(), Some(g0));
@@ -731,6 +748,30 @@ mod tests {
         assert!(g1 > g0);
         std::fs::write(top.join("ops.json"), "{}").unwrap();
         assert!(w.poll().unwrap() > g1);
+    }
+
+    #[test]
+    fn a_mount_over_a_watched_path_bumps_the_generation() {
+        let d = tmp();
+        let top = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(top.join("store")).unwrap();
+        std::fs::write(top.join("store/state.json"), "1").unwrap();
+        let w = ChangeWatch::new(vec![top.join("store/state.json")], Vec::new());
+        let g0 = w.poll().unwrap();
+        // No inotify event: the path now names another directory's (absent) file.
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(top.join("store"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let g1 = w.poll();
+        let umount = std::process::Command::new("umount")
+            .arg(top.join("store"))
+            .output()
+            .unwrap();
+        assert!(umount.status.success(), "{umount:?}");
+        assert!(g1.unwrap() > g0);
     }
 
     #[test]
