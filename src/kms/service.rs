@@ -292,16 +292,21 @@ impl Service {
         self.snapshot_seen(self.changes.poll())
     }
 
+    /// The snapshot installed now, without checking for changes: only for answers that
+    /// a later checked decision makes safe (see [`Service::holds_key`]).
+    pub(crate) fn installed_snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The state as of change generation `seen`: if a full check already ran after a
     /// poll that returned `seen` (or later), nothing changed since and the installed
     /// snapshot is current; otherwise `stat` the file and re-read it if it differs.
     pub(crate) fn snapshot_seen(&self, seen: Option<u64>) -> Result<Arc<Snapshot>, KmsError> {
         if self.state_checked.covers(seen) {
-            return Ok(self
-                .snapshot
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone());
+            return Ok(self.installed_snapshot());
         }
         self.changes.count_full_check();
         let ident = self.store.state_ident()?;
