@@ -507,8 +507,12 @@ fn c_path(path: &Path) -> Result<CString, WatchOff> {
 fn add_watch(fd: &OwnedFd, path: &Path, mask: u32) -> std::io::Result<i32> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // IN_MASK_ADD: two paths can name one inode (bind mounts); the second must not
+    // narrow the first's mask. A mask that only grows costs spurious checks, never a
+    // missed change.
     // SAFETY: `c` is a NUL-terminated path alive for the call.
-    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+    let wd =
+        unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask | libc::IN_MASK_ADD) };
     if wd < 0 {
         Err(std::io::Error::last_os_error())
     } else {
