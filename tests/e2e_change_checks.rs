@@ -148,12 +148,18 @@ fn a_key_disabled_by_another_process_is_revoked_on_the_very_next_open() {
     let blob = blob(&f);
     assert_fast_path(&f, &blob);
 
-    ok(&cli(&f.store, &["kms", "disable-key", "--key-id", &f.key_id]));
+    ok(&cli(
+        &f.store,
+        &["kms", "disable-key", "--key-id", &f.key_id],
+    ));
     f.sh(ALICE, &format!("cat {p}")).expect_err(EKEYREVOKED);
     let e = decrypt(&f, ALICE, &blob).unwrap_err();
     assert_eq!(e.kind.aws_name(), "DisabledException", "{e:?}");
 
-    ok(&cli(&f.store, &["kms", "enable-key", "--key-id", &f.key_id]));
+    ok(&cli(
+        &f.store,
+        &["kms", "enable-key", "--key-id", &f.key_id],
+    ));
     assert_eq!(f.sh(ALICE, &format!("cat {p}")).expect_ok(), "hello");
     decrypt(&f, ALICE, &blob).unwrap();
 }
@@ -177,11 +183,7 @@ fn the_principals_file_edited_in_place_or_replaced_by_rename_is_seen_by_the_next
     let kept = f.dir.join("principals-original.toml");
     std::fs::write(&edited, &without_alice).unwrap();
     std::fs::write(&kept, &original).unwrap();
-    let (pr, ed, ke) = (
-        principals.display(),
-        edited.display(),
-        kept.display(),
-    );
+    let (pr, ed, ke) = (principals.display(), edited.display(), kept.display());
     let tmp = f.store.join("principals.toml.new");
     let tmp = tmp.display();
 
@@ -191,10 +193,14 @@ fn the_principals_file_edited_in_place_or_replaced_by_rename_is_seen_by_the_next
     assert!(decrypt(&f, ALICE, &blob).is_err());
 
     // By rename over it (as most editors and config tools save).
-    root_sh(&format!("cp {ke} {tmp} && chmod 600 {tmp} && mv {tmp} {pr}"));
+    root_sh(&format!(
+        "cp {ke} {tmp} && chmod 600 {tmp} && mv {tmp} {pr}"
+    ));
     assert_eq!(f.sh(ALICE, &format!("cat {p}")).expect_ok(), "hello");
     decrypt(&f, ALICE, &blob).unwrap();
-    root_sh(&format!("cp {ed} {tmp} && chmod 600 {tmp} && mv {tmp} {pr}"));
+    root_sh(&format!(
+        "cp {ed} {tmp} && chmod 600 {tmp} && mv {tmp} {pr}"
+    ));
     f.sh(ALICE, &format!("cat {p}")).expect_err(EACCES);
     assert!(decrypt(&f, ALICE, &blob).is_err());
 
@@ -221,11 +227,7 @@ fn a_store_restored_over_the_live_one_is_seen_by_the_next_open() {
     // generation), backed up, then restored over the live store: `restore` exchanges
     // the directories (renameat2 RENAME_EXCHANGE), so no file inside either changes.
     let copy = f.dir.join("copy");
-    root_sh(&format!(
-        "cp -a {} {}",
-        f.store.display(),
-        copy.display()
-    ));
+    root_sh(&format!("cp -a {} {}", f.store.display(), copy.display()));
     let key_file = f.dir.join("root.key");
     std::fs::copy(copy.join("root.key"), &key_file).unwrap();
     let with_key = |store: &Path, args: &[&str]| {

@@ -100,7 +100,7 @@ fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WatchOff {
 /// or upper directory directly is not reported on the overlay) are left out on purpose.
 pub(super) fn local_fs_type(f_type: i64) -> bool {
     const LOCAL: &[i64] = &[
-        0xEF53,     // ext2, ext3, ext4
+        0xEF53,      // ext2, ext3, ext4
         0x5846_5342, // xfs
         0x9123_683E, // btrfs
         0x0102_1994, // tmpfs
@@ -349,13 +349,8 @@ impl Active {
         let mut changed = false;
         loop {
             // SAFETY: `buf` is writable for its whole length.
-            let n = unsafe {
-                libc::read(
-                    self.inotify.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
+            let n =
+                unsafe { libc::read(self.inotify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 return match e.raw_os_error() {
@@ -389,7 +384,10 @@ fn events_concern(buf: &[u8], roles: &BTreeMap<i32, Role>) -> bool {
         let wd = i32::from_ne_bytes(wd);
         let mask = u32::from_ne_bytes(mask);
         let len = usize::try_from(u32::from_ne_bytes(len)).unwrap_or(usize::MAX);
-        let Some(name) = HEADER.checked_add(len).and_then(|end| rest.get(HEADER..end)) else {
+        let Some(name) = HEADER
+            .checked_add(len)
+            .and_then(|end| rest.get(HEADER..end))
+        else {
             return true;
         };
         let name = name.split(|b| *b == 0).next().unwrap_or_default();
@@ -475,9 +473,7 @@ fn verify(path: &Path, role: &Role) -> Result<(), WatchOff> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         // An absent file of interest: the full check sees it absent too.
-        Err(e) if *role == Role::File && e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(())
-        }
+        Err(e) if *role == Role::File && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(sys(format!("inspect {}", path.display()))(e)),
     };
     if meta.file_type().is_symlink() {
@@ -636,13 +632,20 @@ mod tests {
         assert_eq!(role("/srv/store/state.json"), Some(Role::File));
         assert_eq!(
             role("/srv/store"),
-            Some(Role::Dir(vec!["state.json".into(), "principals.toml".into()]))
+            Some(Role::Dir(vec![
+                "state.json".into(),
+                "principals.toml".into()
+            ]))
         );
         assert_eq!(role("/srv"), Some(Role::Dir(vec!["store".into()])));
         assert_eq!(role("/etc"), Some(Role::Dir(vec!["kmsfs".into()])));
         assert_eq!(role("/"), Some(Role::Dir(vec!["srv".into(), "etc".into()])));
         let mask = |p: &str| plan.get(Path::new(p)).map(|(m, _)| *m).unwrap();
-        assert_eq!(mask("/srv/store") & libc::IN_MODIFY, 0, "no audit-log noise");
+        assert_eq!(
+            mask("/srv/store") & libc::IN_MODIFY,
+            0,
+            "no audit-log noise"
+        );
         assert_ne!(mask("/srv/store") & libc::IN_CREATE, 0);
         assert_ne!(mask("/srv") & libc::IN_MOVED_TO, 0);
         assert!(matches!(
@@ -732,8 +735,7 @@ mod tests {
         assert_eq!(w.poll(), None);
         assert!(!w.stats().0);
         // A symlinked file itself too.
-        std::os::unix::fs::symlink(top.join("real/principals.toml"), top.join("p.toml"))
-            .unwrap();
+        std::os::unix::fs::symlink(top.join("real/principals.toml"), top.join("p.toml")).unwrap();
         let w = ChangeWatch::new(Vec::new(), vec![top.join("p.toml")]);
         assert_eq!(w.poll(), None);
     }

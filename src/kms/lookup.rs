@@ -71,7 +71,12 @@ impl Service {
         // there, never sent elsewhere). "Not held" is answered after a check.
         if let Some((_, id)) = key_ref.rsplit_once(":key/") {
             let installed = self.installed_snapshot();
-            if installed.state.keys.get(id).is_some_and(|k| k.arn == key_ref) {
+            if installed
+                .state
+                .keys
+                .get(id)
+                .is_some_and(|k| k.arn == key_ref)
+            {
                 return Ok(true);
             }
         }

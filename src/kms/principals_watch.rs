@@ -101,9 +101,7 @@ impl PrincipalsWatch {
         let mut reload = cache.stamp != stamp || cache.last_error.is_some();
         // With change notification this check runs only after an event, which may have
         // been an identity policy file's: compare them all now.
-        if !reload
-            && (seen.is_some() || cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK)
-        {
+        if !reload && (seen.is_some() || cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK) {
             reload = cache.policy_stamps.iter().any(|(p, s)| file_stamp(p) != *s);
             cache.policies_checked = std::time::Instant::now();
         }
