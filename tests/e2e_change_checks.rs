@@ -254,3 +254,41 @@ fn a_store_restored_over_the_live_one_is_seen_by_the_next_open() {
     let e = decrypt(&f, ALICE, &blob).unwrap_err();
     assert_eq!(e.kind.aws_name(), "DisabledException", "{e:?}");
 }
+
+#[test]
+fn an_identity_policy_file_edited_by_another_process_applies_to_the_next_call() {
+    let f = Fixture::new("cc-identity-policy");
+    let principals = f.store.join("principals.toml");
+    let text = std::fs::read_to_string(&principals).unwrap();
+    // Bob's identity policy moves from inline to a file beside the principals file.
+    let inline = text
+        .lines()
+        .find(|l| l.starts_with("policy = '''"))
+        .unwrap()
+        .to_string();
+    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:CreateKey"],"Resource":"*"}]}"#;
+    let other = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:ListKeys"],"Resource":"*"}]}"#;
+    let policy = f.store.join("bob.json");
+    std::fs::write(&policy, allow).unwrap();
+    std::fs::write(
+        &principals,
+        text.replace(&inline, "policies = [\"bob.json\"]"),
+    )
+    .unwrap();
+    let create = || f.kms(BOB, "CreateKey", json!({"Description": "by bob"}));
+    create().unwrap();
+    assert!(f.service.change_checks().by_inotify);
+
+    // Rewritten in place by another process: the very next call is refused (without
+    // change notification it took up to 250 ms).
+    let (po, tmp) = (policy.display(), f.store.join("bob.json.new"));
+    root_sh(&format!("printf '%s' '{other}' > {po}"));
+    let e = create().unwrap_err();
+    assert_eq!(e.kind.aws_name(), "AccessDeniedException", "{e:?}");
+    // Replaced by rename: allowed again at once.
+    root_sh(&format!(
+        "printf '%s' '{allow}' > {t} && chmod 600 {t} && mv {t} {po}",
+        t = tmp.display()
+    ));
+    create().unwrap();
+}
