@@ -19,7 +19,10 @@ fn bench_script_self_test_passes() {
         .output()
         .expect("scripts/bench runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scripts/bench --self-test failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "scripts/bench --self-test failed: {stderr}"
+    );
     assert!(
         stderr.contains("self-test: ok"),
         "the self-test did not report success: {stderr}"
