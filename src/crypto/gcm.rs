@@ -49,12 +49,13 @@ impl Gcm256 {
     }
 }
 
-/// `nonce` as the fixed-size array the backends take; `None` unless 12 bytes long.
+/// `nonce` as the fixed-size array the backends take; [`CryptoError::Truncated`] unless
+/// it is 12 bytes long.
 pub(crate) fn nonce_array(nonce: &[u8]) -> Result<&[u8; NONCE_LEN], CryptoError> {
     nonce.try_into().map_err(|_| CryptoError::Truncated)
 }
 
-/// `tag` as an array; `None` unless 16 bytes long.
+/// `tag` as an array; [`CryptoError::Truncated`] unless it is 16 bytes long.
 pub(crate) fn tag_array(tag: &[u8]) -> Result<&[u8; TAG_LEN], CryptoError> {
     tag.try_into().map_err(|_| CryptoError::Truncated)
 }

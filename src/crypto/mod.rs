@@ -257,12 +257,12 @@ impl Sealer {
     }
 }
 
+/// A sealed message's parts: nonce, ciphertext, tag.
+type SealedParts<'a> = (&'a [u8], &'a [u8], &'a [u8; TAG_LEN]);
+
 /// `nonce || ciphertext || tag` cut into its three parts, for a nonce of `nonce_len`
 /// bytes; [`CryptoError::Truncated`] if `sealed` cannot hold a nonce and a tag.
-fn split_sealed(
-    sealed: &[u8],
-    nonce_len: usize,
-) -> Result<(&[u8], &[u8], &[u8; TAG_LEN]), CryptoError> {
+fn split_sealed(sealed: &[u8], nonce_len: usize) -> Result<SealedParts<'_>, CryptoError> {
     if sealed.len() < nonce_len + TAG_LEN {
         return Err(CryptoError::Truncated);
     }
