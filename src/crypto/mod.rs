@@ -1,23 +1,29 @@
-//! Cryptographic primitives, all from RustCrypto crates: AES-256-GCM sealing with
+//! Cryptographic primitives, from RustCrypto crates (AES-256-GCM from `ring` instead
+//! with the `fast-aead` feature, behind the one seam in `gcm.rs`): AES-256-GCM sealing with
 //! random nonces, HKDF-SHA256 derivation, HMAC-SHA256 commitments, and the secret key
 //! types that carry 32-byte keys.
 //!
 //! This module owns every line that touches a primitive. It never does I/O, never logs,
 //! and never prints key bytes: every secret type's `Debug` prints only its name.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub mod asym;
+mod gcm;
 pub mod import_wrap;
 pub mod keypair;
 pub mod mac;
 mod xaes;
 pub use xaes::{XSealer, XNONCE_LEN, XSEAL_OVERHEAD};
+
+/// Which AES-GCM implementation this build seals with: "aes-gcm" (the default) or
+/// "ring" (the `fast-aead` feature). For `kmsfs --version`-style reports and benches.
+pub fn aead_backend() -> &'static str {
+    gcm::Gcm256::backend_name()
+}
 
 /// Length of an AES-GCM nonce in bytes (96 bits).
 pub const NONCE_LEN: usize = 12;
@@ -125,12 +131,13 @@ macro_rules! impl_aead_key {
 impl_aead_key!(DataKey, SealingKey, RootKey, KeyMaterial);
 
 /// A ready AES-256-GCM cipher (key schedule computed once), for hot paths that seal many
-/// blocks under one key.
-pub struct Sealer(Aes256Gcm);
+/// blocks under one key. The implementation underneath is [`gcm::Gcm256`]'s (the
+/// `fast-aead` feature picks it); the bytes are the same either way.
+pub struct Sealer(gcm::Gcm256);
 
 impl Sealer {
     pub fn new(key: &impl AeadKey) -> Self {
-        Self(Aes256Gcm::new(key.key_bytes().into()))
+        Self(gcm::Gcm256::new(key.key_bytes()))
     }
 
     /// AES-256-GCM with a random 96-bit nonce. Output: `nonce (12) || ciphertext || tag (16)`.
@@ -147,16 +154,27 @@ impl Sealer {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        use aes_gcm::aead::AeadInPlace;
         let mut nonce = [0u8; NONCE_LEN];
         random_fill(&mut nonce)?;
         out.clear();
-        out.extend_from_slice(&nonce);
+        out.reserve(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_one(&nonce, aad, plaintext, out)
+    }
+
+    /// Appends `nonce || ciphertext || tag` of one message to `out`.
+    fn seal_one(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let nonce = gcm::nonce_array(nonce)?;
+        out.extend_from_slice(nonce);
+        let at = out.len();
         out.extend_from_slice(plaintext);
-        let tag = self
-            .0
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[NONCE_LEN..])
-            .map_err(|_| CryptoError::Authentication)?;
+        let sealed = out.get_mut(at..).ok_or(CryptoError::Truncated)?;
+        let tag = self.0.seal_in_place(nonce, aad, sealed)?;
         out.extend_from_slice(&tag);
         Ok(())
     }
@@ -173,28 +191,13 @@ impl Sealer {
         aad: impl Fn(usize) -> A,
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        use aes_gcm::aead::AeadInPlace;
         seal_chunks_with(
             plaintext,
             chunk,
             NONCE_LEN,
             SEAL_OVERHEAD,
             out,
-            |i, piece, nonce, out| {
-                out.extend_from_slice(nonce);
-                let at = out.len();
-                out.extend_from_slice(piece);
-                let tag = self
-                    .0
-                    .encrypt_in_place_detached(
-                        Nonce::from_slice(nonce),
-                        aad(i).as_ref(),
-                        &mut out[at..],
-                    )
-                    .map_err(|_| CryptoError::Authentication)?;
-                out.extend_from_slice(&tag);
-                Ok(())
-            },
+            |i, piece, nonce, out| self.seal_one(nonce, aad(i).as_ref(), piece, out),
         )
     }
 
@@ -206,32 +209,25 @@ impl Sealer {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        use aes_gcm::aead::AeadInPlace;
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(CryptoError::Truncated);
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let (nonce, ct, tag) = split_sealed(sealed, NONCE_LEN)?;
         let at = out.len();
         out.extend_from_slice(ct);
-        let res = self.0.decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            &mut out[at..],
-            aes_gcm::Tag::from_slice(tag),
-        );
+        let res = match out.get_mut(at..) {
+            Some(buf) => self
+                .0
+                .open_in_place(gcm::nonce_array(nonce)?, aad, buf, tag),
+            None => Err(CryptoError::Truncated),
+        };
         if res.is_err() {
             out.truncate(at);
-            return Err(CryptoError::Authentication);
         }
-        Ok(())
+        res
     }
 
     /// Opens `sealed` (`nonce || ciphertext || tag`) where it lies, without a copy: on
     /// success the plaintext is `sealed[NONCE_LEN..sealed.len() - TAG_LEN]`. On failure
     /// that range holds no plaintext to rely on, and the caller must not return it.
     pub fn open_in_place(&self, aad: &[u8], sealed: &mut [u8]) -> Result<(), CryptoError> {
-        use aes_gcm::aead::AeadInPlace;
         if sealed.len() < SEAL_OVERHEAD {
             return Err(CryptoError::Truncated);
         }
@@ -239,25 +235,14 @@ impl Sealer {
         let at = rest.len() - TAG_LEN;
         let (ct, tag) = rest.split_at_mut(at);
         self.0
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                aad,
-                ct,
-                aes_gcm::Tag::from_slice(tag),
-            )
-            .map_err(|_| CryptoError::Authentication)
+            .open_in_place(gcm::nonce_array(nonce)?, aad, ct, gcm::tag_array(tag)?)
     }
 
     /// Opens what [`Sealer::seal`] produced; fails unless key, aad and every byte match.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(CryptoError::Truncated);
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        self.0
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Authentication)
+        let mut out = Zeroizing::new(Vec::with_capacity(sealed.len()));
+        self.open_append(aad, sealed, &mut out)?;
+        Ok(out)
     }
 
     /// Opens into a caller buffer (cleared first), avoiding an allocation per block.
@@ -267,26 +252,23 @@ impl Sealer {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        use aes_gcm::aead::AeadInPlace;
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(CryptoError::Truncated);
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         out.clear();
-        out.extend_from_slice(ct);
-        let res = self.0.decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            out,
-            aes_gcm::Tag::from_slice(tag),
-        );
-        if res.is_err() {
-            out.clear();
-            return Err(CryptoError::Authentication);
-        }
-        Ok(())
+        self.open_append(aad, sealed, out)
     }
+}
+
+/// A sealed message's parts: nonce, ciphertext, tag.
+type SealedParts<'a> = (&'a [u8], &'a [u8], &'a [u8; TAG_LEN]);
+
+/// `nonce || ciphertext || tag` cut into its three parts, for a nonce of `nonce_len`
+/// bytes; [`CryptoError::Truncated`] if `sealed` cannot hold a nonce and a tag.
+fn split_sealed(sealed: &[u8], nonce_len: usize) -> Result<SealedParts<'_>, CryptoError> {
+    if sealed.len() < nonce_len + TAG_LEN {
+        return Err(CryptoError::Truncated);
+    }
+    let (nonce, rest) = sealed.split_at(nonce_len);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    Ok((nonce, ct, gcm::tag_array(tag)?))
 }
 
 /// One-shot AES-256-GCM seal with a random nonce (see [`Sealer::seal`]).

@@ -223,8 +223,9 @@ impl Service {
                 "The security token included in the request is invalid.",
             )
         };
-        let (principals, root_policy) = self.current_principals()?;
-        let snap = self.snapshot()?;
+        let changes = self.poll_changes();
+        let (principals, root_policy) = self.current_principals_seen(changes)?;
+        let snap = self.snapshot_seen(changes)?;
         let rec = snap
             .state
             .access_keys
@@ -243,6 +244,7 @@ impl Service {
             now: self.clock.now(),
             // Never "kmsfs": kms:ViaService is the filesystem's, not a network client's.
             via: None,
+            changes,
             decisions: Vec::new(),
             resources: Vec::new(),
             fs: None,

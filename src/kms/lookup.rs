@@ -64,9 +64,23 @@ impl Service {
     /// alias ARN of this store's account and region), whatever its state: a key it
     /// holds is never sent to a remote KMS, even once disabled or pending deletion.
     pub fn holds_key(&self, key_ref: &str) -> Result<bool, KmsError> {
-        let snap = self.snapshot()?;
         // Every file header names a key ARN, so this is the path of every local open:
-        // one map lookup by the ARN's key id, no scan.
+        // one map lookup by the ARN's key id, no scan. "Held" by the installed snapshot
+        // is answered without a change check: it only routes the open to this service,
+        // whose decision checks for changes itself (a key deleted since is refused
+        // there, never sent elsewhere). "Not held" is answered after a check.
+        if let Some((_, id)) = key_ref.rsplit_once(":key/") {
+            let installed = self.installed_snapshot();
+            if installed
+                .state
+                .keys
+                .get(id)
+                .is_some_and(|k| k.arn == key_ref)
+            {
+                return Ok(true);
+            }
+        }
+        let snap = self.snapshot()?;
         if let Some((_, id)) = key_ref.rsplit_once(":key/") {
             if snap.state.keys.get(id).is_some_and(|k| k.arn == key_ref) {
                 return Ok(true);

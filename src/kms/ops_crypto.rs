@@ -328,7 +328,7 @@ impl Service {
         context: &EncryptionContext,
     ) -> Result<(Value, NewDataKey), KmsError> {
         self.ensure_default_if_named(call, key_id)?;
-        let snap = self.snapshot()?;
+        let snap = self.snapshot_seen(call.changes)?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
         let a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k))
             .context(Some(context))
@@ -354,7 +354,7 @@ impl Service {
         context: &EncryptionContext,
     ) -> Result<(Value, WrappedDataKey), KmsError> {
         self.ensure_default_if_named(call, key_id)?;
-        let snap = self.snapshot()?;
+        let snap = self.snapshot_seen(call.changes)?;
         let (k, alias) = self.find_key(call, &snap.state, key_id, true)?;
         let a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(Some(context))
@@ -378,7 +378,7 @@ impl Service {
         actions: &[DataAction],
     ) -> Result<(Value, DataKey), KmsError> {
         let parsed = ciphertext::parse(wrapped).map_err(invalid_ciphertext)?;
-        let snap = self.snapshot()?;
+        let snap = self.snapshot_seen(call.changes)?;
         let (k, _) = self.find_key(call, &snap.state, parsed.key_id, false)?;
         if actions.is_empty() {
             return Err(validation("open_data_key needs at least one action"));

@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::change_watch::{ChangeWatch, Checked};
 use super::store::{internal, Store};
 use super::KmsError;
 use crate::policy::PolicyDocument;
@@ -16,8 +17,10 @@ use crate::principals::Principals;
 /// absent. ctime catches chmod/chown, so a mode change is checked at once.
 type FileStamp = (i64, i64, i64, i64, u64, u64);
 
-/// Identity policy files are re-checked at most this often (the principals file itself
-/// on every call), so editing a policy file takes effect within this delay.
+/// Without change notification (see [`ChangeWatch`]), identity policy files are
+/// re-checked at most this often (the principals file itself on every call), so editing
+/// a policy file takes effect within this delay. With it, they are re-checked after any
+/// event, so an edit takes effect at the next call.
 const POLICY_FILES_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct PrincipalsCache {
@@ -29,6 +32,8 @@ struct PrincipalsCache {
     policies_checked: std::time::Instant,
     /// The last reload failure logged, so a broken file is logged once, not per call.
     last_error: Option<String>,
+    /// The change generation the last full check covered.
+    checked: Checked,
 }
 
 /// The principals of a store, re-read when their files change.
@@ -53,27 +58,50 @@ impl PrincipalsWatch {
                 policy_stamps,
                 policies_checked: std::time::Instant::now(),
                 last_error: None,
+                checked: Checked::default(),
             }),
         })
     }
 
-    /// The current principals and the account root's default policy, reloaded first if
-    /// a file changed.
+    /// The files a change of which may change who is whom: the principals file and the
+    /// identity policy files it names.
+    pub(super) fn watched_files(&self, store: &Store) -> Vec<PathBuf> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files = vec![self.path(store)];
+        files.extend(cache.policy_stamps.iter().map(|(p, _)| p.clone()));
+        files
+    }
+
+    fn path(&self, store: &Store) -> PathBuf {
+        self.explicit
+            .clone()
+            .unwrap_or_else(|| store.dir().join("principals.toml"))
+    }
+
+    /// The current principals and the account root's default policy as of change
+    /// generation `seen` (polled at the start of the call), reloaded first if a file
+    /// changed.
     pub(super) fn current(
         &self,
         store: &Store,
+        watch: &ChangeWatch,
+        seen: Option<u64>,
     ) -> Result<(Arc<Principals>, Arc<PolicyDocument>), KmsError> {
-        let path = self
-            .explicit
-            .clone()
-            .unwrap_or_else(|| store.dir().join("principals.toml"));
-        let stamp = file_stamp(&path);
         // A panic elsewhere cannot leave the cache half-updated (each field is one
         // assignment), so a poisoned lock is still usable.
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Nothing changed since a full check that started after this call began.
+        if cache.last_error.is_none() && cache.checked.covers(seen) {
+            return Ok((cache.principals.clone(), cache.root_policy.clone()));
+        }
+        watch.count_full_check();
+        let path = self.path(store);
+        let stamp = file_stamp(&path);
         // After a failed reload, keep failing (closed) until a reload succeeds.
         let mut reload = cache.stamp != stamp || cache.last_error.is_some();
-        if !reload && cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK {
+        // With change notification this check runs only after an event, which may have
+        // been an identity policy file's: compare them all now.
+        if !reload && (seen.is_some() || cache.policies_checked.elapsed() >= POLICY_FILES_RECHECK) {
             reload = cache.policy_stamps.iter().any(|(p, s)| file_stamp(p) != *s);
             cache.policies_checked = std::time::Instant::now();
         }
@@ -105,7 +133,14 @@ impl PrincipalsWatch {
             cache.principals = Arc::new(p);
             cache.stamp = stamp;
             cache.policy_stamps = policy_stamps;
+            // Watch the policy files the new load names; if they differ from before,
+            // this bumps the generation, so the next call checks again with the new
+            // watches in place (an edit made before they existed is not missed).
+            let mut files = vec![path];
+            files.extend(cache.policy_stamps.iter().map(|(p, _)| p.clone()));
+            watch.set_principal_files(files);
         }
+        cache.checked.mark(seen);
         Ok((cache.principals.clone(), cache.root_policy.clone()))
     }
 }

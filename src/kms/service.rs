@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde_json::{Map, Value};
 
+use super::change_watch::{ChangeWatch, Checked};
 use super::clock::{Clock, SystemClock};
 use super::model::{KeyState, StoreState};
 use super::principals_watch::PrincipalsWatch;
@@ -92,6 +93,20 @@ pub struct Service {
     pub(crate) volume_secrets: Mutex<HashMap<String, Arc<SealingKey>>>,
     /// Decisions of the data path, valid for one snapshot and principals load.
     pub(super) decisions: super::authz::cache::DecisionCache,
+    /// "Maybe changed" for `state.json` and the principals' files, by inotify.
+    changes: ChangeWatch,
+    /// The change generation the last full check of `state.json` covered.
+    state_checked: Checked,
+}
+
+/// How a service notices changes other processes make (diagnostics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeChecks {
+    /// Whether decisions with nothing changed skip the `stat` of each file (inotify in
+    /// use); false: every decision checks the files (not set up yet, or fallen back).
+    pub by_inotify: bool,
+    /// Full checks of `state.json` or the principals' files run so far.
+    pub full_checks: u64,
 }
 
 /// One call in flight: who, when, and the decisions made so far (for the audit).
@@ -106,6 +121,9 @@ pub(crate) struct Call {
     pub now: i64,
     /// "kmsfs" for filesystem calls, else None.
     pub via: Option<&'static str>,
+    /// The change generation polled when the call began: the call's state snapshot is
+    /// taken as of then (one poll per call), see [`Service::snapshot_seen`].
+    pub changes: Option<u64>,
     pub decisions: Vec<Value>,
     pub resources: Vec<String>,
     pub fs: Option<Value>,
@@ -143,7 +161,17 @@ impl Service {
         let store = Store::open(&cfg.store_dir, &cfg.root_key)?;
         let (state, ident) = store.read_state()?;
         let principals = PrincipalsWatch::open(cfg.principals_path, &store)?;
-        let region = principals.current(&store)?.0.region().to_string();
+        // Set up at the first decision, which then runs a full check: what it compares
+        // against is taken after the watches exist.
+        let changes = ChangeWatch::new(
+            vec![store.dir().join(super::store::STATE_FILE)],
+            principals.watched_files(&store),
+        );
+        let region = principals
+            .current(&store, &changes, None)?
+            .0
+            .region()
+            .to_string();
         let audit = AuditLog::open(&store.audit_path())
             .map_err(|e| internal(format!("cannot open the audit log: {e}")))?
             .with_region(&region);
@@ -159,6 +187,8 @@ impl Service {
             private_keys: RwLock::new(HashMap::new()),
             volume_secrets: Mutex::new(HashMap::new()),
             decisions: Default::default(),
+            changes,
+            state_checked: Checked::default(),
         }))
     }
 
@@ -210,7 +240,31 @@ impl Service {
     pub(super) fn current_principals(
         &self,
     ) -> Result<(Arc<Principals>, Arc<PolicyDocument>), KmsError> {
-        self.principals.current(&self.store)
+        self.current_principals_seen(self.changes.poll())
+    }
+
+    /// [`Self::current_principals`] as of change generation `seen` (from
+    /// [`Self::poll_changes`] at the start of the call).
+    pub(super) fn current_principals_seen(
+        &self,
+        seen: Option<u64>,
+    ) -> Result<(Arc<Principals>, Arc<PolicyDocument>), KmsError> {
+        self.principals.current(&self.store, &self.changes, seen)
+    }
+
+    /// Takes in every change event queued so far; `None` when changes are checked by
+    /// `stat` on every call.
+    pub(super) fn poll_changes(&self) -> Option<u64> {
+        self.changes.poll()
+    }
+
+    /// How this service notices other processes' changes.
+    pub fn change_checks(&self) -> ChangeChecks {
+        let (by_inotify, full_checks) = self.changes.stats();
+        ChangeChecks {
+            by_inotify,
+            full_checks,
+        }
     }
 
     pub(crate) fn account_region(&self) -> Result<(String, String), KmsError> {
@@ -223,7 +277,10 @@ impl Service {
         caller: &Caller,
         via: Option<&'static str>,
     ) -> Result<Call, KmsError> {
-        let (principals, root_policy) = self.current_principals()?;
+        // One poll per call: the principals and (in the data path) the state snapshot
+        // are both checked as of this moment, which is after the call began.
+        let changes = self.poll_changes();
+        let (principals, root_policy) = self.current_principals_seen(changes)?;
         let who = principals.resolve_with_groups(caller.uid, caller.gid, || {
             crate::principals::process_groups(caller.pid, caller.uid, caller.gid)
                 .unwrap_or_default()
@@ -236,6 +293,7 @@ impl Service {
             root_policy,
             now: self.clock.now(),
             via,
+            changes,
             decisions: Vec::new(),
             resources: Vec::new(),
             fs: None,
@@ -247,15 +305,42 @@ impl Service {
 
     /// The current state, re-read if another process (or this one) committed since.
     pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>, KmsError> {
-        let ident = self.store.state_ident()?;
-        {
-            let s = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
-            if s.ident == ident {
-                return Ok(s.clone());
-            }
+        self.snapshot_seen(self.changes.poll())
+    }
+
+    /// The snapshot installed now, without checking for changes: only for answers that
+    /// a later checked decision makes safe (see [`Service::holds_key`]).
+    pub(crate) fn installed_snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The state as of change generation `seen`: if a full check already ran after a
+    /// poll that returned `seen` (or later), nothing changed since and the installed
+    /// snapshot is current; otherwise `stat` the file and re-read it if it differs.
+    pub(crate) fn snapshot_seen(&self, seen: Option<u64>) -> Result<Arc<Snapshot>, KmsError> {
+        if self.state_checked.covers(seen) {
+            return Ok(self.installed_snapshot());
         }
-        let (state, ident) = self.store.read_state_current()?;
-        Ok(self.install(state, ident))
+        self.changes.count_full_check();
+        let ident = self.store.state_ident()?;
+        let current = {
+            let s = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+            (s.ident == ident).then(|| s.clone())
+        };
+        let snap = match current {
+            Some(s) => s,
+            None => {
+                let (state, ident) = self.store.read_state_current()?;
+                self.install(state, ident)
+            }
+        };
+        // Installed before marking: a thread that finds the mark finds this snapshot
+        // (or a newer one) installed.
+        self.state_checked.mark(seen);
+        Ok(snap)
     }
 
     fn install(&self, state: StoreState, ident: StateIdent) -> Arc<Snapshot> {

@@ -1,0 +1,797 @@
+//! Change notification for the files every decision depends on (`state.json`, the
+//! principals file, the identity policy files it names), so that a decision with nothing
+//! changed costs one `poll(2)` instead of a path `statx` per file.
+//!
+//! Why it keeps "any change by any process is seen by the next decision": the kernel
+//! queues an inotify event inside the writer's own system call (rename, write, chmod,
+//! unlink), before that call returns. A decision that starts after the writer's call
+//! returned therefore finds the event in the queue, or finds the generation counter
+//! already bumped by the thread that read it (reading and bumping happen under one
+//! lock, so no thread can see an empty queue while another holds an unpublished event).
+//!
+//! What is watched, per file of interest (paths taken as given, never through a symlink):
+//! the file's inode (content and attribute changes, also through another hard link), its
+//! directory (the name created, deleted, renamed away or renamed over: how `state.json`
+//! and editors replace files) and every ancestor directory up to `/` (the next path
+//! component renamed, or the directory itself moved: how `kmsfs restore` exchanges a store
+//! directory). The mount table is polled too (`/proc/self/mountinfo`), since a mount over
+//! a path component changes what the path names without any inotify event.
+//!
+//! Any event that may concern a file of interest, a queue overflow, a watch removed by
+//! the kernel or a mount-table change counts as a change: the caller then runs the full
+//! `statx` check (which stays the reference) and the watches are rebuilt from the paths.
+//! Where inotify cannot be trusted the watch is off and every decision runs the full
+//! check, as before: a relative path or one through a symlink (a link's target can change
+//! without an event on the link), a file system outside [`local_fs_type`] (inotify does
+//! not see other hosts' writes to NFS, SMB, FUSE, 9p, ...), or any failure to set up.
+//!
+//! This module never reads the files and never decides whether a change matters: it
+//! only says "maybe changed", and callers must then check as if it had.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Events on a file of interest: all count.
+const FILE_MASK: u32 = libc::IN_MODIFY
+    | libc::IN_ATTRIB
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_DONT_FOLLOW;
+/// Events on the directory holding a file of interest: name events count when they name
+/// the file. Not IN_MODIFY: it would report every audit-log append in the store.
+const LEAF_DIR_MASK: u32 = libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_ONLYDIR;
+/// Events on an ancestor directory: the next component can only be replaced by a rename
+/// (a directory that still holds our file cannot be removed), or the directory moved.
+const ANCESTOR_MASK: u32 = libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_ONLYDIR;
+
+/// What one watch descriptor stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// A file of interest: every event on it counts.
+    File,
+    /// A directory: events naming one of these entries count, and so does every event
+    /// about the directory itself (moved, deleted, unmounted, watch removed).
+    Dir(Vec<OsString>),
+}
+
+/// The watch set: each path with its mask and role. A path can be a leaf for one file
+/// and an ancestor for another; masks and names are merged.
+type Plan = BTreeMap<PathBuf, (u32, Role)>;
+
+/// Why the watch is off (logged once; every decision then runs the full check).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WatchOff {
+    #[error("{0} is not an absolute path without symlinks, `.` or `..`")]
+    NotCanonical(PathBuf),
+    #[error("{path} is on a file system of type {f_type:#x}, where inotify may miss other hosts' writes")]
+    NotLocal { path: PathBuf, f_type: i64 },
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WatchOff {
+    let what = what.into();
+    move |source| WatchOff::Sys { what, source }
+}
+
+/// Statfs magic numbers of local file systems, where every change goes through this
+/// kernel's VFS and so raises inotify events. Network and user-space file systems (NFS,
+/// SMB/CIFS, FUSE, 9p, Ceph, ...) and stacked ones (overlayfs: a change made to a lower
+/// or upper directory directly is not reported on the overlay) are left out on purpose.
+pub(super) fn local_fs_type(f_type: i64) -> bool {
+    const LOCAL: &[i64] = &[
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0xF2F5_2010, // f2fs
+        0x8584_58F6, // ramfs
+        0x3153_464A, // jfs
+        0x5265_4973, // reiserfs
+        0xCA45_1A4E, // bcachefs
+    ];
+    LOCAL.contains(&f_type)
+}
+
+struct Active {
+    inotify: OwnedFd,
+    /// `/proc/self/mountinfo`: POLLPRI when the mount table changed since the last poll.
+    /// None only in unit tests, which must not see other processes' mounts.
+    mounts: Option<File>,
+    roles: BTreeMap<i32, Role>,
+}
+
+enum Mode {
+    /// Not set up yet: done at the first poll, so that a one-shot command never pays.
+    NotYet,
+    Active(Active),
+    Off,
+}
+
+struct Inner {
+    mode: Mode,
+    /// Files whose identity the store check compares (`state.json`).
+    store_files: Vec<PathBuf>,
+    /// The principals file and the identity policy files it names.
+    principal_files: Vec<PathBuf>,
+    watch_mounts: bool,
+}
+
+/// One per [`Service`](super::Service): the generation counter of "maybe changed".
+pub(super) struct ChangeWatch {
+    inner: Mutex<Inner>,
+    /// Bumped (under `inner`'s lock) whenever something may have changed. Starts at 1,
+    /// and every [`Checked`] at 0, so the first decision after the watches exist runs a
+    /// full check: the identities compared later are taken after the watches were added.
+    changes: AtomicU64,
+    /// Full checks run by the callers (for tests and diagnostics).
+    full_checks: AtomicU64,
+}
+
+/// The generation a caller's last full check covered.
+#[derive(Default)]
+pub(super) struct Checked(AtomicU64);
+
+impl Checked {
+    /// Whether a full check that started after the poll that returned `seen` already
+    /// ran: generations only grow, and a full check is marked with the generation its
+    /// caller polled before checking.
+    pub(super) fn covers(&self, seen: Option<u64>) -> bool {
+        seen.is_some_and(|g| self.0.load(Ordering::Acquire) >= g)
+    }
+
+    /// Marks a full check done after polling `seen`.
+    pub(super) fn mark(&self, seen: Option<u64>) {
+        if let Some(g) = seen {
+            self.0.fetch_max(g, Ordering::AcqRel);
+        }
+    }
+}
+
+impl ChangeWatch {
+    pub(super) fn new(store_files: Vec<PathBuf>, principal_files: Vec<PathBuf>) -> Self {
+        ChangeWatch {
+            inner: Mutex::new(Inner {
+                mode: Mode::NotYet,
+                store_files,
+                principal_files,
+                watch_mounts: true,
+            }),
+            changes: AtomicU64::new(1),
+            full_checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Without the mount table: for unit tests that assert "no change" while other
+    /// processes on the machine mount and unmount.
+    #[cfg(test)]
+    fn without_mount_table(store_files: Vec<PathBuf>, principal_files: Vec<PathBuf>) -> Self {
+        let w = Self::new(store_files, principal_files);
+        w.lock().watch_mounts = false;
+        w
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every field is replaced whole, so a panic elsewhere cannot leave it torn.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current generation, after taking in every event queued so far; `None` when
+    /// the watch is off (the caller must run its full check).
+    pub(super) fn poll(&self) -> Option<u64> {
+        let mut inner = self.lock();
+        let changed = match &mut inner.mode {
+            Mode::Off => return None,
+            Mode::NotYet => true,
+            Mode::Active(a) => a.take_events(),
+        };
+        if changed {
+            if let Err(why) = inner.rearm() {
+                log::info!("change checks by stat from now on: {why}");
+                inner.mode = Mode::Off;
+                return None;
+            }
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        Some(self.changes.load(Ordering::Acquire))
+    }
+
+    /// Replaces the principals' files (after a reload named other identity policy
+    /// files). If the set changed, the next decision runs a full check with the new
+    /// watches in place, so an edit between the reload and the new watch is not missed.
+    pub(super) fn set_principal_files(&self, files: Vec<PathBuf>) {
+        let mut inner = self.lock();
+        if inner.principal_files == files {
+            return;
+        }
+        inner.principal_files = files;
+        if matches!(inner.mode, Mode::Active(_)) {
+            if let Err(why) = inner.rearm() {
+                log::info!("change checks by stat from now on: {why}");
+                inner.mode = Mode::Off;
+            }
+        }
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn count_full_check(&self) {
+        self.full_checks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether inotify is in use (set up and not fallen back), and the full checks run.
+    pub(super) fn stats(&self) -> (bool, u64) {
+        let active = matches!(self.lock().mode, Mode::Active(_));
+        (active, self.full_checks.load(Ordering::Relaxed))
+    }
+}
+
+impl Inner {
+    /// (Re)builds the watches from the paths. Watches are added from `/` down, then the
+    /// paths are verified: a component swapped after its parent's watch exists raises an
+    /// event, one swapped before is caught by the verification.
+    fn rearm(&mut self) -> Result<(), WatchOff> {
+        let files: Vec<PathBuf> = self
+            .store_files
+            .iter()
+            .chain(self.principal_files.iter())
+            .cloned()
+            .collect();
+        let plan = plan(&files)?;
+        let mut active = match std::mem::replace(&mut self.mode, Mode::Off) {
+            Mode::Active(a) => a,
+            Mode::NotYet | Mode::Off => Active::new(self.watch_mounts)?,
+        };
+        let mut roles: BTreeMap<i32, Role> = BTreeMap::new();
+        for (path, (mask, role)) in &plan {
+            let wd = match add_watch(&active.inotify, path, *mask) {
+                Ok(wd) => wd,
+                // An absent file: its directory's watch reports its creation.
+                Err(e) if *role == Role::File && e.raw_os_error() == Some(libc::ENOENT) => {
+                    continue;
+                }
+                Err(e) => return Err(sys(format!("inotify watch on {}", path.display()))(e)),
+            };
+            merge(&mut roles, wd, role.clone());
+        }
+        for (path, (_, role)) in &plan {
+            verify(path, role)?;
+        }
+        for old in active.roles.keys() {
+            if !roles.contains_key(old) {
+                // Its IN_IGNORED event names a descriptor no longer known: skipped.
+                // SAFETY: plain system call on a descriptor this struct owns.
+                unsafe { libc::inotify_rm_watch(active.inotify.as_raw_fd(), *old) };
+            }
+        }
+        active.roles = roles;
+        self.mode = Mode::Active(active);
+        Ok(())
+    }
+}
+
+impl Active {
+    fn new(watch_mounts: bool) -> Result<Self, WatchOff> {
+        // SAFETY: plain system call; the descriptor is owned at once.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(sys("inotify_init1")(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mounts = if watch_mounts {
+            Some(File::open("/proc/self/mountinfo").map_err(sys("open /proc/self/mountinfo"))?)
+        } else {
+            None
+        };
+        Ok(Active {
+            inotify,
+            mounts,
+            roles: BTreeMap::new(),
+        })
+    }
+
+    /// Whether anything that may concern a file of interest happened since the last
+    /// call: one `poll(2)` when nothing did.
+    fn take_events(&mut self) -> bool {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.inotify.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                // A negative descriptor is skipped by poll(2).
+                fd: self.mounts.as_ref().map_or(-1, |m| m.as_raw_fd()),
+                events: libc::POLLPRI,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+        if n == 0 {
+            return false;
+        }
+        // An error (even EINTR) or a mount-table change: count as changed.
+        if n < 0 || fds[1].revents != 0 {
+            self.drain();
+            return true;
+        }
+        if fds[0].revents & !libc::POLLIN != 0 {
+            return true;
+        }
+        self.drain()
+    }
+
+    /// Reads the whole queue; whether an event may concern a file of interest.
+    fn drain(&mut self) -> bool {
+        // Room for many events; one event is at most 16 + NAME_MAX + 1 bytes.
+        let mut buf = [0u8; 8192];
+        let mut changed = false;
+        loop {
+            // SAFETY: `buf` is writable for its whole length.
+            let n =
+                unsafe { libc::read(self.inotify.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN) => changed,
+                    Some(libc::EINTR) => continue,
+                    _ => true,
+                };
+            }
+            let Ok(n) = usize::try_from(n) else {
+                return true;
+            };
+            if n == 0 {
+                return true;
+            }
+            changed |= events_concern(buf.get(..n).unwrap_or_default(), &self.roles);
+        }
+    }
+}
+
+/// Whether any event in `buf` (what one `read` of an inotify descriptor returned) may
+/// concern a file of interest, given what each watch descriptor stands for.
+fn events_concern(buf: &[u8], roles: &BTreeMap<i32, Role>) -> bool {
+    const HEADER: usize = 16; // wd, mask, cookie, len
+    let mut rest = buf;
+    let mut changed = false;
+    while !rest.is_empty() {
+        let field = |at: usize| -> Option<[u8; 4]> { rest.get(at..at + 4)?.try_into().ok() };
+        let (Some(wd), Some(mask), Some(len)) = (field(0), field(4), field(12)) else {
+            return true; // a torn event cannot be trusted: count it
+        };
+        let wd = i32::from_ne_bytes(wd);
+        let mask = u32::from_ne_bytes(mask);
+        let len = usize::try_from(u32::from_ne_bytes(len)).unwrap_or(usize::MAX);
+        let Some(name) = HEADER
+            .checked_add(len)
+            .and_then(|end| rest.get(HEADER..end))
+        else {
+            return true;
+        };
+        let name = name.split(|b| *b == 0).next().unwrap_or_default();
+        changed |= event_concerns(wd, mask, name, roles);
+        rest = rest.get(HEADER + len..).unwrap_or_default();
+    }
+    changed
+}
+
+fn event_concerns(wd: i32, mask: u32, name: &[u8], roles: &BTreeMap<i32, Role>) -> bool {
+    if mask & libc::IN_Q_OVERFLOW != 0 {
+        return true;
+    }
+    match roles.get(&wd) {
+        // A descriptor removed by a rebuild: its inode is no longer on our paths.
+        None => false,
+        Some(Role::File) => true,
+        // An event about the directory itself (moved, deleted, unmounted, watch gone).
+        Some(Role::Dir(_)) if name.is_empty() => true,
+        Some(Role::Dir(names)) => names.iter().any(|n| n.as_bytes() == name),
+    }
+}
+
+fn merge(roles: &mut BTreeMap<i32, Role>, wd: i32, role: Role) {
+    match (roles.get_mut(&wd), role) {
+        (Some(Role::Dir(have)), Role::Dir(more)) => {
+            for n in more {
+                if !have.contains(&n) {
+                    have.push(n);
+                }
+            }
+        }
+        // Two paths on one inode in different roles (bind mounts): every event counts.
+        (Some(existing), _) => *existing = Role::File,
+        (None, role) => {
+            roles.insert(wd, role);
+        }
+    }
+}
+
+/// The watches for `files`: each file, its directory, and every ancestor up to `/`.
+fn plan(files: &[PathBuf]) -> Result<Plan, WatchOff> {
+    let mut plan = Plan::new();
+    let mut add = |path: &Path, mask: u32, role: Role| match plan.get_mut(path) {
+        Some((m, existing)) => {
+            *m |= mask;
+            match (existing, role) {
+                (Role::Dir(have), Role::Dir(more)) => {
+                    for n in more {
+                        if !have.contains(&n) {
+                            have.push(n);
+                        }
+                    }
+                }
+                (existing, _) => *existing = Role::File,
+            }
+        }
+        None => {
+            plan.insert(path.to_path_buf(), (mask, role));
+        }
+    };
+    for file in files {
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+            return Err(WatchOff::NotCanonical(file.clone()));
+        };
+        if !file.is_absolute() {
+            return Err(WatchOff::NotCanonical(file.clone()));
+        }
+        add(file, FILE_MASK, Role::File);
+        add(dir, LEAF_DIR_MASK, Role::Dir(vec![name.to_os_string()]));
+        let mut child = dir;
+        while let (Some(parent), Some(name)) = (child.parent(), child.file_name()) {
+            add(parent, ANCESTOR_MASK, Role::Dir(vec![name.to_os_string()]));
+            child = parent;
+        }
+    }
+    Ok(plan)
+}
+
+/// After the watches exist: the path has no symlink, `.` or `..` (so the watched inodes
+/// are the ones the path names) and is on a local file system.
+fn verify(path: &Path, role: &Role) -> Result<(), WatchOff> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // An absent file of interest: the full check sees it absent too.
+        Err(e) if *role == Role::File && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(sys(format!("inspect {}", path.display()))(e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(WatchOff::NotCanonical(path.to_path_buf()));
+    }
+    if *role != Role::File {
+        let canonical =
+            std::fs::canonicalize(path).map_err(sys(format!("resolve {}", path.display())))?;
+        if canonical != path {
+            return Err(WatchOff::NotCanonical(path.to_path_buf()));
+        }
+    }
+    let f_type = statfs_type(path)?;
+    if !local_fs_type(f_type) {
+        return Err(WatchOff::NotLocal {
+            path: path.to_path_buf(),
+            f_type,
+        });
+    }
+    Ok(())
+}
+
+fn c_path(path: &Path) -> Result<CString, WatchOff> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| WatchOff::NotCanonical(path.into()))
+}
+
+fn add_watch(fd: &OwnedFd, path: &Path, mask: u32) -> std::io::Result<i32> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // IN_MASK_ADD: two paths can name one inode (bind mounts); the second must not
+    // narrow the first's mask. A mask that only grows costs spurious checks, never a
+    // missed change.
+    // SAFETY: `c` is a NUL-terminated path alive for the call.
+    let wd =
+        unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask | libc::IN_MASK_ADD) };
+    if wd < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(wd)
+    }
+}
+
+fn statfs_type(path: &Path) -> Result<i64, WatchOff> {
+    let c = c_path(path)?;
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is writable for the call.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(sys(format!("statfs {}", path.display()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    #[allow(clippy::useless_conversion)] // f_type's width differs between targets
+    Ok(i64::from(st.f_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(wd: i32, mask: u32, name: &str) -> Vec<u8> {
+        let mut padded = name.as_bytes().to_vec();
+        if !padded.is_empty() {
+            padded.resize((padded.len() / 16 + 1) * 16, 0);
+        }
+        let mut v = Vec::new();
+        v.extend_from_slice(&wd.to_ne_bytes());
+        v.extend_from_slice(&mask.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v.extend_from_slice(&u32::try_from(padded.len()).unwrap().to_ne_bytes());
+        v.extend_from_slice(&padded);
+        v
+    }
+
+    fn roles() -> BTreeMap<i32, Role> {
+        BTreeMap::from([
+            (1, Role::Dir(vec!["state.json".into()])),
+            (2, Role::File),
+            (3, Role::Dir(vec!["store".into()])),
+        ])
+    }
+
+    #[test]
+    fn events_on_other_names_and_forgotten_watches_do_not_count() {
+        let mut buf = event(1, libc::IN_CREATE, "state.json.tmp-123");
+        buf.extend(event(1, libc::IN_MOVED_FROM, "audit.log.1"));
+        buf.extend(event(3, libc::IN_MOVED_TO, "other"));
+        buf.extend(event(9, libc::IN_MODIFY, "")); // removed by a rebuild
+        buf.extend(event(9, libc::IN_IGNORED, ""));
+        assert!(!events_concern(&buf, &roles()));
+    }
+
+    #[test]
+    fn events_on_the_files_names_and_directories_themselves_count() {
+        for ev in [
+            event(1, libc::IN_MOVED_TO, "state.json"),
+            event(1, libc::IN_DELETE, "state.json"),
+            event(2, libc::IN_MODIFY, ""),
+            event(2, libc::IN_ATTRIB, ""),
+            event(3, libc::IN_MOVED_FROM, "store"),
+            event(3, libc::IN_MOVE_SELF, ""),
+            event(1, libc::IN_DELETE_SELF, ""),
+            event(1, libc::IN_IGNORED, ""),
+            event(1, libc::IN_UNMOUNT, ""),
+        ] {
+            let mut buf = event(1, libc::IN_CREATE, "unrelated");
+            buf.extend(ev);
+            assert!(events_concern(&buf, &roles()));
+        }
+    }
+
+    #[test]
+    fn a_queue_overflow_counts_as_a_change() {
+        // The kernel reports an overflow with wd -1 and no name.
+        let buf = event(-1, libc::IN_Q_OVERFLOW, "");
+        assert!(events_concern(&buf, &roles()));
+        assert!(events_concern(&buf, &BTreeMap::new()));
+    }
+
+    #[test]
+    fn a_torn_event_counts_as_a_change() {
+        let buf = event(1, libc::IN_CREATE, "unrelated");
+        assert!(events_concern(buf.get(..buf.len() - 4).unwrap(), &roles()));
+        assert!(events_concern(buf.get(..10).unwrap(), &roles()));
+    }
+
+    #[test]
+    fn only_local_file_systems_are_trusted_for_inotify() {
+        for local in [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0xF2F5_2010] {
+            assert!(local_fs_type(local), "{local:#x}");
+        }
+        // nfs, smb2, cifs, fuse, 9p, ceph, overlayfs, afs
+        for remote in [
+            0x6969,
+            0xFE53_4D42,
+            0xFF53_4D42,
+            0x6573_5546,
+            0x0102_1997,
+            0x00C3_6400,
+            0x794C_7630,
+            0x5346_414F,
+        ] {
+            assert!(!local_fs_type(remote), "{remote:#x}");
+        }
+    }
+
+    #[test]
+    fn the_plan_watches_each_file_its_directory_and_every_ancestor() {
+        let plan = plan(&[
+            PathBuf::from("/srv/store/state.json"),
+            PathBuf::from("/srv/store/principals.toml"),
+            PathBuf::from("/etc/kmsfs/ops.json"),
+        ])
+        .unwrap();
+        let role = |p: &str| plan.get(Path::new(p)).map(|(_, r)| r.clone());
+        assert_eq!(role("/srv/store/state.json"), Some(Role::File));
+        assert_eq!(
+            role("/srv/store"),
+            Some(Role::Dir(vec![
+                "state.json".into(),
+                "principals.toml".into()
+            ]))
+        );
+        assert_eq!(role("/srv"), Some(Role::Dir(vec!["store".into()])));
+        assert_eq!(role("/etc"), Some(Role::Dir(vec!["kmsfs".into()])));
+        assert_eq!(role("/"), Some(Role::Dir(vec!["srv".into(), "etc".into()])));
+        let mask = |p: &str| plan.get(Path::new(p)).map(|(m, _)| *m).unwrap();
+        assert_eq!(
+            mask("/srv/store") & libc::IN_MODIFY,
+            0,
+            "no audit-log noise"
+        );
+        assert_ne!(mask("/srv/store") & libc::IN_CREATE, 0);
+        assert_ne!(mask("/srv") & libc::IN_MOVED_TO, 0);
+        assert!(matches!(
+            super::plan(&[PathBuf::from("store/state.json")]),
+            Err(WatchOff::NotCanonical(_))
+        ));
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        // /dev/shm and /tmp are local here; the test is about the mechanism.
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn a_change_by_rename_or_in_place_bumps_the_generation_and_nothing_else_does() {
+        let d = tmp();
+        let dir = std::fs::canonicalize(d.path()).unwrap();
+        let f = dir.join("state.json");
+        std::fs::write(&f, "1").unwrap();
+        let w = ChangeWatch::without_mount_table(vec![f.clone()], Vec::new());
+        let g0 = w.poll().expect("inotify on a local directory");
+        assert_eq!(w.poll(), Some(g0));
+        // Noise beside the file: no change.
+        std::fs::write(dir.join("audit.log"), "x").unwrap();
+        std::fs::write(dir.join("audit.log"), "xy").unwrap();
+        assert_eq!(w.poll(), Some(g0));
+        // Replaced by rename.
+        std::fs::write(dir.join("tmp"), "2").unwrap();
+        std::fs::rename(dir.join("tmp"), &f).unwrap();
+        let g1 = w.poll().unwrap();
+        assert!(g1 > g0);
+        assert_eq!(w.poll(), Some(g1));
+        // Written in place (the new inode is watched after the rebuild).
+        std::fs::write(&f, "3").unwrap();
+        let g2 = w.poll().unwrap();
+        assert!(g2 > g1);
+        // chmod.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let g3 = w.poll().unwrap();
+        assert!(g3 > g2);
+        // Removed, then created again.
+        std::fs::remove_file(&f).unwrap();
+        let g4 = w.poll().unwrap();
+        assert!(g4 > g3);
+        std::fs::write(&f, "4").unwrap();
+        assert!(w.poll().unwrap() > g4);
+    }
+
+    #[test]
+    fn the_directory_exchanged_with_another_bumps_the_generation() {
+        let d = tmp();
+        let top = std::fs::canonicalize(d.path()).unwrap();
+        let store = top.join("store");
+        let other = top.join("store.new");
+        std::fs::create_dir(&store).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(store.join("state.json"), "old").unwrap();
+        std::fs::write(other.join("state.json"), "new").unwrap();
+        let w = ChangeWatch::without_mount_table(vec![store.join("state.json")], Vec::new());
+        let g0 = w.poll().unwrap();
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &other,
+            nix::fcntl::AT_FDCWD,
+            &store,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .unwrap();
+        let g1 = w.poll().unwrap();
+        assert!(g1 > g0);
+        // The rebuilt watches follow the new directory, not the old one.
+        std::fs::write(other.join("state.json"), "old, elsewhere").unwrap();
+        assert_eq!(w.poll(), Some(g1));
+        std::fs::write(store.join("state.json"), "newer").unwrap();
+        assert!(w.poll().unwrap() > g1);
+    }
+
+    #[test]
+    fn a_path_through_a_symlink_turns_the_watch_off() {
+        let d = tmp();
+        let top = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(top.join("real")).unwrap();
+        std::os::unix::fs::symlink(top.join("real"), top.join("link")).unwrap();
+        std::fs::write(top.join("real/principals.toml"), "").unwrap();
+        let w = ChangeWatch::new(Vec::new(), vec![top.join("link/principals.toml")]);
+        assert_eq!(w.poll(), None);
+        assert!(!w.stats().0);
+        // A symlinked file itself too.
+        std::os::unix::fs::symlink(top.join("real/principals.toml"), top.join("p.toml")).unwrap();
+        let w = ChangeWatch::new(Vec::new(), vec![top.join("p.toml")]);
+        assert_eq!(w.poll(), None);
+    }
+
+    #[test]
+    fn new_principal_files_force_one_full_check() {
+        let d = tmp();
+        let top = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::write(top.join("principals.toml"), "").unwrap();
+        let w = ChangeWatch::without_mount_table(Vec::new(), vec![top.join("principals.toml")]);
+        let g0 = w.poll().unwrap();
+        w.set_principal_files(vec![top.join("principals.toml")]);
+        assert_eq!(w.poll(), Some(g0));
+        w.set_principal_files(vec![top.join("principals.toml"), top.join("ops.json")]);
+        let g1 = w.poll().unwrap();
+        assert!(g1 > g0);
+        std::fs::write(top.join("ops.json"), "{}").unwrap();
+        assert!(w.poll().unwrap() > g1);
+    }
+
+    #[test]
+    fn a_mount_over_a_watched_path_bumps_the_generation() {
+        let d = tmp();
+        let top = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(top.join("store")).unwrap();
+        std::fs::write(top.join("store/state.json"), "1").unwrap();
+        let w = ChangeWatch::new(vec![top.join("store/state.json")], Vec::new());
+        let g0 = w.poll().unwrap();
+        // No inotify event: the path now names another directory's (absent) file.
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(top.join("store"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let g1 = w.poll();
+        let umount = std::process::Command::new("umount")
+            .arg(top.join("store"))
+            .output()
+            .unwrap();
+        assert!(umount.status.success(), "{umount:?}");
+        assert!(g1.unwrap() > g0);
+    }
+
+    #[test]
+    fn checked_covers_only_generations_a_full_check_started_after() {
+        let c = Checked::default();
+        assert!(!c.covers(Some(1)));
+        assert!(!c.covers(None));
+        c.mark(Some(3));
+        assert!(c.covers(Some(3)));
+        assert!(c.covers(Some(2)));
+        assert!(!c.covers(Some(4)));
+        c.mark(Some(2)); // a slow thread finishing late never lowers it
+        assert!(c.covers(Some(3)));
+        c.mark(None);
+        assert!(!c.covers(None));
+    }
+}
