@@ -219,9 +219,22 @@ impl MountSession {
             return Ok(());
         };
         let detached = unmount(&self.mountpoint);
-        let joined = session
-            .join()
-            .map_err(|e| FsError::Mount(format!("FUSE session ended with an error: {e}")));
+        let joined = match session.join() {
+            // The connection was torn down while the session waited for the next
+            // request (the kernel reports an aborted connection as ECONNABORTED, not
+            // ENODEV): after our own detach succeeded this is how the session ends, and
+            // every request was answered or failed by the kernel.
+            Err(e) if detached.is_ok() && e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                log::info!(
+                    "{}: the FUSE connection was aborted as it was unmounted",
+                    self.mountpoint.display()
+                );
+                Ok(())
+            }
+            other => {
+                other.map_err(|e| FsError::Mount(format!("FUSE session ended with an error: {e}")))
+            }
+        };
         if let Some((socket, mut child)) = self.auto_unmount.take() {
             drop(socket);
             let _ = child.wait();
