@@ -1,9 +1,11 @@
 //! `scripts/bench`'s pure logic, which decides what its tables say: the filesystems' order
 //! rotated per round, medians of the rounds, ratios computed within each round (median and
 //! min-max), the JSON's fields (old ones kept, the rounds' added), the markdown table and
-//! `scripts/bench-plot`'s whiskers. The script checks these itself (`--self-test`, made-up
-//! samples: no root, no mount, nothing timed); this runs it so that the default suite
-//! fails when the logic breaks. The benchmark itself is never run here.
+//! `scripts/bench-plot`'s whiskers, and `--backing`'s decisions (the device's name and
+//! read-ahead, whether an ext4 has a journal, on a made-up `/sys`; `auto`'s choice; the
+//! image's size). The script checks these itself (`--self-test`, made-up samples: no root,
+//! no mount, nothing timed); this runs it so that the default suite fails when the logic
+//! breaks. The benchmark itself is never run here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,5 +28,9 @@ fn bench_script_self_test_passes() {
     assert!(
         stderr.contains("self-test: ok"),
         "the self-test did not report success: {stderr}"
+    );
+    assert!(
+        stderr.contains("self-test: backing ok"),
+        "the self-test did not check --backing: {stderr}"
     );
 }
