@@ -66,6 +66,7 @@
 
 mod bound;
 mod canonical;
+mod event_id;
 mod reader;
 mod record;
 mod syncer;
