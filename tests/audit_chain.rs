@@ -34,11 +34,11 @@ fn event(n: usize, denied: bool) -> Event {
         error_message: denied.then(|| "not allowed".to_string()),
         resources: vec![KEY_ARN.into()],
         read_only: true,
-        decision: Some(json!({
+        decision: Some(std::sync::Arc::new(json!({
             "decision": if denied { "implicitDeny" } else { "allowed" },
             "matched": [{"Source": "KeyPolicy", "sid": "Allow use", "index": 1, "effect": "Allow"}],
             "notes": []
-        })),
+        }))),
         via_service: Some("kmsfs".into()),
         fs: Some(json!({"volumeId": "v1", "fileId": format!("f{n}")})),
         remote: None,

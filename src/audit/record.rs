@@ -109,7 +109,7 @@ pub(crate) fn build_into(
     w.key("kmsfs");
     w.open_obj();
     w.key("decision");
-    w.bounded_value(event.decision.as_ref().unwrap_or(&Value::Null), false);
+    w.bounded_value(event.decision.as_deref().unwrap_or(&Value::Null), false);
     w.key("fs");
     w.bounded_value(event.fs.as_ref().unwrap_or(&Value::Null), true);
     // A network caller has no uid, gid or pid the kernel vouched for: null, so that
@@ -462,9 +462,9 @@ mod tests {
                 "arn:aws:kms:local:111122223333:key/k".into(),
                 "not-an-arn".into(),
             ];
-            e.decision = Some(
+            e.decision = Some(std::sync::Arc::new(
                 json!({"decision": "allowed", "matched": [{"Source": "Grant", "grant_id": "g"}]}),
-            );
+            ));
             e.via_service = Some("kmsfs".into());
             e.fs = Some(json!({"volumeId": "v", "fileId": "f"}));
         }
@@ -487,7 +487,7 @@ mod tests {
         e.resources = vec![long_arn; 1000];
         e.request_parameters = big.clone();
         e.response_elements = big.clone();
-        e.decision = Some(big.clone());
+        e.decision = Some(std::sync::Arc::new(big.clone()));
         e.fs = Some(big);
         let (line, hash) = build(&e, 0, "local", 1, &"0".repeat(64), "id");
         assert!(line.len() <= MAX_RECORD_BYTES, "{} bytes", line.len());
