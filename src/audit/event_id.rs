@@ -74,7 +74,8 @@ pub(super) fn next_id_bytes() -> std::io::Result<[u8; 16]> {
     // before the id is returned, and a poisoned source is rekeyed below only if stale.
     let mut src = SOURCE.lock().unwrap_or_else(|e| e.into_inner());
     let forks = FORKS.load(Ordering::SeqCst);
-    let check_pid = !HANDLER_SET.load(Ordering::SeqCst) || src.counter % PID_CHECK_EVERY == 0;
+    let check_pid =
+        !HANDLER_SET.load(Ordering::SeqCst) || src.counter.is_multiple_of(PID_CHECK_EVERY);
     let stale =
         src.cipher.is_none() || src.forks != forks || (check_pid && src.pid != std::process::id());
     if stale {
