@@ -8,7 +8,10 @@
 //! The store lives on /dev/shm when it exists, so that the occasional fdatasync of the
 //! audit log measures the service, not the disk (set KMSFS_BENCH_STORE_DIR to choose).
 //!
-//! Run: `cargo bench --bench open_authz [-- --iters N --json FILE]`.
+//! Run: `cargo bench --bench open_authz [-- --iters N --json FILE --dump FILE]`.
+//! `--dump` appends every timed call (grants, index, ns, and the minor page faults and
+//! voluntary/involuntary context switches of the calling thread during it, read with
+//! `getrusage` outside the timed region) for finding what the slow calls have in common.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,12 +25,15 @@ use serde_json::{json, Value};
 struct Args {
     iters: usize,
     json: Option<PathBuf>,
+    /// Per-call samples (index, ns, faults, context switches), for finding the tail.
+    dump: Option<PathBuf>,
 }
 
 fn args() -> Args {
     let mut a = Args {
         iters: 20_000,
         json: None,
+        dump: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -38,6 +44,7 @@ fn args() -> Args {
                 }
             }
             "--json" => a.json = it.next().map(PathBuf::from),
+            "--dump" => a.dump = it.next().map(PathBuf::from),
             // cargo bench passes --bench (and criterion-style filters): not ours.
             _ => {}
         }
@@ -58,20 +65,45 @@ fn store_parent() -> PathBuf {
     }
 }
 
-/// p50 and p99 in nanoseconds of `iters` timed calls of `f` (after a warm-up).
-fn percentiles(iters: usize, mut f: impl FnMut()) -> (u64, u64) {
+/// This thread's minor faults, voluntary and involuntary context switches so far.
+fn thread_usage() -> [i64; 3] {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    [ru.ru_minflt, ru.ru_nvcsw, ru.ru_nivcsw]
+}
+
+/// Nanoseconds of `iters` timed calls of `f` (after a warm-up), in call order; with
+/// `dump`, also each call's page faults and context switches (read outside the timing).
+fn timed(iters: usize, dump: bool, mut f: impl FnMut()) -> (Vec<u64>, Vec<[i64; 3]>) {
     for _ in 0..iters / 10 {
         f();
     }
     let mut ns: Vec<u64> = Vec::with_capacity(iters);
+    let mut usage: Vec<[i64; 3]> = Vec::with_capacity(if dump { iters } else { 0 });
     for _ in 0..iters {
+        let before = if dump { thread_usage() } else { [0; 3] };
         let t = Instant::now();
         f();
         ns.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        if dump {
+            let after = thread_usage();
+            usage.push([
+                after[0] - before[0],
+                after[1] - before[1],
+                after[2] - before[2],
+            ]);
+        }
     }
-    ns.sort_unstable();
-    let at = |q: f64| ns[((ns.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.50), at(0.99))
+    (ns, usage)
+}
+
+/// p50, p99 and p99.9 in nanoseconds.
+fn percentiles(ns: &[u64]) -> (u64, u64, u64) {
+    let mut sorted = ns.to_vec();
+    sorted.sort_unstable();
+    let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.50), at(0.99), at(0.999))
 }
 
 fn main() {
@@ -140,15 +172,30 @@ fn main() {
             grants += 1;
         }
         let checks_before = svc.change_checks();
-        let (p50, p99) = percentiles(args.iters, || {
+        let (ns, usage) = timed(args.iters, args.dump.is_some(), || {
             svc.open_data_key(&me, &key_arn, &wrapped, &ctx, &[DataAction::Decrypt])
                 .expect("open data key");
         });
+        let (p50, p99, p999) = percentiles(&ns);
         println!(
-            "  {grants:>4} grant(s): p50 {:.1} µs, p99 {:.1} µs",
+            "  {grants:>4} grant(s): p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
             p50 as f64 / 1000.0,
-            p99 as f64 / 1000.0
+            p99 as f64 / 1000.0,
+            p999 as f64 / 1000.0
         );
+        if let Some(path) = &args.dump {
+            use std::fmt::Write as _;
+            let mut out = String::from("grants call ns minflt nvcsw nivcsw\n");
+            for (i, (t, u)) in ns.iter().zip(&usage).enumerate() {
+                let _ = writeln!(out, "{grants} {i} {t} {} {} {}", u[0], u[1], u[2]);
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open --dump file");
+            std::io::Write::write_all(&mut f, out.as_bytes()).expect("write --dump file");
+        }
         // Whether decisions skipped the stat of state.json and the principals file (a
         // mount or unmount anywhere on the machine also counts as a possible change).
         let checks = svc.change_checks();
@@ -158,7 +205,7 @@ fn main() {
             checks.full_checks - checks_before.full_checks,
             args.iters + args.iters / 10
         );
-        results.push(json!({ "grants": grants, "p50_ns": p50, "p99_ns": p99 }));
+        results.push(json!({ "grants": grants, "p50_ns": p50, "p99_ns": p99, "p999_ns": p999 }));
     }
     if let Some(path) = args.json {
         let doc: Value = json!({

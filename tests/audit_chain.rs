@@ -34,11 +34,11 @@ fn event(n: usize, denied: bool) -> Event {
         error_message: denied.then(|| "not allowed".to_string()),
         resources: vec![KEY_ARN.into()],
         read_only: true,
-        decision: Some(json!({
+        decision: Some(std::sync::Arc::new(json!({
             "decision": if denied { "implicitDeny" } else { "allowed" },
             "matched": [{"Source": "KeyPolicy", "sid": "Allow use", "index": 1, "effect": "Allow"}],
             "notes": []
-        })),
+        }))),
         via_service: Some("kmsfs".into()),
         fs: Some(json!({"volumeId": "v1", "fileId": format!("f{n}")})),
         remote: None,
@@ -401,6 +401,17 @@ fn two_processes_appending_keep_the_chain_valid() {
     drop(parent_log);
     let report = verify(&path).unwrap();
     assert_eq!((report.records, report.last_seq), (2001, 2001));
+    // The child inherited the parent's event id source (drawn for the first record):
+    // it must not continue it, or both sides would write the same ids.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ids: std::collections::HashSet<String> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["eventID"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2001, "event ids repeat across a fork");
 }
 
 #[test]

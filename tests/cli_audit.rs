@@ -62,7 +62,9 @@ fn write_log(path: &Path) {
             error_message: error.map(|_| "denied".to_string()),
             resources: vec![arn],
             read_only: name != "PutKeyPolicy",
-            decision: Some(json!({"decision": decision, "matched": [], "notes": []})),
+            decision: Some(std::sync::Arc::new(
+                json!({"decision": decision, "matched": [], "notes": []}),
+            )),
             via_service: None,
             fs: None,
             remote: None,

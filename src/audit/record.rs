@@ -109,7 +109,7 @@ pub(crate) fn build_into(
     w.key("kmsfs");
     w.open_obj();
     w.key("decision");
-    w.bounded_value(event.decision.as_ref().unwrap_or(&Value::Null), false);
+    w.bounded_value(event.decision.as_deref().unwrap_or(&Value::Null), false);
     w.key("fs");
     w.bounded_value(event.fs.as_ref().unwrap_or(&Value::Null), true);
     // A network caller has no uid, gid or pid the kernel vouched for: null, so that
@@ -317,25 +317,7 @@ pub fn uuid_v4() -> std::io::Result<String> {
     Ok(format_uuid_v4(b))
 }
 
-/// Random bytes for event ids, fetched 256 ids at a time: one `getrandom` per 256
-/// records instead of one per record. Bytes are taken once and never reused, and the
-/// pool remembers the process it was filled in: a forked child (same memory, new pid)
-/// discards it, so two processes never write the same event id.
-struct IdPool {
-    pid: u32,
-    bytes: [u8; 16 * ID_POOL_IDS],
-    next: usize,
-}
-
-const ID_POOL_IDS: usize = 256;
-
-static ID_POOL: std::sync::Mutex<IdPool> = std::sync::Mutex::new(IdPool {
-    pid: 0,
-    bytes: [0; 16 * ID_POOL_IDS],
-    next: 16 * ID_POOL_IDS,
-});
-
-/// A random (version 4) UUID for an audit event id, from [`IdPool`].
+/// A random-looking (version 4) UUID for an audit event id (see [`super::event_id`]).
 #[cfg(test)]
 pub(crate) fn event_id() -> std::io::Result<String> {
     let id = event_id_bytes()?;
@@ -344,25 +326,7 @@ pub(crate) fn event_id() -> std::io::Result<String> {
 
 /// [`event_id`]'s text, on the stack.
 pub(crate) fn event_id_bytes() -> std::io::Result<[u8; 36]> {
-    let mut b = [0u8; 16];
-    {
-        // A panic while holding the lock cannot hand out a byte twice: `next` moves
-        // past the bytes before they are used.
-        let mut pool = ID_POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
-        if pool.pid != pid || pool.next + 16 > pool.bytes.len() {
-            getrandom::getrandom(&mut pool.bytes)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            pool.pid = pid;
-            pool.next = 0;
-        }
-        let at = pool.next;
-        pool.next = at + 16;
-        if let Some(src) = pool.bytes.get(at..at + 16) {
-            b.copy_from_slice(src);
-        }
-    }
-    Ok(format_uuid_v4_bytes(b))
+    Ok(format_uuid_v4_bytes(super::event_id::next_id_bytes()?))
 }
 
 fn format_uuid_v4(b: [u8; 16]) -> String {
@@ -455,10 +419,9 @@ mod tests {
     }
 
     #[test]
-    fn event_ids_from_the_pool_are_distinct_v4_uuids_and_refilled_after_a_fork() {
+    fn event_ids_are_distinct_v4_uuids() {
         let mut seen = std::collections::HashSet::new();
-        // More than one pool's worth, so a refill happens on the way.
-        for _ in 0..(ID_POOL_IDS * 2 + 3) {
+        for _ in 0..600 {
             let u = event_id().unwrap();
             assert_eq!(u.len(), 36);
             assert_eq!(u.matches('-').count(), 4);
@@ -466,20 +429,6 @@ mod tests {
             assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
             assert!(seen.insert(u));
         }
-        // A pool filled by another process (what a forked child inherits) is not used:
-        // the next id comes from fresh randomness, not from the inherited bytes.
-        let inherited = {
-            let mut pool = ID_POOL.lock().unwrap();
-            pool.pid = std::process::id().wrapping_add(1);
-            pool.next = 0;
-            pool.bytes = [0; 16 * ID_POOL_IDS];
-            pool.bytes
-        };
-        let u = event_id().unwrap();
-        assert_ne!(u, format_uuid_v4([0; 16]));
-        let pool = ID_POOL.lock().unwrap();
-        assert_eq!(pool.pid, std::process::id());
-        assert_ne!(pool.bytes, inherited);
     }
 
     #[test]
@@ -513,9 +462,9 @@ mod tests {
                 "arn:aws:kms:local:111122223333:key/k".into(),
                 "not-an-arn".into(),
             ];
-            e.decision = Some(
+            e.decision = Some(std::sync::Arc::new(
                 json!({"decision": "allowed", "matched": [{"Source": "Grant", "grant_id": "g"}]}),
-            );
+            ));
             e.via_service = Some("kmsfs".into());
             e.fs = Some(json!({"volumeId": "v", "fileId": "f"}));
         }
@@ -538,7 +487,7 @@ mod tests {
         e.resources = vec![long_arn; 1000];
         e.request_parameters = big.clone();
         e.response_elements = big.clone();
-        e.decision = Some(big.clone());
+        e.decision = Some(std::sync::Arc::new(big.clone()));
         e.fs = Some(big);
         let (line, hash) = build(&e, 0, "local", 1, &"0".repeat(64), "id");
         assert!(line.len() <= MAX_RECORD_BYTES, "{} bytes", line.len());

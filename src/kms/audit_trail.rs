@@ -282,7 +282,7 @@ const SECRET_FIELDS: &[&str] = &[
 /// What a call's records hold besides the call's identity: see [`Service::finish_owned`].
 struct Recorded {
     request: Value,
-    decisions: Vec<Value>,
+    decisions: Vec<std::sync::Arc<Value>>,
     resources: Vec<String>,
     fs: Option<Value>,
 }

@@ -328,7 +328,7 @@ impl Service {
             m.insert("action".into(), Value::String(action.to_string()));
             m.insert("resource".into(), Value::String(target_arn.to_string()));
         }
-        call.decisions.push(dv);
+        call.decisions.push(std::sync::Arc::new(dv));
         if ev.decision == Decision::Allowed {
             return Ok(());
         }

@@ -528,7 +528,7 @@ fn record_decision(call: &mut Call, k: &KeyRecord, action: &str, ev: &Evaluation
         m.insert("action".into(), json!(action));
         m.insert("resource".into(), json!(k.arn));
     }
-    call.decisions.push(dv);
+    call.decisions.push(std::sync::Arc::new(dv));
     if !call.resources.contains(&k.arn) {
         call.resources.push(k.arn.clone());
     }

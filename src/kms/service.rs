@@ -124,7 +124,9 @@ pub(crate) struct Call {
     /// The change generation polled when the call began: the call's state snapshot is
     /// taken as of then (one poll per call), see [`Service::snapshot_seen`].
     pub changes: Option<u64>,
-    pub decisions: Vec<Value>,
+    /// The call's decisions as their audit records carry them (shared with the decision
+    /// cache, which hands out the same value for every open it answers).
+    pub decisions: Vec<Arc<Value>>,
     pub resources: Vec<String>,
     pub fs: Option<Value>,
     /// Extra audit response elements (the escalation-guard bypass).

@@ -224,7 +224,7 @@ impl Service {
                 m.insert("kmsfsDefault".into(), json!("account root"));
             }
         }
-        call.decisions.push(dv);
+        call.decisions.push(std::sync::Arc::new(dv));
         if !may_bypass {
             call.audit_notes.insert(
                 "kmsfsEscalationGuard".into(),

@@ -12,7 +12,7 @@ mod cache_tests;
 
 use std::sync::Arc;
 
-use cache::{DecisionKey, Rendered};
+use cache::{DecisionQuery, Rendered};
 
 use serde_json::{json, Value};
 
@@ -217,16 +217,16 @@ impl Service {
             self.authorize(call, &snap.state, a)?;
             return Ok(());
         };
-        let key = DecisionKey::new(
-            a.action,
-            &k.key_id,
-            a.context,
-            &a.extra,
-            call.via,
-            &call.who,
-            call.caller.uid,
-        );
-        if let Some(r) = self.decisions.get(snap, &call.principals, &key) {
+        let query = DecisionQuery {
+            action: a.action,
+            key_id: &k.key_id,
+            context: a.context,
+            extra: &a.extra,
+            via: call.via,
+            who: &call.who,
+            caller_uid: call.caller.uid,
+        };
+        if let Some(r) = self.decisions.get(snap, &call.principals, &query) {
             return record(call, &a, r);
         }
         let who = call.who.clone();
@@ -234,7 +234,17 @@ impl Service {
             self.evaluate_traced(call, &snap.state, &a, &who, None, None, call.via)?;
         let r = render(call, &a, &ev);
         if !read_time {
-            self.decisions.put(snap, &call.principals, key, r.clone());
+            let query = DecisionQuery {
+                action: a.action,
+                key_id: &k.key_id,
+                context: a.context,
+                extra: &a.extra,
+                via: call.via,
+                who: &who,
+                caller_uid: call.caller.uid,
+            };
+            self.decisions
+                .put(snap, &call.principals, &query, r.clone());
         }
         record(call, &a, r)
     }
@@ -325,7 +335,7 @@ fn render(call: &Call, a: &Authz<'_>, ev: &Evaluation) -> Rendered {
     }
     if ev.decision == Decision::Allowed {
         return Rendered {
-            decision: dv,
+            decision: Arc::new(dv),
             denial: None,
         };
     }
@@ -341,7 +351,7 @@ fn render(call: &Call, a: &Authz<'_>, ev: &Evaluation) -> Rendered {
         ),
     };
     Rendered {
-        decision: dv,
+        decision: Arc::new(dv),
         denial: Some(err(
             ErrorKind::AccessDenied,
             format!(
