@@ -181,6 +181,11 @@ impl Node {
         }
     }
 
+    /// (st_dev, st_ino) of the backing object.
+    pub fn backing(&self) -> (u64, u64) {
+        self.backing
+    }
+
     /// Records a content change (so the next open drops the kernel's page cache).
     pub fn changed(&self) {
         self.version.fetch_add(1, Ordering::AcqRel);
@@ -308,6 +313,33 @@ impl InodeTable {
         );
         inner.by_backing.insert(id, ino);
         Ok(node)
+    }
+
+    /// Whether the table holds a node for backing object `id`. A hint only (the node may
+    /// be forgotten right after): [`Self::remember_known`] decides.
+    pub fn holds(&self, id: (u64, u64)) -> bool {
+        self.lock().by_backing.contains_key(&id)
+    }
+
+    /// Registers one more kernel lookup of the node already held for backing object `id`
+    /// and returns it, or `None` if the table holds none (never held, or forgotten
+    /// meanwhile). The caller has just seen a name lead to `id` (an `fstatat` of the
+    /// name), so it needs no descriptor of its own: the node's pins the object. The
+    /// count is raised under the table's lock, so a `forget` cannot remove the node
+    /// between the check and the count.
+    pub fn remember_known(&self, id: (u64, u64)) -> Option<Arc<Node>> {
+        let mut inner = self.lock();
+        let ino = *inner.by_backing.get(&id)?;
+        let entry = inner.nodes.get_mut(&ino)?;
+        entry.lookups += 1;
+        Some(entry.node.clone())
+    }
+
+    /// Number of nodes held, the root included (for tests: every lookup the kernel
+    /// was given must be forgotten again, so this returns to its baseline once the
+    /// kernel drops its inodes).
+    pub fn node_count(&self) -> usize {
+        self.lock().nodes.len()
     }
 
     /// The kernel dropped `n` references; the node (and its descriptor) goes away when

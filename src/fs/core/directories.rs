@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirEntryExt, FileTypeExt};
 use std::sync::Arc;
 
-use fuser::{FileAttr, FileType};
+use fuser::{FileAttr, FileType, INodeNo};
 use nix::fcntl::{openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
@@ -369,9 +369,39 @@ impl Core {
         Ok(())
     }
 
+    /// Registers one kernel lookup of listed entry `e` of directory `dir` and returns its
+    /// node and attributes, as [`Self::remember_child`] does, but without an `O_PATH`
+    /// open, `fstat` and `close` when the table already holds the node the name leads
+    /// to (an entry the kernel looked up before: `git status` lists directories whose
+    /// every file it has just `lstat`ed, `rm -rf` those it read): then one `fstatat` of
+    /// the name. The listing's inode number only says which entries may be held; the
+    /// node is chosen by the (st_dev, st_ino) the `fstatat` gives now, because the
+    /// listing may be older than this request (a handle keeps it for later offsets)
+    /// and the name may lead to another object since (a rename through the mount). The
+    /// kernel holds the directory's lock across this request, so no change through the
+    /// mount moves the name between that `fstatat` and the kernel linking the reply.
+    fn remember_listed(&self, dir: &Node, e: &DirEntry) -> Result<(Arc<Node>, FileAttr), FsError> {
+        // Entries are on the directory's device, except mount points inside the backing
+        // directory, whose (st_dev, st_ino) then differs from the hint: they take the
+        // full path below.
+        if self.inodes.holds((dir.backing().0, e.backing_ino)) {
+            let st = fstatat(
+                &dir.fd,
+                e.backing_name.as_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+            if let Some(node) = self.inodes.remember_known(backing_id(&st)) {
+                let attr = self.attr(&node, &st);
+                return Ok((node, attr));
+            }
+        }
+        self.remember_child(dir, &e.backing_name)
+    }
+
     /// Like [`Self::readdir`], with attributes: each entry passed to `add` counts as one
     /// kernel lookup, undone if the reply buffer was full. `.` and `..` carry no lookup
-    /// (the kernel does not link them).
+    /// (the kernel does not link them, nor read their attributes; their inode numbers
+    /// are the entries' `d_ino`, as in [`Self::readdir`]).
     pub fn readdirplus(
         &self,
         ino: u64,
@@ -383,17 +413,22 @@ impl Core {
         let node = self.inodes.get(ino)?;
         let entries = self.listing(ino, &dir, offset)?;
         let own = self.getattr(ino)?;
+        // fuser takes an entry's d_ino from its attributes.
+        let parent = FileAttr {
+            ino: INodeNo(ROOT_INO),
+            ..own
+        };
         let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
         while index < 2 + entries.len() {
             let next = index as u64 + 1;
             let full = match index {
                 0 => add(ino, next, OsStr::new("."), &own),
-                1 => add(ROOT_INO, next, OsStr::new(".."), &own),
+                1 => add(ROOT_INO, next, OsStr::new(".."), &parent),
                 _ => {
                     let Some(e) = entries.get(index - 2) else {
                         break;
                     };
-                    match self.remember_child(&node, &e.backing_name) {
+                    match self.remember_listed(&node, e) {
                         Ok((child, attr)) => {
                             let full = add(child.ino, next, &e.name, &attr);
                             if full {
