@@ -369,3 +369,48 @@ pub fn backing_id(st: &FileStat) -> (u64, u64) {
     #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are u64 on some targets only
     (st.st_dev as u64, st.st_ino as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::{fstat, Mode};
+
+    fn path_fd(p: &std::path::Path) -> (OwnedFd, FileStat) {
+        let fd = open(
+            p,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let st = fstat(&fd).unwrap();
+        (fd, st)
+    }
+
+    #[test]
+    fn remember_known_counts_one_lookup_of_a_held_node_and_forget_balances_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root_fd, root_st) = path_fd(dir.path());
+        let table = InodeTable::new(root_fd, &root_st);
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let (fd, st) = path_fd(&file);
+        let id = backing_id(&st);
+        assert!(!table.holds(id));
+        assert!(table.remember_known(id).is_none(), "never held");
+
+        let node = table.remember(fd, &st).unwrap();
+        assert!(table.holds(id));
+        let again = table.remember_known(id).unwrap();
+        assert!(Arc::ptr_eq(&node, &again));
+        assert_eq!(table.node_count(), 2);
+        // Two lookups: the node stays until both are forgotten.
+        table.forget(node.ino, 1);
+        assert!(table.get(node.ino).is_ok());
+        table.forget(node.ino, 1);
+        assert!(table.get(node.ino).is_err());
+        assert!(!table.holds(id));
+        assert!(table.remember_known(id).is_none(), "forgotten");
+        assert_eq!(table.node_count(), 1);
+    }
+}
