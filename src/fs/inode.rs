@@ -323,10 +323,11 @@ impl InodeTable {
 
     /// Registers one more kernel lookup of the node already held for backing object `id`
     /// and returns it, or `None` if the table holds none (never held, or forgotten
-    /// meanwhile). The caller has just seen a name lead to `id` (an `fstatat` of the
-    /// name), so it needs no descriptor of its own: the node's pins the object. The
-    /// count is raised under the table's lock, so a `forget` cannot remove the node
-    /// between the check and the count.
+    /// meanwhile). The caller knows a name leads to `id` now (an `fstatat` of the name,
+    /// or a listing the kernel's directory lock keeps current), so it needs no
+    /// descriptor of its own: the node's descriptor pins the object. The count is raised
+    /// under the table's lock, so a `forget` cannot remove the node between the check
+    /// and the count.
     pub fn remember_known(&self, id: (u64, u64)) -> Option<Arc<Node>> {
         let mut inner = self.lock();
         let ino = *inner.by_backing.get(&id)?;

@@ -330,7 +330,7 @@ impl Core {
                     .ok()
                     .and_then(|st| NodeKind::from_stat(&st)),
             };
-            // Decrypted names are UTF-8 backing names (base64url), so this moves, not copies.
+            // A name that decrypted is base64url, so UTF-8: moved into the entry, not copied.
             let Ok(backing_name) = backing.into_string() else {
                 continue;
             };
