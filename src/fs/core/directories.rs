@@ -384,7 +384,9 @@ impl Core {
     ///
     /// Which node the name leads to: the kernel holds the directory's lock (shared)
     /// across a READDIRPLUS, and every change of its names through the mount (create,
-    /// link, unlink, rename, ...) takes it exclusively, so no name moves between the
+    /// link, unlink, rename, ...) takes it exclusively (FUSE does not opt into shared
+    /// locking of directory changes; were it to, the `fstatat` below would race the
+    /// same way as the `openat` every lookup makes), so no name moves between the
     /// request and the kernel linking its reply. With a listing taken by this request
     /// (`fresh`), the entry's `d_ino` (on the directory's device) is therefore the object
     /// the name leads to now, and a node held for it needs one `fstat` of its own
