@@ -330,6 +330,14 @@ impl InodeTable {
     /// and the count.
     pub fn remember_known(&self, id: (u64, u64)) -> Option<Arc<Node>> {
         let mut inner = self.lock();
+        // Most nodes are numbered by their backing inode number (`number_for`): one
+        // probe finds them; the others (another device, a number taken) by backing id.
+        if let Some(entry) = inner.nodes.get_mut(&id.1) {
+            if entry.node.backing == id {
+                entry.lookups += 1;
+                return Some(entry.node.clone());
+            }
+        }
         let ino = *inner.by_backing.get(&id)?;
         let entry = inner.nodes.get_mut(&ino)?;
         entry.lookups += 1;
@@ -413,5 +421,32 @@ mod tests {
         assert!(!table.holds(id));
         assert!(table.remember_known(id).is_none(), "forgotten");
         assert_eq!(table.node_count(), 1);
+    }
+
+    #[test]
+    fn remember_known_finds_a_node_numbered_from_the_counter_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root_fd, root_st) = path_fd(dir.path());
+        let table = InodeTable::new(root_fd, &root_st);
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let (fd, st) = path_fd(&file);
+        let id = backing_id(&st);
+        // Another device's object with the same inode number: numbered from the counter.
+        let (fd2, st2) = path_fd(&file);
+        let mut other = st2;
+        other.st_dev = other.st_dev.wrapping_add(1);
+        let first = table.remember(fd, &st).unwrap();
+        let second = table.remember(fd2, &other).unwrap();
+        assert_eq!(first.ino, id.1);
+        assert!(second.ino >= COUNTER_INO_BASE);
+        let again = table.remember_known(backing_id(&other)).unwrap();
+        assert!(Arc::ptr_eq(&again, &second));
+        let again = table.remember_known(id).unwrap();
+        assert!(Arc::ptr_eq(&again, &first));
+        assert!(table.remember_known((id.0, id.1 + 1)).is_none());
+        table.forget(second.ino, 2);
+        assert!(table.remember_known(backing_id(&other)).is_none());
+        assert!(Arc::ptr_eq(&table.remember_known(id).unwrap(), &first));
     }
 }
