@@ -181,6 +181,11 @@ impl Node {
         }
     }
 
+    /// (st_dev, st_ino) of the backing object.
+    pub fn backing(&self) -> (u64, u64) {
+        self.backing
+    }
+
     /// Records a content change (so the next open drops the kernel's page cache).
     pub fn changed(&self) {
         self.version.fetch_add(1, Ordering::AcqRel);
@@ -310,6 +315,42 @@ impl InodeTable {
         Ok(node)
     }
 
+    /// Whether the table holds a node for backing object `id`. A hint only (the node may
+    /// be forgotten right after): [`Self::remember_known`] decides.
+    pub fn holds(&self, id: (u64, u64)) -> bool {
+        self.lock().by_backing.contains_key(&id)
+    }
+
+    /// Registers one more kernel lookup of the node already held for backing object `id`
+    /// and returns it, or `None` if the table holds none (never held, or forgotten
+    /// meanwhile). The caller knows a name leads to `id` now (an `fstatat` of the name,
+    /// or a listing the kernel's directory lock keeps current), so it needs no
+    /// descriptor of its own: the node's descriptor pins the object. The count is raised
+    /// under the table's lock, so a `forget` cannot remove the node between the check
+    /// and the count.
+    pub fn remember_known(&self, id: (u64, u64)) -> Option<Arc<Node>> {
+        let mut inner = self.lock();
+        // Most nodes are numbered by their backing inode number (`number_for`): one
+        // probe finds them; the others (another device, a number taken) by backing id.
+        if let Some(entry) = inner.nodes.get_mut(&id.1) {
+            if entry.node.backing == id {
+                entry.lookups += 1;
+                return Some(entry.node.clone());
+            }
+        }
+        let ino = *inner.by_backing.get(&id)?;
+        let entry = inner.nodes.get_mut(&ino)?;
+        entry.lookups += 1;
+        Some(entry.node.clone())
+    }
+
+    /// Number of nodes held, the root included (for tests: every lookup the kernel
+    /// was given must be forgotten again, so this returns to its baseline once the
+    /// kernel drops its inodes).
+    pub fn node_count(&self) -> usize {
+        self.lock().nodes.len()
+    }
+
     /// The kernel dropped `n` references; the node (and its descriptor) goes away when
     /// none remain and no open handle holds it.
     pub fn forget(&self, ino: u64, n: u64) {
@@ -336,4 +377,76 @@ impl InodeTable {
 pub fn backing_id(st: &FileStat) -> (u64, u64) {
     #[allow(clippy::unnecessary_cast)] // st_dev/st_ino are u64 on some targets only
     (st.st_dev as u64, st.st_ino as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::{fstat, Mode};
+
+    fn path_fd(p: &std::path::Path) -> (OwnedFd, FileStat) {
+        let fd = open(
+            p,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let st = fstat(&fd).unwrap();
+        (fd, st)
+    }
+
+    #[test]
+    fn remember_known_counts_one_lookup_of_a_held_node_and_forget_balances_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root_fd, root_st) = path_fd(dir.path());
+        let table = InodeTable::new(root_fd, &root_st);
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let (fd, st) = path_fd(&file);
+        let id = backing_id(&st);
+        assert!(!table.holds(id));
+        assert!(table.remember_known(id).is_none(), "never held");
+
+        let node = table.remember(fd, &st).unwrap();
+        assert!(table.holds(id));
+        let again = table.remember_known(id).unwrap();
+        assert!(Arc::ptr_eq(&node, &again));
+        assert_eq!(table.node_count(), 2);
+        // Two lookups: the node stays until both are forgotten.
+        table.forget(node.ino, 1);
+        assert!(table.get(node.ino).is_ok());
+        table.forget(node.ino, 1);
+        assert!(table.get(node.ino).is_err());
+        assert!(!table.holds(id));
+        assert!(table.remember_known(id).is_none(), "forgotten");
+        assert_eq!(table.node_count(), 1);
+    }
+
+    #[test]
+    fn remember_known_finds_a_node_numbered_from_the_counter_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root_fd, root_st) = path_fd(dir.path());
+        let table = InodeTable::new(root_fd, &root_st);
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let (fd, st) = path_fd(&file);
+        let id = backing_id(&st);
+        // Another device's object with the same inode number: numbered from the counter.
+        let (fd2, st2) = path_fd(&file);
+        let mut other = st2;
+        other.st_dev = other.st_dev.wrapping_add(1);
+        let first = table.remember(fd, &st).unwrap();
+        let second = table.remember(fd2, &other).unwrap();
+        assert_eq!(first.ino, id.1);
+        assert!(second.ino >= COUNTER_INO_BASE);
+        let again = table.remember_known(backing_id(&other)).unwrap();
+        assert!(Arc::ptr_eq(&again, &second));
+        let again = table.remember_known(id).unwrap();
+        assert!(Arc::ptr_eq(&again, &first));
+        assert!(table.remember_known((id.0, id.1 + 1)).is_none());
+        table.forget(second.ino, 2);
+        assert!(table.remember_known(backing_id(&other)).is_none());
+        assert!(Arc::ptr_eq(&table.remember_known(id).unwrap(), &first));
+    }
 }

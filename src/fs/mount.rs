@@ -197,6 +197,11 @@ impl MountSession {
         self.core.open_files()
     }
 
+    /// Number of inodes the kernel holds references to (see [`Core::known_nodes`]).
+    pub fn known_nodes(&self) -> usize {
+        self.core.known_nodes()
+    }
+
     /// Detaches the mount (files still open keep working) and waits until the kernel
     /// ends the session, i.e. until the last open file is closed.
     pub fn umount(mut self) -> Result<(), FsError> {

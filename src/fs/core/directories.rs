@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirEntryExt, FileTypeExt};
 use std::sync::Arc;
 
-use fuser::{FileAttr, FileType};
+use fuser::{FileAttr, FileType, INodeNo};
 use nix::fcntl::{openat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
@@ -285,14 +285,20 @@ impl Core {
     /// for every later offset so that offsets (`telldir`/`seekdir`) stay stable. A
     /// handle's first read may come at a non-zero offset (the kernel read the start from
     /// its cache and asks for the rest, or a `seekdir` on a fresh handle): it lists then.
-    fn listing(&self, ino: u64, dir: &OpenDir, offset: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
+    /// The flag says whether the listing was taken by this call.
+    fn listing(
+        &self,
+        ino: u64,
+        dir: &OpenDir,
+        offset: u64,
+    ) -> Result<(Arc<Vec<DirEntry>>, bool), FsError> {
         let mut slot = dir.listing.lock().unwrap_or_else(|p| p.into_inner());
         match slot.as_ref() {
-            Some(entries) if offset != 0 => Ok(entries.clone()),
+            Some(entries) if offset != 0 => Ok((entries.clone(), false)),
             _ => {
                 let entries = Arc::new(self.list(ino)?);
                 *slot = Some(entries.clone());
-                Ok(entries)
+                Ok((entries, true))
             }
         }
     }
@@ -324,7 +330,8 @@ impl Core {
                     .ok()
                     .and_then(|st| NodeKind::from_stat(&st)),
             };
-            let Some(backing_name) = backing.to_str().map(str::to_string) else {
+            // A name that decrypted is base64url, so UTF-8: moved into the entry, not copied.
+            let Ok(backing_name) = backing.into_string() else {
                 continue;
             };
             if let Some(kind) = kind {
@@ -349,7 +356,7 @@ impl Core {
         mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
     ) -> Result<(), FsError> {
         let dir = self.dirs.get(fh)?;
-        let entries = self.listing(ino, &dir, offset)?;
+        let (entries, _) = self.listing(ino, &dir, offset)?;
         let dots = [(ino, OsStr::new(".")), (ROOT_INO, OsStr::new(".."))];
         let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
         while index < dots.len() + entries.len() {
@@ -369,9 +376,63 @@ impl Core {
         Ok(())
     }
 
+    /// Registers one kernel lookup of listed entry `e` of directory `dir` and returns its
+    /// node and attributes, as [`Self::remember_child`] does, but without an `O_PATH`
+    /// open and `close` when the table already holds the node the name leads to (an
+    /// entry the kernel looked up before: `git status` lists directories whose every
+    /// file it has just `lstat`ed, `rm -rf` those it read).
+    ///
+    /// Which node the name leads to: the kernel holds the directory's lock (shared)
+    /// across a READDIRPLUS, and every change of its names through the mount (create,
+    /// link, unlink, rename, ...) takes it exclusively (FUSE does not opt into shared
+    /// locking of directory changes; were it to, the `fstatat` below would race the
+    /// same way as the `openat` every lookup makes), so no name moves between the
+    /// request and the kernel linking its reply. With a listing taken by this request
+    /// (`fresh`), the entry's `d_ino` (on the directory's device) is therefore the object
+    /// the name leads to now, and a node held for it needs one `fstat` of its own
+    /// descriptor. A listing kept from an earlier request of the handle may be older
+    /// than a rename through the mount, so there the name is `fstatat`ed and the node
+    /// chosen by the (st_dev, st_ino) that gives. A mount point inside the backing
+    /// directory lists the covered directory's number, which no node is held for (its
+    /// lookups give the mounted root, on another device): it takes the full path.
+    fn remember_listed(
+        &self,
+        dir: &Node,
+        e: &DirEntry,
+        fresh: bool,
+    ) -> Result<(Arc<Node>, FileAttr), FsError> {
+        let listed = (dir.backing().0, e.backing_ino);
+        if fresh {
+            if let Some(node) = self.inodes.remember_known(listed) {
+                return match super::stat_fd(&node.fd) {
+                    Ok(st) => {
+                        let attr = self.attr(&node, &st);
+                        Ok((node, attr))
+                    }
+                    Err(err) => {
+                        self.inodes.forget(node.ino, 1);
+                        Err(err)
+                    }
+                };
+            }
+        } else if self.inodes.holds(listed) {
+            let st = fstatat(
+                &dir.fd,
+                e.backing_name.as_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+            if let Some(node) = self.inodes.remember_known(backing_id(&st)) {
+                let attr = self.attr(&node, &st);
+                return Ok((node, attr));
+            }
+        }
+        self.remember_child(dir, &e.backing_name)
+    }
+
     /// Like [`Self::readdir`], with attributes: each entry passed to `add` counts as one
     /// kernel lookup, undone if the reply buffer was full. `.` and `..` carry no lookup
-    /// (the kernel does not link them).
+    /// (the kernel does not link them, nor read their attributes; their inode numbers
+    /// are the entries' `d_ino`, as in [`Self::readdir`]).
     pub fn readdirplus(
         &self,
         ino: u64,
@@ -381,19 +442,24 @@ impl Core {
     ) -> Result<(), FsError> {
         let dir = self.dirs.get(fh)?;
         let node = self.inodes.get(ino)?;
-        let entries = self.listing(ino, &dir, offset)?;
+        let (entries, fresh) = self.listing(ino, &dir, offset)?;
         let own = self.getattr(ino)?;
+        // fuser takes an entry's d_ino from its attributes.
+        let parent = FileAttr {
+            ino: INodeNo(ROOT_INO),
+            ..own
+        };
         let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
         while index < 2 + entries.len() {
             let next = index as u64 + 1;
             let full = match index {
                 0 => add(ino, next, OsStr::new("."), &own),
-                1 => add(ROOT_INO, next, OsStr::new(".."), &own),
+                1 => add(ROOT_INO, next, OsStr::new(".."), &parent),
                 _ => {
                     let Some(e) = entries.get(index - 2) else {
                         break;
                     };
-                    match self.remember_child(&node, &e.backing_name) {
+                    match self.remember_listed(&node, e, fresh) {
                         Ok((child, attr)) => {
                             let full = add(child.ino, next, &e.name, &attr);
                             if full {

@@ -229,6 +229,13 @@ impl Core {
         self.files.len()
     }
 
+    /// Number of inodes the kernel holds references to, the root included (for tests:
+    /// lookup counts must balance, so this returns to its baseline once the kernel has
+    /// dropped its inodes).
+    pub fn known_nodes(&self) -> usize {
+        self.inodes.node_count()
+    }
+
     /// This mount's new files (where no directory rule applies) use `key` instead of
     /// the volume's default key (`kmsfs mount --key`). Not persisted.
     pub fn override_default_key(&mut self, key: String) {
