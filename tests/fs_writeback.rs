@@ -483,3 +483,30 @@ fn without_the_option_the_cache_stays_off() {
     want[100..103].copy_from_slice(b"XYZ");
     assert_eq!(fs::read(&p).unwrap(), want);
 }
+
+#[test]
+fn the_kernels_mtime_reaches_the_backing_file() {
+    use std::os::unix::fs::MetadataExt;
+    let mut m = mounted();
+    let mtime = |p: &Path| {
+        let md = fs::metadata(p).unwrap();
+        (md.mtime(), md.mtime_nsec(), md.len())
+    };
+    // Written and closed: the kernel stamped the time when the write(2) happened and
+    // sends it after writing the pages back, so the backing file keeps the kernel's
+    // time, not the later one of the daemon's pwrite.
+    let a = m.path("d/a");
+    fs::write(&a, pattern(50_000, 4)).unwrap();
+    let after_close = mtime(&a);
+    // An explicit time set while pages are dirty outlives their write-back.
+    let b = m.path("d/b");
+    let mut f = File::create(&b).unwrap();
+    f.write_all(&pattern(9000, 5)).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_500_000_000, 123_456_789);
+    f.set_times(fs::FileTimes::new().set_modified(when)).unwrap();
+    drop(f);
+    assert_eq!(mtime(&b), (1_500_000_000, 123_456_789, 9000));
+    remount(&mut m);
+    assert_eq!(mtime(&a), after_close);
+    assert_eq!(mtime(&b), (1_500_000_000, 123_456_789, 9000));
+}
