@@ -65,7 +65,7 @@ pub struct ParsedOptions {
     /// keys are reached (`None`: the volume's endpoint, or the defaults).
     pub remote: RemoteOptions,
     /// `writeback_cache`: the kernel's writeback cache (libfuse's option name); off by
-    /// default. README.md, "Mount options", says what it changes.
+    /// default. README.md (its paragraph on `-o writeback_cache`) says what it changes.
     pub writeback_cache: bool,
 }
 
