@@ -503,7 +503,8 @@ fn the_kernels_mtime_reaches_the_backing_file() {
     let mut f = File::create(&b).unwrap();
     f.write_all(&pattern(9000, 5)).unwrap();
     let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_500_000_000, 123_456_789);
-    f.set_times(fs::FileTimes::new().set_modified(when)).unwrap();
+    f.set_times(fs::FileTimes::new().set_modified(when))
+        .unwrap();
     drop(f);
     assert_eq!(mtime(&b), (1_500_000_000, 123_456_789, 9000));
     remount(&mut m);

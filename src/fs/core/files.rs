@@ -404,7 +404,8 @@ impl Core {
         reply: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, FsError> {
         let h = self.files.get(fh)?;
-        if !h.access.read && !(h.access.write && self.writeback()) {
+        let readable = h.access.read || (h.access.write && self.writeback());
+        if !readable {
             return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
         }
         let g = read_guard(&h.node);
