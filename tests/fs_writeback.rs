@@ -498,6 +498,21 @@ fn the_kernels_mtime_reaches_the_backing_file() {
     let a = m.path("d/a");
     fs::write(&a, pattern(50_000, 4)).unwrap();
     let after_close = mtime(&a);
+    // syncfs(2) before the close: its first pass sends the pages and then the times
+    // without waiting for the pages, so the daemon may see the time first.
+    let mut synced = Vec::new();
+    for i in 0..20u8 {
+        let c = m.path(&format!("d/c{i}"));
+        let mut f = File::create(&c).unwrap();
+        f.write_all(&pattern(300_000, i)).unwrap();
+        // SAFETY: syncfs on a descriptor this function owns.
+        assert_eq!(
+            unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) },
+            0
+        );
+        drop(f);
+        synced.push((c.clone(), mtime(&c)));
+    }
     // An explicit time set while pages are dirty outlives their write-back.
     let b = m.path("d/b");
     let mut f = File::create(&b).unwrap();
@@ -509,5 +524,8 @@ fn the_kernels_mtime_reaches_the_backing_file() {
     assert_eq!(mtime(&b), (1_500_000_000, 123_456_789, 9000));
     remount(&mut m);
     assert_eq!(mtime(&a), after_close);
+    for (c, before) in &synced {
+        assert_eq!(mtime(c), *before, "{}", c.display());
+    }
     assert_eq!(mtime(&b), (1_500_000_000, 123_456_789, 9000));
 }

@@ -446,7 +446,25 @@ impl Core {
         // Before the content changes: a crash in between leaves the bits dropped, never
         // new content under them.
         let dropped = killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
-        content::write(&h.file, &cipher, offset, data)?;
+        // With the writeback cache the kernel owns mtime: it stamps it at write(2) and
+        // sends it in a SETATTR of its own, which may be answered before this WRITE of
+        // the same pages (the flusher sends both without waiting). The backing pwrite
+        // must not move the time afterwards: it is put back, under the content lock
+        // that the kernel's time updates also take (`Core::setattr`).
+        let kept_mtime = if self.writeback() {
+            Some(super::stat_fd(h.file.as_fd())?)
+        } else {
+            None
+        };
+        let res = content::write(&h.file, &cipher, offset, data);
+        if let Some(st) = kept_mtime {
+            nix::sys::stat::futimens(
+                &h.file,
+                &nix::sys::time::TimeSpec::UTIME_OMIT,
+                &nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+            )?;
+        }
+        res?;
         h.node.changed();
         Ok((written, dropped))
     }
