@@ -3,7 +3,9 @@
 //! O_TRUNC, fallocate and chown, and kept for root. The mount negotiates
 //! FUSE_HANDLE_KILLPRIV_V2 (the kernel then leaves this to the daemon), so each path is
 //! run through the mount by a real other uid (setpriv), beside the same steps in a plain
-//! directory as the reference. Needs root.
+//! directory as the reference. Each case runs again with `-o writeback_cache`, where the
+//! kernel itself writes a file that keeps set-id bits through to the daemon (its
+//! `file_remove_privs` path) instead of into the page cache. Needs root.
 
 mod support;
 
@@ -95,11 +97,18 @@ fn run_as(uid: u32, script: &str) -> std::process::Output {
     }
 }
 
-/// A live mount where ALICE may use the default key, a directory `d` in it that anyone
+/// [`MULTI_USER`] with the kernel's writeback cache.
+const WRITEBACK: &[&str] = &["allow_other", "default_permissions", "writeback_cache"];
+
+/// A live mount (with `options`) where ALICE may use the default key, a directory `d` in it that anyone
 /// may write, and a plain directory of the host that anyone may write: the reference.
-fn mount_and_plain() -> (Mounted, PathBuf, tempfile::TempDir) {
-    let m = Mounted::new(MULTI_USER);
+fn mount_and_plain(options: &[&str]) -> (Mounted, PathBuf, tempfile::TempDir) {
+    let m = Mounted::new(options);
     m.assert_live();
+    assert_eq!(
+        m.session().writeback_cache(),
+        options.contains(&"writeback_cache")
+    );
     m.keys.allow(
         ALICE,
         DEFAULT_KEY,
@@ -173,7 +182,16 @@ fn expected(step: &Step, mode: u32) -> u32 {
 
 #[test]
 fn unprivileged_changes_drop_set_id_bits_and_root_keeps_them() {
-    let (_m, dir, plain) = mount_and_plain();
+    changes_drop_set_id_bits(MULTI_USER);
+}
+
+#[test]
+fn unprivileged_changes_drop_set_id_bits_and_root_keeps_them_with_writeback_cache() {
+    changes_drop_set_id_bits(WRITEBACK);
+}
+
+fn changes_drop_set_id_bits(options: &[&str]) {
+    let (_m, dir, plain) = mount_and_plain(options);
     let on_mount = run_steps(&dir);
     // The same steps in a plain directory of the host: the reference.
     let reference = run_steps(plain.path());
@@ -212,7 +230,16 @@ fn caps(p: &Path) -> String {
 /// it itself: the daemon stores it as any other extended attribute).
 #[test]
 fn file_capabilities_go_on_every_change() {
-    let (_m, dir, plain) = mount_and_plain();
+    capabilities_go(MULTI_USER);
+}
+
+#[test]
+fn file_capabilities_go_on_every_change_with_writeback_cache() {
+    capabilities_go(WRITEBACK);
+}
+
+fn capabilities_go(options: &[&str]) {
+    let (_m, dir, plain) = mount_and_plain(options);
     for d in [dir.as_path(), plain.path()] {
         for (i, step) in STEPS.iter().enumerate() {
             let p = alice_file(d, &format!("c{i}"), 0o755);
@@ -234,7 +261,16 @@ fn file_capabilities_go_on_every_change() {
 /// the daemon) treats it as a caller without CAP_FSETID.
 #[test]
 fn root_in_a_user_namespace_drops_the_bits() {
-    let m = Mounted::new(MULTI_USER);
+    user_namespace_root_drops(MULTI_USER);
+}
+
+#[test]
+fn root_in_a_user_namespace_drops_the_bits_with_writeback_cache() {
+    user_namespace_root_drops(WRITEBACK);
+}
+
+fn user_namespace_root_drops(options: &[&str]) {
+    let m = Mounted::new(options);
     m.assert_live();
     let plain = tempfile::Builder::new()
         .prefix("kmsfs-killpriv-plain-")
@@ -290,7 +326,7 @@ fn create_with_mode(dir: &Path, name: &str, mode: u32, uid: u32) -> (String, Str
 fn a_create_keeps_the_set_id_and_sticky_bits_it_asks_for() {
     // A chown clears set-id bits: the daemon (root) gives a new object its owner and
     // must set the mode after that, or a create of 04755 would come out 0755.
-    let (_m, dir, plain) = mount_and_plain();
+    let (_m, dir, plain) = mount_and_plain(MULTI_USER);
     for uid in [0, ALICE] {
         for mode in [0o4755, 0o2755, 0o6755, 0o1755, 0o4711] {
             let name = format!("c{uid}-{mode:o}");

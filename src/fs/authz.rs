@@ -7,7 +7,7 @@
 //! | open write-only | Encrypt | same |
 //! | open read-write, or any open with O_TRUNC | Decrypt and/or Encrypt | same |
 //! | truncate without an open handle | Encrypt | same |
-//! | re-key: truncation to zero, or first write into a header-only file whose key this mount did not generate | GenerateDataKey (as [`new_file`]), after the open's or truncate's own check | the directory's key rule now |
+//! | re-key: truncation to zero, or first write into a header-only file whose key this mount did not generate (with the writeback cache: a writable open of one) | GenerateDataKey (as [`new_file`]), after the open's or truncate's own check | the directory's key rule now |
 //!
 //! Every call goes to the [`DataKeys`] provider, which authorizes and audits: nothing is
 //! cached here across opens, so a policy change takes effect on the next open. The

@@ -172,6 +172,21 @@ impl Filesystem for KmsFs {
         self.killpriv = config
             .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
             .is_ok();
+        // `-o writeback_cache` only: write(2) then returns once the kernel's page cache
+        // holds the data, and the kernel writes dirty pages back in large requests, at
+        // the latest on close (its flush writes them back even though FLUSH is
+        // answered ENOSYS) or fsync. Opens are still all authorized here; what changes
+        // is that a write neither fsync'd nor closed can be lost with the daemon
+        // (docs/THREAT_MODEL.md). A kernel that does not offer it leaves it off.
+        if self.core.writeback_requested() {
+            let granted = config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok();
+            if !granted {
+                log::warn!("writeback_cache: not offered by the kernel, left off");
+            }
+            self.core.set_writeback(granted);
+        }
         Ok(())
     }
 
@@ -209,6 +224,9 @@ impl Filesystem for KmsFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
+        // With the writeback cache the kernel owns times and sends its mtime and ctime
+        // when it writes them back; mtime is applied below, ctime cannot be set on the
+        // backing file (which moves its own ctime) and is ignored.
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -430,6 +448,9 @@ impl Filesystem for KmsFs {
         // nothing to do and no error to report. ENOSYS tells the kernel so once: it then
         // treats every later close's flush as done without a round trip (no lock
         // requests are implemented here, so no lock owner needs the flush either).
+        // With the writeback cache the kernel's flush still writes the file's dirty
+        // pages back and waits for them before it looks at ENOSYS (fuse_flush), so
+        // close(2) returns after the data reached the backing file, with its error.
         match self.core.flush(fh.0) {
             Ok(()) => reply.error(Errno::ENOSYS),
             Err(e) => reply.error(errno(&e)),

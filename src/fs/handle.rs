@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::format::ContentCipher;
+use crate::kms::provider::Caller;
 
 use super::authz::Access;
 use super::error::FsError;
@@ -31,8 +32,14 @@ pub struct OpenFile {
     /// The node's [`ContentKey::epoch`] when `cipher` was obtained.
     pub epoch: u64,
     pub access: Access,
-    /// `O_APPEND`: every write goes to the current end of file.
+    /// `O_APPEND`: every write goes to the current end of file. Always false with the
+    /// writeback cache, where the kernel positions appends itself and its WRITEs carry
+    /// the offsets to use (its size is ahead of the backing file's while pages are dirty).
     pub append: bool,
+    /// Who opened (or created) the file. With the writeback cache, WRITEs come from the
+    /// kernel's flusher, not from the writer; a re-key a write needs is then asked as
+    /// the opener of the handle the kernel writes through.
+    pub opener: Caller,
     /// Keeps the node's newer cipher (if the file is re-keyed) for as long as this open
     /// lives; taken before `epoch` was read.
     pub _pin: CipherPin<Arc<Node>>,

@@ -64,6 +64,9 @@ pub struct ParsedOptions {
     /// `kms_endpoint=URL`, `kms_timeout=SECONDS`, `kms_cache_ttl=SECONDS`: how remote
     /// keys are reached (`None`: the volume's endpoint, or the defaults).
     pub remote: RemoteOptions,
+    /// `writeback_cache`: the kernel's writeback cache (libfuse's option name); off by
+    /// default. README.md (its paragraph on `-o writeback_cache`) says what it changes.
+    pub writeback_cache: bool,
 }
 
 /// The remote-key mount options, as given (`None`: not given).
@@ -95,6 +98,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
     let mut fsname = None;
     let mut subtype = None;
     let mut remote = RemoteOptions::default();
+    let mut writeback_cache = false;
     for opt in options.iter().flat_map(|o| o.split(',')).map(str::trim) {
         match opt {
             "" => {}
@@ -119,6 +123,8 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
             "async" => out.push(MountOption::Async),
             "dirsync" => out.push(MountOption::DirSync),
             "nonempty" => nonempty = true,
+            "writeback_cache" => writeback_cache = true,
+            "no_writeback_cache" => writeback_cache = false,
             o if o.starts_with("key=") && o.len() > 4 => default_key = Some(o[4..].to_string()),
             o if o.starts_with("fsname=") => fsname = Some(o["fsname=".len()..].to_string()),
             o if o.starts_with("subtype=") => subtype = Some(o["subtype=".len()..].to_string()),
@@ -155,6 +161,7 @@ pub fn parse_options(options: &[String]) -> Result<ParsedOptions, FsError> {
         default_key,
         nonempty,
         remote,
+        writeback_cache,
     })
 }
 
@@ -190,6 +197,11 @@ impl MountSession {
         self.session
             .as_ref()
             .is_some_and(|s| !s.guard.is_finished())
+    }
+
+    /// Whether the kernel granted the writeback cache (`-o writeback_cache`) at INIT.
+    pub fn writeback_cache(&self) -> bool {
+        self.core.writeback()
     }
 
     /// Number of files currently open through this mount.
@@ -286,6 +298,7 @@ pub fn mount(spec: &MountSpec, keys: Arc<dyn DataKeys>) -> Result<MountSession, 
     if let Some(key) = &parsed.default_key {
         core.override_default_key(key.clone());
     }
+    core.request_writeback(parsed.writeback_cache);
     let core = Arc::new(core);
     raise_fd_limit();
     tune_allocator();
@@ -695,6 +708,21 @@ mod tests {
         );
         drop(first);
         BackingLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn writeback_cache_is_off_unless_asked_for() {
+        assert!(
+            !parse_options(&opts(&["allow_other"]))
+                .unwrap()
+                .writeback_cache
+        );
+        let p = parse_options(&opts(&["allow_other,writeback_cache"])).unwrap();
+        assert!(p.writeback_cache);
+        // The daemon's option, never passed to the kernel or fusermount3.
+        assert!(!fusermount_options(&p.mount_options, p.acl).contains("writeback"));
+        let p = parse_options(&opts(&["writeback_cache", "no_writeback_cache"])).unwrap();
+        assert!(!p.writeback_cache);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::fs::error::FsError;
 use crate::fs::inode::{NodeKind, ROOT_INO};
 use crate::fs::sys;
 
-use super::{stat_fd, time_spec, Core, SetAttr, StatFs};
+use super::{stat_fd, time_spec, write_guard, Core, SetAttr, StatFs};
 
 impl Core {
     pub fn getattr(&self, ino: u64) -> Result<FileAttr, FsError> {
@@ -79,6 +79,10 @@ impl Core {
         }
         if change.atime.is_some() || change.mtime.is_some() {
             self.writable()?;
+            // With the writeback cache, not between a WRITE's backing pwrite and its
+            // putting the kernel's mtime back (`Core::write`).
+            let _content =
+                (self.writeback() && node.kind == NodeKind::File).then(|| write_guard(&node));
             if node.kind == NodeKind::Symlink {
                 // The symlink itself (lutimes): /proc/self/fd would follow it.
                 match sys::utimens_fd(

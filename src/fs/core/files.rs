@@ -304,7 +304,8 @@ impl Core {
             cipher,
             epoch,
             access: Access::from_flags(flags),
-            append: flags & libc::O_APPEND != 0,
+            append: flags & libc::O_APPEND != 0 && !self.writeback(),
+            opener: *caller,
             _pin: pin,
         });
         Ok((attr, fh))
@@ -363,6 +364,15 @@ impl Core {
             dropped = killpriv::drop_privs(file.as_fd(), kill_priv)?;
             self.truncate_locked(caller, &node, &file, current, &mut g, 0)?;
             node.changed();
+        } else if access.write && self.writeback() {
+            // With the writeback cache the first write reaches this daemon only when the
+            // kernel writes the page back: from its flusher, after write(2) returned,
+            // and a refused re-key would surface only as EIO at close. So a writable
+            // open of an empty file whose key this mount did not generate re-keys here,
+            // as the opener, and a refusal is this open's EACCES.
+            let mut g = write_guard(&node);
+            let current = current_cipher(&cipher, epoch, &g).clone();
+            self.cipher_for_sealing(caller, &node, &file, current, &mut g)?;
         }
         let keep_cache = node.unchanged_since_last_open();
         let fh = self.files.insert(OpenFile {
@@ -371,13 +381,21 @@ impl Core {
             cipher,
             epoch,
             access,
-            append: flags & libc::O_APPEND != 0,
+            append: flags & libc::O_APPEND != 0 && !self.writeback(),
+            opener: *caller,
             _pin: pin,
         });
         Ok((fh, keep_cache, dropped))
     }
 
     /// Reads plaintext and hands it to `reply` (no copy into an owned buffer).
+    ///
+    /// With the writeback cache a write-only handle is read too: the kernel reads the
+    /// rest of a page before a write that covers only part of it (its `write_begin`),
+    /// through the writer's handle. The bytes go into the kernel's page cache, not to
+    /// the writer: `read(2)`, `mmap` and `splice` on a write-only descriptor are refused
+    /// by the kernel before any request. It is the read-modify-write this daemon does
+    /// itself for a partial block without the cache, with the key the open unlocked.
     pub fn read<R>(
         &self,
         fh: u64,
@@ -386,7 +404,8 @@ impl Core {
         reply: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, FsError> {
         let h = self.files.get(fh)?;
-        if !h.access.read {
+        let readable = h.access.read || (h.access.write && self.writeback());
+        if !readable {
             return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
         }
         let g = read_guard(&h.node);
@@ -397,6 +416,8 @@ impl Core {
     /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
     /// Set-uid/set-gid go before the content changes, as `kill_priv` says; returns the
     /// count written and whether they went (the kernel's cached mode is then stale).
+    /// With the writeback cache the re-key is asked as the handle's opener: the request
+    /// then comes from the kernel's flusher (see [`OpenFile::opener`]).
     pub fn write(
         &self,
         caller: &Caller,
@@ -411,6 +432,7 @@ impl Core {
         }
         let written = u32::try_from(data.len())
             .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
+        let caller = if self.writeback() { &h.opener } else { caller };
         let mut g = write_guard(&h.node);
         let mut cipher = h.cipher(&g).clone();
         if !data.is_empty() {
@@ -424,7 +446,25 @@ impl Core {
         // Before the content changes: a crash in between leaves the bits dropped, never
         // new content under them.
         let dropped = killpriv::drop_privs(h.file.as_fd(), kill_priv)?;
-        content::write(&h.file, &cipher, offset, data)?;
+        // With the writeback cache the kernel owns mtime: it stamps it at write(2) and
+        // sends it in a SETATTR of its own, which may be answered before this WRITE of
+        // the same pages (the flusher sends both without waiting). The backing pwrite
+        // must not move the time afterwards: it is put back, under the content lock
+        // that the kernel's time updates also take (`Core::setattr`).
+        let kept_mtime = if self.writeback() {
+            Some(super::stat_fd(h.file.as_fd())?)
+        } else {
+            None
+        };
+        let res = content::write(&h.file, &cipher, offset, data);
+        if let Some(st) = kept_mtime {
+            nix::sys::stat::futimens(
+                &h.file,
+                &nix::sys::time::TimeSpec::UTIME_OMIT,
+                &nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+            )?;
+        }
+        res?;
         h.node.changed();
         Ok((written, dropped))
     }

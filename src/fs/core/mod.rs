@@ -25,7 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -113,6 +113,14 @@ pub struct Core {
     /// this mount: setting or removing a rule, and every rename (a directory moved under
     /// another ancestor inherits that ancestor's rule).
     rules_generation: AtomicU64,
+    /// `-o writeback_cache` was given: the FUSE session asks the kernel for
+    /// FUSE_WRITEBACK_CACHE at INIT.
+    writeback_requested: bool,
+    /// The kernel granted FUSE_WRITEBACK_CACHE (set at INIT, before any other request):
+    /// it then owns size, times and `O_APPEND` positioning of regular files, writes
+    /// dirty pages back through any writable handle, and may read through a write-only
+    /// one to fill a page it writes into partially (see [`Core::read`]).
+    writeback: AtomicBool,
 }
 
 /// Lists a backing directory given its (`O_PATH`) descriptor; `.` and `..` excluded.
@@ -221,7 +229,29 @@ impl Core {
             own_gid: nix::unistd::getegid(),
             rule_cache: Mutex::new(HashMap::new()),
             rules_generation: AtomicU64::new(0),
+            writeback_requested: false,
+            writeback: AtomicBool::new(false),
         })
+    }
+
+    /// Asks for the kernel's writeback cache (`-o writeback_cache`); takes effect only
+    /// if the kernel grants it at INIT ([`Self::set_writeback`]).
+    pub fn request_writeback(&mut self, on: bool) {
+        self.writeback_requested = on;
+    }
+
+    pub fn writeback_requested(&self) -> bool {
+        self.writeback_requested
+    }
+
+    /// Called once at INIT with what the kernel granted.
+    pub fn set_writeback(&self, on: bool) {
+        self.writeback.store(on, Ordering::Release);
+    }
+
+    /// Whether the kernel's writeback cache is on for this mount.
+    pub fn writeback(&self) -> bool {
+        self.writeback.load(Ordering::Acquire)
     }
 
     /// Number of open file handles (for tests and the CLI's status).
