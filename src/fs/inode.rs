@@ -357,19 +357,32 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        let mut inner = self.lock();
-        let remove = match inner.nodes.get_mut(&ino) {
-            Some(entry) => {
-                entry.lookups = entry.lookups.saturating_sub(n);
-                entry.lookups == 0
-            }
-            None => false,
-        };
-        if remove {
-            if let Some(entry) = inner.nodes.remove(&ino) {
+        let removed = {
+            let mut inner = self.lock();
+            let remove = match inner.nodes.get_mut(&ino) {
+                Some(entry) => {
+                    entry.lookups = entry.lookups.saturating_sub(n);
+                    entry.lookups == 0
+                }
+                None => false,
+            };
+            let removed = if remove {
+                inner.nodes.remove(&ino)
+            } else {
+                None
+            };
+            if let Some(entry) = &removed {
                 inner.by_backing.remove(&entry.node.backing);
             }
-        }
+            removed
+        };
+        // Dropped after the table's lock is released: the last reference closes the
+        // node's descriptor, and the close of a file unlinked meanwhile is where the
+        // backing file system frees its inode (on ext4, evict, truncate and a journal
+        // update: tens of µs, and it may sleep). Every lookup, create and unlink needs
+        // the table's lock, so under it that close stalled them all (`rm -rf`: the
+        // workers then waited on each other, docs/PERFORMANCE.md round 7).
+        drop(removed);
     }
 }
 
