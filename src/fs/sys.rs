@@ -1,9 +1,10 @@
 //! Small wrappers over system calls that nix does not cover (extended attributes,
-//! `linkat` through `/proc/self/fd`), always on descriptors of the backing directory.
+//! `linkat` of a descriptor), always on descriptors of the backing directory.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::errno::Errno;
 
@@ -28,11 +29,71 @@ fn check(ret: isize) -> Result<usize, FsError> {
     }
 }
 
-/// Creates a hard link `dir/name` to the object behind `target` (an `O_PATH` fd),
-/// without needing CAP_DAC_READ_SEARCH.
+/// Whether `linkat(fd, "", ..., AT_EMPTY_PATH)` links for this daemon: unknown until
+/// the first create, then learnt once (the daemon's credentials do not change).
+static EMPTY_PATH_LINK: AtomicU8 = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+const EMPTY_PATH_UNKNOWN: u8 = 0;
+const EMPTY_PATH_WORKS: u8 = 1;
+const EMPTY_PATH_REFUSED: u8 = 2;
+
+/// Creates a hard link `dir/name` to the object behind `target` (an `O_TMPFILE` or
+/// `O_PATH` descriptor). Never replaces an existing name (`EEXIST`).
+///
+/// Directly on the descriptor (`AT_EMPTY_PATH`) where the kernel allows it: with
+/// CAP_DAC_READ_SEARCH (a daemon running as root), or, since Linux 6.10, for a
+/// descriptor opened with the caller's own credentials. That spares the kernel the walk
+/// of `/proc/self/fd/N` (a path lookup through procfs on every create). Where the kernel
+/// refuses it (`ENOENT`), the `/proc/self/fd/N` link is used, which needs no capability;
+/// once that has worked after a refusal, the direct call is not tried again.
 pub fn link_fd(target: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), FsError> {
-    let from = proc_path(target);
+    link_learning(&EMPTY_PATH_LINK, target, dir, name)
+}
+
+/// [`link_fd`] with the learnt way kept in `way` (a seam for tests).
+fn link_learning(
+    way: &AtomicU8,
+    target: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> Result<(), FsError> {
     let to = cstr(name)?;
+    if way.load(Ordering::Relaxed) == EMPTY_PATH_REFUSED {
+        return link_proc_path(target, dir, &to);
+    }
+    match link_empty_path(target, dir, &to) {
+        Ok(()) => {
+            way.store(EMPTY_PATH_WORKS, Ordering::Relaxed);
+            return Ok(());
+        }
+        // A refusal of AT_EMPTY_PATH, or a directory or file removed meanwhile: the
+        // fallback tells them apart (it fails too in the second case).
+        Err(FsError::Sys(Errno::ENOENT)) => {}
+        Err(e) => return Err(e),
+    }
+    link_proc_path(target, dir, &to)?;
+    way.store(EMPTY_PATH_REFUSED, Ordering::Relaxed);
+    Ok(())
+}
+
+/// `linkat(target, "", dir, to, AT_EMPTY_PATH)`.
+fn link_empty_path(target: BorrowedFd<'_>, dir: BorrowedFd<'_>, to: &CStr) -> Result<(), FsError> {
+    // SAFETY: both strings are valid NUL-terminated C strings that outlive the call.
+    let ret = unsafe {
+        libc::linkat(
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(ret as isize).map(drop)
+}
+
+/// `linkat` of `/proc/self/fd/N` (the magic link followed to the object), which needs
+/// no capability.
+fn link_proc_path(target: BorrowedFd<'_>, dir: BorrowedFd<'_>, to: &CStr) -> Result<(), FsError> {
+    let from = proc_path(target);
     // SAFETY: both strings are valid NUL-terminated C strings that outlive the call.
     let ret = unsafe {
         libc::linkat(
@@ -143,4 +204,107 @@ pub fn remove_xattr(fd: BorrowedFd<'_>, name: &OsStr) -> Result<(), FsError> {
     let name = cstr(name)?;
     // SAFETY: both strings are valid NUL-terminated C strings.
     check(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) } as isize).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmpfile_in(dir: &std::path::Path) -> OwnedFd {
+        open(
+            dir,
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap()
+    }
+
+    fn dir_fd(dir: &std::path::Path) -> OwnedFd {
+        open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn link_by_descriptor_is_used_and_learnt_when_the_kernel_allows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let way = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+        let (file, d) = (tmpfile_in(dir.path()), dir_fd(dir.path()));
+        link_learning(&way, file.as_fd(), d.as_fd(), OsStr::new("a")).unwrap();
+        assert!(dir.path().join("a").is_file());
+        // The daemon's own descriptor: allowed as root (CAP_DAC_READ_SEARCH) and, since
+        // Linux 6.10, for the opener's own credentials.
+        assert_eq!(way.load(Ordering::Relaxed), EMPTY_PATH_WORKS);
+        // Never replaces a name.
+        let err = link_learning(&way, file.as_fd(), d.as_fd(), OsStr::new("a")).unwrap_err();
+        assert!(matches!(err, FsError::Sys(Errno::EEXIST)), "{err:?}");
+        assert_eq!(way.load(Ordering::Relaxed), EMPTY_PATH_WORKS);
+    }
+
+    /// A descriptor opened by root, linked by a thread that is no longer root (no
+    /// CAP_DAC_READ_SEARCH, other credentials than the opener's): the kernel refuses
+    /// AT_EMPTY_PATH with ENOENT, and the `/proc/self/fd` link makes the file anyway.
+    #[test]
+    fn link_falls_back_to_the_proc_path_when_the_kernel_refuses_the_descriptor() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to open as one user and link as another");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (file, d) = (tmpfile_in(dir.path()), dir_fd(dir.path()));
+        let way = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+        let (direct, linked, second) = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: raw syscalls change this thread's credentials only (and drop
+                // its capabilities), unlike glibc's process-wide wrappers.
+                unsafe {
+                    assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+                    assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+                }
+                let direct = link_empty_path(file.as_fd(), d.as_fd(), c"direct");
+                let linked = link_learning(&way, file.as_fd(), d.as_fd(), OsStr::new("b"));
+                let learnt = way.load(Ordering::Relaxed);
+                let second = link_learning(&way, file.as_fd(), d.as_fd(), OsStr::new("c"));
+                (direct, linked.map(|()| learnt), second)
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(
+            matches!(direct, Err(FsError::Sys(Errno::ENOENT))),
+            "AT_EMPTY_PATH without the capability: {direct:?}"
+        );
+        assert_eq!(linked.unwrap(), EMPTY_PATH_REFUSED);
+        second.unwrap();
+        assert!(dir.path().join("b").is_file());
+        assert!(dir.path().join("c").is_file());
+        assert!(!dir.path().join("direct").exists());
+    }
+
+    #[test]
+    fn link_of_a_file_with_no_name_left_fails_both_ways_and_learns_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone");
+        std::fs::write(&path, b"x").unwrap();
+        let file = open(
+            &path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let d = dir_fd(dir.path());
+        let way = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+        let err = link_learning(&way, file.as_fd(), d.as_fd(), OsStr::new("again")).unwrap_err();
+        assert!(matches!(err, FsError::Sys(Errno::ENOENT)), "{err:?}");
+        assert_eq!(way.load(Ordering::Relaxed), EMPTY_PATH_UNKNOWN);
+    }
 }
