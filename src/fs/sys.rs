@@ -260,6 +260,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let (file, d) = (tmpfile_in(dir.path()), dir_fd(dir.path()));
+        // The linking user's own file, as a daemon's new files are (otherwise
+        // `fs.protected_hardlinks` refuses the link for another reason).
+        nix::unistd::fchown(
+            &file,
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
         let way = AtomicU8::new(EMPTY_PATH_UNKNOWN);
         let (direct, linked, second) = std::thread::scope(|s| {
             s.spawn(|| {
