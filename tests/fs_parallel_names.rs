@@ -19,6 +19,9 @@ const THREADS: usize = 4;
 const NAMES: usize = 12;
 const ROUNDS: usize = 150;
 
+/// Per modelled name: who wrote the file that has it now (`writer`, `round`), if any.
+type Model = Vec<Mutex<Option<(usize, usize)>>>;
+
 /// Descriptors open in this process (the daemon runs in it).
 fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd").unwrap().count()
@@ -57,7 +60,7 @@ fn check_body(bytes: &[u8], name: &str) {
 /// Lookups, creates, reads and unlinks of one name: the outcome checked against the
 /// model, each name's operations kept in order by a lock of the test (names differ
 /// between concurrent operations, the directory and the daemon's tables are shared).
-fn modelled_op(dir: &Path, model: &[Mutex<Option<(usize, usize)>>], t: usize, round: usize) {
+fn modelled_op(dir: &Path, model: &Model, t: usize, round: usize) {
     let i = (t * 7 + round * 5) % NAMES;
     let name = format!("n{i}");
     let p = dir.join(&name);
@@ -146,8 +149,7 @@ fn parallel_creates_unlinks_and_lookups_of_the_same_names_lose_nothing_and_leak_
     let nodes_before = m.session().known_nodes();
     let fds_before = open_fds();
 
-    let model: Arc<Vec<Mutex<Option<(usize, usize)>>>> =
-        Arc::new((0..NAMES).map(|_| Mutex::new(None)).collect());
+    let model: Arc<Model> = Arc::new((0..NAMES).map(|_| Mutex::new(None)).collect());
     let start = Arc::new(Barrier::new(THREADS));
     std::thread::scope(|s| {
         for t in 0..THREADS {
