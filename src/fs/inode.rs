@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use nix::sys::stat::{FileStat, SFlag};
@@ -149,6 +149,12 @@ pub struct Node {
     pub dir: OnceLock<Arc<DirNames>>,
     /// Live [`CipherPin`]s of this node.
     pins: AtomicU32,
+    /// A regular file this mount created, with no extended attribute set or removed
+    /// through the mount since: its backing file has no `security.capability` (a new
+    /// inode never inherits one, unlike ACLs or security labels). Lets the GETXATTR the
+    /// kernel sends for it before the first write into every new file be answered
+    /// without a system call. Only ever goes from true to false.
+    created_without_caps: AtomicBool,
 }
 
 impl Node {
@@ -164,7 +170,24 @@ impl Node {
             version_at_open: AtomicU64::new(u64::MAX),
             dir: OnceLock::new(),
             pins: AtomicU32::new(0),
+            created_without_caps: AtomicBool::new(false),
         }
+    }
+
+    /// Records that this mount just created the file (see `created_without_caps`).
+    pub fn created_here(&self) {
+        self.created_without_caps.store(true, Ordering::Release);
+    }
+
+    /// Called before any extended attribute of the backing object is set or removed:
+    /// from then on `security.capability` is read from the backing file.
+    pub fn xattrs_changing(&self) {
+        self.created_without_caps.store(false, Ordering::Release);
+    }
+
+    /// True when the backing file is known to have no `security.capability`.
+    pub fn known_without_caps(&self) -> bool {
+        self.created_without_caps.load(Ordering::Acquire)
     }
 
     /// The envelope version last recorded for this file, if any.

@@ -289,6 +289,8 @@ impl Core {
             .create_with_header(&dir, backing.name(), perm, &header.encode(), caller)
             .inspect_err(|_| names::undo_sidecar(&dir.fd, &backing, sidecar))?;
         let (node, attr) = self.remember_child(&dir, backing.name())?;
+        // A new inode: no node held it before, and nothing set an xattr on it yet.
+        node.created_here();
         let attr = self.settle_mode(&node, &file, attr, perm)?;
         // The node remembers that this mount generated the key, so the first write
         // needs no re-key.

@@ -15,6 +15,9 @@ use crate::fs::sys;
 
 use super::{Core, XattrReply};
 
+/// The extended attribute that holds a file's capabilities.
+const FILE_CAPS_XATTR: &str = "security.capability";
+
 impl Core {
     fn xattr_node(&self, ino: u64) -> Result<Arc<Node>, FsError> {
         let node = self.inodes.get(ino)?;
@@ -41,6 +44,9 @@ impl Core {
             self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(caller, &node, Some(value));
         }
+        // Before the backing change: a GETXATTR answered from the node meanwhile is
+        // one answered before this SETXATTR.
+        node.xattrs_changing();
         if XattrCipher::is_sealed(name) {
             let sealed = self.secrets.xattrs.seal(name, value)?;
             sys::set_xattr(node.fd.as_fd(), name, &sealed, flags)
@@ -58,6 +64,12 @@ impl Core {
                 Some(rule) => sized_reply(rule.into_bytes(), size),
                 None => Err(FsError::refused(libc::ENODATA, "no key rule")),
             };
+        }
+        // The kernel asks for this before the first write into every file; for a file
+        // this mount created and whose xattrs it has not changed since, the answer is
+        // known (see `Node::known_without_caps`).
+        if name == FILE_CAPS_XATTR && node.known_without_caps() {
+            return Err(FsError::refused(libc::ENODATA, "no file capabilities"));
         }
         let stored = sys::get_xattr(node.fd.as_fd(), name)?;
         let value = if XattrCipher::is_sealed(name) {
@@ -80,6 +92,7 @@ impl Core {
             self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(caller, &node, None);
         }
+        node.xattrs_changing();
         sys::remove_xattr(node.fd.as_fd(), name)
     }
 }
