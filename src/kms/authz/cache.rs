@@ -346,10 +346,13 @@ impl DecisionCache {
             return;
         }
         let key = q.key_with(inner.share_asker(q));
-        if inner.entries.contains_key(&h) {
-            inner.collided.push((h, (key, decision)));
-        } else {
-            inner.entries.insert(h, (key, decision));
+        match inner.entries.entry(h) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((key, decision));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                inner.collided.push((h, (key, decision)));
+            }
         }
         inner.len += 1;
     }
