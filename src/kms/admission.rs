@@ -5,7 +5,7 @@
 
 use crate::policy::actions::Action;
 
-use super::authz::Authz;
+use super::authz::{Authz, Reuse};
 use super::model::{KeyRecord, StoreState};
 use super::request::Req;
 use super::service::{err, Call, Service, Snapshot};
@@ -27,11 +27,12 @@ pub(crate) fn admit_cached(
     call: &mut Call,
     snap: &std::sync::Arc<Snapshot>,
     checks: Vec<(&'static Action, Authz<'_>)>,
+    reuse: Reuse,
 ) -> Result<(), KmsError> {
     let gates: Vec<(&Action, Option<&KeyRecord>)> =
         checks.iter().map(|(op, a)| (*op, a.key)).collect();
     for (_, a) in checks {
-        svc.authorize_cached(call, snap, a)?;
+        svc.authorize_cached(call, snap, a, reuse)?;
     }
     for (op, k) in gates {
         if let Some(k) = k {

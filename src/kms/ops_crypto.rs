@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::admission::{admit, admit_cached};
-use super::authz::Authz;
+use super::authz::{Authz, Reuse};
 use super::ciphertext::{self, Blob};
 use super::managed::VIA_SERVICE;
 use super::model::KeyRecord;
@@ -333,7 +333,13 @@ impl Service {
         let a = Authz::new(act::GENERATE_DATA_KEY.iam, Some(k))
             .context(Some(context))
             .request_alias(alias);
-        admit_cached(self, call, &snap, vec![(&act::GENERATE_DATA_KEY, a)])?;
+        admit_cached(
+            self,
+            call,
+            &snap,
+            vec![(&act::GENERATE_DATA_KEY, a)],
+            Reuse::Once,
+        )?;
         let key = DataKey::generate().map_err(|e| internal(e.to_string()))?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
@@ -359,7 +365,7 @@ impl Service {
         let a = Authz::new(act::ENCRYPT.iam, Some(k))
             .context(Some(context))
             .request_alias(alias);
-        admit_cached(self, call, &snap, vec![(&act::ENCRYPT, a)])?;
+        admit_cached(self, call, &snap, vec![(&act::ENCRYPT, a)], Reuse::Once)?;
         let wrapped = self.seal_with(k, key.expose(), Some(context))?;
         Ok((
             json!({ "KeyId": k.arn }),
@@ -395,7 +401,7 @@ impl Service {
                 (op, Authz::new(op.iam, Some(k)).context(Some(context)))
             })
             .collect();
-        admit_cached(self, call, &snap, checks)?;
+        admit_cached(self, call, &snap, checks, Reuse::Again)?;
         let plain = self.open_with(k, &parsed, Some(context))?;
         let key = DataKey::from_slice(&plain)
             .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;

@@ -10,6 +10,16 @@
 //! yields a new snapshot or principals `Arc`, which empties the cache before it is
 //! read. The key's state is gated on every call, not cached, and a decision that read
 //! the request's time (`aws:CurrentTime`, `aws:EpochTime`) is never stored.
+//!
+//! Why entries are packed: the filesystem's encryption context names the file, so a
+//! mount that opens thousands of files holds thousands of entries that differ in the
+//! context alone. Each entry keeps its context packed into one allocation and shares
+//! the rest of the question ([`Asker`]) and the rendered decision with the entries that
+//! have equal ones (a few per snapshot: principals × keys × actions), about 0.2 KB an
+//! entry instead of about 3 KB with owned copies of everything, which set the daemon's
+//! peak memory (docs/PERFORMANCE.md, round 7). Sharing changes no answer: an entry
+//! still matches only a question equal in every input, and a shared decision is one
+//! equal to the entry's own.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -27,15 +37,18 @@ use crate::principals::{Principals, ResolvedPrincipal};
 /// the working set of a mount is a few principals × keys × contexts).
 const MAX_ENTRIES: usize = 4096;
 
-/// Every input of one decision besides the snapshot and principals load it belongs to:
-/// the question (action, key, encryption context, extra request keys, via service) and
-/// the caller as resolved (its principal, the uid its denial message names, and its
-/// identity policies by name and text).
+/// Distinct [`Asker`]s and decisions kept for sharing at most; past it a new entry
+/// gets its own (the cache stays correct, only bigger).
+const MAX_SHARED: usize = 256;
+
+/// Every input of one decision besides the snapshot, the principals load and the
+/// encryption context: the question (action, key, extra request keys, via service)
+/// and the caller as resolved (its principal, the uid its denial message names, and
+/// its identity policies by name and text).
 #[derive(PartialEq, Eq)]
-pub(crate) struct DecisionKey {
+pub(crate) struct Asker {
     pub action: String,
     pub key_id: String,
-    pub context: Option<EncryptionContext>,
     pub extra: RequestContext,
     pub via: Option<&'static str>,
     pub arn: Option<String>,
@@ -44,6 +57,42 @@ pub(crate) struct DecisionKey {
     pub gid: Option<u32>,
     pub caller_uid: u32,
     pub identity_policies: Vec<(String, String)>,
+}
+
+/// Every input of one decision besides the snapshot and principals load it belongs to:
+/// the [`Asker`] (shared between entries) and the encryption context, packed (see
+/// [`pack_context`]).
+pub(crate) struct DecisionKey {
+    asker: Arc<Asker>,
+    context: Option<Box<[u8]>>,
+}
+
+/// An encryption context in one allocation: each key and then its value, in the map's
+/// (sorted) order, as its length (8 bytes, little-endian) followed by its bytes. Two
+/// contexts are equal exactly when their packings are.
+fn pack_context(ctx: &EncryptionContext) -> Box<[u8]> {
+    let len = ctx.iter().map(|(k, v)| 16 + k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(len);
+    for s in ctx.iter().flat_map(|(k, v)| [k, v]) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.into_boxed_slice()
+}
+
+/// True when `packed` is [`pack_context`] of `ctx`, compared in place (a lookup
+/// allocates nothing).
+fn packed_equals(mut packed: &[u8], ctx: &EncryptionContext) -> bool {
+    for s in ctx.iter().flat_map(|(k, v)| [k, v]) {
+        let Some(rest) = packed.strip_prefix((s.len() as u64).to_le_bytes().as_slice()) else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix(s.as_bytes()) else {
+            return false;
+        };
+        packed = rest;
+    }
+    packed.is_empty()
 }
 
 /// The same inputs as [`DecisionKey`], borrowed from the call: a lookup hashes and
@@ -82,10 +131,10 @@ impl DecisionQuery<'_> {
         h.finish()
     }
 
-    fn matches(&self, k: &DecisionKey) -> bool {
+    /// True when `k` asks exactly this question: every input but the context.
+    fn asked_by(&self, k: &Asker) -> bool {
         k.action == self.action
             && k.key_id == self.key_id
-            && k.context.as_ref() == self.context
             && &k.extra == self.extra
             && k.via == self.via
             && k.arn == self.who.principal.arn
@@ -100,11 +149,19 @@ impl DecisionQuery<'_> {
                 .all(|((name, text), p)| *name == p.name && *text == p.document.text)
     }
 
-    fn to_key(&self) -> DecisionKey {
-        DecisionKey {
+    fn matches(&self, k: &DecisionKey) -> bool {
+        let context = match (&k.context, self.context) {
+            (None, None) => true,
+            (Some(packed), Some(ctx)) => packed_equals(packed, ctx),
+            _ => false,
+        };
+        context && self.asked_by(&k.asker)
+    }
+
+    fn asker(&self) -> Asker {
+        Asker {
             action: self.action.to_string(),
             key_id: self.key_id.to_string(),
-            context: self.context.cloned(),
             extra: self.extra.clone(),
             via: self.via,
             arn: self.who.principal.arn.clone(),
@@ -120,6 +177,19 @@ impl DecisionQuery<'_> {
                 .collect(),
         }
     }
+
+    /// The owned key of this query, with an [`Asker`] of its own.
+    #[cfg(test)]
+    fn to_key(&self) -> DecisionKey {
+        self.key_with(Arc::new(self.asker()))
+    }
+
+    fn key_with(&self, asker: Arc<Asker>) -> DecisionKey {
+        DecisionKey {
+            asker,
+            context: self.context.map(pack_context),
+        }
+    }
 }
 
 /// A decision as the audit records it and as the caller gets it.
@@ -132,13 +202,20 @@ pub(crate) struct Rendered {
     pub denial: Option<KmsError>,
 }
 
+type Entry = (DecisionKey, Arc<Rendered>);
+
 struct Inner {
     snapshot: Option<Arc<Snapshot>>,
     principals: Option<Arc<Principals>>,
-    /// By [`DecisionQuery::hash_with`]; a bucket holds the entries whose hashes collide.
-    entries: HashMap<u64, Vec<(DecisionKey, Rendered)>>,
-    /// Entries held (the buckets' lengths summed).
+    /// By [`DecisionQuery::hash_with`]: the first entry filed under each hash.
+    entries: HashMap<u64, Entry>,
+    /// Entries whose hash collides with one in `entries` (rare), with that hash.
+    collided: Vec<(u64, Entry)>,
+    /// Entries held (`entries` and `collided`).
     len: usize,
+    /// Distinct askers and decisions of the entries held, for new entries to share.
+    askers: Vec<Arc<Asker>>,
+    decisions: Vec<Arc<Rendered>>,
     hasher: RandomState,
 }
 
@@ -152,11 +229,60 @@ impl Inner {
                 .as_ref()
                 .is_some_and(|p| Arc::ptr_eq(p, principals));
         if !same {
-            self.entries.clear();
-            self.len = 0;
+            self.clear();
             self.snapshot = Some(snap.clone());
             self.principals = Some(principals.clone());
         }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.collided.clear();
+        self.askers.clear();
+        self.decisions.clear();
+        self.len = 0;
+    }
+
+    fn find_mut(&mut self, h: u64, q: &DecisionQuery<'_>) -> Option<&mut Entry> {
+        if let Some(e) = self.entries.get_mut(&h) {
+            if q.matches(&e.0) {
+                return Some(e);
+            }
+        }
+        self.collided
+            .iter_mut()
+            .find(|(ch, e)| *ch == h && q.matches(&e.0))
+            .map(|(_, e)| e)
+    }
+
+    /// The stored asker equal to `q`'s, else a new one (kept for sharing while there
+    /// is room).
+    fn share_asker(&mut self, q: &DecisionQuery<'_>) -> Arc<Asker> {
+        if let Some(a) = self.askers.iter().find(|a| q.asked_by(a)) {
+            return a.clone();
+        }
+        let a = Arc::new(q.asker());
+        if self.askers.len() < MAX_SHARED {
+            self.askers.push(a.clone());
+        }
+        a
+    }
+
+    /// The stored decision equal to `r` (the same record and the same answer), else
+    /// `r` (kept for sharing while there is room).
+    fn share_decision(&mut self, r: Rendered) -> Arc<Rendered> {
+        if let Some(d) = self
+            .decisions
+            .iter()
+            .find(|d| d.denial == r.denial && *d.decision == *r.decision)
+        {
+            return d.clone();
+        }
+        let d = Arc::new(r);
+        if self.decisions.len() < MAX_SHARED {
+            self.decisions.push(d.clone());
+        }
+        d
     }
 }
 
@@ -172,7 +298,10 @@ impl Default for DecisionCache {
                 snapshot: None,
                 principals: None,
                 entries: HashMap::new(),
+                collided: Vec::new(),
                 len: 0,
+                askers: Vec::new(),
+                decisions: Vec::new(),
                 hasher: RandomState::new(),
             }),
         }
@@ -195,12 +324,7 @@ impl DecisionCache {
         let mut inner = self.lock();
         inner.bind(snap, principals);
         let h = q.hash_with(&inner.hasher);
-        inner
-            .entries
-            .get(&h)?
-            .iter()
-            .find(|(k, _)| q.matches(k))
-            .map(|(_, r)| r.clone())
+        inner.find_mut(h, q).map(|(_, r)| Rendered::clone(r))
     }
 
     pub fn put(
@@ -213,16 +337,23 @@ impl DecisionCache {
         let mut inner = self.lock();
         inner.bind(snap, principals);
         if inner.len >= MAX_ENTRIES {
-            inner.entries.clear();
-            inner.len = 0;
+            inner.clear();
         }
         let h = q.hash_with(&inner.hasher);
-        let bucket = inner.entries.entry(h).or_default();
-        if let Some(slot) = bucket.iter_mut().find(|(k, _)| q.matches(k)) {
-            slot.1 = r;
+        let decision = inner.share_decision(r);
+        if let Some(slot) = inner.find_mut(h, q) {
+            slot.1 = decision;
             return;
         }
-        bucket.push((q.to_key(), r));
+        let key = q.key_with(inner.share_asker(q));
+        match inner.entries.entry(h) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((key, decision));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                inner.collided.push((h, (key, decision)));
+            }
+        }
         inner.len += 1;
     }
 
@@ -231,11 +362,44 @@ impl DecisionCache {
     pub fn entries(&self) -> usize {
         self.lock().len
     }
+
+    /// Distinct askers and decisions the entries share (for tests).
+    #[cfg(test)]
+    pub fn shared(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.askers.len(), inner.decisions.len())
+    }
 }
 
 #[cfg(test)]
 mod query_tests {
     use super::*;
+
+    /// Packing keeps the boundaries between keys and values: contexts whose
+    /// concatenations are equal still differ.
+    #[test]
+    fn packed_contexts_compare_as_the_maps_do() {
+        let ctx = |pairs: &[(&str, &str)]| -> EncryptionContext {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases = [
+            ctx(&[]),
+            ctx(&[("ab", "c")]),
+            ctx(&[("a", "bc")]),
+            ctx(&[("a", "b"), ("c", "")]),
+            ctx(&[("a", "b"), ("c", "d")]),
+            ctx(&[("a", "b"), ("c", "de")]),
+            ctx(&[("a", "")]),
+        ];
+        for (i, a) in cases.iter().enumerate() {
+            for (j, b) in cases.iter().enumerate() {
+                assert_eq!(packed_equals(&pack_context(a), b), i == j, "{a:?} / {b:?}");
+            }
+        }
+    }
     use crate::policy::{IdentityPolicy, PolicyDocument, Principal};
     use crate::principals::PrincipalKind;
 

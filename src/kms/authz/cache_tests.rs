@@ -382,3 +382,68 @@ fn interleaved_appends_from_two_services_keep_the_chain() {
         .collect();
     assert_eq!(ids.len(), f.records().len());
 }
+
+/// Opens of many files, each with its own context, are cached as entries that share
+/// the rest of the question and the decision (round 7: the daemon's peak memory), and
+/// each still answers only its own file's context. A new file's data key is decided
+/// without the cache: its context is never asked again.
+#[test]
+fn entries_for_many_files_share_the_question_and_the_decision() {
+    let f = fixture();
+    assert_eq!(
+        f.svc.decisions.entries(),
+        0,
+        "the fixture's new data key was stored"
+    );
+    let files: Vec<(EncryptionContext, Vec<u8>)> = (0..20)
+        .map(|i| {
+            let ctx: EncryptionContext = [
+                ("kmsfs:file".to_string(), format!("file-{i}")),
+                ("kmsfs:volume".to_string(), "v1".to_string()),
+            ]
+            .into();
+            let w = f.svc.generate_data_key(&ROOT, &f.key_arn, &ctx).unwrap();
+            (ctx, w.wrapped)
+        })
+        .collect();
+    assert_eq!(
+        f.svc.decisions.entries(),
+        0,
+        "a new file's decision was stored"
+    );
+    let open = |ctx: &EncryptionContext, w: &[u8]| {
+        f.svc
+            .open_data_key(&ROOT, &f.key_arn, w, ctx, &[DataAction::Decrypt])
+            .map(|_| ())
+    };
+    for (ctx, w) in &files {
+        open(ctx, w).unwrap();
+    }
+    assert_eq!(f.svc.decisions.entries(), files.len());
+    assert_eq!(f.svc.decisions.shared(), (1, 1));
+    // Answered from the entries: nothing new stored.
+    for (ctx, w) in &files {
+        open(ctx, w).unwrap();
+    }
+    assert_eq!(f.svc.decisions.entries(), files.len());
+    // A context that packs to a neighbour's bytes shifted, or has one pair more, is
+    // another question (and here the key service refuses the blob for it).
+    let (ctx, w) = &files[1];
+    let mut shifted = ctx.clone();
+    shifted.insert("kmsfs:file".into(), "file-".into());
+    shifted.insert("kmsfs:volume".into(), "1v1".into());
+    let mut more = ctx.clone();
+    more.insert("kmsfs:x".into(), String::new());
+    for other in [shifted, more] {
+        assert!(open(&other, w).is_err());
+    }
+    assert_eq!(
+        f.svc.decisions.entries(),
+        files.len() + 2,
+        "another context was answered by a stored entry"
+    );
+    // A denied caller's decision is another one, its question another asker.
+    assert!(f.denied(&BOB));
+    assert!(f.denied(&BOB));
+    assert_eq!(f.svc.decisions.shared(), (2, 2));
+}

@@ -26,6 +26,17 @@ use crate::policy::{
 };
 use crate::principals::{PrincipalKind, ResolvedPrincipal};
 
+/// Whether a data-path decision may be asked again with the same inputs (see
+/// [`Service::authorize_cached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// An open's question: the same file is opened again (each open asks it).
+    Again,
+    /// A question about a context made for this one call (a new file's data key, or
+    /// a file's key wrapped anew once): never asked again.
+    Once,
+}
+
 /// One authorization question about a key (or, with `key: None`, an IAM-only action).
 pub(crate) struct Authz<'x> {
     pub action: &'x str,
@@ -207,13 +218,17 @@ impl Service {
     /// ([`cache`]): a decision made on the same snapshot and principals load for the
     /// same inputs is reused with its rendered reasons, so the audit record is the
     /// one an evaluation would give. `snap` must be the snapshot `a.key` comes from.
+    /// With [`Reuse::Once`] the question is evaluated without the cache: its context is
+    /// a new file's, so no entry can answer it and an entry for it would only take
+    /// memory until the cache is emptied.
     pub(crate) fn authorize_cached(
         &self,
         call: &mut Call,
         snap: &Arc<Snapshot>,
         a: Authz<'_>,
+        reuse: Reuse,
     ) -> Result<(), KmsError> {
-        let Some(k) = a.key else {
+        let Some(k) = a.key.filter(|_| reuse == Reuse::Again) else {
             self.authorize(call, &snap.state, a)?;
             return Ok(());
         };
