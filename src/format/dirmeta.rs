@@ -16,6 +16,19 @@ const DIR_MAC_LABEL: &[u8] = b"kmsfs v1 dir\0";
 /// Domain separator of the MAC input of a file with a `version` (1 and above).
 const DIR_MAC_LABEL_V2: &[u8] = b"kmsfs v2 dir\0";
 
+/// The backing extended attribute that holds a directory's id besides `kmsfs.dir`
+/// (docs/FORMAT.md, "The directory id attribute"). Metadata, so on a journaling backing
+/// file system it is committed no later than any name created in the directory, which
+/// lets a new directory's `kmsfs.dir` be written without an fsync. Reserved: the mount
+/// neither lists nor lets users get, set or remove it.
+pub const DIR_ID_XATTR: &str = "user.kmsfs.dir";
+/// Domain separator of the attribute's MAC input (no other MAC input starts with it).
+const DIR_ID_XATTR_LABEL: &[u8] = b"kmsfs v1 dir id xattr\0";
+/// First byte of the attribute's value.
+const DIR_ID_XATTR_VERSION: u8 = 1;
+/// Length of the attribute's value: version, id, MAC.
+pub const DIR_ID_XATTR_LEN: usize = 1 + 16 + 32;
+
 /// A directory's random 128-bit id; the associated data of its entries' names.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DirId(pub [u8; 16]);
@@ -32,6 +45,126 @@ impl DirId {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The value of [`DIR_ID_XATTR`]: `1 | id (16) | HMAC(label | id) (32)`.
+    pub fn attr_value(&self, key: &MetadataKey) -> Vec<u8> {
+        let mut value = Vec::with_capacity(DIR_ID_XATTR_LEN);
+        value.push(DIR_ID_XATTR_VERSION);
+        value.extend_from_slice(&self.0);
+        value.extend_from_slice(&key.mac(&Self::attr_mac_input(&self.0)));
+        value
+    }
+
+    /// The id in a [`DIR_ID_XATTR`] value, or `None` if the value is not one kmsfs
+    /// wrote for this volume (wrong length or version, MAC fails).
+    pub fn from_attr_value(value: &[u8], key: &MetadataKey) -> Option<DirId> {
+        let (&version, rest) = value.split_first()?;
+        if version != DIR_ID_XATTR_VERSION || rest.len() != DIR_ID_XATTR_LEN - 1 {
+            return None;
+        }
+        let (id, mac) = rest.split_at(16);
+        let id: [u8; 16] = id.try_into().ok()?;
+        let mac: [u8; 32] = mac.try_into().ok()?;
+        key.verify(&Self::attr_mac_input(&id), &mac)
+            .then_some(DirId(id))
+    }
+
+    fn attr_mac_input(id: &[u8; 16]) -> Vec<u8> {
+        let mut input = Vec::with_capacity(DIR_ID_XATTR_LABEL.len() + 16);
+        input.extend_from_slice(DIR_ID_XATTR_LABEL);
+        input.extend_from_slice(id);
+        input
+    }
+}
+
+/// What [`resolve`] made of a directory's `kmsfs.dir` and [`DIR_ID_XATTR`].
+#[derive(Debug)]
+pub struct Resolved {
+    pub meta: DirMeta,
+    /// `Some(why)` when the file was lost to a crash and `meta` comes from the
+    /// attribute: the file should be rewritten from `meta` (version 0, no rule).
+    pub repair: Option<&'static str>,
+    /// The attribute was there but is not one kmsfs wrote (the valid file was used).
+    pub attr_ignored: bool,
+}
+
+/// Decides a directory's metadata from its `kmsfs.dir` bytes (`None`: no such file)
+/// and the value of its [`DIR_ID_XATTR`] (`None`: none, or the backing file system has
+/// no user attributes). `path` (the file's) is for errors only.
+///
+/// - A file that decodes is used; if a valid attribute names another id, that is
+///   damage ([`FormatError::DirIdMismatch`]).
+/// - A valid attribute with the file missing, or with the file a torn copy of what
+///   `mkdir` writes (empty, zero-filled, or a zero-padded prefix of the version-0
+///   file without a rule for that id: the states a crash leaves of a write that was
+///   not fsynced), gives that version-0 metadata and asks for a repair. Any other file
+///   content is damage, as without the attribute.
+/// - An attribute that does not authenticate is ignored when the file is valid (a
+///   pre-existing user attribute of that name, written by an older kmsfs, must not make
+///   the directory unreadable; removing or altering the attribute gains nothing while
+///   the file is valid).
+pub fn resolve(
+    file: Option<&[u8]>,
+    attr: Option<&[u8]>,
+    path: &Path,
+    key: &MetadataKey,
+) -> Result<Resolved, FormatError> {
+    let attr_id = attr.map(|v| DirId::from_attr_value(v, key));
+    let attr_ignored = matches!(attr_id, Some(None));
+    let attr_id = attr_id.flatten();
+    let recovered = |id: DirId, why| {
+        Ok(Resolved {
+            meta: DirMeta {
+                dir_id: id,
+                key_rule: None,
+                version: 0,
+            },
+            repair: Some(why),
+            attr_ignored: false,
+        })
+    };
+    let Some(bytes) = file else {
+        return match attr_id {
+            Some(id) => recovered(id, "missing"),
+            None => Err(FormatError::MissingDirMeta {
+                path: path.to_path_buf(),
+            }),
+        };
+    };
+    if let Some(id) = attr_id {
+        let written = DirMeta {
+            dir_id: id,
+            key_rule: None,
+            version: 0,
+        }
+        .encode(key);
+        if bytes != written.as_slice() && is_torn_copy(bytes, &written) {
+            return recovered(id, "torn (written without fsync, lost in a crash)");
+        }
+    }
+    let meta = DirMeta::decode(bytes, path, key)?;
+    match attr_id {
+        Some(id) if id != meta.dir_id => Err(FormatError::DirIdMismatch {
+            path: path.to_path_buf(),
+            file_id: meta.dir_id.to_hex(),
+            attr_id: id.to_hex(),
+        }),
+        _ => Ok(Resolved {
+            meta,
+            repair: None,
+            attr_ignored,
+        }),
+    }
+}
+
+/// Whether `bytes` is what a crash can leave of a non-fsynced write of `written` into a
+/// new file: a prefix of it (possibly empty) followed by zero bytes, no longer than it.
+fn is_torn_copy(bytes: &[u8], written: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes.len() <= written.len()
+        && bytes
+            .get(..end)
+            .is_some_and(|prefix| written.starts_with(prefix))
 }
 
 impl std::fmt::Debug for DirId {
@@ -102,6 +235,26 @@ impl DirMeta {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Like [`Self::load`], but also reads the directory's [`DIR_ID_XATTR`] and decides
+    /// with [`resolve`] (for fsck: nothing is repaired here).
+    pub fn load_resolved(dir: &Path, key: &MetadataKey) -> Result<Resolved, FormatError> {
+        let path = Self::path(dir);
+        let file = match super::read_metadata(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(FormatError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let attr = super::xattr::dir_id_attr(dir).map_err(|source| FormatError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        resolve(file.as_deref(), attr.as_deref(), &path, key)
     }
 
     /// Replaces `dir/kmsfs.dir` atomically (e.g. after `key-rule set`).
