@@ -352,3 +352,115 @@ impl DirMeta {
         input
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SealingKey;
+
+    fn key() -> MetadataKey {
+        MetadataKey::new(&SealingKey::from_bytes([3; 32]))
+    }
+
+    fn meta(id: u8, rule: Option<&str>, version: u64) -> DirMeta {
+        DirMeta {
+            dir_id: DirId([id; 16]),
+            key_rule: rule.map(String::from),
+            version,
+        }
+    }
+
+    fn run(file: Option<&[u8]>, attr: Option<&[u8]>) -> Result<Resolved, FormatError> {
+        resolve(file, attr, Path::new("d/kmsfs.dir"), &key())
+    }
+
+    #[test]
+    fn the_attribute_authenticates_only_its_own_id_under_its_own_key() {
+        let value = DirId([7; 16]).attr_value(&key());
+        assert_eq!(value.len(), DIR_ID_XATTR_LEN);
+        assert_eq!(DirId::from_attr_value(&value, &key()), Some(DirId([7; 16])));
+        let other = MetadataKey::new(&SealingKey::from_bytes([4; 32]));
+        assert_eq!(DirId::from_attr_value(&value, &other), None);
+        let mut flipped = value.clone();
+        flipped[5] ^= 1;
+        assert_eq!(DirId::from_attr_value(&flipped, &key()), None);
+        assert_eq!(DirId::from_attr_value(&value[..48], &key()), None);
+        let mut version = value;
+        version[0] = 2;
+        assert_eq!(DirId::from_attr_value(&version, &key()), None);
+        // Not a file MAC either: the labels differ.
+        assert_eq!(DirId::from_attr_value(&[], &key()), None);
+    }
+
+    #[test]
+    fn a_valid_file_wins_and_agrees_with_the_attribute() {
+        let attr = DirId([1; 16]).attr_value(&key());
+        let file = meta(1, Some("alias/x"), 3).encode(&key());
+        for attr in [Some(attr.as_slice()), None] {
+            let r = run(Some(&file), attr).unwrap();
+            assert_eq!(r.meta, meta(1, Some("alias/x"), 3));
+            assert_eq!(r.repair, None);
+            assert!(!r.attr_ignored);
+        }
+    }
+
+    #[test]
+    fn crash_torn_files_are_rebuilt_from_the_attribute() {
+        let attr = DirId([1; 16]).attr_value(&key());
+        let written = meta(1, None, 0).encode(&key());
+        let mut zero_padded = written[..40].to_vec();
+        zero_padded.resize(written.len(), 0);
+        let torn: [&[u8]; 5] = [
+            b"",
+            &vec![0; written.len()],
+            &written[..40],
+            &zero_padded,
+            &written[..written.len() - 1],
+        ];
+        for bytes in torn {
+            let r = run(Some(bytes), Some(&attr)).unwrap();
+            assert_eq!(r.meta, meta(1, None, 0));
+            assert!(r.repair.is_some());
+        }
+        let r = run(None, Some(&attr)).unwrap();
+        assert_eq!((r.meta, r.repair), (meta(1, None, 0), Some("missing")));
+    }
+
+    #[test]
+    fn anything_else_is_damage() {
+        let attr = DirId([1; 16]).attr_value(&key());
+        // Another directory's valid file.
+        let other = meta(2, None, 0).encode(&key());
+        assert!(matches!(
+            run(Some(&other), Some(&attr)),
+            Err(FormatError::DirIdMismatch { .. })
+        ));
+        // A torn copy of another id's file, or a longer file, or garbage.
+        let mut longer = meta(1, None, 0).encode(&key());
+        longer.push(0);
+        longer.push(b'x');
+        for bytes in [&other[..other.len() - 3], &longer[..], b"garbage"] {
+            let e = run(Some(bytes), Some(&attr)).unwrap_err();
+            assert!(e.is_integrity_failure(), "{e}");
+        }
+        // Neither: as before the attribute existed.
+        assert!(matches!(
+            run(None, None),
+            Err(FormatError::MissingDirMeta { .. })
+        ));
+        assert!(run(Some(b""), None).unwrap_err().is_integrity_failure());
+        // An attribute that does not authenticate cannot stand in for the file.
+        let mut bad = attr.clone();
+        bad[3] ^= 1;
+        assert!(run(Some(b""), Some(&bad)).is_err());
+        assert!(run(None, Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn an_attribute_that_does_not_authenticate_is_ignored_beside_a_valid_file() {
+        let file = meta(1, None, 0).encode(&key());
+        let r = run(Some(&file), Some(b"an old user value")).unwrap();
+        assert_eq!(r.meta, meta(1, None, 0));
+        assert!(r.attr_ignored);
+    }
+}
