@@ -9,7 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use kmsfs::format::{
-    walk_volume, DirId, DirMeta, MetadataKey, VolumeConfig, VolumeEntry, DIR_ID_XATTR,
+    check_volume, walk_volume, DirId, DirMeta, KeyLookup, MetadataKey, VolumeConfig, VolumeEntry,
+    VolumeFinding, DIR_ID_XATTR,
 };
 use kmsfs::kms::provider::DataKeys;
 use support::fs::*;
@@ -33,7 +34,15 @@ fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
 fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
     let (p, n) = (c_path(path), CString::new(name).unwrap());
     // SAFETY: valid C strings; value is valid for value.len() bytes.
-    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -129,7 +138,10 @@ fn mkdir_sets_the_id_attribute_which_the_mount_never_shows() {
     assert_eq!(errno(get_xattr(&d, DIR_ID_XATTR)), libc::ENODATA);
     assert_eq!(errno(set_xattr(&d, DIR_ID_XATTR, b"x")), libc::EPERM);
     assert_eq!(errno(remove_xattr(&d, DIR_ID_XATTR)), libc::ENODATA);
-    assert_eq!(errno(set_xattr(&m.path("d/one"), DIR_ID_XATTR, b"x")), libc::EPERM);
+    assert_eq!(
+        errno(set_xattr(&m.path("d/one"), DIR_ID_XATTR, b"x")),
+        libc::EPERM
+    );
     assert_eq!(get_xattr(&backing_d, DIR_ID_XATTR).unwrap(), attr);
     // A renamed directory keeps its attribute and its names.
     std::fs::create_dir(m.path("e")).unwrap();
@@ -159,7 +171,9 @@ fn a_kmsfs_dir_lost_in_a_crash_is_rebuilt_from_the_attribute() {
         ("zero-filled", |p, was| {
             std::fs::write(p, vec![0u8; was.len()]).unwrap()
         }),
-        ("a prefix", |p, was| std::fs::write(p, &was[..was.len() / 2]).unwrap()),
+        ("a prefix", |p, was| {
+            std::fs::write(p, &was[..was.len() / 2]).unwrap()
+        }),
     ];
     for (what, damage) in damages {
         let mut m = Mounted::new(&[]);
@@ -189,18 +203,47 @@ fn a_kmsfs_dir_lost_in_a_crash_is_rebuilt_from_the_attribute() {
             "{what}: {found:?}"
         );
 
+        // `kmsfs fsck`'s walk says the same (its files unchecked here: no keys given).
+        let mut findings = Vec::new();
+        check_volume(
+            &m.backing,
+            &secret,
+            &mut |_| KeyLookup::Unavailable("not asked".into()),
+            &mut |f| findings.push(f),
+        )
+        .unwrap();
+        assert!(
+            !findings.iter().any(|f| f.is_damaged()),
+            "{what}: {findings:?}"
+        );
+        assert!(
+            findings
+                .iter()
+                .any(|f| matches!(f, VolumeFinding::Entry(VolumeEntry::Repairable { .. }))),
+            "{what}: {findings:?}"
+        );
+
         m.mount(&[]);
         m.assert_live();
-        assert_eq!(names(&m.path("d")), vec![long.clone(), "one".to_string()], "{what}");
+        assert_eq!(
+            names(&m.path("d")),
+            vec![long.clone(), "one".to_string()],
+            "{what}"
+        );
         assert_eq!(std::fs::read(m.path("d/one")).unwrap(), b"one", "{what}");
         std::fs::write(m.path("d/two"), b"two").unwrap();
         // Repaired in place: exactly what mkdir wrote (version 0, no rule).
         assert_eq!(std::fs::read(&file).unwrap(), was, "{what}");
         m.remount(&[]);
         assert_eq!(std::fs::read(m.path("d/two")).unwrap(), b"two", "{what}");
-        assert!(walk(&m.backing, &secret).iter().all(|e| !e.is_damaged()
-            && !matches!(e, VolumeEntry::Repairable { .. })));
-        let _ = meta_key;
+        assert!(walk(&m.backing, &secret)
+            .iter()
+            .all(|e| !e.is_damaged() && !matches!(e, VolumeEntry::Repairable { .. })));
+        assert_eq!(
+            DirId::from_attr_value(&get_xattr(&backing_d, DIR_ID_XATTR).unwrap(), &meta_key),
+            Some(DirMeta::load(&backing_d, &meta_key).unwrap().dir_id),
+            "{what}"
+        );
     }
 }
 
@@ -260,7 +303,9 @@ fn disagreeing_or_missing_ids_are_eio_and_fsck_damage() {
     let found = walk(&m.backing, &secret);
     let damaged = |dir: &Path| {
         found.iter().find_map(|e| match e {
-            VolumeEntry::Damaged { backing, error, .. } if backing == dir => Some(error.to_string()),
+            VolumeEntry::Damaged { backing, error, .. } if backing == dir => {
+                Some(error.to_string())
+            }
             _ => None,
         })
     };
@@ -274,10 +319,17 @@ fn disagreeing_or_missing_ids_are_eio_and_fsck_damage() {
     for p in [&px, &pz] {
         let d = m.mnt.join(p);
         assert_eq!(errno(std::fs::read_dir(&d).map(drop)), libc::EIO, "{p:?}");
-        assert_eq!(errno(std::fs::write(d.join("new"), b"n")), libc::EIO, "{p:?}");
+        assert_eq!(
+            errno(std::fs::write(d.join("new"), b"n")),
+            libc::EIO,
+            "{p:?}"
+        );
     }
     // The healthy one is untouched, and the damage was not "repaired" away.
-    assert_eq!(std::fs::read(m.mnt.join(&py).join("f")).unwrap(), py.as_os_str().as_bytes());
+    assert_eq!(
+        std::fs::read(m.mnt.join(&py).join("f")).unwrap(),
+        py.as_os_str().as_bytes()
+    );
     assert_eq!(std::fs::read(z.join("kmsfs.dir")).unwrap(), b"");
 }
 
@@ -293,7 +345,10 @@ fn a_key_rule_survives_and_a_lost_rule_file_is_refused_by_the_record() {
     set_xattr(&d, kmsfs::fs::KEY_RULE_XATTR, second.as_bytes()).unwrap();
     std::fs::write(d.join("ruled"), b"r").unwrap();
     m.remount(&[]);
-    assert_eq!(get_xattr(&d, kmsfs::fs::KEY_RULE_XATTR).unwrap(), second.as_bytes());
+    assert_eq!(
+        get_xattr(&d, kmsfs::fs::KEY_RULE_XATTR).unwrap(),
+        second.as_bytes()
+    );
     std::fs::write(d.join("ruled2"), b"r2").unwrap();
     let backing_d = only_subdir(&m.backing);
     let generated = m.keys.generates();
@@ -309,11 +364,18 @@ fn a_key_rule_survives_and_a_lost_rule_file_is_refused_by_the_record() {
     // The rule is not silently dropped: new files and the rule itself are refused.
     assert_eq!(errno(std::fs::write(d.join("after"), b"a")), libc::EIO);
     assert_eq!(errno(get_xattr(&d, kmsfs::fs::KEY_RULE_XATTR)), libc::EIO);
-    assert_eq!(m.keys.generates(), generated, "no data key under another key");
+    assert_eq!(
+        m.keys.generates(),
+        generated,
+        "no data key under another key"
+    );
     // Setting it again repairs it.
     set_xattr(&d, kmsfs::fs::KEY_RULE_XATTR, second.as_bytes()).unwrap();
     std::fs::write(d.join("after"), b"a").unwrap();
-    assert_eq!(get_xattr(&d, kmsfs::fs::KEY_RULE_XATTR).unwrap(), second.as_bytes());
+    assert_eq!(
+        get_xattr(&d, kmsfs::fs::KEY_RULE_XATTR).unwrap(),
+        second.as_bytes()
+    );
 }
 
 /// Unmounts a FUSE mount by path when dropped (after the kmsfs session above it).
@@ -339,12 +401,20 @@ impl Drop for Session {
 #[test]
 fn a_backing_file_system_without_user_attributes_gets_the_fsynced_file_alone() {
     // bindfs --xattr-none: a real backing file system whose setxattr is EOPNOTSUPP.
-    if std::process::Command::new("bindfs").arg("--version").output().is_err() {
+    if std::process::Command::new("bindfs")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIPPED: bindfs is not installed (needed for a backing without xattrs)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (raw, backing, mnt) = (dir.path().join("raw"), dir.path().join("backing"), dir.path().join("mnt"));
+    let (raw, backing, mnt) = (
+        dir.path().join("raw"),
+        dir.path().join("backing"),
+        dir.path().join("mnt"),
+    );
     for d in [&raw, &backing, &mnt] {
         std::fs::create_dir(d).unwrap();
     }

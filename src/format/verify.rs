@@ -369,12 +369,7 @@ pub fn check_volume(
 }
 
 /// Reports a directory whose `kmsfs.dir` the mount will rebuild from its id attribute.
-fn note_repair(
-    dir: &Path,
-    plain: &Path,
-    resolved: &Resolved,
-    visit: &mut dyn FnMut(VolumeEntry),
-) {
+fn note_repair(dir: &Path, plain: &Path, resolved: &Resolved, visit: &mut dyn FnMut(VolumeEntry)) {
     if let Some(what) = resolved.repair {
         visit(VolumeEntry::Repairable {
             backing: DirMeta::path(dir),

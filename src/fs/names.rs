@@ -22,8 +22,7 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::format::{
     classify, dirmeta, read_metadata_at, write_atomic, BackingName, DirId, DirMeta, EntryKind,
-    FormatError, MetadataKey, NameCipher, DIR_ID_XATTR, DIR_ID_XATTR_LEN, DIR_META_NAME,
-    NAME_MAX,
+    FormatError, MetadataKey, NameCipher, DIR_ID_XATTR, DIR_ID_XATTR_LEN, DIR_META_NAME, NAME_MAX,
 };
 pub use crate::format::{
     inline_target_len, stored_target_name, SealedTarget, SYMLINK_INLINE_MAX, SYMLINK_KEY_INFO,

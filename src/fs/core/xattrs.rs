@@ -57,7 +57,10 @@ impl Core {
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply, FsError> {
         let node = self.xattr_node(ino)?;
         if name == DIR_ID_XATTR {
-            return Err(FsError::refused(libc::ENODATA, "reserved extended attribute"));
+            return Err(FsError::refused(
+                libc::ENODATA,
+                "reserved extended attribute",
+            ));
         }
         if name == crate::fs::KEY_RULE_XATTR {
             let meta = self.key_rule_dir(&node)?;
@@ -86,7 +89,10 @@ impl Core {
         self.writable()?;
         let node = self.xattr_node(ino)?;
         if name == DIR_ID_XATTR {
-            return Err(FsError::refused(libc::ENODATA, "reserved extended attribute"));
+            return Err(FsError::refused(
+                libc::ENODATA,
+                "reserved extended attribute",
+            ));
         }
         if name == crate::fs::KEY_RULE_XATTR {
             self.may_change_key_rule(caller, &node)?;
@@ -99,7 +105,10 @@ impl Core {
 /// A NUL-separated list of names without `name`.
 fn without_name(list: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(list.len());
-    for entry in list.split(|&b| b == 0).filter(|n| !n.is_empty() && *n != name) {
+    for entry in list
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty() && *n != name)
+    {
         out.extend_from_slice(entry);
         out.push(0);
     }
