@@ -77,7 +77,14 @@ pub fn load_dir_meta(
         }
         Err(e) => return Err(e.into()),
     };
-    let attr = sys::get_small_xattr(dir, OsStr::new(DIR_ID_XATTR), DIR_ID_XATTR_LEN)?;
+    let attr = match sys::get_small_xattr(dir, OsStr::new(DIR_ID_XATTR), DIR_ID_XATTR_LEN) {
+        Ok(attr) => attr,
+        // Reading a directory's attribute needs read permission on it, the file inside
+        // only search permission: a daemon without CAP_DAC_OVERRIDE reads a directory
+        // whose owner removed `r` (mode 0311) from the file alone, as before.
+        Err(FsError::Sys(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM)) => None,
+        Err(e) => return Err(e),
+    };
     let resolved = match dirmeta::resolve(file.as_deref(), attr.as_deref(), &shown(), key) {
         Ok(resolved) => resolved,
         Err(e) => {
@@ -137,8 +144,12 @@ pub fn create_dir_meta(dir: impl AsFd, key: &MetadataKey) -> Result<DirMeta, FsE
         libc::XATTR_CREATE,
     ) {
         Ok(()) => true,
-        // A backing file system without user attributes: the fsynced file alone.
-        Err(FsError::Sys(nix::errno::Errno::EOPNOTSUPP)) => false,
+        // A backing file system without user attributes, or a daemon without the
+        // permission (no CAP_FOWNER, a mode without `w` for it): the fsynced file alone,
+        // as before the attribute existed.
+        Err(FsError::Sys(
+            nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM,
+        )) => false,
         Err(e) => return Err(e),
     };
     let needs_fsync = !with_attr || !orders_xattr_before_names(dir);
