@@ -329,10 +329,39 @@ pub fn symlink_xattr(data: &[u8]) -> Result<(), Violation> {
 
 /// `kmsfs.dir`: TOML decode and MAC check under the fixture metadata key; what decodes
 /// must encode and decode to the same metadata.
+/// The same bytes as a directory id attribute beside a valid file, and as the file
+/// beside a valid attribute, through `dirmeta::resolve`: a value that is not the
+/// attribute's never overrides a valid file, and a rebuilt file is always the version-0
+/// file of the attribute's id.
 pub fn dir_meta(data: &[u8]) -> Result<(), Violation> {
     const T: &str = "dir_meta";
     let key = &volume_keys().metadata;
     let path = Path::new("kmsfs.dir");
+    let id = DirId(DIR_IDS[0]);
+    let file = DirMeta {
+        dir_id: id,
+        key_rule: None,
+        version: 0,
+    };
+    match format::dirmeta::resolve(Some(&file.encode(key)), Some(data), path, key) {
+        Ok(r) if r.meta == file && r.repair.is_none() => {}
+        Err(FormatError::DirIdMismatch { .. }) if DirId::from_attr_value(data, key).is_some() => {}
+        other => {
+            return fail(
+                T,
+                format!("a valid file beside attribute {data:?}: {other:?}"),
+            )
+        }
+    }
+    match format::dirmeta::resolve(Some(data), Some(&id.attr_value(key)), path, key) {
+        Ok(r) if r.repair.is_some() && r.meta != file => {
+            return fail(T, format!("rebuilt {:?} from {data:?}", r.meta))
+        }
+        Ok(r) if r.repair.is_none() && r.meta.dir_id != id => {
+            return fail(T, format!("{:?} accepted beside another id", r.meta))
+        }
+        _ => {}
+    }
     let Ok(meta) = DirMeta::decode(data, path, key) else {
         return Ok(());
     };

@@ -140,6 +140,16 @@ fn report(finding: VolumeFinding) -> Option<Value> {
                 error,
             } => line(&backing, plain.as_deref(), "damaged", error.to_string()),
             VolumeEntry::Stray { backing, what } => line(&backing, None, "stray", what.into()),
+            VolumeEntry::Repairable {
+                backing,
+                plain,
+                what,
+            } => line(
+                &backing,
+                Some(&plain),
+                "repairable",
+                format!("{what}; the directory id attribute is intact: the next writable mount rewrites it (no key rule)"),
+            ),
         },
     })
 }

@@ -27,7 +27,7 @@ pub use content::{
     backing_len, block_count, block_offset, block_spans, plaintext_size, sealed_len, BlockSpan,
     ContentCipher,
 };
-pub use dirmeta::{DirId, DirMeta};
+pub use dirmeta::{DirId, DirMeta, Resolved, DIR_ID_XATTR, DIR_ID_XATTR_LEN};
 pub use header::{encryption_context, EnvelopeVersion, FileHeader, FileId};
 pub use keys::VolumeKeys;
 pub use metafile::{
@@ -140,6 +140,14 @@ pub enum FormatError {
     /// A metadata file or sidecar larger than any kmsfs writes.
     #[error("{path}: larger than the {max}-byte limit of a kmsfs metadata file")]
     MetadataTooLarge { path: PathBuf, max: u64 },
+    /// A directory whose `kmsfs.dir` and id attribute both authenticate but name
+    /// different ids (one of them copied from another directory).
+    #[error("{path}: directory id {file_id} disagrees with the id {attr_id} of the directory's attribute user.kmsfs.dir (copied from another directory?)")]
+    DirIdMismatch {
+        path: PathBuf,
+        file_id: String,
+        attr_id: String,
+    },
     /// `DirMeta::create` where one exists already.
     #[error("{path}: directory metadata already exists")]
     DirMetaExists { path: PathBuf },
@@ -225,6 +233,7 @@ impl FormatError {
                 true
             }
             MissingDirMeta { .. } | BadSidecar { .. } | NameAuthentication => true,
+            DirIdMismatch { .. } => true,
             NotRegularFile { .. } | MetadataTooLarge { .. } | SymlinkAuthentication => true,
             XattrAuthentication { .. } => true,
             HeaderSize { .. } | BadMagic | UnsupportedVersion { .. } | BadHeaderLength { .. } => {

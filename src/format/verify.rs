@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::crypto::{DataKey, SealingKey};
 
 use super::content::{block_count, ContentCipher};
-use super::dirmeta::DirMeta;
+use super::dirmeta::{DirMeta, Resolved};
 use super::header::FileHeader;
 use super::keys::VolumeKeys;
 use super::metafile::{describe_file_type, open_regular};
@@ -238,6 +238,15 @@ pub enum VolumeEntry {
         plain: Option<PathBuf>,
         error: FormatError,
     },
+    /// A directory whose `kmsfs.dir` a crash lost (missing, or a torn copy of the file
+    /// `mkdir` wrote without fsync) while its id attribute survived: its names are
+    /// checked under that id, and the next writable mount rewrites the file (version 0,
+    /// no key rule). Not damage.
+    Repairable {
+        backing: PathBuf,
+        plain: PathBuf,
+        what: &'static str,
+    },
     /// A name kmsfs did not write (foreign) or left behind (an orphan long-name sidecar,
     /// a stored symlink target no symlink refers to, a temporary file of an interrupted
     /// atomic write).
@@ -294,8 +303,9 @@ pub fn walk_volume(
     let config = VolumeConfig::load(backing)?;
     let meta_key = MetadataKey::new(volume_secret);
     config.verify(backing, &meta_key)?;
-    let root = DirMeta::load(backing, &meta_key)?;
-    walk_tree(backing, volume_secret, &meta_key, root, visit);
+    let root = DirMeta::load_resolved(backing, &meta_key)?;
+    note_repair(backing, Path::new(""), &root, visit);
+    walk_tree(backing, volume_secret, &meta_key, root.meta, visit);
     Ok(config)
 }
 
@@ -320,8 +330,13 @@ pub fn check_volume(
             error,
         }));
     }
-    let root = match DirMeta::load(backing, &meta_key) {
-        Ok(root) => root,
+    let root = match DirMeta::load_resolved(backing, &meta_key) {
+        Ok(root) => {
+            note_repair(backing, Path::new(""), &root, &mut |e| {
+                visit(VolumeFinding::Entry(e))
+            });
+            root.meta
+        }
         Err(error) => {
             visit(VolumeFinding::Entry(VolumeEntry::Damaged {
                 backing: backing.to_path_buf(),
@@ -351,6 +366,17 @@ pub fn check_volume(
         },
     );
     Ok(config)
+}
+
+/// Reports a directory whose `kmsfs.dir` the mount will rebuild from its id attribute.
+fn note_repair(dir: &Path, plain: &Path, resolved: &Resolved, visit: &mut dyn FnMut(VolumeEntry)) {
+    if let Some(what) = resolved.repair {
+        visit(VolumeEntry::Repairable {
+            backing: DirMeta::path(dir),
+            plain: plain.to_path_buf(),
+            what,
+        });
+    }
 }
 
 /// The walk below an authenticated root (see [`walk_volume`]).
@@ -508,14 +534,15 @@ fn walk_tree(
                 }
             };
             if file_type.is_dir() {
-                match DirMeta::load(&path, meta_key) {
+                match DirMeta::load_resolved(&path, meta_key) {
                     Ok(child) => {
                         visit(VolumeEntry::Directory {
                             backing: path.clone(),
                             plain: plain.clone(),
                         });
+                        note_repair(&path, &plain, &child, visit);
                         check_xattrs(&path, &plain, visit);
-                        stack.push((path, plain, child));
+                        stack.push((path, plain, child.meta));
                     }
                     Err(error) => {
                         unwalked.push(path.clone());

@@ -9,10 +9,12 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use crate::crypto::{hkdf_sealing_key, Sealer, SealingKey};
 
-use super::FormatError;
+use super::{FormatError, DIR_ID_XATTR};
 
 /// HKDF info label of the `user.*` xattr value key (derived from the volume secret).
 pub const XATTR_KEY_INFO: &[u8] = b"kmsfs v1 xattr value";
@@ -66,7 +68,8 @@ pub fn sealed_attributes(file: &File) -> std::io::Result<Vec<(OsString, Vec<u8>)
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = OsString::from_vec(name.to_vec());
-        if !XattrCipher::is_sealed(&name) {
+        // The directory id attribute is kmsfs's own, MAC'd, not a sealed user value.
+        if !XattrCipher::is_sealed(&name) || name.as_bytes() == DIR_ID_XATTR.as_bytes() {
             continue;
         }
         let c_name = CString::new(name.as_bytes())
@@ -84,6 +87,24 @@ pub fn sealed_attributes(file: &File) -> std::io::Result<Vec<(OsString, Vec<u8>)
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// The value of directory `dir`'s [`DIR_ID_XATTR`] (opened without following a
+/// symlink); `None` when it has none or its file system has no user attributes.
+pub fn dir_id_attr(dir: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    let name = CString::new(DIR_ID_XATTR).map_err(std::io::Error::other)?;
+    match read_sized(|buf, len| {
+        // SAFETY: name is NUL-terminated; buf is NULL with len 0 or valid for len bytes.
+        unsafe { libc::fgetxattr(dir.as_raw_fd(), name.as_ptr(), buf.cast(), len) }
+    }) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Calls a size-query-then-fill system call until the buffer was large enough.

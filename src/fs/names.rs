@@ -21,8 +21,8 @@ use nix::sys::stat::{fstatat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::format::{
-    classify, read_metadata_at, write_atomic, BackingName, DirId, DirMeta, EntryKind, FormatError,
-    MetadataKey, NameCipher, DIR_META_NAME, NAME_MAX,
+    classify, dirmeta, read_metadata_at, write_atomic, BackingName, DirId, DirMeta, EntryKind,
+    FormatError, MetadataKey, NameCipher, DIR_ID_XATTR, DIR_ID_XATTR_LEN, DIR_META_NAME, NAME_MAX,
 };
 pub use crate::format::{
     inline_target_len, stored_target_name, SealedTarget, SYMLINK_INLINE_MAX, SYMLINK_KEY_INFO,
@@ -52,30 +52,107 @@ pub fn shown_path(dir: BorrowedFd<'_>, name: &str) -> PathBuf {
     base.join(name)
 }
 
-/// Reads and authenticates `kmsfs.dir` of the backing directory `dir`. Never blocks: a
-/// FIFO, symlink or device in its place is `EIO` naming the file (see
-/// [`crate::format::metafile`]).
-pub fn load_dir_meta(dir: impl AsFd, key: &MetadataKey) -> Result<DirMeta, FsError> {
+/// Reads and authenticates the metadata of the backing directory `dir`: its
+/// `kmsfs.dir` together with its [`DIR_ID_XATTR`] (see [`crate::format::dirmeta::resolve`]).
+/// Never blocks: a FIFO, symlink or device in place of the file is `EIO` naming the file
+/// (see [`crate::format::metafile`]).
+///
+/// A `kmsfs.dir` lost to a crash (missing, or a torn copy of the version-0 file `mkdir`
+/// wrote without fsync) while the attribute survived is rebuilt from the attribute as
+/// version 0 without a key rule; with `may_repair` (a writable mount) the file is also
+/// rewritten, atomically. A rule it had is not silently dropped: the key service's
+/// record of the directory still names it, so the rule is refused (`EIO`) until set
+/// again (docs/FORMAT.md, "Key rules against rollback").
+pub fn load_dir_meta(
+    dir: impl AsFd,
+    key: &MetadataKey,
+    may_repair: bool,
+) -> Result<DirMeta, FsError> {
     let dir = dir.as_fd();
     let shown = || shown_path(dir, DIR_META_NAME);
-    match read_metadata_at(dir, DIR_META_NAME, &shown) {
-        Ok(bytes) => Ok(DirMeta::decode(&bytes, &shown(), key)?),
-        // A backing directory without metadata is damaged: its names cannot be read.
+    let file = match read_metadata_at(dir, DIR_META_NAME, &shown) {
+        Ok(bytes) => Some(bytes),
         Err(FormatError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Err(FsError::Format(FormatError::MissingDirMeta {
-                path: shown(),
-            }))
+            None
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    let attr = match sys::get_small_xattr(dir, OsStr::new(DIR_ID_XATTR), DIR_ID_XATTR_LEN) {
+        Ok(attr) => attr,
+        // Reading a directory's attribute needs read permission on it, the file inside
+        // only search permission: a daemon without CAP_DAC_OVERRIDE reads a directory
+        // whose owner removed `r` (mode 0311) from the file alone, as before.
+        Err(FsError::Sys(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM)) => None,
+        Err(e) => return Err(e),
+    };
+    let resolved = match dirmeta::resolve(file.as_deref(), attr.as_deref(), &shown(), key) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            if matches!(e, FormatError::DirIdMismatch { .. }) {
+                log::error!("kmsfs: {e}; the directory's names are refused (EIO)");
+            }
+            return Err(e.into());
+        }
+    };
+    if resolved.attr_ignored {
+        log::warn!(
+            "kmsfs: {}: attribute {DIR_ID_XATTR} does not authenticate; ignored (its kmsfs.dir is valid)",
+            shown_path(dir, "").display()
+        );
     }
+    if let Some(why) = resolved.repair {
+        let id = resolved.meta.dir_id.to_hex();
+        if may_repair {
+            let dir_path = sys::proc_path(dir);
+            write_atomic(
+                Path::new(OsStr::from_bytes(dir_path.as_bytes())),
+                DIR_META_NAME,
+                &resolved.meta.encode(key),
+                false,
+            )?;
+            log::warn!(
+                "kmsfs: {}: {why}; rewritten from the directory id attribute (id {id}, no key rule)",
+                shown().display()
+            );
+        } else {
+            log::warn!(
+                "kmsfs: {}: {why}; using the directory id attribute (id {id}); read-only mount, not rewritten",
+                shown().display()
+            );
+        }
+    }
+    Ok(resolved.meta)
 }
 
-/// Writes a new `kmsfs.dir` (fresh directory id, no key rule) into the backing directory
-/// `dir`, durably. On failure nothing is left behind: the file is this call's own (it
-/// never replaces one).
+/// Writes a new directory's metadata (fresh directory id, no key rule) into the backing
+/// directory `dir`: the id attribute first, then `kmsfs.dir`. On failure nothing is
+/// left behind but the attribute of `dir` (the caller removes `dir`): the file is this
+/// call's own (it never replaces one).
+///
+/// Why `kmsfs.dir` needs no fsync when the attribute was set on a file system of
+/// [`orders_xattr_before_names`]: a name created in the directory later can only be
+/// committed with or after the attribute, so a crash that keeps a name keeps the id
+/// (and [`load_dir_meta`] rebuilds the file). Elsewhere (no user attributes, or no
+/// such ordering argued) the file is fsynced before the reply, as before.
 pub fn create_dir_meta(dir: impl AsFd, key: &MetadataKey) -> Result<DirMeta, FsError> {
     let dir = dir.as_fd();
     let meta = DirMeta::generate(None)?;
+    let with_attr = match sys::set_xattr(
+        dir,
+        OsStr::new(DIR_ID_XATTR),
+        &meta.dir_id.attr_value(key),
+        libc::XATTR_CREATE,
+    ) {
+        Ok(()) => true,
+        // A backing file system without user attributes, or a daemon without the
+        // permission (no CAP_FOWNER, a mode without `w` for it): the fsynced file alone,
+        // as before the attribute existed.
+        Err(FsError::Sys(
+            nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM,
+        )) => false,
+        Err(e) => return Err(e),
+    };
+    let needs_fsync = !with_attr || !orders_xattr_before_names(dir);
     let fd = openat(
         dir,
         DIR_META_NAME,
@@ -83,15 +160,36 @@ pub fn create_dir_meta(dir: impl AsFd, key: &MetadataKey) -> Result<DirMeta, FsE
         Mode::from_bits_truncate(0o600),
     )?;
     let mut file = File::from(fd);
-    let written = file
-        .write_all(&meta.encode(key))
-        .and_then(|()| file.sync_all());
+    let written = file.write_all(&meta.encode(key)).and_then(|()| {
+        if needs_fsync {
+            file.sync_all()
+        } else {
+            Ok(())
+        }
+    });
     if let Err(e) = written {
         drop(file);
         let _ = unlinkat(dir, DIR_META_NAME, UnlinkatFlags::NoRemoveDir);
         return Err(e.into());
     }
     Ok(meta)
+}
+
+/// Whether the file system holding `dir` commits an extended attribute set on a
+/// directory no later than any entry created in that directory afterwards (its crash
+/// argument is in docs/FORMAT.md, "The directory id attribute"): ext4 (journaled; an
+/// ext4 without a journal orders nothing at all, and its fsck decides what survives),
+/// XFS, and tmpfs (nothing survives a crash). Any other (btrfs included: not argued):
+/// `false`, and the caller fsyncs as before.
+fn orders_xattr_before_names(dir: BorrowedFd<'_>) -> bool {
+    const EXT4: i64 = 0xef53;
+    const TMPFS: i64 = 0x0102_1994;
+    const XFS: i64 = 0x5846_5342;
+    match nix::sys::statfs::fstatfs(dir) {
+        #[allow(clippy::unnecessary_cast)] // the field's width differs across targets
+        Ok(fs) => matches!(fs.filesystem_type().0 as i64, EXT4 | TMPFS | XFS),
+        Err(_) => false,
+    }
 }
 
 /// The backing entry name of plaintext `name` in directory `dir`.

@@ -157,6 +157,42 @@ pub fn get_xattr(fd: BorrowedFd<'_>, name: &OsStr) -> Result<Vec<u8>, FsError> {
     }
 }
 
+/// Reads an extended attribute of the object behind `fd` that kmsfs itself writes with
+/// at most `max` bytes, in one system call; `None` when the object has none or its file
+/// system has no extended attributes. A longer value is read in full (it will not
+/// authenticate).
+pub fn get_small_xattr(
+    fd: BorrowedFd<'_>,
+    name: &OsStr,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FsError> {
+    let path = proc_path(fd);
+    let c_name = cstr(name)?;
+    let mut buf = vec![0u8; max];
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let got = check(unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    });
+    match got {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(Some(buf))
+        }
+        Err(FsError::Sys(Errno::ENODATA | Errno::EOPNOTSUPP)) => Ok(None),
+        Err(FsError::Sys(Errno::ERANGE)) => match get_xattr(fd, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(FsError::Sys(Errno::ENODATA)) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// Sets an extended attribute of the object behind `fd` (`flags`: XATTR_CREATE/REPLACE).
 pub fn set_xattr(
     fd: BorrowedFd<'_>,

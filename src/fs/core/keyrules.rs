@@ -73,7 +73,7 @@ impl Core {
     /// that reads a key rule; names need only the directory id, which no version of the
     /// file can change.
     fn checked_dir_meta(&self, fd: impl AsFd) -> Result<crate::format::DirMeta, FsError> {
-        let meta = names::load_dir_meta(fd.as_fd(), &self.secrets.metadata)?;
+        let meta = names::load_dir_meta(fd.as_fd(), &self.secrets.metadata, !self.read_only)?;
         check(self.keys.as_ref(), &self.volume.volume_id, fd, &meta)?;
         Ok(meta)
     }
@@ -143,7 +143,7 @@ impl Core {
                 "key rules apply to directories",
             ));
         }
-        names::load_dir_meta(node.fd.as_fd(), &self.secrets.metadata)
+        names::load_dir_meta(node.fd.as_fd(), &self.secrets.metadata, !self.read_only)
     }
 
     /// Sets (or with `None` removes) the key that new files under `node` get. Existing
@@ -310,7 +310,7 @@ pub(super) fn collect_v1_rules(
     key: &MetadataKey,
 ) -> Result<Vec<([u8; 16], String)>, FsError> {
     let mut rules = Vec::new();
-    let mut note = |fd: &OwnedFd| match names::load_dir_meta(fd, key) {
+    let mut note = |fd: &OwnedFd| match names::load_dir_meta(fd, key, false) {
         Ok(meta) => {
             if let (0, Some(rule)) = (meta.version, meta.key_rule) {
                 rules.push((meta.dir_id.0, rule));

@@ -206,7 +206,7 @@ impl Core {
             Mode::empty(),
         )?;
         let root_stat = stat_fd(&root_fd)?;
-        let root_meta = names::load_dir_meta(&root_fd, &secrets.metadata)?;
+        let root_meta = names::load_dir_meta(&root_fd, &secrets.metadata, !read_only)?;
         keyrules::import_once(
             keys.as_ref(),
             &volume.volume_id,
@@ -287,7 +287,7 @@ impl Core {
         if let Some(d) = node.dir.get() {
             return Ok(d.clone());
         }
-        let meta = names::load_dir_meta(&node.fd, &self.secrets.metadata)?;
+        let meta = names::load_dir_meta(&node.fd, &self.secrets.metadata, !self.read_only)?;
         Ok(node.dir.get_or_init(|| Arc::new(DirNames { meta })).clone())
     }
 

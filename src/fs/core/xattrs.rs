@@ -1,11 +1,13 @@
 //! Extended attributes: values sealed under the volume's metadata key where the name
-//! says so; the key-rule attribute is handed to [`super::keyrules`].
+//! says so; the key-rule attribute is handed to [`super::keyrules`]. The directory id
+//! attribute ([`DIR_ID_XATTR`]) is kmsfs's own: never listed, read, set or removed
+//! through the mount (it is absent to users: a set is `EPERM`).
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use crate::format::XattrCipher;
+use crate::format::{XattrCipher, DIR_ID_XATTR};
 use crate::kms::provider::Caller;
 
 use super::keyrules;
@@ -40,6 +42,9 @@ impl Core {
     ) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
+        if name == DIR_ID_XATTR {
+            return Err(FsError::refused(libc::EPERM, "reserved extended attribute"));
+        }
         if name == crate::fs::KEY_RULE_XATTR {
             self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(caller, &node, Some(value));
@@ -57,6 +62,12 @@ impl Core {
 
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply, FsError> {
         let node = self.xattr_node(ino)?;
+        if name == DIR_ID_XATTR {
+            return Err(FsError::refused(
+                libc::ENODATA,
+                "reserved extended attribute",
+            ));
+        }
         if name == crate::fs::KEY_RULE_XATTR {
             let meta = self.key_rule_dir(&node)?;
             keyrules::check(self.keys.as_ref(), &self.volume.volume_id, &node.fd, &meta)?;
@@ -82,12 +93,19 @@ impl Core {
 
     pub fn listxattr(&self, ino: u64, size: u32) -> Result<XattrReply, FsError> {
         let node = self.xattr_node(ino)?;
-        sized_reply(sys::list_xattr(node.fd.as_fd())?, size)
+        let names = sys::list_xattr(node.fd.as_fd())?;
+        sized_reply(without_name(&names, DIR_ID_XATTR.as_bytes()), size)
     }
 
     pub fn removexattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> Result<(), FsError> {
         self.writable()?;
         let node = self.xattr_node(ino)?;
+        if name == DIR_ID_XATTR {
+            return Err(FsError::refused(
+                libc::ENODATA,
+                "reserved extended attribute",
+            ));
+        }
         if name == crate::fs::KEY_RULE_XATTR {
             self.may_change_key_rule(caller, &node)?;
             return self.set_key_rule(caller, &node, None);
@@ -95,6 +113,19 @@ impl Core {
         node.xattrs_changing();
         sys::remove_xattr(node.fd.as_fd(), name)
     }
+}
+
+/// A NUL-separated list of names without `name`.
+fn without_name(list: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty() && *n != name)
+    {
+        out.extend_from_slice(entry);
+        out.push(0);
+    }
+    out
 }
 
 fn sized_reply(value: Vec<u8>, size: u32) -> Result<XattrReply, FsError> {

@@ -1,0 +1,252 @@
+//! New directories (whose `kmsfs.dir` is no longer fsynced where the directory id
+//! attribute is set) and the files in them survive kill -9 of the daemon right after
+//! they were made: nothing the daemon answered is lost with it. A child process is the
+//! daemon; the test process works through the mount. Needs root. Kept in its own test
+//! binary because it forks.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kmsfs::fs::MountSpec;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use support::fs::*;
+
+/// Detaches whatever a killed daemon left mounted, also when the test fails.
+struct Detach(std::path::PathBuf);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Kills the daemon if the test fails before it does.
+struct Reap(Pid);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if kill(self.0, Signal::SIGKILL).is_ok() {
+            let _ = waitpid(self.0, None);
+        }
+    }
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(m), Ok(p)) = (fs::metadata(mnt), fs::metadata(mnt.join(".."))) else {
+        return false;
+    };
+    m.dev() != p.dev()
+}
+
+#[test]
+fn new_directories_and_their_files_survive_kill_9_of_the_daemon() {
+    let mut m = Mounted::new(&[]);
+    m.unmount();
+    let _detach = Detach(m.mnt.clone());
+    // SAFETY: the child runs only the mount (this crate's code) and sleeps until killed.
+    let daemon = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let spec = MountSpec {
+                backing: m.backing.clone(),
+                mountpoint: m.mnt.clone(),
+                options: vec![],
+                threads: 2,
+            };
+            // A fresh test key service: same wrapping key, so the parent can unwrap.
+            match kmsfs::fs::mount(&spec, TestKeys::new()) {
+                Ok(_session) => loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                },
+                Err(_) => unsafe { libc::_exit(3) },
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let reap = Reap(daemon);
+    let start = Instant::now();
+    while !is_mounted(&m.mnt) {
+        // The bound only keeps a broken child from hanging the suite.
+        assert!(start.elapsed() < Duration::from_secs(60), "no mount");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut made = Vec::new();
+    for i in 0..20 {
+        let d = format!("d{i}/sub{i}");
+        fs::create_dir_all(m.path(&d)).unwrap();
+        let f = format!("{d}/f{i}");
+        fs::write(m.path(&f), format!("file {i}")).unwrap();
+        made.push(f);
+    }
+    kill(daemon, Signal::SIGKILL).unwrap();
+    waitpid(daemon, None).unwrap();
+    std::mem::forget(reap);
+    nix::mount::umount2(&m.mnt, nix::mount::MntFlags::MNT_DETACH).unwrap();
+
+    m.mount(&[]);
+    m.assert_live();
+    for (i, f) in made.iter().enumerate() {
+        assert_eq!(fs::read_to_string(m.path(f)).unwrap(), format!("file {i}"));
+    }
+    assert_eq!(fs::read_dir(&m.mnt).unwrap().count(), 20);
+    m.unmount();
+}
+
+/// A journaled ext4 on a loop device, for a simulated power loss; unmounted and
+/// detached on drop.
+struct Ext4Image {
+    dir: tempfile::TempDir,
+    loopdev: String,
+    mounted: bool,
+}
+
+impl Ext4Image {
+    /// `None` when the tools are missing (the test then says so and does nothing).
+    fn new() -> Option<Ext4Image> {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("img");
+        fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .status()
+            .ok()?;
+        assert!(mkfs.success());
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .ok()?;
+        assert!(out.status.success(), "{out:?}");
+        let loopdev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        fs::create_dir(dir.path().join("fs")).unwrap();
+        let mut image = Ext4Image {
+            dir,
+            loopdev,
+            mounted: false,
+        };
+        image.mount();
+        Some(image)
+    }
+
+    fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("fs")
+    }
+
+    fn mount(&mut self) {
+        nix::mount::mount(
+            Some(self.loopdev.as_str()),
+            &self.root(),
+            Some("ext4"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        self.mounted = true;
+    }
+
+    /// Power loss as the disk sees it: the file system stops at once, neither the
+    /// running journal transaction nor any dirty data is written (`EXT4_IOC_SHUTDOWN`
+    /// with `EXT4_GOING_FLAGS_NOLOGFLUSH`, as xfstests' godown). Remounting replays the
+    /// journal up to the last commit.
+    fn crash(&mut self) {
+        const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587d;
+        const EXT4_GOING_FLAGS_NOLOGFLUSH: u32 = 2;
+        let root = fs::File::open(self.root()).unwrap();
+        let flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        // SAFETY: an ioctl on a valid descriptor with a pointer to a u32 it only reads.
+        let r = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&root),
+                EXT4_IOC_SHUTDOWN,
+                &flags,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    }
+
+    fn unmount(&mut self) {
+        if self.mounted {
+            nix::mount::umount2(&self.root(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+            self.mounted = false;
+        }
+    }
+}
+
+impl Drop for Ext4Image {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.root(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.loopdev])
+            .status();
+    }
+}
+
+#[test]
+fn an_fsynced_file_in_a_new_directory_survives_a_power_loss_on_journaled_ext4() {
+    let Some(mut image) = Ext4Image::new() else {
+        eprintln!("SKIPPED: mkfs.ext4 or losetup missing");
+        return;
+    };
+    let backing = image.root().join("backing");
+    let mnt = image.dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let keys = TestKeys::new();
+    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
+    // Everything so far is committed; what follows is only in the running transaction
+    // and the page cache until the fsync below.
+    nix::unistd::sync();
+    let spec = MountSpec {
+        backing: backing.clone(),
+        mountpoint: mnt.clone(),
+        options: vec![],
+        threads: 2,
+    };
+    let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
+    let _detach = Detach(mnt.clone());
+    assert!(is_mounted(&mnt));
+    fs::create_dir_all(mnt.join("a/b")).unwrap();
+    fs::write(mnt.join("a/b/other"), b"not synced").unwrap();
+    let mut synced = fs::File::create(mnt.join("a/b/synced")).unwrap();
+    std::io::Write::write_all(&mut synced, b"fsynced data").unwrap();
+    synced.sync_all().unwrap();
+    drop(synced);
+    image.crash();
+    let _ = session.umount();
+    image.unmount();
+    image.mount();
+
+    // What the crash left of the two new directories' kmsfs.dir (written without
+    // fsync): typically empty, their data never reached the disk.
+    let mut torn = 0;
+    let mut stack = vec![backing.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                torn +=
+                    usize::from(fs::metadata(p.join("kmsfs.dir")).map_or(true, |m| m.len() == 0));
+                stack.push(p);
+            }
+        }
+    }
+    eprintln!("{torn} of 2 new kmsfs.dir files lost their content in the crash");
+
+    let session = kmsfs::fs::mount(&spec, keys).unwrap();
+    assert!(is_mounted(&mnt));
+    assert_eq!(fs::read(mnt.join("a/b/synced")).unwrap(), b"fsynced data");
+    let mut listed: Vec<String> = fs::read_dir(mnt.join("a/b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert!(listed.contains(&"synced".to_string()), "{listed:?}");
+    session.umount().unwrap();
+}
