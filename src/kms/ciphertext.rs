@@ -94,7 +94,11 @@ pub fn parse(blob: &[u8]) -> Result<Blob<'_>, BlobError> {
 
 /// The associated data: header then the canonical encoding of the context.
 pub fn aad(header: &[u8], context: &EncryptionContext) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len() + 4 + context.len() * 16);
+    // The exact length, so that building it costs one allocation and no regrowth.
+    let len = context
+        .iter()
+        .fold(header.len() + 4, |n, (k, v)| n + 8 + k.len() + v.len());
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(header);
     push_len(&mut out, context.len());
     for (k, v) in context {

@@ -1,5 +1,5 @@
-//! Key material in memory: the AEAD key of each material version, derived once from
-//! the unsealed material and cached as a zeroizing key, forgotten when the state stops
+//! Key material in memory: the AEAD cipher of each material version, derived once from
+//! the unsealed material and cached with its key schedule (zeroized on drop), forgotten when the state stops
 //! naming it; and new material versions (creation, rotation). Never returns material.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use super::store::{internal, Store};
 use super::{ciphertext, ErrorKind, KmsError};
 use crate::crypto::asym::PrivateKey;
 use crate::crypto::keypair::{self, KeyPairSpec};
-use crate::crypto::{self, KeyMaterial, SealingKey};
+use crate::crypto::{self, KeyMaterial, Sealer};
 use zeroize::Zeroizing;
 
 /// Generates a new material version of `rec` and makes it current; `rotation` says
@@ -53,34 +53,36 @@ pub(crate) fn add_material(
 }
 
 impl Service {
-    /// The AEAD key of one material version (HKDF of the unsealed material, cached).
-    pub(crate) fn cipher_key(
-        &self,
-        key_id: &str,
-        version: u32,
-    ) -> Result<Arc<SealingKey>, KmsError> {
-        let id = (key_id.to_string(), version);
+    /// The ready AES-256-GCM cipher of one material version: HKDF of the unsealed
+    /// material, its key schedule and GHASH key computed once and cached (zeroized on
+    /// drop, forgotten when the state stops naming the version; see `Service::install`).
+    /// Every Decrypt of a file's data key would otherwise expand the same key again.
+    /// A hit allocates nothing: the map is keyed by key id, then version.
+    pub(crate) fn cipher_key(&self, key_id: &str, version: u32) -> Result<Arc<Sealer>, KmsError> {
         if let Some(k) = self
             .cipher_keys
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
+            .get(key_id)
+            .and_then(|versions| versions.iter().find(|(v, _)| *v == version))
         {
-            return Ok(k.clone());
+            return Ok(k.1.clone());
         }
         let material = self.store.read_material(key_id, version)?;
         let mut salt = key_id.as_bytes().to_vec();
         salt.extend_from_slice(&version.to_be_bytes());
-        let key = Arc::new(crypto::hkdf_sealing_key(
-            &material,
-            &salt,
-            ciphertext::CIPHERTEXT_KEY_INFO,
-        ));
-        self.cipher_keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, key.clone());
-        Ok(key)
+        let key = crypto::hkdf_sealing_key(&material, &salt, ciphertext::CIPHERTEXT_KEY_INFO);
+        let sealer = Arc::new(Sealer::new(&key));
+        let mut ck = self.cipher_keys.write().unwrap_or_else(|e| e.into_inner());
+        let versions = ck.entry(key_id.to_string()).or_default();
+        // Another thread may have derived it meanwhile: keep one per version.
+        match versions.iter().find(|(v, _)| *v == version) {
+            Some((_, existing)) => Ok(existing.clone()),
+            None => {
+                versions.push((version, sealer.clone()));
+                Ok(sealer)
+            }
+        }
     }
 
     /// The parsed private key of an asymmetric key's current material (cached).
@@ -138,7 +140,7 @@ impl Service {
         self.cipher_keys
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(id, _), _| id != key_id);
+            .remove(key_id);
         self.private_keys
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -52,7 +52,9 @@ impl Service {
         let key = self.cipher_key(&k.key_id, v)?;
         let header = ciphertext::header(&k.key_id, v).map_err(|e| internal(e.to_string()))?;
         let aad = ciphertext::aad(&header, ctx_or_empty(ctx));
-        let sealed = crypto::seal(&*key, &aad, plaintext).map_err(|e| internal(e.to_string()))?;
+        let sealed = key
+            .seal(&aad, plaintext)
+            .map_err(|e| internal(e.to_string()))?;
         let mut out = header.to_vec();
         out.extend_from_slice(&sealed);
         Ok(out)
@@ -72,7 +74,7 @@ impl Service {
         }
         let key = self.cipher_key(&k.key_id, blob.version)?;
         let aad = ciphertext::aad(blob.header, ctx_or_empty(ctx));
-        crypto::open(&*key, &aad, blob.sealed).map_err(|_| {
+        key.open(&aad, blob.sealed).map_err(|_| {
             invalid_ciphertext(
                 "the ciphertext is damaged, or the encryption context does not match the one it was encrypted with",
             )
@@ -405,7 +407,10 @@ impl Service {
         let plain = self.open_with(k, &parsed, Some(context))?;
         let key = DataKey::from_slice(&plain)
             .ok_or_else(|| invalid_ciphertext("the wrapped data key is not 32 bytes long"))?;
-        Ok((json!({ "KeyId": k.arn }), key))
+        // Decrypt is read-only: its record carries no response elements, so none are
+        // built per open (finish_with would drop them).
+        debug_assert!(super::operations::is_read_only(act::DECRYPT.name));
+        Ok((Value::Null, key))
     }
 }
 

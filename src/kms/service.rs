@@ -78,6 +78,9 @@ pub(crate) struct Snapshot {
     ident: StateIdent,
 }
 
+/// The ready ciphers of one key's material versions, by version.
+pub(super) type CipherVersions = Vec<(u32, Arc<crate::crypto::Sealer>)>;
+
 /// The key service over one store.
 pub struct Service {
     pub(crate) store: Store,
@@ -87,7 +90,8 @@ pub struct Service {
     pub(super) snapshot: RwLock<Arc<Snapshot>>,
     pub(super) writer: Mutex<()>,
     pub(super) policies: Mutex<HashMap<String, (String, Arc<PolicyDocument>)>>,
-    pub(super) cipher_keys: RwLock<HashMap<(String, u32), Arc<SealingKey>>>,
+    /// Ready ciphers of symmetric key material, by key id, then version (zeroized on drop).
+    pub(super) cipher_keys: RwLock<HashMap<String, CipherVersions>>,
     /// Parsed private keys of asymmetric keys, by key id and version (zeroized on drop).
     pub(super) private_keys: RwLock<HashMap<(String, u32), Arc<PrivateKey>>>,
     pub(crate) volume_secrets: Mutex<HashMap<String, Arc<SealingKey>>>,
@@ -355,7 +359,10 @@ impl Service {
                 })
             };
             let mut ck = self.cipher_keys.write().unwrap_or_else(|e| e.into_inner());
-            ck.retain(|(id, v), _| live(id, v));
+            ck.retain(|id, versions| {
+                versions.retain(|(v, _)| live(id, v));
+                !versions.is_empty()
+            });
             drop(ck);
             let mut pk = self.private_keys.write().unwrap_or_else(|e| e.into_inner());
             pk.retain(|(id, v), _| live(id, v));
