@@ -28,7 +28,7 @@ fn event(n: usize, denied: bool) -> Event {
             gid: 1001,
             pid: 4242,
         },
-        request_parameters: json!({"keyId": KEY_ARN, "encryptionContext": {"kmsfs:volume": "v1", "n": n.to_string()}}),
+        request_parameters: json!({"keyId": KEY_ARN, "encryptionContext": {"kmsfs:volume": "v1", "n": n.to_string()}}).into(),
         response_elements: Value::Null,
         error_code: denied.then(|| "AccessDeniedException".to_string()),
         error_message: denied.then(|| "not allowed".to_string()),
@@ -40,7 +40,7 @@ fn event(n: usize, denied: bool) -> Event {
             "notes": []
         }))),
         via_service: Some("kmsfs".into()),
-        fs: Some(json!({"volumeId": "v1", "fileId": format!("f{n}")})),
+        fs: Some(json!({"volumeId": "v1", "fileId": format!("f{n}")}).into()),
         remote: None,
     }
 }
@@ -420,7 +420,7 @@ fn secret_fields_never_reach_the_log() {
     let path = dir.path().join("audit.log");
     let log = AuditLog::open(&path).unwrap();
     let mut e = event(1, false);
-    e.request_parameters = json!({"keyId": KEY_ARN, "Plaintext": "c2VjcmV0LXBsYWludGV4dA=="});
+    e.request_parameters = json!({"keyId": KEY_ARN, "Plaintext": "c2VjcmV0LXBsYWludGV4dA=="}).into();
     e.response_elements =
         json!({"keyId": KEY_ARN, "plaintext": "ZGF0YWtleWJ5dGVz", "KeyMaterial": "bWF0ZXJpYWw="});
     log.append(&e, NOW).unwrap();

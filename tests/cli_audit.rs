@@ -56,7 +56,7 @@ fn write_log(path: &Path) {
         let e = Event {
             event_name: name.into(),
             identity,
-            request_parameters: json!({"keyId": arn}),
+            request_parameters: json!({"keyId": arn}).into(),
             response_elements: Value::Null,
             error_code: error.map(str::to_string),
             error_message: error.map(|_| "denied".to_string()),

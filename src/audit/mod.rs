@@ -111,8 +111,10 @@ pub struct Event {
     /// The AWS operation name: "Decrypt", "CreateGrant", ...
     pub event_name: String,
     pub identity: Identity,
-    /// Request fields, without plaintext or key bytes.
-    pub request_parameters: serde_json::Value,
+    /// Request fields, without plaintext or key bytes. Shared: the data path hands the
+    /// same value to every open of a file (see `kms::ops_crypto`'s open values).
+    #[serde(with = "shared_value::required")]
+    pub request_parameters: Arc<serde_json::Value>,
     /// Response fields, without plaintext or key bytes.
     pub response_elements: serde_json::Value,
     /// AWS exception name on failure ("AccessDeniedException").
@@ -128,8 +130,10 @@ pub struct Event {
     pub decision: Option<Arc<serde_json::Value>>,
     /// Set when the call came through the filesystem: "kmsfs".
     pub via_service: Option<String>,
-    /// Path-free filesystem identifiers (volume id, file id, inode), if any.
-    pub fs: Option<serde_json::Value>,
+    /// Path-free filesystem identifiers (volume id, file id, inode), if any. Shared as
+    /// `request_parameters` is.
+    #[serde(with = "shared_value")]
+    pub fs: Option<Arc<serde_json::Value>>,
     /// Set when the call came over the network, signed with an access key.
     #[serde(default)]
     pub remote: Option<RemoteOrigin>,
@@ -148,6 +152,19 @@ mod shared_value {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Value>>, D::Error> {
         Ok(Option::<Value>::deserialize(d)?.map(Arc::new))
+    }
+
+    /// The same for an `Arc<Value>` that is always present.
+    pub mod required {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &Arc<Value>, s: S) -> Result<S::Ok, S::Error> {
+            v.as_ref().serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Value>, D::Error> {
+            Ok(Arc::new(Value::deserialize(d)?))
+        }
     }
 }
 

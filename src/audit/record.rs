@@ -111,7 +111,7 @@ pub(crate) fn build_into(
     w.key("decision");
     w.bounded_value(event.decision.as_deref().unwrap_or(&Value::Null), false);
     w.key("fs");
-    w.bounded_value(event.fs.as_ref().unwrap_or(&Value::Null), true);
+    w.bounded_value(event.fs.as_deref().unwrap_or(&Value::Null), true);
     // A network caller has no uid, gid or pid the kernel vouched for: null, so that
     // `kmsfs audit --principal 0` never matches a remote call.
     let remote = event.remote.as_ref();
@@ -454,7 +454,8 @@ mod tests {
             e.identity.arn = Some("arn:aws:iam::111122223333:user/alice".into());
             e.identity.account_id = Some("111122223333".into());
             e.identity.principal_id = Some("AIDA".into());
-            e.request_parameters = json!({"keyId": "k", "encryptionContext": {"b": "2", "a": "1"}});
+            e.request_parameters =
+                json!({"keyId": "k", "encryptionContext": {"b": "2", "a": "1"}}).into();
             e.response_elements = json!({"keyId": "k"});
             e.error_code = Some("AccessDeniedException".into());
             e.error_message = Some("no \"quotes\" \u{1} here".into());
@@ -466,7 +467,7 @@ mod tests {
                 json!({"decision": "allowed", "matched": [{"Source": "Grant", "grant_id": "g"}]}),
             ));
             e.via_service = Some("kmsfs".into());
-            e.fs = Some(json!({"volumeId": "v", "fileId": "f"}));
+            e.fs = Some(json!({"volumeId": "v", "fileId": "f"}).into());
         }
         e
     }
@@ -485,10 +486,10 @@ mod tests {
         e.via_service = Some(huge.clone());
         let long_arn = format!("arn:aws:kms:{}:1:key/k", "\u{1}".repeat(5000));
         e.resources = vec![long_arn; 1000];
-        e.request_parameters = big.clone();
+        e.request_parameters = big.clone().into();
         e.response_elements = big.clone();
         e.decision = Some(std::sync::Arc::new(big.clone()));
-        e.fs = Some(big);
+        e.fs = Some(big.into());
         let (line, hash) = build(&e, 0, "local", 1, &"0".repeat(64), "id");
         assert!(line.len() <= MAX_RECORD_BYTES, "{} bytes", line.len());
         let mut v: Value = serde_json::from_slice(&line).unwrap();

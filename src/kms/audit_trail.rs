@@ -4,6 +4,7 @@
 //! record cannot be written fails (closed).
 
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 use super::provider::Caller;
 use super::service::{Call, Service};
@@ -34,7 +35,7 @@ impl Service {
         result: Result<Value, KmsError>,
     ) -> Result<Value, KmsError> {
         let parts = Recorded {
-            request: sanitize(req),
+            request: Arc::new(sanitize(req)),
             decisions: call.decisions.clone(),
             resources: call.resources.clone(),
             fs: call.fs.clone(),
@@ -53,7 +54,30 @@ impl Service {
         result: Result<Value, KmsError>,
     ) -> Result<Value, KmsError> {
         let parts = Recorded {
-            request: sanitize_owned(req),
+            request: Arc::new(sanitize_owned(req)),
+            decisions: std::mem::take(&mut call.decisions),
+            resources: std::mem::take(&mut call.resources),
+            fs: call.fs.take(),
+        };
+        self.finish_with(&call, op, parts, result)
+    }
+
+    /// [`Service::finish_owned`] with a request value shared with other calls (the data
+    /// path's open values, built once per encryption context and actions, see
+    /// `ops_crypto`). It is recorded as it is: such a value holds only the context, key
+    /// id and action names, never a secret field.
+    pub(crate) fn finish_shared(
+        &self,
+        mut call: Call,
+        op: &str,
+        req: Arc<Value>,
+        result: Result<Value, KmsError>,
+    ) -> Result<Value, KmsError> {
+        debug_assert!(req
+            .as_object()
+            .is_none_or(|m| m.keys().all(|k| !SECRET_FIELDS.contains(&k.as_str()))));
+        let parts = Recorded {
+            request: req,
             decisions: std::mem::take(&mut call.decisions),
             resources: std::mem::take(&mut call.resources),
             fs: call.fs.take(),
@@ -198,7 +222,7 @@ impl Service {
         let ev = Event {
             event_name: d.operation.to_string(),
             identity: d.identity.clone(),
-            request_parameters: request,
+            request_parameters: Arc::new(request),
             response_elements: json!({ "kmsfsRemoteKms": remote }),
             error_code: d.error.map(|e| e.kind.aws_name().to_string()),
             error_message: d.error.map(|e| e.message.clone()),
@@ -206,7 +230,7 @@ impl Service {
             read_only: super::operations::is_read_only(d.operation),
             decision: None,
             via_service: Some(super::managed::VIA_SERVICE.to_string()),
-            fs: Some(json!(d.context)),
+            fs: Some(Arc::new(json!(d.context))),
             remote: None,
         };
         self.audit.append(&ev, self.clock.now()).map_err(|ae| {
@@ -230,7 +254,7 @@ impl Service {
                 gid: 0,
                 pid: std::process::id(),
             },
-            request_parameters: Value::Null,
+            request_parameters: Arc::new(Value::Null),
             response_elements: detail,
             resources: vec![key_arn.to_string()],
             read_only: false,
@@ -281,10 +305,10 @@ const SECRET_FIELDS: &[&str] = &[
 
 /// What a call's records hold besides the call's identity: see [`Service::finish_owned`].
 struct Recorded {
-    request: Value,
-    decisions: Vec<std::sync::Arc<Value>>,
+    request: Arc<Value>,
+    decisions: Vec<Arc<Value>>,
     resources: Vec<String>,
-    fs: Option<Value>,
+    fs: Option<Arc<Value>>,
 }
 
 /// [`sanitize`] of a value the caller gives up: the secret fields are removed in place

@@ -21,6 +21,8 @@ use super::{ErrorKind, KmsError};
 use crate::crypto::{self, DataKey, SealingKey};
 use crate::policy::EncryptionContext;
 use base64::Engine as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 const MAX_PLAINTEXT: usize = 4096;
 const MAX_CIPHERTEXT: usize = 6144;
@@ -435,6 +437,85 @@ fn fs_request(key_id: Option<&str>, context: &EncryptionContext, actions: &[Data
     v
 }
 
+/// The audit values of an open (its request parameters and `fs` ids), built once per
+/// encryption context and list of actions and shared by every later open of the same
+/// file, instead of a dozen small JSON allocations (and frees) per open. They render
+/// only the context and the action names the caller passes, never anything of the
+/// state, the principals or the key: nothing can make an entry stale, so entries are
+/// never invalidated, only bounded in number.
+#[derive(Default)]
+pub(crate) struct OpenValues {
+    by_context: Mutex<HashMap<EncryptionContext, ContextValues>>,
+}
+
+struct ContextValues {
+    fs: Arc<Value>,
+    /// The request per action list ([`actions_code`]): one or two lists in practice.
+    requests: Vec<(u32, Arc<Value>)>,
+}
+
+/// Contexts kept at most (each names one file): past it the cache starts over, so
+/// memory stays bounded whatever the number of files opened.
+const MAX_OPEN_CONTEXTS: usize = 4096;
+
+impl OpenValues {
+    /// The (request parameters, `fs`) values of an open of `context` for `actions`:
+    /// equal to `fs_request(None, context, actions)` and `json!(context)`.
+    fn get(&self, context: &EncryptionContext, actions: &[DataAction]) -> (Arc<Value>, Arc<Value>) {
+        let Some(code) = actions_code(actions) else {
+            // Not a list an open passes (empty, or longer than any real one): not kept.
+            return (
+                Arc::new(fs_request(None, context, actions)),
+                Arc::new(json!(context)),
+            );
+        };
+        let fs = {
+            let map = self.by_context.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(context) {
+                Some(cv) => {
+                    if let Some((_, req)) = cv.requests.iter().find(|(c, _)| *c == code) {
+                        return (req.clone(), cv.fs.clone());
+                    }
+                    Some(cv.fs.clone())
+                }
+                None => None,
+            }
+        };
+        // Built outside the lock: other opens do not wait on the allocations.
+        let req = Arc::new(fs_request(None, context, actions));
+        let fs = fs.unwrap_or_else(|| Arc::new(json!(context)));
+        let mut map = self.by_context.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_OPEN_CONTEXTS && !map.contains_key(context) {
+            map.clear();
+        }
+        let cv = map
+            .entry(context.clone())
+            .or_insert_with(|| ContextValues {
+                fs: fs.clone(),
+                requests: Vec::new(),
+            });
+        if !cv.requests.iter().any(|(c, _)| *c == code) {
+            cv.requests.push((code, req.clone()));
+        }
+        (req, fs)
+    }
+}
+
+/// A list of actions as one number (base 3, digits 1 and 2, so that the order and the
+/// length count); None for an empty list or one longer than a real open's.
+fn actions_code(actions: &[DataAction]) -> Option<u32> {
+    if actions.is_empty() || actions.len() > 8 {
+        return None;
+    }
+    Some(actions.iter().fold(0u32, |code, a| {
+        code * 3
+            + match a {
+                DataAction::Decrypt => 1,
+                DataAction::Encrypt => 2,
+            }
+    }))
+}
+
 impl DataKeys for Service {
     fn generate_data_key(
         &self,
@@ -451,7 +532,7 @@ impl DataKeys for Service {
             }
         };
         // The encryption context carries the volume and file ids: path-free by design.
-        call.fs = Some(json!(context));
+        call.fs = Some(Arc::new(json!(context)));
         let (res, out) = match self.fs_generate(&mut call, key_id, context) {
             Ok((v, k)) => (Ok(v), Some(k)),
             Err(e) => (Err(e), None),
@@ -468,7 +549,6 @@ impl DataKeys for Service {
         context: &EncryptionContext,
         actions: &[DataAction],
     ) -> Result<DataKey, KmsError> {
-        let req = fs_request(None, context, actions);
         let mut call = match self.begin(caller, Some(VIA_SERVICE)) {
             Ok(c) => c,
             Err(e) => {
@@ -476,12 +556,13 @@ impl DataKeys for Service {
                 return Err(e);
             }
         };
-        call.fs = Some(json!(context));
+        let (req, fs) = self.open_values.get(context, actions);
+        call.fs = Some(fs);
         let (res, out) = match self.fs_open(&mut call, wrapped, context, actions) {
             Ok((v, k)) => (Ok(v), Some(k)),
             Err(e) => (Err(e), None),
         };
-        self.finish_owned(call, act::DECRYPT.name, req, res)?;
+        self.finish_shared(call, act::DECRYPT.name, req, res)?;
         out.ok_or_else(|| internal("data key missing after a successful call"))
     }
 
@@ -504,7 +585,7 @@ impl DataKeys for Service {
                 return Err(e);
             }
         };
-        call.fs = Some(json!(context));
+        call.fs = Some(Arc::new(json!(context)));
         let (res, out) = match self.fs_wrap(&mut call, key_id, key, context) {
             Ok((v, w)) => (Ok(v), Some(w)),
             Err(e) => (Err(e), None),

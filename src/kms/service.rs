@@ -97,6 +97,9 @@ pub struct Service {
     pub(crate) volume_secrets: Mutex<HashMap<String, Arc<SealingKey>>>,
     /// Decisions of the data path, valid for one snapshot and principals load.
     pub(super) decisions: super::authz::cache::DecisionCache,
+    /// The data path's per-open audit values (request parameters and `fs` ids), shared
+    /// by every open of the same encryption context: see `ops_crypto::OpenValues`.
+    pub(super) open_values: super::ops_crypto::OpenValues,
     /// "Maybe changed" for `state.json` and the principals' files, by inotify.
     changes: ChangeWatch,
     /// The change generation the last full check of `state.json` covered.
@@ -132,7 +135,8 @@ pub(crate) struct Call {
     /// cache, which hands out the same value for every open it answers).
     pub decisions: Vec<Arc<Value>>,
     pub resources: Vec<String>,
-    pub fs: Option<Value>,
+    /// The filesystem ids its records carry (shared: see `ops_crypto`'s open values).
+    pub fs: Option<Arc<Value>>,
     /// Extra audit response elements (the escalation-guard bypass).
     pub audit_notes: Map<String, Value>,
 }
@@ -193,6 +197,7 @@ impl Service {
             private_keys: RwLock::new(HashMap::new()),
             volume_secrets: Mutex::new(HashMap::new()),
             decisions: Default::default(),
+            open_values: Default::default(),
             changes,
             state_checked: Checked::default(),
         }))
