@@ -557,3 +557,52 @@ fn wrap_data_key_needs_encrypt_and_wraps_the_same_key_anew() {
         .holds_key("arn:aws:kms:eu-west-1:444455556666:key/0987dcba-09fe-87dc-65ba-ab0987654321")
         .unwrap());
 }
+
+/// Opens share their request and `fs` values per encryption context (built once, see
+/// `ops_crypto`): every open's record still carries exactly its own context and actions,
+/// whatever was opened before, and the chain verifies.
+#[test]
+fn each_open_record_names_its_own_context_and_actions() {
+    let e = env();
+    let id = e.split_key();
+    let f1 = e.svc.generate_data_key(&ALICE, &id, &ctx("f1")).unwrap();
+    let f2 = e.svc.generate_data_key(&ALICE, &id, &ctx("f2")).unwrap();
+    let opens: [(&kmsfs::kms::provider::NewDataKey, &str, &[DataAction]); 5] = [
+        (&f1, "f1", &[DataAction::Decrypt]),
+        (&f1, "f1", &[DataAction::Decrypt]),
+        (&f2, "f2", &[DataAction::Decrypt]),
+        (&f1, "f1", &[DataAction::Decrypt, DataAction::Encrypt]),
+        (&f1, "f1", &[DataAction::Decrypt]),
+    ];
+    for (nk, file, actions) in opens {
+        e.svc
+            .open_data_key(&ALICE, &nk.key_arn, &nk.wrapped, &ctx(file), actions)
+            .unwrap();
+    }
+    let records: Vec<Value> = audit_records(&e)
+        .into_iter()
+        .filter(|r| r["eventName"] == "Decrypt")
+        .collect();
+    // One record per decision: an open for two actions leaves a partial one first.
+    let expected: Vec<(&str, &[DataAction])> = opens
+        .iter()
+        .flat_map(|&(_, file, actions)| std::iter::repeat_n((file, actions), actions.len()))
+        .collect();
+    assert_eq!(records.len(), expected.len());
+    for (r, (file, actions)) in records.iter().zip(expected) {
+        let names: Vec<&str> = actions
+            .iter()
+            .map(|a| match a {
+                DataAction::Decrypt => "Decrypt",
+                DataAction::Encrypt => "Encrypt",
+            })
+            .collect();
+        assert_eq!(
+            r["requestParameters"],
+            json!({"EncryptionContext": ctx(file), "kmsfsOpenFor": names})
+        );
+        assert_eq!(r["kmsfs"]["fs"], json!(ctx(file)));
+    }
+    let report = kmsfs::audit::verify(&e.store().join("audit.log")).unwrap();
+    assert!(report.records > 0);
+}

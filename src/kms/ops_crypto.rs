@@ -669,3 +669,70 @@ impl DataKeys for Service {
         self.fs_import_dir_rules(volume_id, rules)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{fs_request, OpenValues, MAX_OPEN_CONTEXTS};
+    use crate::audit::canonical_bytes;
+    use crate::kms::provider::DataAction::{Decrypt, Encrypt};
+    use crate::policy::EncryptionContext;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn ctx(file: &str) -> EncryptionContext {
+        [("kmsfs:volume", "v"), ("kmsfs:file", file), ("zz\"\u{1}", "é")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The shared values are the values each open used to build for itself: the same
+    /// canonical bytes, so the same records; a repeated open gets the same allocation.
+    #[test]
+    fn shared_open_values_equal_freshly_built_ones() {
+        let cache = OpenValues::default();
+        let lists = [
+            &[Decrypt][..],
+            &[Encrypt][..],
+            &[Decrypt, Encrypt][..],
+            &[Encrypt, Decrypt][..],
+            &[Encrypt, Encrypt, Decrypt][..],
+            &[][..],
+        ];
+        for file in ["f1", "f2"] {
+            let c = ctx(file);
+            for actions in lists {
+                let (req, fs) = cache.get(&c, actions);
+                assert_eq!(
+                    canonical_bytes(&req),
+                    canonical_bytes(&fs_request(None, &c, actions))
+                );
+                assert_eq!(canonical_bytes(&fs), canonical_bytes(&json!(c)));
+                let (again, fs_again) = cache.get(&c, actions);
+                assert_eq!(Arc::ptr_eq(&req, &again), !actions.is_empty());
+                assert_eq!(Arc::ptr_eq(&fs, &fs_again), !actions.is_empty());
+            }
+        }
+        // Another file's context never gets this one's values.
+        let (r1, _) = cache.get(&ctx("f1"), &[Decrypt]);
+        let (r2, _) = cache.get(&ctx("f2"), &[Decrypt]);
+        assert!(!Arc::ptr_eq(&r1, &r2));
+        assert_ne!(canonical_bytes(&r1), canonical_bytes(&r2));
+    }
+
+    #[test]
+    fn the_open_values_cache_stays_bounded() {
+        let cache = OpenValues::default();
+        for n in 0..MAX_OPEN_CONTEXTS + 10 {
+            let c = ctx(&format!("f{n}"));
+            let (req, fs) = cache.get(&c, &[Decrypt]);
+            assert_eq!(
+                canonical_bytes(&req),
+                canonical_bytes(&fs_request(None, &c, &[Decrypt]))
+            );
+            assert_eq!(canonical_bytes(&fs), canonical_bytes(&json!(c)));
+        }
+        let kept = cache.by_context.lock().unwrap().len();
+        assert!(kept <= MAX_OPEN_CONTEXTS, "{kept} contexts kept");
+    }
+}
