@@ -420,7 +420,8 @@ fn secret_fields_never_reach_the_log() {
     let path = dir.path().join("audit.log");
     let log = AuditLog::open(&path).unwrap();
     let mut e = event(1, false);
-    e.request_parameters = json!({"keyId": KEY_ARN, "Plaintext": "c2VjcmV0LXBsYWludGV4dA=="}).into();
+    e.request_parameters =
+        json!({"keyId": KEY_ARN, "Plaintext": "c2VjcmV0LXBsYWludGV4dA=="}).into();
     e.response_elements =
         json!({"keyId": KEY_ARN, "plaintext": "ZGF0YWtleWJ5dGVz", "KeyMaterial": "bWF0ZXJpYWw="});
     log.append(&e, NOW).unwrap();

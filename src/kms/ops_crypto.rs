@@ -488,12 +488,10 @@ impl OpenValues {
         if map.len() >= MAX_OPEN_CONTEXTS && !map.contains_key(context) {
             map.clear();
         }
-        let cv = map
-            .entry(context.clone())
-            .or_insert_with(|| ContextValues {
-                fs: fs.clone(),
-                requests: Vec::new(),
-            });
+        let cv = map.entry(context.clone()).or_insert_with(|| ContextValues {
+            fs: fs.clone(),
+            requests: Vec::new(),
+        });
         if !cv.requests.iter().any(|(c, _)| *c == code) {
             cv.requests.push((code, req.clone()));
         }
@@ -680,10 +678,14 @@ mod tests {
     use std::sync::Arc;
 
     fn ctx(file: &str) -> EncryptionContext {
-        [("kmsfs:volume", "v"), ("kmsfs:file", file), ("zz\"\u{1}", "é")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("kmsfs:volume", "v"),
+            ("kmsfs:file", file),
+            ("zz\"\u{1}", "é"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     /// The shared values are the values each open used to build for itself: the same
