@@ -7,42 +7,14 @@
 mod support;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kmsfs::fs::MountSpec;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult};
+use support::fs::crash::{is_mounted, Detach, Reap};
 use support::fs::*;
-
-/// Detaches whatever a killed daemon left mounted, also when the test fails.
-struct Detach(std::path::PathBuf);
-
-impl Drop for Detach {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// Kills the daemon if the test fails before it does.
-struct Reap(Pid);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if kill(self.0, Signal::SIGKILL).is_ok() {
-            let _ = waitpid(self.0, None);
-        }
-    }
-}
-
-fn is_mounted(mnt: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(m), Ok(p)) = (fs::metadata(mnt), fs::metadata(mnt.join(".."))) else {
-        return false;
-    };
-    m.dev() != p.dev()
-}
 
 #[test]
 fn new_directories_and_their_files_survive_kill_9_of_the_daemon() {

@@ -18,6 +18,7 @@ use kmsfs::kms::provider::{Caller, DataAction, DataKeys};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
+use support::fs::crash::{is_mounted, Detach};
 use support::fs::*;
 
 /// Generation `i` of the file: 2000 bytes, one partial block. Sealed (2040 bytes at
@@ -42,15 +43,6 @@ fn jitter_ms(max: u64) -> u64 {
     u64::from_le_bytes(b) % max
 }
 
-/// Detaches whatever a killed daemon left mounted, also when the test fails.
-struct Detach(std::path::PathBuf);
-
-impl Drop for Detach {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 /// Forks a child that runs `body` and never returns to the test harness (it ends by
 /// SIGKILL, or `_exit`).
 fn spawn(body: impl FnOnce()) -> Pid {
@@ -62,14 +54,6 @@ fn spawn(body: impl FnOnce()) -> Pid {
         }
         ForkResult::Parent { child } => child,
     }
-}
-
-fn is_mounted(mnt: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(m), Ok(p)) = (fs::metadata(mnt), fs::metadata(mnt.join(".."))) else {
-        return false;
-    };
-    m.dev() != p.dev()
 }
 
 /// Polls `done`; the bound only keeps a broken child from hanging the suite.

@@ -493,3 +493,42 @@ impl Drop for Mounted {
 pub fn context_of(d: &Decision) -> BTreeMap<String, String> {
     d.context.clone()
 }
+
+/// Crash tests (`fs_*_crash.rs`): what a daemon killed with SIGKILL leaves behind.
+pub mod crash {
+    use std::path::{Path, PathBuf};
+
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::Pid;
+
+    /// Detaches whatever a killed daemon left mounted, also when the test fails.
+    pub struct Detach(pub PathBuf);
+
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    /// Kills the daemon if the test fails before it does.
+    pub struct Reap(pub Pid);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if kill(self.0, Signal::SIGKILL).is_ok() {
+                let _ = waitpid(self.0, None);
+            }
+        }
+    }
+
+    /// Whether something is mounted at `mnt` (another device than its parent's): a
+    /// killed daemon's mount answers ENOTCONN, which counts as not mounted.
+    pub fn is_mounted(mnt: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(m), Ok(p)) = (std::fs::metadata(mnt), std::fs::metadata(mnt.join(".."))) else {
+            return false;
+        };
+        m.dev() != p.dev()
+    }
+}
