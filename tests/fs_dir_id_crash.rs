@@ -7,13 +7,11 @@
 mod support;
 
 use std::fs;
-use std::time::{Duration, Instant};
 
 use kmsfs::fs::MountSpec;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult};
-use support::fs::crash::{is_mounted, Detach, Reap};
+use support::fs::crash::{is_mounted, spawn_daemon, Detach};
 use support::fs::*;
 
 #[test]
@@ -21,32 +19,8 @@ fn new_directories_and_their_files_survive_kill_9_of_the_daemon() {
     let mut m = Mounted::new(&[]);
     m.unmount();
     let _detach = Detach(m.mnt.clone());
-    // SAFETY: the child runs only the mount (this crate's code) and sleeps until killed.
-    let daemon = match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let spec = MountSpec {
-                backing: m.backing.clone(),
-                mountpoint: m.mnt.clone(),
-                options: vec![],
-                threads: 2,
-            };
-            // A fresh test key service: same wrapping key, so the parent can unwrap.
-            match kmsfs::fs::mount(&spec, TestKeys::new()) {
-                Ok(_session) => loop {
-                    std::thread::sleep(Duration::from_secs(1));
-                },
-                Err(_) => unsafe { libc::_exit(3) },
-            }
-        }
-        ForkResult::Parent { child } => child,
-    };
-    let reap = Reap(daemon);
-    let start = Instant::now();
-    while !is_mounted(&m.mnt) {
-        // The bound only keeps a broken child from hanging the suite.
-        assert!(start.elapsed() < Duration::from_secs(60), "no mount");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let reap = spawn_daemon(&m.backing, &m.mnt, &[], |_| true);
+    let daemon = reap.0;
     let mut made = Vec::new();
     for i in 0..20 {
         let d = format!("d{i}/sub{i}");

@@ -9,13 +9,10 @@ mod support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::time::{Duration, Instant};
 
-use kmsfs::fs::MountSpec;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult};
-use support::fs::crash::{is_mounted, Detach, Reap};
+use support::fs::crash::{spawn_daemon, Detach};
 use support::fs::*;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -33,32 +30,10 @@ fn fsynced_and_closed_data_survive_kill_9_of_the_daemon() {
     let mut m = Mounted::new(&[]);
     m.unmount();
     let _detach = Detach(m.mnt.clone());
-    // SAFETY: the child runs only the mount (this crate's code) and sleeps until killed.
-    let daemon = match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let spec = MountSpec {
-                backing: m.backing.clone(),
-                mountpoint: m.mnt.clone(),
-                options: vec!["writeback_cache".into()],
-                threads: 2,
-            };
-            // A fresh test key service: same wrapping key, so the parent can unwrap.
-            match kmsfs::fs::mount(&spec, TestKeys::new()) {
-                Ok(s) if s.writeback_cache() => loop {
-                    std::thread::sleep(Duration::from_secs(1));
-                },
-                _ => unsafe { libc::_exit(3) },
-            }
-        }
-        ForkResult::Parent { child } => child,
-    };
-    let reap = Reap(daemon);
-    let start = Instant::now();
-    while !is_mounted(&m.mnt) {
-        // The bound only keeps a broken child from hanging the suite.
-        assert!(start.elapsed() < Duration::from_secs(60), "no mount");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let reap = spawn_daemon(&m.backing, &m.mnt, &["writeback_cache"], |s| {
+        s.writeback_cache()
+    });
+    let daemon = reap.0;
     let synced = pattern(2 * 1024 * 1024 + 77, 1);
     let closed = pattern(300_000, 2);
     let mut f = OpenOptions::new()

@@ -522,6 +522,46 @@ pub mod crash {
         }
     }
 
+    /// Forks a child that mounts `backing` at `mnt` with `options` (a fresh test key
+    /// service: the same wrapping key, so the parent can unwrap) and sleeps until it is
+    /// killed; `accept` checks the session (else the child exits 3). Returns once the
+    /// mount is live; the [`Reap`] kills the child if the test fails first.
+    pub fn spawn_daemon(
+        backing: &Path,
+        mnt: &Path,
+        options: &[&str],
+        accept: fn(&kmsfs::fs::MountSession) -> bool,
+    ) -> Reap {
+        use nix::unistd::{fork, ForkResult};
+        use std::time::{Duration, Instant};
+        // SAFETY: the child runs only the mount (this crate's code) and sleeps until killed.
+        let daemon = match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let spec = kmsfs::fs::MountSpec {
+                    backing: backing.to_path_buf(),
+                    mountpoint: mnt.to_path_buf(),
+                    options: options.iter().map(|o| o.to_string()).collect(),
+                    threads: 2,
+                };
+                match kmsfs::fs::mount(&spec, super::TestKeys::new()) {
+                    Ok(s) if accept(&s) => loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                    },
+                    _ => unsafe { libc::_exit(3) },
+                }
+            }
+            ForkResult::Parent { child } => child,
+        };
+        let reap = Reap(daemon);
+        let start = Instant::now();
+        while !is_mounted(mnt) {
+            // The bound only keeps a broken child from hanging the suite.
+            assert!(start.elapsed() < Duration::from_secs(60), "no mount");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        reap
+    }
+
     /// Whether something is mounted at `mnt` (another device than its parent's): a
     /// killed daemon's mount answers ENOTCONN, which counts as not mounted.
     pub fn is_mounted(mnt: &Path) -> bool {
