@@ -70,6 +70,7 @@ mod event_id;
 mod reader;
 mod record;
 mod syncer;
+mod template;
 mod verify;
 
 pub use canonical::canonical_bytes;
@@ -239,6 +240,8 @@ struct Chain {
     /// The lines of the append in progress; kept between appends (see
     /// [`KEPT_BUFFER_BYTES`]) so that a record costs no allocation for its bytes.
     buf: Vec<u8>,
+    /// The constant bytes of records appended again and again ([`AuditLog::append_repeated`]).
+    templates: template::Templates,
 }
 
 /// The largest append buffer kept for the next append.
@@ -264,6 +267,7 @@ impl AuditLog {
             seq: 0,
             prev_hash: GENESIS_HASH.to_string(),
             buf: Vec::new(),
+            templates: template::Templates::default(),
         };
         {
             let _lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
@@ -317,14 +321,29 @@ impl AuditLog {
     /// decision of one call, then its outcome): no other writer's record lands between
     /// them, and they reach the file together or, on a failed write, not at all intact.
     pub fn append_all(&self, events: &[Event], now: i64) -> Result<(), AuditError> {
+        self.append_events(events, now, false)
+    }
+
+    /// [`AuditLog::append_all`] for records the caller appends again and again with
+    /// only the event id, time, caller pid and chain members differing (the filesystem's
+    /// opens, whose shared values come from caches): the constant bytes of such a record
+    /// are kept and copied instead of formatted anew. The lines and hashes are the
+    /// same as `append_all` writes.
+    pub fn append_repeated(&self, events: &[Event], now: i64) -> Result<(), AuditError> {
+        self.append_events(events, now, true)
+    }
+
+    fn append_events(&self, events: &[Event], now: i64, repeated: bool) -> Result<(), AuditError> {
         if events.is_empty() {
             return Ok(());
         }
         let path = &self.path;
-        let mut chain = self
+        let mut guard = self
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Borrowed once, so that the templates and the chain's hash are separate borrows.
+        let chain = &mut *guard;
         let lock = FileLock::exclusive(&chain.file).map_err(|e| AuditError::io(path, e))?;
         // Where the file ends now, by `lseek(SEEK_END)`: the size is all this needs, and
         // the seek costs a fraction of an `fstat` (no attribute copy-out). With
@@ -367,7 +386,13 @@ impl AuditLog {
                 None => chain.prev_hash.as_str(),
             };
             let id = std::str::from_utf8(&id).unwrap_or_default();
-            let hash = record::build_into(event, now, &self.region, seq, prev, id, &mut bytes);
+            let hash = if repeated {
+                chain
+                    .templates
+                    .build_into(event, now, &self.region, seq, prev, id, &mut bytes)
+            } else {
+                record::build_into(event, now, &self.region, seq, prev, id, &mut bytes)
+            };
             bytes.push(b'\n');
             last = Some(hash);
         }

@@ -57,6 +57,49 @@ pub(crate) fn build_into(
     event_id: &str,
     out: &mut Vec<u8>,
 ) -> [u8; HASH_HEX_LEN] {
+    let start = out.len();
+    let (hash, marks) = build_unspliced(event, now, default_region, seq, prev_hash, event_id, out);
+    splice_hash(out, start + marks.hash_at, &hash);
+    hash
+}
+
+/// Where the members that differ between two records of the same call (the event id,
+/// time, caller pid and the chain's `prevHash` and `seq`) were written in a line, and
+/// where its `hash` member goes: offsets from the line's start, each range the whole
+/// JSON token (quotes included). See [`super::template`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub id: (usize, usize),
+    pub time: (usize, usize),
+    pub hash_at: usize,
+    pub pid: (usize, usize),
+    pub prev: (usize, usize),
+    pub seq: (usize, usize),
+}
+
+/// Inserts the `hash` member at `at` (where it sorts): one move of the bytes after it.
+fn splice_hash(out: &mut Vec<u8>, at: usize, hash: &[u8; HASH_HEX_LEN]) {
+    let member = HASH_OPEN.iter().chain(hash).chain(HASH_CLOSE);
+    out.splice(at..at, member.copied());
+}
+
+/// The bytes of the `hash` member around its hex digits, and its whole length.
+pub(crate) const HASH_OPEN: &[u8] = b",\"hash\":\"";
+pub(crate) const HASH_CLOSE: &[u8] = b"\"";
+pub(crate) const HASH_MEMBER_LEN: usize = HASH_OPEN.len() + HASH_HEX_LEN + HASH_CLOSE.len();
+
+/// [`build_into`] without the `hash` member: appends the line without it (the bytes
+/// the hash covers) and returns the hash and where the varying members and the hash
+/// member go.
+pub(crate) fn build_unspliced(
+    event: &Event,
+    now: i64,
+    default_region: &str,
+    seq: u64,
+    prev_hash: &str,
+    event_id: &str,
+    out: &mut Vec<u8>,
+) -> ([u8; HASH_HEX_LEN], Marks) {
     let id = &event.identity;
     let resources: Vec<Cow<'_, str>> = event
         .resources
@@ -95,13 +138,17 @@ pub(crate) fn build_into(
     w.key("eventCategory");
     w.string("Management");
     w.key("eventID");
+    let at = w.out.len() - start;
     w.string(event_id);
+    let id_mark = (at, w.out.len() - start);
     w.key("eventName");
     w.string(&cut_str(&event.event_name));
     w.key("eventSource");
     w.string("kms.amazonaws.com");
     w.key("eventTime");
+    let at = w.out.len() - start;
     with_event_time(now, |t| w.string(t));
+    let time_mark = (at, w.out.len() - start);
     w.key("eventType");
     w.string("AwsApiCall");
     w.key("eventVersion");
@@ -122,13 +169,19 @@ pub(crate) fn build_into(
     w.key("gid");
     local_id(&mut w, id.gid);
     // "hash" sorts here; it is spliced in once the rest is hashed.
-    let hash_at = w.out.len();
+    let hash_at = w.out.len() - start;
     w.key("pid");
+    let at = w.out.len() - start;
     local_id(&mut w, id.pid);
+    let pid_mark = (at, w.out.len() - start);
     w.key("prevHash");
+    let at = w.out.len() - start;
     w.string(prev_hash);
+    let prev_mark = (at, w.out.len() - start);
     w.key("seq");
+    let at = w.out.len() - start;
     w.number(seq);
+    let seq_mark = (at, w.out.len() - start);
     w.key("uid");
     local_id(&mut w, id.uid);
     w.key("viaService");
@@ -207,11 +260,34 @@ pub(crate) fn build_into(
     let mut hash = [0u8; HASH_HEX_LEN];
     // 32 bytes always fit 64 hex digits.
     let _ = hex::encode_to_slice(digest, &mut hash);
-    // The hash member goes in where it sorts: one move of the bytes after it.
-    const OPEN: &[u8] = b",\"hash\":\"";
-    let member = OPEN.iter().chain(&hash).chain(b"\"");
-    out.splice(hash_at..hash_at, member.copied());
-    hash
+    let marks = Marks {
+        id: id_mark,
+        time: time_mark,
+        hash_at,
+        pid: pid_mark,
+        prev: prev_mark,
+        seq: seq_mark,
+    };
+    (hash, marks)
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn write_number(n: u64, out: &mut Vec<u8>) {
+    // Digits into a stack buffer, last first: no String per number.
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(at..).unwrap_or_default());
 }
 
 /// A compact JSON writer that the caller drives in sorted member order.
@@ -245,22 +321,7 @@ impl Canon<'_> {
         write_string(s, self.out);
     }
     fn number(&mut self, n: u64) {
-        // Digits into a stack buffer, last first: no String per number.
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        let mut n = n;
-        loop {
-            at -= 1;
-            if let Some(d) = buf.get_mut(at) {
-                *d = b'0' + (n % 10) as u8;
-            }
-            n /= 10;
-            if n == 0 || at == 0 {
-                break;
-            }
-        }
-        self.out
-            .extend_from_slice(buf.get(at..).unwrap_or_default());
+        write_number(n, self.out);
     }
     fn raw(&mut self, b: &[u8]) {
         self.out.extend_from_slice(b);
@@ -286,7 +347,7 @@ pub(crate) fn event_time(now: i64) -> String {
 }
 
 /// Calls `f` with [`event_time`]'s text, without copying it.
-fn with_event_time<R>(now: i64, f: impl FnOnce(&str) -> R) -> R {
+pub(crate) fn with_event_time<R>(now: i64, f: impl FnOnce(&str) -> R) -> R {
     // Records come many per second: format each second once per thread.
     thread_local! {
         static LAST: std::cell::RefCell<(i64, String)> =

@@ -39,6 +39,7 @@ impl Service {
             decisions: call.decisions.clone(),
             resources: call.resources.clone(),
             fs: call.fs.clone(),
+            repeated: false,
         };
         self.finish_with(call, op, parts, result)
     }
@@ -58,6 +59,7 @@ impl Service {
             decisions: std::mem::take(&mut call.decisions),
             resources: std::mem::take(&mut call.resources),
             fs: call.fs.take(),
+            repeated: false,
         };
         self.finish_with(&call, op, parts, result)
     }
@@ -81,6 +83,9 @@ impl Service {
             decisions: std::mem::take(&mut call.decisions),
             resources: std::mem::take(&mut call.resources),
             fs: call.fs.take(),
+            // The same shared values come back on every open of the file: its records
+            // differ only in their ids, time, pid and chain members.
+            repeated: true,
         };
         self.finish_with(&call, op, parts, result)
     }
@@ -98,6 +103,7 @@ impl Service {
             mut decisions,
             resources,
             fs,
+            repeated,
         } = parts;
         let base = Event {
             event_name: op.to_string(),
@@ -148,7 +154,12 @@ impl Service {
         }
         events.push(last);
         // One write: the call's decisions and outcome land together, uninterleaved.
-        if let Err(ae) = self.audit.append_all(&events, call.now) {
+        let appended = if repeated {
+            self.audit.append_repeated(&events, call.now)
+        } else {
+            self.audit.append_all(&events, call.now)
+        };
+        if let Err(ae) = appended {
             let effect = if result.is_ok() && !read_only {
                 " (the change took effect but is not recorded)"
             } else {
@@ -309,6 +320,8 @@ struct Recorded {
     decisions: Vec<Arc<Value>>,
     resources: Vec<String>,
     fs: Option<Arc<Value>>,
+    /// Appended as a repeated record ([`crate::audit::AuditLog::append_repeated`]).
+    repeated: bool,
 }
 
 /// [`sanitize`] of a value the caller gives up: the secret fields are removed in place
