@@ -119,7 +119,7 @@ impl Service {
             fs,
             remote: call.remote.as_ref().map(super::credentials::remote_origin),
         };
-        let mut events = Vec::with_capacity(decisions.len().max(1));
+        let mut events = Vec::new();
         let last_decision = decisions.pop();
         for d in decisions {
             let mut e = base.clone();
@@ -152,12 +152,18 @@ impl Service {
                 }
             }
         }
-        events.push(last);
-        // One write: the call's decisions and outcome land together, uninterleaved.
-        let appended = if repeated {
-            self.audit.append_repeated(&events, call.now)
+        // One write: the call's decisions and outcome land together, uninterleaved. A
+        // call with one decision (every open) needs no list.
+        let events = if events.is_empty() {
+            std::slice::from_ref(&last)
         } else {
-            self.audit.append_all(&events, call.now)
+            events.push(last);
+            events.as_slice()
+        };
+        let appended = if repeated {
+            self.audit.append_repeated(events, call.now)
+        } else {
+            self.audit.append_all(events, call.now)
         };
         if let Err(ae) = appended {
             let effect = if result.is_ok() && !read_only {

@@ -16,6 +16,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -62,7 +63,10 @@ pub use groups::process_groups;
 #[derive(Debug, Clone)]
 pub struct ResolvedPrincipal {
     pub principal: Principal,
-    pub identity_policies: Vec<IdentityPolicy>,
+    /// Shared with the principals load it was resolved from: resolving (once per call,
+    /// so once per open) copies no parsed policy, and the decision cache tells two
+    /// callers' policies apart by address (see `kms::authz::cache`).
+    pub identity_policies: Arc<[IdentityPolicy]>,
     pub kind: PrincipalKind,
     /// The AWS identity this principal uses toward a remote KMS (`aws_profile`), if any.
     /// Root and anonymous callers have none unless root is listed with one.
@@ -117,7 +121,7 @@ struct Entry {
     parsed: ParsedArn,
     uids: Vec<u32>,
     gids: Vec<u32>,
-    policies: Vec<IdentityPolicy>,
+    policies: Arc<[IdentityPolicy]>,
     aws_profile: Option<Profile>,
 }
 
@@ -133,6 +137,9 @@ pub struct Principals {
     /// The identity policy files read while loading, resolved against the principals
     /// file's directory, in the order the file names them.
     policy_files: Vec<PathBuf>,
+    /// The empty list every caller without identity policies gets (one allocation per
+    /// load instead of one per resolve).
+    no_policies: Arc<[IdentityPolicy]>,
 }
 
 /// Resolves `aws_config_file` / `aws_credentials_file` against the principals file's
@@ -157,6 +164,7 @@ impl Principals {
             owner_uid: Some(owner_uid),
             source: None,
             policy_files: Vec::new(),
+            no_policies: Vec::new().into(),
         }
     }
 
@@ -351,7 +359,7 @@ impl Principals {
                 parsed,
                 uids,
                 gids,
-                policies,
+                policies: policies.into(),
                 aws_profile,
             });
         }
@@ -362,6 +370,7 @@ impl Principals {
             owner_uid: None,
             source: None,
             policy_files,
+            no_policies: Vec::new().into(),
         })
     }
 
@@ -439,7 +448,7 @@ impl Principals {
                     uid: Some(uid),
                     gid: Some(gid),
                 },
-                identity_policies: Vec::new(),
+                identity_policies: self.no_policies.clone(),
                 kind: PrincipalKind::Root,
                 aws_profile: None,
             };
@@ -451,7 +460,7 @@ impl Principals {
                 uid: Some(uid),
                 gid: Some(gid),
             },
-            identity_policies: Vec::new(),
+            identity_policies: self.no_policies.clone(),
             kind: PrincipalKind::Anonymous,
             aws_profile: None,
         }
@@ -473,7 +482,7 @@ impl Principals {
                 uid: None,
                 gid: None,
             },
-            identity_policies: Vec::new(),
+            identity_policies: self.no_policies.clone(),
             kind: parsed.kind,
             aws_profile: None,
         })
@@ -495,7 +504,7 @@ impl Principals {
                 uid: None,
                 gid: None,
             },
-            identity_policies: Vec::new(),
+            identity_policies: self.no_policies.clone(),
             kind: PrincipalKind::Root,
             aws_profile: None,
         })

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::super::service::Snapshot;
 use super::super::KmsError;
-use crate::policy::{EncryptionContext, RequestContext};
+use crate::policy::{EncryptionContext, IdentityPolicy, RequestContext};
 use crate::principals::{Principals, ResolvedPrincipal};
 
 /// Entries kept at most; past it the cache starts again empty (a bound, not an LRU:
@@ -44,8 +44,7 @@ const MAX_SHARED: usize = 256;
 /// Every input of one decision besides the snapshot, the principals load and the
 /// encryption context: the question (action, key, extra request keys, via service)
 /// and the caller as resolved (its principal, the uid its denial message names, and
-/// its identity policies by name and text).
-#[derive(PartialEq, Eq)]
+/// its identity policies: the principals load's own list, see [`same_policies`]).
 pub(crate) struct Asker {
     pub action: String,
     pub key_id: String,
@@ -56,7 +55,27 @@ pub(crate) struct Asker {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub caller_uid: u32,
-    pub identity_policies: Vec<(String, String)>,
+    pub identity_policies: Arc<[IdentityPolicy]>,
+}
+
+/// Whether two callers' identity policies are the same list: both empty, or the same
+/// list of the principals load (by address). Entries belong to one load, in which a
+/// principal's policies are one shared list that nothing changes, and an entry holds
+/// its list, so the address cannot be reused while the entry exists. Two principals
+/// with equal but separate lists only miss each other's entries. Comparing addresses
+/// instead of names and texts spares every open hashing and comparing whole policy
+/// documents.
+fn same_policies(a: &Arc<[IdentityPolicy]>, b: &Arc<[IdentityPolicy]>) -> bool {
+    (a.is_empty() && b.is_empty()) || Arc::ptr_eq(a, b)
+}
+
+/// What [`same_policies`] compares, for hashing: 0 for no policies, else the address.
+fn policies_addr(p: &Arc<[IdentityPolicy]>) -> usize {
+    if p.is_empty() {
+        0
+    } else {
+        Arc::as_ptr(p).cast::<IdentityPolicy>() as usize
+    }
 }
 
 /// Every input of one decision besides the snapshot and principals load it belongs to:
@@ -123,11 +142,7 @@ impl DecisionQuery<'_> {
         self.who.principal.uid.hash(&mut h);
         self.who.principal.gid.hash(&mut h);
         self.caller_uid.hash(&mut h);
-        self.who.identity_policies.len().hash(&mut h);
-        for p in &self.who.identity_policies {
-            p.name.hash(&mut h);
-            p.document.text.hash(&mut h);
-        }
+        policies_addr(&self.who.identity_policies).hash(&mut h);
         h.finish()
     }
 
@@ -142,11 +157,7 @@ impl DecisionQuery<'_> {
             && k.uid == self.who.principal.uid
             && k.gid == self.who.principal.gid
             && k.caller_uid == self.caller_uid
-            && k.identity_policies.len() == self.who.identity_policies.len()
-            && k.identity_policies
-                .iter()
-                .zip(&self.who.identity_policies)
-                .all(|((name, text), p)| *name == p.name && *text == p.document.text)
+            && same_policies(&k.identity_policies, &self.who.identity_policies)
     }
 
     fn matches(&self, k: &DecisionKey) -> bool {
@@ -169,12 +180,7 @@ impl DecisionQuery<'_> {
             uid: self.who.principal.uid,
             gid: self.who.principal.gid,
             caller_uid: self.caller_uid,
-            identity_policies: self
-                .who
-                .identity_policies
-                .iter()
-                .map(|p| (p.name.clone(), p.document.text.clone()))
-                .collect(),
+            identity_policies: self.who.identity_policies.clone(),
         }
     }
 
@@ -213,6 +219,10 @@ struct Inner {
     collided: Vec<(u64, Entry)>,
     /// Entries held (`entries` and `collided`).
     len: usize,
+    /// The hash of the entry the last lookup found: a file opened again and again asks
+    /// the same question, which is then compared with that entry first, without hashing
+    /// the query (the entry still answers only a query that matches it in every input).
+    last_hit: Option<u64>,
     /// Distinct askers and decisions of the entries held, for new entries to share.
     askers: Vec<Arc<Asker>>,
     decisions: Vec<Arc<Rendered>>,
@@ -241,6 +251,7 @@ impl Inner {
         self.askers.clear();
         self.decisions.clear();
         self.len = 0;
+        self.last_hit = None;
     }
 
     fn find_mut(&mut self, h: u64, q: &DecisionQuery<'_>) -> Option<&mut Entry> {
@@ -300,6 +311,7 @@ impl Default for DecisionCache {
                 entries: HashMap::new(),
                 collided: Vec::new(),
                 len: 0,
+                last_hit: None,
                 askers: Vec::new(),
                 decisions: Vec::new(),
                 hasher: RandomState::new(),
@@ -323,8 +335,17 @@ impl DecisionCache {
     ) -> Option<Rendered> {
         let mut inner = self.lock();
         inner.bind(snap, principals);
+        if let Some(h) = inner.last_hit {
+            if let Some((_, r)) = inner.find_mut(h, q) {
+                return Some(Rendered::clone(r));
+            }
+        }
         let h = q.hash_with(&inner.hasher);
-        inner.find_mut(h, q).map(|(_, r)| Rendered::clone(r))
+        let found = inner.find_mut(h, q).map(|(_, r)| Rendered::clone(r));
+        if found.is_some() {
+            inner.last_hit = Some(h);
+        }
+        found
     }
 
     pub fn put(
@@ -400,7 +421,7 @@ mod query_tests {
             }
         }
     }
-    use crate::policy::{IdentityPolicy, PolicyDocument, Principal};
+    use crate::policy::{PolicyDocument, Principal};
     use crate::principals::PrincipalKind;
 
     fn who(arn: &str, policy_text: &str) -> ResolvedPrincipal {
@@ -417,7 +438,8 @@ mod query_tests {
             identity_policies: vec![IdentityPolicy {
                 name: "p.json".into(),
                 document: PolicyDocument::parse_identity(&text).unwrap(),
-            }],
+            }]
+            .into(),
             kind: PrincipalKind::User,
             aws_profile: None,
         }
@@ -453,9 +475,15 @@ mod query_tests {
         let bob = who("arn:aws:iam::111122223333:user/bob", "kms:Decrypt");
         let other_policy = who("arn:aws:iam::111122223333:user/alice", "kms:*");
         let mut other_name = alice.clone();
-        other_name.identity_policies[0].name = "q.json".into();
+        let mut renamed = alice.identity_policies.to_vec();
+        renamed[0].name = "q.json".into();
+        other_name.identity_policies = renamed.into();
+        // Equal names and texts, but another list (another principals entry): a miss,
+        // never another entry's decision.
+        let mut equal_copy = alice.clone();
+        equal_copy.identity_policies = alice.identity_policies.to_vec().into();
         let mut no_policies = alice.clone();
-        no_policies.identity_policies.clear();
+        no_policies.identity_policies = Vec::new().into();
         let mut other_account = alice.clone();
         other_account.principal.account = "444455556666".into();
         let mut other_uid = alice.clone();
@@ -498,6 +526,10 @@ mod query_tests {
                 ..base
             },
             DecisionQuery {
+                who: &equal_copy,
+                ..base
+            },
+            DecisionQuery {
                 who: &other_account,
                 ..base
             },
@@ -521,5 +553,27 @@ mod query_tests {
                 "query {i} does not match its own key"
             );
         }
+        // The caller resolved again from the same load (the same list) asks the same
+        // question, and so do two callers without policies (each resolve makes its
+        // own empty list), hashed alike.
+        let resolved_again = alice.clone();
+        let q = DecisionQuery {
+            who: &resolved_again,
+            ..base
+        };
+        assert!(q.matches(&key));
+        assert_eq!(q.hash_with(&hasher), base.hash_with(&hasher));
+        let mut none_again = no_policies.clone();
+        none_again.identity_policies = Vec::new().into();
+        let q1 = DecisionQuery {
+            who: &no_policies,
+            ..base
+        };
+        let q2 = DecisionQuery {
+            who: &none_again,
+            ..base
+        };
+        assert!(q2.matches(&q1.to_key()));
+        assert_eq!(q1.hash_with(&hasher), q2.hash_with(&hasher));
     }
 }

@@ -447,3 +447,49 @@ fn entries_for_many_files_share_the_question_and_the_decision() {
     assert!(f.denied(&BOB));
     assert_eq!(f.svc.decisions.shared(), (2, 2));
 }
+
+/// Two callers opening the same file in turn, then each again and again: every open is
+/// answered with the caller's own decision (the last entry found is tried first, and
+/// must never answer another question) and recorded with its own identity, reasons and
+/// pid (the records of repeated opens are copied from a template), the chain intact.
+#[test]
+fn alternating_and_repeated_opens_each_get_their_own_decision_and_record() {
+    let f = fixture();
+    f.grant(&f.svc, ALICE_ARN);
+    let pattern = [&ALICE, &BOB, &ALICE, &ALICE, &BOB, &BOB, &ALICE, &BOB, &BOB];
+    let before = f.records().len();
+    for (n, who) in pattern.iter().enumerate() {
+        let caller = Caller {
+            pid: 100 + n as u32,
+            ..**who
+        };
+        assert_eq!(f.denied(&caller), *who == &BOB, "open {n}");
+    }
+    let recs = f.records();
+    assert_eq!(recs.len(), before + pattern.len());
+    for (n, (who, rec)) in pattern.iter().zip(&recs[before..]).enumerate() {
+        let arn = if *who == &ALICE { ALICE_ARN } else { BOB_ARN };
+        assert_eq!(rec["userIdentity"]["arn"], json!(arn), "record {n}");
+        assert_eq!(rec["kmsfs"]["uid"], json!(who.uid), "record {n}");
+        assert_eq!(rec["kmsfs"]["pid"], json!(100 + n as u32), "record {n}");
+        let allowed = rec["kmsfs"]["decision"]["decision"] == json!("allowed");
+        assert_eq!(allowed, *who == &ALICE, "record {n}: {rec}");
+        assert_eq!(rec.get("errorCode").is_some(), *who == &BOB, "record {n}");
+    }
+    // Each caller's records differ only in what differs between two records of one
+    // decision (and the pid).
+    for who in [&ALICE, &BOB] {
+        let mut mine = pattern
+            .iter()
+            .zip(&recs[before..])
+            .filter(|(w, _)| **w == who)
+            .map(|(_, r)| {
+                let mut r = stable(r.clone());
+                r["kmsfs"].as_object_mut().unwrap().remove("pid");
+                r
+            });
+        let first = mine.next().unwrap();
+        assert!(mine.all(|r| r == first));
+    }
+    crate::audit::verify(&f.svc.store.audit_path()).unwrap();
+}
