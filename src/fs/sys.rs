@@ -107,6 +107,104 @@ fn link_proc_path(target: BorrowedFd<'_>, dir: BorrowedFd<'_>, to: &CStr) -> Res
     check(ret as isize).map(drop)
 }
 
+/// A file handle of a backing object (`name_to_handle_at(2)`): what the backing file
+/// system needs to find the inode again without a path, for [`open_by_handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHandle {
+    kind: i32,
+    bytes: Vec<u8>,
+}
+
+/// Longest handle asked for: ext4 gives 8 bytes, XFS and btrfs up to 24 (a
+/// `MAX_HANDLE_SZ` of 128 is the kernel's own limit).
+const HANDLE_MAX: usize = 128;
+
+/// `struct file_handle` with room for [`HANDLE_MAX`] bytes.
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; HANDLE_MAX],
+}
+
+/// The handle of the object behind `fd` (any descriptor, `O_PATH` included) and the id
+/// of the mount it was reached through. `None` where the file system has no handles
+/// (`EOPNOTSUPP`) or gives one longer than [`HANDLE_MAX`].
+pub fn file_handle(fd: BorrowedFd<'_>) -> Result<Option<(FileHandle, i32)>, FsError> {
+    let mut raw = RawHandle {
+        handle_bytes: HANDLE_MAX as u32,
+        handle_type: 0,
+        f_handle: [0; HANDLE_MAX],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `raw` is a `struct file_handle` whose `handle_bytes` says how much room
+    // follows; the path is an empty C string; both pointers outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut raw as *mut RawHandle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    match check(ret as isize) {
+        Ok(_) => {}
+        Err(FsError::Sys(Errno::EOPNOTSUPP | Errno::EOVERFLOW)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = usize::try_from(raw.handle_bytes).unwrap_or(usize::MAX);
+    let Some(bytes) = raw.f_handle.get(..len) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        FileHandle {
+            kind: raw.handle_type,
+            bytes: bytes.to_vec(),
+        },
+        mount_id,
+    )))
+}
+
+/// Opens the object `handle` names on the file system of `mount` (a descriptor of that
+/// mount, not `O_PATH`) with `flags` (`open_by_handle_at(2)`): no path is walked, so no
+/// name in the backing directory plays any part. Needs CAP_DAC_READ_SEARCH (`EPERM`
+/// without).
+pub fn open_by_handle(
+    mount: BorrowedFd<'_>,
+    handle: &FileHandle,
+    flags: i32,
+) -> Result<std::fs::File, FsError> {
+    let mut raw = RawHandle {
+        handle_bytes: 0,
+        handle_type: handle.kind,
+        f_handle: [0; HANDLE_MAX],
+    };
+    let dst = raw
+        .f_handle
+        .get_mut(..handle.bytes.len())
+        .ok_or_else(|| FsError::refused(libc::EINVAL, "file handle too long"))?;
+    dst.copy_from_slice(&handle.bytes);
+    raw.handle_bytes = handle.bytes.len() as u32;
+    // SAFETY: `raw` is a valid `struct file_handle` for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount.as_raw_fd(),
+            &mut raw as *mut RawHandle,
+            flags,
+        )
+    };
+    let fd = check(ret as isize)?;
+    let fd = libc::c_int::try_from(fd)
+        .map_err(|_| FsError::refused(libc::EIO, "descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to this call alone.
+    Ok(std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
 /// Sets the access and modification times of the object behind the `O_PATH` descriptor
 /// `fd` itself, never following a symlink (`utimensat` with `AT_EMPTY_PATH`).
 pub fn utimens_fd(
