@@ -432,6 +432,38 @@ mod tests {
     }
 
     #[test]
+    fn a_file_handle_opens_the_same_object_without_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"by handle").unwrap();
+        let fd = open(
+            &path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let Some((handle, _mount_id)) = file_handle(fd.as_fd()).unwrap() else {
+            eprintln!("skipped: the temp directory's file system has no file handles");
+            return;
+        };
+        // Renamed away: the handle still finds the object, not whatever has the name.
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        std::fs::write(&path, b"an impostor").unwrap();
+        let mount = std::fs::File::open(dir.path()).unwrap();
+        let opened = open_by_handle(mount.as_fd(), &handle, libc::O_RDONLY | libc::O_CLOEXEC);
+        match opened {
+            Ok(file) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut &file, &mut text).unwrap();
+                assert_eq!(text, "by handle");
+            }
+            // Without CAP_DAC_READ_SEARCH the kernel refuses handles altogether.
+            Err(FsError::Sys(Errno::EPERM)) => assert!(!nix::unistd::geteuid().is_root()),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
     fn link_of_a_file_with_no_name_left_fails_both_ways_and_learns_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gone");
