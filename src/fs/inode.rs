@@ -21,6 +21,7 @@ use crate::format::{ContentCipher, EnvelopeVersion, FileId};
 
 use super::error::FsError;
 use super::names::DirNames;
+use super::sys::FileHandle;
 
 /// The FUSE inode number of the mount's root.
 pub const ROOT_INO: u64 = 1;
@@ -155,6 +156,11 @@ pub struct Node {
     /// kernel sends for it before the first write into every new file be answered
     /// without a system call. Only ever goes from true to false.
     created_without_caps: AtomicBool,
+    /// Regular files: the backing object's file handle, learnt at the first reopen
+    /// (`None` inside: the object has none usable here), so later opens find the inode
+    /// without walking `/proc/self/fd` (see `Core::reopen`). Boxed: most nodes are never
+    /// opened, and a node stays small.
+    pub handle: OnceLock<Option<Box<FileHandle>>>,
 }
 
 impl Node {
@@ -171,6 +177,7 @@ impl Node {
             dir: OnceLock::new(),
             pins: AtomicU32::new(0),
             created_without_caps: AtomicBool::new(false),
+            handle: OnceLock::new(),
         }
     }
 

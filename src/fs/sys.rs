@@ -107,6 +107,192 @@ fn link_proc_path(target: BorrowedFd<'_>, dir: BorrowedFd<'_>, to: &CStr) -> Res
     check(ret as isize).map(drop)
 }
 
+/// A file handle of a backing object (`name_to_handle_at(2)`): what the backing file
+/// system needs to find the inode again without a path, for [`open_by_handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHandle {
+    kind: i32,
+    bytes: Vec<u8>,
+}
+
+/// Longest handle asked for: ext4 gives 8 bytes, XFS and btrfs up to 24 (a
+/// `MAX_HANDLE_SZ` of 128 is the kernel's own limit).
+const HANDLE_MAX: usize = 128;
+
+/// `struct file_handle` with room for [`HANDLE_MAX`] bytes.
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; HANDLE_MAX],
+}
+
+/// The handle of the object behind `fd` (any descriptor, `O_PATH` included) and the id
+/// of the mount it was reached through. `None` where the file system has no handles
+/// (`EOPNOTSUPP`) or gives one longer than [`HANDLE_MAX`].
+pub fn file_handle(fd: BorrowedFd<'_>) -> Result<Option<(FileHandle, i32)>, FsError> {
+    let mut raw = RawHandle {
+        handle_bytes: HANDLE_MAX as u32,
+        handle_type: 0,
+        f_handle: [0; HANDLE_MAX],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `raw` is a `struct file_handle` whose `handle_bytes` says how much room
+    // follows; the path is an empty C string; both pointers outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut raw as *mut RawHandle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    match check(ret as isize) {
+        Ok(_) => {}
+        Err(FsError::Sys(Errno::EOPNOTSUPP | Errno::EOVERFLOW)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = usize::try_from(raw.handle_bytes).unwrap_or(usize::MAX);
+    let Some(bytes) = raw.f_handle.get(..len) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        FileHandle {
+            kind: raw.handle_type,
+            bytes: bytes.to_vec(),
+        },
+        mount_id,
+    )))
+}
+
+/// Opens the object `handle` names on the file system of `mount` (a descriptor of that
+/// mount, not `O_PATH`) with `flags` (`open_by_handle_at(2)`): no path is walked, so no
+/// name in the backing directory plays any part. Needs CAP_DAC_READ_SEARCH (`EPERM`
+/// without).
+pub fn open_by_handle(
+    mount: BorrowedFd<'_>,
+    handle: &FileHandle,
+    flags: i32,
+) -> Result<std::fs::File, FsError> {
+    let mut raw = RawHandle {
+        handle_bytes: 0,
+        handle_type: handle.kind,
+        f_handle: [0; HANDLE_MAX],
+    };
+    let dst = raw
+        .f_handle
+        .get_mut(..handle.bytes.len())
+        .ok_or_else(|| FsError::refused(libc::EINVAL, "file handle too long"))?;
+    dst.copy_from_slice(&handle.bytes);
+    raw.handle_bytes = handle.bytes.len() as u32;
+    // SAFETY: `raw` is a valid `struct file_handle` for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount.as_raw_fd(),
+            &mut raw as *mut RawHandle,
+            flags,
+        )
+    };
+    let fd = check(ret as isize)?;
+    let fd = libc::c_int::try_from(fd)
+        .map_err(|_| FsError::refused(libc::EIO, "descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to this call alone.
+    Ok(std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
+/// Whether `fchmodat2(fd, "", mode, AT_EMPTY_PATH)` works (Linux 6.6+), learnt at the
+/// first chmod; likewise whether `utimensat` takes `AT_EMPTY_PATH` on an `O_PATH`
+/// descriptor. Where not, the object is reached through `/proc/self/fd/N`, as before.
+static EMPTY_PATH_CHMOD: AtomicU8 = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+static EMPTY_PATH_UTIMENS: AtomicU8 = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+
+/// Runs `direct` unless `way` says it is refused here; on a refusal that `fallback`
+/// then gets past, learns that. `refusal` tells the errors an old kernel gives for the
+/// call it does not know.
+fn empty_path_or_proc(
+    way: &AtomicU8,
+    refusal: fn(&FsError) -> bool,
+    direct: impl FnOnce() -> Result<(), FsError>,
+    fallback: impl FnOnce() -> Result<(), FsError>,
+) -> Result<(), FsError> {
+    if way.load(Ordering::Relaxed) != EMPTY_PATH_REFUSED {
+        match direct() {
+            Ok(()) => {
+                way.store(EMPTY_PATH_WORKS, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if !refusal(&e) => return Err(e),
+            Err(_) => {
+                fallback()?;
+                way.store(EMPTY_PATH_REFUSED, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+    fallback()
+}
+
+/// Sets the mode of the object behind `fd` (an `O_PATH` descriptor of anything but a
+/// symlink): `fchmodat2` with `AT_EMPTY_PATH` on the descriptor itself, which walks no
+/// path, where the kernel has it; else `chmod` of `/proc/self/fd/N`, which walks procfs
+/// and makes its per-descriptor entry on every call (fchmod refuses `O_PATH`).
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<(), FsError> {
+    let mode = mode & 0o7777;
+    empty_path_or_proc(
+        &EMPTY_PATH_CHMOD,
+        |e| matches!(e, FsError::Sys(Errno::ENOSYS | Errno::EINVAL)),
+        || {
+            // SAFETY: an empty C string that outlives the call.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_fchmodat2,
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    mode,
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            check(ret as isize).map(drop)
+        },
+        || {
+            let path = proc_path(fd);
+            // SAFETY: a valid NUL-terminated C string that outlives the call.
+            check(unsafe { libc::chmod(path.as_ptr(), mode) } as isize).map(drop)
+        },
+    )
+}
+
+/// Sets the access and modification times of the object behind `fd` (an `O_PATH`
+/// descriptor of anything but a symlink): [`utimens_fd`] on the descriptor where the
+/// kernel takes `AT_EMPTY_PATH` there, else through `/proc/self/fd/N` (see [`chmod_fd`]).
+pub fn utimens_object(
+    fd: BorrowedFd<'_>,
+    atime: nix::sys::time::TimeSpec,
+    mtime: nix::sys::time::TimeSpec,
+) -> Result<(), FsError> {
+    empty_path_or_proc(
+        &EMPTY_PATH_UTIMENS,
+        |e| matches!(e, FsError::Sys(Errno::EINVAL | Errno::ENOENT)),
+        || utimens_fd(fd, atime, mtime),
+        || {
+            let path = proc_path(fd);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                path.as_c_str(),
+                &atime,
+                &mtime,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            )?;
+            Ok(())
+        },
+    )
+}
+
 /// Sets the access and modification times of the object behind the `O_PATH` descriptor
 /// `fd` itself, never following a symlink (`utimensat` with `AT_EMPTY_PATH`).
 pub fn utimens_fd(
@@ -331,6 +517,104 @@ mod tests {
         assert!(dir.path().join("b").is_file());
         assert!(dir.path().join("c").is_file());
         assert!(!dir.path().join("direct").exists());
+    }
+
+    #[test]
+    fn mode_and_times_are_set_through_an_o_path_descriptor() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let fd = open(
+            &path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        chmod_fd(fd.as_fd(), 0o100_640).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        let (a, m) = (
+            nix::sys::time::TimeSpec::new(1_000_000, 5),
+            nix::sys::time::TimeSpec::new(2_000_000, 7),
+        );
+        utimens_object(fd.as_fd(), a, m).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.atime(), meta.atime_nsec()), (1_000_000, 5));
+        assert_eq!((meta.mtime(), meta.mtime_nsec()), (2_000_000, 7));
+        // The kernel this runs on (6.6+) does both on the descriptor: learnt once.
+        assert_ne!(EMPTY_PATH_CHMOD.load(Ordering::Relaxed), EMPTY_PATH_UNKNOWN);
+        assert_ne!(
+            EMPTY_PATH_UTIMENS.load(Ordering::Relaxed),
+            EMPTY_PATH_UNKNOWN
+        );
+    }
+
+    #[test]
+    fn a_refused_empty_path_call_falls_back_once_and_is_not_tried_again() {
+        let way = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+        let refusal = |e: &FsError| matches!(e, FsError::Sys(Errno::ENOSYS));
+        let (mut direct, mut fallback) = (0, 0);
+        for _ in 0..3 {
+            empty_path_or_proc(
+                &way,
+                refusal,
+                || {
+                    direct += 1;
+                    Err(FsError::Sys(Errno::ENOSYS))
+                },
+                || {
+                    fallback += 1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!((direct, fallback), (1, 3));
+        assert_eq!(way.load(Ordering::Relaxed), EMPTY_PATH_REFUSED);
+        // Any other error of the direct call is the answer: no second attempt.
+        let way = AtomicU8::new(EMPTY_PATH_UNKNOWN);
+        let err = empty_path_or_proc(
+            &way,
+            refusal,
+            || Err(FsError::Sys(Errno::EPERM)),
+            || panic!("no fallback after EPERM"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FsError::Sys(Errno::EPERM)), "{err:?}");
+        assert_eq!(way.load(Ordering::Relaxed), EMPTY_PATH_UNKNOWN);
+    }
+
+    #[test]
+    fn a_file_handle_opens_the_same_object_without_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"by handle").unwrap();
+        let fd = open(
+            &path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let Some((handle, _mount_id)) = file_handle(fd.as_fd()).unwrap() else {
+            eprintln!("skipped: the temp directory's file system has no file handles");
+            return;
+        };
+        // Renamed away: the handle still finds the object, not whatever has the name.
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        std::fs::write(&path, b"an impostor").unwrap();
+        let mount = std::fs::File::open(dir.path()).unwrap();
+        let opened = open_by_handle(mount.as_fd(), &handle, libc::O_RDONLY | libc::O_CLOEXEC);
+        match opened {
+            Ok(file) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut &file, &mut text).unwrap();
+                assert_eq!(text, "by handle");
+            }
+            // Without CAP_DAC_READ_SEARCH the kernel refuses handles altogether.
+            Err(FsError::Sys(Errno::EPERM)) => assert!(!nix::unistd::geteuid().is_root()),
+            Err(e) => panic!("{e:?}"),
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::os::fd::AsFd;
 
 use fuser::FileAttr;
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{Mode, UtimensatFlags};
 use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::kms::provider::Caller;
@@ -54,13 +53,7 @@ impl Core {
                 return Err(FsError::refused(libc::EPERM, "chmod by non-owner"));
             }
             if node.kind != NodeKind::Symlink {
-                let path = sys::proc_path(node.fd.as_fd());
-                nix::sys::stat::fchmodat(
-                    nix::fcntl::AT_FDCWD,
-                    path.as_c_str(),
-                    Mode::from_bits_truncate(mode & 0o7777),
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                )?;
+                sys::chmod_fd(node.fd.as_fd(), mode)?;
             }
         }
         if change.uid.is_some() || change.gid.is_some() {
@@ -96,13 +89,10 @@ impl Core {
                     other => other?,
                 }
             } else {
-                let path = sys::proc_path(node.fd.as_fd());
-                nix::sys::stat::utimensat(
-                    nix::fcntl::AT_FDCWD,
-                    path.as_c_str(),
-                    &time_spec(change.atime),
-                    &time_spec(change.mtime),
-                    UtimensatFlags::FollowSymlink,
+                sys::utimens_object(
+                    node.fd.as_fd(),
+                    time_spec(change.atime),
+                    time_spec(change.mtime),
                 )?;
             }
         }

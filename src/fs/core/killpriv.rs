@@ -10,8 +10,6 @@
 
 use std::os::fd::BorrowedFd;
 
-use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
-
 use crate::fs::error::FsError;
 use crate::fs::sys;
 
@@ -98,13 +96,8 @@ pub(super) fn drop_privs(fd: BorrowedFd<'_>, kill: KillPriv) -> Result<bool, FsE
             return Ok(false);
         }
     }
-    // Through /proc/self/fd: `fd` may be an O_PATH descriptor, which fchmod refuses.
-    fchmodat(
-        nix::fcntl::AT_FDCWD,
-        sys::proc_path(fd).as_c_str(),
-        Mode::from_bits_truncate(kept),
-        FchmodatFlags::FollowSymlink,
-    )?;
+    // `fd` may be an O_PATH descriptor, which fchmod refuses.
+    sys::chmod_fd(fd, kept)?;
     Ok(true)
 }
 

@@ -121,6 +121,44 @@ pub struct Core {
     /// dirty pages back through any writable handle, and may read through a write-only
     /// one to fill a page it writes into partially (see [`Core::read`]).
     writeback: AtomicBool,
+    /// Reopening files by their file handle, where the backing file system and the
+    /// daemon's capabilities allow it (see [`Core::reopen`]).
+    by_handle: Option<ByHandle>,
+}
+
+/// What [`Core::reopen`] needs to open a backing file by its handle: a descriptor of
+/// the backing root's mount (`open_by_handle_at` refuses an `O_PATH` one) and that
+/// mount's id, which a node's handle must have been taken through.
+struct ByHandle {
+    mount: File,
+    mount_id: i32,
+    /// Set once `open_by_handle_at` was refused where the `/proc/self/fd` reopen then
+    /// worked (no CAP_DAC_READ_SEARCH): the daemon's credentials do not change, so every
+    /// later reopen goes through `/proc` directly.
+    refused: AtomicBool,
+}
+
+impl ByHandle {
+    /// For the backing root `root`: `None` where its file system gives no handles.
+    fn new(backing: &Path, root: &OwnedFd) -> Option<ByHandle> {
+        let (_, mount_id) = sys::file_handle(root.as_fd()).ok().flatten()?;
+        let mount = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(backing)
+            .ok()?;
+        // The same directory as the root descriptor (not something renamed into its
+        // place meanwhile): else handles are simply not used.
+        let (a, b) = (stat_fd(&mount).ok()?, stat_fd(root).ok()?);
+        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+            return None;
+        }
+        Some(ByHandle {
+            mount,
+            mount_id,
+            refused: AtomicBool::new(false),
+        })
+    }
 }
 
 /// Lists a backing directory given its (`O_PATH`) descriptor; `.` and `..` excluded.
@@ -213,6 +251,7 @@ impl Core {
             &root_fd,
             &secrets.metadata,
         )?;
+        let by_handle = ByHandle::new(backing, &root_fd);
         let inodes = InodeTable::new(root_fd, &root_stat);
         let root = inodes.get(ROOT_INO)?;
         let _ = root.dir.set(Arc::new(DirNames { meta: root_meta }));
@@ -231,6 +270,7 @@ impl Core {
             rules_generation: AtomicU64::new(0),
             writeback_requested: false,
             writeback: AtomicBool::new(false),
+            by_handle,
         })
     }
 
@@ -480,12 +520,59 @@ impl Core {
                 "backing object is not a regular file",
             ));
         }
+        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
+        let refused = match self.reopen_by_handle(node, write, flags) {
+            Some(Ok(file)) => return Ok(file),
+            Some(Err(FsError::Sys(nix::errno::Errno::EPERM))) => true,
+            _ => false,
+        };
         let path = sys::proc_path(node.fd.as_fd());
         let path = Path::new(OsStr::from_bytes(path.as_bytes()));
-        Ok(OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(write)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)?)
+            .custom_flags(flags)
+            .open(path)?;
+        // Refused by handle, opened through `/proc`: the refusal was the missing
+        // capability (not, say, an immutable file), so handles are not tried again.
+        if refused {
+            if let Some(via) = &self.by_handle {
+                via.refused.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(file)
+    }
+
+    /// [`Self::reopen`] by the node's file handle: `open_by_handle_at` finds the inode
+    /// from the handle alone, where opening `/proc/self/fd/N` walks procfs and makes
+    /// its per-descriptor entry every time (measured: docs/PERFORMANCE.md, round 8).
+    /// As safe: the handle names exactly this inode (its number and generation), and
+    /// the node's descriptor keeps that inode alive, so the handle cannot come to name
+    /// another object; names in the backing directory play no part. `None` where no
+    /// handle is used (no handles on this file system or mount, or refused before).
+    fn reopen_by_handle(
+        &self,
+        node: &Node,
+        write: bool,
+        flags: i32,
+    ) -> Option<Result<File, FsError>> {
+        let via = self.by_handle.as_ref()?;
+        if via.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let handle = node
+            .handle
+            .get_or_init(|| match sys::file_handle(node.fd.as_fd()) {
+                // Only through the root's mount: the handle is decoded on its file system.
+                Ok(Some((handle, mount_id))) if mount_id == via.mount_id => Some(Box::new(handle)),
+                _ => None,
+            })
+            .as_deref()?;
+        let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
+        Some(sys::open_by_handle(
+            via.mount.as_fd(),
+            handle,
+            access | flags,
+        ))
     }
 }
