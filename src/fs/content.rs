@@ -155,12 +155,14 @@ fn seal_and_write(
 /// moved together to the front. Returns the plaintext length (`sealed[..len]`). No
 /// second buffer: a read holds one request's bytes, not two (peak RSS). Split across
 /// cores like [`seal_and_write`], each thread on its own run of whole blocks; any block
-/// failing authentication fails the whole range.
+/// failing authentication fails the whole range. `threads`: at most this many (the
+/// caller's share of the cores, from [`threads_for`]).
 fn open_range_in_place(
     cipher: &ContentCipher,
     first: u64,
     last: u64,
     sealed: &mut [u8],
+    threads: usize,
 ) -> Result<usize, FsError> {
     let layout = cipher.version();
     let step = layout.sealed_block_size();
@@ -174,7 +176,6 @@ fn open_range_in_place(
     if sealed.len() > blocks * step || sealed.len() + step <= blocks * step {
         return Err(FsError::refused(libc::EIO, "block range"));
     }
-    let threads = threads_for(blocks);
     if threads <= 1 {
         open_run(first, sealed)?;
     } else {
@@ -301,6 +302,54 @@ fn load_block(
     Ok(())
 }
 
+/// Asks the kernel to start reading the backing blocks of plaintext `range` into its
+/// page cache (`POSIX_FADV_WILLNEED`: the I/O is submitted, not waited for), so that a
+/// sequential reader's next `pread`s find them there instead of waiting for the disk
+/// while nothing else is read. Only a hint: clipped to the file, and an error is
+/// ignored (the `pread` reads what is missing); nothing is decrypted or returned here.
+pub fn prefetch(file: &File, cipher: &ContentCipher, range: std::ops::Range<u64>) {
+    let layout = cipher.version();
+    let Ok(backing) = len_of(file) else { return };
+    let start = layout.block_offset(range.start / B);
+    let stop = layout
+        .block_offset(range.end.div_ceil(B))
+        .min(backing);
+    if stop <= start {
+        return;
+    }
+    let (Ok(at), Ok(len)) = (i64::try_from(start), i64::try_from(stop - start)) else {
+        return;
+    };
+    if let Err(e) = nix::fcntl::posix_fadvise(
+        file,
+        at,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    ) {
+        log::debug!("prefetch of the backing file: {e}");
+    }
+}
+
+/// READs being opened right now, across all handles.
+static READS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one READ in [`READS_IN_FLIGHT`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    /// Enters, returning the guard and how many other READs are being opened.
+    fn enter() -> (InFlight, usize) {
+        let others = READS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (InFlight, others)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        READS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Reads up to `len` plaintext bytes at `offset` and hands them to `done` (fewer at the
 /// end of the file, none past it).
 pub fn read<R>(
@@ -325,7 +374,13 @@ pub fn read<R>(
         s.range_sealed.resize(usize_of(stop - start)?, 0);
         file.read_exact_at(&mut s.range_sealed, start)
             .map_err(io_eio)?;
-        let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed)?;
+        // The kernel's read-ahead keeps several READs of a sequential reader in flight,
+        // each on its own FUSE thread: those already share the cores, and splitting each
+        // again only adds thread starts and joins that wait for a core.
+        let (_guard, others) = InFlight::enter();
+        let threads = (threads_for(usize_of(last - first + 1)?) / (others + 1)).max(1);
+        let plain_len =
+            open_range_in_place(cipher, first, last, &mut s.range_sealed, threads)?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
         let bytes = s

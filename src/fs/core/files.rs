@@ -17,7 +17,7 @@ use crate::kms::provider::{Caller, DataAction};
 
 use crate::fs::authz::{self, Access};
 use crate::fs::error::FsError;
-use crate::fs::handle::OpenFile;
+use crate::fs::handle::{OpenFile, ReadPattern};
 use crate::fs::inode::{CipherPin, ContentKey, Node, NodeKind};
 use crate::fs::names;
 use crate::fs::rewrap::HeaderLock;
@@ -309,6 +309,7 @@ impl Core {
             append: flags & libc::O_APPEND != 0 && !self.writeback(),
             opener: *caller,
             _pin: pin,
+            pattern: ReadPattern::default(),
         });
         Ok((attr, fh))
     }
@@ -386,6 +387,7 @@ impl Core {
             append: flags & libc::O_APPEND != 0 && !self.writeback(),
             opener: *caller,
             _pin: pin,
+            pattern: ReadPattern::default(),
         });
         Ok((fh, keep_cache, dropped))
     }
@@ -411,7 +413,13 @@ impl Core {
             return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
         }
         let g = read_guard(&h.node);
-        content::read(&h.file, h.cipher(&g), offset, size, reply)
+        let cipher = h.cipher(&g);
+        // Before this READ's own pread: the disk then has the next window queued while
+        // this one is read, opened and answered.
+        if let Some(ahead) = h.pattern.record(offset, u64::from(size)) {
+            content::prefetch(&h.file, cipher, ahead);
+        }
+        content::read(&h.file, cipher, offset, size, reply)
     }
 
     /// Writes through a handle. The first write into an empty file whose key this mount
