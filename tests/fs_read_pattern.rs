@@ -62,7 +62,8 @@ fn a_large_file_reads_the_same_sequentially_backwards_at_random_and_twice_at_onc
     let mut end = data.len();
     while end > 0 {
         let from = end.saturating_sub(M);
-        f.read_exact_at(&mut buf[..end - from], from as u64).unwrap();
+        f.read_exact_at(&mut buf[..end - from], from as u64)
+            .unwrap();
         assert!(buf[..end - from] == data[from..end], "backwards at {from}");
         end = from;
     }
@@ -108,7 +109,11 @@ fn a_damaged_block_ahead_of_a_sequential_reader_is_eio_when_reached() {
     // has that block prefetched into the backing file's cache well before reaching it.
     let damaged = 10 * M / B;
     let at = (HEADER + damaged * SEALED + 100) as u64;
-    let raw = fs::OpenOptions::new().write(true).read(true).open(&backing[0]).unwrap();
+    let raw = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&backing[0])
+        .unwrap();
     let mut byte = [0u8];
     raw.read_exact_at(&mut byte, at).unwrap();
     raw.write_all_at(&[byte[0] ^ 0x10], at).unwrap();

@@ -311,9 +311,7 @@ pub fn prefetch(file: &File, cipher: &ContentCipher, range: std::ops::Range<u64>
     let layout = cipher.version();
     let Ok(backing) = len_of(file) else { return };
     let start = layout.block_offset(range.start / B);
-    let stop = layout
-        .block_offset(range.end.div_ceil(B))
-        .min(backing);
+    let stop = layout.block_offset(range.end.div_ceil(B)).min(backing);
     if stop <= start {
         return;
     }
@@ -379,8 +377,7 @@ pub fn read<R>(
         // again only adds thread starts and joins that wait for a core.
         let (_guard, others) = InFlight::enter();
         let threads = (threads_for(usize_of(last - first + 1)?) / (others + 1)).max(1);
-        let plain_len =
-            open_range_in_place(cipher, first, last, &mut s.range_sealed, threads)?;
+        let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed, threads)?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
         let bytes = s
