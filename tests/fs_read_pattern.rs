@@ -1,9 +1,9 @@
 //! Reads of a large file through a real mount in the orders the daemon's read path
-//! treats differently: sequential (the backing file is prefetched ahead of the reader,
-//! and concurrent READs share the cores instead of each splitting across them),
+//! treats differently: sequential (the kernel's read-ahead keeps several READs in
+//! flight, and a READ opened while others are opened is not split across threads),
 //! backwards, at random, two readers at once; and a damaged block ahead of a
-//! sequential reader, which must still fail with EIO when the reader reaches it (a
-//! prefetch only reads sealed bytes, never answers with them). Needs root and /dev/fuse.
+//! sequential reader, which must still fail with EIO when the reader reaches it while
+//! the blocks before it read exactly. Needs root and /dev/fuse.
 
 mod support;
 
@@ -105,8 +105,8 @@ fn a_damaged_block_ahead_of_a_sequential_reader_is_eio_when_reached() {
     fs::write(m.path("big"), &data).unwrap();
     let backing = m.backing_files();
     assert_eq!(backing.len(), 1);
-    // One byte of the ciphertext of the first block at 8 MiB: a sequential reader
-    // has that block prefetched into the backing file's cache before reaching it.
+    // One byte of the ciphertext of the first block at 8 MiB, inside a read-ahead
+    // READ that the kernel sends while the reader still waits for an earlier one.
     let damaged = 8 * M / B;
     let at = (HEADER + damaged * SEALED + 100) as u64;
     let raw = fs::OpenOptions::new()

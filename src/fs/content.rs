@@ -302,32 +302,6 @@ fn load_block(
     Ok(())
 }
 
-/// Asks the kernel to start reading the backing blocks of plaintext `range` into its
-/// page cache (`POSIX_FADV_WILLNEED`: the I/O is submitted, not waited for), so that a
-/// sequential reader's next `pread`s find them there instead of waiting for the disk
-/// while nothing else is read. Only a hint: clipped to the file, and an error is
-/// ignored (the `pread` reads what is missing); nothing is decrypted or returned here.
-pub fn prefetch(file: &File, cipher: &ContentCipher, range: std::ops::Range<u64>) {
-    let layout = cipher.version();
-    let Ok(backing) = len_of(file) else { return };
-    let start = layout.block_offset(range.start / B);
-    let stop = layout.block_offset(range.end.div_ceil(B)).min(backing);
-    if stop <= start {
-        return;
-    }
-    let (Ok(at), Ok(len)) = (i64::try_from(start), i64::try_from(stop - start)) else {
-        return;
-    };
-    if let Err(e) = nix::fcntl::posix_fadvise(
-        file,
-        at,
-        len,
-        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-    ) {
-        log::debug!("prefetch of the backing file: {e}");
-    }
-}
-
 /// READs being opened right now, across all handles.
 static READS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -346,6 +320,12 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         READS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Threads to open a READ of `blocks` blocks on while `others` READs are being opened:
+/// its share of what [`threads_for`] gives one request alone, at least one.
+fn read_threads(blocks: usize, others: usize) -> usize {
+    (threads_for(blocks) / others.saturating_add(1)).max(1)
 }
 
 /// Reads up to `len` plaintext bytes at `offset` and hands them to `done` (fewer at the
@@ -376,7 +356,7 @@ pub fn read<R>(
         // each on its own FUSE thread: those already share the cores, and splitting each
         // again only adds thread starts and joins that wait for a core.
         let (_guard, others) = InFlight::enter();
-        let threads = (threads_for(usize_of(last - first + 1)?) / (others + 1)).max(1);
+        let threads = read_threads(usize_of(last - first + 1)?, others);
         let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed, threads)?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
@@ -654,6 +634,31 @@ mod tests {
             let got = read(&file, &cipher, 100, (200 * B) as u32, |b| b.to_vec()).unwrap();
             assert_eq!(got, &model[100..100 + 200 * BLOCK_SIZE], "{version:?}");
         }
+    }
+
+    #[test]
+    fn a_read_among_other_reads_takes_its_share_of_the_cores_and_still_authenticates() {
+        let alone = threads_for(256);
+        assert_eq!(read_threads(256, 0), alone);
+        assert_eq!(read_threads(256, 1), (alone / 2).max(1));
+        assert_eq!(read_threads(256, usize::MAX), 1);
+        assert_eq!(read_threads(1, 0), 1);
+        // With another READ counted in flight, a 1 MiB read is opened on fewer threads
+        // (one on two cores): the bytes are the same, and a damaged block still fails it.
+        let (file, cipher) = new_file();
+        let data: Vec<u8> = (0..256 * B).map(|i| (i % 249) as u8).collect();
+        write(&file, &cipher, 0, &data).unwrap();
+        let other = InFlight::enter();
+        assert_eq!(read_all(&file, &cipher), data);
+        let at = HEADER_LEN as u64 + 200 * cipher.version().sealed_block_size() as u64 + 30;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 4], at).unwrap();
+        let err = read(&file, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+        drop(other);
+        let err = read(&file, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::kms::provider::{Caller, DataAction};
 
 use crate::fs::authz::{self, Access};
 use crate::fs::error::FsError;
-use crate::fs::handle::{OpenFile, ReadPattern};
+use crate::fs::handle::OpenFile;
 use crate::fs::inode::{CipherPin, ContentKey, Node, NodeKind};
 use crate::fs::names;
 use crate::fs::rewrap::HeaderLock;
@@ -309,7 +309,6 @@ impl Core {
             append: flags & libc::O_APPEND != 0 && !self.writeback(),
             opener: *caller,
             _pin: pin,
-            pattern: ReadPattern::default(),
         });
         Ok((attr, fh))
     }
@@ -387,7 +386,6 @@ impl Core {
             append: flags & libc::O_APPEND != 0 && !self.writeback(),
             opener: *caller,
             _pin: pin,
-            pattern: ReadPattern::default(),
         });
         Ok((fh, keep_cache, dropped))
     }
@@ -413,13 +411,7 @@ impl Core {
             return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
         }
         let g = read_guard(&h.node);
-        let cipher = h.cipher(&g);
-        // Before this READ's own pread: the disk then has the next window queued while
-        // this one is read, opened and answered.
-        if let Some(ahead) = h.pattern.record(offset, u64::from(size)) {
-            content::prefetch(&h.file, cipher, ahead);
-        }
-        content::read(&h.file, cipher, offset, size, reply)
+        content::read(&h.file, h.cipher(&g), offset, size, reply)
     }
 
     /// Writes through a handle. The first write into an empty file whose key this mount
