@@ -46,7 +46,7 @@ fn read_sequentially(mut f: &File, chunk: usize) -> Vec<u8> {
 fn a_large_file_reads_the_same_sequentially_backwards_at_random_and_twice_at_once() {
     let mut m = Mounted::new(&[]);
     m.assert_live();
-    let data = Rng(0x5eed_0a11).bytes(10 * M + 4321);
+    let data = Rng(0x5eed_0a11).bytes(6 * M + 4321);
     fs::write(m.path("big"), &data).unwrap();
     // A fresh mount: nothing of the file is in the kernel's cache for it.
     m.remount(&[]);
@@ -71,7 +71,7 @@ fn a_large_file_reads_the_same_sequentially_backwards_at_random_and_twice_at_onc
     drop_cached(&f);
     let mut rng = Rng(0x5eed_0a12);
     let mut buf = vec![0u8; M];
-    for _ in 0..64 {
+    for _ in 0..48 {
         let at = rng.below(data.len() as u64 + B as u64) as usize;
         let len = 1 + rng.below(M as u64) as usize;
         let n = f.read_at(&mut buf[..len], at as u64).unwrap();
