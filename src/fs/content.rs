@@ -155,12 +155,14 @@ fn seal_and_write(
 /// moved together to the front. Returns the plaintext length (`sealed[..len]`). No
 /// second buffer: a read holds one request's bytes, not two (peak RSS). Split across
 /// cores like [`seal_and_write`], each thread on its own run of whole blocks; any block
-/// failing authentication fails the whole range.
+/// failing authentication fails the whole range. `threads`: at most this many (the
+/// caller's share of the cores, from [`threads_for`]).
 fn open_range_in_place(
     cipher: &ContentCipher,
     first: u64,
     last: u64,
     sealed: &mut [u8],
+    threads: usize,
 ) -> Result<usize, FsError> {
     let layout = cipher.version();
     let step = layout.sealed_block_size();
@@ -174,7 +176,6 @@ fn open_range_in_place(
     if sealed.len() > blocks * step || sealed.len() + step <= blocks * step {
         return Err(FsError::refused(libc::EIO, "block range"));
     }
-    let threads = threads_for(blocks);
     if threads <= 1 {
         open_run(first, sealed)?;
     } else {
@@ -301,6 +302,32 @@ fn load_block(
     Ok(())
 }
 
+/// READs being opened right now, across all handles.
+static READS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one READ in [`READS_IN_FLIGHT`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    /// Enters, returning the guard and how many other READs are being opened.
+    fn enter() -> (InFlight, usize) {
+        let others = READS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (InFlight, others)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        READS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Threads to open a READ of `blocks` blocks on while `others` READs are being opened:
+/// its share of what [`threads_for`] gives one request alone, at least one.
+fn read_threads(blocks: usize, others: usize) -> usize {
+    (threads_for(blocks) / others.saturating_add(1)).max(1)
+}
+
 /// Reads up to `len` plaintext bytes at `offset` and hands them to `done` (fewer at the
 /// end of the file, none past it).
 pub fn read<R>(
@@ -325,7 +352,12 @@ pub fn read<R>(
         s.range_sealed.resize(usize_of(stop - start)?, 0);
         file.read_exact_at(&mut s.range_sealed, start)
             .map_err(io_eio)?;
-        let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed)?;
+        // The kernel's read-ahead keeps several READs of a sequential reader in flight,
+        // each on its own FUSE thread: those already share the cores, and splitting each
+        // again only adds thread starts and joins that wait for a core.
+        let (_guard, others) = InFlight::enter();
+        let threads = read_threads(usize_of(last - first + 1)?, others);
+        let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed, threads)?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
         let bytes = s
@@ -602,6 +634,31 @@ mod tests {
             let got = read(&file, &cipher, 100, (200 * B) as u32, |b| b.to_vec()).unwrap();
             assert_eq!(got, &model[100..100 + 200 * BLOCK_SIZE], "{version:?}");
         }
+    }
+
+    #[test]
+    fn a_read_among_other_reads_takes_its_share_of_the_cores_and_still_authenticates() {
+        let alone = threads_for(256);
+        assert_eq!(read_threads(256, 0), alone);
+        assert_eq!(read_threads(256, 1), (alone / 2).max(1));
+        assert_eq!(read_threads(256, usize::MAX), 1);
+        assert_eq!(read_threads(1, 0), 1);
+        // With another READ counted in flight, a 1 MiB read is opened on fewer threads
+        // (one on two cores): the bytes are the same, and a damaged block still fails it.
+        let (file, cipher) = new_file();
+        let data: Vec<u8> = (0..256 * B).map(|i| (i % 249) as u8).collect();
+        write(&file, &cipher, 0, &data).unwrap();
+        let other = InFlight::enter();
+        assert_eq!(read_all(&file, &cipher), data);
+        let at = HEADER_LEN as u64 + 200 * cipher.version().sealed_block_size() as u64 + 30;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 4], at).unwrap();
+        let err = read(&file, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
+        drop(other);
+        let err = read(&file, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO);
     }
 
     #[test]

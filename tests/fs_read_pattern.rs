@@ -1,0 +1,139 @@
+//! Reads of a large file through a real mount in the orders the daemon's read path
+//! treats differently: sequential (the kernel's read-ahead keeps several READs in
+//! flight, and a READ opened while others are opened is not split across threads),
+//! backwards, at random, two readers at once; and a damaged block ahead of a
+//! sequential reader, which must still fail with EIO when the reader reaches it while
+//! the blocks before it read exactly. Needs root and /dev/fuse.
+
+mod support;
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use support::fs::*;
+use support::Rng;
+
+const M: usize = 1 << 20;
+const B: usize = 4096;
+const HEADER: usize = 1024;
+/// New files are written in the current envelope version.
+const SEALED: usize = kmsfs::format::EnvelopeVersion::CURRENT.sealed_block_size();
+
+/// Drops the kernel's cached pages of `f` (its FUSE pages), so the next reads are
+/// READs again.
+fn drop_cached(f: &File) {
+    // SAFETY: a valid descriptor; fadvise only drops this file's cached pages.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+/// Reads `f` from the start in `chunk`-sized `read(2)`s to the end.
+fn read_sequentially(mut f: &File, chunk: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; chunk];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return got;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_large_file_reads_the_same_sequentially_backwards_at_random_and_twice_at_once() {
+    let mut m = Mounted::new(&[]);
+    m.assert_live();
+    let data = Rng(0x5eed_0a11).bytes(6 * M + 4321);
+    fs::write(m.path("big"), &data).unwrap();
+    // A fresh mount: nothing of the file is in the kernel's cache for it.
+    m.remount(&[]);
+    m.assert_live();
+    let f = File::open(m.path("big")).unwrap();
+    assert!(
+        read_sequentially(&f, M) == data,
+        "sequential read differs from what was written"
+    );
+
+    drop_cached(&f);
+    let mut buf = vec![0u8; M];
+    let mut end = data.len();
+    while end > 0 {
+        let from = end.saturating_sub(M);
+        f.read_exact_at(&mut buf[..end - from], from as u64)
+            .unwrap();
+        assert!(buf[..end - from] == data[from..end], "backwards at {from}");
+        end = from;
+    }
+
+    drop_cached(&f);
+    let mut rng = Rng(0x5eed_0a12);
+    let mut buf = vec![0u8; M];
+    for _ in 0..48 {
+        let at = rng.below(data.len() as u64 + B as u64) as usize;
+        let len = 1 + rng.below(M as u64) as usize;
+        let n = f.read_at(&mut buf[..len], at as u64).unwrap();
+        let want = &data[at.min(data.len())..(at + len).min(data.len())];
+        assert!(&buf[..n] == want, "random read of {len} at {at}");
+    }
+
+    // Two sequential readers on their own handles at once, after dropping the cache.
+    drop_cached(&f);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let f = File::open(m.path("big")).unwrap();
+                    read_sequentially(&f, 128 * 1024) == data
+                })
+            })
+            .collect();
+        for r in readers {
+            assert!(r.join().unwrap(), "a concurrent sequential read differs");
+        }
+    });
+    m.assert_live();
+}
+
+#[test]
+fn a_damaged_block_ahead_of_a_sequential_reader_is_eio_when_reached() {
+    let mut m = Mounted::new(&[]);
+    m.assert_live();
+    let data = Rng(0x5eed_0a13).bytes(12 * M);
+    fs::write(m.path("big"), &data).unwrap();
+    let backing = m.backing_files();
+    assert_eq!(backing.len(), 1);
+    // One byte of the ciphertext of the first block at 8 MiB, inside a read-ahead
+    // READ that the kernel sends while the reader still waits for an earlier one.
+    let damaged = 8 * M / B;
+    let at = (HEADER + damaged * SEALED + 100) as u64;
+    let raw = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&backing[0])
+        .unwrap();
+    let mut byte = [0u8];
+    raw.read_exact_at(&mut byte, at).unwrap();
+    raw.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
+    drop(raw);
+    m.remount(&[]);
+    m.assert_live();
+
+    let mut f = File::open(m.path("big")).unwrap();
+    let mut buf = vec![0u8; M];
+    for n in 0..8 {
+        f.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("MiB {n} before the damaged block: {e}"));
+        assert!(buf[..] == data[n * M..(n + 1) * M], "MiB {n}");
+    }
+    let err = f.read_exact(&mut buf).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    // Still EIO on a retry, and the blocks after it still read.
+    let err = f.read_exact_at(&mut buf, (8 * M) as u64).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    f.read_exact_at(&mut buf, (10 * M) as u64).unwrap();
+    assert!(buf[..] == data[10 * M..11 * M]);
+    m.assert_live();
+}
