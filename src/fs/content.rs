@@ -96,11 +96,11 @@ fn split_work(
 }
 
 /// Blocks per run of a split write: one run is sealed into one buffer and written with
-/// one `pwrite`. Small enough that a 1 MiB request has 16 runs, so the workers finish
-/// together and sealing one run overlaps writing another (the backing `pwrite` is about
-/// a fifth of a request's daemon time: docs/PERFORMANCE.md, round 8); large enough that
-/// the extra `pwrite`s cost nothing measurable.
-const BLOCKS_PER_RUN: usize = 16;
+/// one `pwrite`. A 1 MiB request has 4 runs, so on two cores sealing one run overlaps
+/// writing another (the backing `pwrite` is about a fifth of a request's daemon time).
+/// Measured against 16, 32, 48 and 128 (docs/PERFORMANCE.md, round 8): smaller runs
+/// pass the turn more often (a futex wake each) for little less idle time at the ends.
+const BLOCKS_PER_RUN: usize = 64;
 
 /// The order in which the runs of one split write reach the backing file: in file
 /// order, each only after all runs before it, so the file grows as a prefix (as one
