@@ -129,3 +129,30 @@ fn a_large_write_that_fills_the_disk_is_enospc_and_the_file_keeps_what_was_ackno
     fs::write(m.path("after"), pattern(MIB, 1)).unwrap();
     assert_eq!(fs::read(m.path("after")).unwrap(), pattern(MIB, 1));
 }
+
+#[test]
+fn small_appends_that_fill_the_disk_never_tear_the_last_block() {
+    // Each append rewrites the file's partial last block, longer, in place: on a full
+    // disk it must fail before that block changes, not leave it torn (EIO from then
+    // on). The kernel may send an append that crosses a page as two requests, so a
+    // short count is fine here; what was acknowledged must read back.
+    let mut m = Mounted::on_tmpfs("2m", &[]);
+    m.assert_live();
+    let mut f = fs::File::create(m.path("log")).unwrap();
+    let mut model = Vec::new();
+    let err = loop {
+        let data = pattern(1000, model.len());
+        match std::io::Write::write(&mut f, &data) {
+            Ok(n) => model.extend_from_slice(&data[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(model.len() > MIB, "the disk filled too early");
+    drop(f);
+    m.remount(&[]);
+    m.assert_live();
+    let got = fs::read(m.path("log")).unwrap();
+    assert_eq!(got.len(), model.len());
+    assert!(got == model, "bytes differ");
+}

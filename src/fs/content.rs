@@ -472,6 +472,7 @@ pub fn write(
     let first = offset / B;
     let last = (end - 1) / B;
     let new_size = old.max(end);
+    reserve_last_block_growth(file, cipher, old, new_size)?;
     with_scratch(|s| {
         // The old last block is partial and the write starts in a later block: it must
         // become a full block (zero-padded) before the file grows past it.
@@ -543,6 +544,37 @@ pub fn write(
         s.range_plain = plain;
         finish_write(file, cipher, old, new_size, res)
     })
+}
+
+/// A write that grows the file's partial last block rewrites that block in place,
+/// longer. Were the disk to fill up part-way through that `pwrite`, the old block would
+/// be gone and the new one torn (EIO from then on, and no way back to the old size).
+/// So the space the block grows into is reserved first: a full disk is then ENOSPC
+/// before anything changed. At most one block's growth; nothing for block-aligned
+/// sizes (a sequential writer of whole blocks never comes here).
+fn reserve_last_block_growth(
+    file: &File,
+    cipher: &ContentCipher,
+    old: u64,
+    new_size: u64,
+) -> Result<(), FsError> {
+    if old.is_multiple_of(B) || new_size <= old {
+        return Ok(());
+    }
+    let layout = cipher.version();
+    let from = layout.backing_len(old);
+    let to = layout
+        .backing_len(new_size)
+        .min(layout.block_offset(old / B + 1));
+    let (Ok(at), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) else {
+        return Err(FsError::refused(libc::EFBIG, "offset too large"));
+    };
+    use nix::fcntl::{fallocate, FallocateFlags};
+    match fallocate(file, FallocateFlags::FALLOC_FL_KEEP_SIZE, at, len) {
+        // A backing filesystem without fallocate: written as before, unreserved.
+        Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The end of a write. One that failed part-way while growing the file gives the file
