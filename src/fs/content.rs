@@ -215,6 +215,17 @@ fn write_runs(
 ) -> Result<(), FsError> {
     let turns = WriteTurns::new(runs);
     split_work(mine, helpers, |_, out| {
+        // A worker that panics (while sealing too, where no turn guard is held) fails
+        // the write, so that no other worker waits for a run it will never write.
+        struct FailOnPanic<'a>(&'a WriteTurns);
+        impl Drop for FailOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.fail();
+                }
+            }
+        }
+        let _fail_on_panic = FailOnPanic(&turns);
         while let Some(n) = turns.claim() {
             out.clear();
             if let Err(e) = seal(n, out) {
@@ -981,29 +992,35 @@ mod tests {
 
     #[test]
     fn a_panicking_part_is_eio_and_no_worker_waits_for_its_turn() {
-        let mut mine = Vec::new();
-        let mut helpers = vec![Vec::new(); workers::MAX_HELPERS];
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_runs(
-                8,
-                &mut mine,
-                &mut helpers,
-                |n, out| {
-                    out.push(n as u8);
-                    Ok(())
-                },
-                |n, _| {
-                    if n == 3 {
-                        panic!("injected");
-                    }
-                    Ok(())
-                },
-            )
-        }));
-        // The run panicked on this thread (propagated) or on a helper (EIO); either
-        // way the call returned.
-        if let Ok(res) = result {
-            assert_eq!(res.unwrap_err().errno(), libc::EIO);
+        // A panic while writing a run (a turn held) and while sealing one (none held).
+        for panic_in_seal in [false, true] {
+            let mut mine = Vec::new();
+            let mut helpers = vec![Vec::new(); workers::MAX_HELPERS];
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_runs(
+                    8,
+                    &mut mine,
+                    &mut helpers,
+                    |n, out| {
+                        if panic_in_seal && n == 3 {
+                            panic!("injected");
+                        }
+                        out.push(n as u8);
+                        Ok(())
+                    },
+                    |n, _| {
+                        if !panic_in_seal && n == 3 {
+                            panic!("injected");
+                        }
+                        Ok(())
+                    },
+                )
+            }));
+            // The run panicked on this thread (propagated) or on a helper (EIO);
+            // either way the call returned.
+            if let Ok(res) = result {
+                assert_eq!(res.unwrap_err().errno(), libc::EIO);
+            }
         }
         // The helpers still serve later requests.
         let (res, written) = fake_runs(16, None, None);
