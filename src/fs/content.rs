@@ -182,7 +182,14 @@ impl WriteTurns {
         }
         impl Drop for Pass<'_> {
             fn drop(&mut self) {
-                *self.turns.state() = self.to;
+                let mut state = self.turns.state();
+                // A failure elsewhere meanwhile (a run after this one that could not be
+                // sealed) stands: that run will never be written, so no turn may pass
+                // to it.
+                if let TurnState::Next(_) = *state {
+                    *state = self.to;
+                }
+                drop(state);
                 self.turns.turn_passed.notify_all();
             }
         }
@@ -988,6 +995,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_run_failing_to_seal_while_an_earlier_run_is_written_stops_the_write() {
+        // Run 1 fails to seal while run 0 is being written: run 0's turn must not pass
+        // on (run 1 will never be written), or a worker taking run 2 would wait for it
+        // forever. Run 0's write waits for run 1's failure (bounded, for a machine
+        // with no helper where they run one after the other).
+        let sealing_failed = std::sync::atomic::AtomicBool::new(false);
+        let written = std::sync::Mutex::new(Vec::new());
+        let mut mine = Vec::new();
+        let mut helpers = vec![Vec::new(); workers::MAX_HELPERS];
+        let res = write_runs(
+            8,
+            &mut mine,
+            &mut helpers,
+            |n, out| {
+                if n == 1 {
+                    sealing_failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(FsError::from(std::io::Error::from_raw_os_error(
+                        libc::ENOSPC,
+                    )));
+                }
+                out.push(n as u8);
+                Ok(())
+            },
+            |n, _| {
+                if n == 0 {
+                    for _ in 0..200 {
+                        if sealing_failed.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    // Past the failing worker's `fail()`.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                written.lock().unwrap().push(n);
+                Ok(())
+            },
+        );
+        assert_eq!(res.unwrap_err().errno(), libc::ENOSPC);
+        assert_eq!(*written.lock().unwrap(), [0]);
     }
 
     #[test]
