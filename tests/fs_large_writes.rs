@@ -156,3 +156,32 @@ fn small_appends_that_fill_the_disk_never_tear_the_last_block() {
     assert_eq!(got.len(), model.len());
     assert!(got == model, "bytes differ");
 }
+
+#[test]
+fn a_daemon_forked_after_large_writes_still_writes_large_requests() {
+    // A large write through an in-process mount starts this process's helper threads;
+    // a daemon forked afterwards (as the crash tests fork theirs) has none of them, and
+    // must seal its large requests itself instead of waiting for them.
+    use support::fs::crash::{spawn_daemon, Detach};
+    let mut m = Mounted::new(&[]);
+    m.assert_live();
+    fs::write(m.path("before"), pattern(MIB, 1)).unwrap();
+    m.unmount();
+    let _detach = Detach(m.mnt.clone());
+    let reap = spawn_daemon(&m.backing, &m.mnt, &[], |_| true);
+    let (done, wait) = std::sync::mpsc::channel();
+    let path = m.path("after");
+    std::thread::spawn(move || {
+        let res = fs::write(&path, pattern(2 * MIB, 2)).and_then(|()| fs::read(&path));
+        let _ = done.send(res);
+    });
+    // The bound only keeps a hung daemon from hanging the suite.
+    let got = wait
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the forked daemon never answered a large write")
+        .unwrap();
+    assert!(got == pattern(2 * MIB, 2), "bytes differ");
+    assert_eq!(fs::read(m.path("before")).unwrap(), pattern(MIB, 1));
+    drop(reap);
+}
+

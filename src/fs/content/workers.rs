@@ -82,8 +82,15 @@ impl Drop for WaitForParts {
     }
 }
 
-/// The helpers' queues (one each: a part given to a busy helper waits there).
-struct Helpers(Vec<Mutex<Sender<Task>>>);
+/// The helpers' queues (one each: a part given to a busy helper waits there), and the
+/// process they were started in.
+struct Helpers {
+    queues: Vec<Mutex<Sender<Task>>>,
+    /// A child forked after the helpers started has the queues but not the threads
+    /// (only the forking thread survives a fork; the crash tests fork a daemon from a
+    /// test process): there every part runs on the caller.
+    pid: u32,
+}
 
 fn helpers() -> &'static Helpers {
     static HELPERS: OnceLock<Helpers> = OnceLock::new();
@@ -105,7 +112,10 @@ fn helpers() -> &'static Helpers {
                 queues.push(Mutex::new(tx));
             }
         }
-        Helpers(queues)
+        Helpers {
+            queues,
+            pid: std::process::id(),
+        }
     })
 }
 
@@ -134,7 +144,12 @@ pub fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) -> bool {
         finished: Condvar::new(),
     });
     let _wait = WaitForParts(latch.clone());
-    let queues = &helpers().0;
+    let helpers = helpers();
+    let queues: &[Mutex<Sender<Task>>] = if helpers.pid == std::process::id() {
+        &helpers.queues
+    } else {
+        &[]
+    };
     let mut inline = Vec::new();
     for part in 1..parts {
         let Some(queue) = queues.get(part - 1) else {
