@@ -184,4 +184,3 @@ fn a_daemon_forked_after_large_writes_still_writes_large_requests() {
     assert_eq!(fs::read(m.path("before")).unwrap(), pattern(MIB, 1));
     drop(reap);
 }
-
