@@ -23,17 +23,23 @@ fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {
 }
 
 /// Writes through the mount until the backing tmpfs is full (the write fails with
-/// ENOSPC, as it must).
+/// ENOSPC, as it must). A write that fails part-way gives back what it had taken (the
+/// file keeps its old size), so smaller and smaller writes take the rest, down to one
+/// byte: then not a page is left.
 fn fill(m: &Mounted, rel: &str) {
     m.assert_live();
     let mut f = fs::File::create(m.path(rel)).unwrap();
-    let chunk = vec![0x5a_u8; 256 * 1024];
-    let err = loop {
-        if let Err(e) = f.write_all(&chunk) {
-            break e;
-        }
-    };
-    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let mut chunk = 256 * 1024;
+    while chunk > 0 {
+        let bytes = vec![0x5a_u8; chunk];
+        let err = loop {
+            if let Err(e) = f.write_all(&bytes) {
+                break e;
+            }
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{chunk}: {err}");
+        chunk /= 4;
+    }
 }
 
 /// What `kmsfs fsck` would report: damaged or stray entries and files whose header or

@@ -20,6 +20,8 @@ use crate::format::{ContentCipher, BLOCK_SIZE};
 
 use super::error::FsError;
 
+mod workers;
+
 const B: u64 = BLOCK_SIZE as u64;
 /// Largest plaintext size kmsfs writes: its backing length must stay a valid `off_t`.
 pub const MAX_FILE_SIZE: u64 = 1 << 62;
@@ -61,61 +63,195 @@ fn threads_for(blocks: usize) -> usize {
     (blocks / BLOCKS_PER_THREAD).clamp(1, cores.clamp(1, MAX_THREADS))
 }
 
-/// Runs `work(part, buffer)` for parts `1..parts.len()` on scoped helper threads (each
-/// with its own buffer from `parts`) and part 0 on this thread with `mine`. A helper
-/// that cannot be started runs here instead, so the result never depends on whether
-/// threads were available. The first error wins; a helper that panicked is EIO.
-fn split_work<E>(
+/// Runs `work(part, buffer)` for parts `0..=parts.len()` at once: part 0 on this thread
+/// with `mine`, part `n` with `parts[n - 1]` on a persistent helper ([`workers`]), or
+/// here when there is none. The first error (in part order) wins; a part that panicked
+/// is EIO. `work` must not itself split work (a helper would wait for itself).
+fn split_work(
     mine: &mut Vec<u8>,
     parts: &mut [Vec<u8>],
-    work: impl Fn(usize, &mut Vec<u8>) -> Result<(), E> + Sync,
-) -> Result<(), FsError>
-where
-    E: Send,
-    FsError: From<E>,
-{
-    std::thread::scope(|scope| {
-        let work = &work;
-        let mut inline = Vec::new();
-        let mut helpers = Vec::new();
-        for (n, buf) in parts.iter_mut().enumerate() {
-            let part = n + 1;
-            let started = std::thread::Builder::new()
-                .name("kmsfs-seal".into())
-                .spawn_scoped(scope, move || work(part, buf));
-            match started {
-                Ok(h) => helpers.push(h),
-                // The closure (and the buffer it borrowed) is gone with the error; this
-                // part is redone below into a buffer of its own.
-                Err(_) => inline.push(part),
+    work: impl Fn(usize, &mut Vec<u8>) -> Result<(), FsError> + Sync,
+) -> Result<(), FsError> {
+    // Each part's buffer and result behind its own lock (uncontended: one user each),
+    // so that the shared closure can hand part n its own.
+    type Cell<'a> = std::sync::Mutex<(&'a mut Vec<u8>, Result<(), FsError>)>;
+    let cells: Vec<Cell<'_>> = std::iter::once(mine)
+        .chain(parts.iter_mut())
+        .map(|buf| std::sync::Mutex::new((buf, Ok(()))))
+        .collect();
+    let all_finished = workers::run_parts(cells.len(), &|part| {
+        if let Some(cell) = cells.get(part) {
+            let mut guard = cell.lock().unwrap_or_else(|p| p.into_inner());
+            let (buf, result) = &mut *guard;
+            *result = work(part, buf);
+        }
+    });
+    if !all_finished {
+        return Err(FsError::refused(libc::EIO, "sealing thread failed"));
+    }
+    for cell in cells {
+        cell.into_inner().unwrap_or_else(|p| p.into_inner()).1?;
+    }
+    Ok(())
+}
+
+/// Blocks per run of a split write: one run is sealed into one buffer and written with
+/// one `pwrite`. A 1 MiB request has 4 runs, so on two cores sealing one run overlaps
+/// writing another (the backing `pwrite` is about a fifth of a request's daemon time).
+/// Measured against 16, 32, 48 and 128 (docs/PERFORMANCE.md, round 8): smaller runs
+/// pass the turn more often (a futex wake each) for little less idle time at the ends.
+const BLOCKS_PER_RUN: usize = 64;
+
+/// The order in which the runs of one split write reach the backing file: in file
+/// order, each only after all runs before it, so the file grows as a prefix (as one
+/// `pwrite` would make it) and a failure leaves no run after the failed one written.
+/// Sealing is not ordered: a worker seals its next run while another writes.
+struct WriteTurns {
+    /// The next run to be claimed for sealing.
+    next_claim: std::sync::atomic::AtomicUsize,
+    runs: usize,
+    state: std::sync::Mutex<TurnState>,
+    turn_passed: std::sync::Condvar,
+}
+
+#[derive(Clone, Copy)]
+enum TurnState {
+    /// Runs before this one are written.
+    Next(usize),
+    /// A run failed (or its worker panicked): no later run is written.
+    Failed,
+}
+
+impl WriteTurns {
+    fn new(runs: usize) -> Self {
+        WriteTurns {
+            next_claim: std::sync::atomic::AtomicUsize::new(0),
+            runs,
+            state: std::sync::Mutex::new(TurnState::Next(0)),
+            turn_passed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// The next run to seal, in increasing order; `None` when all are taken or one
+    /// failed. Increasing claims are what rule out a deadlock: the lowest unwritten run
+    /// is always held by a worker that is sealing it or waiting only for runs before it.
+    fn claim(&self) -> Option<usize> {
+        if matches!(*self.state(), TurnState::Failed) {
+            return None;
+        }
+        let n = self
+            .next_claim
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (n < self.runs).then_some(n)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        // The state is a plain value, whole even if a holder panicked.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `write` for run `n` once every run before it is written, and passes the
+    /// turn on: to run `n + 1` if it succeeded, to nobody if it failed. If an earlier
+    /// run failed, returns `Ok` without calling `write`: that run's worker reports the
+    /// error (ENOSPC stays ENOSPC), and [`Self::claim`] ends this worker's loop. A
+    /// panic inside `write` fails the turn too (the guard below), so no worker waits
+    /// for a turn that never comes.
+    fn write_in_turn(
+        &self,
+        n: usize,
+        write: impl FnOnce() -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        {
+            let mut state = self.state();
+            loop {
+                match *state {
+                    TurnState::Failed => return Ok(()),
+                    TurnState::Next(next) if next == n => break,
+                    TurnState::Next(_) => {
+                        state = self
+                            .turn_passed
+                            .wait(state)
+                            .unwrap_or_else(|p| p.into_inner());
+                    }
+                }
             }
         }
-        let mut result: Result<(), FsError> = work(0, mine).map_err(FsError::from);
-        for h in helpers {
-            let r = match h.join() {
-                Ok(r) => r.map_err(FsError::from),
-                Err(_) => Err(FsError::refused(libc::EIO, "sealing thread failed")),
-            };
-            result = result.and(r);
+        struct Pass<'a> {
+            turns: &'a WriteTurns,
+            to: TurnState,
         }
-        result?;
-        Ok(inline)
-    })
-    .and_then(|inline: Vec<usize>| {
-        for part in inline {
-            let buf = parts
-                .get_mut(part - 1)
-                .ok_or_else(|| FsError::refused(libc::EIO, "part index"))?;
-            work(part, buf)?;
+        impl Drop for Pass<'_> {
+            fn drop(&mut self) {
+                let mut state = self.turns.state();
+                // A failure elsewhere meanwhile (a run after this one that could not be
+                // sealed) stands: that run will never be written, so no turn may pass
+                // to it.
+                if let TurnState::Next(_) = *state {
+                    *state = self.to;
+                }
+                drop(state);
+                self.turns.turn_passed.notify_all();
+            }
+        }
+        let mut pass = Pass {
+            turns: self,
+            to: TurnState::Failed,
+        };
+        write()?;
+        pass.to = TurnState::Next(n + 1);
+        Ok(())
+    }
+
+    /// Marks the write failed (a run that could not be sealed), waking every waiter.
+    fn fail(&self) {
+        *self.state() = TurnState::Failed;
+        self.turn_passed.notify_all();
+    }
+}
+
+/// Seals and writes `runs` runs on this thread and `helpers` more: each worker takes the
+/// next unsealed run, `seal(n, buffer)`s it into its own buffer and `write(n, sealed)`s
+/// it in file order ([`WriteTurns`]). Any failure fails the whole call, and no run
+/// after a failed one is written.
+fn write_runs(
+    runs: usize,
+    mine: &mut Vec<u8>,
+    helpers: &mut [Vec<u8>],
+    seal: impl Fn(usize, &mut Vec<u8>) -> Result<(), FsError> + Sync,
+    write: impl Fn(usize, &[u8]) -> Result<(), FsError> + Sync,
+) -> Result<(), FsError> {
+    let turns = WriteTurns::new(runs);
+    split_work(mine, helpers, |_, out| {
+        // A worker that panics (while sealing too, where no turn guard is held) fails
+        // the write, so that no other worker waits for a run it will never write.
+        struct FailOnPanic<'a>(&'a WriteTurns);
+        impl Drop for FailOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.fail();
+                }
+            }
+        }
+        let _fail_on_panic = FailOnPanic(&turns);
+        while let Some(n) = turns.claim() {
+            out.clear();
+            if let Err(e) = seal(n, out) {
+                turns.fail();
+                return Err(e);
+            }
+            turns.write_in_turn(n, || write(n, out))?;
         }
         Ok(())
     })
 }
 
 /// Seals consecutive blocks `first, ...` from `plain` and writes them where they lie in
-/// the file. A request of many blocks is split into runs of whole blocks sealed on
-/// several cores (each block's bytes are the same as sealed alone: fresh nonce, its own
-/// index in the associated data), then written run by run.
+/// the file. A request of many blocks is split into runs of [`BLOCKS_PER_RUN`] whole
+/// blocks, sealed (each block's bytes are the same as sealed alone: fresh nonce, its
+/// own index in the associated data) and written by this thread and the helpers
+/// together ([`write_runs`]), so one worker's `pwrite` overlaps the others' sealing.
+/// Any failure fails the whole request: the caller replies with the error, never with
+/// a count of bytes written.
 fn seal_and_write(
     file: &File,
     cipher: &ContentCipher,
@@ -132,22 +268,19 @@ fn seal_and_write(
         file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
         return Ok(());
     }
-    let per = blocks.div_ceil(threads);
-    let runs: Vec<&[u8]> = plain.chunks(per * BLOCK_SIZE).collect();
-    let start = |part: usize| first + (part * per) as u64;
-    s.parts.resize_with(runs.len() - 1, Vec::new);
-    split_work(&mut s.range_sealed, &mut s.parts, |part, out| {
-        out.clear();
-        match runs.get(part) {
-            Some(run) => cipher.seal_blocks(start(part), run, out),
-            None => Ok(()),
-        }
-    })?;
-    file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
-    for (n, sealed) in s.parts.iter().enumerate() {
-        file.write_all_at(sealed, layout.block_offset(start(n + 1)))?;
-    }
-    Ok(())
+    let runs: Vec<&[u8]> = plain.chunks(BLOCKS_PER_RUN * BLOCK_SIZE).collect();
+    let start = |n: usize| first + (n * BLOCKS_PER_RUN) as u64;
+    s.parts.resize_with(threads - 1, Vec::new);
+    write_runs(
+        runs.len(),
+        &mut s.range_sealed,
+        &mut s.parts,
+        |n, out| match runs.get(n) {
+            Some(run) => Ok(cipher.seal_blocks(start(n), run, out)?),
+            None => Err(FsError::refused(libc::EIO, "run index")),
+        },
+        |n, sealed| Ok(file.write_all_at(sealed, layout.block_offset(start(n)))?),
+    )
 }
 
 /// Opens blocks `first..=last`, whose sealed bytes are `sealed` (back to back, as in
@@ -389,6 +522,7 @@ pub fn write(
     let first = offset / B;
     let last = (end - 1) / B;
     let new_size = old.max(end);
+    reserve_last_block_growth(file, cipher, old, new_size)?;
     with_scratch(|s| {
         // The old last block is partial and the write starts in a later block: it must
         // become a full block (zero-padded) before the file grows past it.
@@ -411,8 +545,8 @@ pub fn write(
         // one or at the (new) end of file, so every block it touches is wholly replaced
         // by `data`: seal straight from `data`, no staging copy, no edge reads.
         if offset.is_multiple_of(B) && (end.is_multiple_of(B) || end == new_size) {
-            seal_and_write(file, cipher, first, data, s)?;
-            return Ok(new_size);
+            let res = seal_and_write(file, cipher, first, data, s);
+            return finish_write(file, cipher, old, new_size, res);
         }
 
         let blocks = usize_of(last - first + 1)?;
@@ -458,9 +592,76 @@ pub fn write(
         // The staging buffer goes back for the next request.
         plain.clear();
         s.range_plain = plain;
-        res?;
-        Ok(new_size)
+        finish_write(file, cipher, old, new_size, res)
     })
+}
+
+/// A write that grows the file's partial last block rewrites that block in place,
+/// longer. Were the disk to fill up part-way through that `pwrite`, the old block would
+/// be gone and the new one torn (EIO from then on, and no way back to the old size).
+/// So the space the block grows into is reserved first: a full disk is then ENOSPC
+/// before anything changed. At most one block's growth; nothing for block-aligned
+/// sizes (a sequential writer of whole blocks never comes here).
+fn reserve_last_block_growth(
+    file: &File,
+    cipher: &ContentCipher,
+    old: u64,
+    new_size: u64,
+) -> Result<(), FsError> {
+    if old.is_multiple_of(B) || new_size <= old {
+        return Ok(());
+    }
+    let layout = cipher.version();
+    let from = layout.backing_len(old);
+    let to = layout
+        .backing_len(new_size)
+        .min(layout.block_offset(old / B + 1));
+    let (Ok(at), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) else {
+        return Err(FsError::refused(libc::EFBIG, "offset too large"));
+    };
+    use nix::fcntl::{fallocate, FallocateFlags};
+    match fallocate(file, FallocateFlags::FALLOC_FL_KEEP_SIZE, at, len) {
+        // A backing filesystem without fallocate: written as before, unreserved.
+        Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The end of a write. One that failed part-way while growing the file gives the file
+/// its old size back: the runs written past the old end (and a torn one) would
+/// otherwise show as data nobody was told was written, or leave a backing length that
+/// is no valid file. A failed overwrite inside the file is not undone (nor is a failed
+/// single `pwrite`). Best effort: the caller gets the write's own error either way.
+fn finish_write(
+    file: &File,
+    cipher: &ContentCipher,
+    old: u64,
+    new_size: u64,
+    res: Result<(), FsError>,
+) -> Result<u64, FsError> {
+    match res {
+        Ok(()) => Ok(new_size),
+        Err(e) => {
+            if new_size > old {
+                if let Err(undo) = shrink_to(file, cipher, old) {
+                    log::warn!("a failed write could not give the file its old size back: {undo}");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Cuts a file that a failed write was growing back to plaintext size `old`: first to
+/// the old file's whole blocks (a valid length, whatever was torn past it), then, if
+/// its last block was partial (and so padded or rewritten by the write), to `old`
+/// exactly, re-sealing that block.
+fn shrink_to(file: &File, cipher: &ContentCipher, old: u64) -> Result<(), FsError> {
+    file.set_len(cipher.version().block_offset(old.div_ceil(B)))?;
+    if !old.is_multiple_of(B) {
+        truncate(file, cipher, old)?;
+    }
+    Ok(())
 }
 
 /// Sets the plaintext size to `new_size`: shrinking re-seals the new last block,
@@ -738,5 +939,199 @@ mod tests {
         });
         let kept = SPARE.lock().map(|p| p.len()).unwrap_or(0);
         assert!(kept <= SPARE_SCRATCH, "{kept} sets kept");
+    }
+
+    #[test]
+    fn many_concurrent_large_writes_through_the_shared_workers_read_back_exactly() {
+        // Large requests (split into runs sealed and written by the shared helpers) from
+        // more threads than there are helpers, so parts queue behind other requests':
+        // 1 MiB aligned writes (sealed straight from the request), unaligned ones with
+        // partial edge blocks, and one file written by several threads in turn.
+        let shared = std::sync::Mutex::new((new_file(), Vec::<u8>::new()));
+        std::thread::scope(|scope| {
+            for t in 0..5u8 {
+                let shared = &shared;
+                scope.spawn(move || {
+                    let (file, cipher) = new_file();
+                    let mut model = Vec::new();
+                    for round in 0..4usize {
+                        let (offset, len) = if round % 2 == 0 {
+                            (round * 1024 * 1024, 1024 * 1024)
+                        } else {
+                            (round * 300_001, 700_000 + t as usize)
+                        };
+                        let data: Vec<u8> = (0..len)
+                            .map(|i| (i as u8).wrapping_mul(31) ^ t ^ round as u8)
+                            .collect();
+                        write(&file, &cipher, offset as u64, &data).unwrap();
+                        if model.len() < offset + len {
+                            model.resize(offset + len, 0);
+                        }
+                        model[offset..offset + len].copy_from_slice(&data);
+                        assert_eq!(read_all(&file, &cipher), model, "thread {t} round {round}");
+
+                        // The shared file: the caller's lock, as the node's content lock.
+                        let mut guard = shared.lock().unwrap();
+                        let ((file, cipher), model) = &mut *guard;
+                        let at = (t as usize * 5 + round) * 100_000;
+                        write(file, cipher, at as u64, &data).unwrap();
+                        if model.len() < at + len {
+                            model.resize(at + len, 0);
+                        }
+                        model[at..at + len].copy_from_slice(&data);
+                    }
+                });
+            }
+        });
+        let ((file, cipher), model) = shared.into_inner().unwrap();
+        assert_eq!(read_all(&file, &cipher), model);
+    }
+
+    /// Runs `write_runs` over `runs` fake runs with one helper buffer per worker, where
+    /// `fail_seal` / `fail_write` make that run's step fail with ENOSPC; returns the
+    /// result and the runs written, in the order they were written.
+    fn fake_runs(
+        runs: usize,
+        fail_seal: Option<usize>,
+        fail_write: Option<usize>,
+    ) -> (Result<(), FsError>, Vec<usize>) {
+        let written = std::sync::Mutex::new(Vec::new());
+        let mut mine = Vec::new();
+        let mut helpers = vec![Vec::new(); workers::MAX_HELPERS];
+        let enospc = || FsError::from(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let res = write_runs(
+            runs,
+            &mut mine,
+            &mut helpers,
+            |n, out| {
+                if fail_seal == Some(n) {
+                    return Err(enospc());
+                }
+                // Uneven sealing times, so that runs finish sealing out of order.
+                if n % 3 == 0 {
+                    std::thread::yield_now();
+                }
+                out.extend_from_slice(&n.to_be_bytes());
+                Ok(())
+            },
+            |n, sealed| {
+                assert_eq!(sealed, n.to_be_bytes(), "run {n} got another run's bytes");
+                if fail_write == Some(n) {
+                    return Err(enospc());
+                }
+                written.lock().unwrap().push(n);
+                Ok(())
+            },
+        );
+        (res, written.into_inner().unwrap())
+    }
+
+    #[test]
+    fn split_write_runs_reach_the_file_in_order_each_exactly_once() {
+        for _ in 0..50 {
+            let (res, written) = fake_runs(16, None, None);
+            res.unwrap();
+            assert_eq!(written, (0..16).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_failed_run_fails_the_write_with_its_error_and_nothing_after_it_is_written() {
+        for _ in 0..20 {
+            for bad in [0, 1, 7, 15] {
+                // A failed pwrite: every run before it was written, none after it.
+                let (res, written) = fake_runs(16, None, Some(bad));
+                assert_eq!(res.unwrap_err().errno(), libc::ENOSPC, "run {bad}");
+                assert_eq!(written, (0..bad).collect::<Vec<_>>(), "run {bad}");
+                // A run that could not be sealed: a prefix of the runs before it at most.
+                let (res, written) = fake_runs(16, Some(bad), None);
+                assert_eq!(res.unwrap_err().errno(), libc::ENOSPC, "seal {bad}");
+                assert!(
+                    written.len() <= bad && written.iter().enumerate().all(|(i, &n)| i == n),
+                    "seal {bad}: {written:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_failing_to_seal_while_an_earlier_run_is_written_stops_the_write() {
+        // Run 1 fails to seal while run 0 is being written: run 0's turn must not pass
+        // on (run 1 will never be written), or a worker taking run 2 would wait for it
+        // forever. Run 0's write waits for run 1's failure (bounded, for a machine
+        // with no helper where they run one after the other).
+        let sealing_failed = std::sync::atomic::AtomicBool::new(false);
+        let written = std::sync::Mutex::new(Vec::new());
+        let mut mine = Vec::new();
+        let mut helpers = vec![Vec::new(); workers::MAX_HELPERS];
+        let res = write_runs(
+            8,
+            &mut mine,
+            &mut helpers,
+            |n, out| {
+                if n == 1 {
+                    sealing_failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(FsError::from(std::io::Error::from_raw_os_error(
+                        libc::ENOSPC,
+                    )));
+                }
+                out.push(n as u8);
+                Ok(())
+            },
+            |n, _| {
+                if n == 0 {
+                    for _ in 0..200 {
+                        if sealing_failed.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    // Past the failing worker's `fail()`.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                written.lock().unwrap().push(n);
+                Ok(())
+            },
+        );
+        assert_eq!(res.unwrap_err().errno(), libc::ENOSPC);
+        assert_eq!(*written.lock().unwrap(), [0]);
+    }
+
+    #[test]
+    fn a_panicking_part_is_eio_and_no_worker_waits_for_its_turn() {
+        // A panic while writing a run (a turn held) and while sealing one (none held).
+        for panic_in_seal in [false, true] {
+            let mut mine = Vec::new();
+            let mut helpers = vec![Vec::new(); workers::MAX_HELPERS];
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_runs(
+                    8,
+                    &mut mine,
+                    &mut helpers,
+                    |n, out| {
+                        if panic_in_seal && n == 3 {
+                            panic!("injected");
+                        }
+                        out.push(n as u8);
+                        Ok(())
+                    },
+                    |n, _| {
+                        if !panic_in_seal && n == 3 {
+                            panic!("injected");
+                        }
+                        Ok(())
+                    },
+                )
+            }));
+            // The run panicked on this thread (propagated) or on a helper (EIO);
+            // either way the call returned.
+            if let Ok(res) = result {
+                assert_eq!(res.unwrap_err().errno(), libc::EIO);
+            }
+        }
+        // The helpers still serve later requests.
+        let (res, written) = fake_runs(16, None, None);
+        res.unwrap();
+        assert_eq!(written.len(), 16);
     }
 }
