@@ -330,31 +330,21 @@ fn open_range_in_place(
             let (from, run) = &mut *guard;
             open_run(*from, run)
         };
-        std::thread::scope(|scope| {
-            let work = &work;
-            let mut helpers = Vec::new();
-            let mut inline = Vec::new();
-            for n in 1..runs.len() {
-                match std::thread::Builder::new()
-                    .name("kmsfs-seal".into())
-                    .spawn_scoped(scope, move || work(n))
-                {
-                    Ok(h) => helpers.push(h),
-                    Err(_) => inline.push(n),
-                }
+        // On the persistent helpers, as sealing is: no thread start per READ.
+        let results: Vec<std::sync::Mutex<Result<(), FsError>>> =
+            runs.iter().map(|_| std::sync::Mutex::new(Ok(()))).collect();
+        let all_finished = workers::run_parts(runs.len(), &|n| {
+            let result = work(n);
+            if let Some(slot) = results.get(n) {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = result;
             }
-            let mut result = work(0);
-            for n in inline {
-                result = result.and(work(n));
-            }
-            for h in helpers {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| Err(FsError::refused(libc::EIO, "opening thread failed")));
-                result = result.and(r);
-            }
-            result
-        })?;
+        });
+        if !all_finished {
+            return Err(FsError::refused(libc::EIO, "opening thread failed"));
+        }
+        for slot in results {
+            slot.into_inner().unwrap_or_else(|p| p.into_inner())?;
+        }
     }
     // Block i's plaintext lies after its nonce at i * step; it moves to i * BLOCK_SIZE.
     // Each move goes towards the front and never overtakes the next block's bytes.
