@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::thread::JoinHandle;
 
 use nix::sys::stat::{FileStat, SFlag};
 
@@ -241,6 +243,8 @@ struct Inner {
     root_dev: u64,
     /// Next number for objects whose backing inode number cannot be used.
     next_ino: u64,
+    /// How many of `nodes` are symlinks (see [`InodeTable::holds_symlinks`]).
+    symlinks: usize,
 }
 
 /// First FUSE inode number handed out from the counter, for backing objects on another
@@ -278,6 +282,71 @@ impl Inner {
 /// All inodes the kernel currently holds references to.
 pub struct InodeTable {
     inner: Mutex<Inner>,
+    /// Where `forget` sends the nodes it removed, for [`reaper`] to drop; `None` if
+    /// the thread could not be started (then they are dropped in `forget`).
+    reaper: Option<SyncSender<Arc<Node>>>,
+    /// The reaper thread, joined on drop.
+    reaper_thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for InodeTable {
+    /// Waits until the reaper has closed every node it was sent: whoever drops the
+    /// table (the end of a mount) may then count on no descriptor of the backing
+    /// directory being open any more (e.g. to unmount the file system under it).
+    fn drop(&mut self) {
+        drop(self.reaper.take());
+        if let Some(thread) = self.reaper_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Forgotten nodes waiting for the reaper; past this many, `forget` drops them itself.
+const REAPER_QUEUE: usize = 8192;
+/// How much nicer than the daemon the reaper runs.
+const REAPER_NICE: libc::c_int = 10;
+
+/// Starts the thread that drops forgotten nodes. The last reference to a node closes its
+/// `O_PATH` descriptor, and for a file unlinked meanwhile that close is where the
+/// backing file system frees the inode (on ext4: truncate, free the blocks, take it off
+/// the orphan list, all journaled; about 30 µs). Done by the FUSE worker that read the
+/// FORGET, it competed for the CPU with the workers answering the next UNLINKs (`rm
+/// -rf`: one FORGET per file). The reaper runs at a lower priority, so the requests a
+/// caller waits for come first; nothing waits for the close itself (the kernel sends
+/// FORGET without expecting an answer, and the table no longer names the node). The
+/// thread ends when the table is dropped, after closing what it was sent.
+fn reaper() -> Option<(SyncSender<Arc<Node>>, JoinHandle<()>)> {
+    let (tx, rx) = sync_channel::<Arc<Node>>(REAPER_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("kmsfs-reaper".to_string())
+        .spawn(move || {
+            lower_own_priority(REAPER_NICE);
+            for node in rx {
+                drop(node);
+            }
+        });
+    match spawned {
+        Ok(thread) => Some((tx, thread)),
+        Err(e) => {
+            log::warn!("cannot start the reaper thread ({e}): forgotten nodes close inline");
+            None
+        }
+    }
+}
+
+/// Raises the calling thread's nice value by `by` (Linux: `setpriority` of a thread id
+/// acts on that thread alone). Best effort.
+fn lower_own_priority(by: libc::c_int) {
+    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+    // getpriority answers -1 for nice -1 as well as for an error: errno tells them apart.
+    nix::errno::Errno::clear();
+    // SAFETY: plain system calls on the calling thread's own id; no memory is passed.
+    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    if now == -1 && nix::errno::Errno::last_raw() != 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).min(19)) };
 }
 
 impl InodeTable {
@@ -294,13 +363,17 @@ impl InodeTable {
                 lookups: 1,
             },
         );
+        let (tx, thread) = reaper().unzip();
         InodeTable {
             inner: Mutex::new(Inner {
                 nodes,
                 by_backing,
                 root_dev: id.0,
                 next_ino: COUNTER_INO_BASE,
+                symlinks: 0,
             }),
+            reaper: tx,
+            reaper_thread: thread,
         }
     }
 
@@ -342,7 +415,19 @@ impl InodeTable {
             },
         );
         inner.by_backing.insert(id, ino);
+        if kind == NodeKind::Symlink {
+            inner.symlinks += 1;
+        }
         Ok(node)
+    }
+
+    /// Whether the table holds any symlink node. The kernel holds the inode of every
+    /// name it sends an UNLINK for (it looked the name up first, and a held inode is
+    /// never forgotten), so while this is false the name being unlinked is known not to
+    /// be a symlink (as far as this mount has seen its backing object: a kind never
+    /// changes, and a backing name replaced behind the mount's back is not supported).
+    pub fn holds_symlinks(&self) -> bool {
+        self.lock().symlinks > 0
     }
 
     /// Whether the table holds a node for backing object `id`. A hint only (the node may
@@ -403,16 +488,23 @@ impl InodeTable {
             };
             if let Some(entry) = &removed {
                 inner.by_backing.remove(&entry.node.backing);
+                if entry.node.kind == NodeKind::Symlink {
+                    inner.symlinks = inner.symlinks.saturating_sub(1);
+                }
             }
             removed
         };
-        // Dropped after the table's lock is released: the last reference closes the
-        // node's descriptor, and the close of a file unlinked meanwhile is where the
-        // backing file system frees its inode (on ext4, evict, truncate and a journal
-        // update: tens of µs, and it may sleep). Every lookup, create and unlink needs
-        // the table's lock, so under it that close stalled them all (`rm -rf`: the
-        // workers then waited on each other, docs/PERFORMANCE.md round 7).
-        drop(removed);
+        // Dropped after the table's lock is released, and by the reaper where it runs:
+        // the last reference closes the node's descriptor, and the close of a file
+        // unlinked meanwhile is where the backing file system frees its inode (on ext4,
+        // evict, truncate and a journal update: tens of µs, and it may sleep). Every
+        // lookup, create and unlink needs the table's lock, so under it that close
+        // stalled them all (`rm -rf`: the workers then waited on each other,
+        // docs/PERFORMANCE.md round 7); see `reaper` for why not in the worker either.
+        if let (Some(entry), Some(reaper)) = (removed, &self.reaper) {
+            // Full (or the thread gone): closed here, as without a reaper.
+            let _ = reaper.try_send(entry.node);
+        }
     }
 }
 
