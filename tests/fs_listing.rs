@@ -346,3 +346,49 @@ fn listings_with_known_entries_keep_lookup_counts_balanced() {
         assert_eq!(shown(&m.path(&format!("d/{name}"))).0, *d_ino, "{name}");
     }
 }
+
+/// The backing entry of `dir` (a backing directory) whose inode number is `ino`.
+fn backing_entry_with_ino(dir: &Path, ino: u64) -> std::path::PathBuf {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.ino() == ino)
+        .unwrap_or_else(|| panic!("no backing entry with inode {ino}"))
+        .path()
+}
+
+#[test]
+fn a_name_replaced_in_the_backing_directory_is_listed_and_linked_with_its_new_node() {
+    let mut m = Mounted::new(MULTI_USER);
+    m.assert_live();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/a"), b"first").unwrap();
+    fs::write(m.path("d/b"), b"second, longer").unwrap();
+    m.remount(MULTI_USER);
+    m.assert_live();
+    // Both names looked up: the kernel holds a dentry for each and the daemon a node.
+    let (a, b) = (shown(&m.path("d/a")), shown(&m.path("d/b")));
+    assert_ne!(a.0, b.0);
+    // Behind the daemon's back, `b`'s backing file is renamed over `a`'s: the name `a`
+    // now leads to the object the node of `b` holds (kmsfs's inode numbers are the
+    // backing ones), and `b` is gone.
+    let backing_d = backing_entry_with_ino(&m.backing, shown(&m.path("d")).0);
+    let from = backing_entry_with_ino(&backing_d, b.0);
+    let to = backing_entry_with_ino(&backing_d, a.0);
+    fs::rename(&from, &to).unwrap();
+
+    // A listing (the directory was never listed: it reaches the daemon) carries the
+    // object the name leads to now, and links it: `stat` of `a` agrees at once, though
+    // the kernel's dentry of `a` still named the old node.
+    let l = listed(&m.path("d"));
+    assert_eq!(l.keys().cloned().collect::<Vec<_>>(), vec!["a".to_string()]);
+    assert_eq!(l["a"], b.0, "d_ino of the replaced name");
+    let now = shown(&m.path("d/a"));
+    // (the rename changed the object's ctime, nothing else)
+    assert_eq!(
+        (now.0, now.1, now.5),
+        (b.0, b.1, b.5),
+        "stat after the listing"
+    );
+    assert_eq!(fs::read(m.path("d/a")).unwrap(), b"second, longer");
+}

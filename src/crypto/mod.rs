@@ -6,6 +6,8 @@
 //! This module owns every line that touches a primitive. It never does I/O, never logs,
 //! and never prints key bytes: every secret type's `Debug` prints only its name.
 
+use std::sync::Mutex;
+
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -306,7 +308,20 @@ pub const SIV_TAG_LEN: usize = 16;
 /// the same (associated data, plaintext) always gives the same output, which is what
 /// lets a lookup find an entry without scanning. Misuse rule: only for short values
 /// where revealing equality is acceptable (names within one directory), never content.
-pub struct Siv(Zeroizing<[u8; SIV_KEY_LEN]>);
+pub struct Siv {
+    key: Zeroizing<[u8; SIV_KEY_LEN]>,
+    /// Ciphers of `key` set up before (the CMAC half's AES key schedule and subkeys),
+    /// for the next calls: setting one up per name was about half of the name cipher's
+    /// AES time (docs/PERFORMANCE.md, round 8). A cipher needs `&mut` per call, so each
+    /// caller takes one out and puts it back; callers running at once get their own (at
+    /// most [`SIV_SPARE_MAX`] are kept). Their key schedules are zeroized when dropped
+    /// (the `zeroize` features of `aes` and `cmac`, Cargo.toml).
+    spare: Mutex<Vec<aes_siv::siv::Aes256Siv>>,
+}
+
+/// At most this many set-up ciphers are kept per [`Siv`] (one per FUSE worker and a few
+/// more); a caller finding none sets one up.
+const SIV_SPARE_MAX: usize = 8;
 
 impl Siv {
     /// Derives the 64-byte SIV key with HKDF-SHA256 from `ikm`, `salt` and a named `info`.
@@ -317,20 +332,40 @@ impl Siv {
         #[allow(clippy::expect_used)]
         hk.expand(info, out.as_mut())
             .expect("HKDF-SHA256 output of 64 bytes is always valid");
-        Self(out)
+        Self {
+            key: out,
+            spare: Mutex::new(Vec::new()),
+        }
     }
 
     fn cipher(&self) -> aes_siv::siv::Aes256Siv {
         use aes_siv::KeyInit as _;
         aes_siv::siv::Aes256Siv::new(aes_siv::aead::generic_array::GenericArray::from_slice(
-            self.0.as_ref(),
+            self.key.as_ref(),
         ))
+    }
+
+    /// Runs `f` with a cipher of this key: a kept one if there is one free, else a new
+    /// one, kept afterwards if fewer than [`SIV_SPARE_MAX`] are. A cipher carries no
+    /// state from one call to the next, failed ones included: aes-siv sets up the CTR
+    /// half anew per call, and its S2V ends every CMAC with `finalize_reset` (its only
+    /// early return, on too many headers, comes before that header is fed; we pass one).
+    fn with_cipher<T>(&self, f: impl FnOnce(&mut aes_siv::siv::Aes256Siv) -> T) -> T {
+        // A poisoned lock only means a caller panicked while pushing or popping: the
+        // list itself is still a list of valid ciphers.
+        let kept = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut cipher = kept.unwrap_or_else(|| self.cipher());
+        let out = f(&mut cipher);
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < SIV_SPARE_MAX {
+            spare.push(cipher);
+        }
+        out
     }
 
     /// Output: `SIV tag (16) || ciphertext`, same length as the plaintext plus 16.
     pub fn encrypt(&self, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.cipher()
-            .encrypt([ad], plaintext)
+        self.with_cipher(|c| c.encrypt([ad], plaintext))
             .map_err(|_| CryptoError::Authentication)
     }
 
@@ -339,8 +374,7 @@ impl Siv {
         if sealed.len() < SIV_TAG_LEN {
             return Err(CryptoError::Truncated);
         }
-        self.cipher()
-            .decrypt([ad], sealed)
+        self.with_cipher(|c| c.decrypt([ad], sealed))
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Authentication)
     }
@@ -650,6 +684,43 @@ mod tests {
         assert_eq!(
             siv.decrypt(b"ad", &tag_only[..SIV_TAG_LEN - 1]),
             Err(CryptoError::Truncated)
+        );
+    }
+
+    #[test]
+    fn siv_kept_ciphers_give_the_same_bytes_as_new_ones_across_threads_and_failures() {
+        let secret = SealingKey::from_bytes([5; 32]);
+        let siv = Siv::derive(&secret, b"", b"test siv");
+        // Each output from a cipher set up for that one call, as before ciphers were kept.
+        let fresh = |ad: &[u8], name: &[u8]| {
+            Siv::derive(&secret, b"", b"test siv")
+                .encrypt(ad, name)
+                .unwrap()
+        };
+        let names: Vec<Vec<u8>> = (0..40u8).map(|i| vec![b'n'; 1 + usize::from(i)]).collect();
+        let expected: Vec<Vec<u8>> = names.iter().map(|n| fresh(b"dir", n)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..SIV_SPARE_MAX + 4 {
+                s.spawn(|| {
+                    for (name, sealed) in names.iter().zip(&expected) {
+                        assert_eq!(&siv.encrypt(b"dir", name).unwrap(), sealed);
+                        assert_eq!(&siv.decrypt(b"dir", sealed).unwrap()[..], &name[..]);
+                        // A failed open in between leaves the next call right.
+                        assert_eq!(
+                            siv.decrypt(b"other dir", sealed),
+                            Err(CryptoError::Authentication)
+                        );
+                    }
+                });
+            }
+        });
+        let kept = siv.spare.lock().unwrap().len();
+        assert!((1..=SIV_SPARE_MAX).contains(&kept), "{kept} ciphers kept");
+        assert_eq!(siv.encrypt(b"dir", &names[3]).unwrap(), expected[3]);
+        assert_eq!(
+            siv.spare.lock().unwrap().len(),
+            kept,
+            "one taken, one put back"
         );
     }
 
