@@ -592,6 +592,13 @@ pub fn write(
 /// So the space the block grows into is reserved first: a full disk is then ENOSPC
 /// before anything changed. At most one block's growth; nothing for block-aligned
 /// sizes (a sequential writer of whole blocks never comes here).
+///
+/// Only the backing file system's blocks the file does not have yet are reserved
+/// ([`growth_to_reserve`]): bytes that land in the block already holding the file's
+/// last byte take no new space there. On ext4 that block is usually still a delayed
+/// allocation, and `fallocate` over it would allocate it at once (a journaled extent
+/// change, 20–35 µs here) for no gain: its space was reserved when it was first
+/// written. Measured in docs/PERFORMANCE.md, "Round 9: CREATE and untar".
 fn reserve_last_block_growth(
     file: &File,
     cipher: &ContentCipher,
@@ -606,7 +613,10 @@ fn reserve_last_block_growth(
     let to = layout
         .backing_len(new_size)
         .min(layout.block_offset(old / B + 1));
-    let (Ok(at), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) else {
+    let Some((from, to)) = growth_to_reserve(from, to, allocation_unit(file)) else {
+        return Ok(());
+    };
+    let (Ok(at), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
         return Err(FsError::refused(libc::EFBIG, "offset too large"));
     };
     use nix::fcntl::{fallocate, FallocateFlags};
@@ -615,6 +625,31 @@ fn reserve_last_block_growth(
         Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The part of backing bytes `from..to` (a growth past the file's end `from`) that needs
+/// space reserved, given the file system's allocation unit `unit`: what lies past the
+/// unit that holds byte `from - 1`, since that unit is the file's already. `None` when
+/// nothing is left. With no known unit (`None`), all of it.
+fn growth_to_reserve(from: u64, to: u64, unit: Option<u64>) -> Option<(u64, u64)> {
+    let start = match unit {
+        Some(unit) if unit > 0 && from > 0 => from.max((from - 1) / unit * unit + unit),
+        _ => from,
+    };
+    (start < to).then_some((start, to))
+}
+
+/// The backing file system's allocation unit, where it is known to be the block size
+/// `statfs` reports and a rewrite inside an allocated block takes no new space: ext4
+/// (and ext2/3) and XFS. `None` elsewhere (tmpfs, btrfs, network file systems, ...),
+/// which keeps reserving the whole growth as before.
+fn allocation_unit(file: &File) -> Option<u64> {
+    let st = nix::sys::statfs::fstatfs(file).ok()?;
+    let kind = st.filesystem_type();
+    if kind != nix::sys::statfs::EXT4_SUPER_MAGIC && kind != nix::sys::statfs::XFS_SUPER_MAGIC {
+        return None;
+    }
+    u64::try_from(st.block_size()).ok().filter(|&b| b > 0)
 }
 
 /// The end of a write. One that failed part-way while growing the file gives the file

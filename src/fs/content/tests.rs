@@ -430,3 +430,28 @@ fn a_panicking_part_is_eio_and_no_worker_waits_for_its_turn() {
     res.unwrap();
     assert_eq!(written.len(), 16);
 }
+
+#[test]
+fn growth_inside_the_block_holding_the_last_byte_reserves_nothing() {
+    // Unit 4096: the file ends at 5000, so bytes 4096..8192 are its block already.
+    assert_eq!(growth_to_reserve(5000, 6000, Some(4096)), None);
+    assert_eq!(growth_to_reserve(5000, 8192, Some(4096)), None);
+    // Past that block: only the blocks the file does not have yet.
+    assert_eq!(
+        growth_to_reserve(5000, 9000, Some(4096)),
+        Some((8192, 9000))
+    );
+    // A file ending on a unit boundary has no partly used block: all of it.
+    assert_eq!(
+        growth_to_reserve(8192, 9000, Some(4096)),
+        Some((8192, 9000))
+    );
+    // Small units (ext4 with 1 KiB blocks).
+    assert_eq!(
+        growth_to_reserve(5000, 6000, Some(1024)),
+        Some((5120, 6000))
+    );
+    // Unknown unit (tmpfs, btrfs, ...): the whole growth, as before.
+    assert_eq!(growth_to_reserve(5000, 6000, None), Some((5000, 6000)));
+    assert_eq!(growth_to_reserve(5000, 5000, None), None);
+}

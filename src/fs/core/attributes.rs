@@ -38,10 +38,12 @@ impl Core {
         }
         // Only the owner (or root) changes modes and ownership; only root gives a file
         // away. (With default_permissions the kernel checks this before we see it.)
-        // The current owner is needed only for those changes: a size or time change
-        // (the common `futimens` after a write) skips this stat.
+        // The current owner is needed only for those changes, and only when the caller
+        // is not root (root may make any of them): a size or time change (the common
+        // `futimens` after a write) and root's chown and chmod (`tar -x` as root sends
+        // both for every file) skip this stat.
         let owns = change.mode.is_some() || change.uid.is_some() || change.gid.is_some();
-        let owner = if owns {
+        let owner = if owns && caller.uid != 0 {
             Some(stat_fd(&node.fd)?.st_uid)
         } else {
             None
