@@ -4,6 +4,8 @@
 //! the decision cache with the same shared values each time. The first such record is
 //! built field by field ([`record::build_unspliced`]), and its constant bytes are kept;
 //! a later record of an equal event copies them and writes only the varying members.
+//! No template is kept for an event whose shared values nothing else holds (a file's
+//! first open, whose values the caches do not keep): no later event can match it.
 //!
 //! The line is byte for byte the one [`record::build_into`] writes (tested against it
 //! for every kind of event), so logs, hashes and `kmsfs audit verify` are unchanged:
@@ -88,6 +90,9 @@ impl Templates {
             .and_then(|ts| ts.iter().find(|t| same_but_varying(&t.event, event)))
         {
             return t.render(event, now, seq, prev_hash, event_id, out);
+        }
+        if !may_come_again(event) {
+            return record::build_into(event, now, default_region, seq, prev_hash, event_id, out);
         }
         let start = out.len();
         let (hash, marks) =
@@ -198,6 +203,20 @@ impl Template {
         }
         hash
     }
+}
+
+/// False when a shared value of `event` is held by the event alone: nothing else can
+/// hand that value to a later event (an `Arc` is only ever cloned from a holder), and a
+/// template answers only events with the very same values, so a template of this one
+/// could never be used. That is an open whose values the caches did not keep (a file
+/// opened for the first time, see `kms::ops_crypto`'s open values and the decision
+/// cache, which keep them from the second open on): its record is built as any other,
+/// and no template is made (and none dropped to make room for it).
+fn may_come_again(event: &Event) -> bool {
+    let held = |v: Option<&Arc<Value>>| v.is_none_or(|a| Arc::strong_count(a) > 1);
+    held(Some(&event.request_parameters))
+        && held(event.decision.as_ref())
+        && held(event.fs.as_ref())
 }
 
 /// True when `a` and `b` give the same record but for the event id, time, pid and

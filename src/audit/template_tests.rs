@@ -114,6 +114,8 @@ fn templated_records_are_byte_identical_to_built_ones() {
     let mut t = Templates::default();
     for (k, kind) in KINDS.iter().enumerate() {
         let mut e = event(kind);
+        // The shared values, held as the caches hold them.
+        let _held = e.clone();
         for n in 0..5u64 {
             // Varying members of every length: pids, seqs, times and ids.
             e.identity.pid = [1, 4242, 0, u32::MAX, 77][n as usize];
@@ -166,6 +168,7 @@ fn an_event_differing_in_a_recorded_field_gets_its_own_record() {
         })
     });
     for (i, e) in variants.iter().enumerate() {
+        let _held = e.clone();
         let mut t = Templates::default();
         assert_same(&mut t, &base, 1);
         assert_same(&mut t, e, 2);
@@ -191,10 +194,13 @@ fn an_event_differing_in_a_recorded_field_gets_its_own_record() {
 fn the_templates_stay_bounded() {
     let mut t = Templates::default();
     let base = event("open");
+    let mut held = Vec::new();
     for n in 0..(MAX_TEMPLATES as u64 + 10) {
         let mut e = base.clone();
         e.fs = Some(Arc::new(json!({ "kmsfs:file": format!("f{n}") })));
+        held.push(e.clone());
         assert_same(&mut t, &e, n);
+        assert_eq!(t.len(), (n as usize % MAX_TEMPLATES) + 1);
         assert!(t.len() <= MAX_TEMPLATES);
     }
     // Many principals on one file: at most MAX_PER_SLOT templates in its slot.
@@ -204,5 +210,38 @@ fn the_templates_stay_bounded() {
         e.identity.principal_id = Some(format!("p{n}"));
         assert_same(&mut t, &e, n);
         assert!(t.len() <= MAX_PER_SLOT);
+    }
+}
+
+/// An event with a shared value held by nothing else (an open whose values the caches
+/// did not keep: a file opened once) gets no template, since no later event can carry
+/// that value, and its record is the builder's; once a cache holds the values, the next
+/// event makes one and the ones after it are copies.
+#[test]
+fn an_event_whose_values_nothing_else_holds_gets_no_template() {
+    let mut t = Templates::default();
+    for (n, kind) in KINDS.iter().enumerate() {
+        let e = event(kind);
+        assert_same(&mut t, &e, n as u64);
+        assert_eq!(t.len(), 0, "{kind}");
+    }
+    // Held elsewhere but for one value: still none.
+    for which in 0..3 {
+        let e = event("open");
+        let mut held = e.clone();
+        match which {
+            0 => held.request_parameters = Arc::new(json!(null)),
+            1 => held.decision = None,
+            _ => held.fs = None,
+        }
+        assert_same(&mut t, &e, 10 + which);
+        assert_eq!(t.len(), 0, "value {which} held by the event alone");
+    }
+    // All held: a template, then copies.
+    let e = event("open");
+    let _held = e.clone();
+    for n in 0..3u64 {
+        assert_same(&mut t, &e, 20 + n);
+        assert_eq!(t.len(), 1);
     }
 }

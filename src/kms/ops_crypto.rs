@@ -22,6 +22,7 @@ use crate::crypto::{self, DataKey, SealingKey};
 use crate::policy::EncryptionContext;
 use base64::Engine as _;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 const MAX_PLAINTEXT: usize = 4096;
@@ -443,9 +444,21 @@ fn fs_request(key_id: Option<&str>, context: &EncryptionContext, actions: &[Data
 /// only the context and the action names the caller passes, never anything of the
 /// state, the principals or the key: nothing can make an entry stale, so entries are
 /// never invalidated, only bounded in number.
+///
+/// A context is kept only when it is asked for the second time (see
+/// [`Sightings`](super::authz::cache::Sightings)): a stream of files each opened once
+/// builds its values for its one record and keeps nothing.
 #[derive(Default)]
 pub(crate) struct OpenValues {
-    by_context: Mutex<HashMap<EncryptionContext, ContextValues>>,
+    by_context: Mutex<ContextMap>,
+}
+
+#[derive(Default)]
+struct ContextMap {
+    map: HashMap<EncryptionContext, ContextValues>,
+    /// Contexts asked for once.
+    seen: super::authz::cache::Sightings,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 struct ContextValues {
@@ -473,21 +486,33 @@ impl OpenValues {
             );
         };
         let fs = {
-            let map = self.by_context.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(context) {
+            let mut cm = self.by_context.lock().unwrap_or_else(|e| e.into_inner());
+            match cm.map.get(context) {
                 Some(cv) => {
                     if let Some((_, req)) = cv.requests.iter().find(|(c, _)| *c == code) {
                         return (req.clone(), cv.fs.clone());
                     }
                     Some(cv.fs.clone())
                 }
-                None => None,
+                None => {
+                    let h = cm.hasher.hash_one(context);
+                    if !cm.seen.second(h) {
+                        drop(cm);
+                        // Asked for the first time: built for this open alone.
+                        return (
+                            Arc::new(fs_request(None, context, actions)),
+                            Arc::new(json!(context)),
+                        );
+                    }
+                    None
+                }
             }
         };
         // Built outside the lock: other opens do not wait on the allocations.
         let req = Arc::new(fs_request(None, context, actions));
         let fs = fs.unwrap_or_else(|| Arc::new(json!(context)));
-        let mut map = self.by_context.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cm = self.by_context.lock().unwrap_or_else(|e| e.into_inner());
+        let map = &mut cm.map;
         if map.len() >= MAX_OPEN_CONTEXTS && !map.contains_key(context) {
             map.clear();
         }
@@ -706,6 +731,10 @@ mod tests {
         ];
         for file in ["f1", "f2"] {
             let c = ctx(file);
+            // Asked for once: built for that open, not kept.
+            let (req, fs) = cache.get(&c, lists[0]);
+            let (again, fs_again) = cache.get(&c, lists[0]);
+            assert!(!Arc::ptr_eq(&req, &again) && !Arc::ptr_eq(&fs, &fs_again));
             for actions in lists {
                 let (req, fs) = cache.get(&c, actions);
                 assert_eq!(
@@ -725,11 +754,13 @@ mod tests {
         assert_ne!(canonical_bytes(&r1), canonical_bytes(&r2));
     }
 
+    /// A stream of contexts each asked for once keeps none of them; a context asked for
+    /// a second time is kept from then on, and a third ask gets the same values.
     #[test]
-    fn the_open_values_cache_stays_bounded() {
+    fn only_a_context_asked_for_again_is_kept() {
         let cache = OpenValues::default();
-        for n in 0..MAX_OPEN_CONTEXTS + 10 {
-            let c = ctx(&format!("f{n}"));
+        for n in 0..2000 {
+            let c = ctx(&format!("once{n}"));
             let (req, fs) = cache.get(&c, &[Decrypt]);
             assert_eq!(
                 canonical_bytes(&req),
@@ -737,7 +768,31 @@ mod tests {
             );
             assert_eq!(canonical_bytes(&fs), canonical_bytes(&json!(c)));
         }
-        let kept = cache.by_context.lock().unwrap().len();
+        assert_eq!(cache.by_context.lock().unwrap().map.len(), 0);
+        let c = ctx("twice");
+        let (r1, _) = cache.get(&c, &[Decrypt]);
+        assert_eq!(cache.by_context.lock().unwrap().map.len(), 0);
+        let (r2, f2) = cache.get(&c, &[Decrypt]);
+        assert_eq!(cache.by_context.lock().unwrap().map.len(), 1);
+        let (r3, f3) = cache.get(&c, &[Decrypt]);
+        assert!(!Arc::ptr_eq(&r1, &r2));
+        assert!(Arc::ptr_eq(&r2, &r3) && Arc::ptr_eq(&f2, &f3));
+    }
+
+    #[test]
+    fn the_open_values_cache_stays_bounded() {
+        let cache = OpenValues::default();
+        for n in 0..MAX_OPEN_CONTEXTS + 10 {
+            let c = ctx(&format!("f{n}"));
+            cache.get(&c, &[Decrypt]);
+            let (req, fs) = cache.get(&c, &[Decrypt]);
+            assert_eq!(
+                canonical_bytes(&req),
+                canonical_bytes(&fs_request(None, &c, &[Decrypt]))
+            );
+            assert_eq!(canonical_bytes(&fs), canonical_bytes(&json!(c)));
+        }
+        let kept = cache.by_context.lock().unwrap().map.len();
         assert!(kept <= MAX_OPEN_CONTEXTS, "{kept} contexts kept");
     }
 }

@@ -20,6 +20,14 @@
 //! peak memory (docs/PERFORMANCE.md, round 7). Sharing changes no answer: an entry
 //! still matches only a question equal in every input, and a shared decision is one
 //! equal to the entry's own.
+//!
+//! Why a question is stored only when asked a second time: a stream of files each
+//! opened once (a read-back, a backup) would fill the cache with entries never used,
+//! then empty it, over and over (about 8 % of the daemon's CPU in that row,
+//! docs/PERFORMANCE.md, round 9). A question asked once is only remembered (a hash, see
+//! [`Sightings`]) under the snapshot and principals load it was asked on, and forgotten
+//! with the entries; the entry stored on the second ask is bound as every entry is. A
+//! reopened file is answered from the cache from its third open on.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -36,6 +44,58 @@ use crate::principals::{Principals, ResolvedPrincipal};
 /// Entries kept at most; past it the cache starts again empty (a bound, not an LRU:
 /// the working set of a mount is a few principals × keys × contexts).
 const MAX_ENTRIES: usize = 4096;
+
+/// Slots of a [`Sightings`] table (8 bytes each).
+const SIGHTING_SLOTS: usize = 4096;
+
+/// Keys seen once, for admission on a second sighting: a cache keeps an entry only for
+/// a key it was asked before, so that a stream of files each opened once (a read-back,
+/// a backup) builds no entry that is never used and does not empty the cache over and
+/// over. A table of 64-bit hashes, one per slot (a newer key takes an older one's
+/// slot): bounded, no allocation after its creation. A hash collision only admits a key
+/// early and a lost slot only admits it later; an entry still answers only a query equal
+/// to it in every input, so neither changes an answer.
+pub(crate) struct Sightings {
+    slots: Box<[u64]>,
+    used: bool,
+}
+
+impl Default for Sightings {
+    fn default() -> Self {
+        Sightings {
+            slots: vec![0; SIGHTING_SLOTS].into_boxed_slice(),
+            used: false,
+        }
+    }
+}
+
+impl Sightings {
+    /// True when `h` was seen before (then forgotten: its entry is kept now); else
+    /// remembers it and returns false.
+    pub(crate) fn second(&mut self, h: u64) -> bool {
+        let i = (h % SIGHTING_SLOTS as u64) as usize;
+        // 0 marks an empty slot.
+        let mark = h | 1;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return true;
+        };
+        if *slot == mark {
+            *slot = 0;
+            true
+        } else {
+            *slot = mark;
+            self.used = true;
+            false
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        if self.used {
+            self.slots.fill(0);
+            self.used = false;
+        }
+    }
+}
 
 /// Distinct [`Asker`]s and decisions kept for sharing at most; past it a new entry
 /// gets its own (the cache stays correct, only bigger).
@@ -226,6 +286,8 @@ struct Inner {
     /// Distinct askers and decisions of the entries held, for new entries to share.
     askers: Vec<Arc<Asker>>,
     decisions: Vec<Arc<Rendered>>,
+    /// Questions asked once under this snapshot and principals load (see [`Sightings`]).
+    seen: Sightings,
     hasher: RandomState,
 }
 
@@ -250,6 +312,7 @@ impl Inner {
         self.collided.clear();
         self.askers.clear();
         self.decisions.clear();
+        self.seen.clear();
         self.len = 0;
         self.last_hit = None;
     }
@@ -314,6 +377,7 @@ impl Default for DecisionCache {
                 last_hit: None,
                 askers: Vec::new(),
                 decisions: Vec::new(),
+                seen: Sightings::default(),
                 hasher: RandomState::new(),
             }),
         }
@@ -348,23 +412,34 @@ impl DecisionCache {
         found
     }
 
+    /// Stores `r` as the answer to `q` if `q` was asked before under this snapshot and
+    /// principals load (a question asked once is only remembered, see [`Sightings`]),
+    /// and returns the decision to record: the stored one, shared with equal entries,
+    /// so that the next open's record (answered from the cache with that value) can be
+    /// copied from this one's template; else `r`. Either is equal to `r`.
     pub fn put(
         &self,
         snap: &Arc<Snapshot>,
         principals: &Arc<Principals>,
         q: &DecisionQuery<'_>,
         r: Rendered,
-    ) {
+    ) -> Rendered {
         let mut inner = self.lock();
+        // First: an entry stored below belongs to exactly this snapshot and load, and a
+        // sighting under an earlier one was forgotten with it.
         inner.bind(snap, principals);
+        let h = q.hash_with(&inner.hasher);
+        if !inner.seen.second(h) {
+            return r;
+        }
         if inner.len >= MAX_ENTRIES {
             inner.clear();
         }
-        let h = q.hash_with(&inner.hasher);
         let decision = inner.share_decision(r);
+        let out = Rendered::clone(&decision);
         if let Some(slot) = inner.find_mut(h, q) {
             slot.1 = decision;
-            return;
+            return out;
         }
         let key = q.key_with(inner.share_asker(q));
         match inner.entries.entry(h) {
@@ -376,6 +451,7 @@ impl DecisionCache {
             }
         }
         inner.len += 1;
+        out
     }
 
     /// Entries held (for tests).

@@ -171,8 +171,12 @@ fn a_reused_decision_is_audited_exactly_as_an_evaluated_one() {
     let f = fixture();
     f.grant(&f.svc, ALICE_ARN);
     for who in [&ALICE, &BOB] {
+        // A question asked once is only remembered; the second time it is stored.
+        let sighting = f.open(who);
+        assert_eq!(f.svc.decisions.entries(), if who == &ALICE { 0 } else { 1 });
         let before = f.records().len();
         let first = f.open(who);
+        assert_eq!(sighting, first);
         assert_eq!(f.svc.decisions.entries(), if who == &ALICE { 1 } else { 2 });
         let second = f.open(who);
         // The second call was answered from the cache (nothing new was stored) ...
@@ -189,9 +193,10 @@ fn a_reused_decision_is_audited_exactly_as_an_evaluated_one() {
         assert_eq!(a, b);
         assert!(a["kmsfs"]["decision"]["decision"].is_string(), "{a}");
     }
-    // The grant is named as the reason of Alice's allow; Bob's denial has its notes.
+    // The grant is named as the reason of Alice's allow (her last open, before Bob's
+    // three); Bob's denial has its notes.
     let recs = f.records();
-    let alice = &recs[recs.len() - 3]["kmsfs"]["decision"];
+    let alice = &recs[recs.len() - 4]["kmsfs"]["decision"];
     assert!(alice.to_string().contains("grant"), "{alice}");
     assert_eq!(
         recs[recs.len() - 1]["errorCode"],
@@ -204,9 +209,12 @@ fn a_reused_decision_is_audited_exactly_as_an_evaluated_one() {
 fn grant_changes_through_another_service_are_seen_on_the_next_open() {
     let f = fixture();
     assert!(f.denied(&ALICE));
+    assert!(f.denied(&ALICE));
     assert!(f.denied(&ALICE), "a cached denial");
     // Create (by the CLI): allowed at once.
     let (id, _) = f.grant(&f.cli, ALICE_ARN);
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
     // Revoke (by the CLI): denied at once.
@@ -218,15 +226,19 @@ fn grant_changes_through_another_service_are_seen_on_the_next_open() {
         )
         .unwrap();
     assert!(f.denied(&ALICE));
+    assert!(f.denied(&ALICE));
     // Retire (by the grantee itself, through the CLI).
     let (_, token) = f.grant(&f.cli, ALICE_ARN);
+    f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
     f.cli
         .call(&ALICE, "RetireGrant", json!({"GrantToken": token}))
         .unwrap();
     assert!(f.denied(&ALICE));
+    assert!(f.denied(&ALICE));
     // The same changes through this service.
     let (id, _) = f.grant(&f.svc, BOB_ARN);
+    f.open(&BOB).unwrap();
     f.open(&BOB).unwrap();
     f.svc
         .call(
@@ -244,6 +256,8 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
     f.grant(&f.svc, ALICE_ARN);
     f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
 
     // Key policy (by the CLI): an explicit deny overrides the grant.
     f.policy(
@@ -251,6 +265,7 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
         json!({"Sid": "no-alice", "Effect": "Deny", "Principal": {"AWS": ALICE_ARN},
                "Action": "kms:Decrypt", "Resource": "*"}),
     );
+    assert!(f.denied(&ALICE));
     assert!(f.denied(&ALICE));
     // An alias the policy reads (kms:ResourceAliases): created, then deleted.
     f.policy(
@@ -261,6 +276,7 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
                    {"kms:ResourceAliases": "alias/open"}}}),
     );
     assert!(f.denied(&ALICE));
+    assert!(f.denied(&ALICE));
     f.cli
         .call(
             &ROOT,
@@ -270,9 +286,12 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
         .unwrap();
     f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
     f.cli
         .call(&ROOT, "DeleteAlias", json!({"AliasName": "alias/open"}))
         .unwrap();
+    assert!(f.denied(&ALICE));
     assert!(f.denied(&ALICE));
     f.policy(
         &f.cli,
@@ -280,6 +299,7 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
         "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
         "Action": "kms:DescribeKey", "Resource": "*"}),
     );
+    f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
 
     // Key state (by the CLI): disabled, enabled, scheduled for deletion.
@@ -290,6 +310,7 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
     f.cli
         .call(&ROOT, "EnableKey", json!({"KeyId": f.key_arn}))
         .unwrap();
+    f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
     f.cli
         .call(
@@ -306,12 +327,14 @@ fn policy_state_alias_and_principals_changes_are_seen_on_the_next_open() {
         .call(&ROOT, "EnableKey", json!({"KeyId": f.key_arn}))
         .unwrap();
     f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
 
     // Principals file: uid 4002 is now someone else, whom the grant does not name.
     replace(
         &f.cfg.store_dir.join("principals.toml"),
         &principals("arn:aws:iam::111122223333:user/carol"),
     );
+    assert!(f.denied(&ALICE));
     assert!(f.denied(&ALICE));
     replace(
         &f.cfg.store_dir.join("principals.toml"),
@@ -416,6 +439,11 @@ fn entries_for_many_files_share_the_question_and_the_decision() {
             .open_data_key(&ROOT, &f.key_arn, w, ctx, &[DataAction::Decrypt])
             .map(|_| ())
     };
+    // Opened once: nothing stored; the second time: stored.
+    for (ctx, w) in &files {
+        open(ctx, w).unwrap();
+    }
+    assert_eq!(f.svc.decisions.entries(), 0, "a first open was stored");
     for (ctx, w) in &files {
         open(ctx, w).unwrap();
     }
@@ -435,6 +463,7 @@ fn entries_for_many_files_share_the_question_and_the_decision() {
     let mut more = ctx.clone();
     more.insert("kmsfs:x".into(), String::new());
     for other in [shifted, more] {
+        assert!(open(&other, w).is_err());
         assert!(open(&other, w).is_err());
     }
     assert_eq!(
@@ -491,5 +520,47 @@ fn alternating_and_repeated_opens_each_get_their_own_decision_and_record() {
         let first = mine.next().unwrap();
         assert!(mine.all(|r| r == first));
     }
+    crate::audit::verify(&f.svc.store.audit_path()).unwrap();
+}
+
+/// Admission on a second sighting: a question asked once is not stored, the second ask
+/// stores it, later ones are answered from it. A change empties the entries and the
+/// sightings alike: a question asked once before the change is, after it, asked for the
+/// first time (not stored), and an entry stored before it never answers after it.
+#[test]
+fn a_decision_is_stored_on_the_second_ask_and_changes_forget_sightings_too() {
+    let f = fixture();
+    let (id, _) = f.grant(&f.svc, ALICE_ARN);
+    f.open(&ALICE).unwrap();
+    assert_eq!(f.svc.decisions.entries(), 0);
+    f.open(&ALICE).unwrap();
+    assert_eq!(f.svc.decisions.entries(), 1);
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    assert_eq!(f.svc.decisions.entries(), 1);
+    // Bob asks once, then the grant is revoked (by the CLI): Alice's stored allow and
+    // Bob's sighting are both gone.
+    assert!(f.denied(&BOB));
+    assert_eq!(f.svc.decisions.entries(), 1);
+    f.cli
+        .call(
+            &ROOT,
+            "RevokeGrant",
+            json!({"KeyId": f.key_arn, "GrantId": id}),
+        )
+        .unwrap();
+    assert!(f.denied(&ALICE));
+    assert_eq!(f.svc.decisions.entries(), 0);
+    assert!(f.denied(&BOB));
+    assert_eq!(f.svc.decisions.entries(), 0, "a sighting outlived a change");
+    assert!(f.denied(&ALICE));
+    assert!(f.denied(&BOB));
+    assert_eq!(f.svc.decisions.entries(), 2);
+    // A grant again (through this service): the stored denials never answer.
+    f.grant(&f.svc, ALICE_ARN);
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    f.open(&ALICE).unwrap();
+    assert!(f.denied(&BOB));
     crate::audit::verify(&f.svc.store.audit_path()).unwrap();
 }

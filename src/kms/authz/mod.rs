@@ -247,7 +247,7 @@ impl Service {
         let who = call.who.clone();
         let (ev, read_time) =
             self.evaluate_traced(call, &snap.state, &a, &who, None, None, call.via)?;
-        let r = render(call, &a, &ev);
+        let mut r = render(call, &a, &ev);
         if !read_time {
             let query = DecisionQuery {
                 action: a.action,
@@ -258,8 +258,7 @@ impl Service {
                 who: &who,
                 caller_uid: call.caller.uid,
             };
-            self.decisions
-                .put(snap, &call.principals, &query, r.clone());
+            r = self.decisions.put(snap, &call.principals, &query, r);
         }
         record(call, &a, r)
     }
