@@ -14,64 +14,6 @@ use std::io::Write;
 use kmsfs::fs::MountSpec;
 use support::fs::*;
 
-/// A small ext4 (4 KiB blocks, no blocks kept for root) on a loop device; unmounted and
-/// detached on drop.
-struct Ext4Image {
-    dir: tempfile::TempDir,
-    loopdev: String,
-    mounted: bool,
-}
-
-impl Ext4Image {
-    fn new(mib: u64) -> Option<Ext4Image> {
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("img");
-        fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
-        let mkfs = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-b", "4096", "-m", "0"])
-            .arg(&img)
-            .status()
-            .ok()?;
-        assert!(mkfs.success());
-        let out = std::process::Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&img)
-            .output()
-            .ok()?;
-        assert!(out.status.success(), "{out:?}");
-        let loopdev = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        fs::create_dir(dir.path().join("fs")).unwrap();
-        nix::mount::mount(
-            Some(loopdev.as_str()),
-            &dir.path().join("fs"),
-            Some("ext4"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-        Some(Ext4Image {
-            dir,
-            loopdev,
-            mounted: true,
-        })
-    }
-
-    fn root(&self) -> std::path::PathBuf {
-        self.dir.path().join("fs")
-    }
-}
-
-impl Drop for Ext4Image {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = nix::mount::umount2(&self.root(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::process::Command::new("losetup")
-            .args(["-d", &self.loopdev])
-            .status();
-    }
-}
-
 /// Bytes that differ per write and per position.
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
     (0..len)
@@ -95,7 +37,7 @@ fn backing_file_len(dir: &std::path::Path) -> u64 {
 
 #[test]
 fn small_appends_on_a_full_ext4_never_tear_the_last_block() {
-    let Some(image) = Ext4Image::new(16) else {
+    let Some(image) = Ext4Image::new(16, &["-b", "4096", "-m", "0"]) else {
         eprintln!("SKIPPED: mkfs.ext4 or losetup missing");
         return;
     };

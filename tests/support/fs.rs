@@ -13,6 +13,7 @@ use kmsfs::kms::provider::{Caller, DataAction, DataKeys, DirRule, NewDataKey, Wr
 use kmsfs::kms::{ErrorKind, KmsError};
 use kmsfs::policy::EncryptionContext;
 
+pub use super::ext4::Ext4Image;
 pub use super::{
     as_user, assert_failed_with, assert_ok, q, set_mode, sh_as, strerror, walk, Rng, Tmpfs,
 };

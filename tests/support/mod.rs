@@ -5,6 +5,8 @@
 //!   without a key service;
 //! - [`kms`] (`kms_*.rs`): a temp store and a `Service` called directly;
 //! - [`e2e`] (`e2e_*.rs`): a real key service in this process behind a real mount;
+//! - [`ext4`]: a journaled ext4 on a loop device under a volume, for a full disk or a power
+//!   loss (re-exported by [`fs`]);
 //! - [`cli`] (`cli_*.rs`): the real binary, `kmsfs serve` as a child process;
 //! - [`wire`] (`wire_*.rs`): `kmsfs serve --listen` and the real AWS clients (aws-cli,
 //!   boto3) with access keys;
@@ -24,6 +26,7 @@
 
 pub mod cli;
 pub mod e2e;
+pub mod ext4;
 pub mod fs;
 pub mod kms;
 pub mod remote;
