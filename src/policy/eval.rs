@@ -6,7 +6,7 @@
 use super::condition::Condition;
 use super::document::{AwsPrincipal, Effect, PrincipalSpec, Statement};
 use super::pattern::{glob_match, Part, Pattern};
-use super::{Decision, Evaluation, Grant, IdentityPolicy, PolicyDocument, Reason, Request};
+use super::{Decision, Evaluation, Grant, IdentityPolicy, PolicyDocument, Reads, Reason, Request};
 use std::borrow::Cow;
 
 /// The parts of a caller ARN the evaluator needs.
@@ -142,6 +142,10 @@ pub(crate) struct Ctx<'r, 'a> {
     /// Set when a condition read the request's time: such a decision holds only for
     /// this instant, so the key service must not reuse it.
     read_time: std::cell::Cell<bool>,
+    /// Set when a condition, a policy variable or a grant constraint read the
+    /// request's encryption context: only a decision that did not is the same for
+    /// every context.
+    read_context: std::cell::Cell<bool>,
 }
 
 impl<'r, 'a> Ctx<'r, 'a> {
@@ -183,6 +187,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
             "kmsfs:uid" => self.req.principal.uid.and_then(|u| one(u.to_string())),
             "kmsfs:gid" => self.req.principal.gid.and_then(|g| one(g.to_string())),
             "kms:encryptioncontextkeys" => {
+                self.read_context.set(true);
                 let ec = self.req.encryption_context?;
                 if ec.is_empty() {
                     None
@@ -192,6 +197,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
             }
             _ => {
                 if let Some(k) = key.strip_prefix("kms:encryptioncontext:") {
+                    self.read_context.set(true);
                     // The key part of the condition key is case-insensitive like every
                     // condition key name; the value is compared as the operator says.
                     let ec = self.req.encryption_context?;
@@ -356,22 +362,26 @@ pub(crate) fn evaluate(
     evaluate_traced(req, key_policy, identity_policies, grants).0
 }
 
-/// [`evaluate`], also saying whether the decision read the request's time
-/// (`aws:CurrentTime`, `aws:EpochTime`): only a decision that did not may be reused
-/// for a later request with the same inputs.
+/// [`evaluate`], also saying which request values that are not inputs of a decision
+/// cache entry it read (see [`Reads`]).
 pub(crate) fn evaluate_traced(
     req: &Request<'_>,
     key_policy: &PolicyDocument,
     identity_policies: &[IdentityPolicy],
     grants: &[Grant],
-) -> (Evaluation, bool) {
+) -> (Evaluation, Reads) {
     let ctx = Ctx {
         req,
         caller: Caller::new(req),
         read_time: std::cell::Cell::new(false),
+        read_context: std::cell::Cell::new(false),
     };
     let ev = evaluate_in(&ctx, key_policy, identity_policies, grants);
-    (ev, ctx.read_time.get())
+    let reads = Reads {
+        time: ctx.read_time.get(),
+        context: ctx.read_context.get(),
+    };
+    (ev, reads)
 }
 
 fn evaluate_in(
@@ -468,6 +478,10 @@ fn evaluate_in(
                     g.grant_id, caller.account
                 ));
                 continue;
+            }
+            if g.constraints.is_some() {
+                // Whether the constraints hold depends on the context.
+                ctx.read_context.set(true);
             }
             if constraints_hold(g, op, req) {
                 granted.push(Reason::Grant {

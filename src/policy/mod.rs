@@ -305,16 +305,31 @@ pub fn evaluate(
     eval::evaluate(req, key_policy, identity_policies, grants)
 }
 
-/// [`evaluate`], and whether the decision read the request's time (`aws:CurrentTime`,
-/// `aws:EpochTime`). Every other input of a decision is in `req` and the documents; a
-/// decision that did not read the time is the same for a later request with equal
-/// inputs, so a caller may reuse it (the key service's decision cache does).
+/// Which request values an evaluation read, of those a caller reusing decisions must
+/// know about: every other input of a decision is in the request's principal, action,
+/// resource and condition keys and in the documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reads {
+    /// The request's time (`aws:CurrentTime`, `aws:EpochTime`): such a decision holds
+    /// for this instant only.
+    pub time: bool,
+    /// The encryption context (`kms:EncryptionContext:*`, `kms:EncryptionContextKeys`,
+    /// as a condition or a policy variable, or a grant's context constraints). A
+    /// decision that did not read it is the same for a request with any other context
+    /// and equal other inputs.
+    pub context: bool,
+}
+
+/// [`evaluate`], and which of the time and the encryption context the decision read
+/// ([`Reads`]). A decision that read neither is the same for a later request with
+/// equal inputs, whatever its context, so a caller may reuse it (the key service's
+/// decision cache does).
 pub fn evaluate_traced(
     req: &Request<'_>,
     key_policy: &PolicyDocument,
     identity_policies: &[IdentityPolicy],
     grants: &[Grant],
-) -> (Evaluation, bool) {
+) -> (Evaluation, Reads) {
     eval::evaluate_traced(req, key_policy, identity_policies, grants)
 }
 

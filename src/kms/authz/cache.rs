@@ -144,6 +144,8 @@ fn policies_addr(p: &Arc<[IdentityPolicy]>) -> usize {
 pub(crate) struct DecisionKey {
     asker: Arc<Asker>,
     context: Option<Box<[u8]>>,
+    /// A decision that holds for any context (see [`DecisionQuery::any_context`]).
+    any_context: bool,
 }
 
 /// An encryption context in one allocation: each key and then its value, in the map's
@@ -181,6 +183,11 @@ pub(crate) struct DecisionQuery<'a> {
     pub action: &'a str,
     pub key_id: &'a str,
     pub context: Option<&'a EncryptionContext>,
+    /// A question about a context asked once (a new file's data key): looked up and
+    /// stored without its context (`context` is None), as a decision whose evaluation
+    /// read no part of the context, so that it holds for any context. Never matches
+    /// an entry of a question without a context, nor the other way round.
+    pub any_context: bool,
     pub extra: &'a RequestContext,
     pub via: Option<&'static str>,
     pub who: &'a ResolvedPrincipal,
@@ -195,6 +202,7 @@ impl DecisionQuery<'_> {
         self.action.hash(&mut h);
         self.key_id.hash(&mut h);
         self.context.hash(&mut h);
+        self.any_context.hash(&mut h);
         self.extra.hash(&mut h);
         self.via.hash(&mut h);
         self.who.principal.arn.hash(&mut h);
@@ -226,7 +234,7 @@ impl DecisionQuery<'_> {
             (Some(packed), Some(ctx)) => packed_equals(packed, ctx),
             _ => false,
         };
-        context && self.asked_by(&k.asker)
+        context && k.any_context == self.any_context && self.asked_by(&k.asker)
     }
 
     fn asker(&self) -> Asker {
@@ -254,6 +262,7 @@ impl DecisionQuery<'_> {
         DecisionKey {
             asker,
             context: self.context.map(pack_context),
+            any_context: self.any_context,
         }
     }
 }
@@ -538,6 +547,7 @@ mod query_tests {
             action: "kms:Decrypt",
             key_id: "k1",
             context: Some(&ctx),
+            any_context: false,
             extra: &extra,
             via: Some("kmsfs"),
             who: &alice,
@@ -581,6 +591,15 @@ mod query_tests {
             },
             DecisionQuery {
                 context: None,
+                ..base
+            },
+            DecisionQuery {
+                any_context: true,
+                ..base
+            },
+            DecisionQuery {
+                context: None,
+                any_context: true,
                 ..base
             },
             DecisionQuery {
@@ -629,6 +648,19 @@ mod query_tests {
                 "query {i} does not match its own key"
             );
         }
+        // A question for any context and one without a context never answer each
+        // other: the first's decision read no context, the second's may have read
+        // that there is none.
+        let any = DecisionQuery {
+            context: None,
+            any_context: true,
+            ..base
+        };
+        let none = DecisionQuery {
+            context: None,
+            ..base
+        };
+        assert!(!any.matches(&none.to_key()) && !none.matches(&any.to_key()));
         // The caller resolved again from the same load (the same list) asks the same
         // question, and so do two callers without policies (each resolve makes its
         // own empty list), hashed alike.

@@ -429,10 +429,12 @@ fn entries_for_many_files_share_the_question_and_the_decision() {
             (ctx, w.wrapped)
         })
         .collect();
+    // The 20 creates asked one question for any context (their decision read no part
+    // of it): one entry, stored on the second create.
     assert_eq!(
         f.svc.decisions.entries(),
-        0,
-        "a new file's decision was stored"
+        1,
+        "the creates' decision was not stored once for any context"
     );
     let open = |ctx: &EncryptionContext, w: &[u8]| {
         f.svc
@@ -443,17 +445,18 @@ fn entries_for_many_files_share_the_question_and_the_decision() {
     for (ctx, w) in &files {
         open(ctx, w).unwrap();
     }
-    assert_eq!(f.svc.decisions.entries(), 0, "a first open was stored");
+    assert_eq!(f.svc.decisions.entries(), 1, "a first open was stored");
     for (ctx, w) in &files {
         open(ctx, w).unwrap();
     }
-    assert_eq!(f.svc.decisions.entries(), files.len());
-    assert_eq!(f.svc.decisions.shared(), (1, 1));
+    assert_eq!(f.svc.decisions.entries(), files.len() + 1);
+    // The creates' question and decision, and the opens'.
+    assert_eq!(f.svc.decisions.shared(), (2, 2));
     // Answered from the entries: nothing new stored.
     for (ctx, w) in &files {
         open(ctx, w).unwrap();
     }
-    assert_eq!(f.svc.decisions.entries(), files.len());
+    assert_eq!(f.svc.decisions.entries(), files.len() + 1);
     // A context that packs to a neighbour's bytes shifted, or has one pair more, is
     // another question (and here the key service refuses the blob for it).
     let (ctx, w) = &files[1];
@@ -468,13 +471,13 @@ fn entries_for_many_files_share_the_question_and_the_decision() {
     }
     assert_eq!(
         f.svc.decisions.entries(),
-        files.len() + 2,
+        files.len() + 3,
         "another context was answered by a stored entry"
     );
     // A denied caller's decision is another one, its question another asker.
     assert!(f.denied(&BOB));
     assert!(f.denied(&BOB));
-    assert_eq!(f.svc.decisions.shared(), (2, 2));
+    assert_eq!(f.svc.decisions.shared(), (3, 3));
 }
 
 /// Two callers opening the same file in turn, then each again and again: every open is
@@ -562,5 +565,143 @@ fn a_decision_is_stored_on_the_second_ask_and_changes_forget_sightings_too() {
     f.open(&ALICE).unwrap();
     f.open(&ALICE).unwrap();
     assert!(f.denied(&BOB));
+    crate::audit::verify(&f.svc.store.audit_path()).unwrap();
+}
+
+/// The data key of a new file: a question about a context asked once. The decision is
+/// stored once for any context when its evaluation read no part of the context, and is
+/// then the answer (and the record) for every later create by the same caller under
+/// the same key; a decision that read the context (a condition on it, or a grant with
+/// context constraints) is evaluated for every create; any change is seen on the next.
+#[test]
+fn a_create_decision_is_shared_by_every_context_only_when_it_read_none() {
+    let f = fixture();
+    let ctx = |file: &str| -> EncryptionContext {
+        [
+            ("kmsfs:file".to_string(), file.to_string()),
+            ("kmsfs:volume".to_string(), "v1".to_string()),
+        ]
+        .into()
+    };
+    let create = |who: &Caller, file: &str| {
+        f.svc
+            .generate_data_key(who, &f.key_arn, &ctx(file))
+            .map(|_| ())
+    };
+    let gdk_decisions = || -> Vec<Value> {
+        f.records()
+            .into_iter()
+            .filter(|r| r["eventName"] == "GenerateDataKey")
+            .map(|r| r["kmsfs"]["decision"].clone())
+            .collect()
+    };
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-creates", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:GenerateDataKey", "Resource": "*"}),
+    );
+    for i in 0..5 {
+        create(&ALICE, &format!("a{i}")).unwrap();
+    }
+    assert_eq!(f.svc.decisions.entries(), 1, "not stored for any context");
+    // The evaluated and the reused decisions are recorded alike.
+    let d = gdk_decisions();
+    let last5 = &d[d.len() - 5..];
+    assert!(last5.iter().all(|x| x == &last5[0]), "{last5:?}");
+    assert!(
+        last5[0].to_string().contains("alice-creates"),
+        "{}",
+        last5[0]
+    );
+    // Bob has no right: denied for every context, his own entry.
+    for i in 0..3 {
+        let e = create(&BOB, &format!("b{i}")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AccessDenied);
+    }
+    assert_eq!(f.svc.decisions.entries(), 2);
+
+    // A condition on the context: decided per context, never stored.
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-some", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:GenerateDataKey", "Resource": "*",
+               "Condition": {"StringLike": {"kms:EncryptionContext:kmsfs:file": "ok-*"}}}),
+    );
+    for i in 0..3 {
+        create(&ALICE, &format!("ok-{i}")).unwrap();
+        let e = create(&ALICE, &format!("no-{i}")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AccessDenied);
+    }
+    // Also through a policy variable and through the context's keys.
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-var", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:GenerateDataKey",
+               "Resource": "arn:aws:kms:*:*:key/${kms:EncryptionContext:kmsfs:file}"}),
+    );
+    let key_id = f.key_arn.rsplit('/').next().unwrap().to_string();
+    for i in 0..2 {
+        create(&ALICE, &key_id).unwrap();
+        assert!(create(&ALICE, &format!("x{i}")).is_err());
+    }
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-keys", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:GenerateDataKey", "Resource": "*",
+               "Condition": {"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["kmsfs:file", "kmsfs:volume"]}}}),
+    );
+    create(&ALICE, "k1").unwrap();
+    create(&ALICE, "k2").unwrap();
+    let mut extra = ctx("k3");
+    extra.insert("other".into(), "1".into());
+    assert!(f.svc.generate_data_key(&ALICE, &f.key_arn, &extra).is_err());
+    assert_eq!(
+        f.svc.decisions.entries(),
+        0,
+        "a context-reading decision was stored"
+    );
+
+    // Revocation on the next create, with an entry for any context in place.
+    f.policy(
+        &f.svc,
+        json!({"Sid": "alice-creates", "Effect": "Allow", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:GenerateDataKey", "Resource": "*"}),
+    );
+    create(&ALICE, "r1").unwrap();
+    create(&ALICE, "r2").unwrap();
+    create(&ALICE, "r3").unwrap();
+    assert_eq!(f.svc.decisions.entries(), 1);
+    f.policy(
+        &f.cli,
+        json!({"Sid": "alice-denied", "Effect": "Deny", "Principal": {"AWS": ALICE_ARN},
+               "Action": "kms:GenerateDataKey", "Resource": "*"}),
+    );
+    let e = create(&ALICE, "r4").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    // A grant with context constraints: the same, per context.
+    f.policy(
+        &f.svc,
+        json!({"Sid": "none", "Effect": "Allow", "Principal": {"AWS": BOB_ARN},
+                            "Action": "kms:DescribeKey", "Resource": "*"}),
+    );
+    f.svc
+        .call(
+            &ROOT,
+            "CreateGrant",
+            json!({"KeyId": f.key_arn, "GranteePrincipal": ALICE_ARN,
+                   "Operations": ["GenerateDataKey"],
+                   "Constraints": {"EncryptionContextSubset": {"kmsfs:file": "g-ok"}}}),
+        )
+        .unwrap();
+    for _ in 0..3 {
+        create(&ALICE, "g-ok").unwrap();
+        assert!(create(&ALICE, "g-no").is_err());
+    }
+    assert_eq!(
+        f.svc.decisions.entries(),
+        0,
+        "a constrained grant's decision was stored"
+    );
+
     crate::audit::verify(&f.svc.store.audit_path()).unwrap();
 }

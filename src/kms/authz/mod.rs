@@ -131,7 +131,8 @@ impl Service {
             .map(|(ev, _)| ev)
     }
 
-    /// [`Self::evaluate_with`], and whether the decision read the request's time.
+    /// [`Self::evaluate_with`], and whether the decision read the request's time or
+    /// its encryption context.
     #[allow(clippy::too_many_arguments)]
     fn evaluate_traced(
         &self,
@@ -142,7 +143,7 @@ impl Service {
         policy: Option<&PolicyDocument>,
         grants: Option<&[Grant]>,
         via: Option<&str>,
-    ) -> Result<(Evaluation, bool), KmsError> {
+    ) -> Result<(Evaluation, policy::Reads), KmsError> {
         let mut rc = a.extra.clone();
         if let Some(v) = via {
             rc.set("kms:ViaService", v);
@@ -218,9 +219,16 @@ impl Service {
     /// ([`cache`]): a decision made on the same snapshot and principals load for the
     /// same inputs is reused with its rendered reasons, so the audit record is the
     /// one an evaluation would give. `snap` must be the snapshot `a.key` comes from.
-    /// With [`Reuse::Once`] the question is evaluated without the cache: its context is
-    /// a new file's, so no entry can answer it and an entry for it would only take
-    /// memory until the cache is emptied.
+    ///
+    /// With [`Reuse::Once`] the context is a new file's, asked about once: no entry
+    /// for that context could ever answer again. Such a question is looked up and
+    /// stored without its context instead, as one that holds for any context, and
+    /// stored only when its evaluation read no part of the context (no
+    /// `kms:EncryptionContext*` condition or variable, no grant with context
+    /// constraints on the way to the decision): then the same inputs give the same
+    /// decision, and the same record, whatever the context. A stream of creates by one
+    /// principal under one key is then decided once per snapshot and principals load.
+    /// A decision that read the context is evaluated anew for every question.
     pub(crate) fn authorize_cached(
         &self,
         call: &mut Call,
@@ -228,14 +236,17 @@ impl Service {
         a: Authz<'_>,
         reuse: Reuse,
     ) -> Result<(), KmsError> {
-        let Some(k) = a.key.filter(|_| reuse == Reuse::Again) else {
+        let Some(k) = a.key else {
             self.authorize(call, &snap.state, a)?;
             return Ok(());
         };
+        let any_context = reuse == Reuse::Once;
+        let context = if any_context { None } else { a.context };
         let query = DecisionQuery {
             action: a.action,
             key_id: &k.key_id,
-            context: a.context,
+            context,
+            any_context,
             extra: &a.extra,
             via: call.via,
             who: &call.who,
@@ -245,14 +256,22 @@ impl Service {
             return record(call, &a, r);
         }
         let who = call.who.clone();
-        let (ev, read_time) =
+        let (ev, reads) =
             self.evaluate_traced(call, &snap.state, &a, &who, None, None, call.via)?;
         let mut r = render(call, &a, &ev);
-        if !read_time {
+        // Reused only if the same inputs give the same decision later: it did not read
+        // the time, nor (for a question about any context) the context.
+        let reusable = if any_context {
+            !reads.time && !reads.context
+        } else {
+            !reads.time
+        };
+        if reusable {
             let query = DecisionQuery {
                 action: a.action,
                 key_id: &k.key_id,
-                context: a.context,
+                context,
+                any_context,
                 extra: &a.extra,
                 via: call.via,
                 who: &who,
