@@ -151,9 +151,10 @@ fn descriptors_of(backing: &Path) -> usize {
 }
 
 /// Waits until every handle of the mount is released (RELEASE is sent asynchronously
-/// after `close`): the descriptors counted afterwards are the nodes' own.
+/// after `close`): the descriptors counted afterwards are the nodes' own. Gives up only
+/// after a minute (a stuck release), never as a measure of speed.
 fn released(m: &Mounted) {
-    for _ in 0..500 {
+    for _ in 0..6000 {
         if m.session().open_files() == 0 {
             return;
         }
