@@ -2,14 +2,17 @@
 //! handle where the daemon may (`open_by_handle_at`, CAP_DAC_READ_SEARCH), else through
 //! `/proc/self/fd`. Either way never by name, so a name swapped in the backing directory
 //! is not what an open reaches, a file unlinked while open reopens, and a daemon without
-//! the capability still opens everything. Real mounts; needs root and /dev/fuse.
+//! the capability still opens everything. Read-only opens of one file share one backing
+//! descriptor, kept by its node; each open still reads the header from disk and asks the
+//! key service. Real mounts; needs root and /dev/fuse.
 
 mod support;
 
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use support::fs::*;
 
@@ -136,4 +139,92 @@ fn a_daemon_without_cap_dac_read_search_opens_files_through_proc() {
     })
     .join()
     .unwrap();
+}
+
+/// Descriptors of this process (the daemon runs in it) that name `backing`.
+fn descriptors_of(backing: &Path) -> usize {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == backing)
+        .count()
+}
+
+/// Waits until every handle of the mount is released (RELEASE is sent asynchronously
+/// after `close`): the descriptors counted afterwards are the nodes' own. Gives up only
+/// after a minute (a stuck release), never as a measure of speed.
+fn released(m: &Mounted) {
+    for _ in 0..6000 {
+        if m.session().open_files() == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} handles still open", m.session().open_files());
+}
+
+#[test]
+fn read_only_opens_of_a_file_share_one_backing_descriptor() {
+    let m = Mounted::new(&[]);
+    let backing = write_new(&m, "shared.txt", b"one descriptor");
+    assert_eq!(fs::read(m.path("shared.txt")).unwrap(), b"one descriptor");
+    released(&m);
+    // The node's O_PATH descriptor and the read-only one its first open kept.
+    let kept = descriptors_of(&backing);
+    let opens = m.keys.opens();
+    let held: Vec<File> = (0..3)
+        .map(|_| File::open(m.path("shared.txt")).unwrap())
+        .collect();
+    assert_eq!(m.session().open_files(), 3);
+    assert_eq!(descriptors_of(&backing), kept, "no descriptor per open");
+    // Each open asked the key service itself.
+    assert_eq!(m.keys.opens(), opens + 3);
+    for f in &held {
+        let mut buf = [0u8; 14];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"one descriptor");
+    }
+    // A writable open gets a descriptor of its own.
+    let writer = fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("shared.txt"))
+        .unwrap();
+    assert_eq!(descriptors_of(&backing), kept + 1);
+    drop(writer);
+    drop(held);
+}
+
+#[test]
+fn with_a_shared_descriptor_a_revocation_still_refuses_the_next_open() {
+    let m = Mounted::new(&[]);
+    write_new(&m, "r.txt", b"revocable");
+    let held = File::open(m.path("r.txt")).unwrap();
+    m.keys.set_state(DEFAULT_KEY, KeyState::Disabled);
+    // The descriptor is shared, the permission is not: a new open asks again.
+    let err = File::open(m.path("r.txt")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EKEYREVOKED));
+    m.keys.set_state(DEFAULT_KEY, KeyState::Enabled);
+    assert_eq!(fs::read(m.path("r.txt")).unwrap(), b"revocable");
+    drop(held);
+}
+
+#[test]
+fn a_header_changed_behind_the_mount_is_read_at_the_next_open() {
+    let m = Mounted::new(&[]);
+    let backing = write_new(&m, "h.txt", b"header on disk");
+    assert_eq!(fs::read(m.path("h.txt")).unwrap(), b"header on disk");
+    // No remount: the node and its shared descriptor stay. One byte of the header's key
+    // commitment flipped in place, in the backing file.
+    let raw = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&backing)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    raw.read_exact_at(&mut byte, 1000).unwrap();
+    raw.write_all_at(&[byte[0] ^ 1], 1000).unwrap();
+    let err = fs::read(m.path("h.txt")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    raw.write_all_at(&byte, 1000).unwrap();
+    assert_eq!(fs::read(m.path("h.txt")).unwrap(), b"header on disk");
 }

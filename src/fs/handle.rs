@@ -1,8 +1,10 @@
 //! Open file and directory handles: what an `open` authorized, kept until `release`.
 //!
-//! A file handle owns the backing file descriptor and the content cipher that the key
-//! service's answer unlocked for this one open; it is never shared with another open, so
-//! a permission is never reused across opens. The one exception is a re-key of the file
+//! A file handle holds a backing file descriptor and the content cipher that the key
+//! service's answer unlocked for this one open; the cipher is never shared with another
+//! open, so a permission is never reused across opens. (The descriptor of a read-only
+//! open is the node's shared one, see [`super::inode::SharedReader`]: a descriptor is
+//! not a permission.) The one exception is a re-key of the file
 //! through another handle (see [`super::inode::ContentKey`]): the file then has a new
 //! key, generated for it under the directory's key rule by an authorized caller, and
 //! open handles follow it, as POSIX handles survive another opener's truncation. A directory handle holds the decrypted
@@ -26,7 +28,8 @@ use super::inode::{CipherPin, ContentKey, Node, NodeKind};
 #[derive(Debug)]
 pub struct OpenFile {
     pub node: Arc<Node>,
-    pub file: File,
+    /// Its own descriptor, or (read-only opens) the node's shared one.
+    pub file: Arc<File>,
     /// The cipher this open unlocked (or, for a create, generated).
     pub cipher: Arc<ContentCipher>,
     /// The node's [`ContentKey::epoch`] when `cipher` was obtained.

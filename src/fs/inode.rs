@@ -10,9 +10,10 @@
 //! This module never sees plaintext or keys; it owns lookup counts and `forget`.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
@@ -163,6 +164,63 @@ pub struct Node {
     /// without walking `/proc/self/fd` (see `Core::reopen`). Boxed: most nodes are never
     /// opened, and a node stays small.
     pub handle: OnceLock<Option<Box<FileHandle>>>,
+    /// Regular files: a read-only descriptor of the backing object, opened at the first
+    /// read-only open and shared by every later one (see [`SharedReader`]).
+    reader: OnceLock<Box<SharedReader>>,
+}
+
+/// A read-only descriptor of a regular file's backing object that the file's node keeps
+/// from its first read-only open until the kernel forgets the node, so that later
+/// read-only opens skip `open_by_handle_at` and their releases skip `close` (measured:
+/// docs/PERFORMANCE.md, "Round 10: open() through the mount").
+///
+/// Only a descriptor is shared, never a permission: every open still reads the header
+/// from disk through it and asks the key service, which authorizes and audits that open,
+/// and each handle keeps the cipher its own open unlocked. The descriptor names the
+/// node's own inode (opened like [`Core`](super::core::Core)'s reopen, by handle, which
+/// the node's `O_PATH` descriptor already pins), so it reaches exactly what a fresh
+/// descriptor would; reads are positional, so handles sharing it never move each other.
+///
+/// The header lock a read takes (`HeaderLock`, an OFD lock) belongs to the open file
+/// description, which is now shared: two opens holding it at once would share one lock,
+/// and the first to unlock would unlock the other's read too. `header_read` makes the
+/// opens of one node take it one at a time.
+#[derive(Debug)]
+pub struct SharedReader {
+    pub file: Arc<File>,
+    header_read: Mutex<()>,
+}
+
+/// Shared readers alive, over all nodes of all mounts of this process.
+static SHARED_READERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Shared readers kept at most: past it an open gets a descriptor of its own, closed at
+/// its release, as before. The kernel keeps the nodes of closed files as long as it
+/// likes; this bounds the descriptors they hold (each node also holds its `O_PATH` one).
+pub const MAX_SHARED_READERS: usize = 4096;
+
+/// One count of [`SHARED_READERS`] not yet owned by a [`SharedReader`]: given back
+/// when dropped.
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        SHARED_READERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl SharedReader {
+    /// Serializes a header read through the shared descriptor with every other one of
+    /// the same node (see above).
+    pub fn header_read(&self) -> MutexGuard<'_, ()> {
+        self.header_read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SharedReader {
+    fn drop(&mut self) {
+        SHARED_READERS.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Node {
@@ -180,7 +238,36 @@ impl Node {
             pins: AtomicU32::new(0),
             created_without_caps: AtomicBool::new(false),
             handle: OnceLock::new(),
+            reader: OnceLock::new(),
         }
+    }
+
+    /// This regular file's [`SharedReader`]: the one it has, else one made from the
+    /// descriptor `open` returns, unless [`MAX_SHARED_READERS`] are alive (then `None`,
+    /// and the caller opens a descriptor of its own).
+    pub fn shared_reader(
+        &self,
+        open: impl FnOnce() -> Result<File, FsError>,
+    ) -> Result<Option<&SharedReader>, FsError> {
+        if let Some(r) = self.reader.get() {
+            return Ok(Some(r));
+        }
+        if SHARED_READERS.fetch_add(1, Ordering::AcqRel) >= MAX_SHARED_READERS {
+            SHARED_READERS.fetch_sub(1, Ordering::AcqRel);
+            return Ok(None);
+        }
+        // Counted from here on: dropped (with the count) if `open` fails or another open
+        // of the node set one first.
+        let counted = Counted;
+        let file = open()?;
+        std::mem::forget(counted);
+        let made = Box::new(SharedReader {
+            file: Arc::new(file),
+            header_read: Mutex::new(()),
+        });
+        // Another open of the node may have set one meanwhile: `made` is then dropped.
+        let _ = self.reader.set(made);
+        Ok(self.reader.get().map(|r| &**r))
     }
 
     /// Records that this mount just created the file (see `created_without_caps`).

@@ -302,7 +302,7 @@ impl Core {
         let _ = node.unchanged_since_last_open();
         let fh = self.files.insert(OpenFile {
             node,
-            file,
+            file: Arc::new(file),
             cipher,
             epoch,
             access: Access::from_flags(flags),
@@ -334,7 +334,17 @@ impl Core {
         if access.write {
             self.writable()?;
         }
-        let file = self.reopen(&node, access.write)?;
+        // A read-only open uses the node's shared descriptor (kept across opens), any
+        // other one a descriptor of its own.
+        let reader = if access.write {
+            None
+        } else {
+            node.shared_reader(|| self.reopen(&node, false))?
+        };
+        let file = match reader {
+            Some(r) => r.file.clone(),
+            None => Arc::new(self.reopen(&node, access.write)?),
+        };
         // Before the epoch is read, and declared before the guards below.
         let pin = CipherPin::new(node.clone());
         // The header and the epoch are read together, so a re-key through another
@@ -342,8 +352,10 @@ impl Core {
         let (header, epoch) = {
             let g = read_guard(&node);
             // Never a header half-written by a `kmsfs rewrap` in another process (best
-            // effort: a backing filesystem without POSIX locks only loses that).
+            // effort: a backing filesystem without POSIX locks only loses that). Read
+            // from disk at every open, through a shared descriptor too.
             let header = {
+                let _one_at_a_time = reader.map(|r| r.header_read());
                 let _lock = HeaderLock::shared(&file).ok();
                 FileHeader::read_from(&file)?
             };
