@@ -1,7 +1,8 @@
 //! The one AES-256-GCM seam: every seal and open in kmsfs ([`super::Sealer`],
 //! [`super::XSealer`], so file blocks, names' sidecars, xattrs, symlinks and the key
 //! store) runs through [`Gcm256`], and only this file knows which implementation is
-//! underneath. The default is RustCrypto's `aes-gcm`. The cargo feature `fast-aead`
+//! underneath. The default is RustCrypto's `aes-gcm` (0.11: GHASH by `polyval` 0.7, four
+//! blocks per reduction with CLMUL detected at run time). The cargo feature `fast-aead`
 //! swaps in `ring`'s AES-GCM (assembly from BoringSSL: AES-NI/VAES with an aggregated
 //! CLMUL GHASH), which seals 4 KiB blocks several times faster on x86-64
 //! (docs/PERFORMANCE.md, "Round 5"). Both compute the same function (NIST SP 800-38D,
@@ -62,7 +63,7 @@ pub(crate) fn tag_array(tag: &[u8]) -> Result<&[u8; TAG_LEN], CryptoError> {
 
 #[cfg(not(feature = "fast-aead"))]
 mod backend {
-    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use aes_gcm::aead::{AeadInOut, KeyInit};
     use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
     use super::super::{CryptoError, KEY_LEN, NONCE_LEN, TAG_LEN};
@@ -84,8 +85,9 @@ mod backend {
             aad: &[u8],
             buf: &mut [u8],
         ) -> Result<[u8; TAG_LEN], CryptoError> {
+            let nonce: &Nonce<_> = nonce.into();
             self.0
-                .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf)
+                .encrypt_inout_detached(nonce, aad, buf.into())
                 .map(Into::into)
                 .map_err(|_| CryptoError::Authentication)
         }
@@ -97,8 +99,10 @@ mod backend {
             buf: &mut [u8],
             tag: &[u8; TAG_LEN],
         ) -> Result<(), CryptoError> {
+            let nonce: &Nonce<_> = nonce.into();
+            let tag: &Tag = tag.into();
             self.0
-                .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
+                .decrypt_inout_detached(nonce, aad, buf.into(), tag)
                 .map_err(|_| CryptoError::Authentication)
         }
     }
@@ -285,7 +289,7 @@ mod tests {
     #[cfg(feature = "fast-aead")]
     #[test]
     fn ring_and_aes_gcm_produce_identical_bytes_and_open_each_other() {
-        use aes_gcm::aead::{AeadInPlace, KeyInit};
+        use aes_gcm::aead::{AeadInOut, KeyInit};
         let mut seed = [0u8; 32];
         crate::crypto::random_fill(&mut seed).unwrap();
         for (round, len) in [0usize, 1, 15, 16, 17, 255, 4095, 4096, 65_536 + 7]
@@ -305,18 +309,18 @@ mod tests {
             let theirs = aes_gcm::Aes256Gcm::new((&key).into());
             let mut rc_ct = plain.clone();
             let rc_tag = theirs
-                .encrypt_in_place_detached((&nonce).into(), &aad, &mut rc_ct)
+                .encrypt_inout_detached((&nonce).into(), &aad, rc_ct.as_mut_slice().into())
                 .unwrap();
             assert_eq!(ring_ct, rc_ct, "len {len}: same ciphertext");
             assert_eq!(ring_tag[..], rc_tag[..], "len {len}: same tag");
 
             let mut opened = ring_ct.clone();
             theirs
-                .decrypt_in_place_detached(
+                .decrypt_inout_detached(
                     (&nonce).into(),
                     &aad,
-                    &mut opened,
-                    aes_gcm::Tag::from_slice(&ring_tag),
+                    opened.as_mut_slice().into(),
+                    (&ring_tag).into(),
                 )
                 .unwrap();
             assert_eq!(opened, plain, "aes-gcm opens ring's");

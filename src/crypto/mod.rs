@@ -549,6 +549,10 @@ mod tests {
         wiped_on_drop::<aes::Aes256>();
         wiped_on_drop::<cmac::CmacCore<aes::Aes256>>();
         wiped_on_drop::<ctr::Ctr128BE<aes::Aes256>>();
+        // Under the AES-256-GCM seam (aes-gcm 0.11: aes 0.9, ghash 0.6, ctr 0.10).
+        wiped_on_drop::<aes_gcm::Aes256Gcm>();
+        wiped_on_drop::<aes09::Aes256>();
+        wiped_on_drop::<ctr010::Ctr32BE<aes09::Aes256>>();
     }
 
     #[test]
