@@ -199,6 +199,27 @@ static SHARED_READERS: AtomicUsize = AtomicUsize::new(0);
 /// likes; this bounds the descriptors they hold (each node also holds its `O_PATH` one).
 pub const MAX_SHARED_READERS: usize = 4096;
 
+/// The shared readers this process keeps at most: [`MAX_SHARED_READERS`], or an eighth
+/// of the descriptor limit (read once, after the mount raised it) where that is lower,
+/// so that a low `RLIMIT_NOFILE` is left to the nodes' own descriptors and to the opens
+/// that need a descriptor of their own.
+fn shared_readers_cap() -> usize {
+    static CAP: OnceLock<usize> = OnceLock::new();
+    *CAP.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct we pass.
+        let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+        } else {
+            1024
+        };
+        MAX_SHARED_READERS.min(limit / 8)
+    })
+}
+
 /// One count of [`SHARED_READERS`] not yet owned by a [`SharedReader`]: given back
 /// when dropped.
 struct Counted;
@@ -243,7 +264,8 @@ impl Node {
     }
 
     /// This regular file's [`SharedReader`]: the one it has, else one made from the
-    /// descriptor `open` returns, unless [`MAX_SHARED_READERS`] are alive (then `None`,
+    /// descriptor `open` returns, unless [`MAX_SHARED_READERS`] (less under a low descriptor
+    /// limit) are alive (then `None`,
     /// and the caller opens a descriptor of its own).
     pub fn shared_reader(
         &self,
@@ -252,7 +274,7 @@ impl Node {
         if let Some(r) = self.reader.get() {
             return Ok(Some(r));
         }
-        if SHARED_READERS.fetch_add(1, Ordering::AcqRel) >= MAX_SHARED_READERS {
+        if SHARED_READERS.fetch_add(1, Ordering::AcqRel) >= shared_readers_cap() {
             SHARED_READERS.fetch_sub(1, Ordering::AcqRel);
             return Ok(None);
         }
