@@ -318,6 +318,14 @@ fn fake_runs(
             written.lock().unwrap().push(n);
             Ok(())
         },
+        // Called once a run is written (in turn), with that run's sealed length.
+        |n, len| {
+            assert!(
+                written.lock().unwrap().contains(&n),
+                "run {n} not written yet"
+            );
+            assert_eq!(len, n.to_be_bytes().len());
+        },
     );
     (res, written.into_inner().unwrap())
 }
@@ -388,6 +396,7 @@ fn a_run_failing_to_seal_while_an_earlier_run_is_written_stops_the_write() {
             written.lock().unwrap().push(n);
             Ok(())
         },
+        |_, _| {},
     );
     assert_eq!(res.unwrap_err().errno(), libc::ENOSPC);
     assert_eq!(*written.lock().unwrap(), [0]);
@@ -417,6 +426,7 @@ fn a_panicking_part_is_eio_and_no_worker_waits_for_its_turn() {
                     }
                     Ok(())
                 },
+                |_, _| {},
             )
         }));
         // The run panicked on this thread (propagated) or on a helper (EIO);
