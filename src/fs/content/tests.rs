@@ -318,14 +318,9 @@ fn fake_runs(
             written.lock().unwrap().push(n);
             Ok(())
         },
-        // Called once a run is written (in turn), with that run's sealed length.
-        |n, len| {
-            assert!(
-                written.lock().unwrap().contains(&n),
-                "run {n} not written yet"
-            );
-            assert_eq!(len, n.to_be_bytes().len());
-        },
+        // Called after a run's turn (also when an earlier run failed and this one was
+        // not written: starting the write-out of unwritten bytes does nothing).
+        |n, len| assert_eq!(len, n.to_be_bytes().len()),
     );
     (res, written.into_inner().unwrap())
 }
