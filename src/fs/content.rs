@@ -212,8 +212,8 @@ impl WriteTurns {
 
 /// Seals and writes `runs` runs on this thread and `helpers` more: each worker takes the
 /// next unsealed run, `seal(n, buffer)`s it into its own buffer and `write(n, sealed)`s
-/// it in file order ([`WriteTurns`]), then calls `written(n, length)`. Any failure fails the whole call, and no run
-/// after a failed one is written.
+/// it in file order ([`WriteTurns`]), then calls `written(n, length)`. Any failure
+/// fails the whole call, and no run after a failed one is written.
 fn write_runs(
     runs: usize,
     mine: &mut Vec<u8>,
