@@ -11,7 +11,7 @@ mod support;
 use std::fs;
 use std::io::Write;
 
-use kmsfs::fs::MountSpec;
+use support::fs::crash::is_mounted;
 use support::fs::*;
 
 /// Bytes that differ per write and per position.
@@ -41,18 +41,11 @@ fn small_appends_on_a_full_ext4_never_tear_the_last_block() {
         eprintln!("SKIPPED: mkfs.ext4 or losetup missing");
         return;
     };
-    let backing = image.root().join("backing");
-    let mnt = image.dir.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
     let keys = TestKeys::new();
-    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
-    let spec = MountSpec {
-        backing: backing.clone(),
-        mountpoint: mnt.clone(),
-        options: vec![],
-        threads: 2,
-    };
+    let spec = image_volume(&image, &keys);
+    let (backing, mnt) = (spec.backing.clone(), spec.mountpoint.clone());
     let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
+    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
 
     let mut f = fs::File::create(mnt.join("log")).unwrap();
     let mut model = Vec::new();
@@ -82,6 +75,7 @@ fn small_appends_on_a_full_ext4_never_tear_the_last_block() {
     session.umount().unwrap();
 
     let session = kmsfs::fs::mount(&spec, keys).unwrap();
+    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
     let got = fs::read(mnt.join("log")).unwrap();
     assert_eq!(got.len(), model.len());
     assert!(got == model, "bytes differ");

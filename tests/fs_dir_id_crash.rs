@@ -8,7 +8,6 @@ mod support;
 
 use std::fs;
 
-use kmsfs::fs::MountSpec;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use support::fs::crash::{is_mounted, spawn_daemon, Detach};
@@ -49,20 +48,12 @@ fn an_fsynced_file_in_a_new_directory_survives_a_power_loss_on_journaled_ext4() 
         eprintln!("SKIPPED: mkfs.ext4 or losetup missing");
         return;
     };
-    let backing = image.root().join("backing");
-    let mnt = image.dir.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
     let keys = TestKeys::new();
-    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
+    let spec = image_volume(&image, &keys);
+    let (backing, mnt) = (spec.backing.clone(), spec.mountpoint.clone());
     // Everything so far is committed; what follows is only in the running transaction
     // and the page cache until the fsync below.
     nix::unistd::sync();
-    let spec = MountSpec {
-        backing: backing.clone(),
-        mountpoint: mnt.clone(),
-        options: vec![],
-        threads: 2,
-    };
     let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
     let _detach = Detach(mnt.clone());
     assert!(is_mounted(&mnt));

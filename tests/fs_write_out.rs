@@ -10,7 +10,7 @@ mod support;
 use std::fs;
 use std::io::Write;
 
-use kmsfs::fs::MountSpec;
+use support::fs::crash::is_mounted;
 use support::fs::*;
 
 /// The backing file of the one regular file in the volume.
@@ -54,18 +54,11 @@ fn large_writes_start_their_write_out_before_any_fsync() {
         eprintln!("SKIPPED: mkfs.ext4 or losetup missing");
         return;
     };
-    let backing = image.root().join("backing");
-    let mnt = image.dir.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
     let keys = TestKeys::new();
-    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys.as_ref()).unwrap();
-    let spec = MountSpec {
-        backing: backing.clone(),
-        mountpoint: mnt.clone(),
-        options: vec![],
-        threads: 2,
-    };
+    let spec = image_volume(&image, &keys);
+    let (backing, mnt) = (spec.backing.clone(), spec.mountpoint.clone());
     let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
+    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
 
     // Small writes leave the write-out to the kernel: still delayed allocations.
     let mut small = fs::File::create(mnt.join("small")).unwrap();
@@ -102,6 +95,7 @@ fn large_writes_start_their_write_out_before_any_fsync() {
     drop(f);
     session.umount().unwrap();
     let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
+    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
     let back = fs::read(mnt.join("big")).unwrap();
     assert_eq!(back.len(), 8 << 20);
     assert!(back.chunks(1 << 20).all(|c| c == data.as_slice()));

@@ -21,6 +21,21 @@ pub use super::{
 pub const DEFAULT_ALIAS: &str = "alias/kmsfs/default";
 pub const DEFAULT_KEY: &str = "arn:aws:kms:local:111122223333:key/default";
 
+/// A new volume in `backing/` on `image`, made under [`DEFAULT_ALIAS`] with `keys`, and
+/// the spec to mount it at `mnt/` beside the image (created here), with two threads.
+pub fn image_volume(image: &Ext4Image, keys: &TestKeys) -> MountSpec {
+    let backing = image.root().join("backing");
+    let mnt = image.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    kmsfs::fs::init_volume(&backing, DEFAULT_ALIAS, keys).unwrap();
+    MountSpec {
+        backing,
+        mountpoint: mnt,
+        options: vec![],
+        threads: 2,
+    }
+}
+
 /// Operations the double authorizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
