@@ -78,11 +78,29 @@ impl Ext4Image {
         assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
     }
 
+    /// Unmounts the file system, waiting until nothing holds it any more (a daemon
+    /// that is still closing its descriptors after its unmount), so that a following
+    /// [`Self::mount`] makes a new superblock: a lazy unmount would leave the old one
+    /// alive, and mounting the same device again would then return it, still shut down
+    /// after [`Self::crash`] (EIO on every access).
     pub fn unmount(&mut self) {
-        if self.mounted {
-            nix::mount::umount2(&self.root(), nix::mount::MntFlags::MNT_DETACH).unwrap();
-            self.mounted = false;
+        if !self.mounted {
+            return;
         }
+        let start = std::time::Instant::now();
+        loop {
+            match nix::mount::umount2(&self.root(), nix::mount::MntFlags::empty()) {
+                Ok(()) => break,
+                // The bound only keeps a leaked descriptor from hanging the suite.
+                Err(nix::errno::Errno::EBUSY)
+                    if start.elapsed() < std::time::Duration::from_secs(60) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("umount {}: {e}", self.root().display()),
+            }
+        }
+        self.mounted = false;
     }
 }
 
