@@ -1,6 +1,6 @@
 //! Change notification for the files every decision depends on (`state.json`, the
 //! principals file, the identity policy files it names), so that a decision with nothing
-//! changed costs one `poll(2)` instead of a path `statx` per file.
+//! changed costs one `epoll_wait` instead of a path `statx` per file.
 //!
 //! Why it keeps "any change by any process is seen by the next decision": the kernel
 //! queues an inotify event inside the writer's own system call (rename, write, chmod,
@@ -116,10 +116,23 @@ pub(super) fn local_fs_type(f_type: i64) -> bool {
 struct Active {
     inotify: OwnedFd,
     /// `/proc/self/mountinfo`: POLLPRI when the mount table changed since the last poll.
-    /// None only in unit tests, which must not see other processes' mounts.
-    mounts: Option<File>,
+    /// None only in unit tests, which must not see other processes' mounts. Only held
+    /// open here (closing it would take it out of `epoll`'s set); `epoll` reports it.
+    _mounts: Option<File>,
+    /// An epoll instance holding both descriptors above (level-triggered), so that a
+    /// decision with nothing changed costs one `epoll_wait` that finds the ready list
+    /// empty, instead of a `poll(2)` that asks both files (about 0.35 µs less per open).
+    /// A writer's event is put on the ready list by the wake-up inside the writer's own
+    /// system call (the inotify queue's and the mount namespace's wait queues call
+    /// epoll's callback synchronously), so "a change is seen by the next decision" holds
+    /// as with `poll(2)`; readiness is then confirmed by asking the file, as `poll` does.
+    epoll: OwnedFd,
     roles: BTreeMap<i32, Role>,
 }
+
+/// The epoll tokens of [`Active`]'s two descriptors.
+const TOKEN_INOTIFY: u64 = 0;
+const TOKEN_MOUNTS: u64 = 1;
 
 enum Mode {
     /// Not set up yet: done at the first poll, so that a one-shot command never pays.
@@ -303,42 +316,55 @@ impl Active {
         } else {
             None
         };
+        // SAFETY: plain system call; the descriptor is owned at once.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(sys("epoll_create1")(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        epoll_add(&epoll, inotify.as_raw_fd(), libc::EPOLLIN, TOKEN_INOTIFY)
+            .map_err(sys("epoll_ctl (inotify)"))?;
+        if let Some(m) = &mounts {
+            epoll_add(&epoll, m.as_raw_fd(), libc::EPOLLPRI, TOKEN_MOUNTS)
+                .map_err(sys("epoll_ctl (/proc/self/mountinfo)"))?;
+        }
         Ok(Active {
             inotify,
-            mounts,
+            _mounts: mounts,
+            epoll,
             roles: BTreeMap::new(),
         })
     }
 
     /// Whether anything that may concern a file of interest happened since the last
-    /// call: one `poll(2)` when nothing did.
+    /// call: one `epoll_wait` (no timeout) when nothing did.
     fn take_events(&mut self) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.inotify.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                // A negative descriptor is skipped by poll(2).
-                fd: self.mounts.as_ref().map_or(-1, |m| m.as_raw_fd()),
-                events: libc::POLLPRI,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+        let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        // SAFETY: `ready` is a valid, writable array of two events for the call.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), ready.as_mut_ptr(), 2, 0) };
         if n == 0 {
             return false;
         }
-        // An error (even EINTR) or a mount-table change: count as changed.
-        if n < 0 || fds[1].revents != 0 {
+        // An error (even EINTR): count as changed.
+        let Ok(n) = usize::try_from(n) else {
             self.drain();
             return true;
+        };
+        for ev in ready.iter().take(n) {
+            // Copied out: the struct is packed on x86-64.
+            let (token, events) = (ev.u64, ev.events);
+            if token == TOKEN_MOUNTS {
+                // A mount-table change.
+                self.drain();
+                return true;
+            }
+            // An error or hang-up of the inotify descriptor.
+            if events & !(libc::EPOLLIN as u32) != 0 {
+                return true;
+            }
         }
-        if fds[0].revents & !libc::POLLIN != 0 {
-            return true;
-        }
+        // The inotify queue has events: whether one may concern a file of interest.
         self.drain()
     }
 
@@ -368,6 +394,20 @@ impl Active {
             changed |= events_concern(buf.get(..n).unwrap_or_default(), &self.roles);
         }
     }
+}
+
+/// Adds `fd` to the epoll instance, level-triggered, for `events`, tagged with `token`.
+fn epoll_add(epoll: &OwnedFd, fd: i32, events: i32, token: u64) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: events as u32,
+        u64: token,
+    };
+    // SAFETY: both descriptors are open; `ev` is read during the call only.
+    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether any event in `buf` (what one `read` of an inotify descriptor returned) may

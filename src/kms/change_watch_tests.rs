@@ -247,6 +247,9 @@ fn a_mount_over_a_watched_path_bumps_the_generation() {
         .unwrap();
     assert!(umount.status.success(), "{umount:?}");
     assert!(g1.unwrap() > g0);
+    // A second change after the first was taken in is seen too (the mount table's
+    // readiness is reported again, not only once per descriptor).
+    assert!(w.poll().unwrap() > g1.unwrap());
 }
 
 #[test]
