@@ -301,8 +301,8 @@ fn seal_and_write(
 /// request instead of one per run inside it, off the request's round trip (it was
 /// about a tenth of the daemon's time per 1 MiB write, on both workers, and woke a
 /// kworker that took the core from the next run; docs/PERFORMANCE.md, round 11).
-/// Callers start it while they still hold the file's content lock, so the next request
-/// on the file finds it started.
+/// `Core::write` leaves it to the write-out thread ([`WriteOut::start_later`]), and the
+/// next write to the file waits until it started.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub struct WriteOut {
