@@ -1,5 +1,5 @@
 //! Large writes start the backing file's write-out as they go (`content.rs`,
-//! `start_writeback`), so that a writer's final `fsync` does not find the whole file
+//! `WriteOut`), so that a writer's final `fsync` does not find the whole file
 //! still dirty in the page cache. Observed on a journaled ext4, where a dirty page not
 //! yet written out has no disk block (a delayed allocation, FIEMAP's `delalloc` flag)
 //! and starting its write-out allocates one. Real mount on a loop-mounted ext4 image.
@@ -9,6 +9,7 @@ mod support;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 use support::fs::crash::is_mounted;
 use support::fs::*;
@@ -85,6 +86,10 @@ fn large_writes_start_their_write_out_before_any_fsync() {
     for _ in 0..8 {
         f.write_all(&data).unwrap();
     }
+    // A write's write-out starts after its answer, before the next write to the file
+    // seals anything: so one more write, of a block already written out (no delayed
+    // allocation of its own), orders this check after the last one's write-out.
+    f.write_all_at(&data[..4096], 0).unwrap();
     let path = backing_file(&backing);
     assert!(fs::metadata(&path).unwrap().len() > 8 << 20);
     let left = delalloc_blocks(&path).unwrap();

@@ -16,12 +16,16 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
+use std::sync::Arc;
 
 use crate::format::{ContentCipher, BLOCK_SIZE};
 
 use super::error::FsError;
 
 mod workers;
+mod writeout;
+
+pub use writeout::Started;
 
 const B: u64 = BLOCK_SIZE as u64;
 /// Largest plaintext size kmsfs writes: its backing length must stay a valid `off_t`.
@@ -212,15 +216,14 @@ impl WriteTurns {
 
 /// Seals and writes `runs` runs on this thread and `helpers` more: each worker takes the
 /// next unsealed run, `seal(n, buffer)`s it into its own buffer and `write(n, sealed)`s
-/// it in file order ([`WriteTurns`]), then calls `written(n, length)`. Any failure
-/// fails the whole call, and no run after a failed one is written.
+/// it in file order ([`WriteTurns`]). Any failure fails the whole call, and no run after
+/// a failed one is written.
 fn write_runs(
     runs: usize,
     mine: &mut Vec<u8>,
     helpers: &mut [Vec<u8>],
     seal: impl Fn(usize, &mut Vec<u8>) -> Result<(), FsError> + Sync,
     write: impl Fn(usize, &[u8]) -> Result<(), FsError> + Sync,
-    written: impl Fn(usize, usize) + Sync,
 ) -> Result<(), FsError> {
     let turns = WriteTurns::new(runs);
     split_work(mine, helpers, |_, out| {
@@ -242,8 +245,6 @@ fn write_runs(
                 return Err(e);
             }
             turns.write_in_turn(n, || write(n, out))?;
-            // After the turn passed: the next run's `pwrite` need not wait for this.
-            written(n, out.len());
         }
         Ok(())
     })
@@ -255,15 +256,16 @@ fn write_runs(
 /// own index in the associated data) and written by this thread and the helpers
 /// together ([`write_runs`]), so one worker's `pwrite` overlaps the others' sealing.
 /// Any failure fails the whole request: the caller replies with the error, never with
-/// a count of bytes written. A request of [`BLOCKS_PER_RUN`] blocks or more starts the
-/// write-out of what it wrote ([`start_writeback`]); smaller ones leave it to the kernel.
+/// a count of bytes written. A request of [`BLOCKS_PER_RUN`] blocks or more returns the
+/// write-out of what it wrote ([`WriteOut`]), for the caller to start once it replied;
+/// smaller ones leave it to the kernel.
 fn seal_and_write(
     file: &File,
     cipher: &ContentCipher,
     first: u64,
     plain: &[u8],
     s: &mut Scratch,
-) -> Result<(), FsError> {
+) -> Result<Option<WriteOut>, FsError> {
     let layout = cipher.version();
     let blocks = plain.len().div_ceil(BLOCK_SIZE);
     let threads = threads_for(blocks);
@@ -271,47 +273,81 @@ fn seal_and_write(
         s.range_sealed.clear();
         cipher.seal_blocks(first, plain, &mut s.range_sealed)?;
         file.write_all_at(&s.range_sealed, layout.block_offset(first))?;
-        if blocks >= BLOCKS_PER_RUN {
-            start_writeback(file, layout.block_offset(first), s.range_sealed.len());
-        }
-        return Ok(());
+    } else {
+        let runs: Vec<&[u8]> = plain.chunks(BLOCKS_PER_RUN * BLOCK_SIZE).collect();
+        let start = |n: usize| first + (n * BLOCKS_PER_RUN) as u64;
+        s.parts.resize_with(threads - 1, Vec::new);
+        write_runs(
+            runs.len(),
+            &mut s.range_sealed,
+            &mut s.parts,
+            |n, out| match runs.get(n) {
+                Some(run) => Ok(cipher.seal_blocks(start(n), run, out)?),
+                None => Err(FsError::refused(libc::EIO, "run index")),
+            },
+            |n, sealed| Ok(file.write_all_at(sealed, layout.block_offset(start(n)))?),
+        )?;
     }
-    let runs: Vec<&[u8]> = plain.chunks(BLOCKS_PER_RUN * BLOCK_SIZE).collect();
-    let start = |n: usize| first + (n * BLOCKS_PER_RUN) as u64;
-    s.parts.resize_with(threads - 1, Vec::new);
-    write_runs(
-        runs.len(),
-        &mut s.range_sealed,
-        &mut s.parts,
-        |n, out| match runs.get(n) {
-            Some(run) => Ok(cipher.seal_blocks(start(n), run, out)?),
-            None => Err(FsError::refused(libc::EIO, "run index")),
-        },
-        |n, sealed| Ok(file.write_all_at(sealed, layout.block_offset(start(n)))?),
-        |n, len| start_writeback(file, layout.block_offset(start(n)), len),
-    )
+    if blocks < BLOCKS_PER_RUN {
+        return Ok(None);
+    }
+    // Every block sealed adds the same overhead to its plaintext.
+    let sealed_len = plain.len() as u64 + (blocks * layout.block_overhead()) as u64;
+    Ok(WriteOut::of(layout.block_offset(first), sealed_len))
 }
 
-/// Starts the backing file system's write-out of the whole pages of a run just written
-/// at `offset..offset + len` (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: queued, not
-/// waited for), so that a large write reaches the disk while the next runs are sealed
-/// instead of all at the writer's `fsync` (with 24 GiB of memory, ext4 starts no
-/// write-out on its own for the first 2 GiB dirty, or for 30 s). The run's last partial
-/// page is left out: the next run or request completes it and writes it out, so a
-/// sequential writer never writes into a page under write-out. Nothing about durability
-/// changes: only `fsync` waits for the data, and the kernel may write out dirty pages at
-/// any time anyway. A failure is not this write's: a write-out error is kept by the
-/// kernel for the next `fsync`, which reports it.
-fn start_writeback(file: &File, offset: u64, len: usize) {
-    let page = 4096;
-    let from = offset / page * page;
-    let to = (offset + len as u64) / page * page;
-    let (Ok(at), Ok(bytes)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) else {
-        return;
-    };
-    if bytes > 0 {
+/// The backing file system's write-out of a large write's whole pages, to start
+/// ([`WriteOut::start`]) after the write is answered: one `sync_file_range` for the
+/// request instead of one per run inside it, off the request's round trip (it was
+/// about a tenth of the daemon's time per 1 MiB write, on both workers, and woke a
+/// kworker that took the core from the next run; docs/PERFORMANCE.md, round 11).
+/// `Core::write` leaves it to the write-out thread ([`WriteOut::start_later`]), and the
+/// next write to the file waits until it started.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub struct WriteOut {
+    /// Page-aligned byte range of the backing file.
+    from: u64,
+    to: u64,
+}
+
+impl WriteOut {
+    /// The whole pages of `len` bytes written at `offset`. The last partial page is
+    /// left out: the next write completes it and writes it out, so a sequential writer
+    /// never writes into a page under write-out.
+    fn of(offset: u64, len: u64) -> Option<Self> {
+        let page = 4096;
+        let from = offset / page * page;
+        let to = offset.checked_add(len)? / page * page;
+        (to > from).then_some(WriteOut { from, to })
+    }
+
+    /// Starts the write-out (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: queued, not
+    /// waited for), so that a large write reaches the disk while the next requests are
+    /// sealed instead of all at the writer's `fsync` (with 24 GiB of memory, ext4 starts
+    /// no write-out on its own for the first 2 GiB dirty, or for 30 s). Nothing about
+    /// durability changes: only `fsync` waits for the data, and the kernel may write out
+    /// dirty pages at any time anyway. A failure is not the write's: a write-out error
+    /// is kept by the kernel for the next `fsync`, which reports it.
+    pub fn start(self, file: &File) {
+        let (Ok(at), Ok(bytes)) = (i64::try_from(self.from), i64::try_from(self.to - self.from))
+        else {
+            return;
+        };
         // SAFETY: sync_file_range only reads the descriptor number of an open file.
         unsafe { libc::sync_file_range(file.as_raw_fd(), at, bytes, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+
+    /// [`Self::start`] on the write-out thread ([`writeout`]), which keeps `file` open
+    /// until then; `None` if it started here (that thread missing or behind).
+    pub fn start_later(self, file: Arc<File>) -> Option<Started> {
+        match writeout::queue(file, self) {
+            Ok(started) => Some(started),
+            Err((file, w)) => {
+                w.start(&file);
+                None
+            }
+        }
     }
 }
 
@@ -525,17 +561,33 @@ pub fn read<R>(
 }
 
 /// Writes `data` at plaintext `offset`, extending the file (with holes) as needed.
-/// Returns the new plaintext size.
+/// Returns the new plaintext size. A large write's write-out is started before this
+/// returns; [`write_then_write_out`] leaves it to the caller.
 pub fn write(
     file: &File,
     cipher: &ContentCipher,
     offset: u64,
     data: &[u8],
 ) -> Result<u64, FsError> {
+    let (size, write_out) = write_then_write_out(file, cipher, offset, data)?;
+    if let Some(w) = write_out {
+        w.start(file);
+    }
+    Ok(size)
+}
+
+/// [`write`], but returns the write-out of a large write for the caller to start
+/// ([`WriteOut::start`]) once it answered the request.
+pub fn write_then_write_out(
+    file: &File,
+    cipher: &ContentCipher,
+    offset: u64,
+    data: &[u8],
+) -> Result<(u64, Option<WriteOut>), FsError> {
     let layout = cipher.version();
     let old = size(file, cipher)?;
     if data.is_empty() {
-        return Ok(old);
+        return Ok((old, None));
     }
     let end = offset
         .checked_add(data.len() as u64)
@@ -694,10 +746,10 @@ fn finish_write(
     cipher: &ContentCipher,
     old: u64,
     new_size: u64,
-    res: Result<(), FsError>,
-) -> Result<u64, FsError> {
+    res: Result<Option<WriteOut>, FsError>,
+) -> Result<(u64, Option<WriteOut>), FsError> {
     match res {
-        Ok(()) => Ok(new_size),
+        Ok(write_out) => Ok((new_size, write_out)),
         Err(e) => {
             if new_size > old {
                 if let Err(undo) = shrink_to(file, cipher, old) {

@@ -425,15 +425,22 @@ impl Filesystem for KmsFs {
         } else {
             KillPriv::Keep
         };
-        match self.core.write(&caller(req), fh.0, offset, data, kill_priv) {
-            Ok((n, dropped)) => {
-                if dropped {
-                    self.mode_changed(ino);
+        self.core.write(
+            &caller(req),
+            fh.0,
+            offset,
+            data,
+            kill_priv,
+            |res| match res {
+                Ok((n, dropped)) => {
+                    if dropped {
+                        self.mode_changed(ino);
+                    }
+                    reply.written(n)
                 }
-                reply.written(n)
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn flush(

@@ -85,6 +85,9 @@ pub struct ContentKey {
     /// The file id of the key this mount generated last for the file (kept after
     /// `cipher` is dropped).
     pub generated: Option<FileId>,
+    /// The write-out the last large write left to the write-out thread; the next write
+    /// waits until it started (`Core::write`).
+    pub write_out: Option<super::content::Started>,
 }
 
 impl ContentKey {

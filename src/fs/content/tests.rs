@@ -318,9 +318,6 @@ fn fake_runs(
             written.lock().unwrap().push(n);
             Ok(())
         },
-        // Called after a run's turn (also when an earlier run failed and this one was
-        // not written: starting the write-out of unwritten bytes does nothing).
-        |n, len| assert_eq!(len, n.to_be_bytes().len()),
     );
     (res, written.into_inner().unwrap())
 }
@@ -391,7 +388,6 @@ fn a_run_failing_to_seal_while_an_earlier_run_is_written_stops_the_write() {
             written.lock().unwrap().push(n);
             Ok(())
         },
-        |_, _| {},
     );
     assert_eq!(res.unwrap_err().errno(), libc::ENOSPC);
     assert_eq!(*written.lock().unwrap(), [0]);
@@ -421,7 +417,6 @@ fn a_panicking_part_is_eio_and_no_worker_waits_for_its_turn() {
                     }
                     Ok(())
                 },
-                |_, _| {},
             )
         }));
         // The run panicked on this thread (propagated) or on a helper (EIO);
@@ -459,4 +454,43 @@ fn growth_inside_the_block_holding_the_last_byte_reserves_nothing() {
     // Unknown unit (tmpfs, btrfs, ...): the whole growth, as before.
     assert_eq!(growth_to_reserve(5000, 6000, None), Some((5000, 6000)));
     assert_eq!(growth_to_reserve(5000, 5000, None), None);
+}
+
+#[test]
+fn a_write_out_covers_the_whole_pages_written() {
+    // From the page holding the first byte to the page holding the end, that last
+    // (partial) page left out.
+    assert_eq!(
+        WriteOut::of(3 * 4096 + 100, 64 * 4096 + 10),
+        Some(WriteOut {
+            from: 3 * 4096,
+            to: 67 * 4096
+        })
+    );
+    assert_eq!(
+        WriteOut::of(4096, 2 * 4096),
+        Some(WriteOut {
+            from: 4096,
+            to: 3 * 4096
+        })
+    );
+    // Inside one page: nothing whole to write out.
+    assert_eq!(WriteOut::of(100, 50), None);
+    assert_eq!(WriteOut::of(u64::MAX - 10, 100), None);
+}
+
+#[test]
+fn a_write_out_left_to_the_thread_can_be_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Arc::new(File::create(dir.path().join("f")).unwrap());
+    file.write_all_at(&[7u8; 3 * 4096], 0).unwrap();
+    for _ in 0..3 {
+        let started = WriteOut::of(0, 3 * 4096).unwrap().start_later(file.clone());
+        // None when the thread could not take it: then it started here.
+        if let Some(started) = started {
+            started.wait();
+        }
+        // Started, and the thread let go of the file before saying so.
+        assert_eq!(Arc::strong_count(&file), 1);
+    }
 }

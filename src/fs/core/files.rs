@@ -426,12 +426,15 @@ impl Core {
         content::read(&h.file, h.cipher(&g), offset, size, reply)
     }
 
-    /// Writes through a handle. The first write into an empty file whose key this mount
-    /// did not generate re-keys it first (as the caller, see [`Self::rekey`]).
-    /// Set-uid/set-gid go before the content changes, as `kill_priv` says; returns the
-    /// count written and whether they went (the kernel's cached mode is then stale).
-    /// With the writeback cache the re-key is asked as the handle's opener: the request
-    /// then comes from the kernel's flusher (see [`OpenFile::opener`]).
+    /// Writes through a handle and gives the result to `answer` (the reply). The first
+    /// write into an empty file whose key this mount did not generate re-keys it first
+    /// (as the caller, see [`Self::rekey`]). Set-uid/set-gid go before the content
+    /// changes, as `kill_priv` says; the answer is the count written and whether they
+    /// went (the kernel's cached mode is then stale). With the writeback cache the
+    /// re-key is asked as the handle's opener: the request then comes from the kernel's
+    /// flusher (see [`OpenFile::opener`]). A large write's write-out
+    /// ([`content::WriteOut`]) starts after the answer, still under the content lock:
+    /// off the writer's round trip, and started before the next request on the file.
     pub fn write(
         &self,
         caller: &Caller,
@@ -439,18 +442,56 @@ impl Core {
         offset: u64,
         data: &[u8],
         kill_priv: KillPriv,
-    ) -> Result<(u32, bool), FsError> {
-        let h = self.files.get(fh)?;
+        answer: impl FnOnce(Result<(u32, bool), FsError>),
+    ) {
+        let h = match self.files.get(fh) {
+            Ok(h) => h,
+            Err(e) => return answer(Err(e)),
+        };
         if !h.access.write {
-            return Err(FsError::refused(libc::EBADF, "handle not open for writing"));
+            return answer(Err(FsError::refused(
+                libc::EBADF,
+                "handle not open for writing",
+            )));
         }
-        let written = u32::try_from(data.len())
-            .map_err(|_| FsError::refused(libc::EINVAL, "write larger than 4 GiB"))?;
-        let caller = if self.writeback() { &h.opener } else { caller };
+        let Ok(written) = u32::try_from(data.len()) else {
+            return answer(Err(FsError::refused(
+                libc::EINVAL,
+                "write larger than 4 GiB",
+            )));
+        };
         let mut g = write_guard(&h.node);
-        let mut cipher = h.cipher(&g).clone();
+        // At most one write-out per file is left to start (as when each started before
+        // its answer): a write-out that blocks holds back the next write, not the disk.
+        if let Some(started) = g.write_out.take() {
+            started.wait();
+        }
+        match self.write_locked(caller, &h, &mut g, offset, data, kill_priv) {
+            Ok((dropped, write_out)) => {
+                // Queued before the answer: the write-out thread then wakes on an idle
+                // core, not on the one that the answer wakes the writer on.
+                g.write_out = write_out.and_then(|w| w.start_later(h.file.clone()));
+                answer(Ok((written, dropped)));
+            }
+            Err(e) => answer(Err(e)),
+        }
+    }
+
+    /// [`Self::write`] under the content lock `g`: whether set-uid/set-gid went, and
+    /// the write-out to start.
+    fn write_locked(
+        &self,
+        caller: &Caller,
+        h: &OpenFile,
+        g: &mut ContentKey,
+        offset: u64,
+        data: &[u8],
+        kill_priv: KillPriv,
+    ) -> Result<(bool, Option<content::WriteOut>), FsError> {
+        let caller = if self.writeback() { &h.opener } else { caller };
+        let mut cipher = h.cipher(g).clone();
         if !data.is_empty() {
-            cipher = self.cipher_for_sealing(caller, &h.node, &h.file, cipher, &mut g)?;
+            cipher = self.cipher_for_sealing(caller, &h.node, &h.file, cipher, g)?;
         }
         let offset = if h.append {
             content::size(&h.file, &cipher)?
@@ -470,7 +511,7 @@ impl Core {
         } else {
             None
         };
-        let res = content::write(&h.file, &cipher, offset, data);
+        let res = content::write_then_write_out(&h.file, &cipher, offset, data);
         if let Some(st) = kept_mtime {
             nix::sys::stat::futimens(
                 &h.file,
@@ -478,9 +519,9 @@ impl Core {
                 &nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
             )?;
         }
-        res?;
+        let (_, write_out) = res?;
         h.node.changed();
-        Ok((written, dropped))
+        Ok((dropped, write_out))
     }
 
     /// `fallocate`: mode 0 grows the file (holes read as zeros); KEEP_SIZE is accepted
