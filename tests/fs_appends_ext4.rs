@@ -11,7 +11,6 @@ mod support;
 use std::fs;
 use std::io::Write;
 
-use support::fs::crash::is_mounted;
 use support::fs::*;
 
 /// Bytes that differ per write and per position.
@@ -44,8 +43,7 @@ fn small_appends_on_a_full_ext4_never_tear_the_last_block() {
     let keys = TestKeys::new();
     let spec = image_volume(&image, &keys);
     let (backing, mnt) = (spec.backing.clone(), spec.mountpoint.clone());
-    let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
-    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
+    let session = mount_live(&spec, &keys);
 
     let mut f = fs::File::create(mnt.join("log")).unwrap();
     let mut model = Vec::new();
@@ -74,8 +72,7 @@ fn small_appends_on_a_full_ext4_never_tear_the_last_block() {
     drop(f);
     session.umount().unwrap();
 
-    let session = kmsfs::fs::mount(&spec, keys).unwrap();
-    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
+    let session = mount_live(&spec, &keys);
     let got = fs::read(mnt.join("log")).unwrap();
     assert_eq!(got.len(), model.len());
     assert!(got == model, "bytes differ");

@@ -84,8 +84,7 @@ fn an_fsynced_file_in_a_new_directory_survives_a_power_loss_on_journaled_ext4() 
     }
     eprintln!("{torn} of 2 new kmsfs.dir files lost their content in the crash");
 
-    let session = kmsfs::fs::mount(&spec, keys).unwrap();
-    assert!(is_mounted(&mnt));
+    let session = mount_live(&spec, &keys);
     assert_eq!(fs::read(mnt.join("a/b/synced")).unwrap(), b"fsynced data");
     let mut listed: Vec<String> = fs::read_dir(mnt.join("a/b"))
         .unwrap()

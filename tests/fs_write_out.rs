@@ -11,7 +11,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use support::fs::crash::is_mounted;
 use support::fs::*;
 
 /// The backing file of the one regular file in the volume.
@@ -58,8 +57,7 @@ fn large_writes_start_their_write_out_before_any_fsync() {
     let keys = TestKeys::new();
     let spec = image_volume(&image, &keys);
     let (backing, mnt) = (spec.backing.clone(), spec.mountpoint.clone());
-    let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
-    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
+    let session = mount_live(&spec, &keys);
 
     // Small writes leave the write-out to the kernel: still delayed allocations.
     let mut small = fs::File::create(mnt.join("small")).unwrap();
@@ -99,8 +97,7 @@ fn large_writes_start_their_write_out_before_any_fsync() {
     f.sync_all().unwrap();
     drop(f);
     session.umount().unwrap();
-    let session = kmsfs::fs::mount(&spec, keys.clone()).unwrap();
-    assert!(is_mounted(&mnt), "not mounted at {}", mnt.display());
+    let session = mount_live(&spec, &keys);
     let back = fs::read(mnt.join("big")).unwrap();
     assert_eq!(back.len(), 8 << 20);
     assert!(back.chunks(1 << 20).all(|c| c == data.as_slice()));

@@ -15,8 +15,6 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
-use std::sync::Arc;
 
 use crate::format::{ContentCipher, BLOCK_SIZE};
 
@@ -25,7 +23,7 @@ use super::error::FsError;
 mod workers;
 mod writeout;
 
-pub use writeout::Started;
+pub use writeout::{Started, WriteOut};
 
 const B: u64 = BLOCK_SIZE as u64;
 /// Largest plaintext size kmsfs writes: its backing length must stay a valid `off_t`.
@@ -294,61 +292,6 @@ fn seal_and_write(
     // Every block sealed adds the same overhead to its plaintext.
     let sealed_len = plain.len() as u64 + (blocks * layout.block_overhead()) as u64;
     Ok(WriteOut::of(layout.block_offset(first), sealed_len))
-}
-
-/// The backing file system's write-out of a large write's whole pages, to start
-/// ([`WriteOut::start`]) after the write is answered: one `sync_file_range` for the
-/// request instead of one per run inside it, off the request's round trip (it was
-/// about a tenth of the daemon's time per 1 MiB write, on both workers, and woke a
-/// kworker that took the core from the next run; docs/PERFORMANCE.md, round 11).
-/// `Core::write` leaves it to the write-out thread ([`WriteOut::start_later`]), and the
-/// next write to the file waits until it started.
-#[must_use]
-#[derive(Debug, PartialEq, Eq)]
-pub struct WriteOut {
-    /// Page-aligned byte range of the backing file.
-    from: u64,
-    to: u64,
-}
-
-impl WriteOut {
-    /// The whole pages of `len` bytes written at `offset`. The last partial page is
-    /// left out: the next write completes it and writes it out, so a sequential writer
-    /// never writes into a page under write-out.
-    fn of(offset: u64, len: u64) -> Option<Self> {
-        let page = 4096;
-        let from = offset / page * page;
-        let to = offset.checked_add(len)? / page * page;
-        (to > from).then_some(WriteOut { from, to })
-    }
-
-    /// Starts the write-out (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: queued, not
-    /// waited for), so that a large write reaches the disk while the next requests are
-    /// sealed instead of all at the writer's `fsync` (with 24 GiB of memory, ext4 starts
-    /// no write-out on its own for the first 2 GiB dirty, or for 30 s). Nothing about
-    /// durability changes: only `fsync` waits for the data, and the kernel may write out
-    /// dirty pages at any time anyway. A failure is not the write's: a write-out error
-    /// is kept by the kernel for the next `fsync`, which reports it.
-    pub fn start(self, file: &File) {
-        let (Ok(at), Ok(bytes)) = (i64::try_from(self.from), i64::try_from(self.to - self.from))
-        else {
-            return;
-        };
-        // SAFETY: sync_file_range only reads the descriptor number of an open file.
-        unsafe { libc::sync_file_range(file.as_raw_fd(), at, bytes, libc::SYNC_FILE_RANGE_WRITE) };
-    }
-
-    /// [`Self::start`] on the write-out thread ([`writeout`]), which keeps `file` open
-    /// until then; `None` if it started here (that thread missing or behind).
-    pub fn start_later(self, file: Arc<File>) -> Option<Started> {
-        match writeout::queue(file, self) {
-            Ok(started) => Some(started),
-            Err((file, w)) => {
-                w.start(&file);
-                None
-            }
-        }
-    }
 }
 
 /// Opens blocks `first..=last`, whose sealed bytes are `sealed` (back to back, as in

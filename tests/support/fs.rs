@@ -36,6 +36,15 @@ pub fn image_volume(image: &Ext4Image, keys: &TestKeys) -> MountSpec {
     }
 }
 
+/// Mounts `spec` and checks that the mount is live, so that nothing after it writes into
+/// the bare mountpoint.
+pub fn mount_live(spec: &MountSpec, keys: &Arc<TestKeys>) -> MountSession {
+    let session = kmsfs::fs::mount(spec, keys.clone()).unwrap();
+    let mnt = &spec.mountpoint;
+    assert!(crash::is_mounted(mnt), "not mounted at {}", mnt.display());
+    session
+}
+
 /// Operations the double authorizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::crypto::DataKey;
 use crate::format::{EnvelopeVersion, FileHeader, HEADER_LEN};
+use std::sync::Arc;
 
 fn new_file() -> (File, ContentCipher) {
     new_file_of(EnvelopeVersion::CURRENT)
