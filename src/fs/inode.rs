@@ -267,9 +267,9 @@ impl Node {
     }
 
     /// This regular file's [`SharedReader`]: the one it has, else one made from the
-    /// descriptor `open` returns, unless [`MAX_SHARED_READERS`] (less under a low descriptor
-    /// limit) are alive (then `None`,
-    /// and the caller opens a descriptor of its own).
+    /// descriptor `open` returns, unless [`MAX_SHARED_READERS`] (fewer under a low
+    /// descriptor limit) are alive: then `None`, and the caller opens a descriptor of
+    /// its own.
     pub fn shared_reader(
         &self,
         open: impl FnOnce() -> Result<File, FsError>,
