@@ -137,3 +137,109 @@ fn a_damaged_block_ahead_of_a_sequential_reader_is_eio_when_reached() {
     assert!(buf[..] == data[10 * M..11 * M]);
     m.assert_live();
 }
+
+/// Pages of `path` in the page cache (`cachestat(2)`, Linux 6.5), `None` without it.
+fn cached_pages(path: &std::path::Path) -> Option<u64> {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    let f = File::open(path).unwrap();
+    let range = Range { off: 0, len: 0 };
+    let mut stat = Stat::default();
+    // SAFETY: cachestat(fd, range, stat, 0) with live #[repr(C)] values of the kernel's
+    // layouts (linux/mman.h); a length of 0 means to the end of the file.
+    let rc = unsafe {
+        libc::syscall(
+            451,
+            f.as_raw_fd(),
+            &range as *const Range,
+            &mut stat as *mut Stat,
+            0u32,
+        )
+    };
+    (rc == 0).then_some(stat.nr_cache)
+}
+
+/// Writes `path`'s dirty pages and drops its cached ones.
+fn drop_backing_pages(path: &std::path::Path) {
+    let f = File::open(path).unwrap();
+    f.sync_all().unwrap();
+    drop_cached(&f);
+}
+
+#[test]
+fn a_cold_file_reads_past_the_backing_page_cache_and_a_damaged_block_is_still_eio() {
+    let mut m = Mounted::new(&[]);
+    m.assert_live();
+    let data = Rng(0x5eed_0a14).bytes(8 * M + 777);
+    fs::write(m.path("big"), &data).unwrap();
+    let backing = m.backing_files();
+    assert_eq!(backing.len(), 1);
+    let pages = (fs::metadata(&backing[0]).unwrap().len() as usize).div_ceil(B) as u64;
+    m.remount(&[]);
+    m.assert_live();
+    drop_backing_pages(&backing[0]);
+    match cached_pages(&backing[0]) {
+        Some(0) => {}
+        Some(n) => {
+            // A file system whose pages cannot be dropped (tmpfs) is never cold.
+            eprintln!("skipped: {n} of {pages} backing pages stayed cached");
+            return;
+        }
+        None => {
+            eprintln!("skipped: no cachestat(2) on this kernel");
+            return;
+        }
+    }
+    let f = File::open(m.path("big")).unwrap();
+    assert!(
+        read_sequentially(&f, M) == data,
+        "cold sequential read differs"
+    );
+    // The header and the first small READs go through the backing page cache; the large
+    // READs of the rest went past it.
+    let cached = cached_pages(&backing[0]).unwrap();
+    assert!(
+        cached < pages / 4,
+        "{cached} of {pages} backing pages cached after a cold sequential read"
+    );
+    drop(f);
+
+    // One byte of the block at 5 MiB, the file cold again: the direct read of its
+    // range opens every block as the cached one does, so the reader gets EIO there.
+    let damaged = 5 * M / B;
+    let at = (HEADER + damaged * SEALED + 9) as u64;
+    let raw = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&backing[0])
+        .unwrap();
+    let mut byte = [0u8];
+    raw.read_exact_at(&mut byte, at).unwrap();
+    raw.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+    drop(raw);
+    m.remount(&[]);
+    m.assert_live();
+    drop_backing_pages(&backing[0]);
+    let mut f = File::open(m.path("big")).unwrap();
+    let mut buf = vec![0u8; M];
+    for n in 0..5 {
+        f.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("MiB {n} before the damaged block: {e}"));
+        assert!(buf[..] == data[n * M..(n + 1) * M], "MiB {n}");
+    }
+    let err = f.read_exact(&mut buf).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    m.assert_live();
+}

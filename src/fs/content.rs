@@ -2,8 +2,9 @@
 //! truncate paths over one backing file.
 //!
 //! A request touches blocks `first..=last`; their sealed bytes are contiguous in the
-//! backing file, so a read is one `pread` of the whole range followed by `open_block` of
-//! each block, and a write is at most two edge-block reads (read-modify-write of partial
+//! backing file, so a read is one `pread` of the whole range (past the page cache when
+//! the range is large and cold, [`direct`]) followed by `open_block` of each block, and
+//! a write is at most two edge-block reads (read-modify-write of partial
 //! blocks), sealing every block of the range, and one `pwrite`. Buffers are reused from
 //! a small pool shared by all threads (not one set per thread: that kept a megabyte per
 //! FUSE worker resident for the whole mount), so the hot path neither allocates nor
@@ -20,9 +21,11 @@ use crate::format::{ContentCipher, BLOCK_SIZE};
 
 use super::error::FsError;
 
+mod direct;
 mod workers;
 mod writeout;
 
+pub use direct::{DirectReader, DIRECT_MIN};
 pub use writeout::{Started, WriteOut};
 
 const B: u64 = BLOCK_SIZE as u64;
@@ -463,9 +466,11 @@ fn read_threads(blocks: usize, others: usize) -> usize {
 }
 
 /// Reads up to `len` plaintext bytes at `offset` and hands them to `done` (fewer at the
-/// end of the file, none past it).
+/// end of the file, none past it). `direct`, the same file opened `O_DIRECT`, reads a
+/// cold range past the page cache ([`direct`]).
 pub fn read<R>(
     file: &File,
+    direct: Option<&File>,
     cipher: &ContentCipher,
     offset: u64,
     len: u32,
@@ -483,19 +488,30 @@ pub fn read<R>(
     let start = layout.block_offset(first);
     let stop = layout.block_offset(last + 1).min(backing);
     with_scratch(|s| {
-        s.range_sealed.resize(usize_of(stop - start)?, 0);
-        file.read_exact_at(&mut s.range_sealed, start)
-            .map_err(io_eio)?;
+        let cold =
+            direct.and_then(|d| direct::read_cold(file, d, start, stop, &mut s.range_sealed));
+        let at = match cold {
+            Some(at) => at,
+            None => {
+                s.range_sealed.resize(usize_of(stop - start)?, 0);
+                file.read_exact_at(&mut s.range_sealed, start)
+                    .map_err(io_eio)?;
+                0
+            }
+        };
+        let sealed = s
+            .range_sealed
+            .get_mut(at..at + usize_of(stop - start)?)
+            .ok_or_else(|| FsError::refused(libc::EIO, "block range"))?;
         // The kernel's read-ahead keeps several READs of a sequential reader in flight,
         // each on its own FUSE thread: those already share the cores, and splitting each
         // again only adds thread starts and joins that wait for a core.
         let (_guard, others) = InFlight::enter();
         let threads = read_threads(usize_of(last - first + 1)?, others);
-        let plain_len = open_range_in_place(cipher, first, last, &mut s.range_sealed, threads)?;
+        let plain_len = open_range_in_place(cipher, first, last, sealed, threads)?;
         let skip = usize_of(offset - first * B)?;
         let take = usize_of(end - offset)?;
-        let bytes = s
-            .range_sealed
+        let bytes = sealed
             .get(skip..skip + take)
             .filter(|_| skip + take <= plain_len)
             .ok_or_else(|| FsError::refused(libc::EIO, "short block"))?;

@@ -15,12 +15,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::format::ContentCipher;
 use crate::kms::provider::Caller;
 
 use super::authz::Access;
+use super::content::DirectReader;
 use super::error::FsError;
 use super::inode::{CipherPin, ContentKey, Node, NodeKind};
 
@@ -46,6 +47,10 @@ pub struct OpenFile {
     /// Keeps the node's newer cipher (if the file is re-keyed) for as long as this open
     /// lives; taken before `epoch` was read.
     pub _pin: CipherPin<Arc<Node>>,
+    /// The backing file opened read-only with `O_DIRECT`, for cold large reads (see
+    /// `content::direct`): opened at this handle's first READ of that size, `None`
+    /// inside where that open failed (a file system without `O_DIRECT`).
+    pub direct: OnceLock<Option<DirectReader>>,
 }
 
 impl OpenFile {

@@ -208,19 +208,7 @@ pub const MAX_SHARED_READERS: usize = 4096;
 /// that need a descriptor of their own.
 fn shared_readers_cap() -> usize {
     static CAP: OnceLock<usize> = OnceLock::new();
-    *CAP.get_or_init(|| {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit only writes the struct we pass.
-        let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-        } else {
-            1024
-        };
-        MAX_SHARED_READERS.min(limit / 8)
-    })
+    *CAP.get_or_init(|| MAX_SHARED_READERS.min(super::sys::descriptor_limit() / 8))
 }
 
 /// One count of [`SHARED_READERS`] not yet owned by a [`SharedReader`]: given back

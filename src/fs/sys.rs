@@ -4,7 +4,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use nix::errno::Errno;
 
@@ -165,6 +165,83 @@ pub fn file_handle(fd: BorrowedFd<'_>) -> Result<Option<(FileHandle, i32)>, FsEr
         },
         mount_id,
     )))
+}
+
+/// The soft descriptor limit (`RLIMIT_NOFILE`) as it is now; 1 024 where unknown.
+pub fn descriptor_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    }
+}
+
+/// `cachestat(2)`'s number (Linux 6.5): the same in every architecture's table that
+/// kmsfs builds for (alpha's differs). Not in the `libc` crate for x86_64 yet.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range` of linux/mman.h.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+/// `struct cachestat` of linux/mman.h.
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Set once `cachestat(2)` answered ENOSYS (a kernel before 6.5, or a filter that
+/// refuses it): not asked again.
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+
+/// Whether the `len` bytes at `offset` of the file behind `fd` are cold: fewer than half
+/// of their pages are in the page cache, and none of those is dirty or being written
+/// back (`cachestat(2)`, which only looks: it starts no read). `false` wherever the
+/// answer is not known, so that a caller keeps to the page cache.
+pub fn range_is_cold(fd: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
+    if len == 0 || NO_CACHESTAT.load(Ordering::Relaxed) {
+        return false;
+    }
+    let range = CachestatRange { off: offset, len };
+    let mut stat = Cachestat::default();
+    // SAFETY: both pointers are to live `#[repr(C)]` values of the layouts the kernel
+    // reads and writes (linux/mman.h); flags must be 0.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd.as_raw_fd(),
+            &range as *const CachestatRange,
+            &mut stat as *mut Cachestat,
+            0u32,
+        )
+    };
+    if ret != 0 {
+        if Errno::last() == Errno::ENOSYS {
+            NO_CACHESTAT.store(true, Ordering::Relaxed);
+        }
+        return false;
+    }
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let page = *PAGE.get_or_init(|| {
+        // SAFETY: sysconf reads a constant of the process; no pointers.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    });
+    let pages = (offset % page + len).div_ceil(page);
+    stat.nr_dirty == 0 && stat.nr_writeback == 0 && stat.nr_cache.saturating_mul(2) < pages
 }
 
 /// Opens the object `handle` names on the file system of `mount` (a descriptor of that

@@ -25,7 +25,7 @@ fn new_file_of(version: EnvelopeVersion) -> (File, ContentCipher) {
 
 fn read_all(file: &File, cipher: &ContentCipher) -> Vec<u8> {
     let size = size(file, cipher).unwrap();
-    read(file, cipher, 0, size as u32 + 10, |b| b.to_vec()).unwrap()
+    read(file, None, cipher, 0, size as u32 + 10, |b| b.to_vec()).unwrap()
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn model_check(version: EnvelopeVersion) {
             _ => {
                 let off = next(7 * B);
                 let len = next(3 * B) as u32;
-                let got = read(&file, &cipher, off, len, |b| b.to_vec()).unwrap();
+                let got = read(&file, None, &cipher, off, len, |b| b.to_vec()).unwrap();
                 let from = (off as usize).min(model.len());
                 let to = (off as usize + len as usize).min(model.len());
                 assert_eq!(got, &model[from..to], "step {step}");
@@ -129,7 +129,7 @@ fn a_split_read_across_holes_and_a_partial_last_block_is_exact() {
         write(&file, &cipher, model.len() as u64 - 1, &[9]).unwrap();
         *model.last_mut().unwrap() = 9;
         assert_eq!(read_all(&file, &cipher), model, "{version:?}");
-        let got = read(&file, &cipher, 100, (200 * B) as u32, |b| b.to_vec()).unwrap();
+        let got = read(&file, None, &cipher, 100, (200 * B) as u32, |b| b.to_vec()).unwrap();
         assert_eq!(got, &model[100..100 + 200 * BLOCK_SIZE], "{version:?}");
     }
 }
@@ -152,10 +152,10 @@ fn a_read_among_other_reads_takes_its_share_of_the_cores_and_still_authenticates
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, at).unwrap();
     file.write_all_at(&[byte[0] ^ 4], at).unwrap();
-    let err = read(&file, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
+    let err = read(&file, None, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
     drop(other);
-    let err = read(&file, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
+    let err = read(&file, None, &cipher, 0, (256 * B) as u32, |b| b.len()).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
 }
 
@@ -185,10 +185,10 @@ fn a_damaged_block_in_a_split_request_fails_the_whole_read() {
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, at).unwrap();
     file.write_all_at(&[byte[0] ^ 0x80], at).unwrap();
-    let err = read(&file, &cipher, 0, (blocks * B) as u32, |b| b.len()).unwrap_err();
+    let err = read(&file, None, &cipher, 0, (blocks * B) as u32, |b| b.len()).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
     // The runs before it still read.
-    let n = read(&file, &cipher, 0, (128 * B) as u32, |b| b.to_vec()).unwrap();
+    let n = read(&file, None, &cipher, 0, (128 * B) as u32, |b| b.to_vec()).unwrap();
     assert_eq!(n, &data[..128 * B as usize]);
 }
 
@@ -201,8 +201,11 @@ fn a_damaged_block_fails_the_read_instead_of_returning_bytes() {
     file.read_exact_at(&mut byte, at).unwrap();
     file.write_all_at(&[byte[0] ^ 1], at).unwrap();
     // Block 0 alone still reads; any range touching block 1 fails.
-    assert_eq!(read(&file, &cipher, 0, 100, |b| b.len()).unwrap(), 100);
-    let err = read(&file, &cipher, 0, 3 * B as u32, |b| b.len()).unwrap_err();
+    assert_eq!(
+        read(&file, None, &cipher, 0, 100, |b| b.len()).unwrap(),
+        100
+    );
+    let err = read(&file, None, &cipher, 0, 3 * B as u32, |b| b.len()).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
     // A write that must read the damaged block back refuses too.
     let err = write(&file, &cipher, B + 1, b"x").unwrap_err();
@@ -494,4 +497,56 @@ fn a_write_out_left_to_the_thread_can_be_waited_for() {
         // Started, and the thread let go of the file before saying so.
         assert_eq!(Arc::strong_count(&file), 1);
     }
+}
+
+/// The file's pages dropped from the page cache (clean after `sync_all`).
+fn drop_pages(file: &File) {
+    file.sync_all().unwrap();
+    nix::fcntl::posix_fadvise(
+        file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_cold_range_read_past_the_page_cache_is_opened_and_checked_the_same() {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (file, cipher) = new_file();
+    let data: Vec<u8> = (0..300 * B).map(|i| (i % 253) as u8).collect();
+    write(&file, &cipher, 0, &data).unwrap();
+    let Ok(direct) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&file)
+        ))
+    else {
+        eprintln!("skipped: the temp directory refuses O_DIRECT");
+        return;
+    };
+    drop_pages(&file);
+    let whole = HEADER_LEN as u64 + 300 * cipher.version().sealed_block_size() as u64;
+    if !crate::fs::sys::range_is_cold(file.as_fd(), 0, whole) {
+        eprintln!("skipped: no cachestat(2) here, or the pages stayed cached");
+        return;
+    }
+    // 1 MiB from an offset inside a block: the bytes of the model.
+    let (off, len) = (3 * B + 100, 256 * B as u32);
+    let got = read(&file, Some(&direct), &cipher, off, len, |b| b.to_vec()).unwrap();
+    assert_eq!(got, &data[off as usize..(off + u64::from(len)) as usize]);
+    // Read past the page cache: the range is still cold, so the direct read served it.
+    assert!(crate::fs::sys::range_is_cold(file.as_fd(), 0, whole));
+    // A damaged block in a cold range is EIO, as through the page cache.
+    let at = HEADER_LEN as u64 + 100 * cipher.version().sealed_block_size() as u64 + 7;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 1], at).unwrap();
+    drop_pages(&file);
+    let err = read(&file, Some(&direct), &cipher, 0, len, |b| b.len()).unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
 }

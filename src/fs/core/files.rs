@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fuser::FileAttr;
 use nix::fcntl::{openat, OFlag};
@@ -309,6 +309,7 @@ impl Core {
             append: flags & libc::O_APPEND != 0 && !self.writeback(),
             opener: *caller,
             _pin: pin,
+            direct: OnceLock::new(),
         });
         Ok((attr, fh))
     }
@@ -398,6 +399,7 @@ impl Core {
             append: flags & libc::O_APPEND != 0 && !self.writeback(),
             opener: *caller,
             _pin: pin,
+            direct: OnceLock::new(),
         });
         Ok((fh, keep_cache, dropped))
     }
@@ -422,8 +424,18 @@ impl Core {
         if !readable {
             return Err(FsError::refused(libc::EBADF, "handle not open for reading"));
         }
+        let direct = if size >= content::DIRECT_MIN {
+            h.direct
+                .get_or_init(|| {
+                    content::DirectReader::open(|| self.reopen_with(&h.node, false, libc::O_DIRECT))
+                })
+                .as_ref()
+                .map(content::DirectReader::file)
+        } else {
+            None
+        };
         let g = read_guard(&h.node);
-        content::read(&h.file, h.cipher(&g), offset, size, reply)
+        content::read(&h.file, direct, h.cipher(&g), offset, size, reply)
     }
 
     /// Writes through a handle and gives the result to `answer` (the reply). The first

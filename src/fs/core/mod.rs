@@ -514,13 +514,18 @@ impl Core {
     /// inode, and an inode's type never changes; so a FIFO or device is never opened and
     /// an open can never block a worker (`O_NONBLOCK` stays as a second guard).
     fn reopen(&self, node: &Node, write: bool) -> Result<File, FsError> {
+        self.reopen_with(node, write, 0)
+    }
+
+    /// [`Self::reopen`] with `extra` open flags (`O_DIRECT`).
+    fn reopen_with(&self, node: &Node, write: bool, extra: i32) -> Result<File, FsError> {
         if node.kind != NodeKind::File {
             return Err(FsError::refused(
                 libc::EIO,
                 "backing object is not a regular file",
             ));
         }
-        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
+        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | extra;
         let refused = match self.reopen_by_handle(node, write, flags) {
             Some(Ok(file)) => return Ok(file),
             Some(Err(FsError::Sys(nix::errno::Errno::EPERM))) => true,
