@@ -550,3 +550,82 @@ fn a_cold_range_read_past_the_page_cache_is_opened_and_checked_the_same() {
     let err = read(&file, Some(&direct), &cipher, 0, len, |b| b.len()).unwrap_err();
     assert_eq!(err.errno(), libc::EIO);
 }
+
+#[test]
+fn large_reads_of_cold_and_partly_cached_ranges_match_a_byte_vector_model() {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (file, cipher) = new_file();
+    let Ok(direct) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&file)
+        ))
+    else {
+        eprintln!("skipped: the temp directory refuses O_DIRECT");
+        return;
+    };
+    let mut model: Vec<u8> = Vec::new();
+    let mut cold_reads = 0;
+    let mut x: u64 = 0x0d1e_c7ed;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for step in 0..240u64 {
+        match next(6) {
+            0 | 1 => {
+                let off = next(700 * B) as usize;
+                let len = 1 + next(150 * B) as usize;
+                let data: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + step) as u8).collect();
+                write(&file, &cipher, off as u64, &data).unwrap();
+                if model.len() < off + len {
+                    model.resize(off + len, 0);
+                }
+                model[off..off + len].copy_from_slice(&data);
+            }
+            2 => {
+                let len = next(800 * B) as usize;
+                truncate(&file, &cipher, len as u64).unwrap();
+                model.resize(len, 0);
+            }
+            3 => drop_pages(&file),
+            _ => {
+                // Sometimes a small buffered read first caches part of what follows.
+                if next(3) == 0 {
+                    let _ = read(&file, None, &cipher, next(800 * B), 8192, |b| b.len());
+                }
+                let off = next(800 * B);
+                let len = (64 * B + next(200 * B)) as u32;
+                let layout = cipher.version();
+                let backing = file.metadata().unwrap().len();
+                let start = layout.block_offset(off / B).min(backing);
+                let stop = layout
+                    .block_offset((off + u64::from(len) - 1) / B + 1)
+                    .min(backing);
+                if crate::fs::sys::range_is_cold(file.as_fd(), start, stop - start) {
+                    cold_reads += 1;
+                }
+                let got = read(&file, Some(&direct), &cipher, off, len, |b| b.to_vec()).unwrap();
+                let from = (off as usize).min(model.len());
+                let to = (off as usize + len as usize).min(model.len());
+                assert!(got == model[from..to], "step {step}: {len} at {off}");
+            }
+        }
+    }
+    drop_pages(&file);
+    let size = size(&file, &cipher).unwrap();
+    let got = read(&file, Some(&direct), &cipher, 0, size as u32 + 10, |b| {
+        b.to_vec()
+    })
+    .unwrap();
+    assert!(got == model, "whole file");
+    // Both paths were taken (where cachestat(2) answers at all).
+    if crate::fs::sys::range_is_cold(file.as_fd(), 0, 1) || cold_reads > 0 {
+        assert!(cold_reads >= 5, "only {cold_reads} cold reads");
+    }
+}
