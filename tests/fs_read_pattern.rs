@@ -29,6 +29,32 @@ fn drop_cached(f: &File) {
     assert_eq!(rc, 0);
 }
 
+/// Flips the bits `mask` of the byte at `at` of the backing file `path`.
+fn flip_bits(path: &std::path::Path, at: u64, mask: u8) {
+    let raw = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    raw.read_exact_at(&mut byte, at).unwrap();
+    raw.write_all_at(&[byte[0] ^ mask], at).unwrap();
+}
+
+/// Reads `f` from the start in 1 MiB `read(2)`s: the first `good` MiB must be `data`'s,
+/// the next read must fail with EIO. Returns the read buffer.
+fn read_to_eio(mut f: &File, data: &[u8], good: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; M];
+    for n in 0..good {
+        f.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("MiB {n} before the damaged block: {e}"));
+        assert!(buf[..] == data[n * M..(n + 1) * M], "MiB {n}");
+    }
+    let err = f.read_exact(&mut buf).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    buf
+}
+
 /// Reads `f` from the start in `chunk`-sized `read(2)`s to the end.
 fn read_sequentially(mut f: &File, chunk: usize) -> Vec<u8> {
     let mut got = Vec::new();
@@ -107,29 +133,16 @@ fn a_damaged_block_ahead_of_a_sequential_reader_is_eio_when_reached() {
     assert_eq!(backing.len(), 1);
     // One byte of the ciphertext of the first block at 8 MiB, inside a read-ahead
     // READ that the kernel sends while the reader still waits for an earlier one.
-    let damaged = 8 * M / B;
-    let at = (HEADER + damaged * SEALED + 100) as u64;
-    let raw = fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(&backing[0])
-        .unwrap();
-    let mut byte = [0u8];
-    raw.read_exact_at(&mut byte, at).unwrap();
-    raw.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
-    drop(raw);
+    flip_bits(
+        &backing[0],
+        (HEADER + 8 * M / B * SEALED + 100) as u64,
+        0x10,
+    );
     m.remount(&[]);
     m.assert_live();
 
-    let mut f = File::open(m.path("big")).unwrap();
-    let mut buf = vec![0u8; M];
-    for n in 0..8 {
-        f.read_exact(&mut buf)
-            .unwrap_or_else(|e| panic!("MiB {n} before the damaged block: {e}"));
-        assert!(buf[..] == data[n * M..(n + 1) * M], "MiB {n}");
-    }
-    let err = f.read_exact(&mut buf).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let f = File::open(m.path("big")).unwrap();
+    let mut buf = read_to_eio(&f, &data, 8);
     // Still EIO on a retry, and the blocks after it still read.
     let err = f.read_exact_at(&mut buf, (8 * M) as u64).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
@@ -234,28 +247,11 @@ fn a_cold_file_reads_past_the_backing_page_cache_and_a_damaged_block_is_still_ei
 
     // One byte of the block at 5 MiB, the file cold again: the direct read of its
     // range opens every block as the cached one does, so the reader gets EIO there.
-    let damaged = 5 * M / B;
-    let at = (HEADER + damaged * SEALED + 9) as u64;
-    let raw = fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(&backing[0])
-        .unwrap();
-    let mut byte = [0u8];
-    raw.read_exact_at(&mut byte, at).unwrap();
-    raw.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
-    drop(raw);
+    flip_bits(&backing[0], (HEADER + 5 * M / B * SEALED + 9) as u64, 0x01);
     m.remount(&[]);
     m.assert_live();
     drop_backing_pages(&backing[0]);
-    let mut f = File::open(m.path("big")).unwrap();
-    let mut buf = vec![0u8; M];
-    for n in 0..5 {
-        f.read_exact(&mut buf)
-            .unwrap_or_else(|e| panic!("MiB {n} before the damaged block: {e}"));
-        assert!(buf[..] == data[n * M..(n + 1) * M], "MiB {n}");
-    }
-    let err = f.read_exact(&mut buf).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let f = File::open(m.path("big")).unwrap();
+    read_to_eio(&f, &data, 5);
     m.assert_live();
 }

@@ -128,37 +128,29 @@ mod tests {
     use super::*;
     use std::os::unix::fs::OpenOptionsExt;
 
-    fn direct_of(path: &std::path::Path) -> Option<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .ok()
-    }
-
-    #[test]
-    fn a_cold_range_is_read_direct_at_any_offset_and_a_cached_one_is_not() {
-        // /var/tmp: a disk-backed file system (tmpfs may refuse O_DIRECT, and its pages
-        // are always cached).
+    /// A file of `data` in /var/tmp (a disk-backed file system: tmpfs may refuse
+    /// `O_DIRECT`, and its pages are always cached), opened buffered and `O_DIRECT`, its
+    /// pages dropped (clean after a sync). `None`, said why, where that cannot be had.
+    fn cold_file(data: &[u8]) -> Option<(tempfile::TempDir, File, File)> {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let path = dir.path().join("f");
-        let data: Vec<u8> = (0..3_000_000u32)
-            .map(|i| (i * 7 + i / 4096) as u8)
-            .collect();
-        std::fs::write(&path, &data).unwrap();
+        std::fs::write(&path, data).unwrap();
         let buffered = File::open(&path).unwrap();
         buffered.sync_all().unwrap();
-        let Some(direct) = direct_of(&path) else {
+        let Ok(direct) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+        else {
             eprintln!("skipped: /var/tmp refuses O_DIRECT");
-            return;
+            return None;
         };
         // An overlay's own inode has no pages of its own: its ranges always look cold.
         let fs = nix::sys::statfs::statfs(dir.path()).unwrap();
         if fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC {
             eprintln!("skipped: /var/tmp is an overlay");
-            return;
+            return None;
         }
-        // Drop the file's pages (clean after the sync): the range is cold now.
         nix::fcntl::posix_fadvise(
             &buffered,
             0,
@@ -166,11 +158,22 @@ mod tests {
             nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
         )
         .unwrap();
-        let (start, stop) = (1024 + 4136 * 3, 1024 + 4136 * 200);
-        if !sys::range_is_cold(buffered.as_fd(), start, stop - start) {
+        if !sys::range_is_cold(buffered.as_fd(), 0, data.len() as u64) {
             eprintln!("skipped: no cachestat(2) here, or the pages stayed cached");
-            return;
+            return None;
         }
+        Some((dir, buffered, direct))
+    }
+
+    #[test]
+    fn a_cold_range_is_read_direct_at_any_offset_and_a_cached_one_is_not() {
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i * 7 + i / 4096) as u8)
+            .collect();
+        let Some((_dir, buffered, direct)) = cold_file(&data) else {
+            return;
+        };
+        let (start, stop) = (1024 + 4136 * 3, 1024 + 4136 * 200);
         let mut buf = Vec::new();
         let at = read_cold(&buffered, &direct, start, stop, &mut buf).expect("read direct");
         let want = &data[start as usize..stop as usize];
@@ -187,26 +190,9 @@ mod tests {
 
     #[test]
     fn a_range_past_the_end_is_left_to_the_buffered_read() {
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![5u8; 100_000]).unwrap();
-        let buffered = File::open(&path).unwrap();
-        buffered.sync_all().unwrap();
-        let Some(direct) = direct_of(&path) else {
-            eprintln!("skipped: /var/tmp refuses O_DIRECT");
+        let Some((_dir, buffered, direct)) = cold_file(&[5u8; 100_000]) else {
             return;
         };
-        nix::fcntl::posix_fadvise(
-            &buffered,
-            0,
-            0,
-            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        )
-        .unwrap();
-        if !sys::range_is_cold(buffered.as_fd(), 50_000, 350_000) {
-            eprintln!("skipped: no cachestat(2) here, or the pages stayed cached");
-            return;
-        }
         let mut buf = Vec::new();
         assert_eq!(
             read_cold(&buffered, &direct, 50_000, 400_000, &mut buf),

@@ -28,6 +28,15 @@ fn read_all(file: &File, cipher: &ContentCipher) -> Vec<u8> {
     read(file, None, cipher, 0, size as u32 + 10, |b| b.to_vec()).unwrap()
 }
 
+/// Writes `data` at `off` into the file and into its byte-vector `model`.
+fn write_both(file: &File, cipher: &ContentCipher, model: &mut Vec<u8>, off: usize, data: &[u8]) {
+    write(file, cipher, off as u64, data).unwrap();
+    if model.len() < off + data.len() {
+        model.resize(off + data.len(), 0);
+    }
+    model[off..off + data.len()].copy_from_slice(data);
+}
+
 #[test]
 fn writes_truncates_and_reads_match_a_byte_vector_model() {
     for version in [EnvelopeVersion::V1, EnvelopeVersion::V2] {
@@ -57,11 +66,7 @@ fn model_check(version: EnvelopeVersion) {
                     next(2 * B + 100) + 1
                 } as usize;
                 let data: Vec<u8> = (0..len).map(|i| (i as u64 + step) as u8).collect();
-                write(&file, &cipher, off as u64, &data).unwrap();
-                if model.len() < off + len {
-                    model.resize(off + len, 0);
-                }
-                model[off..off + len].copy_from_slice(&data);
+                write_both(&file, &cipher, &mut model, off, &data);
             }
             2 => {
                 let len = next(7 * B) as usize;
@@ -499,6 +504,19 @@ fn a_write_out_left_to_the_thread_can_be_waited_for() {
     }
 }
 
+/// `file` opened again, read-only with `O_DIRECT`; `None` where its file system refuses.
+fn direct_of(file: &File) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(file)
+        ))
+        .ok()
+}
+
 /// The file's pages dropped from the page cache (clean after `sync_all`).
 fn drop_pages(file: &File) {
     file.sync_all().unwrap();
@@ -514,18 +532,10 @@ fn drop_pages(file: &File) {
 #[test]
 fn a_cold_range_read_past_the_page_cache_is_opened_and_checked_the_same() {
     use std::os::fd::AsFd;
-    use std::os::unix::fs::OpenOptionsExt;
     let (file, cipher) = new_file();
     let data: Vec<u8> = (0..300 * B).map(|i| (i % 253) as u8).collect();
     write(&file, &cipher, 0, &data).unwrap();
-    let Ok(direct) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&file)
-        ))
-    else {
+    let Some(direct) = direct_of(&file) else {
         eprintln!("skipped: the temp directory refuses O_DIRECT");
         return;
     };
@@ -554,16 +564,8 @@ fn a_cold_range_read_past_the_page_cache_is_opened_and_checked_the_same() {
 #[test]
 fn large_reads_of_cold_and_partly_cached_ranges_match_a_byte_vector_model() {
     use std::os::fd::AsFd;
-    use std::os::unix::fs::OpenOptionsExt;
     let (file, cipher) = new_file();
-    let Ok(direct) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&file)
-        ))
-    else {
+    let Some(direct) = direct_of(&file) else {
         eprintln!("skipped: the temp directory refuses O_DIRECT");
         return;
     };
@@ -582,11 +584,7 @@ fn large_reads_of_cold_and_partly_cached_ranges_match_a_byte_vector_model() {
                 let off = next(700 * B) as usize;
                 let len = 1 + next(150 * B) as usize;
                 let data: Vec<u8> = (0..len).map(|i| (i as u64 * 31 + step) as u8).collect();
-                write(&file, &cipher, off as u64, &data).unwrap();
-                if model.len() < off + len {
-                    model.resize(off + len, 0);
-                }
-                model[off..off + len].copy_from_slice(&data);
+                write_both(&file, &cipher, &mut model, off, &data);
             }
             2 => {
                 let len = next(800 * B) as usize;
